@@ -1,0 +1,8 @@
+//! pairjail: share a tmux session over SSH, each guest in a jail.
+//!
+//! Policy (`profile`) is data; mechanism (`jail`) is code; `commands` are
+//! thin wrappers the CLI (`cli`) dispatches to.
+
+pub mod cli;
+pub mod commands;
+pub mod profile;

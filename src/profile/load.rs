@@ -1,0 +1,227 @@
+//! Finding profile files and resolving `extends`.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use toml::{Table, Value};
+
+use super::error::{ProfileError, ProfileErrors};
+use super::locate::{self, Seg};
+use super::merge::merge;
+use super::model::Profile;
+use super::validate;
+
+/// The profiles shipped with pairjail, compiled in so a bare binary (and
+/// sshd's forced command) always finds them. Files on the search path win.
+const BUILTIN: &[(&str, &str)] = &[
+    ("base", include_str!("../../profiles/base.toml")),
+    (
+        "guest-relay",
+        include_str!("../../profiles/guest-relay.toml"),
+    ),
+    (
+        "guest-direct",
+        include_str!("../../profiles/guest-direct.toml"),
+    ),
+    ("workspace", include_str!("../../profiles/workspace.toml")),
+];
+
+pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+    BUILTIN.iter().map(|(n, _)| *n)
+}
+
+/// One file's text and the name it is shown under in errors.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub text: String,
+    /// The directory its own `extends` are looked up in first.
+    pub dir: Option<PathBuf>,
+}
+
+impl Source {
+    pub fn read(path: &Path) -> Result<Source, ProfileError> {
+        let name = path.display().to_string();
+        let text = fs::read_to_string(path).map_err(|e| ProfileError {
+            file: name.clone(),
+            line: 0,
+            col: 0,
+            message: format!("cannot read: {e}"),
+        })?;
+        Ok(Source {
+            name,
+            text,
+            dir: path.parent().map(Path::to_path_buf),
+        })
+    }
+
+    /// An error at the start of `path`'s key (or value) in this file,
+    /// or at 1:1 when the file does not set it.
+    pub fn error_at(&self, path: &[Seg], key: bool, message: String) -> ProfileError {
+        let offset = locate::span_of(&self.text, path, key).map_or(0, |s| s.start);
+        self.error_at_offset(offset, message)
+    }
+
+    pub fn error_at_offset(&self, offset: usize, message: String) -> ProfileError {
+        let (line, col) = locate::line_col(&self.text, offset);
+        ProfileError {
+            file: self.name.clone(),
+            line,
+            col,
+            message,
+        }
+    }
+}
+
+/// Where `extends = [...]` names and `profile show NAME` are looked up,
+/// first match wins.
+#[derive(Debug, Clone)]
+pub struct SearchPath {
+    pub dirs: Vec<PathBuf>,
+}
+
+impl SearchPath {
+    /// `$PAIRJAIL_PROFILE_PATH` (colon-separated), `./profiles`,
+    /// `~/.config/pairjail/profiles`, `/etc/pairjail/profiles`, then built-ins.
+    pub fn from_env() -> SearchPath {
+        let mut dirs: Vec<PathBuf> = env::var_os("PAIRJAIL_PROFILE_PATH")
+            .map(|p| {
+                env::split_paths(&p)
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        dirs.push(PathBuf::from("profiles"));
+        if let Some(home) = env::var_os("HOME") {
+            dirs.push(Path::new(&home).join(".config/pairjail/profiles"));
+        }
+        dirs.push(PathBuf::from("/etc/pairjail/profiles"));
+        SearchPath { dirs }
+    }
+
+    pub fn find(&self, name: &str, first: Option<&Path>) -> Option<Result<Source, ProfileError>> {
+        let file = format!("{name}.toml");
+        for dir in first
+            .into_iter()
+            .chain(self.dirs.iter().map(PathBuf::as_path))
+        {
+            let p = dir.join(&file);
+            if p.is_file() {
+                return Some(Source::read(&p));
+            }
+        }
+        BUILTIN.iter().find(|(n, _)| *n == name).map(|(n, text)| {
+            Ok(Source {
+                name: format!("<built-in {n}.toml>"),
+                text: (*text).to_string(),
+                dir: None,
+            })
+        })
+    }
+}
+
+/// A profile with every `extends` merged in, and the files it came from
+/// (the named file first).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub profile: Profile,
+    pub sources: Vec<Source>,
+}
+
+/// Is `arg` a file path rather than a profile name?
+pub fn is_path(arg: &str) -> bool {
+    arg.contains('/') || arg.ends_with(".toml")
+}
+
+/// Loads NAME or FILE, resolves `extends`, and validates the result.
+pub fn resolve(arg: &str, search: &SearchPath) -> Result<Resolved, ProfileErrors> {
+    let top = if is_path(arg) {
+        Source::read(Path::new(arg))?
+    } else {
+        match search.find(arg, None) {
+            Some(src) => src?,
+            None => {
+                return Err(ProfileError {
+                    file: arg.to_string(),
+                    line: 0,
+                    col: 0,
+                    message: format!(
+                        "no profile named '{arg}' (looked in {} and the built-ins: {})",
+                        search
+                            .dirs
+                            .iter()
+                            .map(|d| d.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        builtin_names().collect::<Vec<_>>().join(", ")
+                    ),
+                }
+                .into());
+            }
+        }
+    };
+    let mut sources = Vec::new();
+    let mut stack = Vec::new();
+    let table = load(top, search, &mut stack, &mut sources)?;
+    let first = &sources[0];
+    let profile: Profile = Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            first.error_at_offset(0, format!("merged profile is invalid: {}", e.message()))
+        })?;
+    validate::check(&profile, &sources)?;
+    Ok(Resolved { profile, sources })
+}
+
+/// Parses one file (located type and field errors), then its parents, and
+/// merges them underneath it. `sources` ends with the named file first.
+fn load(
+    src: Source,
+    search: &SearchPath,
+    stack: &mut Vec<String>,
+    sources: &mut Vec<Source>,
+) -> Result<Table, ProfileErrors> {
+    let own: Profile = toml::from_str(&src.text).map_err(|e| parse_error(&src, &e))?;
+    let mut table: Table = toml::from_str(&src.text).map_err(|e| parse_error(&src, &e))?;
+    table.remove("extends");
+    stack.push(src.name.clone());
+    let index = sources.len();
+    sources.push(src);
+    let mut merged = Table::new();
+    for (i, parent) in own.extends.iter().enumerate() {
+        let at = |msg: String| sources[index].error_at(&["extends".into(), i.into()], false, msg);
+        let dir = sources[index].dir.clone();
+        let found = match search.find(parent, dir.as_deref()) {
+            Some(found) => found?,
+            None => return Err(at(format!("extends unknown profile '{parent}'")).into()),
+        };
+        if let Some(pos) = stack.iter().position(|n| *n == found.name) {
+            let mut cycle = stack[pos..].to_vec();
+            cycle.push(found.name.clone());
+            return Err(at(format!("include cycle: {}", cycle.join(" -> "))).into());
+        }
+        let parent_table = load(found, search, stack, sources)?;
+        merge(&mut merged, parent_table);
+    }
+    merge(&mut merged, table);
+    stack.pop();
+    Ok(merged)
+}
+
+/// Turns a TOML/serde error into `file:line:col: message`, naming the table.
+fn parse_error(src: &Source, e: &toml::de::Error) -> ProfileErrors {
+    let offset = e.span().map_or(0, |s| s.start);
+    let raw = e.message().trim().to_string();
+    let (context, key) = locate::context_at(&src.text, offset);
+    let message = if let Some(rest) = raw.strip_prefix("unknown field `") {
+        let (field, tail) = rest.split_once('`').unwrap_or((rest, ""));
+        let tail = tail.replace('`', "");
+        format!("unknown field '{field}' in {context}{tail}")
+    } else if let Some(key) = key {
+        format!("'{key}' in {context}: {}", raw.replace('`', "'"))
+    } else {
+        raw.replace('`', "'")
+    };
+    src.error_at_offset(offset, message).into()
+}

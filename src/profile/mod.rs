@@ -1,0 +1,23 @@
+//! Policy: the profile format as plain data. Loading, merging, validating and
+//! printing a profile never touches the kernel; `jail::spawn` is the one place
+//! that turns a [`Profile`] into syscalls.
+
+mod error;
+mod load;
+mod locate;
+mod merge;
+mod model;
+pub mod names;
+mod units;
+mod validate;
+
+pub use error::{ProfileError, ProfileErrors};
+pub use load::{Resolved, SearchPath, Source, builtin_names, is_path, resolve};
+pub use model::*;
+pub use units::{Action, HumanDuration, Size};
+pub use validate::{MAX_LANDLOCK_ABI, expand};
+
+/// JSON Schema of the profile format.
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Profile)).unwrap_or_default()
+}

@@ -1,0 +1,297 @@
+//! The profile format: plain data, no kernel calls. Every struct rejects
+//! unknown fields so a typo is an error, never a silently ignored rule.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::units::{Action, HumanDuration, Size};
+
+/// A sandbox profile. Files may set any subset; `extends` merges them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Profile {
+    /// Profiles merged underneath this one, in order (names on the search path).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extends: Vec<String>,
+    /// One line for people reading `profile show`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Named values (`{name}` in mount sources/targets and Landlock paths),
+    /// with defaults; `pairjail exec --param name=value` overrides them.
+    pub params: BTreeMap<String, String>,
+    pub namespaces: Namespaces,
+    pub ids: Ids,
+    /// Filesystem entries, applied in order on top of a fresh tmpfs root.
+    #[serde(rename = "mount")]
+    pub mounts: Vec<Mount>,
+    pub landlock: Landlock,
+    pub seccomp: Seccomp,
+    pub capabilities: Capabilities,
+    pub rlimits: Rlimits,
+    pub cgroup: Cgroup,
+    pub env: Env,
+    pub session: Session,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Namespaces {
+    pub user: bool,
+    pub mount: bool,
+    pub pid: bool,
+    pub net: bool,
+    pub ipc: bool,
+    pub uts: bool,
+    pub cgroup: bool,
+    /// Hostname inside the UTS namespace.
+    pub hostname: String,
+}
+
+impl Default for Namespaces {
+    fn default() -> Self {
+        Namespaces {
+            user: true,
+            mount: true,
+            pid: true,
+            net: true,
+            ipc: true,
+            uts: true,
+            cgroup: false,
+            hostname: "pairjail".into(),
+        }
+    }
+}
+
+/// Identity inside the jail. Outside, the jail is always the caller's uid
+/// (or `nobody` when the caller is root).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ids {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Default for Ids {
+    fn default() -> Self {
+        Ids {
+            uid: 1000,
+            gid: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Mount {
+    /// A host path made visible inside; read-only unless `rw = true`.
+    Bind {
+        src: String,
+        dst: String,
+        #[serde(default, skip_serializing_if = "is_false")]
+        rw: bool,
+        /// Skip silently when `src` does not exist.
+        #[serde(default, skip_serializing_if = "is_false")]
+        optional: bool,
+    },
+    /// A private, empty, size-limited tmpfs.
+    Tmpfs {
+        dst: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<Size>,
+        /// Octal permission bits, e.g. `0o1777`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<u32>,
+    },
+    /// procfs for the jail's own pid namespace.
+    Proc {
+        #[serde(default = "default_proc")]
+        dst: String,
+    },
+    /// A tmpfs with null, zero, full, random, urandom and tty only.
+    Dev {
+        #[serde(default = "default_dev")]
+        dst: String,
+    },
+}
+
+fn default_proc() -> String {
+    "/proc".into()
+}
+fn default_dev() -> String {
+    "/dev".into()
+}
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Mount {
+    pub fn dst(&self) -> &str {
+        match self {
+            Mount::Bind { dst, .. }
+            | Mount::Tmpfs { dst, .. }
+            | Mount::Proc { dst }
+            | Mount::Dev { dst } => dst,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compat {
+    /// Apply what the running kernel supports and warn about the rest.
+    BestEffort,
+    /// Refuse to start unless the kernel supports the pinned ABI fully.
+    #[default]
+    Hard,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// Forbid connecting to abstract unix sockets outside the jail (ABI 6).
+    AbstractUnixSocket,
+    /// Forbid signalling processes outside the jail (ABI 6).
+    Signal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Landlock {
+    pub enabled: bool,
+    /// The Landlock ABI the rules are written for (1..=9).
+    pub abi: u8,
+    pub compat: Compat,
+    /// Paths (inside the jail) that may be read.
+    pub read: Vec<String>,
+    /// Paths that may be read and executed.
+    pub read_exec: Vec<String>,
+    /// Paths that may be read and written.
+    pub write: Vec<String>,
+    pub scopes: Vec<Scope>,
+}
+
+impl Default for Landlock {
+    fn default() -> Self {
+        Landlock {
+            enabled: true,
+            abi: 6,
+            compat: Compat::Hard,
+            read: vec![],
+            read_exec: vec![],
+            write: vec![],
+            scopes: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Seccomp {
+    pub enabled: bool,
+    /// What a syscall outside the allowlist gets.
+    pub default_action: Action,
+    /// Syscall names, or `@group` for a group from `[seccomp.groups]`.
+    pub allow: Vec<String>,
+    /// ioctl requests allowed by name (compared on the low 32 bits).
+    pub ioctl: Vec<String>,
+    /// Named syscall sets, referenced as `@name` in `allow`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for Seccomp {
+    fn default() -> Self {
+        Seccomp {
+            enabled: true,
+            default_action: Action::KillProcess,
+            allow: vec![],
+            ioctl: vec![],
+            groups: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Capabilities {
+    /// Capabilities kept inside the jail's user namespace (`CAP_…`).
+    pub keep: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rlimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nofile: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nproc: Option<u64>,
+    /// Address space.
+    #[serde(rename = "as", skip_serializing_if = "Option::is_none")]
+    pub address_space: Option<Size>,
+    /// CPU seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fsize: Option<Size>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub core: Option<Size>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cgroup {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_max: Option<Size>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids_max: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_weight: Option<u64>,
+    /// Fail instead of warning when the cgroup tree is not writable.
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Env {
+    /// Variables copied from the caller; everything else is cleared.
+    pub keep: Vec<String>,
+    pub set: BTreeMap<String, String>,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Watch only: no input reaches the session.
+    Mirror,
+    /// Type into the host's session.
+    Pair,
+    /// Own window in a session grouped with the host's.
+    Rogue,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Mirror => "mirror",
+            Mode::Pair => "pair",
+            Mode::Rogue => "rogue",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Session {
+    pub allowed_modes: Vec<Mode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_duration: Option<HumanDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<HumanDuration>,
+}

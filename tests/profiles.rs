@@ -1,0 +1,396 @@
+//! The profile format: every shipped profile checks, every error class
+//! comes back with its exact located message, round trips are lossless.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pairjail::profile::{self, Profile, SearchPath};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pairjail"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c.env_remove("PAIRJAIL_PROFILE_PATH");
+    c
+}
+
+fn search(dir: &Path) -> SearchPath {
+    SearchPath {
+        dirs: vec![
+            dir.to_path_buf(),
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("profiles"),
+        ],
+    }
+}
+
+/// Writes `files` into a temp dir and returns the error lines of resolving
+/// the first one, with the temp dir's path replaced by `DIR`.
+fn errors_of(files: &[(&str, &str)]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        fs::write(dir.path().join(name), text).unwrap();
+    }
+    let first = dir.path().join(files[0].0);
+    match profile::resolve(first.to_str().unwrap(), &search(dir.path())) {
+        Ok(_) => vec![],
+        Err(e) => {
+            e.0.iter()
+                .map(|e| e.to_string().replace(dir.path().to_str().unwrap(), "DIR"))
+                .collect()
+        }
+    }
+}
+
+fn one_error(text: &str) -> String {
+    let errs = errors_of(&[("p.toml", text)]);
+    assert_eq!(errs.len(), 1, "expected one error, got {errs:#?}");
+    errs[0].clone()
+}
+
+#[test]
+fn every_shipped_profile_checks() {
+    let out = bin()
+        .args([
+            "profile",
+            "check",
+            "profiles/base.toml",
+            "profiles/guest-relay.toml",
+        ])
+        .args(["profiles/guest-direct.toml", "profiles/workspace.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles")).unwrap();
+    for entry in listed {
+        let path = entry.unwrap().path();
+        let r = profile::resolve(path.to_str().unwrap(), &SearchPath::from_env());
+        assert!(r.is_ok(), "{}: {}", path.display(), r.unwrap_err());
+    }
+}
+
+#[test]
+fn misspelled_field_names_file_line_column_and_field() {
+    let out = bin()
+        .args(["profile", "check", "tests/data/misspelled.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "tests/data/misspelled.toml:5:1: unknown field 'nett' in [namespaces], expected one of user, mount, pid, net, ipc, uts, cgroup, hostname"
+    );
+}
+
+#[test]
+fn wrongly_typed_value_is_located() {
+    assert_eq!(
+        one_error("extends = [\"base\"]\n[rlimits]\nnofile = \"many\"\n"),
+        "DIR/p.toml:3:10: 'nofile' in [rlimits]: invalid type: string \"many\", expected u64"
+    );
+    assert_eq!(
+        one_error("[namespaces]\nuser = \"yes\"\n"),
+        "DIR/p.toml:2:8: 'user' in [namespaces]: invalid type: string \"yes\", expected a boolean"
+    );
+}
+
+#[test]
+fn unknown_top_level_table_and_mount_type() {
+    assert!(one_error("[seccmp]\n").starts_with("DIR/p.toml:1:2: unknown field 'seccmp' in the top level, expected one of extends, description"));
+    let e = one_error("[[mount]]\ntype = \"overlay\"\ndst = \"/x\"\n");
+    assert!(e.starts_with("DIR/p.toml:"), "{e}");
+    assert!(
+        e.contains("unknown variant 'overlay', expected one of 'bind', 'tmpfs', 'proc', 'dev'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn value_errors_have_their_own_messages() {
+    let base = "extends = [\"base\"]\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            "[[mount]]\ntype = \"tmpfs\"\ndst = \"tmp\"\n",
+            "DIR/p.toml:4:7: [[mount]] #1: dst 'tmp' must be an absolute path",
+        ),
+        (
+            "[[mount]]\ntype = \"bind\"\nsrc = \"/a/../etc\"\ndst = \"/etc\"\n",
+            "DIR/p.toml:4:7: [[mount]] #1: src '/a/../etc' must not contain '..'",
+        ),
+        (
+            "[[mount]]\ntype = \"tmpfs\"\ndst = \"/\"\n",
+            "DIR/p.toml:4:7: [[mount]] #1: dst must not be '/': the root is always a fresh tmpfs",
+        ),
+        (
+            "[[mount]]\ntype = \"tmpfs\"\ndst = \"/t\"\nmode = 0o17777\n",
+            "DIR/p.toml:5:8: [[mount]] #1: mode 0o17777 is not a permission mode (0o0..0o7777)",
+        ),
+        (
+            "[[mount]]\ntype = \"bind\"\nsrc = \"{nope}\"\ndst = \"/x\"\n",
+            "DIR/p.toml:4:7: [[mount]] #1: unknown parameter '{nope}' in '{nope}' (declare it in [params])",
+        ),
+        (
+            "[seccomp]\nallow = [\"opne\"]\n",
+            "DIR/p.toml:3:10: unknown syscall 'opne' in [seccomp] allow",
+        ),
+        (
+            "[seccomp]\nallow = [\"ioctl\"]\n",
+            "DIR/p.toml:3:10: [seccomp] allow must not list ioctl: name the allowed requests in [seccomp] ioctl instead",
+        ),
+        (
+            "[seccomp]\nioctl = [\"TIOCSTI\"]\n",
+            "DIR/p.toml:3:10: ioctl TIOCSTI can never be allowed: it injects input into the terminal",
+        ),
+        (
+            "[seccomp]\nioctl = [\"TIOCLINUX\"]\n",
+            "DIR/p.toml:3:10: ioctl TIOCLINUX can never be allowed: it injects input into the terminal",
+        ),
+        (
+            "[seccomp]\ndefault_action = \"explode\"\n",
+            "DIR/p.toml:3:18: 'default_action' in [seccomp]: invalid seccomp action 'explode', expected one of \"kill-process\", \"trap\", \"log\", \"errno N\" (N a number or EPERM, EACCES, ENOSYS)",
+        ),
+        (
+            "[landlock]\nabi = 12\n",
+            "DIR/p.toml:3:7: landlock abi 12 is out of range: supported ABIs are 1..=9",
+        ),
+        (
+            "[landlock]\nread = [\"etc\"]\n",
+            "DIR/p.toml:3:9: [landlock] read: path 'etc' must be an absolute path",
+        ),
+        (
+            "[capabilities]\nkeep = [\"CAP_GOD\"]\n",
+            "DIR/p.toml:3:9: unknown capability 'CAP_GOD' in [capabilities] keep (e.g. CAP_NET_BIND_SERVICE)",
+        ),
+        (
+            "[cgroup]\ncpu_weight = 0\n",
+            "DIR/p.toml:3:14: cgroup cpu_weight 0 is out of range 1..=10000",
+        ),
+        (
+            "[rlimits]\nas = \"12Q\"\n",
+            "DIR/p.toml:3:6: 'as' in [rlimits]: invalid size '12Q': suffix must be K, M, G or T",
+        ),
+        (
+            "[session]\nidle_timeout = \"soon\"\n",
+            "DIR/p.toml:3:16: 'idle_timeout' in [session]: invalid duration 'soon': expected number at 0 (e.g. \"30m\", \"8h\")",
+        ),
+        (
+            "[session]\nallowed_modes = [\"drive\"]\n",
+            "DIR/p.toml:3:18: 'allowed_modes' in [session]: unknown variant 'drive', expected one of 'mirror', 'pair', 'rogue'",
+        ),
+        (
+            "[namespaces]\nhostname = \"a b\"\n",
+            "DIR/p.toml:3:12: invalid hostname 'a b' in [namespaces]: use 1-64 letters, digits, '-' or '.'",
+        ),
+        (
+            "[env]\nkeep = [\"A=B\"]\n",
+            "DIR/p.toml:3:9: invalid variable name 'A=B' in [env] keep",
+        ),
+    ];
+    for (body, expected) in cases {
+        assert_eq!(
+            one_error(&format!("{base}{body}")),
+            *expected,
+            "for:\n{body}"
+        );
+    }
+}
+
+#[test]
+fn contradictions_are_refused() {
+    let base = "extends = [\"base\"]\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            "[namespaces]\nnet = false\n",
+            "DIR/p.toml:4:7: a shared network namespace (net = false) needs [landlock] scopes to include \"abstract-unix-socket\", or the jail can reach the host's abstract unix sockets",
+        ),
+        (
+            "[namespaces]\npid = false\n[[mount]]\ntype = \"proc\"\n",
+            "DIR/p.toml:4:1: a proc mount needs namespaces.pid = true, or it would show every host process",
+        ),
+        (
+            "[namespaces]\nuser = false\n",
+            "DIR/p.toml:3:8: namespaces.user = false needs every other namespace off too: without a user namespace pairjail has no privilege to create them and never keeps host root",
+        ),
+        (
+            "[namespaces]\nmount = false\n[[mount]]\ntype = \"tmpfs\"\ndst = \"/t\"\n",
+            "DIR/p.toml:3:9: [[mount]] entries need namespaces.mount = true",
+        ),
+    ];
+    for (body, expected) in &cases[1..] {
+        assert_eq!(
+            one_error(&format!("{base}{body}")),
+            *expected,
+            "for:\n{body}"
+        );
+    }
+    // Lists append, so base's scopes cannot be removed: this one stands alone.
+    let (body, expected) = cases[0];
+    assert_eq!(
+        one_error(&format!("[seccomp]\nallow = [\"execveat\"]\n{body}")),
+        expected
+    );
+    // Scopes written for an ABI that has none; located in the file that set abi.
+    let errs = errors_of(&[("p.toml", "extends = [\"base\"]\n[landlock]\nabi = 5\n")]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("base.toml:")
+            && errs[0].ends_with("[landlock] scopes need abi >= 6 (abi is 5)"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn missing_execveat_is_refused() {
+    assert_eq!(
+        one_error("[seccomp]\nallow = [\"read\"]\n"),
+        "DIR/p.toml:2:9: [seccomp] allow must include execveat: the jail starts its program by file descriptor after the filter is loaded"
+    );
+}
+
+#[test]
+fn include_cycles_and_unknown_includes_are_errors() {
+    let errs = errors_of(&[
+        ("a.toml", "extends = [\"b\"]\n"),
+        ("b.toml", "extends = [\"c\"]\n"),
+        ("c.toml", "extends = [\"a\"]\n"),
+    ]);
+    assert_eq!(
+        errs,
+        vec![
+            "DIR/c.toml:1:12: include cycle: DIR/a.toml -> DIR/b.toml -> DIR/c.toml -> DIR/a.toml"
+        ]
+    );
+    assert_eq!(
+        errors_of(&[("a.toml", "extends = [\"a\"]\n")]),
+        vec!["DIR/a.toml:1:12: include cycle: DIR/a.toml -> DIR/a.toml"]
+    );
+    assert_eq!(
+        errors_of(&[("a.toml", "\nextends = [\"base\", \"nosuch\"]\n")]),
+        vec!["DIR/a.toml:2:20: extends unknown profile 'nosuch'"]
+    );
+}
+
+#[test]
+fn extends_merges_lists_and_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("parent.toml"),
+        "extends = [\"base\"]\n[env]\nkeep = [\"A\"]\nset = { X = \"1\", Y = \"1\" }\n",
+    )
+    .unwrap();
+    fs::write(dir.path().join("child.toml"), "extends = [\"parent\"]\n[env]\nkeep = [\"B\"]\nset = { Y = \"2\" }\n[namespaces]\nhostname = \"kid\"\n").unwrap();
+    let r = profile::resolve(
+        dir.path().join("child.toml").to_str().unwrap(),
+        &search(dir.path()),
+    )
+    .unwrap();
+    let p = r.profile;
+    assert_eq!(p.env.keep, ["TERM", "LANG", "A", "B"]);
+    assert_eq!(p.env.set.get("X").map(String::as_str), Some("1"));
+    assert_eq!(p.env.set.get("Y").map(String::as_str), Some("2"));
+    assert_eq!(p.namespaces.hostname, "kid");
+    assert!(p.namespaces.net, "base's value survives");
+    assert!(p.seccomp.groups.contains_key("process"));
+    assert!(p.extends.is_empty());
+    assert_eq!(r.sources.len(), 3);
+}
+
+#[test]
+fn resolved_profiles_round_trip_through_toml_and_json() {
+    for name in ["base", "guest-relay", "guest-direct", "workspace"] {
+        let p = profile::resolve(name, &SearchPath::from_env())
+            .unwrap()
+            .profile;
+        let text = toml::to_string_pretty(&p).unwrap();
+        let back: Profile = toml::from_str(&text).unwrap();
+        assert_eq!(back, p, "{name} via TOML");
+        let json = serde_json::to_string(&p).unwrap();
+        let back: Profile = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, p, "{name} via JSON");
+    }
+}
+
+#[test]
+fn show_resolved_json_merges_includes() {
+    let out = bin()
+        .args(["profile", "show", "guest-relay", "--resolved", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // From base.toml, merged in:
+    assert!(
+        v["seccomp"]["groups"]["process"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "execveat")
+    );
+    assert_eq!(
+        v["seccomp"]["allow"],
+        serde_json::json!(["@process", "@io"])
+    );
+    assert_eq!(
+        v["landlock"]["scopes"],
+        serde_json::json!(["abstract-unix-socket", "signal"])
+    );
+    // From guest-relay.toml itself:
+    assert_eq!(v["namespaces"]["hostname"], "pairjail-guest");
+    assert!(v.get("extends").is_none());
+
+    let out = bin()
+        .args(["profile", "show", "guest-relay", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["extends"], serde_json::json!(["base"]));
+    assert!(v["seccomp"].get("groups").is_none());
+}
+
+#[test]
+fn schema_is_json_schema_for_every_section() {
+    let out = bin().args(["profile", "schema"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["$schema"].as_str().unwrap().contains("json-schema.org"));
+    let props = v["properties"].as_object().unwrap();
+    for key in [
+        "extends",
+        "namespaces",
+        "ids",
+        "mount",
+        "landlock",
+        "seccomp",
+        "capabilities",
+        "rlimits",
+        "cgroup",
+        "env",
+        "session",
+    ] {
+        assert!(props.contains_key(key), "schema lacks {key}");
+    }
+    assert_eq!(v["additionalProperties"], false);
+}
+
+#[test]
+fn cli_explains_itself() {
+    let out = bin().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["profile", "completions", "man"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+    let out = bin().arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("pairjail "));
+    let out = bin().args(["completions", "bash"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("_pairjail"));
+    let out = bin().arg("man").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(".TH pairjail"));
+    let out = bin().args(["profile", "show", "nosuch"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("pairjail: no profile named 'nosuch'")
+    );
+}
