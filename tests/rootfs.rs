@@ -14,7 +14,9 @@ fn guest_direct_binds_every_elf_dependency_of_tmux() {
             return;
         }
     };
-    let p = profile::resolve("guest-direct", &SearchPath::from_env()).unwrap().profile;
+    let p = profile::resolve("guest-direct", &SearchPath::from_env())
+        .unwrap()
+        .profile;
     let bound: Vec<&str> = p
         .mounts
         .iter()
@@ -34,7 +36,10 @@ fn guest_direct_binds_every_elf_dependency_of_tmux() {
             .filter(|p| p.starts_with('/'));
         if let Some(path) = path {
             needed += 1;
-            assert!(bound.contains(&path), "guest-direct.toml does not bind {path}, which tmux needs");
+            assert!(
+                bound.contains(&path),
+                "guest-direct.toml does not bind {path}, which tmux needs"
+            );
         }
     }
     assert!(needed >= 3, "ldd listed too few libraries: {text}");
