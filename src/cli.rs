@@ -20,6 +20,21 @@ pub enum Command {
     /// Validate, print and describe the sandbox profiles in profiles/.
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Run a command inside the jail a profile describes.
+    Exec {
+        /// Profile name (on the search path) or file.
+        #[arg(long, value_name = "NAME|FILE")]
+        profile: String,
+        /// Keep this open descriptor in the jail, at the same number.
+        #[arg(long = "pass-fd", value_name = "N")]
+        pass_fd: Vec<i32>,
+        /// Set a profile parameter, e.g. --param session_socket=/run/x.sock.
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        param: Vec<String>,
+        /// The command and its arguments (after --).
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -70,6 +85,17 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Profile(cmd) => commands::profile::run(cmd),
+        Command::Exec {
+            profile,
+            pass_fd,
+            param,
+            command,
+        } => commands::exec::run(commands::exec::Args {
+            profile,
+            pass_fds: pass_fd,
+            params: param,
+            command,
+        }),
         Command::Completions { shell } => commands::docs::completions(shell),
         Command::Man { out } => commands::docs::man(out.as_deref()),
     };

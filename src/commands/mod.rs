@@ -2,6 +2,7 @@
 //! the library and prints.
 
 pub mod docs;
+pub mod exec;
 pub mod profile;
 
 use std::fmt;

@@ -1,0 +1,368 @@
+//! The jail's filesystem: a fresh tmpfs root holding only the profile's
+//! mounts. Planned in the parent (parameters expanded, host paths resolved),
+//! built in the child through [`Sys`].
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::MsFlags;
+
+use super::error::JailError;
+use super::sys::{Sys, SysResult};
+use crate::profile::{self, Mount, Profile};
+
+/// Where the old root is reachable while the new one is assembled. The base
+/// tmpfs is mounted over `/tmp` in the jail's private mount namespace only.
+const BASE: &str = "/tmp";
+const NEWROOT: &str = "/newroot";
+const OLDROOT: &str = "/oldroot";
+
+/// Device nodes a `dev` mount provides, bound from the host's /dev.
+pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Bind {
+        src: PathBuf,
+        dst: PathBuf,
+        rw: bool,
+        dir: bool,
+    },
+    Tmpfs {
+        dst: PathBuf,
+        options: String,
+    },
+    Proc {
+        dst: PathBuf,
+    },
+    Dev {
+        dst: PathBuf,
+    },
+}
+
+/// Resolves the profile's mounts against the host: `{params}` expanded, bind
+/// sources canonicalized (so symlinks resolve against the host root, not the
+/// half-built jail), missing optional sources dropped.
+pub fn plan(
+    p: &Profile,
+    params: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<Entry>, JailError> {
+    let expand =
+        |s: &str| profile::expand(s, params).map_err(|e| JailError::msg("profile parameters", e));
+    let mut out = Vec::new();
+    for m in &p.mounts {
+        let dst = PathBuf::from(expand(m.dst())?);
+        out.push(match m {
+            Mount::Bind {
+                src, rw, optional, ..
+            } => {
+                let src = expand(src)?;
+                let real = match std::fs::canonicalize(&src) {
+                    Ok(r) => r,
+                    Err(_) if *optional => continue,
+                    Err(e) => {
+                        return Err(JailError::msg(
+                            format!("bind {src} -> {}", dst.display()),
+                            format!("{e}; mark it `optional = true` if it may be absent"),
+                        ));
+                    }
+                };
+                Entry::Bind {
+                    dir: real.is_dir(),
+                    src: real,
+                    dst,
+                    rw: *rw,
+                }
+            }
+            Mount::Tmpfs { size, mode, .. } => {
+                let mut options = format!("mode={:o}", mode.unwrap_or(0o755));
+                if let Some(size) = size {
+                    options.push_str(&format!(",size={}", size.0));
+                }
+                Entry::Tmpfs { dst, options }
+            }
+            Mount::Proc { .. } => Entry::Proc { dst },
+            Mount::Dev { .. } => Entry::Dev { dst },
+        });
+    }
+    Ok(out)
+}
+
+fn under(root: &str, p: &Path) -> PathBuf {
+    Path::new(root).join(p.strip_prefix("/").unwrap_or(p))
+}
+
+/// Builds the root and pivots into it. Runs in the child, in its own user
+/// and mount namespaces, before any privilege is dropped.
+pub fn build(sys: &dyn Sys, entries: &[Entry]) -> SysResult {
+    let base = Path::new(BASE);
+    // Nothing we mount may propagate back to the host.
+    sys.mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None,
+    )?;
+    // A scratch tmpfs to pivot into, so the old root stays reachable (at
+    // /oldroot) while binds are made, whatever the host's /tmp holds.
+    sys.mount(
+        Some(Path::new("tmpfs")),
+        base,
+        Some("tmpfs"),
+        nodev_nosuid(),
+        Some("mode=0700,size=64k"),
+    )?;
+    sys.mkdir_all(&base.join("newroot"), 0o755)?;
+    sys.mkdir_all(&base.join("oldroot"), 0o755)?;
+    sys.pivot_root(base, &base.join("oldroot"))?;
+    sys.chdir(Path::new("/"))?;
+
+    let newroot = Path::new(NEWROOT);
+    sys.mount(
+        Some(Path::new("tmpfs")),
+        newroot,
+        Some("tmpfs"),
+        nodev_nosuid(),
+        Some("mode=0755,size=1m"),
+    )?;
+    for e in entries {
+        mount_entry(sys, e)?;
+    }
+    // The root itself never takes writes: only explicit mounts are writable.
+    sys.mount(
+        None,
+        newroot,
+        None,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nodev_nosuid(),
+        None,
+    )?;
+
+    // Forget the host: detach the old root, then drop the scratch tmpfs by
+    // pivoting onto the new root and detaching what lies under it.
+    sys.umount_detach(Path::new(OLDROOT))?;
+    sys.chdir(newroot)?;
+    sys.pivot_root_here()?;
+    sys.umount_detach(Path::new("."))?;
+    sys.chdir(Path::new("/"))
+}
+
+fn nodev_nosuid() -> MsFlags {
+    MsFlags::MS_NOSUID | MsFlags::MS_NODEV
+}
+
+fn mount_entry(sys: &dyn Sys, e: &Entry) -> SysResult {
+    match e {
+        Entry::Bind { src, dst, rw, dir } => {
+            let target = under(NEWROOT, dst);
+            prepare_target(sys, &target, *dir)?;
+            bind(sys, &under(OLDROOT, src), &target, *rw, true)
+        }
+        Entry::Tmpfs { dst, options } => {
+            let target = under(NEWROOT, dst);
+            sys.mkdir_all(&target, 0o755)?;
+            sys.mount(
+                Some(Path::new("tmpfs")),
+                &target,
+                Some("tmpfs"),
+                nodev_nosuid(),
+                Some(options),
+            )
+        }
+        Entry::Proc { dst } => {
+            let target = under(NEWROOT, dst);
+            sys.mkdir_all(&target, 0o555)?;
+            sys.mount(
+                Some(Path::new("proc")),
+                &target,
+                Some("proc"),
+                nodev_nosuid() | MsFlags::MS_NOEXEC,
+                None,
+            )
+        }
+        Entry::Dev { dst } => {
+            let target = under(NEWROOT, dst);
+            sys.mkdir_all(&target, 0o755)?;
+            sys.mount(
+                Some(Path::new("tmpfs")),
+                &target,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+                Some("mode=0755,size=64k"),
+            )?;
+            // A user namespace cannot mknod: bind the host's nodes instead.
+            for dev in DEVICES {
+                let node = target.join(dev);
+                sys.touch(&node)?;
+                bind(
+                    sys,
+                    &Path::new(OLDROOT).join("dev").join(dev),
+                    &node,
+                    true,
+                    false,
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn prepare_target(sys: &dyn Sys, target: &Path, dir: bool) -> SysResult {
+    if dir {
+        sys.mkdir_all(target, 0o755)
+    } else {
+        if let Some(parent) = target.parent() {
+            sys.mkdir_all(parent, 0o755)?;
+        }
+        sys.touch(target)
+    }
+}
+
+/// A recursive bind, then a remount that adds read-only (unless `rw`),
+/// nosuid and (unless it is a device) nodev, keeping the flags the kernel
+/// locked on the source.
+fn bind(sys: &dyn Sys, src: &Path, target: &Path, rw: bool, nodev: bool) -> SysResult {
+    sys.mount(
+        Some(src),
+        target,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    let mut flags =
+        sys.locked_flags(target)? | MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID;
+    if !rw {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    if nodev {
+        flags |= MsFlags::MS_NODEV;
+    }
+    sys.mount(None, target, None, flags, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jail::sys::Recording;
+
+    fn calls(entries: &[Entry]) -> Vec<String> {
+        let rec = Recording::default();
+        build(&rec, entries).unwrap();
+        rec.calls.into_inner()
+    }
+
+    #[test]
+    fn empty_profile_pivots_onto_a_read_only_tmpfs() {
+        let c = calls(&[]);
+        assert_eq!(c[0], "mount - / - MS_REC | MS_SLAVE -");
+        assert!(c.contains(&"pivot_root /tmp /tmp/oldroot".to_string()));
+        let ro = c
+            .iter()
+            .position(|l| l.starts_with("mount - /newroot - MS_RDONLY"))
+            .unwrap();
+        let detach = c.iter().position(|l| l == "umount /oldroot").unwrap();
+        let pivot = c.iter().position(|l| l == "pivot_root . .").unwrap();
+        assert!(ro < detach && detach < pivot, "{c:#?}");
+        assert_eq!(c.last().unwrap(), "chdir /");
+        assert_eq!(c[c.len() - 2], "umount .");
+    }
+
+    #[test]
+    fn read_only_bind_is_remounted_read_only_with_locked_flags() {
+        let c = calls(&[Entry::Bind {
+            src: "/usr/bin/tmux".into(),
+            dst: "/usr/bin/tmux".into(),
+            rw: false,
+            dir: false,
+        }]);
+        let i = c
+            .iter()
+            .position(|l| l == "touch /newroot/usr/bin/tmux")
+            .unwrap();
+        assert_eq!(c[i - 1], "mkdir /newroot/usr/bin 755");
+        assert_eq!(
+            c[i + 1],
+            "mount /oldroot/usr/bin/tmux /newroot/usr/bin/tmux - MS_BIND | MS_REC -"
+        );
+        assert_eq!(
+            c[i + 2],
+            "mount - /newroot/usr/bin/tmux - MS_RDONLY | MS_NOSUID | MS_NODEV | MS_REMOUNT | MS_BIND -"
+        );
+    }
+
+    #[test]
+    fn rw_bind_stays_writable_but_nosuid() {
+        let c = calls(&[Entry::Bind {
+            src: "/w".into(),
+            dst: "/work".into(),
+            rw: true,
+            dir: true,
+        }]);
+        assert!(c.contains(&"mkdir /newroot/work 755".to_string()));
+        assert!(
+            c.contains(
+                &"mount - /newroot/work - MS_NOSUID | MS_NODEV | MS_REMOUNT | MS_BIND -"
+                    .to_string()
+            ),
+            "{c:#?}"
+        );
+    }
+
+    #[test]
+    fn dev_binds_nodes_without_nodev() {
+        let c = calls(&[Entry::Dev { dst: "/dev".into() }]);
+        for d in DEVICES {
+            let target = format!("/newroot/dev/{d}");
+            assert!(c.contains(&format!(
+                "mount /oldroot/dev/{d} {target} - MS_BIND | MS_REC -"
+            )));
+            let remount = c
+                .iter()
+                .find(|l| l.starts_with(&format!("mount - {target} - ")))
+                .unwrap();
+            // nodev would make /dev/null unusable; the host's locked nodev is kept.
+            assert!(
+                remount.contains("MS_RDONLY") || remount.contains("MS_NOSUID"),
+                "{remount}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failing_step_stops_the_build() {
+        let rec = Recording {
+            fail_on: Some("pivot_root /tmp".into()),
+            ..Default::default()
+        };
+        let err = build(&rec, &[]).unwrap_err();
+        assert_eq!(err.to_string(), "jail: pivot_root /tmp /tmp/oldroot: EPERM");
+        assert!(
+            !rec.calls
+                .borrow()
+                .iter()
+                .any(|l| l.starts_with("mount tmpfs /newroot"))
+        );
+    }
+
+    #[test]
+    fn plan_skips_missing_optional_binds_and_refuses_missing_required() {
+        let mut p = Profile::default();
+        p.mounts.push(Mount::Bind {
+            src: "/nonexistent/x".into(),
+            dst: "/x".into(),
+            rw: false,
+            optional: true,
+        });
+        assert_eq!(plan(&p, &Default::default()).unwrap(), vec![]);
+        p.mounts[0] = Mount::Bind {
+            src: "/nonexistent/x".into(),
+            dst: "/x".into(),
+            rw: false,
+            optional: false,
+        };
+        let e = plan(&p, &Default::default()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("jail: bind /nonexistent/x -> /x — No such file"),
+            "{e}"
+        );
+    }
+}

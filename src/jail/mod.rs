@@ -1,0 +1,15 @@
+//! Mechanism: the only place with namespaces, mounts, Landlock, seccomp,
+//! capabilities and rlimits. [`spawn`] turns a [`Profile`](crate::profile::Profile)
+//! into syscalls; the setup order reads top to bottom in `process.rs`.
+
+mod caps;
+mod error;
+mod fs;
+pub mod landlock;
+mod limits;
+mod process;
+mod seccomp;
+mod sys;
+
+pub use error::JailError;
+pub use process::{Child, Command, Status, is_open, spawn};

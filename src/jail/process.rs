@@ -1,0 +1,569 @@
+//! The jail's setup order, top to bottom (DESIGN.md, after bubblewrap):
+//! everything that can fail without the kernel is done in the parent first;
+//! the child only makes syscalls, then forks the program and stays as pid 1.
+
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsString};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use caps::CapsHashSet;
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl, open};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{Gid, Pid, Uid, pipe2};
+use seccompiler::BpfProgram;
+
+use super::error::JailError;
+use super::limits::{self, Placement};
+use super::sys::Real;
+use super::{caps as jcaps, fs, landlock, seccomp};
+use crate::profile::Profile;
+
+/// What to run inside the jail.
+#[derive(Debug, Clone, Default)]
+pub struct Command {
+    /// The program, opened (outside the jail) before entry.
+    pub program: PathBuf,
+    /// argv, including argv[0].
+    pub argv: Vec<OsString>,
+    /// Descriptors passed through at the same numbers (besides 0, 1, 2).
+    pub pass_fds: Vec<RawFd>,
+    /// Values for the profile's `{params}`, over its defaults.
+    pub params: BTreeMap<String, String>,
+}
+
+/// How the jailed program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl Status {
+    /// The shell's convention: the exit code, or 128 + the signal.
+    pub fn code(self) -> i32 {
+        match self {
+            Status::Exited(c) => c,
+            Status::Signaled(s) => 128 + s,
+        }
+    }
+
+    fn from_raw(raw: i32) -> Status {
+        if libc::WIFSIGNALED(raw) {
+            Status::Signaled(libc::WTERMSIG(raw))
+        } else {
+            Status::Exited(libc::WEXITSTATUS(raw))
+        }
+    }
+}
+
+/// A running jail: its pid 1, seen from outside.
+pub struct Child {
+    pid: Pid,
+    status: std::fs::File,
+    _cgroup: Placement,
+}
+
+/// Everything the child needs, computed before it exists.
+struct Prepared<'a> {
+    profile: &'a Profile,
+    params: BTreeMap<String, String>,
+    entries: Vec<fs::Entry>,
+    payload_filter: Option<BpfProgram>,
+    reaper_filter: BpfProgram,
+    keep_caps: CapsHashSet,
+    exe: OwnedFd,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    pass_fds: Vec<RawFd>,
+}
+
+/// Starts `cmd` in the jail `profile` describes. Must be called from a
+/// single-threaded process (fork or re-exec before starting threads).
+pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
+    ensure_single_threaded()?;
+
+    // 1. Validate and compile in the parent; open the program.
+    landlock::check_support(profile)?;
+    let mut params = profile.params.clone();
+    params.extend(cmd.params.clone());
+    let entries = if profile.namespaces.mount {
+        fs::plan(profile, &params)?
+    } else {
+        vec![]
+    };
+    let floor = cmd.pass_fds.iter().copied().max().unwrap_or(2).max(2) + 1;
+    let exe = open(
+        &cmd.program,
+        OFlag::O_PATH | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| JailError::sys(format!("open({})", cmd.program.display()), e))?;
+    let p = Prepared {
+        profile,
+        entries,
+        payload_filter: seccomp::compile(profile)?,
+        reaper_filter: seccomp::compile_reaper()?,
+        keep_caps: jcaps::keep_set(&profile.capabilities.keep)?,
+        exe: above(exe, floor)?,
+        argv: cstrings(cmd.argv.iter().map(|a| a.as_bytes().to_vec()))?,
+        envp: cstrings(environment(profile).into_iter())?,
+        pass_fds: cmd.pass_fds.clone(),
+        params,
+    };
+    let (go_r, go_w) = pipe(floor)?;
+    let (err_r, err_w) = pipe(floor)?;
+    let (status_r, status_w) = pipe(floor)?;
+
+    // 3. New namespaces in one clone; the child waits for its id maps.
+    let flags = clone_flags(profile);
+    // SAFETY: clone with a NULL stack behaves like fork(): the child runs on
+    // a copy of this (single-threaded) address space and never returns here.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags | libc::SIGCHLD as u64,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if ret < 0 {
+        return Err(JailError::sys(
+            format!("clone({})", flag_names(flags)),
+            Errno::last(),
+        ));
+    }
+    if ret == 0 {
+        drop(go_w);
+        drop(err_r);
+        drop(status_r);
+        let err = child(&p, go_r, &err_w, status_w);
+        report(&err_w, &err);
+        // SAFETY: leaving the forked child without running the parent's
+        // destructors or atexit handlers.
+        unsafe { libc::_exit(127) }
+    }
+    let pid = Pid::from_raw(ret as i32);
+    drop(go_r);
+    drop(err_w);
+    drop(status_w);
+
+    // 4. Id maps and cgroups from outside, then release the child.
+    let kill = |e: JailError| {
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        e
+    };
+    if profile.namespaces.user {
+        write_id_maps(pid, profile).map_err(kill)?;
+    }
+    let cgroup = limits::place(&profile.cgroup, pid.as_raw()).map_err(kill)?;
+    let mut go = std::fs::File::from(go_w);
+    go.write_all(b"1")
+        .map_err(|e| kill(JailError::sys("write(go)", io_errno(&e))))?;
+    drop(go);
+
+    // The error pipe closes on the program's exec; anything read is why not.
+    let mut why = String::new();
+    let _ = std::fs::File::from(err_r).read_to_string(&mut why);
+    if !why.is_empty() {
+        let _ = waitpid(pid, None);
+        return Err(JailError::msg(why.trim_end().to_string(), String::new()).without_hint());
+    }
+    Ok(Child {
+        pid,
+        status: std::fs::File::from(status_r),
+        _cgroup: cgroup,
+    })
+}
+
+impl Child {
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
+    /// Waits for the program, forwarding termination signals to the jail.
+    pub fn wait(mut self) -> Result<Status, JailError> {
+        forward_signals_to(self.pid.as_raw());
+        let mut raw = [0u8; 4];
+        let reported = loop {
+            match self.status.read_exact(&mut raw) {
+                Ok(()) => break Some(i32::from_ne_bytes(raw)),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break None,
+            }
+        };
+        let own = loop {
+            match waitpid(self.pid, None) {
+                Err(Errno::EINTR) => continue,
+                other => break other,
+            }
+        };
+        FORWARD_TO.store(0, Ordering::SeqCst);
+        if let Some(raw) = reported {
+            return Ok(Status::from_raw(raw));
+        }
+        match own {
+            Ok(WaitStatus::Exited(_, c)) => Ok(Status::Exited(c)),
+            Ok(WaitStatus::Signaled(_, s, _)) => Ok(Status::Signaled(s as i32)),
+            Ok(other) => Err(JailError::msg(
+                "wait",
+                format!("unexpected status {other:?}"),
+            )),
+            Err(e) => Err(JailError::sys("waitpid", e)),
+        }
+    }
+}
+
+/// Runs in the new namespaces as pid 1. Returns only on failure.
+fn child(p: &Prepared, go: OwnedFd, err_w: &OwnedFd, status_w: OwnedFd) -> JailError {
+    match setup(p, go, err_w, &status_w) {
+        Ok(payload) => reap(payload, status_w, &p.reaper_filter),
+        Err(e) => e,
+    }
+}
+
+fn setup(p: &Prepared, go: OwnedFd, err_w: &OwnedFd, status_w: &OwnedFd) -> Result<Pid, JailError> {
+    // 2. No exec may ever gain privileges again.
+    prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")?;
+    // 5. Die with the parent; wait until it has written our id maps. EOF
+    // instead of the byte means the parent is gone.
+    prctl(
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL as u64,
+        "PR_SET_PDEATHSIG",
+    )?;
+    let mut byte = [0u8; 1];
+    let mut go = std::fs::File::from(go);
+    if go.read(&mut byte).ok() != Some(1) {
+        return Err(JailError::msg(
+            "wait for parent",
+            "the parent exited before releasing the jail",
+        ));
+    }
+    drop(go);
+    become_jail_ids(p)?;
+    let ns = &p.profile.namespaces;
+    if ns.uts {
+        nix::unistd::sethostname(&ns.hostname)
+            .map_err(|e| JailError::sys(format!("sethostname({})", ns.hostname), e))?;
+    }
+
+    // 6. The filesystem: fresh tmpfs root, binds, pivot_root, old root gone.
+    if ns.mount {
+        fs::build(&Real, &p.entries)?;
+    }
+    // 7. Nested user namespaces: the guest profiles' seccomp allowlists
+    // have no unshare, setns, clone or clone3; the probe attacks this.
+
+    // 8. Resource limits.
+    limits::apply_rlimits(&p.profile.rlimits)?;
+
+    // 9. Capabilities: the bounding set while CAP_SETPCAP is still ours,
+    // then the other four sets.
+    jcaps::drop_bounding(&Real, &p.keep_caps)?;
+    jcaps::drop_rest(&Real, &p.keep_caps)?;
+    prctl(libc::PR_SET_KEEPCAPS, 0, "PR_SET_KEEPCAPS")?;
+
+    // 10. Every descriptor but stdio, the passed ones and our own pipes.
+    let mut keep = p.pass_fds.clone();
+    keep.extend([p.exe.as_raw_fd(), err_w.as_raw_fd(), status_w.as_raw_fd()]);
+    close_all_but(&keep)?;
+
+    // 12. Landlock (11, TIOCSTI/TIOCLINUX, is the seccomp ioctl allowlist).
+    landlock::restrict(p.profile, &p.params, p.exe.as_fd())?;
+
+    // 14. The program runs as our child; we stay as its pid-1 reaper.
+    // SAFETY: this process is single-threaded (a fresh clone child).
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => Err(JailError::sys("fork(program)", e)),
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child),
+        Ok(nix::unistd::ForkResult::Child) => {
+            let e = exec_program(p, status_w);
+            report(err_w, &e);
+            // SAFETY: leaving the forked child without unwinding.
+            unsafe { libc::_exit(127) }
+        }
+    }
+}
+
+/// Switches to the profile's uid/gid at once, so that files the setup creates
+/// belong to a mapped id (a root caller's uid 0 has no mapping and the kernel
+/// refuses such writes with EOVERFLOW). Capabilities stay, via KEEPCAPS.
+fn become_jail_ids(p: &Prepared) -> Result<(), JailError> {
+    if !p.profile.namespaces.user {
+        return Ok(());
+    }
+    prctl(libc::PR_SET_KEEPCAPS, 1, "PR_SET_KEEPCAPS")?;
+    let (uid, gid) = (p.profile.ids.uid, p.profile.ids.gid);
+    nix::unistd::setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid))
+        .map_err(|e| JailError::sys(format!("setresgid({gid})"), e))?;
+    nix::unistd::setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid))
+        .map_err(|e| JailError::sys(format!("setresuid({uid})"), e))?;
+    jcaps::raise_effective(&Real)
+}
+
+fn exec_program(p: &Prepared, status_w: &OwnedFd) -> JailError {
+    // SAFETY: closing our copy of the status pipe; the reaper keeps its own.
+    unsafe { libc::close(status_w.as_raw_fd()) };
+    for &fd in &p.pass_fds {
+        if let Err(e) = fcntl(unsafe_borrow(fd), FcntlArg::F_SETFD(FdFlag::empty())) {
+            return JailError::sys(format!("fcntl({fd}, F_SETFD)"), e);
+        }
+    }
+    // 13. seccomp last: from here on only the allowlist exists.
+    if let Some(filter) = &p.payload_filter
+        && let Err(e) = seccompiler::apply_filter(filter)
+    {
+        return JailError::msg("seccomp: load filter", e.to_string());
+    }
+    let mut argv: Vec<*const libc::c_char> = p.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = p.envp.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: argv and envp are NUL-terminated arrays of C strings that
+    // outlive the call; on success the call does not return.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            p.exe.as_raw_fd(),
+            c"".as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    JailError::sys("execveat(program)", Errno::last())
+}
+
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = FORWARD_TO.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+fn forward_signals_to(pid: i32) {
+    FORWARD_TO.store(pid, Ordering::SeqCst);
+    let action = SigAction::new(
+        SigHandler::Handler(forward),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in FORWARDED {
+        // SAFETY: the handler only reads an atomic and calls kill.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+/// pid 1: forward signals to the program, reap everything, report the
+/// program's status to the parent and exit with it.
+fn reap(payload: Pid, status_w: OwnedFd, filter: &BpfProgram) -> JailError {
+    forward_signals_to(payload.as_raw());
+    if let Err(e) = seccompiler::apply_filter(filter) {
+        let _ = nix::sys::signal::kill(payload, Signal::SIGKILL);
+        return JailError::msg("seccomp: load reaper filter", e.to_string());
+    }
+    loop {
+        let mut raw = 0;
+        // SAFETY: wait4 writes only into `raw`.
+        let pid = unsafe { libc::wait4(-1, &mut raw, 0, std::ptr::null_mut()) };
+        if pid == payload.as_raw() {
+            let bytes = raw.to_ne_bytes();
+            // SAFETY: writing 4 bytes from a live stack buffer.
+            unsafe { libc::write(status_w.as_raw_fd(), bytes.as_ptr().cast(), 4) };
+            let code = Status::from_raw(raw).code();
+            // SAFETY: pid 1 exits; the kernel kills whatever is left.
+            unsafe { libc::_exit(code) }
+        }
+        if pid < 0 && Errno::last() != Errno::EINTR {
+            // SAFETY: as above.
+            unsafe { libc::_exit(127) }
+        }
+    }
+}
+
+fn report(err_w: &OwnedFd, e: &JailError) {
+    let text = e.to_string();
+    let text = text.strip_prefix("jail: ").unwrap_or(&text);
+    // SAFETY: writing from a live buffer to a descriptor we own.
+    unsafe { libc::write(err_w.as_raw_fd(), text.as_ptr().cast(), text.len()) };
+}
+
+fn prctl(option: libc::c_int, arg: u64, name: &str) -> Result<(), JailError> {
+    // SAFETY: these prctl options take one integer argument.
+    let r = unsafe { libc::prctl(option, arg, 0u64, 0u64, 0u64) };
+    if r < 0 {
+        return Err(JailError::sys(format!("prctl({name})"), Errno::last()));
+    }
+    Ok(())
+}
+
+fn close_all_but(keep: &[RawFd]) -> Result<(), JailError> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|&&fd| fd > 2)
+        .map(|&fd| fd as u32)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut lo = 3u32;
+    for fd in keep.into_iter().chain([u32::MAX]) {
+        if fd > lo {
+            // SAFETY: close_range only closes descriptors in [lo, fd - 1].
+            let r = unsafe { libc::syscall(libc::SYS_close_range, lo, fd - 1, 0u32) };
+            if r < 0 {
+                return Err(JailError::sys(
+                    format!("close_range({lo}, {})", fd - 1),
+                    Errno::last(),
+                ));
+            }
+        }
+        lo = fd.saturating_add(1);
+    }
+    Ok(())
+}
+
+fn clone_flags(p: &Profile) -> u64 {
+    let ns = &p.namespaces;
+    let mut f = 0;
+    for (on, flag) in [
+        (ns.user, libc::CLONE_NEWUSER),
+        (ns.mount, libc::CLONE_NEWNS),
+        (ns.pid, libc::CLONE_NEWPID),
+        (ns.net, libc::CLONE_NEWNET),
+        (ns.ipc, libc::CLONE_NEWIPC),
+        (ns.uts, libc::CLONE_NEWUTS),
+        (ns.cgroup, libc::CLONE_NEWCGROUP),
+    ] {
+        if on {
+            f |= flag as u64;
+        }
+    }
+    f
+}
+
+fn flag_names(f: u64) -> String {
+    let names = [
+        (libc::CLONE_NEWUSER, "CLONE_NEWUSER"),
+        (libc::CLONE_NEWNS, "CLONE_NEWNS"),
+        (libc::CLONE_NEWPID, "CLONE_NEWPID"),
+        (libc::CLONE_NEWNET, "CLONE_NEWNET"),
+        (libc::CLONE_NEWIPC, "CLONE_NEWIPC"),
+        (libc::CLONE_NEWUTS, "CLONE_NEWUTS"),
+        (libc::CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
+    ];
+    let v: Vec<&str> = names
+        .iter()
+        .filter(|(b, _)| f & *b as u64 != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    v.join("|")
+}
+
+/// Host root is never kept: a root caller appears as nobody outside.
+fn write_id_maps(pid: Pid, p: &Profile) -> Result<(), JailError> {
+    let (ouid, ogid) = if Uid::effective().is_root() {
+        (65534, 65534)
+    } else {
+        (Uid::effective().as_raw(), Gid::effective().as_raw())
+    };
+    let dir = format!("/proc/{pid}");
+    let write = |file: &str, text: String| {
+        std::fs::write(format!("{dir}/{file}"), text.as_bytes()).map_err(|e| {
+            JailError::sys(
+                format!("write({dir}/{file}, {:?})", text.trim()),
+                io_errno(&e),
+            )
+        })
+    };
+    write("setgroups", "deny".into())?;
+    write("uid_map", format!("{} {ouid} 1\n", p.ids.uid))?;
+    write("gid_map", format!("{} {ogid} 1\n", p.ids.gid))
+}
+
+fn environment(p: &Profile) -> Vec<Vec<u8>> {
+    let mut vars: BTreeMap<OsString, OsString> = BTreeMap::new();
+    for k in &p.env.keep {
+        if let Some(v) = std::env::var_os(k) {
+            vars.insert(k.into(), v);
+        }
+    }
+    for (k, v) in &p.env.set {
+        vars.insert(k.into(), v.into());
+    }
+    vars.into_iter()
+        .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
+        .collect()
+}
+
+fn cstrings(items: impl Iterator<Item = Vec<u8>>) -> Result<Vec<CString>, JailError> {
+    items
+        .map(|b| {
+            CString::new(b)
+                .map_err(|_| JailError::msg("arguments", "an argument or variable contains NUL"))
+        })
+        .collect()
+}
+
+fn pipe(floor: RawFd) -> Result<(OwnedFd, OwnedFd), JailError> {
+    let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| JailError::sys("pipe2", e))?;
+    Ok((above(r, floor)?, above(w, floor)?))
+}
+
+/// Moves our own descriptors above the passed ones so they never collide.
+fn above(fd: OwnedFd, floor: RawFd) -> Result<OwnedFd, JailError> {
+    if fd.as_raw_fd() >= floor {
+        return Ok(fd);
+    }
+    let new = fcntl(&fd, FcntlArg::F_DUPFD_CLOEXEC(floor))
+        .map_err(|e| JailError::sys("fcntl(F_DUPFD_CLOEXEC)", e))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a fresh descriptor that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+fn unsafe_borrow(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: used only for fcntl on a number the caller asked us to pass
+    // (or to test); a closed number yields EBADF, never another object.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+/// Is `fd` an open descriptor of this process?
+pub fn is_open(fd: RawFd) -> bool {
+    fd >= 0 && fcntl(unsafe_borrow(fd), FcntlArg::F_GETFD).is_ok()
+}
+
+fn ensure_single_threaded() -> Result<(), JailError> {
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task")
+        && dir.count() > 1
+    {
+        return Err(JailError::msg(
+            "spawn",
+            "called from a multithreaded process; enter the jail from a single-threaded one (fork or re-exec before starting threads)",
+        ));
+    }
+    Ok(())
+}
+
+fn io_errno(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}

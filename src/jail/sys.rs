@@ -1,0 +1,205 @@
+//! The kernel calls of filesystem and capability setup behind a trait, so the
+//! logic that sequences them is unit-tested without root (the youki way).
+
+#[cfg(test)]
+use std::cell::RefCell;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+
+use super::error::JailError;
+
+pub type SysResult = Result<(), JailError>;
+
+pub trait Sys {
+    fn mount(
+        &self,
+        src: Option<&Path>,
+        dst: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> SysResult;
+    fn umount_detach(&self, target: &Path) -> SysResult;
+    fn mkdir_all(&self, path: &Path, mode: u32) -> SysResult;
+    /// Creates an empty file to bind a file onto.
+    fn touch(&self, path: &Path) -> SysResult;
+    fn chdir(&self, path: &Path) -> SysResult;
+    /// `pivot_root(".", ".")`: the old root ends up stacked under the new one.
+    fn pivot_root_here(&self) -> SysResult;
+    fn pivot_root(&self, new: &Path, old: &Path) -> SysResult;
+    /// The mount flags a read-only remount must keep (they are locked in a
+    /// user namespace): nosuid, nodev, noexec, noatime and friends.
+    fn locked_flags(&self, path: &Path) -> Result<MsFlags, JailError>;
+    fn drop_bounding(&self, cap: caps::Capability) -> SysResult;
+    fn set_caps(&self, set: caps::CapSet, keep: &caps::CapsHashSet) -> SysResult;
+}
+
+pub struct Real;
+
+impl Sys for Real {
+    fn mount(
+        &self,
+        src: Option<&Path>,
+        dst: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> SysResult {
+        nix::mount::mount(src, dst, fstype, flags, data).map_err(|e| {
+            JailError::sys(
+                format!(
+                    "mount({}, {}, {}, {flags:?})",
+                    src.map_or("none".into(), |s| s.display().to_string()),
+                    dst.display(),
+                    fstype.unwrap_or("none")
+                ),
+                e,
+            )
+        })
+    }
+    fn umount_detach(&self, target: &Path) -> SysResult {
+        nix::mount::umount2(target, MntFlags::MNT_DETACH)
+            .map_err(|e| JailError::sys(format!("umount2({}, MNT_DETACH)", target.display()), e))
+    }
+    fn mkdir_all(&self, path: &Path, mode: u32) -> SysResult {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)
+            .map_err(|e| JailError::sys(format!("mkdir({})", path.display()), io_errno(&e)))
+    }
+    fn touch(&self, path: &Path) -> SysResult {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| JailError::sys(format!("create({})", path.display()), io_errno(&e)))
+    }
+    fn chdir(&self, path: &Path) -> SysResult {
+        nix::unistd::chdir(path)
+            .map_err(|e| JailError::sys(format!("chdir({})", path.display()), e))
+    }
+    fn pivot_root_here(&self) -> SysResult {
+        nix::unistd::pivot_root(".", ".").map_err(|e| JailError::sys("pivot_root(., .)", e))
+    }
+    fn pivot_root(&self, new: &Path, old: &Path) -> SysResult {
+        nix::unistd::pivot_root(new, old).map_err(|e| {
+            JailError::sys(
+                format!("pivot_root({}, {})", new.display(), old.display()),
+                e,
+            )
+        })
+    }
+    fn locked_flags(&self, path: &Path) -> Result<MsFlags, JailError> {
+        use nix::sys::statvfs::{FsFlags, statvfs};
+        let st =
+            statvfs(path).map_err(|e| JailError::sys(format!("statvfs({})", path.display()), e))?;
+        let f = st.flags();
+        let mut out = MsFlags::empty();
+        for (fs, ms) in [
+            (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if f.contains(fs) {
+                out |= ms;
+            }
+        }
+        Ok(out)
+    }
+    fn drop_bounding(&self, cap: caps::Capability) -> SysResult {
+        caps::drop(None, caps::CapSet::Bounding, cap)
+            .map_err(|e| JailError::msg(format!("prctl(PR_CAPBSET_DROP, {cap})"), e.to_string()))
+    }
+    fn set_caps(&self, set: caps::CapSet, keep: &caps::CapsHashSet) -> SysResult {
+        caps::set(None, set, keep)
+            .map_err(|e| JailError::msg(format!("capset({set:?})"), e.to_string()))
+    }
+}
+
+fn io_errno(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// Records every call instead of making it, failing with EPERM on the first
+/// call that starts with `fail_on`. For unit tests of the setup sequence.
+#[cfg(test)]
+#[derive(Default)]
+pub struct Recording {
+    pub calls: RefCell<Vec<String>>,
+    pub fail_on: Option<String>,
+}
+
+#[cfg(test)]
+impl Recording {
+    fn log(&self, call: String) -> SysResult {
+        let fail = self
+            .fail_on
+            .as_ref()
+            .is_some_and(|f| call.starts_with(f.as_str()));
+        self.calls.borrow_mut().push(call.clone());
+        if fail {
+            return Err(JailError::sys(call, Errno::EPERM));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Sys for Recording {
+    fn mount(
+        &self,
+        src: Option<&Path>,
+        dst: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> SysResult {
+        let flags = format!("{flags:?}");
+        let flags = flags.trim_start_matches("MsFlags(").trim_end_matches(')');
+        self.log(format!(
+            "mount {} {} {} {flags} {}",
+            src.map_or("-".into(), |s| s.display().to_string()),
+            dst.display(),
+            fstype.unwrap_or("-"),
+            data.unwrap_or("-")
+        ))
+    }
+    fn umount_detach(&self, target: &Path) -> SysResult {
+        self.log(format!("umount {}", target.display()))
+    }
+    fn mkdir_all(&self, path: &Path, mode: u32) -> SysResult {
+        self.log(format!("mkdir {} {mode:o}", path.display()))
+    }
+    fn touch(&self, path: &Path) -> SysResult {
+        self.log(format!("touch {}", path.display()))
+    }
+    fn chdir(&self, path: &Path) -> SysResult {
+        self.log(format!("chdir {}", path.display()))
+    }
+    fn pivot_root_here(&self) -> SysResult {
+        self.log("pivot_root . .".into())
+    }
+    fn pivot_root(&self, new: &Path, old: &Path) -> SysResult {
+        self.log(format!("pivot_root {} {}", new.display(), old.display()))
+    }
+    fn locked_flags(&self, _: &Path) -> Result<MsFlags, JailError> {
+        Ok(MsFlags::MS_NOSUID | MsFlags::MS_NODEV)
+    }
+    fn drop_bounding(&self, cap: caps::Capability) -> SysResult {
+        self.log(format!("drop-bounding {cap}"))
+    }
+    fn set_caps(&self, set: caps::CapSet, keep: &caps::CapsHashSet) -> SysResult {
+        let mut names: Vec<String> = keep.iter().map(|c| c.to_string()).collect();
+        names.sort();
+        self.log(format!("capset {set:?} [{}]", names.join(",")))
+    }
+}
