@@ -35,6 +35,24 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<std::ffi::OsString>,
     },
+    /// Try to escape a profile's jail (40+ attempts); exit 0 only if all are blocked.
+    Probe {
+        /// Profile name (on the search path) or file.
+        #[arg(long, value_name = "NAME|FILE")]
+        profile: String,
+        /// Set a profile parameter.
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        param: Vec<String>,
+        /// Run only these attempts (repeatable).
+        #[arg(long, value_name = "ATTEMPT")]
+        only: Vec<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// (internal) One probe attempt, run inside the jail by `probe`.
+    #[command(name = "__probe-attempt", hide = true)]
+    ProbeAttempt { name: String, vars: Vec<String> },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -96,6 +114,13 @@ pub fn run() -> ExitCode {
             params: param,
             command,
         }),
+        Command::Probe {
+            profile,
+            param,
+            only,
+            json,
+        } => commands::probe::run(&profile, &param, &only, json),
+        Command::ProbeAttempt { name, vars } => commands::probe::attempt(&name, &vars),
         Command::Completions { shell } => commands::docs::completions(shell),
         Command::Man { out } => commands::docs::man(out.as_deref()),
     };

@@ -46,6 +46,7 @@ pub fn run(a: Args) -> Outcome {
         argv: a.command.clone(),
         pass_fds: a.pass_fds,
         params,
+        stdio: [None; 3],
     };
     let child = jail::spawn(&resolved.profile, &cmd).map_err(Failure::failed)?;
     let status = child.wait().map_err(Failure::failed)?;

@@ -3,6 +3,7 @@
 
 pub mod docs;
 pub mod exec;
+pub mod probe;
 pub mod profile;
 
 use std::fmt;

@@ -7,6 +7,7 @@ mod error;
 mod fs;
 pub mod landlock;
 mod limits;
+pub mod probe;
 mod process;
 mod seccomp;
 mod sys;

@@ -36,6 +36,8 @@ pub struct Command {
     pub pass_fds: Vec<RawFd>,
     /// Values for the profile's `{params}`, over its defaults.
     pub params: BTreeMap<String, String>,
+    /// Descriptors to install as 0, 1 and 2 (None: inherit the caller's).
+    pub stdio: [Option<RawFd>; 3],
 }
 
 /// How the jailed program ended.
@@ -82,6 +84,7 @@ struct Prepared<'a> {
     argv: Vec<CString>,
     envp: Vec<CString>,
     pass_fds: Vec<RawFd>,
+    stdio: [Option<RawFd>; 3],
 }
 
 /// Starts `cmd` in the jail `profile` describes. Must be called from a
@@ -115,6 +118,7 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
         argv: cstrings(cmd.argv.iter().map(|a| a.as_bytes().to_vec()))?,
         envp: cstrings(environment(profile).into_iter())?,
         pass_fds: cmd.pass_fds.clone(),
+        stdio: cmd.stdio,
         params,
     };
     let (go_r, go_w) = pipe(floor)?;
@@ -250,6 +254,18 @@ fn setup(p: &Prepared, go: OwnedFd, err_w: &OwnedFd, status_w: &OwnedFd) -> Resu
         ));
     }
     drop(go);
+    for (target, fd) in p.stdio.iter().enumerate() {
+        if let Some(fd) = *fd {
+            // SAFETY: dup2 onto 0..2 replaces our stdio with descriptors
+            // the caller handed us for exactly that.
+            if unsafe { libc::dup2(fd, target as i32) } < 0 {
+                return Err(JailError::sys(
+                    format!("dup2({fd}, {target})"),
+                    Errno::last(),
+                ));
+            }
+        }
+    }
     become_jail_ids(p)?;
     let ns = &p.profile.namespaces;
     if ns.uts {
@@ -378,6 +394,12 @@ fn forward_signals_to(pid: i32) {
 /// pid 1: forward signals to the program, reap everything, report the
 /// program's status to the parent and exit with it.
 fn reap(payload: Pid, status_w: OwnedFd, filter: &BpfProgram) -> JailError {
+    // Not dumpable: the program cannot ptrace us or read /proc/1/environ
+    // (our memory still holds the caller's environment).
+    if let Err(e) = prctl(libc::PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE") {
+        let _ = nix::sys::signal::kill(payload, Signal::SIGKILL);
+        return e;
+    }
     forward_signals_to(payload.as_raw());
     if let Err(e) = seccompiler::apply_filter(filter) {
         let _ = nix::sys::signal::kill(payload, Signal::SIGKILL);

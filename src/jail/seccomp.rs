@@ -13,6 +13,14 @@ use seccompiler::{
 use super::error::JailError;
 use crate::profile::{Action, Profile, names};
 
+const NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWUSER
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWCGROUP) as u64;
+
 fn err(e: impl std::fmt::Display) -> JailError {
     JailError::msg("seccomp: compile", e.to_string())
 }
@@ -58,6 +66,37 @@ pub fn compile(p: &Profile) -> Result<Option<BpfProgram>, JailError> {
     }
     if !ioctl_rules.is_empty() {
         rules.insert(libc::SYS_ioctl, ioctl_rules);
+    }
+    // Step 7: no nested namespaces. clone is allowed only without CLONE_NEW*
+    // flags (validation keeps clone3, unshare and setns out entirely).
+    if let Some(list) = rules.get_mut(&libc::SYS_clone) {
+        let cond = SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::MaskedEq(NAMESPACE_FLAGS),
+            0,
+        )
+        .map_err(err)?;
+        list.push(SeccompRule::new(vec![cond]).map_err(err)?);
+    }
+    if !p.seccomp.socket_families.is_empty() {
+        for nr in [libc::SYS_socket, libc::SYS_socketpair] {
+            if let Some(list) = rules.get_mut(&nr) {
+                for fam in &p.seccomp.socket_families {
+                    let af = names::socket_family(fam).ok_or_else(|| {
+                        JailError::msg("seccomp: compile", format!("unknown address family {fam}"))
+                    })?;
+                    let cond = SeccompCondition::new(
+                        0,
+                        SeccompCmpArgLen::Dword,
+                        SeccompCmpOp::Eq,
+                        af as u64,
+                    )
+                    .map_err(err)?;
+                    list.push(SeccompRule::new(vec![cond]).map_err(err)?);
+                }
+            }
+        }
     }
     build(rules, action(p.seccomp.default_action)).map(Some)
 }

@@ -199,6 +199,9 @@ pub struct Seccomp {
     pub allow: Vec<String>,
     /// ioctl requests allowed by name (compared on the low 32 bits).
     pub ioctl: Vec<String>,
+    /// When set, `socket` and `socketpair` are allowed only for these
+    /// address families (e.g. "AF_UNIX").
+    pub socket_families: Vec<String>,
     /// Named syscall sets, referenced as `@name` in `allow`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub groups: BTreeMap<String, Vec<String>>,
@@ -211,6 +214,7 @@ impl Default for Seccomp {
             default_action: Action::KillProcess,
             allow: vec![],
             ioctl: vec![],
+            socket_families: vec![],
             groups: BTreeMap::new(),
         }
     }

@@ -32,6 +32,24 @@ const IOCTLS: &[(&str, u64)] = &[
     ("TIOCLINUX", libc::TIOCLINUX),
 ];
 
+/// Address families `socket_families` may name.
+const FAMILIES: &[(&str, i32)] = &[
+    ("AF_UNIX", libc::AF_UNIX),
+    ("AF_INET", libc::AF_INET),
+    ("AF_INET6", libc::AF_INET6),
+    ("AF_NETLINK", libc::AF_NETLINK),
+    ("AF_PACKET", libc::AF_PACKET),
+    ("AF_VSOCK", libc::AF_VSOCK),
+];
+
+pub fn socket_family(name: &str) -> Option<i32> {
+    FAMILIES.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+pub fn socket_family_names() -> impl Iterator<Item = &'static str> {
+    FAMILIES.iter().map(|(n, _)| *n)
+}
+
 pub fn ioctl_number(name: &str) -> Option<u64> {
     IOCTLS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
 }

@@ -131,6 +131,8 @@ fn check_values(own: &Profile, merged: &Profile, src: &Source, errors: &mut Vec<
                 at,
                 "[seccomp] allow must not list ioctl: name the allowed requests in [seccomp] ioctl instead".into(),
             );
+        } else if NAMESPACE_SYSCALLS.contains(&name.as_str()) {
+            err(at, namespace_syscall_message(name));
         } else if let Some(group) = name.strip_prefix('@') {
             if !merged.seccomp.groups.contains_key(group) {
                 let known: Vec<_> = merged
@@ -157,7 +159,17 @@ fn check_values(own: &Profile, merged: &Profile, src: &Source, errors: &mut Vec<
     }
     for (group, list) in &own.seccomp.groups {
         for (i, name) in list.iter().enumerate() {
-            if name == "ioctl" {
+            if NAMESPACE_SYSCALLS.contains(&name.as_str()) {
+                err(
+                    vec![
+                        "seccomp".into(),
+                        "groups".into(),
+                        group.as_str().into(),
+                        i.into(),
+                    ],
+                    namespace_syscall_message(name),
+                );
+            } else if name == "ioctl" {
                 err(
                     vec![
                         "seccomp".into(),
@@ -195,6 +207,19 @@ fn check_values(own: &Profile, merged: &Profile, src: &Source, errors: &mut Vec<
                 at,
                 format!(
                     "unknown ioctl '{name}' in [seccomp] ioctl, known: {}",
+                    known.join(", ")
+                ),
+            );
+        }
+    }
+
+    for (i, name) in own.seccomp.socket_families.iter().enumerate() {
+        if names::socket_family(name).is_none() {
+            let known: Vec<_> = names::socket_family_names().collect();
+            err(
+                vec!["seccomp".into(), "socket_families".into(), i.into()],
+                format!(
+                    "unknown address family '{name}' in [seccomp] socket_families, known: {}",
                     known.join(", ")
                 ),
             );
@@ -301,6 +326,20 @@ fn check_combination(p: &Profile, sources: &[Source], errors: &mut Vec<ProfileEr
                 "[seccomp] allow must include execveat: the jail starts its program by file descriptor after the filter is loaded".into(),
             ));
         }
+    }
+}
+
+/// Syscalls that create or join namespaces; a jail never needs them.
+/// (`clone` is allowed only with no CLONE_NEW* flag: see jail/seccomp.rs.)
+const NAMESPACE_SYSCALLS: &[&str] = &["clone3", "unshare", "setns"];
+
+fn namespace_syscall_message(name: &str) -> String {
+    if name == "clone3" {
+        "[seccomp] allow must not list clone3: its flags cannot be filtered, so it could create namespaces; programs fall back to clone when clone3 fails with ENOSYS (use default_action = \"errno ENOSYS\")".into()
+    } else {
+        format!(
+            "[seccomp] allow must not list {name}: nested namespaces are never allowed inside the jail"
+        )
     }
 }
 

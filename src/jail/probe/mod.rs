@@ -1,0 +1,269 @@
+//! `pairjail probe`: escape attempts run inside a profile's jail, one jail
+//! and one process per attempt (seccomp and Landlock are irreversible).
+//! pairjail executes itself as the payload (`__probe-attempt NAME`).
+
+mod attempts;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{SocketAddr, UnixListener};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{OFlag, open};
+use nix::sys::stat::Mode;
+use serde::Serialize;
+
+use super::{Command, JailError, Status, spawn};
+use crate::profile::Profile;
+pub use attempts::{ATTEMPTS, Ctx};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Blocked,
+    Escaped,
+    /// The attempt could not be carried out, so it proves nothing.
+    Inconclusive,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub attempt: &'static str,
+    pub expected: &'static str,
+    pub observed: String,
+    pub verdict: Verdict,
+}
+
+/// Things outside the jail for the attempts to aim at; removed on drop.
+struct Bait {
+    dir: PathBuf,
+    vars: BTreeMap<String, String>,
+    _keep: Vec<Box<dyn std::any::Any>>,
+    _leak: OwnedFd,
+    tty: OwnedFd,
+    _tty_master: OwnedFd,
+}
+
+impl Drop for Bait {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn setup_err(what: &str, e: impl std::fmt::Display) -> JailError {
+    JailError::msg(format!("probe: {what}"), e.to_string())
+}
+
+impl Bait {
+    fn new() -> Result<Bait, JailError> {
+        let pid = std::process::id();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!("pairjail-probe-{pid}-{nanos}"));
+        std::fs::create_dir(&dir).map_err(|e| setup_err("create bait dir", e))?;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777));
+        let bait_file = dir.join("secret");
+        std::fs::write(&bait_file, "host secret\n").map_err(|e| setup_err("write bait", e))?;
+        let _ = std::fs::set_permissions(&bait_file, std::fs::Permissions::from_mode(0o644));
+        let sock_path = dir.join("sock");
+        let path_listener =
+            UnixListener::bind(&sock_path).map_err(|e| setup_err("bind unix socket", e))?;
+        let _ = std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o777));
+        let abstract_name = format!("pairjail-probe-{pid}-{nanos}");
+        let addr = SocketAddr::from_abstract_name(abstract_name.as_bytes())
+            .map_err(|e| setup_err("abstract name", e))?;
+        let abstract_listener =
+            UnixListener::bind_addr(&addr).map_err(|e| setup_err("bind abstract socket", e))?;
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| setup_err("bind 127.0.0.1", e))?;
+        let tcp_port = tcp
+            .local_addr()
+            .map_err(|e| setup_err("tcp address", e))?
+            .port();
+        // Deliberately without O_CLOEXEC: the jail must close it anyway.
+        let leak = open(&bait_file, OFlag::O_RDONLY, Mode::empty())
+            .map_err(|e| setup_err("open leak bait", e))?;
+        let pty = nix::pty::openpty(None, None).map_err(|e| setup_err("openpty", e))?;
+
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        let mut vars = BTreeMap::new();
+        vars.insert("ssh_dir".into(), format!("{home}/.ssh"));
+        vars.insert("home".into(), home);
+        vars.insert("host_pid".into(), pid.to_string());
+        vars.insert("tcp_port".into(), tcp_port.to_string());
+        vars.insert("abstract".into(), abstract_name);
+        vars.insert("unix_path".into(), sock_path.display().to_string());
+        vars.insert("bait_file".into(), bait_file.display().to_string());
+        vars.insert("bait_dir".into(), dir.display().to_string());
+        Ok(Bait {
+            dir,
+            vars,
+            _keep: vec![
+                Box::new(path_listener),
+                Box::new(abstract_listener),
+                Box::new(tcp),
+            ],
+            _leak: leak,
+            tty: pty.slave,
+            _tty_master: pty.master,
+        })
+    }
+}
+
+/// Runs every attempt (or those named in `only`) in its own jail.
+pub fn run(
+    profile: &Profile,
+    params: &BTreeMap<String, String>,
+    exe: &Path,
+    only: &[String],
+) -> Result<Vec<Report>, JailError> {
+    let bait = Bait::new()?;
+    let devnull = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| setup_err("open /dev/null", e))?;
+    let mut reports = Vec::new();
+    for a in ATTEMPTS
+        .iter()
+        .filter(|a| only.is_empty() || only.iter().any(|o| o == a.name))
+    {
+        let (r, w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| JailError::sys("pipe2", e))?;
+        let mut argv: Vec<OsString> = vec![exe.into(), "__probe-attempt".into(), a.name.into()];
+        argv.extend(
+            bait.vars
+                .iter()
+                .map(|(k, v)| OsString::from(format!("{k}={v}"))),
+        );
+        let cmd = Command {
+            program: exe.to_path_buf(),
+            argv,
+            pass_fds: vec![],
+            params: params.clone(),
+            stdio: [
+                Some(bait.tty.as_raw_fd()),
+                Some(w.as_raw_fd()),
+                Some(devnull.as_raw_fd()),
+            ],
+        };
+        let child = spawn(profile, &cmd)?;
+        drop(w);
+        let (out, timed_out) = read_with_deadline(r, ATTEMPT_TIMEOUT_MS);
+        if timed_out {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.pid()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let status = child.wait()?;
+        let mut report = judge(a, out.trim(), status);
+        if timed_out && report.verdict != Verdict::Escaped {
+            report.verdict = Verdict::Inconclusive;
+            report.observed = format!("no answer within {} s", ATTEMPT_TIMEOUT_MS / 1000);
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// An attempt that neither answers nor dies in this time proves nothing.
+const ATTEMPT_TIMEOUT_MS: u16 = 10_000;
+
+/// Reads until EOF or until `ms` pass without EOF.
+fn read_with_deadline(r: OwnedFd, ms: u16) -> (String, bool) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let start = std::time::Instant::now();
+    let mut out = Vec::new();
+    let mut file = std::fs::File::from(r);
+    loop {
+        let left = u128::from(ms).saturating_sub(start.elapsed().as_millis());
+        if left == 0 {
+            return (String::from_utf8_lossy(&out).into_owned(), true);
+        }
+        let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(left as i32).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) => return (String::from_utf8_lossy(&out).into_owned(), true),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+            Ok(_) => {}
+        }
+        let mut buf = [0u8; 4096];
+        match file.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    (String::from_utf8_lossy(&out).into_owned(), false)
+}
+
+fn judge(a: &attempts::Attempt, out: &str, status: Status) -> Report {
+    let (verdict, observed) = if let Some(o) = out.strip_prefix("blocked: ") {
+        (Verdict::Blocked, o.to_string())
+    } else if let Some(o) = out.strip_prefix("escaped: ") {
+        let v = if o.contains("(inconclusive)") {
+            Verdict::Inconclusive
+        } else {
+            Verdict::Escaped
+        };
+        (v, o.to_string())
+    } else if !out.is_empty() {
+        // Only a program the attempt managed to execute prints anything else.
+        (
+            Verdict::Escaped,
+            format!(
+                "a program ran and printed {:?}",
+                out.lines().next().unwrap_or("")
+            ),
+        )
+    } else {
+        match status {
+            Status::Signaled(libc::SIGSYS) => {
+                (Verdict::Blocked, "killed by seccomp (SIGSYS)".to_string())
+            }
+            Status::Signaled(s) => (
+                Verdict::Inconclusive,
+                format!("killed by signal {s} before reporting"),
+            ),
+            Status::Exited(c) => (
+                Verdict::Inconclusive,
+                format!("exited {c} without reporting"),
+            ),
+        }
+    };
+    Report {
+        attempt: a.name,
+        expected: a.expected,
+        observed,
+        verdict,
+    }
+}
+
+/// The payload side: runs one attempt and prints `blocked: …` or `escaped: …`.
+pub fn attempt_main(name: &str, vars: &[String]) -> i32 {
+    let Some(a) = ATTEMPTS.iter().find(|a| a.name == name) else {
+        eprintln!("pairjail: unknown probe attempt {name}");
+        return 2;
+    };
+    let ctx = Ctx {
+        vars: vars
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let line = match (a.run)(&ctx) {
+        Ok(seen) => format!("blocked: {seen}\n"),
+        Err(seen) => format!("escaped: {seen}\n"),
+    };
+    // One write(2), so a filter that kills on exit cannot cut the line.
+    // SAFETY: writing from a live buffer to stdout.
+    unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+    0
+}
