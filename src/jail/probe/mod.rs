@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Command, JailError, Status, spawn};
 use crate::profile::Profile;
 pub use attempts::{ATTEMPTS, Ctx};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Blocked,
@@ -30,10 +30,10 @@ pub enum Verdict {
     Inconclusive,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
-    pub attempt: &'static str,
-    pub expected: &'static str,
+    pub attempt: String,
+    pub expected: String,
     pub observed: String,
     pub verdict: Verdict,
 }
@@ -115,14 +115,59 @@ impl Bait {
     }
 }
 
-/// Runs every attempt (or those named in `only`) in its own jail.
+/// Runs every attempt (or those named in `only`) in its own jail, from a
+/// new session whose controlling terminal is a fresh pty: the terminal
+/// attacks (TIOCSTI, TIOCLINUX) then aim at a real controlling tty, as a
+/// guest's would aim at the ssh pty.
 pub fn run(
     profile: &Profile,
     params: &BTreeMap<String, String>,
     exe: &Path,
     only: &[String],
 ) -> Result<Vec<Report>, JailError> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| JailError::sys("pipe2", e))?;
+    // SAFETY: `pairjail probe` is single-threaded; the child only runs the
+    // attempts and leaves with _exit.
+    match unsafe { nix::unistd::fork() }.map_err(|e| JailError::sys("fork", e))? {
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            let result = in_session(profile, params, exe, only).map_err(|e| e.to_string());
+            let text = serde_json::to_string(&result).unwrap_or_default();
+            let mut f = std::fs::File::from(w);
+            let _ = std::io::Write::write_all(&mut f, text.as_bytes());
+            // SAFETY: leaving the forked child without unwinding.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(w);
+            let mut text = String::new();
+            let _ = std::fs::File::from(r).read_to_string(&mut text);
+            let _ = nix::sys::wait::waitpid(child, None);
+            let result: Result<Vec<Report>, String> = serde_json::from_str(&text)
+                .map_err(|_| JailError::msg("probe", "the probe session ended without a report"))?;
+            result.map_err(|m| {
+                JailError::msg(m.trim_start_matches("jail: ").to_string(), String::new())
+                    .without_hint()
+            })
+        }
+    }
+}
+
+fn in_session(
+    profile: &Profile,
+    params: &BTreeMap<String, String>,
+    exe: &Path,
+    only: &[String],
+) -> Result<Vec<Report>, JailError> {
     let bait = Bait::new()?;
+    nix::unistd::setsid().map_err(|e| JailError::sys("setsid", e))?;
+    // SAFETY: TIOCSCTTY takes an integer; the slave is a pty we opened.
+    if unsafe { libc::ioctl(bait.tty.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
+        return Err(JailError::sys(
+            "ioctl(TIOCSCTTY)",
+            nix::errno::Errno::last(),
+        ));
+    }
     let devnull = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| setup_err("open /dev/null", e))?;
     let mut reports = Vec::new();
@@ -238,8 +283,8 @@ fn judge(a: &attempts::Attempt, out: &str, status: Status) -> Report {
         }
     };
     Report {
-        attempt: a.name,
-        expected: a.expected,
+        attempt: a.name.into(),
+        expected: a.expected.into(),
         observed,
         verdict,
     }

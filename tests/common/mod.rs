@@ -1,0 +1,114 @@
+//! Shared test setup: real users, the built binary where they can run it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub const TEST_USER: &str = "pjtest";
+
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// Creates a Unix user (idempotent). Only as root.
+pub fn ensure_user(name: &str) {
+    let exists = Command::new("id")
+        .arg("-u")
+        .arg(name)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if exists {
+        return;
+    }
+    let out = Command::new("useradd")
+        .args(["--create-home", "--shell", "/bin/sh", "--user-group", name])
+        .output()
+        .expect("useradd must be installed (package passwd)");
+    assert!(
+        out.status.success(),
+        "useradd {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A copy of the binary in a world-readable place (the checkout may live
+/// under /root, which other users cannot enter).
+pub fn shared_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("pairjail-test-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dst = dir.join("pairjail");
+        std::fs::copy(env!("CARGO_BIN_EXE_pairjail"), &dst).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dst
+    })
+}
+
+/// pairjail run as an unprivileged user: the caller if not root, otherwise
+/// the test user (created here), from a neutral directory.
+pub fn pairjail_unprivileged(args: &[&str]) -> Output {
+    let mut cmd = if is_root() {
+        ensure_user(TEST_USER);
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid",
+            TEST_USER,
+            "--regid",
+            TEST_USER,
+            "--init-groups",
+            "--",
+        ]);
+        c.arg(shared_binary());
+        c.env("HOME", format!("/home/{TEST_USER}"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_pairjail"))
+    };
+    cmd.args(args)
+        .current_dir("/")
+        .env_remove("PAIRJAIL_PROFILE_PATH");
+    cmd.output().expect("run pairjail")
+}
+
+/// pairjail as the current user, from the checkout (so ./profiles is found).
+pub fn pairjail(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pairjail"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("PAIRJAIL_PROFILE_PATH")
+        .output()
+        .expect("run pairjail")
+}
+
+/// Kernel features the jail needs: user namespaces and Landlock. In CI a
+/// missing feature fails the test; elsewhere the test is skipped, loudly.
+pub fn require_kernel() -> bool {
+    let userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .map(|s| s.trim() != "0")
+        .unwrap_or(false);
+    let landlock = pairjail::jail::landlock::kernel_abi() >= 6;
+    if userns && landlock {
+        return true;
+    }
+    let msg = format!(
+        "kernel lacks what the jail needs: user namespaces {userns}, Landlock ABI >= 6 {landlock}"
+    );
+    if in_ci() {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+    false
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}

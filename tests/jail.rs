@@ -1,0 +1,275 @@
+//! The jail, attacked through the real binary: every test is its own
+//! process tree, so seccomp and Landlock never leak between tests.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use common::*;
+
+fn probe_as_unprivileged(profile: &str) {
+    if !require_kernel() {
+        return;
+    }
+    let out = pairjail_unprivileged(&["probe", "--profile", profile, "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "probe output is not JSON ({e}): {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    });
+    let attempts = report["attempts"].as_array().unwrap();
+    assert!(attempts.len() >= 40, "only {} attempts", attempts.len());
+    let failed: Vec<_> = attempts
+        .iter()
+        .filter(|a| a["verdict"] != "blocked")
+        .collect();
+    assert!(failed.is_empty(), "{profile}: not blocked: {failed:#?}");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn probe_finds_no_escape_from_guest_relay() {
+    probe_as_unprivileged("guest-relay");
+}
+
+#[test]
+fn probe_finds_no_escape_from_guest_direct() {
+    probe_as_unprivileged("guest-direct");
+}
+
+/// The probe must be able to fail: a profile with seccomp and Landlock off
+/// and the host's /etc bound in lets several attempts through.
+#[test]
+fn probe_reports_escapes_from_a_weak_profile() {
+    if !require_kernel() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let weak = dir.path().join("weak.toml");
+    std::fs::write(
+        &weak,
+        "[landlock]\nenabled = false\n[namespaces]\nnet = true\n[seccomp]\nenabled = false\n[[mount]]\ntype = \"bind\"\nsrc = \"/etc\"\ndst = \"/etc\"\n[[mount]]\ntype = \"bind\"\nsrc = \"/usr\"\ndst = \"/usr\"\n[[mount]]\ntype = \"bind\"\nsrc = \"/bin\"\ndst = \"/bin\"\noptional = true\n[[mount]]\ntype = \"bind\"\nsrc = \"/lib\"\ndst = \"/lib\"\noptional = true\n[[mount]]\ntype = \"bind\"\nsrc = \"/lib64\"\ndst = \"/lib64\"\noptional = true\n",
+    )
+    .unwrap();
+    let out = pairjail(&["probe", "--profile", weak.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let escaped: Vec<&str> = report["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["verdict"] == "escaped")
+        .map(|a| a["attempt"].as_str().unwrap())
+        .collect();
+    for expected in ["exec-shell", "seccomp-mode", "tiocsti", "socket-inet"] {
+        assert!(
+            escaped.contains(&expected),
+            "{expected} not reported as escaped: {escaped:?}"
+        );
+    }
+}
+
+#[test]
+fn exec_forwards_the_exit_status_and_isolates_identity() {
+    if !require_kernel() {
+        return;
+    }
+    let out = pairjail(&[
+        "exec",
+        "--profile",
+        "workspace",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo $(id -u):$(id -g):$(hostname):$HOME; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "1000:1000:pairjail-workspace:/work"
+    );
+}
+
+#[test]
+fn exec_clears_the_environment_to_the_allowlist() {
+    if !require_kernel() {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_pairjail"))
+        .args(["exec", "--profile", "workspace", "--", "/usr/bin/env"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SSH_AUTH_SOCK", "/tmp/agent.sock")
+        .env("SECRET_TOKEN", "hunter2")
+        .env("TERM", "xterm-test")
+        .output()
+        .unwrap();
+    let env = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(env.contains("TERM=xterm-test"), "{env}");
+    assert!(
+        !env.contains("SSH_AUTH_SOCK") && !env.contains("hunter2"),
+        "{env}"
+    );
+}
+
+#[test]
+fn exec_root_caller_is_nobody_outside() {
+    if !require_kernel() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let param = format!("workspace={}", dir.path().display());
+    let out = pairjail(&[
+        "exec",
+        "--profile",
+        "workspace",
+        "--param",
+        &param,
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo x > /work/made",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(dir.path().join("made")).unwrap().uid();
+    let expected = if is_root() {
+        65534
+    } else {
+        nix::unistd::Uid::effective().as_raw()
+    };
+    assert_eq!(
+        owner, expected,
+        "a file written in the jail is owned by uid {owner} outside"
+    );
+}
+
+#[test]
+fn exec_passes_only_the_named_descriptors() {
+    if !require_kernel() {
+        return;
+    }
+    // fd 7 is passed, fd 8 is not; both are open in the caller.
+    let script = "exec 7</etc/hostname 8</etc/hostname; pairjail exec --profile workspace --pass-fd 7 -- /bin/sh -c 'ls /proc/self/fd | tr \"\\n\" \" \"'";
+    let dir = std::path::Path::new(env!("CARGO_BIN_EXE_pairjail"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let out = Command::new("/bin/sh")
+        .args(["-c", script])
+        .env("PATH", format!("{}:/usr/bin:/bin", dir.display()))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let fds = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let fds: Vec<&str> = fds.split_whitespace().collect();
+    assert!(fds.contains(&"7"), "{fds:?}");
+    assert!(!fds.contains(&"8"), "{fds:?}");
+}
+
+#[test]
+fn exec_seccomp_kills_what_the_profile_does_not_allow() {
+    if !require_kernel() {
+        return;
+    }
+    // guest-relay has no getuid; a static program calling it dies by SIGSYS.
+    let busybox = "/bin/busybox";
+    if !std::path::Path::new(busybox).exists() {
+        assert!(!in_ci(), "busybox-static must be installed in CI");
+        return;
+    }
+    let out = pairjail(&[
+        "exec",
+        "--profile",
+        "guest-relay",
+        "--",
+        busybox,
+        "id",
+        "-u",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(128 + libc::SIGSYS),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn exec_errors_name_the_step_for_a_missing_kernel_feature() {
+    if !require_kernel() {
+        return;
+    }
+    let have = pairjail::jail::landlock::kernel_abi();
+    if have >= 9 {
+        eprintln!("SKIPPED: this kernel has Landlock ABI {have}, so ABI 9 cannot be missing");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("future.toml");
+    std::fs::write(
+        &p,
+        "extends = [\"guest-relay\"]\n[landlock]\nabi = 9\ncompat = \"hard\"\n",
+    )
+    .unwrap();
+    let search = format!("{}/profiles", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(env!("CARGO_BIN_EXE_pairjail"))
+        .args(["exec", "--profile", p.to_str().unwrap(), "--", "/bin/true"])
+        .env("PAIRJAIL_PROFILE_PATH", search)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        format!(
+            "pairjail: jail: landlock — the profile pins Landlock ABI 9 with compat = \"hard\", but this kernel offers ABI {have} (boot with lsm=…,landlock, or use compat = \"best-effort\")"
+        )
+    );
+}
+
+#[test]
+fn exec_refuses_bad_input_with_one_line() {
+    let out = pairjail(&[
+        "exec",
+        "--profile",
+        "guest-relay",
+        "--",
+        "/nonexistent/prog",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "pairjail: exec: /nonexistent/prog: command not found"
+    );
+    let out = pairjail(&[
+        "exec",
+        "--profile",
+        "guest-relay",
+        "--pass-fd",
+        "1",
+        "--",
+        "/bin/true",
+    ]);
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "pairjail: --pass-fd 1: 0, 1 and 2 are always passed"
+    );
+    let out = pairjail(&[
+        "exec",
+        "--profile",
+        "guest-relay",
+        "--pass-fd",
+        "99",
+        "--",
+        "/bin/true",
+    ]);
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "pairjail: --pass-fd 99: not an open descriptor"
+    );
+}
