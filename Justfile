@@ -36,3 +36,7 @@ test: deps lint
 lint:
     cargo fmt --check
     cargo clippy --locked --all-targets -- -D warnings
+
+# Benchmarks (never tests): jail entry vs bwrap and unshare; writes README's table.
+bench: deps build
+    python3 scripts/bench.py

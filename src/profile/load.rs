@@ -4,6 +4,7 @@ use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use toml::{Table, Value};
 
 use super::error::{ProfileError, ProfileErrors};
@@ -38,6 +39,8 @@ pub struct Source {
     pub text: String,
     /// The directory its own `extends` are looked up in first.
     pub dir: Option<PathBuf>,
+    /// The file's own values, once parsed.
+    pub own: Option<Profile>,
 }
 
 impl Source {
@@ -53,6 +56,7 @@ impl Source {
             name,
             text,
             dir: path.parent().map(Path::to_path_buf),
+            own: None,
         })
     }
 
@@ -116,6 +120,7 @@ impl SearchPath {
                 name: format!("<built-in {n}.toml>"),
                 text: (*text).to_string(),
                 dir: None,
+                own: None,
             })
         })
     }
@@ -182,14 +187,29 @@ fn load(
     stack: &mut Vec<String>,
     sources: &mut Vec<Source>,
 ) -> Result<Table, ProfileErrors> {
-    let own: Profile = toml::from_str(&src.text).map_err(|e| parse_error(&src, &e))?;
+    // One parse on the happy path; only a file with a type or field error
+    // is parsed again, with spans, to locate it.
     let mut table: Table = toml::from_str(&src.text).map_err(|e| parse_error(&src, &e))?;
+    let own: Profile = match Profile::deserialize(table.clone()) {
+        Ok(own) => own,
+        Err(_) => {
+            let located = toml::from_str::<Profile>(&src.text).err();
+            return Err(match located {
+                Some(e) => parse_error(&src, &e),
+                None => src.error_at_offset(0, "invalid profile".into()).into(),
+            });
+        }
+    };
     table.remove("extends");
     stack.push(src.name.clone());
     let index = sources.len();
-    sources.push(src);
+    let extends = own.extends.clone();
+    sources.push(Source {
+        own: Some(own),
+        ..src
+    });
     let mut merged = Table::new();
-    for (i, parent) in own.extends.iter().enumerate() {
+    for (i, parent) in extends.iter().enumerate() {
         let at = |msg: String| sources[index].error_at(&["extends".into(), i.into()], false, msg);
         let dir = sources[index].dir.clone();
         let found = match search.find(parent, dir.as_deref()) {

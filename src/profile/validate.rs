@@ -16,9 +16,8 @@ pub const MAX_LANDLOCK_ABI: u8 = 9;
 pub fn check(merged: &Profile, sources: &[Source]) -> Result<(), ProfileErrors> {
     let mut errors = Vec::new();
     for src in sources {
-        // Already parsed once in load(); a failure here cannot happen.
-        if let Ok(own) = toml::from_str::<Profile>(&src.text) {
-            check_values(&own, merged, src, &mut errors);
+        if let Some(own) = &src.own {
+            check_values(own, merged, src, &mut errors);
         }
     }
     check_combination(merged, sources, &mut errors);
