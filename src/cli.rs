@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::broker::paths;
 use crate::commands;
+use crate::profile::Mode;
 
 /// Share a tmux session over plain SSH with every guest locked in a jail.
 #[derive(Debug, Parser)]
@@ -15,8 +17,97 @@ pub struct Cli {
     pub command: Command,
 }
 
+fn mode(s: &str) -> Result<Mode, String> {
+    s.parse()
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Share a tmux session: start its own tmux server and the broker, then attach.
+    Start {
+        /// Name of the shared session.
+        #[arg(long, default_value = paths::DEFAULT_SESSION)]
+        session: String,
+        /// Modes guests may use (comma-separated: mirror, pair, rogue).
+        #[arg(long, value_delimiter = ',', value_parser = mode, default_value = "mirror")]
+        allow: Vec<Mode>,
+        /// Mode of a guest whose forced command names none.
+        #[arg(long, value_parser = mode, default_value = "mirror")]
+        default_mode: Mode,
+        /// Leave the session running in the background instead of attaching.
+        #[arg(long)]
+        detach: bool,
+        /// Unix users whose guests may connect (default: `pair`, if it exists).
+        #[arg(long = "guest-user", value_name = "USER")]
+        guest_users: Vec<String>,
+        /// Where session sockets live (default: $PAIRJAIL_RUNTIME_DIR, /run/pairjail, $XDG_RUNTIME_DIR/pairjail).
+        #[arg(long, value_name = "DIR")]
+        runtime_dir: Option<PathBuf>,
+        /// Program to run in the shared session instead of your shell.
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Attach your terminal to a session you are sharing.
+    Attach {
+        #[arg(long, default_value = paths::DEFAULT_SESSION)]
+        session: String,
+        #[arg(long, value_name = "DIR")]
+        runtime_dir: Option<PathBuf>,
+    },
+    /// End a shared session: every guest is disconnected.
+    Stop {
+        #[arg(long, default_value = paths::DEFAULT_SESSION)]
+        session: String,
+        #[arg(long, value_name = "DIR")]
+        runtime_dir: Option<PathBuf>,
+    },
+    /// Show your shared sessions and who is connected.
+    Status {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "DIR")]
+        runtime_dir: Option<PathBuf>,
+    },
+    /// sshd's forced command for a guest (written into authorized_keys, not typed).
+    Join {
+        /// The Unix user sharing the session.
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value = paths::DEFAULT_SESSION)]
+        session: String,
+        /// The guest's name, as the host sees it.
+        #[arg(long)]
+        guest: String,
+        /// mirror, pair or rogue (default: the session's default mode).
+        #[arg(long, value_parser = mode)]
+        mode: Option<Mode>,
+        #[arg(long, value_name = "DIR")]
+        runtime_dir: Option<PathBuf>,
+        /// The jail of the guest's relay client.
+        #[arg(long, default_value = "guest-relay", value_name = "NAME|FILE")]
+        profile: String,
+    },
+    /// (internal) The broker daemon of one shared session.
+    #[command(name = "__broker", hide = true)]
+    Broker {
+        #[arg(long)]
+        session: String,
+        #[arg(long)]
+        runtime_dir: PathBuf,
+        #[arg(long, value_delimiter = ',', value_parser = mode)]
+        allow: Vec<Mode>,
+        #[arg(long, value_parser = mode)]
+        default_mode: Mode,
+        #[arg(long = "guest-uid")]
+        guest_uids: Vec<u32>,
+    },
+    /// (internal) The guest's relay client, run inside the jail by `join`.
+    #[command(name = "__relay", hide = true)]
+    Relay {
+        #[arg(long)]
+        fd: i32,
+    },
     /// Validate, print and describe the sandbox profiles in profiles/.
     #[command(subcommand)]
     Profile(ProfileCommand),
@@ -121,6 +212,63 @@ pub fn run() -> ExitCode {
             json,
         } => commands::probe::run(&profile, &param, &only, json),
         Command::ProbeAttempt { name, vars } => commands::probe::attempt(&name, &vars),
+        Command::Start {
+            session,
+            allow,
+            default_mode,
+            detach,
+            guest_users,
+            runtime_dir,
+            command,
+        } => commands::session::start(commands::session::StartArgs {
+            session,
+            allow,
+            default_mode,
+            detach,
+            runtime_dir,
+            guest_users,
+            command,
+        }),
+        Command::Attach {
+            session,
+            runtime_dir,
+        } => commands::session::attach(&session, runtime_dir.as_deref()),
+        Command::Stop {
+            session,
+            runtime_dir,
+        } => commands::session::stop(&session, runtime_dir.as_deref()),
+        Command::Status { json, runtime_dir } => {
+            commands::session::status(runtime_dir.as_deref(), json)
+        }
+        Command::Join {
+            host,
+            session,
+            guest,
+            mode,
+            runtime_dir,
+            profile,
+        } => commands::join::join(commands::join::JoinArgs {
+            host,
+            session,
+            guest,
+            mode,
+            runtime_dir,
+            profile,
+        }),
+        Command::Broker {
+            session,
+            runtime_dir,
+            allow,
+            default_mode,
+            guest_uids,
+        } => commands::session::broker(commands::session::BrokerArgs {
+            session,
+            runtime_dir,
+            allow,
+            default_mode,
+            guest_uids,
+        }),
+        Command::Relay { fd } => commands::join::relay(fd),
         Command::Completions { shell } => commands::docs::completions(shell),
         Command::Man { out } => commands::docs::man(out.as_deref()),
     };

@@ -3,7 +3,9 @@
 //! Policy (`profile`) is data; mechanism (`jail`) is code; `commands` are
 //! thin wrappers the CLI (`cli`) dispatches to.
 
+pub mod broker;
 pub mod cli;
 pub mod commands;
 pub mod jail;
 pub mod profile;
+pub mod relay;

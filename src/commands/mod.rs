@@ -3,8 +3,10 @@
 
 pub mod docs;
 pub mod exec;
+pub mod join;
 pub mod probe;
 pub mod profile;
+pub mod session;
 
 use std::fmt;
 

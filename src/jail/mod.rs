@@ -9,8 +9,9 @@ pub mod landlock;
 mod limits;
 pub mod probe;
 mod process;
+pub mod pty;
 mod seccomp;
 mod sys;
 
 pub use error::JailError;
-pub use process::{Child, Command, Status, is_open, spawn};
+pub use process::{Child, Command, Status, borrow_passed_fd, is_open, spawn};

@@ -569,6 +569,12 @@ fn unsafe_borrow(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
 
+/// A descriptor this process was given to keep for its whole life (a
+/// `--pass-fd`), borrowed for that long.
+pub fn borrow_passed_fd(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
+    unsafe_borrow(fd)
+}
+
 /// Is `fd` an open descriptor of this process?
 pub fn is_open(fd: RawFd) -> bool {
     fd >= 0 && fcntl(unsafe_borrow(fd), FcntlArg::F_GETFD).is_ok()

@@ -280,6 +280,20 @@ pub enum Mode {
     Rogue,
 }
 
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "mirror" => Ok(Mode::Mirror),
+            "pair" => Ok(Mode::Pair),
+            "rogue" => Ok(Mode::Rogue),
+            _ => Err(format!(
+                "unknown mode '{s}', expected mirror, pair or rogue"
+            )),
+        }
+    }
+}
+
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

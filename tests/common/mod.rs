@@ -1,6 +1,8 @@
 //! Shared test setup: real users, the built binary where they can run it.
 #![allow(dead_code)]
 
+pub mod sshd;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -23,16 +25,25 @@ pub fn ensure_user(name: &str) {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    if exists {
-        return;
+    if !exists {
+        let out = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", "--user-group", name])
+            .output()
+            .expect("useradd must be installed (package passwd)");
+        assert!(
+            out.status.success(),
+            "useradd {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let out = Command::new("useradd")
-        .args(["--create-home", "--shell", "/bin/sh", "--user-group", name])
+    // No password, but not locked: sshd refuses key logins to locked accounts.
+    let out = Command::new("usermod")
+        .args(["-p", "*", name])
         .output()
-        .expect("useradd must be installed (package passwd)");
+        .expect("usermod");
     assert!(
         out.status.success(),
-        "useradd {name}: {}",
+        "usermod {name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -1,0 +1,121 @@
+//! Where a share lives: `<runtime>/<host user>/<session>/` holding the
+//! broker socket (guests), the control socket (the host only), the tmux
+//! socket and the broker's log. The runtime directory is `--runtime-dir`,
+//! else `$PAIRJAIL_RUNTIME_DIR`, else `/run/pairjail` when it exists (made
+//! by `pairjail setup`), else `$XDG_RUNTIME_DIR/pairjail`.
+
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_RUNTIME: &str = "/run/pairjail";
+pub const DEFAULT_SESSION: &str = "pair";
+
+pub fn runtime_dir(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("PAIRJAIL_RUNTIME_DIR").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    if Path::new(DEFAULT_RUNTIME).is_dir() {
+        return Ok(PathBuf::from(DEFAULT_RUNTIME));
+    }
+    if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
+        return Ok(Path::new(&x).join("pairjail"));
+    }
+    Err(format!(
+        "no runtime directory: {DEFAULT_RUNTIME} does not exist (run `sudo pairjail setup`) and neither --runtime-dir, PAIRJAIL_RUNTIME_DIR nor XDG_RUNTIME_DIR is set"
+    ))
+}
+
+/// Session and guest names: what may appear in paths, tmux targets and
+/// forced commands without quoting.
+pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && !name.starts_with(['-', '.'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid {kind} name '{}': use 1-32 letters, digits, '-', '_' or '.', not starting with '-' or '.'",
+            name.escape_debug()
+        ))
+    }
+}
+
+/// Unix user names as sshd passes them.
+pub fn check_user(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid user name '{}'", name.escape_debug()))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionPaths {
+    pub dir: PathBuf,
+    pub broker: PathBuf,
+    pub control: PathBuf,
+    pub tmux: PathBuf,
+    pub log: PathBuf,
+}
+
+impl SessionPaths {
+    pub fn new(runtime: &Path, host: &str, session: &str) -> SessionPaths {
+        let dir = runtime.join(host).join(session);
+        SessionPaths {
+            broker: dir.join("broker.sock"),
+            control: dir.join("control.sock"),
+            tmux: dir.join("tmux.sock"),
+            log: dir.join("broker.log"),
+            dir,
+        }
+    }
+}
+
+/// The user running this process, from the password database.
+pub fn current_user() -> Result<String, String> {
+    let uid = nix::unistd::Uid::effective();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .ok_or_else(|| format!("uid {uid} has no entry in the password database"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("session", "pair").is_ok());
+        assert!(check_name("guest", "bob.smith-2").is_ok());
+        for bad in [
+            "",
+            "-x",
+            ".x",
+            "a b",
+            "a\"b",
+            "a;b",
+            "a\nb",
+            "$(id)",
+            &"x".repeat(33),
+        ] {
+            assert!(check_name("guest", bad).is_err(), "{bad:?}");
+        }
+        assert!(check_user("alice").is_ok());
+        assert!(check_user("Alice").is_err());
+        assert!(check_user("a/b").is_err());
+    }
+}

@@ -1,0 +1,220 @@
+//! The framed protocol between `pairjail join` (and its relay) and the
+//! broker, and between `pairjail stop/status` and the broker's control
+//! socket. A frame is one kind byte, a big-endian u32 length and the
+//! payload: kind 0 carries a JSON [`Msg`], kind 1 raw terminal bytes.
+//! Anything else, or a frame over [`MAX_FRAME`], is malformed and closes
+//! that connection only.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::profile::Mode;
+
+/// Bumped on any incompatible change; a join and a broker that differ refuse.
+pub const VERSION: u32 = 1;
+pub const MAX_FRAME: usize = 1 << 20;
+
+const KIND_MSG: u8 = 0;
+const KIND_DATA: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Msg {
+    /// join → broker, first frame.
+    Hello {
+        version: u32,
+        guest: String,
+        mode: Option<Mode>,
+        term: String,
+        cols: u16,
+        rows: u16,
+        source: Option<String>,
+    },
+    /// broker → join: you are in.
+    Welcome {
+        session: String,
+        mode: Mode,
+    },
+    /// broker → join: you are not, and why (one line for the guest).
+    Refused {
+        reason: String,
+    },
+    /// relay → broker: the guest's terminal changed size.
+    Resize {
+        cols: u16,
+        rows: u16,
+    },
+    /// broker → relay: the session is over for you, and why.
+    Bye {
+        reason: String,
+    },
+    /// control: ask for the session's state.
+    Status,
+    StatusReply {
+        session: SessionStatus,
+    },
+    /// control: end the session.
+    Stop,
+    Stopping,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionStatus {
+    pub session: String,
+    pub host: String,
+    pub since: u64,
+    pub allowed_modes: Vec<Mode>,
+    pub default_mode: Mode,
+    pub guests: Vec<GuestStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestStatus {
+    pub name: String,
+    pub mode: Mode,
+    pub since: u64,
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Msg(Msg),
+    Data(Vec<u8>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("connection closed")]
+    Closed,
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+impl Frame {
+    pub fn encode(&self) -> Vec<u8> {
+        let (kind, payload) = match self {
+            Frame::Msg(m) => (KIND_MSG, serde_json::to_vec(m).unwrap_or_default()),
+            Frame::Data(d) => (KIND_DATA, d.clone()),
+        };
+        let mut out = Vec::with_capacity(5 + payload.len());
+        out.push(kind);
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    /// Decodes one frame from the front of `buf`: `Ok(None)` if more bytes
+    /// are needed, else the frame and how many bytes it used.
+    pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
+        if buf.len() < 5 {
+            return Ok(None);
+        }
+        let kind = buf[0];
+        let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+        if len > MAX_FRAME {
+            return Err(FrameError::Malformed(format!(
+                "frame of {len} bytes exceeds {MAX_FRAME}"
+            )));
+        }
+        if kind != KIND_MSG && kind != KIND_DATA {
+            return Err(FrameError::Malformed(format!("unknown frame kind {kind}")));
+        }
+        if buf.len() < 5 + len {
+            return Ok(None);
+        }
+        let payload = &buf[5..5 + len];
+        let frame = if kind == KIND_DATA {
+            Frame::Data(payload.to_vec())
+        } else {
+            Frame::Msg(
+                serde_json::from_slice(payload)
+                    .map_err(|e| FrameError::Malformed(e.to_string()))?,
+            )
+        };
+        Ok(Some((frame, 5 + len)))
+    }
+}
+
+/// Blocking helpers for join, the relay and the control commands.
+pub fn write_frame(w: &mut impl Write, f: &Frame) -> io::Result<()> {
+    w.write_all(&f.encode())
+}
+
+pub fn read_frame(r: &mut impl Read) -> Result<Frame, FrameError> {
+    let mut head = [0u8; 5];
+    match r.read_exact(&mut head) {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
+        other => other?,
+    }
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::Malformed(format!(
+            "frame of {len} bytes exceeds {MAX_FRAME}"
+        )));
+    }
+    let mut buf = head.to_vec();
+    buf.resize(5 + len, 0);
+    r.read_exact(&mut buf[5..])?;
+    match Frame::decode(&buf)? {
+        Some((f, _)) => Ok(f),
+        None => Err(FrameError::Malformed("short frame".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let frames = [
+            Frame::Data(b"hello\x1b[0m".to_vec()),
+            Frame::Msg(Msg::Hello {
+                version: VERSION,
+                guest: "bob".into(),
+                mode: Some(Mode::Mirror),
+                term: "xterm".into(),
+                cols: 80,
+                rows: 24,
+                source: Some("10.0.0.1:5555".into()),
+            }),
+            Frame::Msg(Msg::Resize {
+                cols: 100,
+                rows: 40,
+            }),
+        ];
+        let mut buf = Vec::new();
+        for f in &frames {
+            buf.extend(f.encode());
+        }
+        let mut at = 0;
+        for f in &frames {
+            let (got, used) = Frame::decode(&buf[at..]).unwrap().unwrap();
+            assert_eq!(&got, f);
+            at += used;
+        }
+        assert_eq!(at, buf.len());
+        assert!(Frame::decode(&buf[..3]).unwrap().is_none());
+    }
+
+    #[test]
+    fn malformed_frames_are_errors() {
+        assert!(matches!(
+            Frame::decode(&[9, 0, 0, 0, 0]),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            Frame::decode(&[0, 0xff, 0xff, 0xff, 0xff]),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            Frame::decode(&[0, 0, 0, 0, 2, b'{', b'x']),
+            Err(FrameError::Malformed(_))
+        ));
+        let mut r: &[u8] = &[];
+        assert!(matches!(read_frame(&mut r), Err(FrameError::Closed)));
+    }
+}

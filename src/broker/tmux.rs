@@ -1,0 +1,107 @@
+//! The dedicated tmux server of a share: one server, its own socket, only
+//! the shared session on it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::profile::Mode;
+
+#[derive(Debug, Clone)]
+pub struct Tmux {
+    pub socket: PathBuf,
+}
+
+impl Tmux {
+    pub fn new(socket: &Path) -> Tmux {
+        Tmux {
+            socket: socket.to_path_buf(),
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.arg("-S").arg(&self.socket);
+        c
+    }
+
+    /// Starts the server with the shared session, detached. The host's own
+    /// tmux configuration is loaded as usual.
+    pub fn start(&self, session: &str, program: &[String]) -> Result<(), String> {
+        let mut c = self.command();
+        c.args(["new-session", "-d", "-s", session, "-x", "200", "-y", "50"]);
+        if !program.is_empty() {
+            c.arg("--").args(program);
+        }
+        // With "latest" (tmux's default) the most recent client sizes the
+        // window even if it attached with ignore-size; "smallest" leaves
+        // mirror guests out of sizing entirely.
+        c.args([";", "set-option", "-g", "window-size", "smallest"]);
+        let out = c
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run tmux: {e} (is it installed?)"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "tmux new-session failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn has_session(&self, session: &str) -> bool {
+        self.command()
+            .args(["has-session", "-t", &format!("={session}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    pub fn kill_server(&self) {
+        let _ = self
+            .command()
+            .arg("kill-server")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// The tmux client a guest gets, run by the broker on a pty it owns.
+    /// `-E`: the guest's environment never reaches the session. Mirror
+    /// guests attach read-only and never resize the host's window; rogue
+    /// guests get their own session grouped with the host's.
+    pub fn guest_client_args(
+        &self,
+        session: &str,
+        guest: &str,
+        mode: Mode,
+        serial: u64,
+    ) -> Vec<String> {
+        let target = format!("={session}");
+        let mut a: Vec<String> = vec!["-S".into(), self.socket.display().to_string()];
+        match mode {
+            Mode::Mirror => a.extend(
+                [
+                    "attach-session",
+                    "-E",
+                    "-r",
+                    "-f",
+                    "ignore-size,read-only",
+                    "-t",
+                    &target,
+                ]
+                .map(String::from),
+            ),
+            Mode::Pair => a.extend(["attach-session", "-E", "-t", &target].map(String::from)),
+            Mode::Rogue => {
+                let own = format!("{session}-{guest}-{serial}");
+                a.extend(["new-session", "-E", "-t", &target, "-s", &own].map(String::from));
+                a.extend([";", "set-option", "destroy-unattached", "on"].map(String::from));
+            }
+        }
+        a
+    }
+}

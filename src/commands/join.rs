@@ -1,0 +1,113 @@
+//! `pairjail join`: sshd's forced command for a guest, and `__relay`, the
+//! part of it that runs inside the guest-relay jail.
+
+use std::io::IsTerminal;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::{Failure, Outcome};
+use crate::broker::paths::{self, SessionPaths, check_name, check_user};
+use crate::broker::protocol::{Frame, FrameError, Msg, VERSION, read_frame, write_frame};
+use crate::jail::{self, pty};
+use crate::profile::{self, Mode, SearchPath};
+
+pub struct JoinArgs {
+    pub host: String,
+    pub session: String,
+    pub guest: String,
+    pub mode: Option<Mode>,
+    pub runtime_dir: Option<PathBuf>,
+    pub profile: String,
+}
+
+pub fn join(a: JoinArgs) -> Outcome {
+    // SSH_ORIGINAL_COMMAND (what the guest asked ssh to run) is ignored on
+    // purpose: a guest gets the session or nothing.
+    check_user(&a.host).map_err(Failure::invalid)?;
+    check_name("session", &a.session).map_err(Failure::invalid)?;
+    check_name("guest", &a.guest).map_err(Failure::invalid)?;
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Failure::failed(
+            "a terminal is required: connect with `ssh -t`",
+        ));
+    }
+    let profile = profile::resolve(&a.profile, &SearchPath::from_env())
+        .map_err(Failure::invalid)?
+        .profile;
+    let runtime = paths::runtime_dir(a.runtime_dir.as_deref()).map_err(Failure::failed)?;
+    let p = SessionPaths::new(&runtime, &a.host, &a.session);
+    let not_sharing = || Failure::failed(format!("{} is not sharing a session right now", a.host));
+    let mut sock = UnixStream::connect(&p.broker).map_err(|_| not_sharing())?;
+    let (cols, rows) = pty::get_size(stdin.as_fd()).unwrap_or((80, 24));
+    let source = std::env::var("SSH_CONNECTION").ok().and_then(|c| {
+        let mut parts = c.split_whitespace();
+        Some(format!("{}:{}", parts.next()?, parts.next()?))
+    });
+    let hello = Msg::Hello {
+        version: VERSION,
+        guest: a.guest.clone(),
+        mode: a.mode,
+        term: std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into()),
+        cols,
+        rows,
+        source,
+    };
+    write_frame(&mut sock, &Frame::Msg(hello)).map_err(|_| not_sharing())?;
+    match read_frame(&mut sock) {
+        Ok(Frame::Msg(Msg::Welcome { .. })) => {}
+        Ok(Frame::Msg(Msg::Refused { reason })) => return Err(Failure::failed(reason)),
+        Err(FrameError::Closed) => return Err(not_sharing()),
+        other => {
+            return Err(Failure::failed(format!(
+                "unexpected answer from the broker: {other:?}"
+            )));
+        }
+    }
+
+    // The terminal is set raw outside the jail and restored after it.
+    let raw = pty::RawMode::enter(stdin.as_fd());
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::failed(format!("cannot find my own binary: {e}")))?;
+    let fd = sock.as_raw_fd();
+    let cmd = jail::Command {
+        program: exe.clone(),
+        argv: vec![
+            exe.into(),
+            "__relay".into(),
+            "--fd".into(),
+            fd.to_string().into(),
+        ],
+        pass_fds: vec![fd],
+        ..Default::default()
+    };
+    let result = jail::spawn(&profile, &cmd).and_then(|child| child.wait());
+    drop(raw);
+    drop(sock);
+    match result {
+        Ok(status) if status.code() == 0 => Ok(ExitCode::SUCCESS),
+        Ok(status) => Err(Failure::failed(format!(
+            "the relay ended with status {}",
+            status.code()
+        ))),
+        Err(e) => Err(Failure::failed(e)),
+    }
+}
+
+pub fn relay(fd: i32) -> Outcome {
+    if !jail::is_open(fd) {
+        return Err(Failure::invalid(format!(
+            "__relay: descriptor {fd} is not open"
+        )));
+    }
+    // The descriptor was passed to us for exactly this use and stays open
+    // for the life of the process.
+    let sock = borrowed(fd);
+    Ok(ExitCode::from(crate::relay::run(sock) as u8))
+}
+
+fn borrowed(fd: i32) -> BorrowedFd<'static> {
+    jail::borrow_passed_fd(fd)
+}

@@ -1,0 +1,104 @@
+//! The guest's relay client, run inside the `guest-relay` jail holding
+//! only its terminal (0, 1, 2) and one connected socket to the broker.
+//! A single-threaded poll loop: no filesystem, no network, no threads.
+
+use std::os::fd::{AsFd, BorrowedFd};
+
+use nix::poll::{PollFd, PollFlags};
+
+use crate::broker::protocol::{Frame, Msg};
+use crate::jail::pty;
+
+fn write_all(fd: BorrowedFd, mut bytes: &[u8]) -> bool {
+    while !bytes.is_empty() {
+        match nix::unistd::write(fd, bytes) {
+            Ok(0) => return false,
+            Ok(n) => bytes = &bytes[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Returns the process exit code.
+pub fn run(sock: BorrowedFd) -> i32 {
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let (input, output) = (stdin.as_fd(), stdout.as_fd());
+    let Ok(mask) = pty::watch_winch() else {
+        return 1;
+    };
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 16384];
+    let mut stdin_open = true;
+    loop {
+        let mut fds = vec![PollFd::new(sock, PollFlags::POLLIN)];
+        if stdin_open {
+            fds.push(PollFd::new(input, PollFlags::POLLIN));
+        }
+        match nix::poll::ppoll(&mut fds, None, Some(mask)) {
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return 1,
+            Ok(_) => {}
+        }
+        if pty::take_winch()
+            && let Some((cols, rows)) = pty::get_size(input)
+            && !write_all(sock, &Frame::Msg(Msg::Resize { cols, rows }).encode())
+        {
+            return 0;
+        }
+        let sock_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+        let input_ready = fds
+            .get(1)
+            .and_then(|f| f.revents())
+            .is_some_and(|r| !r.is_empty());
+        if input_ready {
+            match nix::unistd::read(input, &mut chunk) {
+                Ok(0) | Err(_) => stdin_open = false,
+                Ok(n) => {
+                    if !write_all(sock, &Frame::Data(chunk[..n].to_vec()).encode()) {
+                        return 0;
+                    }
+                }
+            }
+        }
+        if sock_ready {
+            match nix::unistd::read(sock, &mut chunk) {
+                Ok(0) | Err(_) => {
+                    write_all(output, b"\r\n[pairjail] disconnected\r\n");
+                    return 0;
+                }
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            loop {
+                match Frame::decode(&buf) {
+                    Ok(Some((frame, used))) => {
+                        buf.drain(..used);
+                        match frame {
+                            Frame::Data(d) => {
+                                if !write_all(output, &d) {
+                                    return 0;
+                                }
+                            }
+                            Frame::Msg(Msg::Bye { reason }) => {
+                                let line = format!("\r\n[pairjail] {reason}\r\n");
+                                write_all(output, line.as_bytes());
+                                return 0;
+                            }
+                            Frame::Msg(_) => {}
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        write_all(
+                            output,
+                            b"\r\n[pairjail] the broker sent a malformed frame\r\n",
+                        );
+                        return 1;
+                    }
+                }
+            }
+        }
+    }
+}

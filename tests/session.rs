@@ -1,0 +1,511 @@
+//! Sharing a session end to end: a real sshd on 127.0.0.1, real ssh
+//! clients with generated keys and forced commands, real users, the host's
+//! real tmux server; screens read with capture-pane.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::sshd::{GUEST_USER, HOST, World};
+use common::text;
+
+const HOST_PROGRAM: &str = "echo HOST-MARKER-4242; exec sh";
+
+#[test]
+fn mirror_guest_sees_the_host_and_nothing_it_types_reaches_tmux() {
+    let Some((w, guests)) = World::new("mirror", &[("bob", "smirror", Some("mirror"))]) else {
+        return;
+    };
+    w.start_session("smirror", "mirror", HOST_PROGRAM);
+    let host = w.attach_host("smirror");
+    w.wait_screen(&host, "HOST-MARKER-4242", 20);
+    let guest = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+
+    let before_pane = w.host_tmux("smirror", &["capture-pane", "-p", "-t", "=smirror:"]);
+    let before_windows = w.host_tmux(
+        "smirror",
+        &[
+            "list-windows",
+            "-a",
+            "-F",
+            "#{session_name}:#{window_index}",
+        ],
+    );
+    let before_sessions = w.host_tmux("smirror", &["list-sessions", "-F", "#{session_name}"]);
+    let proof = w.dir.join("mirror-typed-this");
+
+    // 10,000 random bytes, sent raw (hex) in chunks, then prefix sequences
+    // and a command that would leave a file behind if it ever ran.
+    let mut seed: u64 = 0x9e3779b97f4a7c15;
+    let mut bytes = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        bytes.push((seed & 0xff) as u8);
+    }
+    for chunk in bytes.chunks(500) {
+        let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+        let mut args = vec!["send-keys", "-t", &guest, "-H"];
+        args.extend(hex.iter().map(String::as_str));
+        w.drv(&args);
+    }
+    let touch = format!("touch {}", proof.display());
+    for keys in [
+        vec!["C-b", ":"],
+        vec!["run-shell", "'", &touch, "'", "Enter"],
+        vec!["C-b", "c"],
+        vec!["C-b", "d"],
+        vec!["C-b", "("],
+        vec!["C-b", "%"],
+        vec![&touch, "Enter"],
+        vec!["\x1b[200~", &touch, "\x1b[201~", "Enter"],
+    ] {
+        let mut args = vec!["send-keys", "-t", &guest];
+        args.extend(keys.iter().copied());
+        w.drv(&args);
+    }
+    // Let anything that might have got through arrive, then compare.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        w.host_tmux("smirror", &["capture-pane", "-p", "-t", "=smirror:"]),
+        before_pane,
+        "the host's pane changed"
+    );
+    assert_eq!(
+        w.host_tmux(
+            "smirror",
+            &[
+                "list-windows",
+                "-a",
+                "-F",
+                "#{session_name}:#{window_index}"
+            ]
+        ),
+        before_windows,
+        "the window list changed"
+    );
+    assert_eq!(
+        w.host_tmux("smirror", &["list-sessions", "-F", "#{session_name}"]),
+        before_sessions
+    );
+    assert!(!proof.exists(), "a command typed by the mirror guest ran");
+    // The guest is still attached and still sees the host.
+    w.wait_screen(&guest, "HOST-MARKER-4242", 5);
+    // And its smaller terminal did not shrink the host's window.
+    let size = w.host_tmux(
+        "smirror",
+        &[
+            "display-message",
+            "-p",
+            "-t",
+            "=smirror:",
+            "#{window_width}",
+        ],
+    );
+    assert_eq!(
+        size.trim(),
+        "120",
+        "the host's window was resized by the mirror guest"
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "smirror"]);
+}
+
+#[test]
+fn pair_guest_typing_reaches_the_pane() {
+    let Some((w, guests)) = World::new("pair", &[("carol", "spair", Some("pair"))]) else {
+        return;
+    };
+    w.start_session("spair", "mirror,pair", HOST_PROGRAM);
+    let guest = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+    w.drv(&[
+        "send-keys",
+        "-t",
+        &guest,
+        "echo PAIR-$((6*7))-TYPED",
+        "Enter",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pane = w.host_tmux("spair", &["capture-pane", "-p", "-t", "=spair:"]);
+        if pane.contains("PAIR-42-TYPED") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pair guest's command never ran:\n{pane}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = w.host_pairjail(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let g = &v[0]["guests"][0];
+    assert_eq!(g["name"], "carol");
+    assert_eq!(g["mode"], "pair");
+    assert!(
+        g["source"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{g}"
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "spair"]);
+}
+
+#[test]
+fn rogue_guest_has_its_own_current_window() {
+    let Some((w, guests)) = World::new("rogue", &[("dave", "srogue", Some("rogue"))]) else {
+        return;
+    };
+    w.start_session("srogue", "rogue", HOST_PROGRAM);
+    let guest = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+    w.drv(&["send-keys", "-t", &guest, "C-b", "c"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sessions = w.host_tmux(
+            "srogue",
+            &[
+                "list-sessions",
+                "-F",
+                "#{session_name} #{session_group} #{window_index}",
+            ],
+        );
+        let rogue: Vec<&str> = sessions
+            .lines()
+            .filter(|l| l.starts_with("srogue-dave-"))
+            .collect();
+        let host: Vec<&str> = sessions
+            .lines()
+            .filter(|l| l.starts_with("srogue "))
+            .collect();
+        if rogue.len() == 1 && rogue[0].ends_with(" 1") {
+            assert_eq!(host.len(), 1, "{sessions}");
+            assert!(
+                host[0].ends_with(" 0"),
+                "the host's current window moved: {sessions}"
+            );
+            assert_eq!(
+                rogue[0].split(' ').nth(1),
+                host[0].split(' ').nth(1),
+                "not grouped: {sessions}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no grouped session with its own window:\n{sessions}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = w.host_pairjail(&["stop", "--session", "srogue"]);
+}
+
+#[test]
+fn joining_with_no_session_prints_the_refusal_and_exits_1() {
+    let Some((w, guests)) = World::new("none", &[("frank", "snone", Some("mirror"))]) else {
+        return;
+    };
+    let out = w
+        .ssh_command(&guests[0].key)
+        .arg("-tt")
+        .arg(format!("{GUEST_USER}@127.0.0.1"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        all.contains(&format!(
+            "pairjail: {HOST} is not sharing a session right now"
+        )),
+        "{all}"
+    );
+}
+
+#[test]
+fn a_mode_the_host_did_not_allow_is_refused() {
+    let Some((w, guests)) = World::new("mode", &[("gina", "smode", Some("pair"))]) else {
+        return;
+    };
+    w.start_session("smode", "mirror", HOST_PROGRAM);
+    let out = w
+        .ssh_command(&guests[0].key)
+        .arg("-tt")
+        .arg(format!("{GUEST_USER}@127.0.0.1"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        all.contains("pairjail: mode pair is not allowed in this session (allowed: mirror)"),
+        "{all}"
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "smode"]);
+}
+
+#[test]
+fn ending_the_session_disconnects_every_guest() {
+    let Some((w, guests)) = World::new(
+        "end",
+        &[
+            ("hal", "send", Some("mirror")),
+            ("ida", "send", Some("mirror")),
+        ],
+    ) else {
+        return;
+    };
+    w.start_session("send", "mirror", HOST_PROGRAM);
+    let a = w.join_in_window(&guests[0], 80, 24);
+    let b = w.join_in_window(&guests[1], 80, 24);
+    w.wait_screen(&a, "HOST-MARKER-4242", 20);
+    w.wait_screen(&b, "HOST-MARKER-4242", 20);
+    // The host's last shell exits: the session ends.
+    w.host_tmux("send", &["send-keys", "-t", "=send:", "exit", "Enter"]);
+    // Generous bounds that only catch a hang; the 1 s goal is measured by `just bench`.
+    let sa = w.wait_screen(&a, "SSH-EXIT=", 10);
+    let sb = w.wait_screen(&b, "SSH-EXIT=", 10);
+    for s in [sa, sb] {
+        assert!(
+            s.contains("[pairjail] the host's session ended")
+                || s.contains("[pairjail] the session ended"),
+            "{s}"
+        );
+    }
+    // Nothing is left to join, and the runtime directory is cleaned up.
+    let out = w
+        .ssh_command(&guests[0].key)
+        .arg("-tt")
+        .arg(format!("{GUEST_USER}@127.0.0.1"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while w.session_paths("send").join("broker.sock").exists() {
+        assert!(Instant::now() < deadline, "broker socket left behind");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_resize_of_the_guest_terminal_reaches_its_tmux_client() {
+    let Some((w, guests)) = World::new("resize", &[("jo", "sresize", Some("mirror"))]) else {
+        return;
+    };
+    w.start_session("sresize", "mirror", HOST_PROGRAM);
+    let guest = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+    w.drv(&["resize-window", "-t", &guest, "-x", "91", "-y", "23"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let clients = w.host_tmux(
+            "sresize",
+            &[
+                "list-clients",
+                "-F",
+                "#{client_width}x#{client_height} #{client_flags}",
+            ],
+        );
+        if clients
+            .lines()
+            .any(|l| l.starts_with("91x23 ") && l.contains("read-only"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resize never reached the guest's tmux client:\n{clients}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = w.host_pairjail(&["stop", "--session", "sresize"]);
+}
+
+#[test]
+fn ssh_commands_forwarding_scp_and_sftp_give_nothing_but_the_session() {
+    let Some((w, guests)) = World::new("fwd", &[("kim", "sfwd", Some("mirror"))]) else {
+        return;
+    };
+    let key = &guests[0].key;
+    let target = format!("{GUEST_USER}@127.0.0.1");
+
+    // A command without a terminal: the forced command runs instead and refuses.
+    let out = w
+        .ssh_command(key)
+        .args(["-T", &target, "cat /etc/passwd"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(!all.contains("root:x:0"), "{all}");
+    assert!(all.contains("a terminal is required"), "{all}");
+    // With a terminal: still the forced command (here: no session), never cat.
+    let out = w
+        .ssh_command(key)
+        .args(["-tt", &target, "cat /etc/passwd"])
+        .output()
+        .unwrap();
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        !all.contains("root:x:0") && all.contains("is not sharing a session"),
+        "{all}"
+    );
+
+    // -W (stdio forwarding) to sshd itself.
+    let out = w
+        .ssh_command(key)
+        .args(["-W", &format!("127.0.0.1:{}", w.port), &target])
+        .output()
+        .unwrap();
+    assert!(!text(&out.stdout).contains("SSH-2.0"), "-W reached sshd");
+    assert_ne!(out.status.code(), Some(0));
+
+    // -R: the server refuses the remote forward.
+    let out = w
+        .ssh_command(key)
+        .args([
+            "-N",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-R",
+            "0:127.0.0.1:9",
+            &target,
+        ])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "-R was accepted");
+
+    // -L and -D: the local listener opens, but nothing gets through.
+    for flag in ["-L", "-D"] {
+        let lport = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let spec = if flag == "-L" {
+            format!("{lport}:127.0.0.1:{}", w.port)
+        } else {
+            lport.to_string()
+        };
+        let mut ssh = w
+            .ssh_command(key)
+            .args(["-N", flag, &spec, &target])
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::new();
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", lport)) {
+                use std::io::{Read, Write};
+                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                if flag == "-D" {
+                    // SOCKS5: no auth, then CONNECT 127.0.0.1:<sshd port>.
+                    let _ = s.write_all(&[5, 1, 0]);
+                    let mut r = [0u8; 2];
+                    let _ = s.read_exact(&mut r);
+                    let p = w.port.to_be_bytes();
+                    let _ = s.write_all(&[5, 1, 0, 1, 127, 0, 0, 1, p[0], p[1]]);
+                }
+                let _ = s.read_to_end(&mut got);
+                break;
+            }
+            assert!(Instant::now() < deadline, "{flag} listener never opened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = ssh.kill();
+        let _ = ssh.wait();
+        assert!(
+            !String::from_utf8_lossy(&got).contains("SSH-2.0"),
+            "{flag} forwarded a connection to sshd"
+        );
+        if flag == "-D" {
+            // A SOCKS success reply is [5, 0, …]; prohibited is anything else or nothing.
+            assert!(
+                !(got.len() >= 2 && got[0] == 5 && got[1] == 0 && got.len() > 10),
+                "-D connected: {got:?}"
+            );
+        }
+    }
+
+    // -A: no agent socket appears for the guest user.
+    let before = agent_dirs();
+    let out = w
+        .ssh_command(key)
+        .args(["-A", "-tt", &target])
+        .env("SSH_AUTH_SOCK", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(agent_dirs(), before, "an agent socket was created");
+
+    // scp and sftp: the forced command runs instead; nothing is copied.
+    let src = w.dir.join("scp-src");
+    std::fs::write(&src, "x").unwrap();
+    let dst = w.dir.join("scp-dst");
+    let port = w.port.to_string();
+    let scp = Command::new("scp")
+        .args([
+            "-i",
+            key.to_str().unwrap(),
+            "-P",
+            &port,
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+        ])
+        .arg(&src)
+        .arg(format!("{target}:{}", dst.display()))
+        .output()
+        .unwrap();
+    assert_ne!(scp.status.code(), Some(0));
+    assert!(!dst.exists(), "scp wrote a file");
+    let mut sftp = Command::new("sftp")
+        .args([
+            "-i",
+            key.to_str().unwrap(),
+            "-P",
+            &port,
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-b",
+            "-",
+        ])
+        .arg(&target)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let _ = sftp.stdin.take().unwrap().write_all(b"ls /etc\n");
+    }
+    let out = sftp.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!text(&out.stdout).contains("passwd"), "sftp listed /etc");
+}
+
+fn agent_dirs() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/tmp")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("ssh-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
