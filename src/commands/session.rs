@@ -260,7 +260,7 @@ pub fn status(runtime_dir: Option<&Path>, json: bool) -> Outcome {
                 "  {:<16} {:<7} since {}  from {}",
                 g.name,
                 g.mode.to_string(),
-                g.since,
+                since(g.since),
                 g.source.as_deref().unwrap_or("local")
             );
         }
@@ -291,4 +291,9 @@ pub fn broker(a: BrokerArgs) -> Outcome {
     let _ = std::fs::remove_dir(&p.dir);
     result.map_err(Failure::failed)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn since(epoch: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(epoch))
+        .to_string()
 }
