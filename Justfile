@@ -40,3 +40,4 @@ lint:
 # Benchmarks (never tests): jail entry vs bwrap and unshare; writes README's table.
 bench: deps build
     python3 scripts/bench.py
+    cargo bench --locked --bench session
