@@ -199,7 +199,14 @@ fn main() {
             per_guest_kib = (pairjail_rss().saturating_sub(broker_alone)) as f64 / 50.0;
         }
     }
+    // Ending the session: time until every one of the 50 guests has been
+    // told and disconnected.
+    let start = Instant::now();
     let _ = w.host_pairjail(&["stop", "--session", "sbench"]);
+    for t in &joined {
+        w.wait_screen(t, "SSH-EXIT=", 30);
+    }
+    let end_ms = start.elapsed().as_secs_f64() * 1000.0;
 
     let p99_1 = rows[0].2;
     let p99_50 = rows[2].2;
@@ -220,6 +227,9 @@ fn main() {
         "| memory per guest (PSS of broker share + tmux client + join + jail pid 1 + relay), 50 guests | {:.0} KiB ({:.2} MiB) | | | ≤ 4 MiB |\n",
         per_guest_kib,
         per_guest_kib / 1024.0
+    ));
+    t.push_str(&format!(
+        "| session end → all 50 guests disconnected (ssh exited) | {end_ms:.0} ms | | | ≤ 1 s |\n"
     ));
     t.push_str("\nLatencies include polling the guest's screen with `tmux capture-pane` (a few ms per poll), the same for every row.\n");
     println!("{t}");
