@@ -7,5 +7,6 @@ pub mod broker;
 pub mod cli;
 pub mod commands;
 pub mod jail;
+pub mod keys;
 pub mod profile;
 pub mod relay;

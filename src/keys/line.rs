@@ -1,0 +1,167 @@
+//! The authorized_keys line of an invite, quoted so that nothing in it can
+//! break out of the forced command:
+//! `restrict,pty,expiry-time="…",from="…",command="…" TYPE KEY pairjail:SESSION:GUEST`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use super::key::GuestKey;
+use crate::profile::Mode;
+
+#[derive(Debug, Clone)]
+pub struct Forced {
+    pub binary: PathBuf,
+    pub host: String,
+    pub session: String,
+    pub guest: String,
+    pub mode: Mode,
+    pub runtime_dir: PathBuf,
+}
+
+/// Quotes one word for the POSIX shell sshd runs the command with.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-=:,+@%".contains(c))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Escapes a value for a double-quoted authorized_keys option.
+pub fn option_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+impl Forced {
+    pub fn command(&self) -> String {
+        let words = [
+            self.binary.display().to_string(),
+            "join".into(),
+            "--host".into(),
+            self.host.clone(),
+            "--session".into(),
+            self.session.clone(),
+            "--guest".into(),
+            self.guest.clone(),
+            "--mode".into(),
+            self.mode.to_string(),
+            "--runtime-dir".into(),
+            self.runtime_dir.display().to_string(),
+        ];
+        words
+            .iter()
+            .map(|w| shell_quote(w))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// sshd's expiry-time format, in UTC.
+pub fn expiry_time(t: SystemTime) -> String {
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    s.chars().filter(|c| c.is_ascii_digit()).collect::<String>() + "Z"
+}
+
+/// `from="…"` takes addresses and CIDRs only (no host names, no negation).
+pub fn check_cidr(s: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "invalid --from entry '{}': expected an address or CIDR such as 10.0.0.0/8",
+            s.escape_debug()
+        )
+    };
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let ip: IpAddr = addr.parse().map_err(|_| bad())?;
+    if let Some(p) = prefix {
+        let p: u8 = p.parse().map_err(|_| bad())?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        if p > max {
+            return Err(bad());
+        }
+    }
+    Ok(())
+}
+
+pub fn render(f: &Forced, key: &GuestKey, expires: SystemTime, from: &[String]) -> String {
+    let mut opts = vec![
+        "restrict".to_string(),
+        "pty".to_string(),
+        format!("expiry-time=\"{}\"", expiry_time(expires)),
+    ];
+    if !from.is_empty() {
+        opts.push(format!("from=\"{}\"", option_escape(&from.join(","))));
+    }
+    opts.push(format!("command=\"{}\"", option_escape(&f.command())));
+    format!(
+        "{} {} pairjail:{}:{}",
+        opts.join(","),
+        key.openssh,
+        f.session,
+        f.guest
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_keeps_every_word_one_word() {
+        assert_eq!(shell_quote("/usr/bin/pairjail"), "/usr/bin/pairjail");
+        assert_eq!(shell_quote("/opt/my dir/pj"), "'/opt/my dir/pj'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(option_escape(r#"a"b\c"#), r#"a\"b\\c"#);
+    }
+
+    #[test]
+    fn expiry_is_sshd_format() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        assert_eq!(expiry_time(t), "20270115080000Z");
+    }
+
+    #[test]
+    fn cidrs_are_checked() {
+        for ok in ["10.0.0.0/8", "192.168.1.7", "::1", "2001:db8::/32"] {
+            assert!(check_cidr(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "10.0.0.0/33",
+            "example.com",
+            "!10.0.0.1",
+            "10.0.0.1/x",
+            "1.2.3.4\",command=\"sh",
+        ] {
+            assert!(check_cidr(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_line_has_restrict_pty_expiry_and_the_quoted_command() {
+        let key =
+            super::super::key::parse(include_str!("../../tests/data/keys/ed25519.pub")).unwrap();
+        let f = Forced {
+            binary: "/opt/pair jail/pairjail".into(),
+            host: "alice".into(),
+            session: "pair".into(),
+            guest: "bob".into(),
+            mode: Mode::Mirror,
+            runtime_dir: "/run/pairjail".into(),
+        };
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let line = render(&f, &key, t, &["10.0.0.0/8".into()]);
+        assert_eq!(
+            line,
+            format!(
+                "restrict,pty,expiry-time=\"20270115080000Z\",from=\"10.0.0.0/8\",command=\"'/opt/pair jail/pairjail' join --host alice --session pair --guest bob --mode mirror --runtime-dir /run/pairjail\" {} pairjail:pair:bob",
+                key.openssh
+            )
+        );
+    }
+}
