@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::broker::paths;
 use crate::commands;
+use crate::keys::invites::Via;
 use crate::profile::Mode;
 
 /// Share a tmux session over plain SSH with every guest locked in a jail.
@@ -37,6 +38,9 @@ pub enum Command {
         /// Leave the session running in the background instead of attaching.
         #[arg(long)]
         detach: bool,
+        /// Invite these regular partners from ~/.config/pairjail/guests.toml.
+        #[arg(long, value_name = "NAME")]
+        invite: Vec<String>,
         /// Unix users whose guests may connect (default: `pair`, if it exists).
         #[arg(long = "guest-user", value_name = "USER")]
         guest_users: Vec<String>,
@@ -46,6 +50,34 @@ pub enum Command {
         /// Program to run in the shared session instead of your shell.
         #[arg(last = true, value_name = "CMD")]
         command: Vec<String>,
+    },
+    /// Invite guests: their keys, mode, session and expiry.
+    #[command(subcommand)]
+    Invite(InviteCommand),
+    /// sshd's AuthorizedKeysCommand (%u %k %t): a line only for a key invited to a live session.
+    #[command(name = "authorized-keys")]
+    AuthorizedKeys {
+        /// The user sshd authenticates (%u).
+        user: String,
+        /// The offered key, base64 (%k).
+        key: String,
+        /// The offered key's type (%t).
+        key_type: String,
+        #[arg(long, value_name = "DIR")]
+        runtime_dir: Option<PathBuf>,
+    },
+    /// One-time root setup of pair-user mode: the user, runtime dir and sshd config.
+    Setup(crate::commands::setup::SetupArgs),
+    /// Check the kernel, tmux, sshd and pairjail's own setup; print a fix for each problem.
+    Doctor {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+        /// The guests' Unix user to check sshd's effective config for.
+        #[arg(long, default_value = "pair")]
+        pair_user: String,
+        #[arg(long, value_name = "DIR")]
+        runtime_dir: Option<PathBuf>,
     },
     /// Attach your terminal to a session you are sharing.
     Attach {
@@ -157,6 +189,72 @@ pub enum Command {
     },
 }
 
+fn via(s: &str) -> Result<Via, String> {
+    match s {
+        "pair-user" => Ok(Via::PairUser),
+        "authorized-keys" => Ok(Via::AuthorizedKeys),
+        _ => Err(format!(
+            "unknown --via '{s}', expected pair-user or authorized-keys"
+        )),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InviteCommand {
+    /// Invite a guest by key (--key, --key-file, --github or --gitlab).
+    Add {
+        /// The guest's name (letters, digits, '-', '_', '.').
+        name: String,
+        /// An OpenSSH public key line.
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
+        /// A file of OpenSSH public keys.
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
+        /// Use the keys GitHub publishes for this account.
+        #[arg(long, value_name = "USER")]
+        github: Option<String>,
+        /// Use the keys GitLab publishes for this account.
+        #[arg(long, value_name = "USER")]
+        gitlab: Option<String>,
+        #[arg(long, value_parser = mode, default_value = "mirror")]
+        mode: Mode,
+        #[arg(long, default_value = paths::DEFAULT_SESSION)]
+        session: String,
+        /// A duration (2h, 90m) or a UTC time (2026-12-01T18:00); default 12h.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Addresses or CIDRs the guest may connect from.
+        #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+        from: Vec<String>,
+        /// pair-user (after `pairjail setup`) or authorized-keys (a managed block in your own file).
+        #[arg(long, value_parser = via)]
+        via: Option<Via>,
+        #[arg(long, value_name = "DIR")]
+        runtime_dir: Option<PathBuf>,
+    },
+    /// List invites: name, mode, key type, SHA256 fingerprint, expiry, session.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "DIR")]
+        runtime_dir: Option<PathBuf>,
+    },
+    /// Revoke a guest's invites (all sessions, or --session).
+    Revoke {
+        name: String,
+        #[arg(long)]
+        session: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        runtime_dir: Option<PathBuf>,
+    },
+    /// Remove invites of sessions that are not running, and expired ones.
+    Clean {
+        #[arg(long, value_name = "DIR")]
+        runtime_dir: Option<PathBuf>,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ProfileCommand {
     /// Check profile files; print every problem as file:line:col and exit 2 if any.
@@ -190,6 +288,46 @@ pub enum ProfileCommand {
     },
 }
 
+fn invite(cmd: InviteCommand) -> commands::Outcome {
+    use commands::invite as inv;
+    match cmd {
+        InviteCommand::Add {
+            name,
+            key,
+            key_file,
+            github,
+            gitlab,
+            mode,
+            session,
+            expires,
+            from,
+            via,
+            runtime_dir,
+        } => inv::add(inv::AddArgs {
+            name,
+            source: inv::KeySource {
+                key,
+                key_file,
+                github,
+                gitlab,
+            },
+            mode,
+            session,
+            expires,
+            from,
+            via,
+            runtime_dir,
+        }),
+        InviteCommand::List { json, runtime_dir } => inv::list(runtime_dir.as_deref(), json),
+        InviteCommand::Revoke {
+            name,
+            session,
+            runtime_dir,
+        } => inv::revoke(&name, session.as_deref(), runtime_dir.as_deref()),
+        InviteCommand::Clean { runtime_dir } => inv::clean(runtime_dir.as_deref()),
+    }
+}
+
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -217,10 +355,12 @@ pub fn run() -> ExitCode {
             allow,
             default_mode,
             detach,
+            invite,
             guest_users,
             runtime_dir,
             command,
         } => commands::session::start(commands::session::StartArgs {
+            invite,
             session,
             allow,
             default_mode,
@@ -229,6 +369,19 @@ pub fn run() -> ExitCode {
             guest_users,
             command,
         }),
+        Command::Invite(cmd) => invite(cmd),
+        Command::AuthorizedKeys {
+            user,
+            key,
+            key_type,
+            runtime_dir,
+        } => commands::invite::authorized_keys(&user, &key, &key_type, runtime_dir.as_deref()),
+        Command::Setup(args) => commands::setup::run(args),
+        Command::Doctor {
+            json,
+            pair_user,
+            runtime_dir,
+        } => commands::doctor::run(json, &pair_user, runtime_dir.as_deref()),
         Command::Attach {
             session,
             runtime_dir,

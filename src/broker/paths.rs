@@ -93,6 +93,26 @@ pub fn current_user() -> Result<String, String> {
         .ok_or_else(|| format!("uid {uid} has no entry in the password database"))
 }
 
+/// `<runtime>/<host>` must belong to `host`: otherwise another local user
+/// could have made it first and would be impersonating the host's share.
+pub fn check_host_dir(runtime: &Path, host: &str) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = runtime.join(host);
+    let meta = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let uid = nix::unistd::User::from_name(host)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
+        .ok_or_else(|| format!("no such user {host}"))?;
+    if meta.file_type().is_symlink() || !meta.is_dir() || meta.uid() != uid {
+        return Err(format!(
+            "{} is not a directory owned by {host}; refusing to use it",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

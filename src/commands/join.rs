@@ -39,6 +39,9 @@ pub fn join(a: JoinArgs) -> Outcome {
         .profile;
     let runtime = paths::runtime_dir(a.runtime_dir.as_deref()).map_err(Failure::failed)?;
     let p = SessionPaths::new(&runtime, &a.host, &a.session);
+    if p.dir.parent().is_some_and(|d| d.exists()) {
+        paths::check_host_dir(&runtime, &a.host).map_err(Failure::failed)?;
+    }
     let not_sharing = || Failure::failed(format!("{} is not sharing a session right now", a.host));
     let mut sock = UnixStream::connect(&p.broker).map_err(|_| not_sharing())?;
     let (cols, rows) = pty::get_size(stdin.as_fd()).unwrap_or((80, 24));

@@ -2,11 +2,14 @@
 //! the library and prints.
 
 pub mod docs;
+pub mod doctor;
 pub mod exec;
+pub mod invite;
 pub mod join;
 pub mod probe;
 pub mod profile;
 pub mod session;
+pub mod setup;
 
 use std::fmt;
 

@@ -16,6 +16,7 @@ use crate::broker::tmux::Tmux;
 use crate::profile::Mode;
 
 pub struct StartArgs {
+    pub invite: Vec<String>,
     pub session: String,
     pub allow: Vec<Mode>,
     pub default_mode: Mode,
@@ -97,6 +98,9 @@ pub fn start(a: StartArgs) -> Outcome {
     for d in [p.dir.as_path(), p.dir.parent().unwrap_or(&p.dir)] {
         let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711));
     }
+    paths::check_host_dir(&runtime, &_host).map_err(Failure::failed)?;
+    // Invites and managed-block lines of sessions that died (a crash) go now.
+    super::invite::clean_for(&runtime, &_host, Some(&a.session))?;
     let tmux = Tmux::new(&p.tmux);
     if !tmux.has_session(&a.session) {
         tmux.start(&a.session, &a.command)
@@ -151,6 +155,11 @@ pub fn start(a: StartArgs) -> Outcome {
             "the broker did not start: {}",
             why.trim()
         )));
+    }
+    if let Err(e) = super::invite::invite_from_book(&a.invite, &a.session, &runtime, a.default_mode)
+    {
+        let _ = ask(&p.control, Msg::Stop);
+        return Err(e);
     }
     println!(
         "pairjail: sharing session {} (guests join with `ssh -t <guest user>@<this host>`)",
@@ -277,7 +286,8 @@ pub struct BrokerArgs {
 }
 
 pub fn broker(a: BrokerArgs) -> Outcome {
-    let (_, host, p) = session_paths(Some(&a.runtime_dir), &a.session)?;
+    let (runtime, host, p) = session_paths(Some(&a.runtime_dir), &a.session)?;
+    let session = a.session.clone();
     let cfg = Config {
         session: a.session,
         host,
@@ -287,8 +297,20 @@ pub fn broker(a: BrokerArgs) -> Outcome {
         default_mode: a.default_mode,
         paths: p.clone(),
     };
+    // Liveness for `pairjail authorized-keys` (any uid can read it).
+    let pid_file = p.dir.join("broker.pid");
+    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+        .map_err(|e| Failure::failed(format!("cannot write {}: {e}", pid_file.display())))?;
+    let _ = std::fs::set_permissions(&pid_file, std::fs::Permissions::from_mode(0o644));
     let result = server::run(cfg);
+    // The session's invites end with it, whatever else happens.
+    let host = paths::current_user().unwrap_or_default();
+    let cleanup = super::invite::end_session(&runtime, &host, &session);
+    let _ = std::fs::remove_file(&pid_file);
     let _ = std::fs::remove_dir(&p.dir);
+    if let Err(e) = cleanup {
+        eprintln!("broker: cannot remove the session's invites: {}", e.message);
+    }
     result.map_err(Failure::failed)?;
     Ok(ExitCode::SUCCESS)
 }
