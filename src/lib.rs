@@ -10,3 +10,4 @@ pub mod jail;
 pub mod keys;
 pub mod profile;
 pub mod relay;
+pub mod users;

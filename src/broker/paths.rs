@@ -86,9 +86,7 @@ impl SessionPaths {
 /// The user running this process, from the password database.
 pub fn current_user() -> Result<String, String> {
     let uid = nix::unistd::Uid::effective();
-    nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
+    crate::users::by_uid(uid.as_raw())
         .map(|u| u.name)
         .ok_or_else(|| format!("uid {uid} has no entry in the password database"))
 }
@@ -99,10 +97,8 @@ pub fn check_host_dir(runtime: &Path, host: &str) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let dir = runtime.join(host);
     let meta = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let uid = nix::unistd::User::from_name(host)
-        .ok()
-        .flatten()
-        .map(|u| u.uid.as_raw())
+    let uid = crate::users::by_name(host)
+        .map(|u| u.uid)
         .ok_or_else(|| format!("no such user {host}"))?;
     if meta.file_type().is_symlink() || !meta.is_dir() || meta.uid() != uid {
         return Err(format!(

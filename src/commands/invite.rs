@@ -110,10 +110,8 @@ pub fn parse_expiry(s: &str) -> Result<u64, Failure> {
 }
 
 fn authorized_keys_path() -> Result<PathBuf, Failure> {
-    let home = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
-        .ok()
-        .flatten()
-        .map(|u| u.dir)
+    let home = crate::users::by_uid(nix::unistd::Uid::effective().as_raw())
+        .map(|u| u.home)
         .ok_or_else(|| Failure::failed("cannot find your home directory"))?;
     Ok(home.join(".ssh/authorized_keys"))
 }
@@ -152,7 +150,8 @@ fn sync_block(book: &invites::Book, host: &str, runtime: &Path) -> Result<(), Fa
         }
     }
     let path = authorized_keys_path()?;
-    if lines.is_empty() && !path.exists() {
+    // Nothing to write and no block to remove: leave the file alone.
+    if lines.is_empty() && block::read_lines(&path).map_or(true, |l| l.is_empty()) {
         return Ok(());
     }
     block::update(&path, |_| lines).map_err(Failure::failed)
@@ -205,6 +204,7 @@ pub fn add(a: AddArgs) -> Outcome {
         expires,
         created: invites::now(),
         from: a.from.clone(),
+        bound_to: invites::live_broker(&runtime, &host, &a.session),
     };
     let store = Store::new(&runtime, &host);
     store
@@ -329,8 +329,8 @@ pub fn clean_for(runtime: &Path, host: &str, keep: Option<&str>) -> Result<usize
             let before = b.invites.len();
             b.invites.retain(|i| {
                 i.expires > now
-                    && (keep == Some(i.session.as_str())
-                        || invites::is_live(runtime, host, &i.session))
+                    && (i.usable(runtime, host)
+                        || (keep == Some(i.session.as_str()) && i.bound_to.is_none()))
             });
             sync_block(b, host, runtime).map_err(|f| f.message)?;
             Ok(before - b.invites.len())
@@ -379,7 +379,6 @@ pub fn authorized_keys(
     let Ok(hosts) = std::fs::read_dir(&runtime) else {
         return Ok(ExitCode::SUCCESS);
     };
-    let now = invites::now();
     let bin = binary()?;
     for entry in hosts.flatten() {
         let host = entry.file_name().to_string_lossy().into_owned();
@@ -389,14 +388,8 @@ pub fn authorized_keys(
         let Ok(book) = Store::new(&runtime, &host).load() else {
             continue;
         };
-        for inv in book
-            .invites
-            .iter()
-            .filter(|i| i.via == Via::PairUser && i.expires > now)
-        {
-            if !inv.keys.contains(&offered.openssh)
-                || !invites::is_live(&runtime, &host, &inv.session)
-            {
+        for inv in book.invites.iter().filter(|i| i.via == Via::PairUser) {
+            if !inv.keys.contains(&offered.openssh) || !inv.usable(&runtime, &host) {
                 continue;
             }
             let f = Forced {

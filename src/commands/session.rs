@@ -48,10 +48,8 @@ fn ask(control: &Path, msg: Msg) -> Option<Msg> {
 }
 
 fn uid_of(user: &str) -> Result<u32, Failure> {
-    nix::unistd::User::from_name(user)
-        .ok()
-        .flatten()
-        .map(|u| u.uid.as_raw())
+    crate::users::by_name(user)
+        .map(|u| u.uid)
         .ok_or_else(|| Failure::invalid(format!("--guest-user {user}: no such user")))
 }
 
@@ -75,12 +73,7 @@ pub fn start(a: StartArgs) -> Outcome {
         )));
     }
     let mut guest_users = a.guest_users.clone();
-    if guest_users.is_empty()
-        && nix::unistd::User::from_name("pair")
-            .ok()
-            .flatten()
-            .is_some()
-    {
+    if guest_users.is_empty() && crate::users::by_name("pair").is_some() {
         guest_users.push("pair".into());
     }
     let guest_uids = guest_users

@@ -166,10 +166,7 @@ pub fn run(a: SetupArgs) -> Outcome {
         &mut written,
     )?;
 
-    let exists = nix::unistd::User::from_name(&a.pair_user)
-        .ok()
-        .flatten()
-        .is_some();
+    let exists = crate::users::by_name(&a.pair_user).is_some();
     let shell = a.shell.display().to_string();
     if !exists {
         run_cmd(

@@ -143,3 +143,11 @@ pub fn async_master(fd: OwnedFd) -> std::io::Result<tokio::io::unix::AsyncFd<Own
     unsafe { tokio::io::unix::AsyncFd::register(fd) }
         .map_err(|e| std::io::Error::other(e.to_string()))
 }
+
+/// Past RLIMIT_FSIZE a write should fail with EFBIG (and be cleaned up),
+/// not kill the process half-way through a file with SIGXFSZ.
+pub fn ignore_file_size_signal() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: setting a disposition to SIG_IGN installs no handler code.
+    let _ = unsafe { signal(Signal::SIGXFSZ, SigHandler::SigIgn) };
+}

@@ -7,7 +7,14 @@ use std::time::Duration;
 
 use super::key::{self, GuestKey};
 
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// 10 s, or `PAIRJAIL_FETCH_TIMEOUT_SECS`.
+pub fn timeout() -> Duration {
+    let secs = std::env::var("PAIRJAIL_FETCH_TIMEOUT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    Duration::from_secs(secs)
+}
 
 #[derive(Debug, Clone, Copy)]
 pub enum Forge {
@@ -52,13 +59,13 @@ pub fn keys_of(forge: Forge, user: &str) -> Result<Vec<GuestKey>, String> {
     check_account(user)?;
     let url = format!("{}/{user}.keys", forge.base().trim_end_matches('/'));
     let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(TIMEOUT))
+        .timeout_global(Some(timeout()))
         .http_status_as_error(false)
         .build()
         .new_agent();
     let mut resp = agent.get(&url).call().map_err(|e| match e {
         ureq::Error::Timeout(_) => {
-            format!("timed out after {} s fetching {url}", TIMEOUT.as_secs())
+            format!("timed out after {} s fetching {url}", timeout().as_secs())
         }
         e => format!("cannot fetch {url}: {e}"),
     })?;

@@ -36,6 +36,21 @@ pub struct Invite {
     pub created: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub from: Vec<String>,
+    /// The broker pid of the session run this invite was made for; None for
+    /// an invite made before its session started (it binds to the next run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_to: Option<u32>,
+}
+
+impl Invite {
+    /// Valid right now: not expired, and its session running — the same run
+    /// it was made for, so a crashed session's invites never carry over to
+    /// a new session of the same name.
+    pub fn usable(&self, runtime: &Path, host: &str) -> bool {
+        self.expires > now()
+            && live_broker(runtime, host, &self.session)
+                .is_some_and(|pid| self.bound_to.is_none_or(|b| b == pid))
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -73,6 +88,7 @@ impl Store {
 
     /// Applies `f` under the lock and writes the result atomically.
     pub fn update<R>(&self, f: impl FnOnce(&mut Book) -> Result<R, String>) -> Result<R, String> {
+        crate::jail::pty::ignore_file_size_signal();
         let dir = self.path.parent().ok_or("invites path has no directory")?;
         let lock = OpenOptions::new()
             .create(true)
@@ -107,22 +123,21 @@ impl Store {
     }
 }
 
-/// Is the broker of `<runtime>/<host>/<session>` running? Read from its pid
-/// file and /proc, so it works for any uid, needs no socket and cannot block.
-pub fn is_live(runtime: &Path, host: &str, session: &str) -> bool {
+/// The pid of the broker of `<runtime>/<host>/<session>`, if it is running.
+/// Read from its pid file and /proc, so it works for any uid, needs no
+/// socket and cannot block.
+pub fn live_broker(runtime: &Path, host: &str, session: &str) -> Option<u32> {
     let pid_file = runtime.join(host).join(session).join("broker.pid");
-    let Ok(pid) = fs::read_to_string(pid_file) else {
-        return false;
-    };
-    let Ok(pid) = pid.trim().parse::<u32>() else {
-        return false;
-    };
-    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
+    let pid: u32 = fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    args.contains(&b"__broker".as_slice())
+    let ours = args.contains(&b"__broker".as_slice())
         && args
             .windows(2)
-            .any(|w| w[0] == b"--session" && w[1] == session.as_bytes())
+            .any(|w| w[0] == b"--session" && w[1] == session.as_bytes());
+    ours.then_some(pid)
+}
+
+pub fn is_live(runtime: &Path, host: &str, session: &str) -> bool {
+    live_broker(runtime, host, session).is_some()
 }

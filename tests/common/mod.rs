@@ -53,6 +53,17 @@ pub fn ensure_user(name: &str) {
 pub fn shared_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        // Copies left by earlier test processes that are gone.
+        if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix("pairjail-test-bin-")
+                    && !Path::new(&format!("/proc/{pid}")).exists()
+                {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let dir = std::env::temp_dir().join(format!("pairjail-test-bin-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let dst = dir.join("pairjail");
@@ -122,4 +133,48 @@ pub fn require_kernel() -> bool {
 
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// A copy of the binary where sshd accepts it as AuthorizedKeysCommand:
+/// it and every directory above it owned by root, not writable by others.
+/// Removed on drop.
+pub struct SafeBinary {
+    pub dir: PathBuf,
+    pub path: PathBuf,
+}
+
+impl SafeBinary {
+    pub fn new(tag: &str) -> SafeBinary {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = PathBuf::from(format!(
+            "/usr/local/lib/pairjail-test-{tag}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.join("pairjail");
+        std::fs::copy(env!("CARGO_BIN_EXE_pairjail"), &path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        SafeBinary { dir, path }
+    }
+}
+
+impl Drop for SafeBinary {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `bin args…` as `user` (with their HOME), from /.
+pub fn as_user(user: &str, bin: &Path, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+        .arg(bin)
+        .args(args)
+        .env("HOME", format!("/home/{user}"))
+        .env("TERM", "xterm")
+        .env_remove("PAIRJAIL_RUNTIME_DIR")
+        .current_dir("/")
+        .output()
+        .expect("setpriv")
 }

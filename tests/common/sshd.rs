@@ -17,7 +17,7 @@ pub struct World {
     pub dir: PathBuf,
     pub port: u16,
     pub runtime: PathBuf,
-    sshd: Child,
+    sshd: Option<Child>,
     pub driver: String,
 }
 
@@ -43,7 +43,44 @@ pub struct Guest {
 
 impl World {
     /// Needs root (users, sshd). Outside CI without root: None, loudly.
+    /// Guests get `restrict,pty,command="pairjail join …"` lines written for
+    /// the guest user, the way a host would write them by hand.
     pub fn new(tag: &str, guests: &[(&str, &str, Option<&str>)]) -> Option<(World, Vec<Guest>)> {
+        let mut w = World::bare(
+            tag,
+            "",
+            &format!("{}/keys/%u", World::dir_for(tag).display()),
+        )?;
+        let bin = shared_binary();
+        let mut lines = String::new();
+        let mut out = Vec::new();
+        for (name, session, mode) in guests {
+            let key = w.keygen(name);
+            let public = fs::read_to_string(key.with_extension("pub")).unwrap();
+            let mode = mode.map(|m| format!(" --mode {m}")).unwrap_or_default();
+            lines.push_str(&format!(
+                "restrict,pty,command=\"{} join --host {HOST} --session {session} --guest {name}{mode} --runtime-dir {}\" {}",
+                bin.display(),
+                w.runtime.display(),
+                public
+            ));
+            out.push(Guest {
+                name: name.to_string(),
+                key,
+            });
+        }
+        fs::write(w.dir.join("keys").join(GUEST_USER), lines).unwrap();
+        w.start_sshd();
+        Some((w, out))
+    }
+
+    pub fn dir_for(tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("pairjail-e2e-{tag}-{}", std::process::id()))
+    }
+
+    /// Users, directories, a host key and an sshd config (with `top` at its
+    /// start and the given AuthorizedKeysFile); sshd is not started yet.
+    pub fn bare(tag: &str, top: &str, authorized_keys_file: &str) -> Option<World> {
         if !is_root() {
             assert!(!in_ci(), "the session tests need root in CI");
             eprintln!("SKIPPED: the session tests need root (users, sshd)");
@@ -54,72 +91,26 @@ impl World {
         }
         ensure_user(HOST);
         ensure_user(GUEST_USER);
-        let dir = std::env::temp_dir().join(format!("pairjail-e2e-{tag}-{}", std::process::id()));
+        let dir = World::dir_for(tag);
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("keys")).unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
         let runtime = dir.join("run");
         fs::create_dir_all(&runtime).unwrap();
         fs::set_permissions(&runtime, fs::Permissions::from_mode(0o1777)).unwrap();
-        let bin = shared_binary();
-        let mut lines = String::new();
-        let mut out = Vec::new();
-        for (name, session, mode) in guests {
-            let key = dir.join(format!("key-{name}"));
-            run(Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-                .arg(&key));
-            let public = fs::read_to_string(key.with_extension("pub")).unwrap();
-            let mode = mode.map(|m| format!(" --mode {m}")).unwrap_or_default();
-            lines.push_str(&format!(
-                "restrict,pty,command=\"{} join --host {HOST} --session {session} --guest {name}{mode} --runtime-dir {}\" {}",
-                bin.display(),
-                runtime.display(),
-                public
-            ));
-            out.push(Guest {
-                name: name.to_string(),
-                key,
-            });
-        }
-        fs::write(dir.join("keys").join(GUEST_USER), lines).unwrap();
         run(Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
             .arg(dir.join("hostkey")));
         let port = free_port();
         let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/keys/%u\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\nPrintMotd no\nPrintLastLog no\nSubsystem sftp internal-sftp\nLogLevel ERROR\n",
+            "{top}Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {authorized_keys_file}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\nPrintMotd no\nPrintLastLog no\nSubsystem sftp internal-sftp\nLogLevel ERROR\n",
             d = dir.display()
         );
         fs::write(dir.join("sshd_config"), config).unwrap();
-        fs::create_dir_all("/run/sshd").unwrap();
-        let sshd = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(dir.join("sshd_config"))
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.join("sshd.log")).unwrap())
-            .spawn()
-            .expect("sshd (openssh-server) must be installed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "sshd did not start: {}",
-                fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
         let driver = format!("pjdrv-{tag}-{}", std::process::id());
-        let w = World {
-            dir,
-            port,
-            runtime,
-            sshd,
-            driver,
-        };
         run(Command::new("tmux").args([
             "-L",
-            &w.driver,
+            &driver,
             "-f",
             "/dev/null",
             "new-session",
@@ -131,7 +122,44 @@ impl World {
             "-y",
             "40",
         ]));
-        Some((w, out))
+        Some(World {
+            dir,
+            port,
+            runtime,
+            sshd: None,
+            driver,
+        })
+    }
+
+    pub fn keygen(&self, name: &str) -> PathBuf {
+        let key = self.dir.join(format!("key-{name}"));
+        if !key.exists() {
+            run(Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+                .arg(&key));
+        }
+        key
+    }
+
+    pub fn start_sshd(&mut self) {
+        fs::create_dir_all("/run/sshd").unwrap();
+        let sshd = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(self.dir.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(self.dir.join("sshd.log")).unwrap())
+            .spawn()
+            .expect("sshd (openssh-server) must be installed");
+        self.sshd = Some(sshd);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not start: {}",
+                fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// ssh options every client here uses.
@@ -162,6 +190,26 @@ impl World {
     pub fn join_in_window(&self, g: &Guest, cols: u16, rows: u16) -> String {
         let cmd = format!(
             "ssh -tt {} {GUEST_USER}@127.0.0.1; echo SSH-EXIT=$?; sleep 600",
+            self.ssh_args(&g.key).join(" ")
+        );
+        let target = format!("drv:{}", g.name);
+        self.drv(&["new-window", "-d", "-n", &g.name, &cmd]);
+        self.drv(&[
+            "resize-window",
+            "-t",
+            &target,
+            "-x",
+            &cols.to_string(),
+            "-y",
+            &rows.to_string(),
+        ]);
+        target
+    }
+
+    /// Like `join_in_window`, as another ssh user.
+    pub fn join_in_window_as(&self, g: &Guest, user: &str, cols: u16, rows: u16) -> String {
+        let cmd = format!(
+            "ssh -tt {} {user}@127.0.0.1; echo SSH-EXIT=$?; sleep 600",
             self.ssh_args(&g.key).join(" ")
         );
         let target = format!("drv:{}", g.name);
@@ -299,8 +347,10 @@ impl Drop for World {
         let _ = Command::new("tmux")
             .args(["-L", &self.driver, "kill-server"])
             .output();
-        let _ = self.sshd.kill();
-        let _ = self.sshd.wait();
+        if let Some(sshd) = self.sshd.as_mut() {
+            let _ = sshd.kill();
+            let _ = sshd.wait();
+        }
         // Any session a failed test left running.
         if let Ok(hosts) = fs::read_dir(self.runtime.join(HOST)) {
             for d in hosts.flatten() {

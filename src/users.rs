@@ -1,0 +1,59 @@
+//! Unix users, read from /etc/passwd. pairjail is linked statically (it
+//! runs itself inside jails with no filesystem), and a static glibc cannot
+//! load NSS modules safely: a lookup that falls through to
+//! `libnss_systemd` crashes. So users come from the files database only.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+fn parse_line(line: &str) -> Option<User> {
+    let f: Vec<&str> = line.split(':').collect();
+    if f.len() < 7 || f[0].is_empty() {
+        return None;
+    }
+    Some(User {
+        name: f[0].into(),
+        uid: f[2].parse().ok()?,
+        gid: f[3].parse().ok()?,
+        home: f[5].into(),
+    })
+}
+
+fn all() -> Vec<User> {
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(parse_line)
+        .collect()
+}
+
+pub fn by_name(name: &str) -> Option<User> {
+    all().into_iter().find(|u| u.name == name)
+}
+
+pub fn by_uid(uid: u32) -> Option<User> {
+    all().into_iter().find(|u| u.uid == uid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_lines_parse() {
+        let u = parse_line("alice:x:1000:1001:Alice,,,:/home/alice:/bin/bash").unwrap();
+        assert_eq!((u.name.as_str(), u.uid, u.gid), ("alice", 1000, 1001));
+        assert_eq!(u.home, PathBuf::from("/home/alice"));
+        assert!(parse_line("broken:x:notanumber:1::/:/bin/sh").is_none());
+        assert!(parse_line("short:x").is_none());
+        assert_eq!(by_uid(0).map(|u| u.name), Some("root".into()));
+    }
+}

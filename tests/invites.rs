@@ -1,0 +1,835 @@
+//! Invites, keys and setup against a real sshd: access exists only while
+//! the session is live, the managed block never disturbs a foreign byte,
+//! and bad input is refused with one clear line.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::sshd::{HOST, World};
+use common::*;
+
+const PAIR: &str = "pjpu";
+const MARKER: &str = "HOST-MARKER-4242";
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{:?}: {}{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Does `key` get past sshd's authentication as `user`? (The forced command
+/// may still refuse; that is a different question.)
+fn authenticates(w: &World, key: &Path, user: &str) -> bool {
+    let out = w
+        .ssh_command(key)
+        .args([
+            "-o",
+            "ConnectTimeout=10",
+            "-T",
+            &format!("{user}@127.0.0.1"),
+            "true",
+        ])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    if err.contains("Permission denied") {
+        return false;
+    }
+    assert!(
+        out.status.code() != Some(255),
+        "ssh failed for another reason: {err}"
+    );
+    true
+}
+
+fn broker_pid(w: &World, session: &str) -> i32 {
+    fs::read_to_string(w.session_paths(session).join("broker.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn pair_user_mode_access_exists_only_while_the_session_is_live() {
+    let sd_dir = World::dir_for("pu").join("sshd.d");
+    let top = format!("Include {}/*.conf\n", sd_dir.display());
+    let Some(mut w) = World::bare("pu", &top, "none") else {
+        return;
+    };
+    let bin = SafeBinary::new("pu");
+    let rt = w.runtime.display().to_string();
+    // Setup, with every path it writes pointed into the test directory.
+    let d = w.dir.display().to_string();
+    let setup = Command::new(&bin.path)
+        .args(["setup", "--pair-user", PAIR, "--runtime-dir", &rt])
+        .args([
+            "--sshd-config-dir",
+            &format!("{d}/sshd.d"),
+            "--sshd-config",
+            &format!("{d}/sshd_config"),
+        ])
+        .args([
+            "--tmpfiles-dir",
+            &format!("{d}/tmpfiles"),
+            "--shell",
+            &format!("{}/pair-shell", bin.dir.display()),
+        ])
+        .output()
+        .unwrap();
+    let said = ok(&setup);
+    assert!(
+        said.contains("done: sshd accepts the configuration"),
+        "{said}"
+    );
+    let conf = fs::read_to_string(sd_dir.join("pairjail.conf")).unwrap();
+    for want in [
+        "Match User pjpu",
+        "AuthorizedKeysFile none",
+        "DisableForwarding yes",
+        "PermitUserRC no",
+        "AuthorizedKeysCommandUser nobody",
+    ] {
+        assert!(conf.contains(want), "{conf}");
+    }
+    w.start_sshd();
+
+    let bob = w.keygen("bob");
+    let stranger = w.keygen("stranger");
+    let bob_pub = format!("{}", bob.with_extension("pub").display());
+    let add = |expires: &str| {
+        let mut args = vec![
+            "invite",
+            "add",
+            "bob",
+            "--key-file",
+            &bob_pub,
+            "--session",
+            "spu",
+            "--via",
+            "pair-user",
+            "--runtime-dir",
+            &rt,
+        ];
+        if !expires.is_empty() {
+            args.extend(["--expires", expires]);
+        }
+        ok(&as_user(HOST, &bin.path, &args));
+    };
+    let start = || {
+        ok(&as_user(
+            HOST,
+            &bin.path,
+            &[
+                "start",
+                "--detach",
+                "--session",
+                "spu",
+                "--guest-user",
+                PAIR,
+                "--runtime-dir",
+                &rt,
+                "--",
+                "sh",
+                "-c",
+                &format!("echo {MARKER}; exec sh"),
+            ],
+        ));
+    };
+    let stop = || {
+        let _ = as_user(
+            HOST,
+            &bin.path,
+            &["stop", "--session", "spu", "--runtime-dir", &rt],
+        );
+    };
+
+    // Invited, but the session is not running: refused.
+    add("");
+    assert!(
+        !authenticates(&w, &bob, PAIR),
+        "a key got in with no live session"
+    );
+    // Live: in, and it lands in the session.
+    start();
+    assert!(
+        authenticates(&w, &bob, PAIR),
+        "the invited key was refused during its session"
+    );
+    let g = common::sshd::Guest {
+        name: "bob".into(),
+        key: bob.clone(),
+    };
+    let win = w.join_in_window_as(&g, PAIR, 80, 24);
+    w.wait_screen(&win, MARKER, 20);
+    assert!(
+        !authenticates(&w, &stranger, PAIR),
+        "a key never invited got in"
+    );
+    // Revoked: out.
+    ok(&as_user(
+        HOST,
+        &bin.path,
+        &["invite", "revoke", "bob", "--runtime-dir", &rt],
+    ));
+    assert!(!authenticates(&w, &bob, PAIR), "a revoked key got in");
+    // Session ended: out, and its invites are gone.
+    add("");
+    assert!(authenticates(&w, &bob, PAIR));
+    stop();
+    assert!(
+        !authenticates(&w, &bob, PAIR),
+        "a key got in after its session ended"
+    );
+    assert!(
+        !text(&as_user(HOST, &bin.path, &["invite", "list", "--runtime-dir", &rt]).stdout)
+            .contains("bob")
+    );
+    // The broker is killed (a crash): out at once, though nothing cleaned up.
+    start();
+    add("");
+    assert!(authenticates(&w, &bob, PAIR));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(broker_pid(&w, "spu")),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Path::new(&format!("/proc/{}", broker_pid(&w, "spu"))).exists() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !authenticates(&w, &bob, PAIR),
+        "a key got in after its broker was killed"
+    );
+    // The next start cleans the dead session's leftovers.
+    let _ = w.host_tmux("spu", &["kill-server"]);
+    start();
+    assert!(
+        !text(&as_user(HOST, &bin.path, &["invite", "list", "--runtime-dir", &rt]).stdout)
+            .contains("bob")
+    );
+    // Expiry: in while valid, out after.
+    add("3s");
+    assert!(authenticates(&w, &bob, PAIR));
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(!authenticates(&w, &bob, PAIR), "an expired key got in");
+    stop();
+}
+
+/// Tests that rewrite the host user's ~/.ssh take turns.
+static HOST_SSH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn host_ssh_lock() -> std::sync::MutexGuard<'static, ()> {
+    HOST_SSH.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn host_home() -> std::path::PathBuf {
+    Path::new("/home").join(HOST)
+}
+
+const FOREIGN: &[u8] = b"# my own keys, keep them\n\n   ssh-ed25519   AAAAC3NzaC1lZDI1NTE5AAAAIJrNFmjdvHGtSO07PytXaGzE4tYF8VxF6a9jl+Yuzqav   odd spacing\t\n\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJrNFmjdvHGtSO07PytXaGzE4tYF8VxF6a9jl+Yuzqav last-line-without-newline";
+
+fn write_foreign(extra: usize) -> Vec<u8> {
+    let ssh = host_home().join(".ssh");
+    fs::create_dir_all(&ssh).unwrap();
+    let mut content = FOREIGN.to_vec();
+    if extra > 0 {
+        let mut pad = b"# padding\n".repeat(extra);
+        pad.extend_from_slice(&content);
+        content = pad;
+    }
+    let f = ssh.join("authorized_keys");
+    let _ = fs::remove_file(&f);
+    fs::write(&f, &content).unwrap();
+    let uid = nix::unistd::User::from_name(HOST).unwrap().unwrap().uid;
+    let gid = nix::unistd::User::from_name(HOST).unwrap().unwrap().gid;
+    for p in [&ssh, &f] {
+        nix::unistd::chown(p, Some(uid), Some(gid)).unwrap();
+    }
+    fs::set_permissions(&ssh, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+    content
+}
+
+fn authorized_keys() -> Vec<u8> {
+    fs::read(host_home().join(".ssh/authorized_keys")).unwrap()
+}
+
+fn leftover_temp_files() -> Vec<String> {
+    fs::read_dir(host_home().join(".ssh"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
+#[test]
+fn no_root_mode_keeps_foreign_lines_byte_identical() {
+    let _turn = host_ssh_lock();
+    let Some(mut w) = World::bare("nr", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    let bin = shared_binary();
+    let rt = w.runtime.display().to_string();
+    w.start_sshd();
+    let original = write_foreign(0);
+    let carol = w.keygen("carol");
+    let carol_pub = carol.with_extension("pub").display().to_string();
+
+    // Add: the block appears after the foreign bytes, which are untouched.
+    ok(&as_user(
+        HOST,
+        bin,
+        &[
+            "invite",
+            "add",
+            "carol",
+            "--key-file",
+            &carol_pub,
+            "--session",
+            "snr",
+            "--mode",
+            "pair",
+            "--via",
+            "authorized-keys",
+            "--runtime-dir",
+            &rt,
+        ],
+    ));
+    let with = authorized_keys();
+    assert!(with.starts_with(&original), "foreign bytes changed");
+    let block = String::from_utf8_lossy(&with[original.len()..]).into_owned();
+    assert!(block.contains("restrict,pty,expiry-time=\""), "{block}");
+    assert!(block.contains("--guest carol --mode pair"), "{block}");
+    assert_eq!(
+        fs::metadata(host_home().join(".ssh/authorized_keys"))
+            .unwrap()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    // Not live: sshd lets the key in, the forced command gives nothing.
+    let target = format!("{HOST}@127.0.0.1");
+    let out = w
+        .ssh_command(&carol)
+        .args(["-tt", &target, "cat /etc/passwd"])
+        .output()
+        .unwrap();
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains(&format!("{HOST} is not sharing a session right now"))
+            && !all.contains("root:x:0"),
+        "{all}"
+    );
+    // -W: no stdio forwarding past `restrict`.
+    let out = w
+        .ssh_command(&carol)
+        .args(["-W", &format!("127.0.0.1:{}", w.port), &target])
+        .output()
+        .unwrap();
+    assert!(!text(&out.stdout).contains("SSH-2.0"));
+
+    // Live: carol lands in the session as a pair guest.
+    ok(&as_user(
+        HOST,
+        bin,
+        &[
+            "start",
+            "--detach",
+            "--session",
+            "snr",
+            "--allow",
+            "mirror,pair",
+            "--runtime-dir",
+            &rt,
+            "--",
+            "sh",
+            "-c",
+            &format!("echo {MARKER}; exec sh"),
+        ],
+    ));
+    let g = common::sshd::Guest {
+        name: "carol".into(),
+        key: carol.clone(),
+    };
+    let win = w.join_in_window_as(&g, HOST, 80, 24);
+    w.wait_screen(&win, MARKER, 20);
+
+    // Revoke: byte-identical to the original.
+    ok(&as_user(
+        HOST,
+        bin,
+        &["invite", "revoke", "carol", "--runtime-dir", &rt],
+    ));
+    assert_eq!(authorized_keys(), original, "revoke left the file changed");
+
+    // Add again, then end the session: byte-identical again.
+    ok(&as_user(
+        HOST,
+        bin,
+        &[
+            "invite",
+            "add",
+            "carol",
+            "--key-file",
+            &carol_pub,
+            "--session",
+            "snr",
+            "--via",
+            "authorized-keys",
+            "--runtime-dir",
+            &rt,
+        ],
+    ));
+    assert_ne!(authorized_keys(), original);
+    ok(&as_user(
+        HOST,
+        bin,
+        &["stop", "--session", "snr", "--runtime-dir", &rt],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while authorized_keys() != original {
+        assert!(
+            Instant::now() < deadline,
+            "ending the session did not restore the file:\n{}",
+            String::from_utf8_lossy(&authorized_keys())
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Concurrent adds from several processes: every line lands, foreign bytes intact.
+    let keys: Vec<String> = (0..8)
+        .map(|i| {
+            w.keygen(&format!("c{i}"))
+                .with_extension("pub")
+                .display()
+                .to_string()
+        })
+        .collect();
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            Command::new("setpriv")
+                .args(["--reuid", HOST, "--regid", HOST, "--init-groups", "--"])
+                .arg(bin)
+                .args([
+                    "invite",
+                    "add",
+                    &format!("c{i}"),
+                    "--key-file",
+                    &keys[i],
+                    "--session",
+                    "snr",
+                    "--via",
+                    "authorized-keys",
+                    "--runtime-dir",
+                    &rt,
+                ])
+                .env("HOME", host_home())
+                .current_dir("/")
+                .output()
+        })
+        .collect();
+    // (spawned sequentially above by `output()`; now truly in parallel:)
+    drop(children);
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let (bin, key, rt) = (bin.to_path_buf(), keys[i].clone(), rt.clone());
+            std::thread::spawn(move || {
+                as_user(
+                    HOST,
+                    &bin,
+                    &[
+                        "invite",
+                        "add",
+                        &format!("d{i}"),
+                        "--key-file",
+                        &key,
+                        "--session",
+                        "snr",
+                        "--via",
+                        "authorized-keys",
+                        "--runtime-dir",
+                        &rt,
+                    ],
+                )
+            })
+        })
+        .collect();
+    for h in handles {
+        ok(&h.join().unwrap());
+    }
+    let now = authorized_keys();
+    assert!(now.starts_with(&original));
+    let text_now = String::from_utf8_lossy(&now);
+    for i in 0..8 {
+        assert!(
+            text_now.contains(&format!("pairjail:snr:c{i}")),
+            "c{i} missing"
+        );
+        assert!(
+            text_now.contains(&format!("pairjail:snr:d{i}")),
+            "d{i} missing"
+        );
+    }
+    ok(&as_user(
+        HOST,
+        bin,
+        &["invite", "clean", "--runtime-dir", &rt],
+    ));
+    assert_eq!(
+        authorized_keys(),
+        original,
+        "clean did not remove the dead session's lines"
+    );
+}
+
+#[test]
+fn a_write_that_fails_midway_leaves_the_original_intact() {
+    if !is_root() {
+        assert!(!in_ci());
+        return;
+    }
+    let _turn = host_ssh_lock();
+    ensure_user(HOST);
+    let original = write_foreign(400);
+    let dir = World::dir_for("fsz");
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o1777)).unwrap();
+    let rt = dir.join("run");
+    fs::create_dir_all(&rt).unwrap();
+    fs::set_permissions(&rt, fs::Permissions::from_mode(0o1777)).unwrap();
+    // The file is ~4 KiB; a 2 KiB file-size limit stops the rewrite midway
+    // (the small invites file still fits).
+    let out = Command::new("prlimit")
+        .args([
+            "--fsize=2048",
+            "--",
+            "setpriv",
+            "--reuid",
+            HOST,
+            "--regid",
+            HOST,
+            "--init-groups",
+            "--",
+        ])
+        .arg(shared_binary())
+        .args([
+            "invite",
+            "add",
+            "x",
+            "--key-file",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keys/ed25519.pub"),
+        ])
+        .args([
+            "--via",
+            "authorized-keys",
+            "--runtime-dir",
+            rt.to_str().unwrap(),
+        ])
+        .env("HOME", host_home())
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("the file was left unchanged"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        authorized_keys(),
+        original,
+        "a failed write changed the file"
+    );
+    assert!(
+        leftover_temp_files().is_empty(),
+        "temp files left: {:?}",
+        leftover_temp_files()
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn symlinked_or_foreign_owned_authorized_keys_are_refused() {
+    if !is_root() {
+        assert!(!in_ci());
+        return;
+    }
+    let _turn = host_ssh_lock();
+    ensure_user(HOST);
+    write_foreign(0);
+    let ak = host_home().join(".ssh/authorized_keys");
+    let dir = World::dir_for("sym");
+    fs::create_dir_all(dir.join("run")).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(dir.join("run"), fs::Permissions::from_mode(0o1777)).unwrap();
+    let rt = dir.join("run").display().to_string();
+    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keys/ed25519.pub");
+    let add = || {
+        as_user(
+            HOST,
+            shared_binary(),
+            &[
+                "invite",
+                "add",
+                "x",
+                "--key-file",
+                key,
+                "--via",
+                "authorized-keys",
+                "--runtime-dir",
+                &rt,
+            ],
+        )
+    };
+
+    let real = host_home().join(".ssh/real_keys");
+    fs::rename(&ak, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &ak).unwrap();
+    let out = add();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("it is a symlink"),
+        "{}",
+        text(&out.stderr)
+    );
+    fs::remove_file(&ak).unwrap();
+    fs::rename(&real, &ak).unwrap();
+
+    nix::unistd::chown(&ak, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+    let out = add();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("it is owned by uid 0"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_names_keys_and_expiry_are_refused_with_one_line() {
+    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keys/ed25519.pub");
+    let dir = tempfile::tempdir().unwrap();
+    let rt = dir.path().display().to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pairjail"))
+            .args(args)
+            .args(["--runtime-dir", &rt])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let e = text(&out.stderr);
+        assert_eq!(e.lines().count(), 1, "{e}");
+        e.trim().to_string()
+    };
+    for name in ["bob\"", "bob\nroot", "$(id)", "a;b", "a b", "", "a/../b"] {
+        let e = run(&["invite", "add", name, "--key-file", key]);
+        assert!(
+            e.starts_with("pairjail: invalid guest name"),
+            "{name:?}: {e}"
+        );
+    }
+    assert_eq!(
+        run(&["invite", "add", "bob", "--key", "ssh-ed25519 AAAA"]),
+        "pairjail: --key: not an OpenSSH public key (invalid Base64 encoding)".replace(
+            "invalid Base64 encoding",
+            &{
+                let out = Command::new(env!("CARGO_BIN_EXE_pairjail"))
+                    .args([
+                        "invite",
+                        "add",
+                        "bob",
+                        "--key",
+                        "ssh-ed25519 AAAA",
+                        "--runtime-dir",
+                        &rt,
+                    ])
+                    .output()
+                    .unwrap();
+                let e = text(&out.stderr);
+                e.trim()
+                    .trim_start_matches("pairjail: --key: not an OpenSSH public key (")
+                    .trim_end_matches(')')
+                    .to_string()
+            }
+        )
+    );
+    let e = run(&[
+        "invite",
+        "add",
+        "bob",
+        "--key-file",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keys/rsa1024.pub"),
+    ]);
+    assert_eq!(
+        e,
+        format!(
+            "pairjail: --key-file {}/tests/data/keys/rsa1024.pub: line 1: RSA key of 1024 bits is too short (at least 2048)",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    );
+    let e = run(&[
+        "invite",
+        "add",
+        "bob",
+        "--key-file",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keys/dsa.pub"),
+    ]);
+    assert!(
+        e.contains("DSA keys are refused") || e.contains("not an OpenSSH public key"),
+        "{e}"
+    );
+    for bad in ["soon", "-2h", "2020-01-01T00:00", "2026-13-01T00:00"] {
+        let e = run(&[
+            "invite",
+            "add",
+            "bob",
+            "--key-file",
+            key,
+            &format!("--expires={bad}"),
+        ]);
+        assert!(
+            e.starts_with(&format!("pairjail: --expires '{bad}'")),
+            "{e}"
+        );
+    }
+    let e = run(&[
+        "invite",
+        "add",
+        "bob",
+        "--key-file",
+        key,
+        "--from",
+        "10.0.0.1\",command=\"sh",
+    ]);
+    assert!(e.starts_with("pairjail: invalid --from entry"), "{e}");
+    let e = run(&["invite", "add", "bob", "--key-file", key, "--github", "bob"]);
+    assert_eq!(
+        e,
+        "pairjail: give exactly one of --key, --key-file, --github, --gitlab"
+    );
+}
+
+/// A one-shot HTTP server on 127.0.0.1 standing in for github.com.
+fn forge(routes: Vec<(&'static str, u16, String)>) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in l.incoming().flatten() {
+            use std::io::{BufRead, BufReader, Write};
+            let mut r = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = r.read_line(&mut first);
+            let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
+            loop {
+                let mut l = String::new();
+                if r.read_line(&mut l).unwrap_or(0) == 0 || l == "\r\n" {
+                    break;
+                }
+            }
+            let mut s = stream;
+            match routes.iter().find(|(p, _, _)| *p == path) {
+                Some((_, 0, _)) => std::thread::sleep(Duration::from_secs(5)),
+                Some((_, code, body)) => {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+                None => {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                }
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn github_keys_are_imported_and_errors_are_clear() {
+    let ed = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/keys/ed25519.pub"
+    ))
+    .unwrap();
+    let port = forge(vec![
+        ("/bob.keys", 200, ed.clone()),
+        ("/nokeys.keys", 200, String::new()),
+        ("/broken.keys", 500, "oops".into()),
+        ("/slow.keys", 0, String::new()),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = dir.path().display().to_string();
+    let run = |who: &str| {
+        Command::new(env!("CARGO_BIN_EXE_pairjail"))
+            .args([
+                "invite",
+                "add",
+                "bob",
+                "--github",
+                who,
+                "--via",
+                "pair-user",
+                "--runtime-dir",
+                &rt,
+            ])
+            .env("PAIRJAIL_GITHUB_URL", format!("http://127.0.0.1:{port}"))
+            .env("PAIRJAIL_FETCH_TIMEOUT_SECS", "1")
+            .output()
+            .unwrap()
+    };
+    let out = run("bob");
+    let said = ok(&out);
+    assert!(
+        said.contains("invited bob (mirror, session pair) ssh-ed25519 SHA256:"),
+        "{said}"
+    );
+    let list = Command::new(env!("CARGO_BIN_EXE_pairjail"))
+        .args(["invite", "list", "--json", "--runtime-dir", &rt])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(v[0]["name"], "bob");
+    assert_eq!(v[0]["key_type"], "ssh-ed25519");
+    assert!(v[0]["fingerprint"].as_str().unwrap().starts_with("SHA256:"));
+    let cases = [
+        ("nokeys", "GitHub user 'nokeys' has no public keys"),
+        ("missing", "GitHub user 'missing' does not exist"),
+        ("broken", "answered HTTP 500"),
+        ("slow", "timed out after 1 s"),
+    ];
+    for (who, expected) in cases {
+        let out = run(who);
+        assert_eq!(out.status.code(), Some(1), "{who}");
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{who}: {}",
+            text(&out.stderr)
+        );
+    }
+}
