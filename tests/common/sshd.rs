@@ -188,22 +188,7 @@ impl World {
 
     /// Opens a driver window running `ssh -tt` for the guest; returns its target.
     pub fn join_in_window(&self, g: &Guest, cols: u16, rows: u16) -> String {
-        let cmd = format!(
-            "ssh -tt {} {GUEST_USER}@127.0.0.1; echo SSH-EXIT=$?; sleep 600",
-            self.ssh_args(&g.key).join(" ")
-        );
-        let target = format!("drv:{}", g.name);
-        self.drv(&["new-window", "-d", "-n", &g.name, &cmd]);
-        self.drv(&[
-            "resize-window",
-            "-t",
-            &target,
-            "-x",
-            &cols.to_string(),
-            "-y",
-            &rows.to_string(),
-        ]);
-        target
+        self.join_in_window_as(g, GUEST_USER, cols, rows)
     }
 
     /// Like `join_in_window`, as another ssh user.
