@@ -41,3 +41,10 @@ lint:
 bench: deps build
     python3 scripts/bench.py
     cargo bench --locked --bench session
+
+# Fuzz the authorized_keys block reader/writer and the protocol decoder
+# (cargo-fuzz; the stable toolchain is told to accept its -Z flags).
+fuzz seconds="60":
+    command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+    RUSTC_BOOTSTRAP=1 cargo fuzz run authorized_keys_block -- -max_total_time={{seconds}}
+    RUSTC_BOOTSTRAP=1 cargo fuzz run protocol_frames -- -max_total_time={{seconds}}
