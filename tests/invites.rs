@@ -176,6 +176,25 @@ fn pair_user_mode_access_exists_only_while_the_session_is_live() {
         !authenticates(&w, &stranger, PAIR),
         "a key never invited got in"
     );
+    // Even with a live invite: a command or -W gives nothing (forwarding is
+    // off for the pair user: `setup` checked `disableforwarding yes`).
+    let target = format!("{PAIR}@127.0.0.1");
+    let out = w
+        .ssh_command(&bob)
+        .args(["-T", &target, "cat /etc/passwd"])
+        .output()
+        .unwrap();
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        !all.contains("root:x:0") && all.contains("a terminal is required"),
+        "{all}"
+    );
+    let out = w
+        .ssh_command(&bob)
+        .args(["-W", &format!("127.0.0.1:{}", w.port), &target])
+        .output()
+        .unwrap();
+    assert!(!text(&out.stdout).contains("SSH-2.0"), "-W reached sshd");
     // Revoked: out.
     ok(&as_user(
         HOST,

@@ -273,3 +273,81 @@ fn exec_refuses_bad_input_with_one_line() {
         "pairjail: --pass-fd 99: not an open descriptor"
     );
 }
+
+#[test]
+fn cgroup_limits_are_applied_where_the_tree_is_writable() {
+    if !require_kernel() {
+        return;
+    }
+    // workspace.toml sets memory_max and pids_max with required = false.
+    let out = pairjail(&[
+        "exec",
+        "--profile",
+        "workspace",
+        "--",
+        "/bin/cat",
+        "/proc/self/cgroup",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cgroups = text(&out.stdout);
+    let writable = std::fs::metadata("/sys/fs/cgroup/pids").is_ok() && is_root();
+    if writable {
+        let line = cgroups
+            .lines()
+            .find(|l| l.contains(":pids:"))
+            .expect("a pids cgroup");
+        let path = line.rsplit(':').next().unwrap();
+        assert!(path.starts_with("/pairjail/"), "{cgroups}");
+        // Removed again once the jail is gone.
+        assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/pids{path}")).exists());
+    } else {
+        assert!(
+            text(&out.stderr).contains("warning: cgroup limits not applied"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn doctor_reports_each_check_as_json() {
+    let out = pairjail(&[
+        "doctor",
+        "--json",
+        "--runtime-dir",
+        "/nonexistent-pairjail-rt",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = v.as_array().unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for want in [
+        "user namespaces",
+        "landlock",
+        "seccomp",
+        "dev.tty.legacy_tiocsti",
+        "tmux",
+        "runtime directory",
+        "sshd (pair-user mode)",
+        "binary",
+    ] {
+        assert!(names.contains(&want), "{names:?}");
+    }
+    for c in checks {
+        if c["status"] != "ok" {
+            assert!(
+                c["fix"].as_str().is_some_and(|f| !f.is_empty()),
+                "no fix for {c}"
+            );
+        }
+    }
+    let any_fail = checks.iter().any(|c| c["status"] == "fail");
+    assert_eq!(out.status.success(), !any_fail);
+    // This machine has legacy TIOCSTI on: doctor must say so.
+    if std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti").is_ok_and(|s| s.trim() == "1") {
+        let t = checks
+            .iter()
+            .find(|c| c["name"] == "dev.tty.legacy_tiocsti")
+            .unwrap();
+        assert_eq!(t["status"], "warn");
+    }
+}
