@@ -509,3 +509,107 @@ fn agent_dirs() -> Vec<String> {
     v.sort();
     v
 }
+
+/// Talks to the broker socket as the host user with a raw client, the way a
+/// buggy or hostile join would.
+fn raw_client(w: &World, session: &str, payload_hex: &str) -> String {
+    let sock = w.session_paths(session).join("broker.sock");
+    let script = format!(
+        "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect({:?})\ns.sendall(bytes.fromhex({:?}))\ns.settimeout(5)\nout=b''\ntry:\n  while True:\n    d=s.recv(4096)\n    if not d: break\n    out+=d\nexcept Exception: pass\nsys.stdout.write(out.decode('utf-8','replace'))\n",
+        sock.display().to_string(),
+        payload_hex
+    );
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            HOST,
+            "--regid",
+            HOST,
+            "--init-groups",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            &script,
+        ])
+        .output()
+        .expect("python3");
+    text(&out.stdout) + &text(&out.stderr)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn malformed_frames_and_old_versions_close_that_client_only() {
+    let Some((w, guests)) = World::new("proto", &[("lee", "sproto", Some("mirror"))]) else {
+        return;
+    };
+    w.start_session(
+        "sproto",
+        "mirror",
+        "echo HOST-MARKER-4242; i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done",
+    );
+    let guest = w.join_in_window(&guests[0], 80, 24);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+
+    // Garbage where a hello should be.
+    let said = raw_client(&w, "sproto", &hex(b"\x09\xff\xff\xff\xffgarbage"));
+    assert!(said.contains("expected a hello"), "{said:?}");
+    // A hello from a future protocol version.
+    let hello = br#"{"type":"hello","version":99,"guest":"zed","mode":"mirror","term":"xterm","cols":80,"rows":24,"source":null}"#;
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(hello.len() as u32).to_be_bytes());
+    frame.extend_from_slice(hello);
+    let said = raw_client(&w, "sproto", &hex(&frame));
+    assert!(
+        said.contains("protocol version 99 is not supported"),
+        "{said:?}"
+    );
+    // A welcomed client that then sends a malformed frame is dropped...
+    let ok_hello = br#"{"type":"hello","version":1,"guest":"zed","mode":"mirror","term":"xterm","cols":80,"rows":24,"source":null}"#;
+    let mut frames = vec![0u8];
+    frames.extend_from_slice(&(ok_hello.len() as u32).to_be_bytes());
+    frames.extend_from_slice(ok_hello);
+    frames.extend_from_slice(b"\x07\x00\x00\x00\x01x");
+    let said = raw_client(&w, "sproto", &hex(&frames));
+    assert!(said.contains("malformed frame from the guest"), "{said:?}");
+    // ...while the real guest keeps receiving the session.
+    let before = w.screen(&guest);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.screen(&guest) == before {
+        assert!(
+            Instant::now() < deadline,
+            "the other guest stopped receiving output"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!w.screen(&guest).contains("SSH-EXIT="));
+    let _ = w.host_pairjail(&["stop", "--session", "sproto"]);
+}
+
+#[test]
+fn the_host_attaches_with_pairjail_attach_and_sees_status() {
+    let Some((w, guests)) = World::new("attach", &[("max", "sattach", Some("mirror"))]) else {
+        return;
+    };
+    w.start_session("sattach", "mirror", HOST_PROGRAM);
+    let guest = w.join_in_window(&guests[0], 80, 24);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+    let cmd = format!(
+        "setpriv --reuid {HOST} --regid {HOST} --init-groups -- env HOME=/home/{HOST} {} attach --session sattach --runtime-dir {}; echo ATTACH-EXIT=$?; sleep 600",
+        common::shared_binary().display(),
+        w.runtime.display()
+    );
+    w.drv(&["new-window", "-d", "-n", "hostattach", &cmd]);
+    w.wait_screen("drv:hostattach", "HOST-MARKER-4242", 20);
+    let out = w.host_pairjail(&["status"]);
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("session sattach (allowed: mirror, default: mirror), 1 guest(s)"),
+        "{s}"
+    );
+    assert!(s.contains("max") && s.contains("from 127.0.0.1:"), "{s}");
+    let _ = w.host_pairjail(&["stop", "--session", "sattach"]);
+    w.wait_screen("drv:hostattach", "ATTACH-EXIT=", 10);
+}
