@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The main job, end to end on this machine: a host shares a tmux session;
-# a mirror guest joins through a real sshd on 127.0.0.1 with a generated
-# key whose forced command is `pairjail join`; we show what the guest sees,
-# that its typing goes nowhere, then end the session. Everything this
-# script starts or creates is removed when it exits.
+# The main job, end to end on this machine: `pairjail setup` configures a
+# throwaway sshd on 127.0.0.1 for a guest user; a host shares a tmux
+# session and invites bob's generated key; bob joins with a real ssh client
+# and lands, jailed, in the session as a mirror guest. We show what he sees,
+# that his typing goes nowhere, then end the session and show that his key
+# no longer gets in. Everything this script starts or creates is removed
+# when it exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,9 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 D=$(mktemp -d /tmp/pairjail-demo.XXXXXX)
 chmod 755 "$D"
+# sshd only runs an AuthorizedKeysCommand whose path is root-owned all the way up.
+B=$(mktemp -d /usr/local/lib/pairjail-demo.XXXXXX)
+chmod 755 "$B"
 created_users=()
 SSHD_PID=""
 cleanup() {
@@ -25,38 +30,33 @@ cleanup() {
   [ -S "$D/run/$HOST_USER/demo/tmux.sock" ] && setpriv --reuid "$HOST_USER" --regid "$HOST_USER" --init-groups -- tmux -S "$D/run/$HOST_USER/demo/tmux.sock" kill-server 2>/dev/null
   [ -n "$SSHD_PID" ] && kill "$SSHD_PID" 2>/dev/null && wait "$SSHD_PID" 2>/dev/null
   for u in "${created_users[@]}"; do userdel -r "$u" 2>/dev/null; done
-  rm -rf "$D"
+  rm -rf "$D" "$B"
 }
 trap cleanup EXIT
 
-say "users: $HOST_USER (the host) and $GUEST_USER (the guests' account)"
-for u in "$HOST_USER" "$GUEST_USER"; do
-  if ! id -u "$u" >/dev/null 2>&1; then
-    useradd --create-home --shell /bin/sh --user-group "$u"
-    created_users+=("$u")
-  fi
-  usermod -p '*' "$u"   # no password, not locked: key logins only
-done
+say "the host user $HOST_USER"
+if ! id -u "$HOST_USER" >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/sh --user-group "$HOST_USER"
+  created_users+=("$HOST_USER")
+fi
+id -u "$GUEST_USER" >/dev/null 2>&1 || created_users+=("$GUEST_USER")
 
-install -m 0755 target/x86_64-unknown-linux-gnu/release/pairjail "$D/pairjail"
-PJ="$D/pairjail"
-mkdir -p "$D/run" "$D/keys" && chmod 1777 "$D/run"
-
-say "a guest key, and the forced command pairjail writes for it"
-ssh-keygen -q -t ed25519 -N "" -C bob -f "$D/bob"
+install -m 0755 target/x86_64-unknown-linux-gnu/release/pairjail "$B/pairjail"
+PJ="$B/pairjail"
+mkdir -p "$D/run" "$D/sshd.d" && chmod 1777 "$D/run"
 ssh-keygen -q -t ed25519 -N "" -f "$D/hostkey"
-echo "restrict,pty,command=\"$PJ join --host $HOST_USER --session demo --guest bob --mode mirror --runtime-dir $D/run\" $(cat "$D/bob.pub")" > "$D/keys/$GUEST_USER"
-cut -c1-150 "$D/keys/$GUEST_USER"
+ssh-keygen -q -t ed25519 -N "" -C bob -f "$D/bob"
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 say "a throwaway sshd on 127.0.0.1:$PORT"
 mkdir -p /run/sshd
 cat > "$D/sshd_config" <<CFG
+Include $D/sshd.d/*.conf
 Port $PORT
 ListenAddress 127.0.0.1
 HostKey $D/hostkey
 PidFile $D/sshd.pid
-AuthorizedKeysFile $D/keys/%u
+AuthorizedKeysFile none
 StrictModes no
 UsePAM no
 PasswordAuthentication no
@@ -65,6 +65,9 @@ PermitRootLogin no
 PrintMotd no
 LogLevel ERROR
 CFG
+say "root, once: pairjail setup --pair-user $GUEST_USER (its files pointed into $D)"
+"$PJ" setup --pair-user "$GUEST_USER" --runtime-dir "$D/run" --sshd-config-dir "$D/sshd.d" \
+  --sshd-config "$D/sshd_config" --tmpfiles-dir "$D/tmpfiles" --shell "$B/pair-shell" | sed 's/^/  /'
 /usr/sbin/sshd -D -e -f "$D/sshd_config" 2>"$D/sshd.log" &
 SSHD_PID=$!
 for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.05; done
@@ -73,6 +76,11 @@ say "$HOST_USER: pairjail start --detach --session demo --allow mirror -- <a clo
 setpriv --reuid "$HOST_USER" --regid "$HOST_USER" --init-groups -- env HOME="/home/$HOST_USER" TERM=xterm \
   "$PJ" start --detach --session demo --allow mirror --guest-user "$GUEST_USER" --runtime-dir "$D/run" -- \
   sh -c 'i=0; while :; do clear; echo "host $(whoami) is sharing this pane"; echo "tick $i"; i=$((i+1)); sleep 1; done'
+
+as_host() { setpriv --reuid "$HOST_USER" --regid "$HOST_USER" --init-groups -- env HOME="/home/$HOST_USER" "$PJ" "$@"; }
+say "$HOST_USER: pairjail invite add bob --key-file bob.pub --session demo --mode mirror"
+as_host invite add bob --key-file "$D/bob.pub" --session demo --mode mirror --via pair-user --runtime-dir "$D/run"
+as_host invite list --runtime-dir "$D/run"
 
 say "guest bob: ssh -t $GUEST_USER@127.0.0.1 -p $PORT (a real ssh client in a real terminal)"
 tmux -L pjdemo -f /dev/null new-session -d -s guest -x 80 -y 12 \
@@ -94,5 +102,9 @@ say "$HOST_USER: pairjail stop --session demo (every guest is disconnected)"
 setpriv --reuid "$HOST_USER" --regid "$HOST_USER" --init-groups -- "$PJ" stop --session demo --runtime-dir "$D/run"
 for _ in $(seq 100); do tmux -L pjdemo capture-pane -p -t guest | grep -q "ssh exited" && break; sleep 0.05; done
 tmux -L pjdemo capture-pane -p -t guest | grep -v '^$' | tail -3 | sed 's/^/  | /'
+
+say "bob's key after the session ended: sshd refuses it"
+ssh -i "$D/bob" -p "$PORT" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
+  -o BatchMode=yes "$GUEST_USER@127.0.0.1" true 2>&1 | sed 's/^/  /' || true
 
 say "done; cleaning up the sshd, the session, the users and $D"

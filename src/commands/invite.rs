@@ -228,7 +228,9 @@ pub fn add(a: AddArgs) -> Outcome {
         );
     }
     match via {
-        Via::PairUser => println!("they join with: ssh -t pair@<this host>"),
+        Via::PairUser => println!(
+            "they join with: ssh -t <the pair user>@<this host> (the user `pairjail setup` created)"
+        ),
         Via::AuthorizedKeys => println!(
             "they join with: ssh -t {host}@<this host> (a managed block in ~/.ssh/authorized_keys)"
         ),
