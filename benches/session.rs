@@ -104,6 +104,55 @@ fn pairjail_rss() -> u64 {
     roots.iter().map(|p| rss_kib(*p)).sum()
 }
 
+/// Runs the guest's ssh on a pty and reports every chunk it prints with the
+/// time it arrived (the text accumulated since the last report, so a token
+/// split across reads is still found).
+fn watched_guest(
+    w: &World,
+    g: &Guest,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<(String, Instant)>,
+) {
+    let mut cmd = w.ssh_command(&g.key);
+    cmd.args(["-tt", &format!("{GUEST_USER}@127.0.0.1")]);
+    let (child, master) = pairjail::jail::pty::spawn_on_pty(&mut cmd, 80, 24).expect("pty");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::from(master);
+        let mut buf = [0u8; 65536];
+        let mut tail: Vec<u8> = Vec::new();
+        while let Ok(n) = f.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let at = Instant::now();
+            tail.extend_from_slice(&buf[..n]);
+            if tail.len() > 4096 {
+                tail.drain(..tail.len() - 256);
+            }
+            if tx
+                .send((String::from_utf8_lossy(&tail).into_owned(), at))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    // Wait until the session is on its screen.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (t, _) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the watched guest saw nothing");
+        if t.contains(MARKER) || Instant::now() > deadline {
+            break;
+        }
+    }
+    (child, rx)
+}
+
 fn main() {
     let mut spec: Vec<(String, &str, Option<&str>)> = (0..50)
         .map(|i| (format!("g{i}"), "sbench", Some("mirror")))
@@ -163,34 +212,37 @@ fn main() {
     }
     let (pj_med, recipe_med) = (percentile(&mut pj, 0.5), percentile(&mut recipe, 0.5));
 
-    // Keystroke latency with 1, 10, 50 mirror guests, read on guest 0.
+    // Keystroke latency with 1, 10, 50 mirror guests. The watched guest's
+    // ssh runs on a pty of its own that a thread reads directly, so the
+    // measurement does not include screen polling; the others run in the
+    // driver tmux.
     let broker_alone = pairjail_rss();
+    let (watch, arrivals) = watched_guest(&w, &guests[0]);
     let mut joined: Vec<String> = Vec::new();
     let mut rows = Vec::new();
     let mut per_guest_kib = 0.0;
     for n in [1usize, 10, 50] {
-        while joined.len() < n {
-            let t = w.join_in_window(&guests[joined.len()], 80, 24);
+        while joined.len() + 1 < n {
+            let t = w.join_in_window(&guests[joined.len() + 1], 80, 24);
             w.wait_screen(&t, MARKER, 30);
             joined.push(t);
         }
-        let watch = &joined[0];
         let mut lat = Vec::new();
-        for i in 0..30 {
+        for i in 0..100 {
             let token = format!("K{n}X{i}Z");
             let start = Instant::now();
             w.host_tmux("sbench", &["send-keys", "-t", "=sbench:", "-l", &token]);
             loop {
-                if w.screen(watch).contains(&token) {
+                let seen = arrivals
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("keystroke never arrived");
+                if seen.0.contains(&token) {
+                    lat.push(seen.1.duration_since(start).as_secs_f64() * 1000.0);
                     break;
                 }
-                assert!(
-                    start.elapsed() < Duration::from_secs(10),
-                    "keystroke never arrived"
-                );
             }
-            lat.push(start.elapsed().as_secs_f64() * 1000.0);
             w.host_tmux("sbench", &["send-keys", "-t", "=sbench:", "C-u"]);
+            std::thread::sleep(Duration::from_millis(20));
         }
         let p50 = percentile(&mut lat, 0.5);
         let p99 = percentile(&mut lat, 0.99);
@@ -199,6 +251,9 @@ fn main() {
             per_guest_kib = (pairjail_rss().saturating_sub(broker_alone)) as f64 / 50.0;
         }
     }
+    let mut watch = watch;
+    let _ = watch.kill();
+    let _ = watch.wait();
     // Ending the session: time until every one of the 50 guests has been
     // told and disconnected.
     let start = Instant::now();
@@ -229,9 +284,10 @@ fn main() {
         per_guest_kib / 1024.0
     ));
     t.push_str(&format!(
-        "| session end → all 50 guests disconnected (ssh exited) | {end_ms:.0} ms | | | ≤ 1 s |\n"
+        "| session end → all {} guests in the driver disconnected (ssh exited) | {end_ms:.0} ms | | | ≤ 1 s |\n",
+        joined.len()
     ));
-    t.push_str("\nLatencies include polling the guest's screen with `tmux capture-pane` (a few ms per poll), the same for every row.\n");
+    t.push_str("\nKeystroke latency: 100 keystrokes per row, from `tmux send-keys` on the host's server to the bytes arriving on the watched guest's own terminal (its `ssh -tt` on a pty the benchmark reads); join latency includes polling the guest's screen with `tmux capture-pane` (a few ms per poll), the same for both.\n");
     println!("{t}");
     let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
     let text = fs::read_to_string(readme).unwrap();
