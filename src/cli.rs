@@ -280,6 +280,21 @@ pub enum ProfileCommand {
     },
     /// Print the JSON Schema of the profile format, for editors and CI.
     Schema,
+    /// Print a profile as an OCI runtime config.json (Landlock only as an annotation).
+    Oci {
+        /// A profile name on the search path, or a file.
+        #[arg(value_name = "NAME|FILE")]
+        profile: String,
+        /// Set a profile parameter.
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        param: Vec<String>,
+        /// First host id of the user-namespace mappings (container 0 → it, the profile's id → it + 1).
+        #[arg(long, default_value_t = 100000, value_name = "ID")]
+        host_id_base: u32,
+        /// The container's command (after --).
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
     /// List the profiles found on the search path and built in.
     List {
         /// Print the list as JSON.

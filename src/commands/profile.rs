@@ -17,6 +17,19 @@ pub fn run(cmd: ProfileCommand) -> Outcome {
             json,
         } => show(&profile, resolved, json, &search),
         ProfileCommand::Schema => print_json(&profile::schema()),
+        ProfileCommand::Oci {
+            profile,
+            param,
+            host_id_base,
+            command,
+        } => {
+            let r = profile::resolve(&profile, &search).map_err(Failure::invalid)?;
+            let mut params = r.profile.params.clone();
+            params.extend(super::exec::parse_params(&param)?);
+            let spec = profile::oci::export(&r.profile, &params, &command, host_id_base)
+                .map_err(Failure::failed)?;
+            print_json(&spec)
+        }
         ProfileCommand::List { json } => list(json, &search),
     }
 }

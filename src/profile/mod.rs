@@ -8,6 +8,7 @@ mod locate;
 mod merge;
 mod model;
 pub mod names;
+pub mod oci;
 mod units;
 mod validate;
 
