@@ -38,6 +38,10 @@ pub enum Command {
         /// Leave the session running in the background instead of attaching.
         #[arg(long)]
         detach: bool,
+        /// Also allow the direct transport: guests' own tmux clients, jailed
+        /// (`server-access` for each --guest-user; read-only unless pair is allowed).
+        #[arg(long)]
+        direct: bool,
         /// Invite these regular partners from ~/.config/pairjail/guests.toml.
         #[arg(long, value_name = "NAME")]
         invite: Vec<String>,
@@ -116,9 +120,13 @@ pub enum Command {
         mode: Option<Mode>,
         #[arg(long, value_name = "DIR")]
         runtime_dir: Option<PathBuf>,
-        /// The jail of the guest's relay client.
-        #[arg(long, default_value = "guest-relay", value_name = "NAME|FILE")]
-        profile: String,
+        /// relay (default: the broker relays a tmux client it runs) or direct
+        /// (the guest's own tmux client in the guest-direct jail).
+        #[arg(long, default_value = "relay", value_parser = ["relay", "direct"])]
+        transport: String,
+        /// The guest's jail (default: guest-relay, or guest-direct).
+        #[arg(long, value_name = "NAME|FILE")]
+        profile: Option<String>,
     },
     /// (internal) The broker daemon of one shared session.
     #[command(name = "__broker", hide = true)]
@@ -133,6 +141,8 @@ pub enum Command {
         default_mode: Mode,
         #[arg(long = "guest-uid")]
         guest_uids: Vec<u32>,
+        #[arg(long)]
+        direct: bool,
     },
     /// (internal) The guest's relay client, run inside the jail by `join`.
     #[command(name = "__relay", hide = true)]
@@ -230,6 +240,9 @@ pub enum InviteCommand {
         /// pair-user (after `pairjail setup`) or authorized-keys (a managed block in your own file).
         #[arg(long, value_parser = via)]
         via: Option<Via>,
+        /// relay (default) or direct (the guest's own jailed tmux client; pair-user mode only).
+        #[arg(long, default_value = "relay", value_parser = ["relay", "direct"])]
+        transport: String,
         #[arg(long, value_name = "DIR")]
         runtime_dir: Option<PathBuf>,
     },
@@ -317,6 +330,7 @@ fn invite(cmd: InviteCommand) -> commands::Outcome {
             expires,
             from,
             via,
+            transport,
             runtime_dir,
         } => inv::add(inv::AddArgs {
             name,
@@ -332,6 +346,7 @@ fn invite(cmd: InviteCommand) -> commands::Outcome {
             from,
             via,
             runtime_dir,
+            direct: transport == "direct",
         }),
         InviteCommand::List { json, runtime_dir } => inv::list(runtime_dir.as_deref(), json),
         InviteCommand::Revoke {
@@ -370,11 +385,13 @@ pub fn run() -> ExitCode {
             allow,
             default_mode,
             detach,
+            direct,
             invite,
             guest_users,
             runtime_dir,
             command,
         } => commands::session::start(commands::session::StartArgs {
+            direct,
             invite,
             session,
             allow,
@@ -414,6 +431,7 @@ pub fn run() -> ExitCode {
             guest,
             mode,
             runtime_dir,
+            transport,
             profile,
         } => commands::join::join(commands::join::JoinArgs {
             host,
@@ -422,6 +440,7 @@ pub fn run() -> ExitCode {
             mode,
             runtime_dir,
             profile,
+            direct: transport == "direct",
         }),
         Command::Broker {
             session,
@@ -429,12 +448,14 @@ pub fn run() -> ExitCode {
             allow,
             default_mode,
             guest_uids,
+            direct,
         } => commands::session::broker(commands::session::BrokerArgs {
             session,
             runtime_dir,
             allow,
             default_mode,
             guest_uids,
+            direct,
         }),
         Command::Relay { fd } => commands::join::relay(fd),
         Command::Completions { shell } => commands::docs::completions(shell),

@@ -613,3 +613,77 @@ fn the_host_attaches_with_pairjail_attach_and_sees_status() {
     let _ = w.host_pairjail(&["stop", "--session", "sattach"]);
     w.wait_screen("drv:hostattach", "ATTACH-EXIT=", 10);
 }
+
+#[test]
+fn direct_transport_guest_runs_its_own_jailed_tmux_client_read_only() {
+    let Some((w, guests)) = World::new(
+        "direct",
+        &[("nina", "sdirect", Some("mirror --transport direct"))],
+    ) else {
+        return;
+    };
+    w.start_session_with("sdirect", "mirror", HOST_PROGRAM, &["--direct"]);
+    let host = w.attach_host("sdirect");
+    w.wait_screen(&host, "HOST-MARKER-4242", 20);
+    let guest = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+    // The guest's client is tmux's own, connected as the pair user, read-only.
+    let clients = w.host_tmux(
+        "sdirect",
+        &["list-clients", "-F", "#{client_uid} #{client_flags}"],
+    );
+    let pair_uid = nix::unistd::User::from_name(GUEST_USER)
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    assert!(
+        clients
+            .lines()
+            .any(|l| l.starts_with(&format!("{pair_uid} ")) && l.contains("read-only")),
+        "{clients}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&w.host_pairjail(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status[0]["guests"][0]["name"], "nina");
+
+    let before = w.host_tmux("sdirect", &["capture-pane", "-p", "-t", "=sdirect:"]);
+    let proof = w.dir.join("direct-typed-this");
+    let touch = format!("touch {}", proof.display());
+    w.drv(&["send-keys", "-t", &guest, &touch, "Enter"]);
+    w.drv(&["send-keys", "-t", &guest, "C-b", ":"]);
+    w.drv(&["send-keys", "-t", &guest, "kill-server", "Enter"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        w.host_tmux("sdirect", &["capture-pane", "-p", "-t", "=sdirect:"]),
+        before
+    );
+    assert!(!proof.exists(), "a read-only direct guest ran a command");
+    // Ending the session ends the guest's client too.
+    let _ = w.host_pairjail(&["stop", "--session", "sdirect"]);
+    w.wait_screen(&guest, "SSH-EXIT=", 10);
+}
+
+#[test]
+fn the_direct_transport_is_refused_unless_the_host_enabled_it() {
+    let Some((w, guests)) = World::new(
+        "nodirect",
+        &[("olga", "snodirect", Some("mirror --transport direct"))],
+    ) else {
+        return;
+    };
+    w.start_session("snodirect", "mirror", HOST_PROGRAM);
+    let out = w
+        .ssh_command(&guests[0].key)
+        .arg("-tt")
+        .arg(format!("{GUEST_USER}@127.0.0.1"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        all.contains("the host did not enable the direct transport"),
+        "{all}"
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "snodirect"]);
+}

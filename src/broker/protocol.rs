@@ -30,6 +30,10 @@ pub enum Msg {
         cols: u16,
         rows: u16,
         source: Option<String>,
+        /// The guest runs its own tmux client in the guest-direct jail;
+        /// the broker only registers it.
+        #[serde(default)]
+        direct: bool,
     },
     /// broker → join: you are in.
     Welcome {
@@ -180,6 +184,7 @@ mod tests {
                 cols: 80,
                 rows: 24,
                 source: Some("10.0.0.1:5555".into()),
+                direct: false,
             }),
             Frame::Msg(Msg::Resize {
                 cols: 100,

@@ -29,6 +29,9 @@ pub struct Config {
     pub allowed: Vec<Mode>,
     pub default_mode: Mode,
     pub paths: SessionPaths,
+    /// Guests may run their own tmux client (the host granted them
+    /// `server-access` on the tmux socket).
+    pub direct: bool,
 }
 
 struct State {
@@ -242,6 +245,7 @@ async fn guest(state: Arc<State>, mut s: UnixStream, serial: u64) {
         cols,
         rows,
         source,
+        direct,
     })))) = hello
     else {
         return refuse(&mut s, "expected a hello".into()).await;
@@ -263,6 +267,9 @@ async fn guest(state: Arc<State>, mut s: UnixStream, serial: u64) {
             ),
         )
         .await;
+    }
+    if direct {
+        return direct_guest(&state, s, serial, guest, mode, source).await;
     }
     let term = if valid_term(&term) {
         term
@@ -399,4 +406,63 @@ async fn write_all_fd(fd: &AsyncFd<OwnedFd>, mut bytes: &[u8]) -> std::io::Resul
         }
     }
     Ok(())
+}
+
+/// A guest with its own tmux client (the direct transport): no pty here,
+/// only its place in `status` and a goodbye when the session ends.
+async fn direct_guest(
+    state: &State,
+    mut s: UnixStream,
+    serial: u64,
+    guest: String,
+    mode: Mode,
+    source: Option<String>,
+) {
+    let cfg = &state.cfg;
+    if !cfg.direct {
+        return refuse(
+            &mut s,
+            "the host did not enable the direct transport (pairjail start --direct)".into(),
+        )
+        .await;
+    }
+    if mode == Mode::Rogue {
+        return refuse(&mut s, "rogue mode needs the relay transport".into()).await;
+    }
+    let welcome = Frame::Msg(Msg::Welcome {
+        session: cfg.session.clone(),
+        mode,
+    })
+    .encode();
+    if s.write_all(&welcome).await.is_err() {
+        return;
+    }
+    log(format!(
+        "guest {guest} joined as {mode} (direct) from {}",
+        source.as_deref().unwrap_or("local")
+    ));
+    if let Ok(mut g) = state.guests.lock() {
+        g.insert(
+            serial,
+            GuestStatus {
+                name: guest.clone(),
+                mode,
+                since: now(),
+                source,
+            },
+        );
+    }
+    let mut shutdown = state.shutdown.subscribe();
+    let mut buf = [0u8; 64];
+    let reason = tokio::select! {
+        _ = s.read(&mut buf) => None,
+        _ = shutdown.changed() => shutdown.borrow().clone(),
+    };
+    if let Some(reason) = reason {
+        let _ = s.write_all(&Frame::Msg(Msg::Bye { reason }).encode()).await;
+    }
+    if let Ok(mut g) = state.guests.lock() {
+        g.remove(&serial);
+    }
+    log(format!("guest {guest} (direct) left"));
 }

@@ -49,6 +49,31 @@ impl Tmux {
         Ok(())
     }
 
+    /// Lets another user's tmux client attach (tmux ≥ 3.3 keeps an access
+    /// list; `-r`: read-only), and opens the socket file to them: the access
+    /// list, not the file mode, decides who gets in.
+    pub fn grant(&self, user: &str, read_only: bool) -> Result<(), String> {
+        let mut c = self.command();
+        c.args(["server-access", "-a"]);
+        if read_only {
+            c.arg("-r");
+        }
+        let out = c
+            .arg(user)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run tmux: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "tmux server-access -a {user} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&self.socket, std::fs::Permissions::from_mode(0o666))
+            .map_err(|e| format!("cannot open {} to guests: {e}", self.socket.display()))
+    }
+
     pub fn has_session(&self, session: &str) -> bool {
         self.command()
             .args(["has-session", "-t", &format!("={session}")])

@@ -39,6 +39,7 @@ pub struct AddArgs {
     pub from: Vec<String>,
     pub via: Option<Via>,
     pub runtime_dir: Option<PathBuf>,
+    pub direct: bool,
 }
 
 pub fn keys_from(src: &KeySource) -> Result<Vec<GuestKey>, Failure> {
@@ -130,6 +131,7 @@ fn forced(inv: &Invite, host: &str, runtime: &Path) -> Result<Forced, Failure> {
         guest: inv.name.clone(),
         mode: inv.mode,
         runtime_dir: runtime.to_path_buf(),
+        direct: inv.direct,
     })
 }
 
@@ -191,6 +193,11 @@ pub fn add(a: AddArgs) -> Outcome {
     } else {
         Via::AuthorizedKeys
     });
+    if a.direct && via == Via::AuthorizedKeys {
+        return Err(Failure::invalid(
+            "--transport direct needs pair-user mode: in your own account the guest would run as you, and tmux trusts its owner",
+        ));
+    }
     let runtime = paths::runtime_dir(a.runtime_dir.as_deref()).map_err(Failure::failed)?;
     let host = paths::current_user().map_err(Failure::failed)?;
     prepare_host_dir(&runtime, &host)?;
@@ -205,6 +212,7 @@ pub fn add(a: AddArgs) -> Outcome {
         created: invites::now(),
         from: a.from.clone(),
         bound_to: invites::live_broker(&runtime, &host, &a.session),
+        direct: a.direct,
     };
     let store = Store::new(&runtime, &host);
     store
@@ -401,6 +409,7 @@ pub fn authorized_keys(
                 guest: inv.name.clone(),
                 mode: inv.mode,
                 runtime_dir: runtime.clone(),
+                direct: inv.direct,
             };
             println!(
                 "{}",
@@ -476,6 +485,7 @@ pub fn invite_from_book(
             from: e.from.clone(),
             via: None,
             runtime_dir: Some(runtime.to_path_buf()),
+            direct: false,
         })?;
     }
     Ok(())

@@ -19,7 +19,10 @@ pub struct JoinArgs {
     pub guest: String,
     pub mode: Option<Mode>,
     pub runtime_dir: Option<PathBuf>,
-    pub profile: String,
+    /// Default: guest-relay, or guest-direct with `direct`.
+    pub profile: Option<String>,
+    /// Run the guest's own tmux client (guest-direct) instead of the relay.
+    pub direct: bool,
 }
 
 pub fn join(a: JoinArgs) -> Outcome {
@@ -34,7 +37,21 @@ pub fn join(a: JoinArgs) -> Outcome {
             "a terminal is required: connect with `ssh -t`",
         ));
     }
-    let profile = profile::resolve(&a.profile, &SearchPath::from_env())
+    if a.direct
+        && crate::users::by_name(&a.host).map(|u| u.uid)
+            == Some(nix::unistd::Uid::effective().as_raw())
+    {
+        return Err(Failure::failed(
+            "the direct transport needs a guest user other than the host (tmux trusts its owner): use pair-user mode or the relay",
+        ));
+    }
+    let default_profile = if a.direct {
+        "guest-direct"
+    } else {
+        "guest-relay"
+    };
+    let profile_name = a.profile.clone().unwrap_or_else(|| default_profile.into());
+    let profile = profile::resolve(&profile_name, &SearchPath::from_env())
         .map_err(Failure::invalid)?
         .profile;
     let runtime = paths::runtime_dir(a.runtime_dir.as_deref()).map_err(Failure::failed)?;
@@ -57,10 +74,11 @@ pub fn join(a: JoinArgs) -> Outcome {
         cols,
         rows,
         source,
+        direct: a.direct,
     };
     write_frame(&mut sock, &Frame::Msg(hello)).map_err(|_| not_sharing())?;
-    match read_frame(&mut sock) {
-        Ok(Frame::Msg(Msg::Welcome { .. })) => {}
+    let mode = match read_frame(&mut sock) {
+        Ok(Frame::Msg(Msg::Welcome { mode, .. })) => mode,
         Ok(Frame::Msg(Msg::Refused { reason })) => return Err(Failure::failed(reason)),
         Err(FrameError::Closed) => return Err(not_sharing()),
         other => {
@@ -68,6 +86,9 @@ pub fn join(a: JoinArgs) -> Outcome {
                 "unexpected answer from the broker: {other:?}"
             )));
         }
+    };
+    if a.direct {
+        return direct(&profile, &p, &a.session, mode, sock);
     }
 
     // The terminal is set raw outside the jail and restored after it.
@@ -113,4 +134,46 @@ pub fn relay(fd: i32) -> Outcome {
 
 fn borrowed(fd: i32) -> BorrowedFd<'static> {
     jail::borrow_passed_fd(fd)
+}
+
+/// The direct transport: the guest's own tmux client, in the guest-direct
+/// jail, sees the session's tmux socket (bound at /run/tmux.sock) and
+/// nothing else. Read-only rests on tmux (`attach -r` here, and the host's
+/// `server-access -r`) and on the guest not choosing this command line.
+fn direct(
+    profile: &crate::profile::Profile,
+    p: &SessionPaths,
+    session: &str,
+    mode: Mode,
+    sock: UnixStream,
+) -> Outcome {
+    let tmux = super::exec::find_program(std::ffi::OsStr::new("tmux"))
+        .ok_or_else(|| Failure::failed("tmux is not installed"))?;
+    let mut argv: Vec<std::ffi::OsString> =
+        ["tmux", "-S", "/run/tmux.sock", "attach-session", "-E"]
+            .map(Into::into)
+            .to_vec();
+    if mode == Mode::Mirror {
+        argv.extend(["-r", "-f", "ignore-size,read-only"].map(Into::into));
+    }
+    argv.extend(["-t".into(), format!("={session}").into()]);
+    let mut params = std::collections::BTreeMap::new();
+    params.insert("session_socket".to_string(), p.tmux.display().to_string());
+    let cmd = jail::Command {
+        program: tmux,
+        argv,
+        params,
+        ..Default::default()
+    };
+    // The broker connection stays here, outside the jail, for `status`.
+    let result = jail::spawn(profile, &cmd).and_then(|child| child.wait());
+    drop(sock);
+    match result {
+        Ok(status) if status.code() == 0 => Ok(ExitCode::SUCCESS),
+        Ok(status) => Err(Failure::failed(format!(
+            "the tmux client ended with status {}",
+            status.code()
+        ))),
+        Err(e) => Err(Failure::failed(e)),
+    }
 }

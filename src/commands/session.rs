@@ -16,6 +16,7 @@ use crate::broker::tmux::Tmux;
 use crate::profile::Mode;
 
 pub struct StartArgs {
+    pub direct: bool,
     pub invite: Vec<String>,
     pub session: String,
     pub allow: Vec<Mode>,
@@ -99,6 +100,22 @@ pub fn start(a: StartArgs) -> Outcome {
         tmux.start(&a.session, &a.command)
             .map_err(Failure::failed)?;
     }
+    if a.direct {
+        let host_uid = nix::unistd::Uid::effective().as_raw();
+        if guest_users.is_empty() || guest_uids.contains(&host_uid) {
+            tmux.kill_server();
+            return Err(Failure::invalid(
+                "--direct needs --guest-user with a user other than you: tmux trusts its owner's uid",
+            ));
+        }
+        let read_only = !a.allow.contains(&Mode::Pair);
+        for u in &guest_users {
+            if let Err(e) = tmux.grant(u, read_only) {
+                tmux.kill_server();
+                return Err(Failure::failed(e));
+            }
+        }
+    }
 
     let exe = std::env::current_exe()
         .map_err(|e| Failure::failed(format!("cannot find my own binary: {e}")))?;
@@ -129,6 +146,9 @@ pub fn start(a: StartArgs) -> Outcome {
         .arg(a.default_mode.to_string());
     for uid in &guest_uids {
         broker.arg("--guest-uid").arg(uid.to_string());
+    }
+    if a.direct {
+        broker.arg("--direct");
     }
     let mut child = broker
         .stdin(Stdio::null())
@@ -276,6 +296,7 @@ pub struct BrokerArgs {
     pub allow: Vec<Mode>,
     pub default_mode: Mode,
     pub guest_uids: Vec<u32>,
+    pub direct: bool,
 }
 
 pub fn broker(a: BrokerArgs) -> Outcome {
@@ -289,6 +310,7 @@ pub fn broker(a: BrokerArgs) -> Outcome {
         allowed: a.allow,
         default_mode: a.default_mode,
         paths: p.clone(),
+        direct: a.direct,
     };
     // Liveness for `pairjail authorized-keys` (any uid can read it).
     let pid_file = p.dir.join("broker.pid");

@@ -40,6 +40,9 @@ pub struct Invite {
     /// an invite made before its session started (it binds to the next run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bound_to: Option<u32>,
+    /// The guest runs its own tmux client (`join --transport direct`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub direct: bool,
 }
 
 impl Invite {

@@ -17,6 +17,8 @@ pub struct Forced {
     pub guest: String,
     pub mode: Mode,
     pub runtime_dir: PathBuf,
+    /// `--transport direct`: the guest's own tmux client (pair-user mode only).
+    pub direct: bool,
 }
 
 /// Quotes one word for the POSIX shell sshd runs the command with.
@@ -51,6 +53,10 @@ impl Forced {
             "--runtime-dir".into(),
             self.runtime_dir.display().to_string(),
         ];
+        let mut words = words.to_vec();
+        if self.direct {
+            words.extend(["--transport".into(), "direct".into()]);
+        }
         words
             .iter()
             .map(|w| shell_quote(w))
@@ -153,6 +159,7 @@ mod tests {
             guest: "bob".into(),
             mode: Mode::Mirror,
             runtime_dir: "/run/pairjail".into(),
+            direct: false,
         };
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
         let line = render(&f, &key, t, &["10.0.0.0/8".into()]);

@@ -256,6 +256,10 @@ impl World {
 
     /// `pairjail start --detach` as the host, running `program`.
     pub fn start_session(&self, session: &str, allow: &str, program: &str) {
+        self.start_session_with(session, allow, program, &[]);
+    }
+
+    pub fn start_session_with(&self, session: &str, allow: &str, program: &str, extra: &[&str]) {
         let rt = self.runtime.display().to_string();
         let out = Command::new("setpriv")
             .args(["--reuid", HOST, "--regid", HOST, "--init-groups", "--"])
@@ -270,16 +274,9 @@ impl World {
                 "--default-mode",
             ])
             .arg(allow.split(',').next().unwrap())
-            .args([
-                "--guest-user",
-                GUEST_USER,
-                "--runtime-dir",
-                &rt,
-                "--",
-                "sh",
-                "-c",
-                program,
-            ])
+            .args(["--guest-user", GUEST_USER, "--runtime-dir", &rt])
+            .args(extra)
+            .args(["--", "sh", "-c", program])
             .env("HOME", format!("/home/{HOST}"))
             .env("TERM", "xterm")
             .current_dir("/")
