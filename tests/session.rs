@@ -206,12 +206,7 @@ fn joining_with_no_session_prints_the_refusal_and_exits_1() {
     let Some((w, guests)) = World::new("none", &[("frank", "snone", Some("mirror"))]) else {
         return;
     };
-    let out = w
-        .ssh_command(&guests[0].key)
-        .arg("-tt")
-        .arg(format!("{GUEST_USER}@127.0.0.1"))
-        .output()
-        .unwrap();
+    let out = w.ssh_join(&guests[0]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -234,12 +229,7 @@ fn a_mode_the_host_did_not_allow_is_refused() {
         return;
     };
     w.start_session("smode", "mirror", HOST_PROGRAM);
-    let out = w
-        .ssh_command(&guests[0].key)
-        .arg("-tt")
-        .arg(format!("{GUEST_USER}@127.0.0.1"))
-        .output()
-        .unwrap();
+    let out = w.ssh_join(&guests[0]);
     assert_eq!(out.status.code(), Some(1));
     let all = text(&out.stdout) + &text(&out.stderr);
     assert!(
@@ -278,12 +268,7 @@ fn ending_the_session_disconnects_every_guest() {
         );
     }
     // Nothing is left to join, and the runtime directory is cleaned up.
-    let out = w
-        .ssh_command(&guests[0].key)
-        .arg("-tt")
-        .arg(format!("{GUEST_USER}@127.0.0.1"))
-        .output()
-        .unwrap();
+    let out = w.ssh_join(&guests[0]);
     assert_eq!(out.status.code(), Some(1));
     let deadline = Instant::now() + Duration::from_secs(5);
     while w.session_paths("send").join("broker.sock").exists() {
@@ -673,12 +658,7 @@ fn the_direct_transport_is_refused_unless_the_host_enabled_it() {
         return;
     };
     w.start_session("snodirect", "mirror", HOST_PROGRAM);
-    let out = w
-        .ssh_command(&guests[0].key)
-        .arg("-tt")
-        .arg(format!("{GUEST_USER}@127.0.0.1"))
-        .output()
-        .unwrap();
+    let out = w.ssh_join(&guests[0]);
     assert_eq!(out.status.code(), Some(1));
     let all = text(&out.stdout) + &text(&out.stderr);
     assert!(

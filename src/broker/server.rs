@@ -304,21 +304,7 @@ async fn guest(state: Arc<State>, mut s: UnixStream, serial: u64) {
         let _ = child.wait();
         return;
     }
-    log(format!(
-        "guest {guest} joined as {mode} from {}",
-        source.as_deref().unwrap_or("local")
-    ));
-    if let Ok(mut g) = state.guests.lock() {
-        g.insert(
-            serial,
-            GuestStatus {
-                name: guest.clone(),
-                mode,
-                since: now(),
-                source,
-            },
-        );
-    }
+    register(state.as_ref(), serial, &guest, mode, source, "");
     let reason = relay(&state, &mut s, &mut buf, master, mode).await;
     if let Some(reason) = &reason {
         let _ = s
@@ -339,6 +325,32 @@ async fn guest(state: Arc<State>, mut s: UnixStream, serial: u64) {
         "guest {guest} left ({})",
         reason.as_deref().unwrap_or("disconnected")
     ));
+}
+
+/// Puts a guest on the list `pairjail status` shows.
+fn register(
+    state: &State,
+    serial: u64,
+    guest: &str,
+    mode: Mode,
+    source: Option<String>,
+    how: &str,
+) {
+    log(format!(
+        "guest {guest} joined as {mode}{how} from {}",
+        source.as_deref().unwrap_or("local")
+    ));
+    if let Ok(mut g) = state.guests.lock() {
+        g.insert(
+            serial,
+            GuestStatus {
+                name: guest.to_string(),
+                mode,
+                since: now(),
+                source,
+            },
+        );
+    }
 }
 
 /// Copies until one side ends. Returns the reason to tell the guest, if
@@ -437,21 +449,7 @@ async fn direct_guest(
     if s.write_all(&welcome).await.is_err() {
         return;
     }
-    log(format!(
-        "guest {guest} joined as {mode} (direct) from {}",
-        source.as_deref().unwrap_or("local")
-    ));
-    if let Ok(mut g) = state.guests.lock() {
-        g.insert(
-            serial,
-            GuestStatus {
-                name: guest.clone(),
-                mode,
-                since: now(),
-                source,
-            },
-        );
-    }
+    register(state, serial, &guest, mode, source, " (direct)");
     let mut shutdown = state.shutdown.subscribe();
     let mut buf = [0u8; 64];
     let reason = tokio::select! {

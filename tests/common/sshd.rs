@@ -180,6 +180,15 @@ impl World {
         ]
     }
 
+    /// `ssh -tt` as the guest user, to its end (for joins that are refused).
+    pub fn ssh_join(&self, g: &Guest) -> std::process::Output {
+        self.ssh_command(&g.key)
+            .arg("-tt")
+            .arg(format!("{GUEST_USER}@127.0.0.1"))
+            .output()
+            .unwrap()
+    }
+
     pub fn ssh_command(&self, key: &Path) -> Command {
         let mut c = Command::new("ssh");
         c.args(self.ssh_args(key));
