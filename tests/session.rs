@@ -667,3 +667,61 @@ fn the_direct_transport_is_refused_unless_the_host_enabled_it() {
     );
     let _ = w.host_pairjail(&["stop", "--session", "snodirect"]);
 }
+
+#[test]
+fn only_the_host_controls_its_session() {
+    let Some((w, _guests)) = World::new("ctl", &[]) else {
+        return;
+    };
+    w.start_session("sctl", "mirror", HOST_PROGRAM);
+    let control = w.session_paths("sctl").join("control.sock");
+    // Another user cannot even open the control socket (mode 0600)...
+    let stop = br#"{"type":"stop"}"#;
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(stop.len() as u32).to_be_bytes());
+    frame.extend_from_slice(stop);
+    let script = format!(
+        "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect({:?})\ns.sendall(bytes.fromhex({:?}))\ns.settimeout(5)\nprint(repr(s.recv(4096)))\n",
+        control.display().to_string(),
+        hex(&frame)
+    );
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            GUEST_USER,
+            "--regid",
+            GUEST_USER,
+            "--init-groups",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stderr).contains("PermissionError"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // ...and root, who can, is refused by the peer-credential check.
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        !said.contains("stopping"),
+        "root stopped the host's session: {said}"
+    );
+    assert!(
+        said.contains("b''") || said.contains("BrokenPipe") || said.contains("ConnectionReset"),
+        "{said}"
+    );
+    // The session is still shared.
+    let status: serde_json::Value =
+        serde_json::from_slice(&w.host_pairjail(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status[0]["session"], "sctl");
+    let _ = w.host_pairjail(&["stop", "--session", "sctl"]);
+}
