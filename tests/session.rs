@@ -128,18 +128,14 @@ fn pair_guest_typing_reaches_the_pane() {
         "echo PAIR-$((6*7))-TYPED",
         "Enter",
     ]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    common::eventually(10, || {
         let pane = w.host_tmux("spair", &["capture-pane", "-p", "-t", "=spair:"]);
         if pane.contains("PAIR-42-TYPED") {
-            break;
+            Ok(())
+        } else {
+            Err(format!("the pair guest's command never ran:\n{pane}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "the pair guest's command never ran:\n{pane}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
     let status = w.host_pairjail(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let g = &v[0]["guests"][0];
@@ -161,8 +157,7 @@ fn rogue_guest_has_its_own_current_window() {
     let guest = w.join_in_window(&guests[0], 100, 30);
     w.wait_screen(&guest, "HOST-MARKER-4242", 20);
     w.drv(&["send-keys", "-t", &guest, "C-b", "c"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let (sessions, rogue, host) = common::eventually(10, || {
         let sessions = w.host_tmux(
             "srogue",
             &[
@@ -171,33 +166,32 @@ fn rogue_guest_has_its_own_current_window() {
                 "#{session_name} #{session_group} #{window_index}",
             ],
         );
-        let rogue: Vec<&str> = sessions
-            .lines()
-            .filter(|l| l.starts_with("srogue-dave-"))
-            .collect();
-        let host: Vec<&str> = sessions
-            .lines()
-            .filter(|l| l.starts_with("srogue "))
-            .collect();
+        let pick = |prefix: &str| -> Vec<String> {
+            sessions
+                .lines()
+                .filter(|l| l.starts_with(prefix))
+                .map(String::from)
+                .collect()
+        };
+        let (rogue, host) = (pick("srogue-dave-"), pick("srogue "));
         if rogue.len() == 1 && rogue[0].ends_with(" 1") {
-            assert_eq!(host.len(), 1, "{sessions}");
-            assert!(
-                host[0].ends_with(" 0"),
-                "the host's current window moved: {sessions}"
-            );
-            assert_eq!(
-                rogue[0].split(' ').nth(1),
-                host[0].split(' ').nth(1),
-                "not grouped: {sessions}"
-            );
-            break;
+            Ok((sessions.clone(), rogue, host))
+        } else {
+            Err(format!(
+                "no grouped session with its own window:\n{sessions}"
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "no grouped session with its own window:\n{sessions}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
+    assert_eq!(host.len(), 1, "{sessions}");
+    assert!(
+        host[0].ends_with(" 0"),
+        "the host's current window moved: {sessions}"
+    );
+    assert_eq!(
+        rogue[0].split(' ').nth(1),
+        host[0].split(' ').nth(1),
+        "not grouped: {sessions}"
+    );
     let _ = w.host_pairjail(&["stop", "--session", "srogue"]);
 }
 
@@ -286,8 +280,7 @@ fn a_resize_of_the_guest_terminal_reaches_its_tmux_client() {
     let guest = w.join_in_window(&guests[0], 100, 30);
     w.wait_screen(&guest, "HOST-MARKER-4242", 20);
     w.drv(&["resize-window", "-t", &guest, "-x", "91", "-y", "23"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    common::eventually(10, || {
         let clients = w.host_tmux(
             "sresize",
             &[
@@ -300,14 +293,13 @@ fn a_resize_of_the_guest_terminal_reaches_its_tmux_client() {
             .lines()
             .any(|l| l.starts_with("91x23 ") && l.contains("read-only"))
         {
-            break;
+            Ok(())
+        } else {
+            Err(format!(
+                "the resize never reached the guest's tmux client:\n{clients}"
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "the resize never reached the guest's tmux client:\n{clients}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
     let _ = w.host_pairjail(&["stop", "--session", "sresize"]);
 }
 

@@ -178,3 +178,16 @@ pub fn as_user(user: &str, bin: &Path, args: &[&str]) -> Output {
         .output()
         .expect("setpriv")
 }
+
+/// Polls `probe` every 50 ms until it gives `Ok`; after `secs` fails with
+/// its last `Err`. The bound only catches hangs; it never times anything.
+pub fn eventually<T>(secs: u64, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        match probe() {
+            Ok(t) => return t,
+            Err(why) => assert!(std::time::Instant::now() < deadline, "{why}"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
