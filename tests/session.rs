@@ -200,20 +200,9 @@ fn joining_with_no_session_prints_the_refusal_and_exits_1() {
     let Some((w, guests)) = World::new("none", &[("frank", "snone", Some("mirror"))]) else {
         return;
     };
-    let out = w.ssh_join(&guests[0]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    let all = text(&out.stdout) + &text(&out.stderr);
-    assert!(
-        all.contains(&format!(
-            "pairjail: {HOST} is not sharing a session right now"
-        )),
-        "{all}"
+    w.assert_join_refused(
+        &guests[0],
+        &format!("pairjail: {HOST} is not sharing a session right now"),
     );
 }
 
@@ -223,12 +212,9 @@ fn a_mode_the_host_did_not_allow_is_refused() {
         return;
     };
     w.start_session("smode", "mirror", HOST_PROGRAM);
-    let out = w.ssh_join(&guests[0]);
-    assert_eq!(out.status.code(), Some(1));
-    let all = text(&out.stdout) + &text(&out.stderr);
-    assert!(
-        all.contains("pairjail: mode pair is not allowed in this session (allowed: mirror)"),
-        "{all}"
+    w.assert_join_refused(
+        &guests[0],
+        "pairjail: mode pair is not allowed in this session (allowed: mirror)",
     );
     let _ = w.host_pairjail(&["stop", "--session", "smode"]);
 }
@@ -650,13 +636,7 @@ fn the_direct_transport_is_refused_unless_the_host_enabled_it() {
         return;
     };
     w.start_session("snodirect", "mirror", HOST_PROGRAM);
-    let out = w.ssh_join(&guests[0]);
-    assert_eq!(out.status.code(), Some(1));
-    let all = text(&out.stdout) + &text(&out.stderr);
-    assert!(
-        all.contains("the host did not enable the direct transport"),
-        "{all}"
-    );
+    w.assert_join_refused(&guests[0], "the host did not enable the direct transport");
     let _ = w.host_pairjail(&["stop", "--session", "snodirect"]);
 }
 

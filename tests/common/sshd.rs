@@ -189,6 +189,14 @@ impl World {
             .unwrap()
     }
 
+    /// The guest's join ends with exit status 1 and a line containing `needle`.
+    pub fn assert_join_refused(&self, g: &Guest, needle: &str) {
+        let out = self.ssh_join(g);
+        let all = text(&out.stdout) + &text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(all.contains(needle), "expected '{needle}' in: {all}");
+    }
+
     pub fn ssh_command(&self, key: &Path) -> Command {
         let mut c = Command::new("ssh");
         c.args(self.ssh_args(key));
