@@ -8,7 +8,6 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::sshd::{GUEST_USER, Guest, HOST, World};
@@ -16,9 +15,8 @@ use common::sshd::{GUEST_USER, Guest, HOST, World};
 const MARKER: &str = "HOST-MARKER-4242";
 
 fn as_host(args: &[&str]) {
-    let out = Command::new("setpriv")
-        .args(["--reuid", HOST, "--regid", HOST, "--init-groups", "--"])
-        .args(args)
+    let out = common::run_as(HOST, args[0])
+        .args(&args[1..])
         .output()
         .unwrap();
     assert!(

@@ -442,9 +442,7 @@ fn no_root_mode_keeps_foreign_lines_byte_identical() {
         .collect();
     let children: Vec<_> = (0..8)
         .map(|i| {
-            Command::new("setpriv")
-                .args(["--reuid", HOST, "--regid", HOST, "--init-groups", "--"])
-                .arg(bin)
+            run_as(HOST, bin)
                 .args([
                     "invite",
                     "add",

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::sshd::{GUEST_USER, HOST, World};
-use common::text;
+use common::{run_as, text};
 
 const HOST_PROGRAM: &str = "echo HOST-MARKER-4242; exec sh";
 
@@ -482,21 +482,20 @@ fn raw_client(w: &World, session: &str, payload_hex: &str) -> String {
         sock.display().to_string(),
         payload_hex
     );
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid",
-            HOST,
-            "--regid",
-            HOST,
-            "--init-groups",
-            "--",
-            "/usr/bin/python3",
-            "-c",
-            &script,
-        ])
+    let out = run_as(HOST, "/usr/bin/python3")
+        .args(["-c", &script])
         .output()
         .expect("python3");
     text(&out.stdout) + &text(&out.stderr)
+}
+
+/// A message frame written by hand (kind 0, u32 length, JSON), so the tests
+/// do not depend on the encoder they check.
+fn msg_frame(json: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8];
+    f.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    f.extend_from_slice(json);
+    f
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -521,9 +520,7 @@ fn malformed_frames_and_old_versions_close_that_client_only() {
     assert!(said.contains("expected a hello"), "{said:?}");
     // A hello from a future protocol version.
     let hello = br#"{"type":"hello","version":99,"guest":"zed","mode":"mirror","term":"xterm","cols":80,"rows":24,"source":null}"#;
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&(hello.len() as u32).to_be_bytes());
-    frame.extend_from_slice(hello);
+    let frame = msg_frame(hello);
     let said = raw_client(&w, "sproto", &hex(&frame));
     assert!(
         said.contains("protocol version 99 is not supported"),
@@ -531,9 +528,7 @@ fn malformed_frames_and_old_versions_close_that_client_only() {
     );
     // A welcomed client that then sends a malformed frame is dropped...
     let ok_hello = br#"{"type":"hello","version":1,"guest":"zed","mode":"mirror","term":"xterm","cols":80,"rows":24,"source":null}"#;
-    let mut frames = vec![0u8];
-    frames.extend_from_slice(&(ok_hello.len() as u32).to_be_bytes());
-    frames.extend_from_slice(ok_hello);
+    let mut frames = msg_frame(ok_hello);
     frames.extend_from_slice(b"\x07\x00\x00\x00\x01x");
     let said = raw_client(&w, "sproto", &hex(&frames));
     assert!(said.contains("malformed frame from the guest"), "{said:?}");
@@ -649,26 +644,14 @@ fn only_the_host_controls_its_session() {
     let control = w.session_paths("sctl").join("control.sock");
     // Another user cannot even open the control socket (mode 0600)...
     let stop = br#"{"type":"stop"}"#;
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&(stop.len() as u32).to_be_bytes());
-    frame.extend_from_slice(stop);
+    let frame = msg_frame(stop);
     let script = format!(
         "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect({:?})\ns.sendall(bytes.fromhex({:?}))\ns.settimeout(5)\nprint(repr(s.recv(4096)))\n",
         control.display().to_string(),
         hex(&frame)
     );
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid",
-            GUEST_USER,
-            "--regid",
-            GUEST_USER,
-            "--init-groups",
-            "--",
-            "/usr/bin/python3",
-            "-c",
-            &script,
-        ])
+    let out = run_as(GUEST_USER, "/usr/bin/python3")
+        .args(["-c", &script])
         .output()
         .unwrap();
     assert!(

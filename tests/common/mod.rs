@@ -80,16 +80,7 @@ pub fn shared_binary() -> &'static Path {
 pub fn pairjail_unprivileged(args: &[&str]) -> Output {
     let mut cmd = if is_root() {
         ensure_user(TEST_USER);
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid",
-            TEST_USER,
-            "--regid",
-            TEST_USER,
-            "--init-groups",
-            "--",
-        ]);
-        c.arg(shared_binary());
+        let mut c = run_as(TEST_USER, shared_binary());
         c.env("HOME", format!("/home/{TEST_USER}"));
         c
     } else {
@@ -165,11 +156,17 @@ impl Drop for SafeBinary {
     }
 }
 
+/// `program` as `user` (uid, gid and groups), via setpriv.
+pub fn run_as(user: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+        .arg(program);
+    c
+}
+
 /// Runs `bin args…` as `user` (with their HOME), from /.
 pub fn as_user(user: &str, bin: &Path, args: &[&str]) -> Output {
-    Command::new("setpriv")
-        .args(["--reuid", user, "--regid", user, "--init-groups", "--"])
-        .arg(bin)
+    run_as(user, bin)
         .args(args)
         .env("HOME", format!("/home/{user}"))
         .env("TERM", "xterm")

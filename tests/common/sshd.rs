@@ -259,9 +259,7 @@ impl World {
     /// Runs pairjail as the host user.
     pub fn host_pairjail(&self, args: &[&str]) -> std::process::Output {
         let rt = self.runtime.display().to_string();
-        Command::new("setpriv")
-            .args(["--reuid", HOST, "--regid", HOST, "--init-groups", "--"])
-            .arg(shared_binary())
+        run_as(HOST, shared_binary())
             .args(args)
             .args(["--runtime-dir", &rt])
             .env("HOME", format!("/home/{HOST}"))
@@ -278,9 +276,7 @@ impl World {
 
     pub fn start_session_with(&self, session: &str, allow: &str, program: &str, extra: &[&str]) {
         let rt = self.runtime.display().to_string();
-        let out = Command::new("setpriv")
-            .args(["--reuid", HOST, "--regid", HOST, "--init-groups", "--"])
-            .arg(shared_binary())
+        let out = run_as(HOST, shared_binary())
             .args([
                 "start",
                 "--detach",
@@ -305,17 +301,8 @@ impl World {
     /// tmux on the host's dedicated server, as the host.
     pub fn host_tmux(&self, session: &str, args: &[&str]) -> String {
         let sock = self.session_paths(session).join("tmux.sock");
-        let out = Command::new("setpriv")
-            .args([
-                "--reuid",
-                HOST,
-                "--regid",
-                HOST,
-                "--init-groups",
-                "--",
-                "tmux",
-                "-S",
-            ])
+        let out = run_as(HOST, "tmux")
+            .args(["-S"])
             .arg(sock)
             .args(args)
             .output()
@@ -355,17 +342,8 @@ impl Drop for World {
             for d in hosts.flatten() {
                 let sock = d.path().join("tmux.sock");
                 if sock.exists() {
-                    let _ = Command::new("setpriv")
-                        .args([
-                            "--reuid",
-                            HOST,
-                            "--regid",
-                            HOST,
-                            "--init-groups",
-                            "--",
-                            "tmux",
-                            "-S",
-                        ])
+                    let _ = run_as(HOST, "tmux")
+                        .args(["-S"])
                         .arg(&sock)
                         .arg("kill-server")
                         .output();
