@@ -552,7 +552,7 @@ fn a_write_that_fails_midway_leaves_the_original_intact() {
             "add",
             "x",
             "--key-file",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keys/ed25519.pub"),
+            shared_data("keys/ed25519.pub").to_str().unwrap(),
         ])
         .args([
             "--via",
@@ -598,7 +598,8 @@ fn symlinked_or_foreign_owned_authorized_keys_are_refused() {
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(dir.join("run"), fs::Permissions::from_mode(0o1777)).unwrap();
     let rt = dir.join("run").display().to_string();
-    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keys/ed25519.pub");
+    let key_path = shared_data("keys/ed25519.pub");
+    let key = key_path.to_str().unwrap();
     let add = || {
         as_user(
             HOST,

@@ -71,8 +71,36 @@ pub fn shared_binary() -> &'static Path {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+        wait_executable(&dst);
         dst
     })
+}
+
+/// A fresh copy of an executable can fail with ETXTBSY for a moment: a
+/// fork in another test thread may still hold the copy's write descriptor
+/// until it execs. Wait that out.
+pub fn wait_executable(path: &Path) {
+    for _ in 0..100 {
+        match Command::new(path).arg("--version").output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            _ => return,
+        }
+    }
+}
+
+/// A file from tests/data, copied where other users can read it (the
+/// checkout may sit in a directory only root can enter).
+pub fn shared_data(rel: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel);
+    let dst = shared_binary().with_file_name(rel.replace('/', "_"));
+    std::fs::copy(&src, &dst).unwrap();
+    std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o644)).unwrap();
+    dst
 }
 
 /// pairjail run as an unprivileged user: the caller if not root, otherwise
@@ -146,6 +174,7 @@ impl SafeBinary {
         let path = dir.join("pairjail");
         std::fs::copy(env!("CARGO_BIN_EXE_pairjail"), &path).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        wait_executable(&path);
         SafeBinary { dir, path }
     }
 }
