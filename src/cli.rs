@@ -127,6 +127,10 @@ pub enum Command {
         /// The guest's jail (default: guest-relay, or guest-direct).
         #[arg(long, value_name = "NAME|FILE")]
         profile: Option<String>,
+        /// The broker run (PID.START) the invite is bound to; join goes on
+        /// only while that run is alive.
+        #[arg(long, value_name = "PID.START")]
+        run: Option<crate::broker::liveness::Run>,
     },
     /// (internal) The broker daemon of one shared session.
     #[command(name = "__broker", hide = true)]
@@ -359,7 +363,29 @@ fn invite(cmd: InviteCommand) -> commands::Outcome {
 }
 
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .first()
+        .is_some_and(|a0| crate::guest::pair_shell::called_as_shell(a0))
+    {
+        // sshd runs us as the pair user's login shell: only `join`, as
+        // pairjail wrote it, goes on; no shell ever runs.
+        let own = std::env::current_exe().and_then(|p| p.canonicalize());
+        let argv = own.map_err(|e| e.to_string()).and_then(|own| {
+            crate::guest::pair_shell::join_argv(&args[1..], &own).map_err(|e| e.to_string())
+        });
+        match argv {
+            Ok(argv) => args = argv.into_iter().map(Into::into).collect(),
+            Err(e) => {
+                eprintln!("pairjail: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Profile(cmd) => commands::profile::run(cmd),
         Command::Exec {
@@ -433,7 +459,9 @@ pub fn run() -> ExitCode {
             runtime_dir,
             transport,
             profile,
+            run,
         } => commands::join::join(commands::join::JoinArgs {
+            run,
             host,
             session,
             guest,

@@ -3,9 +3,13 @@
 //! Policy (`profile`) is data; mechanism (`jail`) is code; `commands` are
 //! thin wrappers the CLI (`cli`) dispatches to.
 
+#![deny(unsafe_code)]
+
 pub mod broker;
 pub mod cli;
 pub mod commands;
+pub mod guest;
+#[allow(unsafe_code)]
 pub mod jail;
 pub mod keys;
 pub mod profile;

@@ -11,6 +11,8 @@ pub struct User {
     pub uid: u32,
     pub gid: u32,
     pub home: PathBuf,
+    pub gecos: String,
+    pub shell: PathBuf,
 }
 
 fn parse_line(line: &str) -> Option<User> {
@@ -23,10 +25,12 @@ fn parse_line(line: &str) -> Option<User> {
         uid: f[2].parse().ok()?,
         gid: f[3].parse().ok()?,
         home: f[5].into(),
+        gecos: f[4].into(),
+        shell: f[6].into(),
     })
 }
 
-fn all() -> Vec<User> {
+pub fn all() -> Vec<User> {
     std::fs::read_to_string("/etc/passwd")
         .unwrap_or_default()
         .lines()
@@ -37,6 +41,17 @@ fn all() -> Vec<User> {
 
 pub fn by_name(name: &str) -> Option<User> {
     all().into_iter().find(|u| u.name == name)
+}
+
+/// The password field of `/etc/shadow` (readable by root only).
+pub fn password_field(name: &str) -> Option<String> {
+    std::fs::read_to_string("/etc/shadow")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next()? == name).then(|| f.next().unwrap_or("").to_string())
+        })
 }
 
 pub fn by_uid(uid: u32) -> Option<User> {

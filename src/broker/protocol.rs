@@ -9,7 +9,17 @@ use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
+use crate::broker::liveness::Run;
 use crate::profile::Mode;
+
+/// Terminal sizes beyond what a real terminal has are clamped where they
+/// enter: a 65535×65535 client costs tmux gigabytes.
+pub const MAX_COLS: u16 = 1000;
+pub const MAX_ROWS: u16 = 500;
+
+pub fn clamp_size(cols: u16, rows: u16) -> (u16, u16) {
+    (cols.clamp(1, MAX_COLS), rows.clamp(1, MAX_ROWS))
+}
 
 /// Bumped on any incompatible change; a join and a broker that differ refuse.
 pub const VERSION: u32 = 1;
@@ -34,6 +44,9 @@ pub enum Msg {
         /// the broker only registers it.
         #[serde(default)]
         direct: bool,
+        /// The run the guest's invite is bound to (from its forced command).
+        #[serde(default)]
+        run: Option<Run>,
     },
     /// broker → join: you are in.
     Welcome {
@@ -185,6 +198,7 @@ mod tests {
                 rows: 24,
                 source: Some("10.0.0.1:5555".into()),
                 direct: false,
+                run: Some(Run { pid: 9, start: 3 }),
             }),
             Frame::Msg(Msg::Resize {
                 cols: 100,

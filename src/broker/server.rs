@@ -14,14 +14,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
+use super::liveness::Run;
 use super::paths::{SessionPaths, check_name};
-use super::protocol::{Frame, FrameError, GuestStatus, Msg, SessionStatus, VERSION};
+use super::protocol::{Frame, FrameError, GuestStatus, Msg, SessionStatus, VERSION, clamp_size};
 use super::tmux::Tmux;
 use crate::jail::pty;
+use crate::keys::registry;
 use crate::profile::Mode;
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// This broker's run: invites bound to it are the only way in.
+    pub run: Run,
+    pub runtime: std::path::PathBuf,
     pub session: String,
     pub host: String,
     pub host_uid: u32,
@@ -246,6 +251,7 @@ async fn guest(state: Arc<State>, mut s: UnixStream, serial: u64) {
         rows,
         source,
         direct,
+        run,
     })))) = hello
     else {
         return refuse(&mut s, "expected a hello".into()).await;
@@ -256,7 +262,33 @@ async fn guest(state: Arc<State>, mut s: UnixStream, serial: u64) {
     if let Err(e) = check_name("guest", &guest) {
         return refuse(&mut s, e).await;
     }
-    let mode = mode.unwrap_or(cfg.default_mode);
+    if run.is_some_and(|r| r != cfg.run) {
+        return refuse(
+            &mut s,
+            "this invite was for an earlier run of the session; ask the host to invite you again"
+                .into(),
+        )
+        .await;
+    }
+    // Who the guest is and what it may do come from the host's own invite
+    // store, never from the hello: a client that names a guest or a mode
+    // the host did not invite to this run gets nothing.
+    let invite = match registry::admission(&cfg.runtime, &cfg.host, &cfg.session, &guest, cfg.run) {
+        Ok(i) => i,
+        Err(e) => return refuse(&mut s, e).await,
+    };
+    if mode.is_some_and(|m| m != invite.mode) || direct != invite.direct {
+        return refuse(
+            &mut s,
+            format!(
+                "{guest} is invited as {}{}, not as asked",
+                invite.mode,
+                if invite.direct { " (direct)" } else { "" }
+            ),
+        )
+        .await;
+    }
+    let mode = invite.mode;
     if !cfg.allowed.contains(&mode) {
         let allowed: Vec<String> = cfg.allowed.iter().map(Mode::to_string).collect();
         return refuse(
@@ -268,6 +300,7 @@ async fn guest(state: Arc<State>, mut s: UnixStream, serial: u64) {
         )
         .await;
     }
+    let (cols, rows) = clamp_size(cols, rows);
     if direct {
         return direct_guest(&state, s, serial, guest, mode, source).await;
     }
@@ -381,6 +414,7 @@ async fn relay(
                     }
                 }
                 Ok(Some(Frame::Msg(Msg::Resize { cols, rows }))) => {
+                    let (cols, rows) = clamp_size(cols, rows);
                     let _ = pty::set_size(master.get_ref().as_fd(), cols, rows);
                 }
                 Ok(Some(_)) => {}

@@ -6,6 +6,10 @@ use std::process::{Command, Stdio};
 
 use crate::profile::Mode;
 
+/// Resizes the client's current window (and the size of new windows) to
+/// that client, unless it is an ignore-size client.
+const SIZE_HOOK: &str = "run-shell -C \"#{?#{m:*ignore-size*,#{client_flags}},set-option -gu @pairjail-noop,resize-window -x #{client_width} -y #{e|-:#{client_height},#{?status,1,0}} ; set-option -g default-size #{client_width}x#{e|-:#{client_height},#{?status,1,0}}}\"";
+
 #[derive(Debug, Clone)]
 pub struct Tmux {
     pub socket: PathBuf,
@@ -32,10 +36,20 @@ impl Tmux {
         if !program.is_empty() {
             c.arg("--").args(program);
         }
-        // With "latest" (tmux's default) the most recent client sizes the
-        // window even if it attached with ignore-size; "smallest" leaves
-        // mirror guests out of sizing entirely.
-        c.args([";", "set-option", "-g", "window-size", "smallest"]);
+        // Only the host's clients and pair guests size the window, attached
+        // or not. With any automatic window-size, tmux lets ignore-size
+        // clients (mirror guests) size the window as soon as no other
+        // client is attached; so sizing is manual, and a hook resizes the
+        // window to a client that resized or attached, unless that client
+        // is ignore-size. (`run -C` because it expands formats.)
+        c.args([";", "set-option", "-g", "window-size", "manual"]);
+        for hook in [
+            "client-attached",
+            "client-resized",
+            "client-session-changed",
+        ] {
+            c.args([";", "set-hook", "-g", hook, SIZE_HOOK]);
+        }
         let out = c
             .stdin(Stdio::null())
             .output()

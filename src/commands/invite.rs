@@ -8,19 +8,19 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Failure, Outcome};
-use crate::broker::paths::{self, check_host_dir, check_name};
-use crate::keys::block;
+use crate::broker::liveness;
+use crate::broker::paths::{self, check_name};
+use crate::keys::authorized;
 use crate::keys::fetch::{self, Forge};
 use crate::keys::invites::{self, Invite, Store, Via};
 use crate::keys::key::{self, GuestKey};
-use crate::keys::line::{self, Forced};
+use crate::keys::line;
+use crate::keys::registry::{self, RegistryError};
 use crate::profile::Mode;
 
 /// Default lifetime of an invite (a session also ends it).
 pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(12 * 3600);
-/// Where `pairjail setup` puts sshd's configuration; its presence means
-/// pair-user mode.
-pub const SSHD_CONF: &str = "/etc/ssh/sshd_config.d/pairjail.conf";
+pub use registry::SSHD_CONF;
 
 #[derive(Debug, Clone, Default)]
 pub struct KeySource {
@@ -110,71 +110,15 @@ pub fn parse_expiry(s: &str) -> Result<u64, Failure> {
     Ok(at)
 }
 
-fn authorized_keys_path() -> Result<PathBuf, Failure> {
-    let home = crate::users::by_uid(nix::unistd::Uid::effective().as_raw())
-        .map(|u| u.home)
-        .ok_or_else(|| Failure::failed("cannot find your home directory"))?;
-    Ok(home.join(".ssh/authorized_keys"))
-}
-
-fn binary() -> Result<PathBuf, Failure> {
-    std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .map_err(|e| Failure::failed(format!("cannot find my own binary: {e}")))
-}
-
-fn forced(inv: &Invite, host: &str, runtime: &Path) -> Result<Forced, Failure> {
-    Ok(Forced {
-        binary: binary()?,
-        host: host.to_string(),
-        session: inv.session.clone(),
-        guest: inv.name.clone(),
-        mode: inv.mode,
-        runtime_dir: runtime.to_path_buf(),
-        direct: inv.direct,
-    })
-}
-
-/// Rewrites the managed block from the store: the lines of every
-/// authorized-keys invite, nothing else.
-fn sync_block(book: &invites::Book, host: &str, runtime: &Path) -> Result<(), Failure> {
-    let mut lines = Vec::new();
-    for inv in book.invites.iter().filter(|i| i.via == Via::AuthorizedKeys) {
-        let f = forced(inv, host, runtime)?;
-        for k in &inv.keys {
-            let gk = key::parse(k).map_err(Failure::failed)?;
-            lines.push(line::render(
-                &f,
-                &gk,
-                UNIX_EPOCH + Duration::from_secs(inv.expires),
-                &inv.from,
-            ));
-        }
+fn reg(e: RegistryError) -> Failure {
+    match e {
+        RegistryError::Invalid(m) => Failure::invalid(m),
+        RegistryError::Failed(m) => Failure::failed(m),
     }
-    let path = authorized_keys_path()?;
-    // Nothing to write and no block to remove: leave the file alone.
-    if lines.is_empty() && block::read_lines(&path).map_or(true, |l| l.is_empty()) {
-        return Ok(());
-    }
-    block::update(&path, |_| lines).map_err(Failure::failed)
 }
 
 pub fn pair_user_mode() -> bool {
-    Path::new(SSHD_CONF).exists()
-}
-
-fn prepare_host_dir(runtime: &Path, host: &str) -> Result<(), Failure> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    let dir = runtime.join(host);
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o711)
-            .create(&dir)
-            .map_err(|e| Failure::failed(format!("cannot create {}: {e}", dir.display())))?;
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711));
-    }
-    check_host_dir(runtime, host).map_err(Failure::failed)
+    registry::pair_user_mode()
 }
 
 pub fn add(a: AddArgs) -> Outcome {
@@ -200,7 +144,6 @@ pub fn add(a: AddArgs) -> Outcome {
     }
     let runtime = paths::runtime_dir(a.runtime_dir.as_deref()).map_err(Failure::failed)?;
     let host = paths::current_user().map_err(Failure::failed)?;
-    prepare_host_dir(&runtime, &host)?;
     let invite = Invite {
         name: a.name.clone(),
         session: a.session.clone(),
@@ -211,19 +154,10 @@ pub fn add(a: AddArgs) -> Outcome {
         expires,
         created: invites::now(),
         from: a.from.clone(),
-        bound_to: invites::live_broker(&runtime, &host, &a.session),
+        run: None,
         direct: a.direct,
     };
-    let store = Store::new(&runtime, &host);
-    store
-        .update(|b| {
-            b.invites
-                .retain(|i| !(i.name == a.name && i.session == a.session));
-            b.invites.push(invite.clone());
-            // Under the store's lock, so concurrent adds cannot lose lines.
-            sync_block(b, &host, &runtime).map_err(|f| f.message)
-        })
-        .map_err(Failure::failed)?;
+    registry::add(&runtime, &host, invite).map_err(reg)?;
     for k in &keys {
         println!(
             "invited {} ({}, session {}) {} {} until {}",
@@ -243,7 +177,7 @@ pub fn add(a: AddArgs) -> Outcome {
             "they join with: ssh -t {host}@<this host> (a managed block in ~/.ssh/authorized_keys)"
         ),
     }
-    if !invites::is_live(&runtime, &host, &a.session) {
+    if !is_live(&runtime, &host, &a.session) {
         println!(
             "note: session {} is not running; the invite works once `pairjail start --session {0}` runs",
             a.session
@@ -266,7 +200,7 @@ pub fn list(runtime_dir: Option<&Path>, json: bool) -> Outcome {
         .invites
         .iter()
         .flat_map(|i| {
-            let live = invites::is_live(&runtime, &host, &i.session);
+            let live = is_live(&runtime, &host, &i.session);
             i.keys.iter().zip(&i.fingerprints).map(move |(k, fp)| {
                 json!({
                     "name": i.name, "mode": i.mode, "session": i.session, "via": i.via,
@@ -309,16 +243,7 @@ pub fn revoke(name: &str, session: Option<&str>, runtime_dir: Option<&Path>) -> 
     check_name("guest", name).map_err(Failure::invalid)?;
     let runtime = paths::runtime_dir(runtime_dir).map_err(Failure::failed)?;
     let host = paths::current_user().map_err(Failure::failed)?;
-    let store = Store::new(&runtime, &host);
-    let removed = store
-        .update(|b| {
-            let before = b.invites.len();
-            b.invites
-                .retain(|i| !(i.name == name && session.is_none_or(|s| s == i.session)));
-            sync_block(b, &host, &runtime).map_err(|f| f.message)?;
-            Ok(before - b.invites.len())
-        })
-        .map_err(Failure::failed)?;
+    let removed = registry::revoke(&runtime, &host, name, session).map_err(reg)?;
     if removed == 0 {
         return Err(Failure::invalid(format!("no invite named {name}")));
     }
@@ -326,53 +251,30 @@ pub fn revoke(name: &str, session: Option<&str>, runtime_dir: Option<&Path>) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// Drops invites that expired or whose session is not running (`keep` is a
-/// session about to start), and rewrites the managed block to match.
-pub fn clean_for(runtime: &Path, host: &str, keep: Option<&str>) -> Result<usize, Failure> {
-    let store = Store::new(runtime, host);
-    if !store.path.exists() && !authorized_keys_path()?.exists() {
-        return Ok(0);
-    }
-    let now = invites::now();
-    store
-        .update(|b| {
-            let before = b.invites.len();
-            b.invites.retain(|i| {
-                i.expires > now
-                    && (i.usable(runtime, host)
-                        || (keep == Some(i.session.as_str()) && i.bound_to.is_none()))
-            });
-            sync_block(b, host, runtime).map_err(|f| f.message)?;
-            Ok(before - b.invites.len())
-        })
-        .map_err(Failure::failed)
+/// Invites and managed-block lines of runs that died (a crash) go.
+pub fn clean_for(runtime: &Path, host: &str) -> Result<usize, Failure> {
+    registry::clean(runtime, host).map_err(reg)
 }
 
-/// What the broker does when its session ends: the session's invites go.
-pub fn end_session(runtime: &Path, host: &str, session: &str) -> Result<(), Failure> {
-    let store = Store::new(runtime, host);
-    if !store.path.exists() {
-        return Ok(());
-    }
-    store
-        .update(|b| {
-            b.invites.retain(|i| i.session != session);
-            sync_block(b, host, runtime).map_err(|f| f.message)
-        })
-        .map_err(Failure::failed)
+/// Is a run of this session alive now?
+fn is_live(runtime: &Path, host: &str, session: &str) -> bool {
+    liveness::live_run(
+        &runtime.join(host).join(session),
+        nix::unistd::Uid::effective().as_raw(),
+    )
+    .is_some()
 }
 
 pub fn clean(runtime_dir: Option<&Path>) -> Outcome {
     let runtime = paths::runtime_dir(runtime_dir).map_err(Failure::failed)?;
     let host = paths::current_user().map_err(Failure::failed)?;
-    let n = clean_for(&runtime, &host, None)?;
-    println!("removed {n} invite(s) of sessions that are not running or expired");
+    let n = clean_for(&runtime, &host)?;
+    println!("removed {n} invite(s) that expired or whose session run ended");
     Ok(ExitCode::SUCCESS)
 }
 
-/// sshd's AuthorizedKeysCommand (`%u %k %t`): prints a line for the key
-/// only if it is invited to a session that is live right now. Reads a few
-/// small files and /proc; never the network, never a lock.
+/// sshd's AuthorizedKeysCommand (`%u %k %t`): prints the line for the key
+/// only if exactly one live invite names it (see `keys::authorized`).
 pub fn authorized_keys(
     user: &str,
     key_b64: &str,
@@ -386,41 +288,13 @@ pub fn authorized_keys(
         return Ok(ExitCode::SUCCESS);
     }
     let runtime = paths::runtime_dir(runtime_dir).map_err(Failure::failed)?;
-    let Ok(hosts) = std::fs::read_dir(&runtime) else {
-        return Ok(ExitCode::SUCCESS);
-    };
-    let bin = binary()?;
-    for entry in hosts.flatten() {
-        let host = entry.file_name().to_string_lossy().into_owned();
-        if paths::check_user(&host).is_err() || check_host_dir(&runtime, &host).is_err() {
-            continue;
-        }
-        let Ok(book) = Store::new(&runtime, &host).load() else {
-            continue;
-        };
-        for inv in book.invites.iter().filter(|i| i.via == Via::PairUser) {
-            if !inv.keys.contains(&offered.openssh) || !inv.usable(&runtime, &host) {
-                continue;
-            }
-            let f = Forced {
-                binary: bin.clone(),
-                host: host.clone(),
-                session: inv.session.clone(),
-                guest: inv.name.clone(),
-                mode: inv.mode,
-                runtime_dir: runtime.clone(),
-                direct: inv.direct,
-            };
-            println!(
-                "{}",
-                line::render(
-                    &f,
-                    &offered,
-                    UNIX_EPOCH + Duration::from_secs(inv.expires),
-                    &inv.from
-                )
-            );
-        }
+    let bin = registry::binary().map_err(reg)?;
+    let (line, warnings) = authorized::answer(&runtime, &offered, &bin);
+    for w in warnings {
+        eprintln!("pairjail authorized-keys: {w}");
+    }
+    if let Some(line) = line {
+        println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{Failure, Outcome};
+use crate::broker::liveness::{self, Run};
 use crate::broker::paths::{self, SessionPaths, check_name, check_user};
 use crate::broker::protocol::{Frame, FrameError, Msg, VERSION, read_frame, write_frame};
 use crate::jail::{self, pty};
@@ -23,6 +24,8 @@ pub struct JoinArgs {
     pub profile: Option<String>,
     /// Run the guest's own tmux client (guest-direct) instead of the relay.
     pub direct: bool,
+    /// The broker run the guest's invite is bound to.
+    pub run: Option<Run>,
 }
 
 pub fn join(a: JoinArgs) -> Outcome {
@@ -31,6 +34,9 @@ pub fn join(a: JoinArgs) -> Outcome {
     check_user(&a.host).map_err(Failure::invalid)?;
     check_name("session", &a.session).map_err(Failure::invalid)?;
     check_name("guest", &a.guest).map_err(Failure::invalid)?;
+    // Nothing of ours, not even our own uid's other processes, may ptrace
+    // or read this process: it holds the guest's terminal.
+    jail::set_undumpable().map_err(|e| Failure::failed(e.to_string()))?;
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         return Err(Failure::failed(
@@ -60,6 +66,16 @@ pub fn join(a: JoinArgs) -> Outcome {
         paths::check_host_dir(&runtime, &a.host).map_err(Failure::failed)?;
     }
     let not_sharing = || Failure::failed(format!("{} is not sharing a session right now", a.host));
+    // The run the invite was made for must be the one running now: a
+    // line left over from a crashed run leads nowhere.
+    if let Some(run) = a.run {
+        let host_uid = crate::users::by_name(&a.host)
+            .map(|u| u.uid)
+            .ok_or_else(not_sharing)?;
+        if liveness::live_run(&p.dir, host_uid) != Some(run) {
+            return Err(not_sharing());
+        }
+    }
     let mut sock = UnixStream::connect(&p.broker).map_err(|_| not_sharing())?;
     let (cols, rows) = pty::get_size(stdin.as_fd()).unwrap_or((80, 24));
     let source = std::env::var("SSH_CONNECTION").ok().and_then(|c| {
@@ -75,6 +91,7 @@ pub fn join(a: JoinArgs) -> Outcome {
         rows,
         source,
         direct: a.direct,
+        run: a.run,
     };
     write_frame(&mut sock, &Frame::Msg(hello)).map_err(|_| not_sharing())?;
     let mode = match read_frame(&mut sock) {
@@ -107,7 +124,8 @@ pub fn join(a: JoinArgs) -> Outcome {
         pass_fds: vec![fd],
         ..Default::default()
     };
-    let result = jail::spawn(&profile, &cmd).and_then(|child| child.wait());
+    let result =
+        jail::spawn(&profile, &cmd).and_then(|child| child.wait_with(jail::confine_waiter));
     drop(raw);
     drop(sock);
     match result {
@@ -166,7 +184,7 @@ fn direct(
         ..Default::default()
     };
     // The broker connection stays here, outside the jail, for `status`.
-    let result = jail::spawn(profile, &cmd).and_then(|child| child.wait());
+    let result = jail::spawn(profile, &cmd).and_then(|child| child.wait_with(jail::confine_waiter));
     drop(sock);
     match result {
         Ok(status) if status.code() == 0 => Ok(ExitCode::SUCCESS),

@@ -9,10 +9,12 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{Failure, Outcome};
+use crate::broker::liveness::{self, Run};
 use crate::broker::paths::{self, SessionPaths, check_name};
 use crate::broker::protocol::{Frame, Msg, SessionStatus, read_frame, write_frame};
 use crate::broker::server::{self, Config};
 use crate::broker::tmux::Tmux;
+use crate::keys::registry;
 use crate::profile::Mode;
 
 pub struct StartArgs {
@@ -94,7 +96,7 @@ pub fn start(a: StartArgs) -> Outcome {
     }
     paths::check_host_dir(&runtime, &_host).map_err(Failure::failed)?;
     // Invites and managed-block lines of sessions that died (a crash) go now.
-    super::invite::clean_for(&runtime, &_host, Some(&a.session))?;
+    crate::keys::registry::clean(&runtime, &_host).map_err(|e| Failure::failed(e.to_string()))?;
     let tmux = Tmux::new(&p.tmux);
     if !tmux.has_session(&a.session) {
         tmux.start(&a.session, &a.command)
@@ -302,7 +304,10 @@ pub struct BrokerArgs {
 pub fn broker(a: BrokerArgs) -> Outcome {
     let (runtime, host, p) = session_paths(Some(&a.runtime_dir), &a.session)?;
     let session = a.session.clone();
+    let run = Run::current().map_err(Failure::failed)?;
     let cfg = Config {
+        run,
+        runtime: runtime.clone(),
         session: a.session,
         host,
         host_uid: nix::unistd::Uid::effective().as_raw(),
@@ -312,19 +317,27 @@ pub fn broker(a: BrokerArgs) -> Outcome {
         paths: p.clone(),
         direct: a.direct,
     };
-    // Liveness for `pairjail authorized-keys` (any uid can read it).
+    // Liveness for `authorized-keys`, `join` and invites: pid, start time
+    // and owner, written atomically.
     let pid_file = p.dir.join("broker.pid");
-    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+    let tmp = p.dir.join(".broker.pid.tmp");
+    std::fs::write(&tmp, liveness::pid_file_text(&run))
+        .and_then(|_| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)))
+        .and_then(|_| std::fs::rename(&tmp, &pid_file))
         .map_err(|e| Failure::failed(format!("cannot write {}: {e}", pid_file.display())))?;
-    let _ = std::fs::set_permissions(&pid_file, std::fs::Permissions::from_mode(0o644));
-    let result = server::run(cfg);
+    // The invites waiting for this session are this run's, and no later one's.
+    let bound = registry::bind_run(&runtime, &cfg.host, &session, run);
+    let result = match bound {
+        Ok(()) => server::run(cfg),
+        Err(e) => Err(format!("cannot bind the session's invites: {e}")),
+    };
     // The session's invites end with it, whatever else happens.
     let host = paths::current_user().unwrap_or_default();
-    let cleanup = super::invite::end_session(&runtime, &host, &session);
+    let cleanup = registry::end_session(&runtime, &host, &session);
     let _ = std::fs::remove_file(&pid_file);
     let _ = std::fs::remove_dir(&p.dir);
     if let Err(e) = cleanup {
-        eprintln!("broker: cannot remove the session's invites: {}", e.message);
+        eprintln!("broker: cannot remove the session's invites: {e}");
     }
     result.map_err(Failure::failed)?;
     Ok(ExitCode::SUCCESS)

@@ -30,15 +30,19 @@ pub struct SetupArgs {
     /// Where systemd-tmpfiles recreates the runtime directory at boot.
     #[arg(long, default_value = "/etc/tmpfiles.d", value_name = "DIR")]
     pub tmpfiles_dir: PathBuf,
-    /// Where the guest user's shell (it runs only `pairjail join`) is written.
+    /// Where the guest user's shell is linked to the pairjail binary (it
+    /// runs only `pairjail join`, never a shell); its file name must be
+    /// `pair-shell`.
     #[arg(
         long,
         default_value = "/usr/local/lib/pairjail/pair-shell",
         value_name = "PATH"
     )]
     pub shell: PathBuf,
-    /// The unprivileged user sshd runs `pairjail authorized-keys` as.
-    #[arg(long, default_value = "nobody", value_name = "USER")]
+    /// The unprivileged user sshd runs `pairjail authorized-keys` as
+    /// (created if missing). Its group owns the runtime directory, so it
+    /// and the hosts, and no one else, can read invites.
+    #[arg(long, default_value = "pairjail-keys", value_name = "USER")]
     pub keys_command_user: String,
 }
 
@@ -62,15 +66,73 @@ fn sshd_conf(a: &SetupArgs, bin: &Path) -> String {
     )
 }
 
-fn shell_script(bin: &Path) -> String {
-    // sshd runs the forced command as `<shell> -c "<command>"`; anything
-    // else (an interactive login) gets one line and nothing.
-    format!(
-        "#!/bin/sh\n# Written by `pairjail setup`: the login shell of the guests' user.\n\
-         case \"$1:$2\" in\n  \"-c:{bin} join \"*) exec /bin/sh -c \"$2\" ;;\nesac\n\
-         echo \"this account only joins pairjail sessions (ssh -t to a host that invited you)\" >&2\nexit 1\n",
-        bin = bin.display()
-    )
+/// The comment `setup` gives the guest user, so a later `setup` knows the
+/// account is its own.
+pub const GECOS: &str = "pairjail guests";
+
+/// May `user` become the guests' account? Not root, not a system account
+/// someone else made, not an account a person logs in to (a real shell or
+/// a password).
+fn check_pair_user(user: &str, shell: &Path) -> Result<(), String> {
+    let Some(u) = crate::users::by_name(user) else {
+        return Ok(());
+    };
+    let refuse = |why: String| {
+        Err(format!(
+            "refusing --pair-user {user}: {why}; pick a new name (setup creates the account)"
+        ))
+    };
+    if u.uid == 0 {
+        return refuse("it is root".into());
+    }
+    let ours = u.gecos == GECOS;
+    if u.uid < 1000 && !ours {
+        return refuse(format!(
+            "uid {} is a system account pairjail did not create",
+            u.uid
+        ));
+    }
+    let no_login = [
+        "/usr/sbin/nologin",
+        "/sbin/nologin",
+        "/bin/false",
+        "/usr/bin/false",
+    ];
+    if u.shell != shell && !no_login.iter().any(|n| u.shell == Path::new(n)) {
+        return refuse(format!("its login shell is {}", u.shell.display()));
+    }
+    match crate::users::password_field(user) {
+        Some(p) if !(p.starts_with('!') || p.starts_with('*')) => {
+            refuse("it has a password".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn link_shell(
+    shell: &Path,
+    bin: &Path,
+    dry: bool,
+    written: &mut Vec<PathBuf>,
+) -> Result<(), Failure> {
+    println!("--- {} -> {} (symlink)", shell.display(), bin.display());
+    if dry {
+        return Ok(());
+    }
+    if let Some(d) = shell.parent() {
+        std::fs::create_dir_all(d)
+            .map_err(|e| Failure::failed(format!("cannot create {}: {e}", d.display())))?;
+    }
+    let tmp = shell.with_extension("pairjail-tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(bin, &tmp)
+        .and_then(|_| std::fs::rename(&tmp, shell))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Failure::failed(format!("cannot link {}: {e}", shell.display()))
+        })?;
+    written.push(shell.to_path_buf());
+    Ok(())
 }
 
 /// sshd refuses an AuthorizedKeysCommand unless it and every directory
@@ -141,6 +203,19 @@ fn run_cmd(dry: bool, argv: &[&str]) -> Result<String, Failure> {
 pub fn run(a: SetupArgs) -> Outcome {
     paths::check_user(&a.pair_user).map_err(Failure::invalid)?;
     paths::check_user(&a.keys_command_user).map_err(Failure::invalid)?;
+    if a.shell.file_name().and_then(|n| n.to_str()) != Some(crate::guest::pair_shell::NAME) {
+        return Err(Failure::invalid(format!(
+            "--shell {}: the file name must be {} (pairjail acts as the shell by that name)",
+            a.shell.display(),
+            crate::guest::pair_shell::NAME
+        )));
+    }
+    check_pair_user(&a.pair_user, &a.shell).map_err(Failure::invalid)?;
+    if a.keys_command_user == a.pair_user {
+        return Err(Failure::invalid(
+            "--keys-command-user must differ from --pair-user: guests must not read invites",
+        ));
+    }
     if !a.dry_run && !nix::unistd::Uid::effective().is_root() {
         return Err(Failure::invalid(
             "setup needs root (or use --dry-run to see what it would write)",
@@ -155,12 +230,13 @@ pub fn run(a: SetupArgs) -> Outcome {
     let dry = a.dry_run;
     let mut written = Vec::new();
     let conf_path = a.sshd_config_dir.join("pairjail.conf");
-    write(&a.shell, &shell_script(&bin), 0o755, dry, &mut written)?;
+    link_shell(&a.shell, &bin, dry, &mut written)?;
     write(&conf_path, &sshd_conf(&a, &bin), 0o644, dry, &mut written)?;
     let rt = a.runtime_dir.display().to_string();
+    let group = a.keys_command_user.clone();
     write(
         &a.tmpfiles_dir.join("pairjail.conf"),
-        &format!("d {rt} 1777 root root -\n"),
+        &format!("d {rt} 3777 root {group} -\n"),
         0o644,
         dry,
         &mut written,
@@ -178,6 +254,8 @@ pub fn run(a: SetupArgs) -> Outcome {
                 "--home-dir",
                 "/nonexistent",
                 "--no-create-home",
+                "--comment",
+                GECOS,
                 "--shell",
                 &shell,
                 &a.pair_user,
@@ -189,8 +267,34 @@ pub fn run(a: SetupArgs) -> Outcome {
     // No password at all, but not "locked" ('!'), which sshd treats as
     // "refuse every login" without PAM.
     run_cmd(dry, &["usermod", "-p", "*", &a.pair_user])?;
+    if crate::users::by_name(&a.keys_command_user).is_none() {
+        run_cmd(
+            dry,
+            &[
+                "useradd",
+                "--system",
+                "--user-group",
+                "--comment",
+                "pairjail authorized-keys",
+                "--home-dir",
+                "/nonexistent",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                &a.keys_command_user,
+            ],
+        )?;
+    }
+    // Sticky: nobody removes another host's directory. Setgid: every host
+    // directory and invites file made inside gets the keys user's group,
+    // so invites are readable by the host and that user only (0640).
+    let keys_group = crate::users::by_name(&a.keys_command_user)
+        .and_then(|u| crate::users::by_uid(u.uid).map(|_| u.gid))
+        .map(|g| g.to_string())
+        .unwrap_or_else(|| a.keys_command_user.clone());
     run_cmd(dry, &["mkdir", "-p", &rt])?;
-    run_cmd(dry, &["chmod", "1777", &rt])?;
+    run_cmd(dry, &["chown", &format!("root:{keys_group}"), &rt])?;
+    run_cmd(dry, &["chmod", "3777", &rt])?;
 
     let main = a.sshd_config.display().to_string();
     let check = run_cmd(dry, &["sshd", "-t", "-f", &main]).and_then(|_| {

@@ -3,6 +3,7 @@
 //! into syscalls; the setup order reads top to bottom in `process.rs`.
 
 mod caps;
+mod confine;
 mod error;
 mod fs;
 pub mod landlock;
@@ -13,5 +14,6 @@ pub mod pty;
 mod seccomp;
 mod sys;
 
+pub use confine::{confine_waiter, set_undumpable};
 pub use error::JailError;
 pub use process::{Child, Command, Status, borrow_passed_fd, is_open, spawn};

@@ -195,8 +195,24 @@ impl Child {
     }
 
     /// Waits for the program, forwarding termination signals to the jail.
-    pub fn wait(mut self) -> Result<Status, JailError> {
+    pub fn wait(self) -> Result<Status, JailError> {
+        self.wait_with(|_| Ok(()))
+    }
+
+    /// Like [`wait`](Child::wait), running `before` (given the jail's pid)
+    /// once the signal handlers are in place and before blocking: the
+    /// place to confine the waiting process.
+    pub fn wait_with(
+        mut self,
+        before: impl FnOnce(i32) -> Result<(), JailError>,
+    ) -> Result<Status, JailError> {
         forward_signals_to(self.pid.as_raw());
+        if let Err(e) = before(self.pid.as_raw()) {
+            let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+            let _ = waitpid(self.pid, None);
+            FORWARD_TO.store(0, Ordering::SeqCst);
+            return Err(e);
+        }
         let mut raw = [0u8; 4];
         let reported = loop {
             match self.status.read_exact(&mut raw) {

@@ -1,17 +1,34 @@
-//! Invites of one host: `<runtime>/<host>/invites.toml` (0644: public keys
-//! only; `pairjail authorized-keys`, run by sshd as an unprivileged user,
-//! reads it). Written atomically under a lock.
+//! Invites of one host: `<runtime>/<host>/invites.toml`, written atomically
+//! under a lock. Mode 0600, or 0640 when the host directory carries the
+//! setgid group `pairjail setup` gave the runtime directory (the group of
+//! the user sshd runs `pairjail authorized-keys` as): readable only by the
+//! host and that user.
+//!
+//! The file is the host's, but readers that are not the host (sshd's
+//! `authorized-keys`) must treat it as hostile: [`read_untrusted`] opens it
+//! without following links or blocking, checks owner, mode and size, and
+//! [`Invite::validate`] re-checks every field with the validators
+//! `invite add` uses.
 
 use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+use crate::broker::liveness::{self, Run};
+use crate::broker::paths::check_name;
+use crate::keys::key;
+use crate::keys::line::check_cidr;
 use crate::profile::Mode;
+
+/// Largest invites file a reader accepts (hundreds of invites fit).
+pub const MAX_FILE: u64 = 256 * 1024;
+/// Most keys one invite may carry (a GitHub account rarely has ten).
+pub const MAX_KEYS: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -23,6 +40,7 @@ pub enum Via {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Invite {
     pub name: String,
     pub session: String,
@@ -36,36 +54,153 @@ pub struct Invite {
     pub created: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub from: Vec<String>,
-    /// The broker pid of the session run this invite was made for; None for
-    /// an invite made before its session started (it binds to the next run).
+    /// The broker run this invite belongs to. None until its session
+    /// starts: the broker binds the waiting invites of its session when it
+    /// starts, and an unbound invite never lets anyone in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bound_to: Option<u32>,
+    pub run: Option<Run>,
     /// The guest runs its own tmux client (`join --transport direct`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub direct: bool,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum InvitesError {
+    #[error("{path}: {message}")]
+    Refused { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 impl Invite {
-    /// Valid right now: not expired, and its session running — the same run
-    /// it was made for, so a crashed session's invites never carry over to
-    /// a new session of the same name.
-    pub fn usable(&self, runtime: &Path, host: &str) -> bool {
+    /// Every field checked as `invite add` checks it; the first problem.
+    pub fn validate(&self) -> Result<(), String> {
+        check_name("guest", &self.name)?;
+        check_name("session", &self.session)?;
+        if self.keys.is_empty() || self.keys.len() > MAX_KEYS {
+            return Err(format!(
+                "invite {}: {} keys (1 to {MAX_KEYS} allowed)",
+                self.name,
+                self.keys.len()
+            ));
+        }
+        for k in &self.keys {
+            let parsed = key::parse(k).map_err(|e| format!("invite {}: {e}", self.name))?;
+            if &parsed.openssh != k {
+                return Err(format!(
+                    "invite {}: a key must be stored as `TYPE BASE64`",
+                    self.name
+                ));
+            }
+        }
+        for f in &self.from {
+            check_cidr(f)?;
+        }
+        if self.direct && self.mode == Mode::Rogue {
+            return Err(format!(
+                "invite {}: rogue needs the relay transport",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// Valid right now: not expired, and bound to the run of its session
+    /// that is alive now (pid, start time and owner all match).
+    pub fn usable(&self, host_dir: &Path, host_uid: u32) -> bool {
         self.expires > now()
-            && live_broker(runtime, host, &self.session)
-                .is_some_and(|pid| self.bound_to.is_none_or(|b| b == pid))
+            && self.run.is_some_and(|r| {
+                liveness::live_run(&host_dir.join(&self.session), host_uid) == Some(r)
+            })
+    }
+
+    /// Its run is over (it will never become usable again).
+    pub fn is_dead(&self, host_dir: &Path, host_uid: u32) -> bool {
+        self.expires <= now()
+            || self.run.is_some_and(|r| {
+                liveness::live_run(&host_dir.join(&self.session), host_uid) != Some(r)
+            })
     }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Book {
     #[serde(default, rename = "invite")]
     pub invites: Vec<Invite>,
+}
+
+impl Book {
+    pub fn parse(text: &[u8], path: &Path) -> Result<Book, InvitesError> {
+        let text = std::str::from_utf8(text).map_err(|_| InvitesError::Syntax {
+            path: path.into(),
+            message: "not UTF-8".into(),
+        })?;
+        toml::from_str(text).map_err(|e| InvitesError::Syntax {
+            path: path.into(),
+            message: e.message().to_string(),
+        })
+    }
 }
 
 pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Reads an invites file someone else may control: no symlink, no FIFO or
+/// device (opened non-blocking, then it must be a regular file), owned by
+/// `owner`, not writable by group or others, at most [`MAX_FILE`] bytes.
+pub fn read_untrusted(path: &Path, owner: u32) -> Result<Vec<u8>, InvitesError> {
+    let refused = |message: String| InvitesError::Refused {
+        path: path.into(),
+        message,
+    };
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|source| InvitesError::Read {
+            path: path.into(),
+            source,
+        })?;
+    let meta = f.metadata().map_err(|source| InvitesError::Read {
+        path: path.into(),
+        source,
+    })?;
+    if !meta.is_file() {
+        return Err(refused("not a regular file".into()));
+    }
+    if meta.uid() != owner {
+        return Err(refused(format!(
+            "owned by uid {}, not by the host (uid {owner})",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(refused("writable by group or others".into()));
+    }
+    if meta.len() > MAX_FILE {
+        return Err(refused(format!("larger than {MAX_FILE} bytes")));
+    }
+    let mut buf = Vec::new();
+    Read::by_ref(&mut f)
+        .take(MAX_FILE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|source| InvitesError::Read {
+            path: path.into(),
+            source,
+        })?;
+    if buf.len() as u64 > MAX_FILE {
+        return Err(refused(format!("larger than {MAX_FILE} bytes")));
+    }
+    Ok(buf)
 }
 
 pub struct Store {
@@ -79,25 +214,35 @@ impl Store {
         }
     }
 
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("/"))
+    }
+
+    /// The host's own file (the caller is the host): the same checks as
+    /// for a stranger's, so a file someone swapped in is never trusted.
     pub fn load(&self) -> Result<Book, String> {
-        match fs::read_to_string(&self.path) {
-            Ok(t) => {
-                toml::from_str(&t).map_err(|e| format!("{}: {}", self.path.display(), e.message()))
+        let me = nix::unistd::Uid::effective().as_raw();
+        match read_untrusted(&self.path, me) {
+            Ok(bytes) => Book::parse(&bytes, &self.path).map_err(|e| e.to_string()),
+            Err(InvitesError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(Book::default())
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Book::default()),
-            Err(e) => Err(format!("cannot read {}: {e}", self.path.display())),
+            Err(e) => Err(e.to_string()),
         }
     }
 
     /// Applies `f` under the lock and writes the result atomically.
     pub fn update<R>(&self, f: impl FnOnce(&mut Book) -> Result<R, String>) -> Result<R, String> {
         crate::jail::pty::ignore_file_size_signal();
-        let dir = self.path.parent().ok_or("invites path has no directory")?;
+        let dir = self.dir();
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(dir.join(".invites.lock"))
             .map_err(|e| format!("cannot open the invites lock in {}: {e}", dir.display()))?;
         let _lock = Flock::lock(lock, FlockArg::LockExclusive)
@@ -106,15 +251,16 @@ impl Store {
         let r = f(&mut book)?;
         let text =
             toml::to_string_pretty(&book).map_err(|e| format!("cannot encode invites: {e}"))?;
+        let mode = file_mode(dir);
         let tmp = dir.join(format!(".invites.toml.{}.tmp", std::process::id()));
         let written = (|| -> std::io::Result<()> {
             let mut f = OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0o644)
+                .mode(0o600)
                 .open(&tmp)?;
             f.write_all(text.as_bytes())?;
-            f.set_permissions(fs::Permissions::from_mode(0o644))?;
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
             f.sync_all()?;
             fs::rename(&tmp, &self.path)
         })();
@@ -126,21 +272,94 @@ impl Store {
     }
 }
 
-/// The pid of the broker of `<runtime>/<host>/<session>`, if it is running.
-/// Read from its pid file and /proc, so it works for any uid, needs no
-/// socket and cannot block.
-pub fn live_broker(runtime: &Path, host: &str, session: &str) -> Option<u32> {
-    let pid_file = runtime.join(host).join(session).join("broker.pid");
-    let pid: u32 = fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let ours = args.contains(&b"__broker".as_slice())
-        && args
-            .windows(2)
-            .any(|w| w[0] == b"--session" && w[1] == session.as_bytes());
-    ours.then_some(pid)
+/// 0640 where the directory is setgid (its group is the authorized-keys
+/// user's, given by `pairjail setup`); 0600 everywhere else, where no one
+/// but the host needs to read invites.
+fn file_mode(dir: &Path) -> u32 {
+    match fs::metadata(dir) {
+        Ok(m) if m.mode() & 0o2000 != 0 => 0o640,
+        _ => 0o600,
+    }
 }
 
-pub fn is_live(runtime: &Path, host: &str, session: &str) -> bool {
-    live_broker(runtime, host, session).is_some()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invite() -> Invite {
+        let k = key::parse(include_str!("../../tests/data/keys/ed25519.pub")).unwrap();
+        Invite {
+            name: "bob".into(),
+            session: "pair".into(),
+            mode: Mode::Mirror,
+            via: Via::PairUser,
+            keys: vec![k.openssh],
+            fingerprints: vec![k.fingerprint],
+            expires: now() + 60,
+            created: now(),
+            from: vec![],
+            run: None,
+            direct: false,
+        }
+    }
+
+    #[test]
+    fn every_field_is_revalidated() {
+        assert!(invite().validate().is_ok());
+        let mut bad = Vec::new();
+        for name in ["bob\nssh-ed25519 AAAA", "bob\r", "bo\0b", ""] {
+            bad.push(Invite {
+                name: name.into(),
+                ..invite()
+            });
+            bad.push(Invite {
+                session: name.into(),
+                ..invite()
+            });
+        }
+        let key = invite().keys[0].clone();
+        bad.push(Invite {
+            keys: vec![format!("{key} comment\nssh-ed25519 AAAA")],
+            ..invite()
+        });
+        bad.push(Invite {
+            keys: vec![format!("{key} a comment")],
+            ..invite()
+        });
+        bad.push(Invite {
+            keys: vec![],
+            ..invite()
+        });
+        bad.push(Invite {
+            from: vec!["10.0.0.1\" ssh-ed25519".into()],
+            ..invite()
+        });
+        for b in bad {
+            assert!(b.validate().is_err(), "{b:?}");
+        }
+    }
+
+    #[test]
+    fn untrusted_reads_refuse_fifos_links_big_and_writable_files() {
+        let d = tempfile::tempdir().unwrap();
+        let me = nix::unistd::Uid::effective().as_raw();
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(read_untrusted(&fifo, me).is_err());
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        assert!(read_untrusted(&link, me).is_err());
+        let big = d.path().join("big");
+        fs::write(&big, vec![b'#'; MAX_FILE as usize + 1]).unwrap();
+        fs::set_permissions(&big, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(read_untrusted(&big, me).is_err());
+        let open = d.path().join("open");
+        fs::write(&open, "").unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(read_untrusted(&open, me).is_err());
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(read_untrusted(&open, me).is_ok());
+        assert!(read_untrusted(&open, me + 1).is_err());
+        assert!(read_untrusted(d.path(), me).is_err());
+    }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use super::key::GuestKey;
+use crate::broker::liveness::Run;
 use crate::profile::Mode;
 
 #[derive(Debug, Clone)]
@@ -19,6 +20,8 @@ pub struct Forced {
     pub runtime_dir: PathBuf,
     /// `--transport direct`: the guest's own tmux client (pair-user mode only).
     pub direct: bool,
+    /// The broker run the invite is bound to; join checks it is still live.
+    pub run: Option<Run>,
 }
 
 /// Quotes one word for the POSIX shell sshd runs the command with.
@@ -39,7 +42,11 @@ pub fn option_escape(s: &str) -> String {
 
 impl Forced {
     pub fn command(&self) -> String {
+        // `exec`: whatever shell sshd hands this to (the host's own login
+        // shell in no-root mode) replaces itself with join instead of
+        // staying behind, unconfined, in the guest's session.
         let words = [
+            "exec".into(),
             self.binary.display().to_string(),
             "join".into(),
             "--host".into(),
@@ -56,6 +63,9 @@ impl Forced {
         let mut words = words.to_vec();
         if self.direct {
             words.extend(["--transport".into(), "direct".into()]);
+        }
+        if let Some(run) = self.run {
+            words.extend(["--run".into(), run.to_string()]);
         }
         words
             .iter()
@@ -94,7 +104,30 @@ pub fn check_cidr(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub fn render(f: &Forced, key: &GuestKey, expires: SystemTime, from: &[String]) -> String {
+/// The one renderer of an invite's line. Its fields were validated, and
+/// the result is checked again: one line, starting with `restrict,`.
+pub fn render(
+    f: &Forced,
+    key: &GuestKey,
+    expires: SystemTime,
+    from: &[String],
+) -> Result<String, String> {
+    let line = render_unchecked(f, key, expires, from);
+    if !is_well_formed(&line) {
+        return Err(format!(
+            "refusing to write a malformed line for guest {}",
+            f.guest.escape_debug()
+        ));
+    }
+    Ok(line)
+}
+
+/// One line, no control characters, starting with `restrict,`.
+pub fn is_well_formed(line: &str) -> bool {
+    line.starts_with("restrict,") && !line.chars().any(|c| c.is_control())
+}
+
+fn render_unchecked(f: &Forced, key: &GuestKey, expires: SystemTime, from: &[String]) -> String {
     let mut opts = vec![
         "restrict".to_string(),
         "pty".to_string(),
@@ -160,15 +193,21 @@ mod tests {
             mode: Mode::Mirror,
             runtime_dir: "/run/pairjail".into(),
             direct: false,
+            run: Some(Run { pid: 42, start: 7 }),
         };
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
-        let line = render(&f, &key, t, &["10.0.0.0/8".into()]);
+        let line = render(&f, &key, t, &["10.0.0.0/8".into()]).unwrap();
         assert_eq!(
             line,
             format!(
-                "restrict,pty,expiry-time=\"20270115080000Z\",from=\"10.0.0.0/8\",command=\"'/opt/pair jail/pairjail' join --host alice --session pair --guest bob --mode mirror --runtime-dir /run/pairjail\" {} pairjail:pair:bob",
+                "restrict,pty,expiry-time=\"20270115080000Z\",from=\"10.0.0.0/8\",command=\"exec '/opt/pair jail/pairjail' join --host alice --session pair --guest bob --mode mirror --runtime-dir /run/pairjail --run 42.7\" {} pairjail:pair:bob",
                 key.openssh
             )
         );
+        let evil = Forced {
+            guest: "bob\nssh-ed25519 AAAA".into(),
+            ..f
+        };
+        assert!(render(&evil, &key, t, &[]).is_err());
     }
 }

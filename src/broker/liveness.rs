@@ -1,0 +1,145 @@
+//! Is a share's broker running? A run is identified by the broker's pid,
+//! its start time (`/proc/PID/stat` field 22, clock ticks since boot) and
+//! its owner. A pid alone is not enough: after a crash another process can
+//! get the same pid, and would keep the dead run's invites alive.
+//!
+//! The broker writes `broker.pid` (`PID START\n`) into its session
+//! directory; readers trust it only if it is a small regular file owned by
+//! the host, and only if the process it names still has that start time
+//! and that owner. Nothing here can block: no locks, no FIFOs, no sockets.
+
+use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// One run of a share's broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    pub pid: u32,
+    /// Start time in clock ticks since boot.
+    pub start: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LivenessError {
+    #[error("cannot read /proc/{0}/stat")]
+    NoProcess(u32),
+    #[error("invalid run '{0}': expected PID.START")]
+    Syntax(String),
+}
+
+impl fmt::Display for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.pid, self.start)
+    }
+}
+
+impl std::str::FromStr for Run {
+    type Err = LivenessError;
+    fn from_str(s: &str) -> Result<Run, LivenessError> {
+        let bad = || LivenessError::Syntax(s.escape_debug().to_string());
+        let (pid, start) = s.split_once('.').ok_or_else(bad)?;
+        Ok(Run {
+            pid: pid.parse().map_err(|_| bad())?,
+            start: start.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl Run {
+    /// The calling process.
+    pub fn current() -> Result<Run, LivenessError> {
+        let pid = std::process::id();
+        let start = start_time(pid).ok_or(LivenessError::NoProcess(pid))?;
+        Ok(Run { pid, start })
+    }
+
+    /// Still running, with the same start time and owned by `uid`.
+    pub fn is_alive(&self, uid: u32) -> bool {
+        start_time(self.pid) == Some(self.start) && owner(self.pid) == Some(uid)
+    }
+}
+
+/// Field 22 of `/proc/PID/stat`. The command name (field 2) may hold spaces
+/// and parentheses, so fields are counted after the last ')'.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start(&stat)
+}
+
+fn parse_start(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After ')' come field 3 (state) onwards: field 22 is the 20th.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The effective uid of a process (the `Uid:` line of its status).
+fn owner(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// The text of a pid file.
+pub fn pid_file_text(run: &Run) -> String {
+    format!("{} {}\n", run.pid, run.start)
+}
+
+/// The live run recorded in `<session dir>/broker.pid`, if the file is a
+/// small regular file owned by `host_uid` and the run it names is alive.
+pub fn live_run(session_dir: &Path, host_uid: u32) -> Option<Run> {
+    let path = session_dir.join("broker.pid");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() || meta.uid() != host_uid || meta.mode() & 0o022 != 0 || meta.len() > 64 {
+        return None;
+    }
+    let mut text = String::new();
+    Read::by_ref(&mut f)
+        .take(64)
+        .read_to_string(&mut text)
+        .ok()?;
+    let mut words = text.split_whitespace();
+    let run = Run {
+        pid: words.next()?.parse().ok()?,
+        start: words.next()?.parse().ok()?,
+    };
+    run.is_alive(host_uid).then_some(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_is_field_22_even_with_odd_command_names() {
+        let stat =
+            "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 200";
+        assert_eq!(parse_start(stat), Some(987654));
+        assert_eq!(parse_start("42 (x"), None);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_different_start_time_is_not() {
+        let me = Run::current().unwrap();
+        let uid = nix::unistd::Uid::effective().as_raw();
+        assert!(me.is_alive(uid));
+        assert!(
+            !Run {
+                start: me.start + 1,
+                ..me
+            }
+            .is_alive(uid)
+        );
+        assert!(!me.is_alive(uid.wrapping_add(1)));
+        assert_eq!(me.to_string().parse::<Run>().unwrap(), me);
+        assert!("12".parse::<Run>().is_err());
+    }
+}

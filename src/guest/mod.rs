@@ -1,0 +1,3 @@
+//! Guest side: what runs in the guest's sshd session before the jail.
+
+pub mod pair_shell;

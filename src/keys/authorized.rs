@@ -1,0 +1,152 @@
+//! sshd's AuthorizedKeysCommand (`pairjail authorized-keys %u %k %t`): the
+//! line for an offered key, if exactly one live invite of one host names
+//! it. Every host directory under the runtime directory belongs to a local
+//! user who may be an attacker, so everything read here is hostile:
+//!
+//! * the host is the owner of the directory (which must be named after
+//!   that owner), never a field of a file;
+//! * invite files are read with [`invites::read_untrusted`] (no links, no
+//!   FIFOs, owner, mode, size) and every field is re-validated;
+//! * every line comes from the one renderer and is checked to be a single
+//!   line starting with `restrict,`;
+//! * a whole-call deadline: no host can delay another host's guests.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::broker::liveness;
+use crate::broker::paths::check_user;
+use crate::keys::invites::{self, Book, Invite, Via};
+use crate::keys::key::GuestKey;
+use crate::keys::line;
+use crate::keys::registry;
+
+/// The whole call gives up after this long (sshd waits for us).
+pub const DEADLINE: Duration = Duration::from_secs(2);
+/// Host directories looked at, at most.
+pub const MAX_HOSTS: usize = 4096;
+
+/// One match: the host, the invite, its line.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub host: String,
+    pub invite: Invite,
+    pub line: String,
+}
+
+/// The lines one invites file yields for `offered` (pure: the caller says
+/// which invites are live). Invalid invites are skipped, never rendered.
+pub fn lines_from(
+    text: &[u8],
+    host: &str,
+    offered: &GuestKey,
+    runtime: &Path,
+    bin: &Path,
+    live: impl Fn(&Invite) -> bool,
+) -> Vec<Found> {
+    let Ok(book) = Book::parse(text, Path::new("invites.toml")) else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for inv in book.invites {
+        if inv.via != Via::PairUser
+            || inv.validate().is_err()
+            || !inv.keys.contains(&offered.openssh)
+            || !live(&inv)
+        {
+            continue;
+        }
+        let f = registry::forced(&inv, host, runtime, bin);
+        let Ok(line) = line::render(
+            &f,
+            offered,
+            std::time::UNIX_EPOCH + Duration::from_secs(inv.expires),
+            &inv.from,
+        ) else {
+            continue;
+        };
+        out.push(Found {
+            host: host.to_string(),
+            invite: inv,
+            line,
+        });
+    }
+    out
+}
+
+/// What to print for `offered`: the one matching line, or nothing. Two or
+/// more matches (another host invited the same public key) print nothing:
+/// sshd would pick the first, and a local user could steer a guest into a
+/// session they did not mean to join. Warnings go to stderr (sshd's log).
+pub fn answer(runtime: &Path, offered: &GuestKey, bin: &Path) -> (Option<String>, Vec<String>) {
+    let started = Instant::now();
+    let mut warnings = Vec::new();
+    let Ok(entries) = std::fs::read_dir(runtime) else {
+        return (None, warnings);
+    };
+    let users: HashMap<u32, String> = crate::users::all()
+        .into_iter()
+        .map(|u| (u.uid, u.name))
+        .collect();
+    let mut found = Vec::new();
+    for (n, entry) in entries.flatten().enumerate() {
+        if n >= MAX_HOSTS || started.elapsed() > DEADLINE {
+            warnings.push(format!(
+                "stopped after {n} host directories ({:?}); refusing to guess",
+                started.elapsed()
+            ));
+            return (None, warnings);
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if check_user(&name).is_err() {
+            continue;
+        }
+        let dir = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        // The directory's owner is the host, and it must be named after
+        // that owner: nobody can share in another user's name.
+        if !meta.is_dir() || meta.mode() & 0o022 != 0 || users.get(&meta.uid()) != Some(&name) {
+            continue;
+        }
+        let uid = meta.uid();
+        let text = match invites::read_untrusted(&dir.join("invites.toml"), uid) {
+            Ok(t) => t,
+            Err(invites::InvitesError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                continue;
+            }
+            Err(e) => {
+                warnings.push(format!("skipped: {e}"));
+                continue;
+            }
+        };
+        found.extend(lines_from(&text, &name, offered, runtime, bin, |inv| {
+            inv.expires > invites::now()
+                && inv
+                    .run
+                    .is_some_and(|r| liveness::live_run(&dir.join(&inv.session), uid) == Some(r))
+        }));
+    }
+    match found.len() {
+        0 => (None, warnings),
+        1 => (found.pop().map(|f| f.line), warnings),
+        _ => {
+            let who: Vec<String> = found
+                .iter()
+                .map(|f| format!("{}/{}/{}", f.host, f.invite.session, f.invite.name))
+                .collect();
+            warnings.push(format!(
+                "key {} is invited {} times ({}); letting it in nowhere",
+                offered.fingerprint,
+                found.len(),
+                who.join(", ")
+            ));
+            (None, warnings)
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! The invite domain of one host: add, revoke, clean, bind to a run, end
+//! with the session, and the managed block that mirrors the store in
+//! no-root mode. Commands parse and print; the decisions are here.
+
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::broker::liveness::{self, Run};
+use crate::broker::paths::check_host_dir;
+use crate::keys::block;
+use crate::keys::invites::{Book, Invite, Store, Via};
+use crate::keys::key::{self, GuestKey};
+use crate::keys::line::{self, Forced};
+
+/// Where `pairjail setup` puts sshd's configuration; its presence means
+/// pair-user mode.
+pub const SSHD_CONF: &str = "/etc/ssh/sshd_config.d/pairjail.conf";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The request itself is wrong; the message says how to fix it.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+use RegistryError::{Failed, Invalid};
+
+pub fn pair_user_mode() -> bool {
+    Path::new(SSHD_CONF).exists()
+}
+
+fn me() -> u32 {
+    nix::unistd::Uid::effective().as_raw()
+}
+
+pub fn authorized_keys_path() -> Result<PathBuf, RegistryError> {
+    let home = crate::users::by_uid(me())
+        .map(|u| u.home)
+        .ok_or_else(|| Failed("cannot find your home directory".into()))?;
+    Ok(home.join(".ssh/authorized_keys"))
+}
+
+pub fn binary() -> Result<PathBuf, RegistryError> {
+    std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map_err(|e| Failed(format!("cannot find my own binary: {e}")))
+}
+
+pub fn forced(inv: &Invite, host: &str, runtime: &Path, bin: &Path) -> Forced {
+    Forced {
+        binary: bin.to_path_buf(),
+        host: host.to_string(),
+        session: inv.session.clone(),
+        guest: inv.name.clone(),
+        mode: inv.mode,
+        runtime_dir: runtime.to_path_buf(),
+        direct: inv.direct,
+        run: inv.run,
+    }
+}
+
+/// The lines of one invite, each checked by the one renderer.
+pub fn lines_of(inv: &Invite, f: &Forced) -> Result<Vec<String>, String> {
+    inv.validate()?;
+    inv.keys
+        .iter()
+        .map(|k| {
+            let gk = key::parse(k)?;
+            line::render(
+                f,
+                &gk,
+                UNIX_EPOCH + Duration::from_secs(inv.expires),
+                &inv.from,
+            )
+        })
+        .collect()
+}
+
+/// Rewrites the managed block from the store: the lines of every
+/// authorized-keys invite, nothing else.
+fn sync_block(book: &Book, host: &str, runtime: &Path) -> Result<(), String> {
+    let bin = binary().map_err(|e| e.to_string())?;
+    let mut lines = Vec::new();
+    for inv in book.invites.iter().filter(|i| i.via == Via::AuthorizedKeys) {
+        lines.extend(lines_of(inv, &forced(inv, host, runtime, &bin))?);
+    }
+    let path = authorized_keys_path().map_err(|e| e.to_string())?;
+    // Nothing to write and no block to remove: leave the file alone.
+    if lines.is_empty() && block::read_lines(&path).map_or(true, |l| l.is_empty()) {
+        return Ok(());
+    }
+    block::update(&path, |_| lines)
+}
+
+/// `<runtime>/<host>`: 0711, the host's. Inside a setgid runtime directory
+/// (pair-user mode) it inherits the group and the setgid bit from it.
+pub fn prepare_host_dir(runtime: &Path, host: &str) -> Result<PathBuf, RegistryError> {
+    let dir = runtime.join(host);
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&dir)
+            .map_err(|e| Failed(format!("cannot create {}: {e}", dir.display())))?;
+        let setgid = std::fs::metadata(&dir).map_or(0, |m| m.mode() & 0o2000);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711 | setgid))
+            .map_err(|e| Failed(format!("cannot chmod {}: {e}", dir.display())))?;
+    }
+    check_host_dir(runtime, host).map_err(Failed)?;
+    Ok(dir)
+}
+
+/// Lines of the host's own authorized_keys, outside pairjail's block,
+/// that authorize `k`: sshd uses the first line that matches, so such a
+/// line would let the guest in without the jail. 1-based line numbers.
+pub fn unrestricted_lines(path: &Path, k: &GuestKey) -> Result<Vec<usize>, RegistryError> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(Failed(format!("cannot read {}: {e}", path.display()))),
+    };
+    let wanted = ssh_key::PublicKey::from_openssh(&k.openssh)
+        .map_err(|e| Failed(format!("cannot decode key: {e}")))?;
+    let mut found = Vec::new();
+    let mut in_block = false;
+    for (i, raw) in text.split(|b| *b == b'\n').enumerate() {
+        let line = String::from_utf8_lossy(raw);
+        let t = line.trim();
+        if t == block::BEGIN || t == block::BEGIN_NL {
+            in_block = true;
+            continue;
+        }
+        if t == block::END {
+            in_block = false;
+            continue;
+        }
+        if in_block || t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let Ok(entry) = t.parse::<ssh_key::authorized_keys::Entry>() else {
+            continue;
+        };
+        if entry.public_key().key_data() == wanted.key_data() {
+            found.push(i + 1);
+        }
+    }
+    Ok(found)
+}
+
+/// Adds (or replaces, same name and session) an invite. Refused: a key
+/// that another line of the host's authorized_keys already lets in, and a
+/// key already invited under another name or to another session (sshd
+/// would always pick the first).
+pub fn add(runtime: &Path, host: &str, mut invite: Invite) -> Result<(), RegistryError> {
+    invite.validate().map_err(Invalid)?;
+    let dir = prepare_host_dir(runtime, host)?;
+    if invite.via == Via::AuthorizedKeys {
+        let path = authorized_keys_path()?;
+        for k in &invite.keys {
+            let gk = key::parse(k).map_err(Invalid)?;
+            if let Some(n) = unrestricted_lines(&path, &gk)?.first() {
+                return Err(Invalid(format!(
+                    "{} line {n} already lets key {} in without a forced command or jail; sshd would use that line: remove it first",
+                    path.display(),
+                    gk.fingerprint
+                )));
+            }
+        }
+    }
+    let store = Store::new(runtime, host);
+    let uid = me();
+    store
+        .update(|b| {
+            for other in &b.invites {
+                let same = other.name == invite.name && other.session == invite.session;
+                if same || other.is_dead(&dir, uid) {
+                    continue;
+                }
+                if let Some(k) = invite.keys.iter().find(|k| other.keys.contains(k)) {
+                    let fp = key::parse(k).map(|g| g.fingerprint).unwrap_or_default();
+                    return Err(format!(
+                        "key {fp} is already invited as {} to session {}: revoke it first (pairjail invite revoke {} --session {})",
+                        other.name, other.session, other.name, other.session
+                    ));
+                }
+            }
+            // Under the store's lock, so a broker starting now either sees
+            // this invite when it binds, or is seen here.
+            invite.run = liveness::live_run(&dir.join(&invite.session), uid);
+            b.invites
+                .retain(|i| !(i.name == invite.name && i.session == invite.session));
+            b.invites.push(invite.clone());
+            sync_block(b, host, runtime)
+        })
+        .map_err(|e| {
+            if e.contains("is already invited") {
+                Invalid(e)
+            } else {
+                Failed(e)
+            }
+        })
+}
+
+pub fn revoke(
+    runtime: &Path,
+    host: &str,
+    name: &str,
+    session: Option<&str>,
+) -> Result<usize, RegistryError> {
+    let store = Store::new(runtime, host);
+    store
+        .update(|b| {
+            let before = b.invites.len();
+            b.invites
+                .retain(|i| !(i.name == name && session.is_none_or(|s| s == i.session)));
+            sync_block(b, host, runtime)?;
+            Ok(before - b.invites.len())
+        })
+        .map_err(Failed)
+}
+
+/// Drops invites that expired or whose run is over (a crash leaves them
+/// behind); invites waiting for their session to start stay.
+pub fn clean(runtime: &Path, host: &str) -> Result<usize, RegistryError> {
+    let store = Store::new(runtime, host);
+    if !store.path.exists() && !authorized_keys_path()?.exists() {
+        return Ok(0);
+    }
+    let dir = runtime.join(host);
+    let uid = me();
+    store
+        .update(|b| {
+            let before = b.invites.len();
+            b.invites.retain(|i| !i.is_dead(&dir, uid));
+            sync_block(b, host, runtime)?;
+            Ok(before - b.invites.len())
+        })
+        .map_err(Failed)
+}
+
+/// The broker, once its pid file is written: the invites waiting for this
+/// session belong to this run from now on (and to no later one).
+pub fn bind_run(runtime: &Path, host: &str, session: &str, run: Run) -> Result<(), RegistryError> {
+    let store = Store::new(runtime, host);
+    store
+        .update(|b| {
+            for i in b
+                .invites
+                .iter_mut()
+                .filter(|i| i.session == session && i.run.is_none())
+            {
+                i.run = Some(run);
+            }
+            sync_block(b, host, runtime)
+        })
+        .map_err(Failed)
+}
+
+/// What the broker does when its session ends: the session's invites go.
+pub fn end_session(runtime: &Path, host: &str, session: &str) -> Result<(), RegistryError> {
+    let store = Store::new(runtime, host);
+    if !store.path.exists() {
+        return Ok(());
+    }
+    store
+        .update(|b| {
+            b.invites.retain(|i| i.session != session);
+            sync_block(b, host, runtime)
+        })
+        .map_err(Failed)
+}
+
+/// The live invite of this run for `guest`, read from the host's own
+/// store: what the broker admits a connection against.
+pub fn admission(
+    runtime: &Path,
+    host: &str,
+    session: &str,
+    guest: &str,
+    run: Run,
+) -> Result<Invite, String> {
+    let book = Store::new(runtime, host).load()?;
+    let now = crate::keys::invites::now();
+    book.invites
+        .into_iter()
+        .find(|i| {
+            i.name == guest
+                && i.session == session
+                && i.run == Some(run)
+                && i.expires > now
+                && i.validate().is_ok()
+        })
+        .ok_or_else(|| format!("{guest} has no live invite to this session"))
+}
