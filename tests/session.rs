@@ -476,13 +476,19 @@ fn agent_dirs() -> Vec<String> {
 /// Talks to the broker socket as the host user with a raw client, the way a
 /// buggy or hostile join would.
 fn raw_client(w: &World, session: &str, payload_hex: &str) -> String {
+    raw_client_as(HOST, w, session, payload_hex)
+}
+
+/// Like `raw_client`, as another user (the pair user: what an attacker
+/// with a shell as the pair user could do).
+fn raw_client_as(user: &str, w: &World, session: &str, payload_hex: &str) -> String {
     let sock = w.session_paths(session).join("broker.sock");
     let script = format!(
         "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect({:?})\ns.sendall(bytes.fromhex({:?}))\ns.settimeout(5)\nout=b''\ntry:\n  while True:\n    d=s.recv(4096)\n    if not d: break\n    out+=d\nexcept Exception: pass\nsys.stdout.write(out.decode('utf-8','replace'))\n",
         sock.display().to_string(),
         payload_hex
     );
-    let out = run_as(HOST, "/usr/bin/python3")
+    let out = run_as(user, "/usr/bin/python3")
         .args(["-c", &script])
         .output()
         .expect("python3");
@@ -527,7 +533,7 @@ fn malformed_frames_and_old_versions_close_that_client_only() {
         "{said:?}"
     );
     // A welcomed client that then sends a malformed frame is dropped...
-    let ok_hello = br#"{"type":"hello","version":1,"guest":"zed","mode":"mirror","term":"xterm","cols":80,"rows":24,"source":null}"#;
+    let ok_hello = br#"{"type":"hello","version":1,"guest":"lee","mode":"mirror","term":"xterm","cols":80,"rows":24,"source":null}"#;
     let mut frames = msg_frame(ok_hello);
     frames.extend_from_slice(b"\x07\x00\x00\x00\x01x");
     let said = raw_client(&w, "sproto", &hex(&frames));

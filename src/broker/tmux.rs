@@ -30,7 +30,7 @@ impl Tmux {
 
     /// Starts the server with the shared session, detached. The host's own
     /// tmux configuration is loaded as usual.
-    pub fn start(&self, session: &str, program: &[String]) -> Result<(), String> {
+    pub fn start(&self, session: &str, program: &[String], rogue: bool) -> Result<(), String> {
         let mut c = self.command();
         c.args(["new-session", "-d", "-s", session, "-x", "200", "-y", "50"]);
         if !program.is_empty() {
@@ -42,13 +42,22 @@ impl Tmux {
         // client is attached; so sizing is manual, and a hook resizes the
         // window to a client that resized or attached, unless that client
         // is ignore-size. (`run -C` because it expands formats.)
-        c.args([";", "set-option", "-g", "window-size", "manual"]);
-        for hook in [
-            "client-attached",
-            "client-resized",
-            "client-session-changed",
-        ] {
-            c.args([";", "set-hook", "-g", hook, SIZE_HOOK]);
+        // tmux 3.3a crashes (SIGSEGV) when a grouped session, a rogue
+        // guest's, is made under window-size manual: sessions that allow
+        // rogue keep "smallest", where mirror guests size the window
+        // (within the broker's clamp) while no host or pair client is
+        // attached.
+        if rogue {
+            c.args([";", "set-option", "-g", "window-size", "smallest"]);
+        } else {
+            c.args([";", "set-option", "-g", "window-size", "manual"]);
+            for hook in [
+                "client-attached",
+                "client-resized",
+                "client-session-changed",
+            ] {
+                c.args([";", "set-hook", "-g", hook, SIZE_HOOK]);
+            }
         }
         let out = c
             .stdin(Stdio::null())

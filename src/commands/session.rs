@@ -99,7 +99,7 @@ pub fn start(a: StartArgs) -> Outcome {
     crate::keys::registry::clean(&runtime, &_host).map_err(|e| Failure::failed(e.to_string()))?;
     let tmux = Tmux::new(&p.tmux);
     if !tmux.has_session(&a.session) {
-        tmux.start(&a.session, &a.command)
+        tmux.start(&a.session, &a.command, a.allow.contains(&Mode::Rogue))
             .map_err(Failure::failed)?;
     }
     if a.direct {

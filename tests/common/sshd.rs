@@ -70,8 +70,38 @@ impl World {
             });
         }
         fs::write(w.dir.join("keys").join(GUEST_USER), lines).unwrap();
+        // The broker admits a guest only against the host's own invites.
+        for ((name, session, mode), g) in guests.iter().zip(&out) {
+            w.invite(name, session, *mode, &g.key.with_extension("pub"));
+        }
         w.start_sshd();
         Some((w, out))
+    }
+
+    /// `pairjail invite add` as the host (pair-user invites).
+    pub fn invite(&self, name: &str, session: &str, mode: Option<&str>, public: &Path) {
+        let public = public.display().to_string();
+        let mut args = vec![
+            "invite",
+            "add",
+            name,
+            "--key-file",
+            &public,
+            "--session",
+            session,
+            "--via",
+            "pair-user",
+        ];
+        if let Some(m) = mode {
+            args.push("--mode");
+            args.extend(m.split_whitespace());
+        }
+        let out = self.host_pairjail(&args);
+        assert!(
+            out.status.success(),
+            "invite add {name}: {}",
+            text(&out.stderr)
+        );
     }
 
     pub fn dir_for(tag: &str) -> PathBuf {
