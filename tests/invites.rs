@@ -53,9 +53,12 @@ fn authenticates(w: &World, key: &Path, user: &str) -> bool {
 }
 
 fn broker_pid(w: &World, session: &str) -> i32 {
+    // `PID START`: the pid and its start time.
     fs::read_to_string(w.session_paths(session).join("broker.pid"))
         .unwrap()
-        .trim()
+        .split_whitespace()
+        .next()
+        .unwrap()
         .parse()
         .unwrap()
 }
@@ -98,7 +101,7 @@ fn pair_user_mode_access_exists_only_while_the_session_is_live() {
         "AuthorizedKeysFile none",
         "DisableForwarding yes",
         "PermitUserRC no",
-        "AuthorizedKeysCommandUser nobody",
+        "AuthorizedKeysCommandUser pairjail-keys",
     ] {
         assert!(conf.contains(want), "{conf}");
     }
@@ -258,7 +261,7 @@ fn host_home() -> std::path::PathBuf {
     Path::new("/home").join(HOST)
 }
 
-const FOREIGN: &[u8] = b"# my own keys, keep them\n\n   ssh-ed25519   AAAAC3NzaC1lZDI1NTE5AAAAIJrNFmjdvHGtSO07PytXaGzE4tYF8VxF6a9jl+Yuzqav   odd spacing\t\n\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJrNFmjdvHGtSO07PytXaGzE4tYF8VxF6a9jl+Yuzqav last-line-without-newline";
+const FOREIGN: &[u8] = b"# my own keys, keep them\n\n   ssh-ed25519   AAAAC3NzaC1lZDI1NTE5AAAAIAJCqDurRXeJWQUTSTJqfQpE6rCPegMRmesffVkruZxh   odd spacing\t\n\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAJCqDurRXeJWQUTSTJqfQpE6rCPegMRmesffVkruZxh last-line-without-newline";
 
 fn write_foreign(extra: usize) -> Vec<u8> {
     let ssh = host_home().join(".ssh");
@@ -465,9 +468,18 @@ fn no_root_mode_keeps_foreign_lines_byte_identical() {
     for c in children {
         ok(&c.unwrap());
     }
+    // Other guests with their own keys (one key is never invited twice).
+    let more: Vec<String> = (0..8)
+        .map(|i| {
+            w.keygen(&format!("d{i}"))
+                .with_extension("pub")
+                .display()
+                .to_string()
+        })
+        .collect();
     let handles: Vec<_> = (0..8)
         .map(|i| {
-            let (bin, key, rt) = (bin.to_path_buf(), keys[i].clone(), rt.clone());
+            let (bin, key, rt) = (bin.to_path_buf(), more[i].clone(), rt.clone());
             std::thread::spawn(move || {
                 as_user(
                     HOST,

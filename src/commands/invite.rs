@@ -253,7 +253,7 @@ pub fn revoke(name: &str, session: Option<&str>, runtime_dir: Option<&Path>) -> 
 
 /// Invites and managed-block lines of runs that died (a crash) go.
 pub fn clean_for(runtime: &Path, host: &str) -> Result<usize, Failure> {
-    registry::clean(runtime, host).map_err(reg)
+    registry::clean(runtime, host, false).map_err(reg)
 }
 
 /// Is a run of this session alive now?

@@ -92,11 +92,12 @@ pub fn start(a: StartArgs) -> Outcome {
         .create(&p.dir)
         .map_err(|e| Failure::failed(format!("cannot create {}: {e}", p.dir.display())))?;
     for d in [p.dir.as_path(), p.dir.parent().unwrap_or(&p.dir)] {
-        let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711));
+        registry::ensure_mode_711(d).map_err(Failure::failed)?;
     }
     paths::check_host_dir(&runtime, &_host).map_err(Failure::failed)?;
     // Invites and managed-block lines of sessions that died (a crash) go now.
-    crate::keys::registry::clean(&runtime, &_host).map_err(|e| Failure::failed(e.to_string()))?;
+    crate::keys::registry::clean(&runtime, &_host, true)
+        .map_err(|e| Failure::failed(e.to_string()))?;
     let tmux = Tmux::new(&p.tmux);
     if !tmux.has_session(&a.session) {
         tmux.start(&a.session, &a.command, a.allow.contains(&Mode::Rogue))

@@ -85,7 +85,9 @@ fn check_pair_user(user: &str, shell: &Path) -> Result<(), String> {
     if u.uid == 0 {
         return refuse("it is root".into());
     }
-    let ours = u.gecos == GECOS;
+    // Ours: made by setup (the comment), or an earlier setup's shell.
+    let ours = u.gecos == GECOS
+        || u.shell.file_name().and_then(|n| n.to_str()) == Some(crate::guest::pair_shell::NAME);
     if u.uid < 1000 && !ours {
         return refuse(format!(
             "uid {} is a system account pairjail did not create",
@@ -98,7 +100,7 @@ fn check_pair_user(user: &str, shell: &Path) -> Result<(), String> {
         "/bin/false",
         "/usr/bin/false",
     ];
-    if u.shell != shell && !no_login.iter().any(|n| u.shell == Path::new(n)) {
+    if !ours && u.shell != shell && !no_login.iter().any(|n| u.shell == Path::new(n)) {
         return refuse(format!("its login shell is {}", u.shell.display()));
     }
     match crate::users::password_field(user) {

@@ -105,12 +105,22 @@ pub fn prepare_host_dir(runtime: &Path, host: &str) -> Result<PathBuf, RegistryE
             .mode(0o711)
             .create(&dir)
             .map_err(|e| Failed(format!("cannot create {}: {e}", dir.display())))?;
-        let setgid = std::fs::metadata(&dir).map_or(0, |m| m.mode() & 0o2000);
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711 | setgid))
-            .map_err(|e| Failed(format!("cannot chmod {}: {e}", dir.display())))?;
+        ensure_mode_711(&dir).map_err(Failed)?;
     }
     check_host_dir(runtime, host).map_err(Failed)?;
     Ok(dir)
+}
+
+/// chmod 0711 only if needed: a chmod by the owner, who is not in the
+/// directory's group, would drop the setgid bit it inherited.
+pub fn ensure_mode_711(dir: &Path) -> Result<(), String> {
+    let m = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if m.mode() & 0o777 == 0o711 {
+        return Ok(());
+    }
+    let setgid = m.mode() & 0o2000;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711 | setgid))
+        .map_err(|e| format!("cannot chmod {}: {e}", dir.display()))
 }
 
 /// Lines of the host's own authorized_keys, outside pairjail's block,
@@ -119,8 +129,9 @@ pub fn prepare_host_dir(runtime: &Path, host: &str) -> Result<PathBuf, RegistryE
 pub fn unrestricted_lines(path: &Path, k: &GuestKey) -> Result<Vec<usize>, RegistryError> {
     let text = match std::fs::read(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(Failed(format!("cannot read {}: {e}", path.display()))),
+        // Unreadable to its owner: the block update that follows refuses
+        // the file with the reason (foreign owner, symlink).
+        Err(_) => return Ok(vec![]),
     };
     let wanted = ssh_key::PublicKey::from_openssh(&k.openssh)
         .map_err(|e| Failed(format!("cannot decode key: {e}")))?;
@@ -223,8 +234,9 @@ pub fn revoke(
 }
 
 /// Drops invites that expired or whose run is over (a crash leaves them
-/// behind); invites waiting for their session to start stay.
-pub fn clean(runtime: &Path, host: &str) -> Result<usize, RegistryError> {
+/// behind). Invites waiting for their session to start stay unless
+/// `waiting` is false (`invite clean`: everything not usable now goes).
+pub fn clean(runtime: &Path, host: &str, waiting: bool) -> Result<usize, RegistryError> {
     let store = Store::new(runtime, host);
     if !store.path.exists() && !authorized_keys_path()?.exists() {
         return Ok(0);
@@ -234,7 +246,13 @@ pub fn clean(runtime: &Path, host: &str) -> Result<usize, RegistryError> {
     store
         .update(|b| {
             let before = b.invites.len();
-            b.invites.retain(|i| !i.is_dead(&dir, uid));
+            b.invites.retain(|i| {
+                if waiting {
+                    !i.is_dead(&dir, uid)
+                } else {
+                    i.usable(&dir, uid)
+                }
+            });
             sync_block(b, host, runtime)?;
             Ok(before - b.invites.len())
         })
