@@ -246,7 +246,16 @@ impl Child {
 /// Runs in the new namespaces as pid 1. Returns only on failure.
 fn child(p: &Prepared, go: OwnedFd, err_w: &OwnedFd, status_w: OwnedFd) -> JailError {
     match setup(p, go, err_w, &status_w) {
-        Ok(payload) => reap(payload, status_w, &p.reaper_filter),
+        Ok(payload) => {
+            // The program's own copy of the error pipe (close-on-exec)
+            // reports a failed exec; ours would keep `spawn` waiting until
+            // the whole jail ends, and the caller could neither confine
+            // itself nor forward signals meanwhile.
+            // SAFETY: closing our copy of a descriptor this process never
+            // uses or drops again (pid 1 leaves with _exit).
+            unsafe { libc::close(err_w.as_raw_fd()) };
+            reap(payload, status_w, &p.reaper_filter)
+        }
         Err(e) => e,
     }
 }

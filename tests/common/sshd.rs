@@ -59,7 +59,7 @@ impl World {
             let public = fs::read_to_string(key.with_extension("pub")).unwrap();
             let mode = mode.map(|m| format!(" --mode {m}")).unwrap_or_default();
             lines.push_str(&format!(
-                "restrict,pty,command=\"{} join --host {HOST} --session {session} --guest {name}{mode} --runtime-dir {}\" {}",
+                "restrict,pty,command=\"exec {} join --host {HOST} --session {session} --guest {name}{mode} --runtime-dir {}\" {}",
                 bin.display(),
                 w.runtime.display(),
                 public

@@ -1,0 +1,586 @@
+//! The path into the jail, attacked: each test plays a local user who is
+//! not the host, or a guest, and tries what an attacker tried on an
+//! earlier build (see the README's threat model).
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::sshd::{GUEST_USER, HOST, World};
+use common::*;
+
+const ATTACKER: &str = "pjevil";
+const KEYS_USER: &str = "pairjail-keys";
+
+fn root_or_skip() -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(!in_ci(), "these tests need root in CI");
+    eprintln!("SKIPPED: needs root (users)");
+    false
+}
+
+/// A runtime directory as `pairjail setup` makes it: 3777, the keys
+/// user's group.
+fn setup_runtime(tag: &str) -> std::path::PathBuf {
+    ensure_user(HOST);
+    ensure_user(ATTACKER);
+    if crate_user_missing(KEYS_USER) {
+        let out = Command::new("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--shell",
+                "/usr/sbin/nologin",
+                KEYS_USER,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let rt = std::env::temp_dir().join(format!("pairjail-tc-{tag}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&rt);
+    fs::create_dir_all(&rt).unwrap();
+    let out = Command::new("chown")
+        .arg(format!("root:{KEYS_USER}"))
+        .arg(&rt)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    fs::set_permissions(&rt, fs::Permissions::from_mode(0o3777)).unwrap();
+    rt
+}
+
+fn crate_user_missing(name: &str) -> bool {
+    !Command::new("id")
+        .arg(name)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+fn pub_key(path: &str) -> (String, String) {
+    let text = fs::read_to_string(shared_data(path)).unwrap();
+    let mut w = text.split_whitespace();
+    (w.next().unwrap().to_string(), w.next().unwrap().to_string())
+}
+
+/// `pairjail authorized-keys` as sshd runs it: as the keys user.
+fn authorized_keys(rt: &std::path::Path, key: &(String, String)) -> (String, Duration) {
+    let started = Instant::now();
+    let out = run_as(KEYS_USER, shared_binary())
+        .args(["authorized-keys", "--runtime-dir"])
+        .arg(rt)
+        .args(["pjpair", &key.1, &key.0])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (text(&out.stdout), started.elapsed())
+}
+
+#[test]
+fn a_local_users_own_invites_file_never_yields_an_unrestricted_line() {
+    if !root_or_skip() {
+        return;
+    }
+    let rt = setup_runtime("inject");
+    let bin = shared_binary();
+    let key = pub_key("keys/ed25519.pub");
+    let openssh = format!("{} {}", key.0, key.1);
+    let evil_dir = rt.join(ATTACKER);
+    let out = run_as(ATTACKER, "mkdir")
+        .arg("-m0711")
+        .arg(&evil_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // A live "run": the attacker's own process, with its real start time.
+    let mut sleeper = run_as(ATTACKER, "sleep").arg("600").spawn().unwrap();
+    let pid = sleeper.id();
+    let start = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start: u64 = start[start.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let write_as_attacker = |rel: &str, content: &str| {
+        let path = evil_dir.join(rel);
+        let out = run_as(ATTACKER, "sh")
+            .args([
+                "-c",
+                "mkdir -p \"$(dirname \"$1\")\" && cat > \"$1\" && chmod 644 \"$1\"",
+                "sh",
+            ])
+            .arg(&path)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(content.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    write_as_attacker("s/broker.pid", &format!("{pid} {start}\n"));
+    let bare = format!("\\nssh-ed25519 {} injected", key.1);
+    let fields = [
+        ("name", format!("bob{bare}")),
+        ("name", "bob\\r".to_string()),
+        ("name", "bo\\u0000b".to_string()),
+        ("session", format!("s{bare}")),
+        ("mode", format!("mirror{bare}")),
+    ];
+    for (field, value) in &fields {
+        let mut inv = vec![
+            ("name", "bob".to_string()),
+            ("session", "s".to_string()),
+            ("mode", "mirror".to_string()),
+        ];
+        for f in inv.iter_mut() {
+            if f.0 == *field {
+                f.1 = value.clone();
+            }
+        }
+        let mut toml = "[[invite]]\n".to_string();
+        for (k, v) in &inv {
+            toml.push_str(&format!("{k} = \"{v}\"\n"));
+        }
+        toml.push_str(&format!(
+            "via = \"pair-user\"\nkeys = [\"{openssh}\"]\nfingerprints = [\"x\"]\nexpires = 4000000000\ncreated = 0\n[invite.run]\npid = {pid}\nstart = {start}\n"
+        ));
+        write_as_attacker("invites.toml", &toml);
+        let (said, _) = authorized_keys(&rt, &key);
+        assert!(said.is_empty(), "{field} = {value:?} gave:\n{said}");
+    }
+    // Also: a key carrying a comment with a line break, and a from= escape.
+    for extra in [
+        format!("keys = [\"{openssh} c\\nssh-ed25519 {} x\"]", key.1),
+        format!("keys = [\"{openssh}\"]\nfrom = [\"1.2.3.4\\\" ssh-ed25519\"]"),
+    ] {
+        let toml = format!(
+            "[[invite]]\nname = \"bob\"\nsession = \"s\"\nmode = \"mirror\"\nvia = \"pair-user\"\n{extra}\nfingerprints = [\"x\"]\nexpires = 4000000000\ncreated = 0\n[invite.run]\npid = {pid}\nstart = {start}\n"
+        );
+        write_as_attacker("invites.toml", &toml);
+        let (said, _) = authorized_keys(&rt, &key);
+        assert!(said.is_empty(), "{extra:?} gave:\n{said}");
+    }
+    // The same invite, well-formed, is served: one restricted line whose
+    // --host is the directory's owner.
+    write_as_attacker(
+        "invites.toml",
+        &format!(
+            "[[invite]]\nname = \"bob\"\nsession = \"s\"\nmode = \"mirror\"\nvia = \"pair-user\"\nkeys = [\"{openssh}\"]\nfingerprints = [\"x\"]\nexpires = 4000000000\ncreated = 0\n[invite.run]\npid = {pid}\nstart = {start}\n"
+        ),
+    );
+    let (said, _) = authorized_keys(&rt, &key);
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(said.starts_with("restrict,pty,"), "{said}");
+    assert!(said.contains(&format!("--host {ATTACKER} ")), "{said}");
+    assert!(said.contains(&format!("--run {pid}.{start}")), "{said}");
+    // A run whose start time does not match (pid reuse) is dead.
+    write_as_attacker("s/broker.pid", &format!("{pid} {}\n", start + 1));
+    let (said, _) = authorized_keys(&rt, &key);
+    assert!(
+        said.is_empty(),
+        "a forged start time kept the invite alive:\n{said}"
+    );
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let _ = fs::remove_dir_all(&rt);
+}
+
+#[test]
+fn hostile_invites_files_neither_hang_nor_stop_other_hosts_guests() {
+    if !root_or_skip() {
+        return;
+    }
+    let rt = setup_runtime("hang");
+    // The real host invites bob through pairjail; its session runs.
+    let rts = rt.display().to_string();
+    let bin = shared_binary();
+    let key_file = shared_data("keys/ed25519.pub");
+    let key = pub_key("keys/ed25519.pub");
+    let host = |args: &[&str]| {
+        let out = as_user(HOST, bin, args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    };
+    host(&[
+        "invite",
+        "add",
+        "bob",
+        "--key-file",
+        key_file.to_str().unwrap(),
+        "--session",
+        "sh1",
+        "--via",
+        "pair-user",
+        "--runtime-dir",
+        &rts,
+    ]);
+    host(&[
+        "start",
+        "--detach",
+        "--session",
+        "sh1",
+        "--guest-user",
+        GUEST_USER,
+        "--runtime-dir",
+        &rts,
+        "--",
+        "sleep",
+        "600",
+    ]);
+    ensure_user(GUEST_USER);
+    let (said, _) = authorized_keys(&rt, &key);
+    assert!(said.contains("--host pjhost"), "{said}");
+    // The attacker's invites.toml: a FIFO, a link to /dev/zero, 100 MB, a
+    // directory, a file the attacker made but someone else owns.
+    let evil_dir = rt.join(ATTACKER);
+    let sh = |script: &str| {
+        let out = run_as(ATTACKER, "sh")
+            .args(["-c", script, "sh"])
+            .arg(&evil_dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{script}: {}", text(&out.stderr));
+    };
+    sh("rm -rf \"$1\"; mkdir -m0711 \"$1\"");
+    for (what, script) in [
+        (
+            "fifo",
+            "rm -rf \"$1/invites.toml\"; mkfifo -m644 \"$1/invites.toml\"",
+        ),
+        (
+            "/dev/zero",
+            "rm -rf \"$1/invites.toml\"; ln -s /dev/zero \"$1/invites.toml\"",
+        ),
+        (
+            "100 MB",
+            "rm -rf \"$1/invites.toml\"; head -c 100000000 /dev/zero | tr '\\0' '#' > \"$1/invites.toml\"; chmod 644 \"$1/invites.toml\"",
+        ),
+        (
+            "directory",
+            "rm -rf \"$1/invites.toml\"; mkdir \"$1/invites.toml\"",
+        ),
+    ] {
+        sh(script);
+        let (said, took) = authorized_keys(&rt, &key);
+        assert!(
+            said.contains("--host pjhost"),
+            "{what}: bob lost his line: {said}"
+        );
+        // A bound on hangs only (the call's own deadline is 2 s).
+        assert!(took < Duration::from_secs(30), "{what}: hung for {took:?}");
+    }
+    // Someone else's file in the attacker's directory (made by root here).
+    sh("rm -rf \"$1/invites.toml\"");
+    fs::write(evil_dir.join("invites.toml"), "[[invite]]\n").unwrap();
+    let (said, _) = authorized_keys(&rt, &key);
+    assert!(said.contains("--host pjhost"), "{said}");
+    // The host's own file is not for other local users to read.
+    let out = run_as(ATTACKER, "cat")
+        .arg(rt.join(HOST).join("invites.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "another user read the host's invites"
+    );
+    let _ = as_user(
+        HOST,
+        bin,
+        &["stop", "--session", "sh1", "--runtime-dir", &rts],
+    );
+    let _ = fs::remove_dir_all(&rt);
+}
+
+#[test]
+fn a_pair_uid_client_naming_a_guest_or_mode_not_invited_is_refused() {
+    let Some((w, guests)) = World::new("forge", &[("lee", "sforge", Some("mirror"))]) else {
+        return;
+    };
+    w.start_session("sforge", "mirror,pair", "echo HOST-MARKER-4242; exec sh");
+    let _ = &guests;
+    let hello = |guest: &str, mode: &str| {
+        format!(
+            r#"{{"type":"hello","version":1,"guest":"{guest}","mode":"{mode}","term":"xterm","cols":80,"rows":24,"source":null}}"#
+        )
+    };
+    let frame = |json: &str| {
+        let mut f = vec![0u8];
+        f.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        f.extend_from_slice(json.as_bytes());
+        f.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let said = raw_client_as(GUEST_USER, &w, "sforge", &frame(&hello("mallory", "pair")));
+    assert!(said.contains("mallory has no live invite"), "{said:?}");
+    let said = raw_client_as(GUEST_USER, &w, "sforge", &frame(&hello("lee", "pair")));
+    assert!(said.contains("lee is invited as mirror"), "{said:?}");
+    // Nothing reached the host's shell.
+    let screen = w.host_tmux("sforge", &["capture-pane", "-p", "-t", "sforge"]);
+    assert!(screen.contains("HOST-MARKER-4242"), "{screen}");
+    let _ = w.host_pairjail(&["stop", "--session", "sforge"]);
+}
+
+fn raw_client_as(user: &str, w: &World, session: &str, payload_hex: &str) -> String {
+    let sock = w.session_paths(session).join("broker.sock");
+    let script = format!(
+        "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect({:?})\ns.sendall(bytes.fromhex({:?}))\ns.settimeout(5)\nout=b''\ntry:\n  while True:\n    d=s.recv(4096)\n    if not d: break\n    out+=d\nexcept Exception: pass\nsys.stdout.write(out.decode('utf-8','replace'))\n",
+        sock.display().to_string(),
+        payload_hex
+    );
+    let out = run_as(user, "/usr/bin/python3")
+        .args(["-c", &script])
+        .current_dir("/")
+        .output()
+        .expect("python3");
+    text(&out.stdout) + &text(&out.stderr)
+}
+
+fn tmux_rss_kib(w: &World, session: &str) -> u64 {
+    let pid = w.host_tmux(session, &["display", "-p", "#{pid}"]);
+    let status = fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn mirror_guests_never_size_the_window_and_huge_sizes_are_clamped() {
+    let Some((w, guests)) = World::new(
+        "size",
+        &[
+            ("big", "ssize", Some("mirror")),
+            ("tiny", "ssize", Some("mirror")),
+        ],
+    ) else {
+        return;
+    };
+    w.start_session("ssize", "mirror", "echo HOST-MARKER-4242; exec sh");
+    let host = w.attach_host("ssize");
+    w.drv(&["resize-window", "-t", &host, "-x", "100", "-y", "30"]);
+    w.wait_screen(&host, "HOST-MARKER-4242", 20);
+    let size = || {
+        w.host_tmux(
+            "ssize",
+            &[
+                "display",
+                "-p",
+                "-t",
+                "ssize",
+                "#{window_width}x#{window_height}",
+            ],
+        )
+    };
+    let host_size = common::eventually(10, || {
+        let s = size();
+        if s.trim() == "100x29" {
+            Ok(s)
+        } else {
+            Err(format!("window is {s}"))
+        }
+    });
+    let rss_before = tmux_rss_kib(&w, "ssize");
+    // A 65535x65535 terminal (a Resize frame says the same) and a 10x3 one.
+    let big = w.join_in_window(&guests[0], 200, 60);
+    w.wait_screen(&big, "HOST-MARKER-4242", 20);
+    let tiny = w.join_in_window(&guests[1], 10, 3);
+    for (cols, rows) in [(65535u16, 65535u16), (10, 3)] {
+        let _ = w.drv(&[
+            "resize-window",
+            "-t",
+            &big,
+            "-x",
+            &cols.min(10000).to_string(),
+            "-y",
+            &rows.min(10000).to_string(),
+        ]);
+        // The broker clamps what reaches the pty: no client is larger.
+        let clients = common::eventually(10, || {
+            let c = w.host_tmux(
+                "ssize",
+                &[
+                    "list-clients",
+                    "-F",
+                    "#{client_width} #{client_height} #{client_flags}",
+                ],
+            );
+            if c.lines().count() >= 3 {
+                Ok(c)
+            } else {
+                Err(c)
+            }
+        });
+        for l in clients.lines() {
+            let mut p = l.split_whitespace();
+            let (cw, ch): (u32, u32) = (
+                p.next().unwrap().parse().unwrap(),
+                p.next().unwrap().parse().unwrap(),
+            );
+            assert!(cw <= 1000 && ch <= 500, "a client of {cw}x{ch}: {clients}");
+        }
+        assert_eq!(size(), host_size, "a mirror guest sized the window");
+    }
+    // Host detached: still nobody but the host sizes the window.
+    w.drv(&["kill-window", "-t", &host]);
+    common::eventually(10, || {
+        let c = w.host_tmux("ssize", &["list-clients", "-F", "#{client_flags}"]);
+        if c.lines().all(|l| l.contains("ignore-size")) {
+            Ok(())
+        } else {
+            Err(c)
+        }
+    });
+    let _ = w.drv(&["resize-window", "-t", &tiny, "-x", "20", "-y", "4"]);
+    let _ = w.drv(&["resize-window", "-t", &big, "-x", "10000", "-y", "9999"]);
+    // Wait for the broker to pass both sizes on, then compare.
+    common::eventually(10, || {
+        let c = w.host_tmux(
+            "ssize",
+            &["list-clients", "-F", "#{client_width}x#{client_height}"],
+        );
+        if c.contains("20x4") && c.contains("1000x") {
+            Ok(())
+        } else {
+            Err(c)
+        }
+    });
+    assert_eq!(
+        size(),
+        host_size,
+        "with the host detached, a mirror guest sized the window"
+    );
+    let rss_after = tmux_rss_kib(&w, "ssize");
+    assert!(
+        rss_after < 2 * rss_before,
+        "tmux grew from {rss_before} to {rss_after} KiB"
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "ssize"]);
+}
+
+/// Seccomp and no_new_privs of every process of `uid`.
+fn confinement_of(uid: u32) -> Vec<(u32, String, String, String)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let field = |k: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(k))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+                .unwrap_or_default()
+        };
+        if field("Uid:") != uid.to_string() {
+            continue;
+        }
+        out.push((pid, field("Name:"), field("Seccomp:"), field("NoNewPrivs:")));
+    }
+    out
+}
+
+#[test]
+fn everything_in_the_guests_session_is_confined() {
+    let Some((w, guests)) = World::new("confined", &[("una", "sconf", Some("mirror"))]) else {
+        return;
+    };
+    w.start_session("sconf", "mirror", "echo HOST-MARKER-4242; exec sh");
+    let guest = w.join_in_window(&guests[0], 80, 24);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+    let uid = nix::unistd::User::from_name(GUEST_USER)
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    let procs = common::eventually(10, || {
+        let p = confinement_of(uid);
+        if p.len() >= 3 {
+            Ok(p)
+        } else {
+            Err(format!("{p:?}"))
+        }
+    });
+    // sshd's own privilege-separated child runs as the pair user too.
+    for (pid, name, seccomp, nnp) in procs.iter().filter(|p| p.1 != "sshd") {
+        assert_eq!(
+            (seccomp.as_str(), nnp.as_str()),
+            ("2", "1"),
+            "{pid} {name} is not confined: {procs:?}"
+        );
+    }
+    assert!(
+        !procs
+            .iter()
+            .any(|p| p.1 == "sh" || p.1 == "dash" || p.1 == "bash"),
+        "{procs:?}"
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "sconf"]);
+}
+
+#[test]
+fn the_pair_shell_runs_join_and_nothing_else() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = SafeBinary::new("shell");
+    let shell = dir.dir.join("pair-shell");
+    std::os::unix::fs::symlink(&dir.path, &shell).unwrap();
+    let bin = dir.path.display().to_string();
+    for cmd in [
+        format!("{bin} join ; id"),
+        format!("exec {bin} join --host pjhost; id"),
+        format!("{bin} join --host pjhost --profile /tmp/x"),
+        format!("{bin} exec --profile base -- /bin/sh"),
+        "id".to_string(),
+    ] {
+        let out = Command::new(&shell).args(["-c", &cmd]).output().unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {err}");
+        assert!(
+            err.contains("refused") && !text(&out.stdout).contains("uid="),
+            "{cmd}: {err}"
+        );
+    }
+    let out = Command::new(&shell).output().unwrap();
+    assert!(text(&out.stderr).contains("this account only joins pairjail sessions"));
+}
+
+#[test]
+fn setup_refuses_root_and_peoples_accounts() {
+    if !root_or_skip() {
+        return;
+    }
+    ensure_user(HOST);
+    for (user, why) in [
+        ("root", "it is root"),
+        ("daemon", "system account"),
+        (HOST, "login shell"),
+    ] {
+        let out = Command::new(shared_binary())
+            .args(["setup", "--dry-run", "--pair-user", user])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{user}: {}", text(&out.stdout));
+        assert!(
+            text(&out.stderr).contains(why),
+            "{user}: {}",
+            text(&out.stderr)
+        );
+    }
+}
