@@ -346,7 +346,7 @@ fn raw_client_as(user: &str, w: &World, session: &str, payload_hex: &str) -> Str
 }
 
 fn tmux_rss_kib(w: &World, session: &str) -> u64 {
-    let pid = w.host_tmux(session, &["display", "-p", "#{pid}"]);
+    let pid = w.host_tmux(session, &["display", "-p", "-t", session, "#{pid}"]);
     let status = fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
     status
         .lines()
@@ -423,7 +423,8 @@ fn mirror_guests_never_size_the_window_and_huge_sizes_are_clamped() {
                 Err(c)
             }
         });
-        for l in clients.lines() {
+        // (The broker's control-mode client has no size.)
+        for l in clients.lines().filter(|l| !l.contains("control-mode")) {
             let mut p = l.split_whitespace();
             let (cw, ch): (u32, u32) = (
                 p.next().unwrap().parse().unwrap(),
