@@ -48,3 +48,4 @@ fuzz seconds="60":
     command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
     RUSTC_BOOTSTRAP=1 cargo fuzz run authorized_keys_block -- -max_total_time={{seconds}}
     RUSTC_BOOTSTRAP=1 cargo fuzz run protocol_frames -- -max_total_time={{seconds}}
+    RUSTC_BOOTSTRAP=1 cargo fuzz run authorized_keys_invites -- -max_total_time={{seconds}}

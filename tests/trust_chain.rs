@@ -90,7 +90,6 @@ fn a_local_users_own_invites_file_never_yields_an_unrestricted_line() {
         return;
     }
     let rt = setup_runtime("inject");
-    let bin = shared_binary();
     let key = pub_key("keys/ed25519.pub");
     let openssh = format!("{} {}", key.0, key.1);
     let evil_dir = rt.join(ATTACKER);
@@ -304,11 +303,11 @@ fn hostile_invites_files_neither_hang_nor_stop_other_hosts_guests() {
 
 #[test]
 fn a_pair_uid_client_naming_a_guest_or_mode_not_invited_is_refused() {
-    let Some((w, guests)) = World::new("forge", &[("lee", "sforge", Some("mirror"))]) else {
+    let Some((w, _guests)) = World::new("forge", &[("lee", "sforge", Some("mirror"))]) else {
         return;
     };
     w.start_session("sforge", "mirror,pair", "echo HOST-MARKER-4242; exec sh");
-    let _ = &guests;
+
     let hello = |guest: &str, mode: &str| {
         format!(
             r#"{{"type":"hello","version":1,"guest":"{guest}","mode":"{mode}","term":"xterm","cols":80,"rows":24,"source":null}}"#
