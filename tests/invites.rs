@@ -285,6 +285,18 @@ fn write_foreign(extra: usize) -> Vec<u8> {
     content
 }
 
+/// `n` generated keys `PREFIX0…`: the paths of their public halves.
+fn public_keys(w: &World, prefix: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            w.keygen(&format!("{prefix}{i}"))
+                .with_extension("pub")
+                .display()
+                .to_string()
+        })
+        .collect()
+}
+
 fn authorized_keys() -> Vec<u8> {
     fs::read(host_home().join(".ssh/authorized_keys")).unwrap()
 }
@@ -435,14 +447,7 @@ fn no_root_mode_keeps_foreign_lines_byte_identical() {
     }
 
     // Concurrent adds from several processes: every line lands, foreign bytes intact.
-    let keys: Vec<String> = (0..8)
-        .map(|i| {
-            w.keygen(&format!("c{i}"))
-                .with_extension("pub")
-                .display()
-                .to_string()
-        })
-        .collect();
+    let keys = public_keys(&w, "c", 8);
     let children: Vec<_> = (0..8)
         .map(|i| {
             run_as(HOST, bin)
@@ -469,14 +474,7 @@ fn no_root_mode_keeps_foreign_lines_byte_identical() {
         ok(&c.unwrap());
     }
     // Other guests with their own keys (one key is never invited twice).
-    let more: Vec<String> = (0..8)
-        .map(|i| {
-            w.keygen(&format!("d{i}"))
-                .with_extension("pub")
-                .display()
-                .to_string()
-        })
-        .collect();
+    let more = public_keys(&w, "d", 8);
     let handles: Vec<_> = (0..8)
         .map(|i| {
             let (bin, key, rt) = (bin.to_path_buf(), more[i].clone(), rt.clone());

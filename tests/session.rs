@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::sshd::{GUEST_USER, HOST, World};
+use common::sshd::{GUEST_USER, HOST, World, hex, msg_frame};
 use common::{run_as, text};
 
 const HOST_PROGRAM: &str = "echo HOST-MARKER-4242; exec sh";
@@ -475,39 +475,6 @@ fn agent_dirs() -> Vec<String> {
 
 /// Talks to the broker socket as the host user with a raw client, the way a
 /// buggy or hostile join would.
-fn raw_client(w: &World, session: &str, payload_hex: &str) -> String {
-    raw_client_as(HOST, w, session, payload_hex)
-}
-
-/// Like `raw_client`, as another user (the pair user: what an attacker
-/// with a shell as the pair user could do).
-fn raw_client_as(user: &str, w: &World, session: &str, payload_hex: &str) -> String {
-    let sock = w.session_paths(session).join("broker.sock");
-    let script = format!(
-        "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect({:?})\ns.sendall(bytes.fromhex({:?}))\ns.settimeout(5)\nout=b''\ntry:\n  while True:\n    d=s.recv(4096)\n    if not d: break\n    out+=d\nexcept Exception: pass\nsys.stdout.write(out.decode('utf-8','replace'))\n",
-        sock.display().to_string(),
-        payload_hex
-    );
-    let out = run_as(user, "/usr/bin/python3")
-        .args(["-c", &script])
-        .output()
-        .expect("python3");
-    text(&out.stdout) + &text(&out.stderr)
-}
-
-/// A message frame written by hand (kind 0, u32 length, JSON), so the tests
-/// do not depend on the encoder they check.
-fn msg_frame(json: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8];
-    f.extend_from_slice(&(json.len() as u32).to_be_bytes());
-    f.extend_from_slice(json);
-    f
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[test]
 fn malformed_frames_and_old_versions_close_that_client_only() {
     let Some((w, guests)) = World::new("proto", &[("lee", "sproto", Some("mirror"))]) else {
@@ -522,12 +489,12 @@ fn malformed_frames_and_old_versions_close_that_client_only() {
     w.wait_screen(&guest, "HOST-MARKER-4242", 20);
 
     // Garbage where a hello should be.
-    let said = raw_client(&w, "sproto", &hex(b"\x09\xff\xff\xff\xffgarbage"));
+    let said = w.raw_client(HOST, "sproto", &hex(b"\x09\xff\xff\xff\xffgarbage"));
     assert!(said.contains("expected a hello"), "{said:?}");
     // A hello from a future protocol version.
     let hello = br#"{"type":"hello","version":99,"guest":"zed","mode":"mirror","term":"xterm","cols":80,"rows":24,"source":null}"#;
     let frame = msg_frame(hello);
-    let said = raw_client(&w, "sproto", &hex(&frame));
+    let said = w.raw_client(HOST, "sproto", &hex(&frame));
     assert!(
         said.contains("protocol version 99 is not supported"),
         "{said:?}"
@@ -536,7 +503,7 @@ fn malformed_frames_and_old_versions_close_that_client_only() {
     let ok_hello = br#"{"type":"hello","version":1,"guest":"lee","mode":"mirror","term":"xterm","cols":80,"rows":24,"source":null}"#;
     let mut frames = msg_frame(ok_hello);
     frames.extend_from_slice(b"\x07\x00\x00\x00\x01x");
-    let said = raw_client(&w, "sproto", &hex(&frames));
+    let said = w.raw_client(HOST, "sproto", &hex(&frames));
     assert!(said.contains("malformed frame from the guest"), "{said:?}");
     // ...while the real guest keeps receiving the session.
     let before = w.screen(&guest);

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::sshd::{GUEST_USER, HOST, World};
+use common::sshd::{GUEST_USER, HOST, World, hex, msg_frame};
 use common::*;
 
 const ATTACKER: &str = "pjevil";
@@ -313,35 +313,22 @@ fn a_pair_uid_client_naming_a_guest_or_mode_not_invited_is_refused() {
             r#"{{"type":"hello","version":1,"guest":"{guest}","mode":"{mode}","term":"xterm","cols":80,"rows":24,"source":null}}"#
         )
     };
-    let frame = |json: &str| {
-        let mut f = vec![0u8];
-        f.extend_from_slice(&(json.len() as u32).to_be_bytes());
-        f.extend_from_slice(json.as_bytes());
-        f.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    };
-    let said = raw_client_as(GUEST_USER, &w, "sforge", &frame(&hello("mallory", "pair")));
+    let said = w.raw_client(
+        GUEST_USER,
+        "sforge",
+        &hex(&msg_frame(hello("mallory", "pair").as_bytes())),
+    );
     assert!(said.contains("mallory has no live invite"), "{said:?}");
-    let said = raw_client_as(GUEST_USER, &w, "sforge", &frame(&hello("lee", "pair")));
+    let said = w.raw_client(
+        GUEST_USER,
+        "sforge",
+        &hex(&msg_frame(hello("lee", "pair").as_bytes())),
+    );
     assert!(said.contains("lee is invited as mirror"), "{said:?}");
     // Nothing reached the host's shell.
     let screen = w.host_tmux("sforge", &["capture-pane", "-p", "-t", "sforge"]);
     assert!(screen.contains("HOST-MARKER-4242"), "{screen}");
     let _ = w.host_pairjail(&["stop", "--session", "sforge"]);
-}
-
-fn raw_client_as(user: &str, w: &World, session: &str, payload_hex: &str) -> String {
-    let sock = w.session_paths(session).join("broker.sock");
-    let script = format!(
-        "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect({:?})\ns.sendall(bytes.fromhex({:?}))\ns.settimeout(5)\nout=b''\ntry:\n  while True:\n    d=s.recv(4096)\n    if not d: break\n    out+=d\nexcept Exception: pass\nsys.stdout.write(out.decode('utf-8','replace'))\n",
-        sock.display().to_string(),
-        payload_hex
-    );
-    let out = run_as(user, "/usr/bin/python3")
-        .args(["-c", &script])
-        .current_dir("/")
-        .output()
-        .expect("python3");
-    text(&out.stdout) + &text(&out.stderr)
 }
 
 fn tmux_rss_kib(w: &World, session: &str) -> u64 {

@@ -118,23 +118,10 @@ fn link_shell(
     written: &mut Vec<PathBuf>,
 ) -> Result<(), Failure> {
     println!("--- {} -> {} (symlink)", shell.display(), bin.display());
-    if dry {
-        return Ok(());
-    }
-    if let Some(d) = shell.parent() {
-        std::fs::create_dir_all(d)
-            .map_err(|e| Failure::failed(format!("cannot create {}: {e}", d.display())))?;
-    }
-    let tmp = shell.with_extension("pairjail-tmp");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(bin, &tmp)
-        .and_then(|_| std::fs::rename(&tmp, shell))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Failure::failed(format!("cannot link {}: {e}", shell.display()))
-        })?;
-    written.push(shell.to_path_buf());
-    Ok(())
+    place(shell, dry, written, |tmp| {
+        let _ = std::fs::remove_file(tmp);
+        std::os::unix::fs::symlink(bin, tmp)
+    })
 }
 
 /// sshd refuses an AuthorizedKeysCommand unless it and every directory
@@ -164,6 +151,20 @@ fn write(
 ) -> Result<(), Failure> {
     println!("--- {} (mode {mode:o})", path.display());
     print!("{text}");
+    place(path, dry, written, |tmp| {
+        std::fs::write(tmp, text)
+            .and_then(|_| std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(mode)))
+    })
+}
+
+/// Makes `path` atomically: `make` builds a temp file beside it, which is
+/// renamed over it (nothing in a dry run).
+fn place(
+    path: &Path,
+    dry: bool,
+    written: &mut Vec<PathBuf>,
+    make: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<(), Failure> {
     if dry {
         return Ok(());
     }
@@ -172,8 +173,7 @@ fn write(
             .map_err(|e| Failure::failed(format!("cannot create {}: {e}", d.display())))?;
     }
     let tmp = path.with_extension("pairjail-tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)))
+    make(&tmp)
         .and_then(|_| std::fs::rename(&tmp, path))
         .map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
@@ -290,10 +290,9 @@ pub fn run(a: SetupArgs) -> Outcome {
     // Sticky: nobody removes another host's directory. Setgid: every host
     // directory and invites file made inside gets the keys user's group,
     // so invites are readable by the host and that user only (0640).
+    // (In a dry run the user may not exist yet: its group has its name.)
     let keys_group = crate::users::by_name(&a.keys_command_user)
-        .and_then(|u| crate::users::by_uid(u.uid).map(|_| u.gid))
-        .map(|g| g.to_string())
-        .unwrap_or_else(|| a.keys_command_user.clone());
+        .map_or_else(|| a.keys_command_user.clone(), |u| u.gid.to_string());
     run_cmd(dry, &["mkdir", "-p", &rt])?;
     run_cmd(dry, &["chown", &format!("root:{keys_group}"), &rt])?;
     run_cmd(dry, &["chmod", "3777", &rt])?;

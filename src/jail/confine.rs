@@ -22,6 +22,7 @@ use seccompiler::{
 };
 
 use super::error::JailError;
+use super::process::prctl;
 
 /// What join does once its jail runs (std's exit path included).
 const ALLOWED: &[i64] = &[
@@ -112,27 +113,14 @@ pub fn waiter_filter(child: i32) -> Result<seccompiler::BpfProgram, JailError> {
 /// The calling process can no longer be ptraced or read through /proc by
 /// other processes of its uid.
 pub fn set_undumpable() -> Result<(), JailError> {
-    // SAFETY: PR_SET_DUMPABLE takes integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0u64, 0u64, 0u64, 0u64) } < 0 {
-        return Err(JailError::sys(
-            "prctl(PR_SET_DUMPABLE)",
-            nix::errno::Errno::last(),
-        ));
-    }
-    Ok(())
+    prctl(libc::PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE")
 }
 
 /// Confines the calling process for the rest of its life (see the module
 /// comment). `child` is the jail's pid 1, the only process it may signal.
 pub fn confine_waiter(child: i32) -> Result<(), JailError> {
     set_undumpable()?;
-    // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1u64, 0u64, 0u64, 0u64) } < 0 {
-        return Err(JailError::sys(
-            "prctl(PR_SET_NO_NEW_PRIVS)",
-            nix::errno::Errno::last(),
-        ));
-    }
+    prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")?;
     let filter = waiter_filter(child)?;
     let abi = ABI::V6;
     Ruleset::default()

@@ -456,7 +456,7 @@ fn report(err_w: &OwnedFd, e: &JailError) {
     unsafe { libc::write(err_w.as_raw_fd(), text.as_ptr().cast(), text.len()) };
 }
 
-fn prctl(option: libc::c_int, arg: u64, name: &str) -> Result<(), JailError> {
+pub(super) fn prctl(option: libc::c_int, arg: u64, name: &str) -> Result<(), JailError> {
     // SAFETY: these prctl options take one integer argument.
     let r = unsafe { libc::prctl(option, arg, 0u64, 0u64, 0u64) };
     if r < 0 {

@@ -16,7 +16,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::broker::liveness;
 use crate::broker::paths::check_user;
 use crate::keys::invites::{self, Book, Invite, Via};
 use crate::keys::key::GuestKey;
@@ -126,10 +125,7 @@ pub fn answer(runtime: &Path, offered: &GuestKey, bin: &Path) -> (Option<String>
             }
         };
         found.extend(lines_from(&text, &name, offered, runtime, bin, |inv| {
-            inv.expires > invites::now()
-                && inv
-                    .run
-                    .is_some_and(|r| liveness::live_run(&dir.join(&inv.session), uid) == Some(r))
+            inv.usable(&dir, uid)
         }));
     }
     match found.len() {

@@ -183,6 +183,7 @@ pub fn add(runtime: &Path, host: &str, mut invite: Invite) -> Result<(), Registr
     }
     let store = Store::new(runtime, host);
     let uid = me();
+    // The outer error is a failed update; the inner one a refused request.
     store
         .update(|b| {
             for other in &b.invites {
@@ -192,10 +193,10 @@ pub fn add(runtime: &Path, host: &str, mut invite: Invite) -> Result<(), Registr
                 }
                 if let Some(k) = invite.keys.iter().find(|k| other.keys.contains(k)) {
                     let fp = key::parse(k).map(|g| g.fingerprint).unwrap_or_default();
-                    return Err(format!(
+                    return Ok(Err(Invalid(format!(
                         "key {fp} is already invited as {} to session {}: revoke it first (pairjail invite revoke {} --session {})",
                         other.name, other.session, other.name, other.session
-                    ));
+                    ))));
                 }
             }
             // Under the store's lock, so a broker starting now either sees
@@ -204,15 +205,9 @@ pub fn add(runtime: &Path, host: &str, mut invite: Invite) -> Result<(), Registr
             b.invites
                 .retain(|i| !(i.name == invite.name && i.session == invite.session));
             b.invites.push(invite.clone());
-            sync_block(b, host, runtime)
+            sync_block(b, host, runtime).map(Ok)
         })
-        .map_err(|e| {
-            if e.contains("is already invited") {
-                Invalid(e)
-            } else {
-                Failed(e)
-            }
-        })
+        .map_err(Failed)?
 }
 
 pub fn revoke(

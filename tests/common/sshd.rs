@@ -345,6 +345,23 @@ impl World {
         text(&out.stdout)
     }
 
+    /// A hand-written client on the session's broker socket, run as `user`:
+    /// sends the bytes, returns what the broker answered.
+    pub fn raw_client(&self, user: &str, session: &str, payload_hex: &str) -> String {
+        let sock = self.session_paths(session).join("broker.sock");
+        let script = format!(
+            "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect({:?})\ns.sendall(bytes.fromhex({:?}))\ns.settimeout(5)\nout=b''\ntry:\n  while True:\n    d=s.recv(4096)\n    if not d: break\n    out+=d\nexcept Exception: pass\nsys.stdout.write(out.decode('utf-8','replace'))\n",
+            sock.display().to_string(),
+            payload_hex
+        );
+        let out = run_as(user, "/usr/bin/python3")
+            .args(["-c", &script])
+            .current_dir("/")
+            .output()
+            .expect("python3");
+        text(&out.stdout) + &text(&out.stderr)
+    }
+
     /// Attaches the host's own terminal (a driver window) to the session.
     pub fn attach_host(&self, session: &str) -> String {
         let sock = self.session_paths(session).join("tmux.sock");
@@ -356,6 +373,19 @@ impl World {
         self.drv(&["new-window", "-d", "-n", &format!("host-{session}"), &cmd]);
         target
     }
+}
+
+/// A message frame written by hand (kind 0, u32 length, JSON), so the tests
+/// do not depend on the encoder they check.
+pub fn msg_frame(json: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8];
+    f.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    f.extend_from_slice(json);
+    f
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Drop for World {
