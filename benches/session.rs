@@ -86,7 +86,9 @@ fn pairjail_rss() -> u64 {
     let procs = processes();
     let mut roots: Vec<u32> = procs
         .iter()
-        .filter(|(_, _, c)| c.contains(" __broker ") || c.contains(" join --host "))
+        .filter(|(_, _, c)| {
+            (c.contains(" __broker ") || c.ends_with(" __broker")) || c.contains(" join --host ")
+        })
         .map(|(p, _, _)| *p)
         .collect();
     let mut i = 0;
@@ -114,7 +116,7 @@ fn watched_guest(
 ) {
     let mut cmd = w.ssh_command(&g.key);
     cmd.args(["-tt", &format!("{GUEST_USER}@127.0.0.1")]);
-    let (child, master) = pairjail::jail::pty::spawn_on_pty(&mut cmd, 80, 24).expect("pty");
+    let (child, master) = pairjail::terminal::spawn_on_pty_blocking(cmd, 80, 24).expect("pty");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::Read;

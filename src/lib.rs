@@ -7,11 +7,17 @@
 
 pub mod broker;
 pub mod cli;
+pub mod clock;
 pub mod commands;
+pub mod doctor;
+pub mod exe;
+pub mod files;
 pub mod guest;
 #[allow(unsafe_code)]
 pub mod jail;
 pub mod keys;
 pub mod profile;
 pub mod relay;
+pub mod setup;
+pub mod terminal;
 pub mod users;

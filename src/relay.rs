@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use nix::poll::{PollFd, PollFlags};
 
 use crate::broker::protocol::{Frame, Msg};
-use crate::jail::pty;
+use crate::terminal as pty;
 
 fn write_all(fd: BorrowedFd, mut bytes: &[u8]) -> bool {
     while !bytes.is_empty() {

@@ -5,4 +5,5 @@ pub mod liveness;
 pub mod paths;
 pub mod protocol;
 pub mod server;
+pub mod share;
 pub mod tmux;

@@ -46,6 +46,19 @@ pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
     }
 }
 
+/// A session name: a name tmux keeps as given. tmux turns '.' and ':'
+/// into '_', so a share of `a.b` would look for a session that does not
+/// exist and end at once.
+pub fn check_session(name: &str) -> Result<(), String> {
+    check_name("session", name)?;
+    if name.contains('.') {
+        return Err(format!(
+            "invalid session name '{name}': tmux would rename it (no '.'); use '-' or '_'"
+        ));
+    }
+    Ok(())
+}
+
 /// Unix user names as sshd passes them.
 pub fn check_user(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
@@ -67,6 +80,8 @@ pub struct SessionPaths {
     pub broker: PathBuf,
     pub control: PathBuf,
     pub tmux: PathBuf,
+    /// The broker's log, beside the session directory (which the broker
+    /// removes on the way out) so it outlives the run.
     pub log: PathBuf,
 }
 
@@ -77,7 +92,7 @@ impl SessionPaths {
             broker: dir.join("broker.sock"),
             control: dir.join("control.sock"),
             tmux: dir.join("tmux.sock"),
-            log: dir.join("broker.log"),
+            log: runtime.join(host).join(format!("{session}.log")),
             dir,
         }
     }
@@ -130,6 +145,8 @@ mod tests {
         ] {
             assert!(check_name("guest", bad).is_err(), "{bad:?}");
         }
+        assert!(check_session("review-2").is_ok());
+        assert!(check_session("a.b").is_err());
         assert!(check_user("alice").is_ok());
         assert!(check_user("Alice").is_err());
         assert!(check_user("a/b").is_err());

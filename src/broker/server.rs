@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,9 +18,9 @@ use super::liveness::Run;
 use super::paths::{SessionPaths, check_name};
 use super::protocol::{Frame, FrameError, GuestStatus, Msg, SessionStatus, VERSION, clamp_size};
 use super::tmux::Tmux;
-use crate::jail::pty;
 use crate::keys::registry;
 use crate::profile::Mode;
+use crate::terminal as pty;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -47,11 +47,7 @@ struct State {
     shutdown: watch::Sender<Option<String>>,
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use crate::clock::now;
 
 fn log(msg: impl std::fmt::Display) {
     eprintln!("{} broker: {msg}", now());
@@ -317,7 +313,7 @@ async fn guest(state: Arc<State>, mut s: UnixStream, serial: u64) {
         .env("TERM", &term)
         .env("LC_CTYPE", "C.UTF-8")
         .env("PATH", "/usr/bin:/bin");
-    let (mut child, master) = match pty::spawn_on_pty(&mut cmd, cols, rows) {
+    let (mut child, master) = match pty::spawn_on_pty(cmd, cols, rows) {
         Ok(x) => x,
         Err(e) => {
             return refuse(
@@ -333,8 +329,7 @@ async fn guest(state: Arc<State>, mut s: UnixStream, serial: u64) {
     })
     .encode();
     if s.write_all(&welcome).await.is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
+        let _ = child.kill().await;
         return;
     }
     register(state.as_ref(), serial, &guest, mode, source, "");
@@ -349,8 +344,7 @@ async fn guest(state: Arc<State>, mut s: UnixStream, serial: u64) {
             )
             .await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = child.kill().await;
     if let Ok(mut g) = state.guests.lock() {
         g.remove(&serial);
     }

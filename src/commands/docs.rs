@@ -1,29 +1,39 @@
-use std::fs;
+//! `pairjail completions` and `pairjail man`. The CLI definition is handed
+//! in by the caller, so this module does not depend on `cli`.
+
 use std::io;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::CommandFactory;
-
 use super::{Failure, Outcome};
-use crate::cli::Cli;
 
-pub fn completions(shell: clap_complete::Shell) -> Outcome {
-    let mut cmd = Cli::command();
-    clap_complete::generate(shell, &mut cmd, "pairjail", &mut io::stdout());
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    pub shell: clap_complete::Shell,
+}
+
+pub fn completions(a: CompletionsArgs, mut cmd: clap::Command) -> Outcome {
+    clap_complete::generate(a.shell, &mut cmd, "pairjail", &mut io::stdout());
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn man(out: Option<&Path>) -> Outcome {
-    let cmd = Cli::command();
-    match out {
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// Write pairjail.1 and pairjail-SUBCOMMAND.1 files into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+pub fn man(a: ManArgs, cmd: clap::Command) -> Outcome {
+    match a.out {
         None => clap_mangen::Man::new(cmd)
             .render(&mut io::stdout())
             .map_err(|e| Failure::failed(format!("cannot write man page: {e}")))?,
         Some(dir) => {
-            fs::create_dir_all(dir)
+            std::fs::create_dir_all(&dir)
                 .map_err(|e| Failure::failed(format!("cannot create {}: {e}", dir.display())))?;
-            clap_mangen::generate_to(cmd, dir).map_err(|e| {
+            clap_mangen::generate_to(cmd, &dir).map_err(|e| {
                 Failure::failed(format!("cannot write man pages to {}: {e}", dir.display()))
             })?;
         }

@@ -1,163 +1,126 @@
 //! `pairjail invite add/list/revoke/clean` and `pairjail authorized-keys`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, UNIX_EPOCH};
 
-use serde::Deserialize;
-use serde_json::json;
+use serde::Serialize;
 
-use super::{Failure, Outcome};
-use crate::broker::liveness;
-use crate::broker::paths::{self, check_name};
+use super::{Failure, Outcome, RuntimeDir, print_json};
+use crate::broker::paths::{self, DEFAULT_SESSION, check_name};
+use crate::guest::join::Transport;
 use crate::keys::authorized;
-use crate::keys::fetch::{self, Forge};
-use crate::keys::invites::{self, Invite, Store, Via};
-use crate::keys::key::{self, GuestKey};
-use crate::keys::line;
-use crate::keys::registry::{self, RegistryError};
+use crate::keys::invites::{Store, Via};
+use crate::keys::key;
+use crate::keys::registry;
+use crate::keys::request::{KeySource, Request};
 use crate::profile::Mode;
 
-/// Default lifetime of an invite (a session also ends it).
-pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(12 * 3600);
-pub use registry::SSHD_CONF;
-
-#[derive(Debug, Clone, Default)]
-pub struct KeySource {
-    pub key: Option<String>,
-    pub key_file: Option<PathBuf>,
-    pub github: Option<String>,
-    pub gitlab: Option<String>,
+#[derive(Debug, clap::Subcommand)]
+pub enum InviteCommand {
+    /// Invite a guest by key (--key, --key-file, --github or --gitlab).
+    Add(AddArgs),
+    /// List invites: name, mode, key type, SHA256 fingerprint, expiry, session.
+    List {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        runtime_dir: RuntimeDir,
+    },
+    /// Revoke a guest's invites (all sessions, or --session).
+    Revoke {
+        /// The guest's name.
+        name: String,
+        /// Only the invite for this session.
+        #[arg(long)]
+        session: Option<String>,
+        #[command(flatten)]
+        runtime_dir: RuntimeDir,
+    },
+    /// Remove invites of sessions that are not running, and expired ones.
+    Clean {
+        #[command(flatten)]
+        runtime_dir: RuntimeDir,
+    },
 }
 
+#[derive(Debug, clap::Args)]
 pub struct AddArgs {
+    /// The guest's name (letters, digits, '-', '_', '.').
     pub name: String,
-    pub source: KeySource,
+    /// An OpenSSH public key line.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+    /// A file of OpenSSH public keys.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// Use the keys GitHub publishes for this account.
+    #[arg(long, value_name = "USER")]
+    pub github: Option<String>,
+    /// Use the keys GitLab publishes for this account.
+    #[arg(long, value_name = "USER")]
+    pub gitlab: Option<String>,
+    /// What the guest may do.
+    #[arg(long, value_enum, default_value = "mirror")]
     pub mode: Mode,
+    /// The session the invite is for.
+    #[arg(long, default_value = DEFAULT_SESSION)]
     pub session: String,
+    /// A duration (2h, 90m) or a UTC time (2026-12-01T18:00); default 12h.
+    #[arg(long)]
     pub expires: Option<String>,
+    /// Addresses or CIDRs the guest may connect from.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
     pub from: Vec<String>,
+    /// How the guest's key reaches sshd (default: pair-user after `pairjail setup`).
+    #[arg(long, value_enum)]
     pub via: Option<Via>,
-    pub runtime_dir: Option<PathBuf>,
-    pub direct: bool,
+    /// relay, or direct (the guest's own jailed tmux client; pair-user mode only).
+    #[arg(long, value_enum, default_value = "relay")]
+    pub transport: Transport,
+    #[command(flatten)]
+    pub runtime_dir: RuntimeDir,
 }
 
-pub fn keys_from(src: &KeySource) -> Result<Vec<GuestKey>, Failure> {
-    let given = [
-        src.key.is_some(),
-        src.key_file.is_some(),
-        src.github.is_some(),
-        src.gitlab.is_some(),
-    ];
-    if given.iter().filter(|g| **g).count() != 1 {
-        return Err(Failure::invalid(
-            "give exactly one of --key, --key-file, --github, --gitlab",
-        ));
-    }
-    if let Some(k) = &src.key {
-        return key::parse(k)
-            .map(|k| vec![k])
-            .map_err(|e| Failure::invalid(format!("--key: {e}")));
-    }
-    if let Some(p) = &src.key_file {
-        let text = std::fs::read_to_string(p)
-            .map_err(|e| Failure::invalid(format!("--key-file {}: {e}", p.display())))?;
-        let keys = key::parse_many(&text)
-            .map_err(|e| Failure::invalid(format!("--key-file {}: {e}", p.display())))?;
-        if keys.is_empty() {
-            return Err(Failure::invalid(format!(
-                "--key-file {}: no key in it",
-                p.display()
-            )));
-        }
-        return Ok(keys);
-    }
-    let (forge, user) = match (&src.github, &src.gitlab) {
-        (Some(u), _) => (Forge::GitHub, u),
-        (_, Some(u)) => (Forge::GitLab, u),
-        _ => unreachable!("exactly one source was checked above"),
-    };
-    fetch::keys_of(forge, user).map_err(Failure::failed)
-}
-
-/// `2h`, `90m`, `1h 30m`, or a UTC time `2026-12-01T18:00[:00]`.
-pub fn parse_expiry(s: &str) -> Result<u64, Failure> {
-    let bad = || {
-        Failure::invalid(format!(
-            "--expires '{}': expected a duration (2h, 90m) or a UTC time (2026-12-01T18:00)",
-            s.escape_debug()
-        ))
-    };
-    let now = invites::now();
-    let at = if let Ok(d) = humantime::parse_duration(s) {
-        now + d.as_secs()
-    } else {
-        let full = if s.len() == 16 {
-            format!("{s}:00Z")
-        } else if s.ends_with('Z') {
-            s.to_string()
-        } else {
-            format!("{s}Z")
-        };
-        let t = humantime::parse_rfc3339(&full).map_err(|_| bad())?;
-        t.duration_since(UNIX_EPOCH).map_err(|_| bad())?.as_secs()
-    };
-    if at <= now {
-        return Err(Failure::invalid(format!(
-            "--expires '{s}' is not in the future"
-        )));
-    }
-    Ok(at)
-}
-
-fn reg(e: RegistryError) -> Failure {
-    match e {
-        RegistryError::Invalid(m) => Failure::invalid(m),
-        RegistryError::Failed(m) => Failure::failed(m),
+pub fn run(cmd: InviteCommand) -> Outcome {
+    match cmd {
+        InviteCommand::Add(a) => add(a),
+        InviteCommand::List { json, runtime_dir } => list(&runtime_dir, json),
+        InviteCommand::Revoke {
+            name,
+            session,
+            runtime_dir,
+        } => revoke(&name, session.as_deref(), &runtime_dir),
+        InviteCommand::Clean { runtime_dir } => clean(&runtime_dir),
     }
 }
 
-pub fn pair_user_mode() -> bool {
-    registry::pair_user_mode()
-}
-
-pub fn add(a: AddArgs) -> Outcome {
-    check_name("guest", &a.name).map_err(Failure::invalid)?;
-    check_name("session", &a.session).map_err(Failure::invalid)?;
-    for f in &a.from {
-        line::check_cidr(f).map_err(Failure::invalid)?;
-    }
-    let expires = match &a.expires {
-        Some(e) => parse_expiry(e)?,
-        None => invites::now() + DEFAULT_EXPIRY.as_secs(),
-    };
-    let keys = keys_from(&a.source)?;
-    let via = a.via.unwrap_or(if pair_user_mode() {
-        Via::PairUser
-    } else {
-        Via::AuthorizedKeys
-    });
-    if a.direct && via == Via::AuthorizedKeys {
-        return Err(Failure::invalid(
-            "--transport direct needs pair-user mode: in your own account the guest would run as you, and tmux trusts its owner",
-        ));
-    }
-    let runtime = paths::runtime_dir(a.runtime_dir.as_deref()).map_err(Failure::failed)?;
+fn where_(runtime_dir: &RuntimeDir) -> Result<(PathBuf, String), Failure> {
+    let runtime = paths::runtime_dir(runtime_dir.get()).map_err(Failure::failed)?;
     let host = paths::current_user().map_err(Failure::failed)?;
-    let invite = Invite {
+    Ok((runtime, host))
+}
+
+fn add(a: AddArgs) -> Outcome {
+    let request = Request {
         name: a.name.clone(),
-        session: a.session.clone(),
+        source: KeySource {
+            key: a.key,
+            key_file: a.key_file,
+            github: a.github,
+            gitlab: a.gitlab,
+        },
         mode: a.mode,
-        via,
-        keys: keys.iter().map(|k| k.openssh.clone()).collect(),
-        fingerprints: keys.iter().map(|k| k.fingerprint.clone()).collect(),
-        expires,
-        created: invites::now(),
-        from: a.from.clone(),
-        run: None,
-        direct: a.direct,
+        session: a.session.clone(),
+        expires: a.expires,
+        from: a.from,
+        via: a.via,
+        direct: a.transport == Transport::Direct,
     };
-    registry::add(&runtime, &host, invite).map_err(reg)?;
+    let (invite, keys) = request.into_invite(crate::clock::now(), registry::pair_user_mode())?;
+    let (runtime, host) = where_(&a.runtime_dir)?;
+    let (via, expires) = (invite.via, invite.expires);
+    registry::add(&runtime, &host, invite)?;
     for k in &keys {
         println!(
             "invited {} ({}, session {}) {} {} until {}",
@@ -166,7 +129,7 @@ pub fn add(a: AddArgs) -> Outcome {
             a.session,
             k.algorithm,
             k.fingerprint,
-            when(expires)
+            crate::clock::rfc3339(expires)
         );
     }
     match via {
@@ -177,7 +140,7 @@ pub fn add(a: AddArgs) -> Outcome {
             "they join with: ssh -t {host}@<this host> (a managed block in ~/.ssh/authorized_keys)"
         ),
     }
-    if !is_live(&runtime, &host, &a.session) {
+    if !registry::is_live(&runtime, &host, &a.session) {
         println!(
             "note: session {} is not running; the invite works once `pairjail start --session {0}` runs",
             a.session
@@ -186,35 +149,44 @@ pub fn add(a: AddArgs) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-fn when(epoch: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(epoch)).to_string()
+#[derive(Serialize)]
+struct Row<'a> {
+    name: &'a str,
+    mode: Mode,
+    session: &'a str,
+    via: Via,
+    key_type: &'a str,
+    fingerprint: &'a str,
+    expires: String,
+    session_live: bool,
+    from: &'a [String],
 }
 
-pub fn list(runtime_dir: Option<&Path>, json: bool) -> Outcome {
-    let runtime = paths::runtime_dir(runtime_dir).map_err(Failure::failed)?;
-    let host = paths::current_user().map_err(Failure::failed)?;
+fn list(runtime_dir: &RuntimeDir, json: bool) -> Outcome {
+    let (runtime, host) = where_(runtime_dir)?;
     let book = Store::new(&runtime, &host)
         .load()
         .map_err(Failure::failed)?;
-    let rows: Vec<_> = book
+    let rows: Vec<Row> = book
         .invites
         .iter()
         .flat_map(|i| {
-            let live = is_live(&runtime, &host, &i.session);
-            i.keys.iter().zip(&i.fingerprints).map(move |(k, fp)| {
-                json!({
-                    "name": i.name, "mode": i.mode, "session": i.session, "via": i.via,
-                    "key_type": k.split_whitespace().next().unwrap_or(""), "fingerprint": fp,
-                    "expires": when(i.expires), "session_live": live, "from": i.from,
-                })
+            let live = registry::is_live(&runtime, &host, &i.session);
+            i.keys.iter().zip(&i.fingerprints).map(move |(k, fp)| Row {
+                name: &i.name,
+                mode: i.mode,
+                session: &i.session,
+                via: i.via,
+                key_type: k.split_whitespace().next().unwrap_or(""),
+                fingerprint: fp,
+                expires: crate::clock::rfc3339(i.expires),
+                session_live: live,
+                from: &i.from,
             })
         })
         .collect();
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).map_err(Failure::failed)?
-        );
+        print_json(&rows)?;
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
@@ -223,27 +195,22 @@ pub fn list(runtime_dir: Option<&Path>, json: bool) -> Outcome {
     for r in rows {
         println!(
             "{:<12} {:<7} session {:<10}{} {} {} expires {}",
-            r["name"].as_str().unwrap_or(""),
-            r["mode"].as_str().unwrap_or(""),
-            r["session"].as_str().unwrap_or(""),
-            if r["session_live"] == true {
-                " (live)"
-            } else {
-                ""
-            },
-            r["key_type"].as_str().unwrap_or(""),
-            r["fingerprint"].as_str().unwrap_or(""),
-            r["expires"].as_str().unwrap_or("")
+            r.name,
+            r.mode.to_string(),
+            r.session,
+            if r.session_live { " (live)" } else { "" },
+            r.key_type,
+            r.fingerprint,
+            r.expires
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn revoke(name: &str, session: Option<&str>, runtime_dir: Option<&Path>) -> Outcome {
+fn revoke(name: &str, session: Option<&str>, runtime_dir: &RuntimeDir) -> Outcome {
     check_name("guest", name).map_err(Failure::invalid)?;
-    let runtime = paths::runtime_dir(runtime_dir).map_err(Failure::failed)?;
-    let host = paths::current_user().map_err(Failure::failed)?;
-    let removed = registry::revoke(&runtime, &host, name, session).map_err(reg)?;
+    let (runtime, host) = where_(runtime_dir)?;
+    let removed = registry::revoke(&runtime, &host, name, session)?;
     if removed == 0 {
         return Err(Failure::invalid(format!("no invite named {name}")));
     }
@@ -251,44 +218,36 @@ pub fn revoke(name: &str, session: Option<&str>, runtime_dir: Option<&Path>) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// Invites and managed-block lines of runs that died (a crash) go.
-pub fn clean_for(runtime: &Path, host: &str) -> Result<usize, Failure> {
-    registry::clean(runtime, host, false).map_err(reg)
-}
-
-/// Is a run of this session alive now?
-fn is_live(runtime: &Path, host: &str, session: &str) -> bool {
-    liveness::live_run(
-        &runtime.join(host).join(session),
-        nix::unistd::Uid::effective().as_raw(),
-    )
-    .is_some()
-}
-
-pub fn clean(runtime_dir: Option<&Path>) -> Outcome {
-    let runtime = paths::runtime_dir(runtime_dir).map_err(Failure::failed)?;
-    let host = paths::current_user().map_err(Failure::failed)?;
-    let n = clean_for(&runtime, &host)?;
+fn clean(runtime_dir: &RuntimeDir) -> Outcome {
+    let (runtime, host) = where_(runtime_dir)?;
+    let n = registry::clean(&runtime, &host, false)?;
     println!("removed {n} invite(s) that expired or whose session run ended");
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(Debug, clap::Args)]
+pub struct AuthorizedKeysArgs {
+    /// The user sshd authenticates (%u).
+    pub user: String,
+    /// The offered key, base64 (%k).
+    pub key: String,
+    /// The offered key's type (%t).
+    pub key_type: String,
+    #[command(flatten)]
+    pub runtime_dir: RuntimeDir,
+}
+
 /// sshd's AuthorizedKeysCommand (`%u %k %t`): prints the line for the key
 /// only if exactly one live invite names it (see `keys::authorized`).
-pub fn authorized_keys(
-    user: &str,
-    key_b64: &str,
-    key_type: &str,
-    runtime_dir: Option<&Path>,
-) -> Outcome {
-    let Ok(offered) = key::parse(&format!("{key_type} {key_b64}")) else {
+pub fn authorized_keys(a: AuthorizedKeysArgs) -> Outcome {
+    let Ok(offered) = key::parse(&format!("{} {}", a.key_type, a.key)) else {
         return Ok(ExitCode::SUCCESS);
     };
-    if paths::check_user(user).is_err() {
+    if paths::check_user(&a.user).is_err() {
         return Ok(ExitCode::SUCCESS);
     }
-    let runtime = paths::runtime_dir(runtime_dir).map_err(Failure::failed)?;
-    let bin = registry::binary().map_err(reg)?;
+    let runtime = paths::runtime_dir(a.runtime_dir.get()).map_err(Failure::failed)?;
+    let bin = crate::exe::own()?;
     let (line, warnings) = authorized::answer(&runtime, &offered, &bin);
     for w in warnings {
         eprintln!("pairjail authorized-keys: {w}");
@@ -297,70 +256,4 @@ pub fn authorized_keys(
         println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A regular partner in `~/.config/pairjail/guests.toml`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BookEntry {
-    key: Option<String>,
-    key_file: Option<PathBuf>,
-    github: Option<String>,
-    gitlab: Option<String>,
-    #[serde(default)]
-    mode: Option<String>,
-    #[serde(default)]
-    from: Vec<String>,
-}
-
-/// `start --invite NAME`: invites from the guest book for this session.
-pub fn invite_from_book(
-    names: &[String],
-    session: &str,
-    runtime: &Path,
-    default_mode: Mode,
-) -> Result<(), Failure> {
-    if names.is_empty() {
-        return Ok(());
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let path = home.join(".config/pairjail/guests.toml");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        Failure::invalid(format!(
-            "--invite needs the guest book {}: {e}",
-            path.display()
-        ))
-    })?;
-    let book: std::collections::BTreeMap<String, BookEntry> = toml::from_str(&text)
-        .map_err(|e| Failure::invalid(format!("{}: {}", path.display(), e.message())))?;
-    for name in names {
-        let e = book.get(name).ok_or_else(|| {
-            Failure::invalid(format!("--invite {name}: not in {}", path.display()))
-        })?;
-        let mode = match &e.mode {
-            Some(m) => m
-                .parse()
-                .map_err(|m| Failure::invalid(format!("{}: {name}: {m}", path.display())))?,
-            None => default_mode,
-        };
-        add(AddArgs {
-            name: name.clone(),
-            source: KeySource {
-                key: e.key.clone(),
-                key_file: e.key_file.clone(),
-                github: e.github.clone(),
-                gitlab: e.gitlab.clone(),
-            },
-            mode,
-            session: session.to_string(),
-            expires: None,
-            from: e.from.clone(),
-            via: None,
-            runtime_dir: Some(runtime.to_path_buf()),
-            direct: false,
-        })?;
-    }
-    Ok(())
 }

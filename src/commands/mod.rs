@@ -1,5 +1,6 @@
-//! One file per subcommand. Each parses nothing and decides little: it calls
-//! the library and prints.
+//! One file per subcommand: its clap arguments, and a `run` that calls the
+//! domain and prints. Commands never call each other; domain errors become
+//! a [`Failure`] (exit code and one line) only here.
 
 pub mod docs;
 pub mod doctor;
@@ -12,6 +13,7 @@ pub mod session;
 pub mod setup;
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 /// A command's failure: the exit code and the one line to print.
 #[derive(Debug)]
@@ -36,6 +38,79 @@ impl Failure {
             message: message.to_string(),
         }
     }
+
+    fn by(invalid: bool, message: impl fmt::Display) -> Self {
+        if invalid {
+            Failure::invalid(message)
+        } else {
+            Failure::failed(message)
+        }
+    }
 }
 
 pub type Outcome = Result<std::process::ExitCode, Failure>;
+
+impl From<crate::broker::share::ShareError> for Failure {
+    fn from(e: crate::broker::share::ShareError) -> Self {
+        Failure::by(e.is_invalid(), e)
+    }
+}
+
+impl From<crate::guest::join::JoinError> for Failure {
+    fn from(e: crate::guest::join::JoinError) -> Self {
+        Failure::by(e.is_invalid(), e)
+    }
+}
+
+impl From<crate::keys::registry::RegistryError> for Failure {
+    fn from(e: crate::keys::registry::RegistryError) -> Self {
+        use crate::keys::registry::RegistryError;
+        Failure::by(matches!(e, RegistryError::Invalid(_)), e)
+    }
+}
+
+impl From<crate::keys::request::RequestError> for Failure {
+    fn from(e: crate::keys::request::RequestError) -> Self {
+        Failure::by(e.is_invalid(), e)
+    }
+}
+
+impl From<crate::jail::JailError> for Failure {
+    fn from(e: crate::jail::JailError) -> Self {
+        Failure::failed(e)
+    }
+}
+
+impl From<crate::profile::ProfileErrors> for Failure {
+    fn from(e: crate::profile::ProfileErrors) -> Self {
+        Failure::invalid(e)
+    }
+}
+
+impl From<crate::exe::ExeError> for Failure {
+    fn from(e: crate::exe::ExeError) -> Self {
+        Failure::failed(e)
+    }
+}
+
+/// `--runtime-dir`, shared by every command that finds sessions.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RuntimeDir {
+    /// Where session sockets and invites live (default: $PAIRJAIL_RUNTIME_DIR,
+    /// else /run/pairjail if `pairjail setup` made it, else $XDG_RUNTIME_DIR/pairjail).
+    #[arg(long = "runtime-dir", value_name = "DIR", global = false)]
+    pub path: Option<PathBuf>,
+}
+
+impl RuntimeDir {
+    pub fn get(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
+/// Prints a value as pretty JSON.
+pub fn print_json(v: &impl serde::Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(v).map_err(Failure::failed)?;
+    println!("{text}");
+    Ok(())
+}

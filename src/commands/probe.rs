@@ -1,19 +1,34 @@
+//! `pairjail probe` and the hidden `__probe-attempt`.
+
 use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::exec::parse_params;
-use super::{Failure, Outcome};
+use super::{Failure, Outcome, print_json};
 use crate::jail::probe::{self, Verdict};
 use crate::profile::{self, SearchPath};
 
-pub fn run(profile_arg: &str, params: &[String], only: &[String], json: bool) -> Outcome {
-    let resolved =
-        profile::resolve(profile_arg, &SearchPath::from_env()).map_err(Failure::invalid)?;
-    let params = parse_params(params)?;
-    let exe = std::env::current_exe()
-        .map_err(|e| Failure::failed(format!("cannot find my own binary: {e}")))?;
-    let reports = probe::run(&resolved.profile, &params, &exe, only).map_err(Failure::failed)?;
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// Profile name (on the search path) or file.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub profile: String,
+    /// Set a profile parameter.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub param: Vec<String>,
+    /// Run only these attempts (repeatable).
+    #[arg(long, value_name = "ATTEMPT")]
+    pub only: Vec<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: ProbeArgs) -> Outcome {
+    let resolved = profile::resolve(&a.profile, &SearchPath::from_env())?;
+    let params = profile::params::parse(&a.param).map_err(Failure::invalid)?;
+    let exe = crate::exe::own()?;
+    let reports = probe::run(&resolved.profile, &params, &exe, &a.only)?;
     if reports.is_empty() {
         return Err(Failure::invalid("probe: no attempt matched --only"));
     }
@@ -21,12 +36,10 @@ pub fn run(profile_arg: &str, params: &[String], only: &[String], json: bool) ->
         .iter()
         .filter(|r| r.verdict == Verdict::Blocked)
         .count();
-    if json {
-        let v = json!({"profile": profile_arg, "attempts": reports, "blocked": held, "total": reports.len()});
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).map_err(Failure::failed)?
-        );
+    if a.json {
+        print_json(
+            &json!({"profile": a.profile, "attempts": reports, "blocked": held, "total": reports.len()}),
+        )?;
     } else {
         println!(
             "{:<22} {:<10} {:<52} OBSERVED",
@@ -44,8 +57,9 @@ pub fn run(profile_arg: &str, params: &[String], only: &[String], json: bool) ->
             );
         }
         println!(
-            "\n{held}/{} attempts blocked in profile {profile_arg}",
-            reports.len()
+            "\n{held}/{} attempts blocked in profile {}",
+            reports.len(),
+            a.profile
         );
     }
     Ok(if held == reports.len() {
@@ -55,6 +69,14 @@ pub fn run(profile_arg: &str, params: &[String], only: &[String], json: bool) ->
     })
 }
 
-pub fn attempt(name: &str, vars: &[String]) -> Outcome {
-    Ok(ExitCode::from(probe::attempt_main(name, vars) as u8))
+#[derive(Debug, clap::Args)]
+pub struct AttemptArgs {
+    pub name: String,
+    pub vars: Vec<String>,
+}
+
+pub fn attempt(a: AttemptArgs) -> Outcome {
+    Ok(ExitCode::from(
+        probe::attempt_main(&a.name, &a.vars).clamp(0, 255) as u8,
+    ))
 }

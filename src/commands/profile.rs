@@ -4,8 +4,55 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use super::{Failure, Outcome};
-use crate::cli::ProfileCommand;
 use crate::profile::{self, Profile, SearchPath, Source};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ProfileCommand {
+    /// Check profile files; print every problem as file:line:col and exit 2 if any.
+    Check {
+        /// Profile files (or names on the search path).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<String>,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a profile; with --resolved, its `extends` merged in.
+    Show {
+        /// A profile name on the search path, or a file.
+        #[arg(value_name = "NAME|FILE")]
+        profile: String,
+        /// Merge in every profile it extends and print the result.
+        #[arg(long)]
+        resolved: bool,
+        /// Print JSON instead of TOML.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON Schema of the profile format, for editors and CI.
+    Schema,
+    /// Print a profile as an OCI runtime config.json (Landlock only as an annotation).
+    Oci {
+        /// A profile name on the search path, or a file.
+        #[arg(value_name = "NAME|FILE")]
+        profile: String,
+        /// Set a profile parameter.
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        param: Vec<String>,
+        /// First host id of the user-namespace mappings (container 0 → it, the profile's id → it + 1).
+        #[arg(long, default_value_t = 100000, value_name = "ID")]
+        host_id_base: u32,
+        /// The container's command (after --).
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// List the profiles found on the search path and built in.
+    List {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
 
 pub fn run(cmd: ProfileCommand) -> Outcome {
     let search = SearchPath::from_env();
@@ -23,9 +70,9 @@ pub fn run(cmd: ProfileCommand) -> Outcome {
             host_id_base,
             command,
         } => {
-            let r = profile::resolve(&profile, &search).map_err(Failure::invalid)?;
+            let r = profile::resolve(&profile, &search)?;
             let mut params = r.profile.params.clone();
-            params.extend(super::exec::parse_params(&param)?);
+            params.extend(profile::params::parse(&param).map_err(Failure::invalid)?);
             let spec = profile::oci::export(&r.profile, &params, &command, host_id_base)
                 .map_err(Failure::failed)?;
             print_json(&spec)
@@ -110,30 +157,7 @@ fn print_profile(p: &Profile, json: bool) -> Outcome {
 }
 
 fn list(json: bool, search: &SearchPath) -> Outcome {
-    let mut names: Vec<(String, String)> = Vec::new();
-    for dir in &search.dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        let mut found: Vec<_> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        found.sort();
-        for p in found {
-            if let Some(stem) = p.file_stem().and_then(|s| s.to_str())
-                && !names.iter().any(|(n, _)| n == stem)
-            {
-                names.push((stem.to_string(), p.display().to_string()));
-            }
-        }
-    }
-    for n in profile::builtin_names() {
-        if !names.iter().any(|(m, _)| m == n) {
-            names.push((n.to_string(), "<built-in>".into()));
-        }
-    }
+    let names = profile::available(search);
     if json {
         let v: Vec<_> = names
             .iter()

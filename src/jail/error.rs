@@ -22,12 +22,39 @@ impl JailError {
         }
     }
 
-    /// Drops an empty hint (for messages that arrive already formatted).
-    pub fn without_hint(mut self) -> Self {
-        if self.hint.as_deref() == Some("") {
-            self.hint = None;
+    /// The record the jail's child writes to its parent: errno (i32, 0 for
+    /// none), whether a hint follows (u8), the call's length (u32), the
+    /// call, the hint. The parent gets back the same value, not text to
+    /// re-parse.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend(self.errno.map_or(0, |e| e as i32).to_le_bytes());
+        out.push(u8::from(self.hint.is_some()));
+        out.extend((self.call.len() as u32).to_le_bytes());
+        out.extend(self.call.as_bytes());
+        out.extend(self.hint.as_deref().unwrap_or("").as_bytes());
+        out
+    }
+
+    /// The inverse of [`encode`](JailError::encode); a record cut short
+    /// (the child died mid-write) still says what arrived.
+    pub fn decode(bytes: &[u8]) -> JailError {
+        let broken = || JailError::msg("setup", "the jail's report was cut short");
+        if bytes.len() < 9 {
+            return broken();
         }
-        self
+        let errno = i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let has_hint = bytes[4] == 1;
+        let len = u32::from_le_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) as usize;
+        let Some(call) = bytes.get(9..9 + len) else {
+            return broken();
+        };
+        let hint = &bytes[9 + len..];
+        JailError {
+            call: String::from_utf8_lossy(call).into_owned(),
+            errno: (errno != 0).then(|| Errno::from_raw(errno)),
+            hint: has_hint.then(|| String::from_utf8_lossy(hint).into_owned()),
+        }
     }
 
     pub fn msg(call: impl Into<String>, hint: impl Into<String>) -> Self {
@@ -75,5 +102,28 @@ fn hint_for(call: &str, errno: Errno) -> Option<&'static str> {
             Some("the id map is not allowed (only your own uid can be mapped without root)")
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_childs_record_comes_back_as_the_same_error() {
+        for e in [
+            JailError::sys("unshare(CLONE_NEWUSER)", Errno::EPERM),
+            JailError::sys("mount /x", Errno::ENOENT),
+            JailError::msg("landlock", "ABI 3 < 6 — needs Linux 6.12"),
+            JailError {
+                call: "bare".into(),
+                errno: None,
+                hint: None,
+            },
+        ] {
+            assert_eq!(JailError::decode(&e.encode()), e);
+        }
+        let cut = JailError::sys("x", Errno::EPERM).encode();
+        assert_eq!(JailError::decode(&cut[..7]).call, "setup");
     }
 }

@@ -10,10 +10,10 @@ pub mod landlock;
 mod limits;
 pub mod probe;
 mod process;
-pub mod pty;
 mod seccomp;
 mod sys;
+pub mod tty;
 
 pub use confine::{confine_waiter, set_undumpable};
 pub use error::JailError;
-pub use process::{Child, Command, Status, borrow_passed_fd, is_open, spawn};
+pub use process::{Child, Command, Status, claim_passed_fd, is_open, spawn};

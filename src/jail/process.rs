@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use caps::CapsHashSet;
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl, open};
+use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -149,11 +149,7 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
         drop(go_w);
         drop(err_r);
         drop(status_r);
-        let err = child(&p, go_r, &err_w, status_w);
-        report(&err_w, &err);
-        // SAFETY: leaving the forked child without running the parent's
-        // destructors or atexit handlers.
-        unsafe { libc::_exit(127) }
+        child(&p, go_r, err_w, status_w);
     }
     let pid = Pid::from_raw(ret as i32);
     drop(go_r);
@@ -176,11 +172,11 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
     drop(go);
 
     // The error pipe closes on the program's exec; anything read is why not.
-    let mut why = String::new();
-    let _ = std::fs::File::from(err_r).read_to_string(&mut why);
+    let mut why = Vec::new();
+    let _ = std::fs::File::from(err_r).read_to_end(&mut why);
     if !why.is_empty() {
         let _ = waitpid(pid, None);
-        return Err(JailError::msg(why.trim_end().to_string(), String::new()).without_hint());
+        return Err(JailError::decode(&why));
     }
     Ok(Child {
         pid,
@@ -206,11 +202,11 @@ impl Child {
         mut self,
         before: impl FnOnce(i32) -> Result<(), JailError>,
     ) -> Result<Status, JailError> {
-        forward_signals_to(self.pid.as_raw());
+        // The caller's own handlers come back when the wait is over.
+        let _restore = forward_signals_to(self.pid.as_raw());
         if let Err(e) = before(self.pid.as_raw()) {
             let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
             let _ = waitpid(self.pid, None);
-            FORWARD_TO.store(0, Ordering::SeqCst);
             return Err(e);
         }
         let mut raw = [0u8; 4];
@@ -227,7 +223,6 @@ impl Child {
                 other => break other,
             }
         };
-        FORWARD_TO.store(0, Ordering::SeqCst);
         if let Some(raw) = reported {
             return Ok(Status::from_raw(raw));
         }
@@ -243,21 +238,24 @@ impl Child {
     }
 }
 
-/// Runs in the new namespaces as pid 1. Returns only on failure.
-fn child(p: &Prepared, go: OwnedFd, err_w: &OwnedFd, status_w: OwnedFd) -> JailError {
-    match setup(p, go, err_w, &status_w) {
+/// Runs in the new namespaces as pid 1; never returns.
+fn child(p: &Prepared, go: OwnedFd, err_w: OwnedFd, status_w: OwnedFd) -> ! {
+    match setup(p, go, &err_w, &status_w) {
         Ok(payload) => {
             // The program's own copy of the error pipe (close-on-exec)
             // reports a failed exec; ours would keep `spawn` waiting until
             // the whole jail ends, and the caller could neither confine
             // itself nor forward signals meanwhile.
-            // SAFETY: closing our copy of a descriptor this process never
-            // uses or drops again (pid 1 leaves with _exit).
-            unsafe { libc::close(err_w.as_raw_fd()) };
-            reap(payload, status_w, &p.reaper_filter)
+            drop(err_w);
+            // Returns only if the reaper could not be set up; the program
+            // is killed and the parent sees it in the status.
+            let _ = reap(payload, status_w, &p.reaper_filter);
         }
-        Err(e) => e,
+        Err(e) => report(&err_w, &e),
     }
+    // SAFETY: leaving the forked child without running the parent's
+    // destructors or atexit handlers.
+    unsafe { libc::_exit(127) }
 }
 
 fn setup(p: &Prepared, go: OwnedFd, err_w: &OwnedFd, status_w: &OwnedFd) -> Result<Pid, JailError> {
@@ -328,7 +326,7 @@ fn setup(p: &Prepared, go: OwnedFd, err_w: &OwnedFd, status_w: &OwnedFd) -> Resu
         Err(e) => Err(JailError::sys("fork(program)", e)),
         Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child),
         Ok(nix::unistd::ForkResult::Child) => {
-            let e = exec_program(p, status_w);
+            let e = exec_program(p);
             report(err_w, &e);
             // SAFETY: leaving the forked child without unwinding.
             unsafe { libc::_exit(127) }
@@ -352,12 +350,13 @@ fn become_jail_ids(p: &Prepared) -> Result<(), JailError> {
     jcaps::raise_effective(&Real)
 }
 
-fn exec_program(p: &Prepared, status_w: &OwnedFd) -> JailError {
-    // SAFETY: closing our copy of the status pipe; the reaper keeps its own.
-    unsafe { libc::close(status_w.as_raw_fd()) };
+/// The status pipe is close-on-exec: the program never holds it.
+fn exec_program(p: &Prepared) -> JailError {
     for &fd in &p.pass_fds {
-        if let Err(e) = fcntl(unsafe_borrow(fd), FcntlArg::F_SETFD(FdFlag::empty())) {
-            return JailError::sys(format!("fcntl({fd}, F_SETFD)"), e);
+        // SAFETY: fcntl(F_SETFD) takes integers only; a number that is not
+        // open fails with EBADF and touches nothing.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
+            return JailError::sys(format!("fcntl({fd}, F_SETFD)"), Errno::last());
         }
     }
     // 13. seccomp last: from here on only the allowlist exists.
@@ -403,17 +402,35 @@ extern "C" fn forward(sig: libc::c_int) {
     }
 }
 
-fn forward_signals_to(pid: i32) {
+/// The handlers that were in place before [`forward_signals_to`]; put
+/// back when dropped, so waiting leaves no process-wide trace.
+struct Restore(Vec<(Signal, SigAction)>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        FORWARD_TO.store(0, Ordering::SeqCst);
+        for (sig, old) in &self.0 {
+            // SAFETY: reinstating exactly the action the kernel gave back.
+            let _ = unsafe { sigaction(*sig, old) };
+        }
+    }
+}
+
+fn forward_signals_to(pid: i32) -> Restore {
     FORWARD_TO.store(pid, Ordering::SeqCst);
     let action = SigAction::new(
         SigHandler::Handler(forward),
         SaFlags::SA_RESTART,
         SigSet::empty(),
     );
+    let mut saved = Vec::new();
     for sig in FORWARDED {
         // SAFETY: the handler only reads an atomic and calls kill.
-        let _ = unsafe { sigaction(sig, &action) };
+        if let Ok(old) = unsafe { sigaction(sig, &action) } {
+            saved.push((sig, old));
+        }
     }
+    Restore(saved)
 }
 
 /// pid 1: forward signals to the program, reap everything, report the
@@ -425,7 +442,8 @@ fn reap(payload: Pid, status_w: OwnedFd, filter: &BpfProgram) -> JailError {
         let _ = nix::sys::signal::kill(payload, Signal::SIGKILL);
         return e;
     }
-    forward_signals_to(payload.as_raw());
+    // pid 1 never returns from here: its handlers stay for its life.
+    std::mem::forget(forward_signals_to(payload.as_raw()));
     if let Err(e) = seccompiler::apply_filter(filter) {
         let _ = nix::sys::signal::kill(payload, Signal::SIGKILL);
         return JailError::msg("seccomp: load reaper filter", e.to_string());
@@ -449,11 +467,11 @@ fn reap(payload: Pid, status_w: OwnedFd, filter: &BpfProgram) -> JailError {
     }
 }
 
+/// Sends the error to the parent as a typed record ([`JailError::encode`]).
 fn report(err_w: &OwnedFd, e: &JailError) {
-    let text = e.to_string();
-    let text = text.strip_prefix("jail: ").unwrap_or(&text);
+    let bytes = e.encode();
     // SAFETY: writing from a live buffer to a descriptor we own.
-    unsafe { libc::write(err_w.as_raw_fd(), text.as_ptr().cast(), text.len()) };
+    unsafe { libc::write(err_w.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
 }
 
 pub(super) fn prctl(option: libc::c_int, arg: u64, name: &str) -> Result<(), JailError> {
@@ -588,21 +606,34 @@ fn above(fd: OwnedFd, floor: RawFd) -> Result<OwnedFd, JailError> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-fn unsafe_borrow(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
-    // SAFETY: used only for fcntl on a number the caller asked us to pass
-    // (or to test); a closed number yields EBADF, never another object.
-    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
-}
-
-/// A descriptor this process was given to keep for its whole life (a
-/// `--pass-fd`), borrowed for that long.
-pub fn borrow_passed_fd(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
-    unsafe_borrow(fd)
-}
-
 /// Is `fd` an open descriptor of this process?
 pub fn is_open(fd: RawFd) -> bool {
-    fd >= 0 && fcntl(unsafe_borrow(fd), FcntlArg::F_GETFD).is_ok()
+    // SAFETY: F_GETFD takes an integer and reads nothing from memory; a
+    // number that is not open fails with EBADF.
+    fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0
+}
+
+static CLAIMED: std::sync::Mutex<Vec<RawFd>> = std::sync::Mutex::new(Vec::new());
+
+/// Takes ownership of a descriptor this process was started with (the
+/// `--fd` its parent passed), once: a second claim of the same number, a
+/// number below 3 or one that is not open is refused. Call it before
+/// opening anything else, as the program's first act on the number.
+pub fn claim_passed_fd(fd: RawFd) -> Result<OwnedFd, JailError> {
+    let mut claimed = CLAIMED
+        .lock()
+        .map_err(|_| JailError::msg("claim descriptor", "lock poisoned"))?;
+    if fd < 3 || !is_open(fd) || claimed.contains(&fd) {
+        return Err(JailError::msg(
+            format!("descriptor {fd}"),
+            "not an open descriptor passed to this process",
+        ));
+    }
+    claimed.push(fd);
+    // SAFETY: the number is open, above stdio, and claimed for the first
+    // time: it was inherited across exec and nothing in this process owns
+    // it yet (callers claim before opening anything else).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn ensure_single_threaded() -> Result<(), JailError> {

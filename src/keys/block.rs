@@ -4,10 +4,9 @@
 //! directory, fsync, rename, same mode), serialized by a lock file, and
 //! refused for a symlink or a file owned by someone else.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::fcntl::{Flock, FlockArg};
 
@@ -109,7 +108,6 @@ pub fn join(s: &Split) -> Vec<u8> {
 
 /// Changes the block's lines with `f`, atomically and under a lock.
 pub fn update(path: &Path, f: impl FnOnce(Vec<String>) -> Vec<String>) -> Result<(), String> {
-    crate::jail::pty::ignore_file_size_signal();
     let dir = path
         .parent()
         .ok_or("authorized_keys path has no directory")?
@@ -172,33 +170,12 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>, String> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp: PathBuf = dir.join(format!(".{name}.pairjail-{}.tmp", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(format!(
+    crate::files::write_atomic(path, bytes, mode).map_err(|e| {
+        format!(
             "cannot write {}: {e} (the file was left unchanged)",
             path.display()
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
 #[cfg(test)]

@@ -11,16 +11,15 @@
 //! `invite add` uses.
 
 use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::broker::liveness::{self, Run};
-use crate::broker::paths::check_name;
+use crate::broker::paths::{check_name, check_session};
 use crate::keys::key;
 use crate::keys::line::check_cidr;
 use crate::profile::Mode;
@@ -30,7 +29,7 @@ pub const MAX_FILE: u64 = 256 * 1024;
 /// Most keys one invite may carry (a GitHub account rarely has ten).
 pub const MAX_KEYS: usize = 32;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Via {
     /// sshd asks `pairjail authorized-keys` (pair-user mode, after setup).
@@ -81,7 +80,7 @@ impl Invite {
     /// Every field checked as `invite add` checks it; the first problem.
     pub fn validate(&self) -> Result<(), String> {
         check_name("guest", &self.name)?;
-        check_name("session", &self.session)?;
+        check_session(&self.session)?;
         if self.keys.is_empty() || self.keys.len() > MAX_KEYS {
             return Err(format!(
                 "invite {}: {} keys (1 to {MAX_KEYS} allowed)",
@@ -148,11 +147,7 @@ impl Book {
     }
 }
 
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use crate::clock::now;
 
 /// Reads an invites file someone else may control: no symlink, no FIFO or
 /// device (opened non-blocking, then it must be a regular file), owned by
@@ -235,7 +230,6 @@ impl Store {
 
     /// Applies `f` under the lock and writes the result atomically.
     pub fn update<R>(&self, f: impl FnOnce(&mut Book) -> Result<R, String>) -> Result<R, String> {
-        crate::jail::pty::ignore_file_size_signal();
         let dir = self.dir();
         let lock = OpenOptions::new()
             .create(true)
@@ -251,23 +245,12 @@ impl Store {
         let r = f(&mut book)?;
         let text =
             toml::to_string_pretty(&book).map_err(|e| format!("cannot encode invites: {e}"))?;
-        let mode = file_mode(dir);
-        let tmp = dir.join(format!(".invites.toml.{}.tmp", std::process::id()));
-        let written = (|| -> std::io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.set_permissions(fs::Permissions::from_mode(mode))?;
-            f.sync_all()?;
-            fs::rename(&tmp, &self.path)
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(format!("cannot write {}: {e}", self.path.display()));
-        }
+        crate::files::write_atomic(&self.path, text.as_bytes(), file_mode(dir)).map_err(|e| {
+            format!(
+                "cannot write {}: {e} (the file was left unchanged)",
+                self.path.display()
+            )
+        })?;
         Ok(r)
     }
 }
@@ -285,6 +268,7 @@ fn file_mode(dir: &Path) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn invite() -> Invite {
         let k = key::parse(include_str!("../../tests/data/keys/ed25519.pub")).unwrap();

@@ -3,8 +3,10 @@
 
 pub mod authorized;
 pub mod block;
+pub mod book;
 pub mod fetch;
 pub mod invites;
 pub mod key;
 pub mod line;
 pub mod registry;
+pub mod request;

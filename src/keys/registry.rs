@@ -2,7 +2,6 @@
 //! with the session, and the managed block that mirrors the store in
 //! no-root mode. Commands parse and print; the decisions are here.
 
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -44,9 +43,12 @@ pub fn authorized_keys_path() -> Result<PathBuf, RegistryError> {
 }
 
 pub fn binary() -> Result<PathBuf, RegistryError> {
-    std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .map_err(|e| Failed(format!("cannot find my own binary: {e}")))
+    crate::exe::own().map_err(|e| Failed(e.to_string()))
+}
+
+/// Is a run of this host's session alive now?
+pub fn is_live(runtime: &Path, host: &str, session: &str) -> bool {
+    liveness::live_run(&runtime.join(host).join(session), me()).is_some()
 }
 
 pub fn forced(inv: &Invite, host: &str, runtime: &Path, bin: &Path) -> Forced {
@@ -100,27 +102,11 @@ fn sync_block(book: &Book, host: &str, runtime: &Path) -> Result<(), String> {
 pub fn prepare_host_dir(runtime: &Path, host: &str) -> Result<PathBuf, RegistryError> {
     let dir = runtime.join(host);
     if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o711)
-            .create(&dir)
+        crate::files::dir_711(&dir)
             .map_err(|e| Failed(format!("cannot create {}: {e}", dir.display())))?;
-        ensure_mode_711(&dir).map_err(Failed)?;
     }
     check_host_dir(runtime, host).map_err(Failed)?;
     Ok(dir)
-}
-
-/// chmod 0711 only if needed: a chmod by the owner, who is not in the
-/// directory's group, would drop the setgid bit it inherited.
-pub fn ensure_mode_711(dir: &Path) -> Result<(), String> {
-    let m = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    if m.mode() & 0o777 == 0o711 {
-        return Ok(());
-    }
-    let setgid = m.mode() & 0o2000;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711 | setgid))
-        .map_err(|e| format!("cannot chmod {}: {e}", dir.display()))
 }
 
 /// Lines of the host's own authorized_keys, outside pairjail's block,

@@ -32,6 +32,36 @@ pub fn builtin_names() -> impl Iterator<Item = &'static str> {
     BUILTIN.iter().map(|(n, _)| *n)
 }
 
+/// Every profile a name resolves to, first match first: (name, where).
+/// Files on the search path shadow built-ins of the same name.
+pub fn available(search: &SearchPath) -> Vec<(String, String)> {
+    let mut names: Vec<(String, String)> = Vec::new();
+    for dir in &search.dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut found: Vec<_> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        found.sort();
+        for p in found {
+            if let Some(stem) = p.file_stem().and_then(|s| s.to_str())
+                && !names.iter().any(|(n, _)| n == stem)
+            {
+                names.push((stem.to_string(), p.display().to_string()));
+            }
+        }
+    }
+    for n in builtin_names() {
+        if !names.iter().any(|(m, _)| m == n) {
+            names.push((n.to_string(), "<built-in>".into()));
+        }
+    }
+    names
+}
+
 /// One file's text and the name it is shown under in errors.
 #[derive(Debug, Clone)]
 pub struct Source {

@@ -9,11 +9,12 @@ mod merge;
 mod model;
 pub mod names;
 pub mod oci;
+pub mod params;
 mod units;
 mod validate;
 
 pub use error::{ProfileError, ProfileErrors};
-pub use load::{Resolved, SearchPath, Source, builtin_names, is_path, resolve};
+pub use load::{Resolved, SearchPath, Source, available, builtin_names, is_path, resolve};
 pub use model::*;
 pub use units::{Action, HumanDuration, Size};
 pub use validate::{MAX_LANDLOCK_ABI, expand};

@@ -8,8 +8,17 @@ use std::io::Read;
 
 use nix::errno::Errno;
 
-/// What an attempt saw: `Ok(observation)` if the jail held, `Err` if not.
-pub type Seen = Result<String, String>;
+/// What an attempt saw: `Ok(observation)` if the jail held.
+pub type Seen = Result<String, Finding>;
+
+/// An attempt that did not see the jail hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// The jail let it through.
+    Escaped(String),
+    /// It could not be carried out here, so it proves nothing.
+    Untested(String),
+}
 
 pub struct Attempt {
     pub name: &'static str,
@@ -33,7 +42,7 @@ fn sys(name: &str, ret: libc::c_long) -> Seen {
     if ret < 0 {
         Ok(format!("{name}: {:?}", Errno::last()))
     } else {
-        Err(format!("{name} succeeded ({ret})"))
+        Err(Finding::Escaped(format!("{name} succeeded ({ret})")))
     }
 }
 
@@ -47,7 +56,7 @@ fn read_file(p: &str) -> Seen {
         Ok(mut f) => {
             let mut buf = [0u8; 64];
             match f.read(&mut buf) {
-                Ok(n) => Err(format!("read {n} bytes of {p}")),
+                Ok(n) => Err(Finding::Escaped(format!("read {n} bytes of {p}"))),
                 Err(e) => Ok(format!("opened {p} but read failed: {}", errno_of(&e))),
             }
         }
@@ -62,7 +71,7 @@ fn list_dir(p: &str) -> Seen {
             if n == 0 {
                 Ok(format!("{p} is empty"))
             } else {
-                Err(format!("listed {n} entries of {p}"))
+                Err(Finding::Escaped(format!("listed {n} entries of {p}")))
             }
         }
     }
@@ -80,7 +89,7 @@ fn create(p: &str) -> Seen {
         .open(p)
     {
         Err(e) => Ok(format!("create({p}): {}", errno_of(&e))),
-        Ok(_) => Err(format!("created {p}")),
+        Ok(_) => Err(Finding::Escaped(format!("created {p}"))),
     }
 }
 
@@ -123,7 +132,7 @@ fn socket(domain: i32, ty: i32) -> Result<i32, String> {
 fn try_socket(name: &str, domain: i32, ty: i32) -> Seen {
     match socket(domain, ty) {
         Err(e) => Ok(format!("socket({name}): {e}")),
-        Ok(_) => Err(format!("socket({name}) created")),
+        Ok(_) => Err(Finding::Escaped(format!("socket({name}) created"))),
     }
 }
 
@@ -154,18 +163,20 @@ fn ptrace_attach(pid: i32) -> Seen {
 fn ioctl_tty(req: u64, arg: *const libc::c_void, name: &str) -> Seen {
     // SAFETY: isatty only queries fd 0.
     if unsafe { libc::isatty(0) } != 1 {
-        return Err(format!(
-            "{name}: stdin is not a terminal, cannot test (inconclusive)"
-        ));
+        return Err(Finding::Untested(format!(
+            "{name}: stdin is not a terminal, cannot test"
+        )));
     }
     // SAFETY: the request's argument points at a live byte.
     let r = unsafe { libc::syscall(libc::SYS_ioctl, 0, req, arg) };
     sys(name, r)
 }
 
-fn raw(nr: libc::c_long, args: [usize; 5]) -> libc::c_long {
-    // SAFETY: used only with syscalls whose pointer arguments are NULL or
-    // point at live, correctly sized buffers, as each caller documents.
+/// # Safety
+/// Any pointer among `args` must be NULL or point at a live buffer of the
+/// size the syscall `nr` expects.
+unsafe fn raw(nr: libc::c_long, args: [usize; 5]) -> libc::c_long {
+    // SAFETY: the caller vouches for the arguments (see above).
     unsafe { libc::syscall(nr, args[0], args[1], args[2], args[3], args[4]) }
 }
 
@@ -315,13 +326,15 @@ pub const ATTEMPTS: &[Attempt] = &[
         name: "pidfd-getfd",
         expected: "no descriptor can be stolen from pid 1",
         run: |_| {
-            let pidfd = raw(libc::SYS_pidfd_open, [1, 0, 0, 0, 0]);
+            // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+            let pidfd = unsafe { raw(libc::SYS_pidfd_open, [1, 0, 0, 0, 0]) };
             if pidfd < 0 {
                 return Ok(format!("pidfd_open(1): {:?}", Errno::last()));
             }
             sys(
                 "pidfd_getfd(pid 1, fd 0)",
-                raw(libc::SYS_pidfd_getfd, [pidfd as usize, 0, 0, 0, 0]),
+                // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+                unsafe { raw(libc::SYS_pidfd_getfd, [pidfd as usize, 0, 0, 0, 0]) },
             )
         },
     },
@@ -366,7 +379,8 @@ pub const ATTEMPTS: &[Attempt] = &[
     Attempt {
         name: "setuid-root",
         expected: "uid 0 cannot be taken",
-        run: |_| sys("setuid(0)", raw(libc::SYS_setuid, [0; 5])),
+        // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+        run: |_| sys("setuid(0)", unsafe { raw(libc::SYS_setuid, [0; 5]) }),
     },
     Attempt {
         name: "mount",
@@ -375,16 +389,19 @@ pub const ATTEMPTS: &[Attempt] = &[
             let (src, dst, ty) = (path("none"), path("/"), path("tmpfs"));
             sys(
                 "mount(tmpfs, /)",
-                raw(
-                    libc::SYS_mount,
-                    [
-                        src.as_ptr() as usize,
-                        dst.as_ptr() as usize,
-                        ty.as_ptr() as usize,
-                        0,
-                        0,
-                    ],
-                ),
+                // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+                unsafe {
+                    raw(
+                        libc::SYS_mount,
+                        [
+                            src.as_ptr() as usize,
+                            dst.as_ptr() as usize,
+                            ty.as_ptr() as usize,
+                            0,
+                            0,
+                        ],
+                    )
+                },
             )
         },
     },
@@ -395,10 +412,13 @@ pub const ATTEMPTS: &[Attempt] = &[
             let root = path("/");
             sys(
                 "umount2(/, MNT_DETACH)",
-                raw(
-                    libc::SYS_umount2,
-                    [root.as_ptr() as usize, libc::MNT_DETACH as usize, 0, 0, 0],
-                ),
+                // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+                unsafe {
+                    raw(
+                        libc::SYS_umount2,
+                        [root.as_ptr() as usize, libc::MNT_DETACH as usize, 0, 0, 0],
+                    )
+                },
             )
         },
     },
@@ -409,10 +429,13 @@ pub const ATTEMPTS: &[Attempt] = &[
             let dot = path(".");
             sys(
                 "pivot_root(., .)",
-                raw(
-                    libc::SYS_pivot_root,
-                    [dot.as_ptr() as usize, dot.as_ptr() as usize, 0, 0, 0],
-                ),
+                // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+                unsafe {
+                    raw(
+                        libc::SYS_pivot_root,
+                        [dot.as_ptr() as usize, dot.as_ptr() as usize, 0, 0, 0],
+                    )
+                },
             )
         },
     },
@@ -423,7 +446,8 @@ pub const ATTEMPTS: &[Attempt] = &[
             let root = path("/");
             sys(
                 "chroot(/)",
-                raw(libc::SYS_chroot, [root.as_ptr() as usize, 0, 0, 0, 0]),
+                // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+                unsafe { raw(libc::SYS_chroot, [root.as_ptr() as usize, 0, 0, 0, 0]) },
             )
         },
     },
@@ -433,10 +457,13 @@ pub const ATTEMPTS: &[Attempt] = &[
         run: |_| {
             sys(
                 "unshare(CLONE_NEWUSER)",
-                raw(
-                    libc::SYS_unshare,
-                    [libc::CLONE_NEWUSER as usize, 0, 0, 0, 0],
-                ),
+                // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+                unsafe {
+                    raw(
+                        libc::SYS_unshare,
+                        [libc::CLONE_NEWUSER as usize, 0, 0, 0, 0],
+                    )
+                },
             )
         },
     },
@@ -444,10 +471,13 @@ pub const ATTEMPTS: &[Attempt] = &[
         name: "clone-newuser",
         expected: "clone cannot create a user namespace",
         run: |_| {
-            let r = raw(
-                libc::SYS_clone,
-                [(libc::CLONE_NEWUSER | libc::SIGCHLD) as usize, 0, 0, 0, 0],
-            );
+            // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+            let r = unsafe {
+                raw(
+                    libc::SYS_clone,
+                    [(libc::CLONE_NEWUSER | libc::SIGCHLD) as usize, 0, 0, 0, 0],
+                )
+            };
             if r == 0 {
                 // SAFETY: the clone child leaves at once.
                 unsafe { libc::_exit(0) }
@@ -470,16 +500,19 @@ pub const ATTEMPTS: &[Attempt] = &[
                 0,
                 0,
             ];
-            let r = raw(
-                libc::SYS_clone3,
-                [
-                    args.as_ptr() as usize,
-                    std::mem::size_of_val(&args),
-                    0,
-                    0,
-                    0,
-                ],
-            );
+            // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+            let r = unsafe {
+                raw(
+                    libc::SYS_clone3,
+                    [
+                        args.as_ptr() as usize,
+                        std::mem::size_of_val(&args),
+                        0,
+                        0,
+                        0,
+                    ],
+                )
+            };
             if r == 0 {
                 // SAFETY: the clone child leaves at once.
                 unsafe { libc::_exit(0) }
@@ -493,7 +526,8 @@ pub const ATTEMPTS: &[Attempt] = &[
         run: |_| {
             sys(
                 "keyctl(GET_KEYRING_ID, session)",
-                raw(libc::SYS_keyctl, [0, (-3i64) as usize, 0, 0, 0]),
+                // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+                unsafe { raw(libc::SYS_keyctl, [0, (-3i64) as usize, 0, 0, 0]) },
             )
         },
     },
@@ -505,16 +539,19 @@ pub const ATTEMPTS: &[Attempt] = &[
             let data = b"x";
             sys(
                 "add_key(user)",
-                raw(
-                    libc::SYS_add_key,
-                    [
-                        ty.as_ptr() as usize,
-                        desc.as_ptr() as usize,
-                        data.as_ptr() as usize,
-                        1,
-                        (-2i64) as usize,
-                    ],
-                ),
+                // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+                unsafe {
+                    raw(
+                        libc::SYS_add_key,
+                        [
+                            ty.as_ptr() as usize,
+                            desc.as_ptr() as usize,
+                            data.as_ptr() as usize,
+                            1,
+                            (-2i64) as usize,
+                        ],
+                    )
+                },
             )
         },
     },
@@ -526,16 +563,19 @@ pub const ATTEMPTS: &[Attempt] = &[
             let attr: [u32; 16] = [2, 4, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
             sys(
                 "bpf(BPF_MAP_CREATE)",
-                raw(
-                    libc::SYS_bpf,
-                    [
-                        0,
-                        attr.as_ptr() as usize,
-                        std::mem::size_of_val(&attr),
-                        0,
-                        0,
-                    ],
-                ),
+                // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+                unsafe {
+                    raw(
+                        libc::SYS_bpf,
+                        [
+                            0,
+                            attr.as_ptr() as usize,
+                            std::mem::size_of_val(&attr),
+                            0,
+                            0,
+                        ],
+                    )
+                },
             )
         },
     },
@@ -549,17 +589,21 @@ pub const ATTEMPTS: &[Attempt] = &[
             attr[4..8].copy_from_slice(&128u32.to_ne_bytes());
             sys(
                 "perf_event_open",
-                raw(
-                    libc::SYS_perf_event_open,
-                    [attr.as_ptr() as usize, 0, usize::MAX, usize::MAX, 0],
-                ),
+                // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+                unsafe {
+                    raw(
+                        libc::SYS_perf_event_open,
+                        [attr.as_ptr() as usize, 0, usize::MAX, usize::MAX, 0],
+                    )
+                },
             )
         },
     },
     Attempt {
         name: "userfaultfd",
         expected: "userfaultfd is refused",
-        run: |_| sys("userfaultfd", raw(libc::SYS_userfaultfd, [0; 5])),
+        // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+        run: |_| sys("userfaultfd", unsafe { raw(libc::SYS_userfaultfd, [0; 5]) }),
     },
     Attempt {
         name: "io-uring",
@@ -568,10 +612,13 @@ pub const ATTEMPTS: &[Attempt] = &[
             let params = [0u8; 120];
             sys(
                 "io_uring_setup",
-                raw(
-                    libc::SYS_io_uring_setup,
-                    [1, params.as_ptr() as usize, 0, 0, 0],
-                ),
+                // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+                unsafe {
+                    raw(
+                        libc::SYS_io_uring_setup,
+                        [1, params.as_ptr() as usize, 0, 0, 0],
+                    )
+                },
             )
         },
     },
@@ -581,7 +628,8 @@ pub const ATTEMPTS: &[Attempt] = &[
         run: |_| {
             sys(
                 "personality(ADDR_NO_RANDOMIZE)",
-                raw(libc::SYS_personality, [0x0040000, 0, 0, 0, 0]),
+                // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+                unsafe { raw(libc::SYS_personality, [0x0040000, 0, 0, 0, 0]) },
             )
         },
     },
@@ -596,16 +644,19 @@ pub const ATTEMPTS: &[Attempt] = &[
             h[8..12].copy_from_slice(&2u32.to_ne_bytes());
             sys(
                 "open_by_handle_at",
-                raw(
-                    libc::SYS_open_by_handle_at,
-                    [
-                        (libc::AT_FDCWD as isize) as usize,
-                        h.as_ptr() as usize,
-                        0,
-                        0,
-                        0,
-                    ],
-                ),
+                // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+                unsafe {
+                    raw(
+                        libc::SYS_open_by_handle_at,
+                        [
+                            (libc::AT_FDCWD as isize) as usize,
+                            h.as_ptr() as usize,
+                            0,
+                            0,
+                            0,
+                        ],
+                    )
+                },
             )
         },
     },
@@ -616,10 +667,13 @@ pub const ATTEMPTS: &[Attempt] = &[
             let mut buf = [0u8; 64];
             sys(
                 "syslog(READ_ALL)",
-                raw(
-                    libc::SYS_syslog,
-                    [3, buf.as_mut_ptr() as usize, buf.len(), 0, 0],
-                ),
+                // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+                unsafe {
+                    raw(
+                        libc::SYS_syslog,
+                        [3, buf.as_mut_ptr() as usize, buf.len(), 0, 0],
+                    )
+                },
             )
         },
     },
@@ -629,14 +683,16 @@ pub const ATTEMPTS: &[Attempt] = &[
         run: |_| {
             sys(
                 "reboot(CAD_OFF)",
-                raw(libc::SYS_reboot, [0xfee1dead, 672274793, 0, 0, 0]),
+                // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+                unsafe { raw(libc::SYS_reboot, [0xfee1dead, 672274793, 0, 0, 0]) },
             )
         },
     },
     Attempt {
         name: "iopl",
         expected: "no I/O port access",
-        run: |_| sys("iopl(3)", raw(libc::SYS_iopl, [3, 0, 0, 0, 0])),
+        // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+        run: |_| sys("iopl(3)", unsafe { raw(libc::SYS_iopl, [3, 0, 0, 0, 0]) }),
     },
     Attempt {
         name: "init-module",
@@ -645,7 +701,8 @@ pub const ATTEMPTS: &[Attempt] = &[
             let args = path("");
             sys(
                 "init_module",
-                raw(libc::SYS_init_module, [0, 0, args.as_ptr() as usize, 0, 0]),
+                // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+                unsafe { raw(libc::SYS_init_module, [0, 0, args.as_ptr() as usize, 0, 0]) },
             )
         },
     },
@@ -656,16 +713,19 @@ pub const ATTEMPTS: &[Attempt] = &[
             let p = path("/tmp/null");
             sys(
                 "mknod(char 1:3)",
-                raw(
-                    libc::SYS_mknodat,
-                    [
-                        (libc::AT_FDCWD as isize) as usize,
-                        p.as_ptr() as usize,
-                        (libc::S_IFCHR | 0o666) as usize,
-                        0x103,
-                        0,
-                    ],
-                ),
+                // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+                unsafe {
+                    raw(
+                        libc::SYS_mknodat,
+                        [
+                            (libc::AT_FDCWD as isize) as usize,
+                            p.as_ptr() as usize,
+                            (libc::S_IFCHR | 0o666) as usize,
+                            0x103,
+                            0,
+                        ],
+                    )
+                },
             )
         },
     },
@@ -675,7 +735,8 @@ pub const ATTEMPTS: &[Attempt] = &[
         run: |_| {
             sys(
                 "getpid via x32",
-                raw(0x4000_0000 | libc::SYS_getpid, [0; 5]),
+                // SAFETY: integer arguments, or pointers to live buffers of the size the call expects.
+                unsafe { raw(0x4000_0000 | libc::SYS_getpid, [0; 5]) },
             )
         },
     },
@@ -694,13 +755,15 @@ pub const ATTEMPTS: &[Attempt] = &[
                 match caps::read(None, set) {
                     Ok(s) if !s.is_empty() => held.push(format!("{set:?}: {} caps", s.len())),
                     Ok(_) => {}
-                    Err(e) => return Err(format!("could not read {set:?}: {e} (inconclusive)")),
+                    Err(e) => {
+                        return Err(Finding::Untested(format!("could not read {set:?}: {e}")));
+                    }
                 }
             }
             if held.is_empty() {
                 Ok("all five sets empty".into())
             } else {
-                Err(held.join(", "))
+                Err(Finding::Escaped(held.join(", ")))
             }
         },
     },
@@ -713,7 +776,7 @@ pub const ATTEMPTS: &[Attempt] = &[
             if r == 1 {
                 Ok("no_new_privs = 1".into())
             } else {
-                Err(format!("no_new_privs = {r}"))
+                Err(Finding::Escaped(format!("no_new_privs = {r}")))
             }
         },
     },
@@ -726,7 +789,7 @@ pub const ATTEMPTS: &[Attempt] = &[
             if r == 2 {
                 Ok("seccomp mode 2 (filter)".into())
             } else {
-                Err(format!("seccomp mode {r}"))
+                Err(Finding::Escaped(format!("seccomp mode {r}")))
             }
         },
     },
@@ -741,7 +804,7 @@ pub const ATTEMPTS: &[Attempt] = &[
             if open.is_empty() {
                 Ok("descriptors 3..1024 closed".into())
             } else {
-                Err(format!("open descriptors: {open:?}"))
+                Err(Finding::Escaped(format!("open descriptors: {open:?}")))
             }
         },
     },
@@ -762,7 +825,7 @@ pub const ATTEMPTS: &[Attempt] = &[
                     _ => {}
                 }
             }
-            Err("1000 processes created".into())
+            Err(Finding::Escaped("1000 processes created".into()))
         },
     },
     Attempt {
@@ -789,7 +852,7 @@ pub const ATTEMPTS: &[Attempt] = &[
                     ));
                 }
             }
-            Err("mapped 64 GiB".into())
+            Err(Finding::Escaped("mapped 64 GiB".into()))
         },
     },
 ];

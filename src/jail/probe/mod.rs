@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Command, JailError, Status, spawn};
 use crate::profile::Profile;
-pub use attempts::{ATTEMPTS, Ctx};
+pub use attempts::{ATTEMPTS, Ctx, Finding};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -28,6 +28,24 @@ pub enum Verdict {
     Escaped,
     /// The attempt could not be carried out, so it proves nothing.
     Inconclusive,
+}
+
+impl Verdict {
+    /// How the payload's one line starts; the host reads the verdict
+    /// from it and nothing else.
+    fn prefix(self) -> &'static str {
+        match self {
+            Verdict::Blocked => "blocked: ",
+            Verdict::Escaped => "escaped: ",
+            Verdict::Inconclusive => "untested: ",
+        }
+    }
+
+    fn parse(line: &str) -> Option<(Verdict, &str)> {
+        [Verdict::Blocked, Verdict::Escaped, Verdict::Inconclusive]
+            .into_iter()
+            .find_map(|v| line.strip_prefix(v.prefix()).map(|rest| (v, rest)))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,7 +149,7 @@ pub fn run(
     match unsafe { nix::unistd::fork() }.map_err(|e| JailError::sys("fork", e))? {
         nix::unistd::ForkResult::Child => {
             drop(r);
-            let result = in_session(profile, params, exe, only).map_err(|e| e.to_string());
+            let result = in_session(profile, params, exe, only).map_err(|e| e.encode());
             let text = serde_json::to_string(&result).unwrap_or_default();
             let mut f = std::fs::File::from(w);
             let _ = std::io::Write::write_all(&mut f, text.as_bytes());
@@ -143,12 +161,9 @@ pub fn run(
             let mut text = String::new();
             let _ = std::fs::File::from(r).read_to_string(&mut text);
             let _ = nix::sys::wait::waitpid(child, None);
-            let result: Result<Vec<Report>, String> = serde_json::from_str(&text)
+            let result: Result<Vec<Report>, Vec<u8>> = serde_json::from_str(&text)
                 .map_err(|_| JailError::msg("probe", "the probe session ended without a report"))?;
-            result.map_err(|m| {
-                JailError::msg(m.trim_start_matches("jail: ").to_string(), String::new())
-                    .without_hint()
-            })
+            result.map_err(|record| JailError::decode(&record))
         }
     }
 }
@@ -161,6 +176,17 @@ fn in_session(
 ) -> Result<Vec<Report>, JailError> {
     let bait = Bait::new()?;
     nix::unistd::setsid().map_err(|e| JailError::sys("setsid", e))?;
+    // This forked process leads the bait terminal's session; the attempts'
+    // jails ending on that terminal hang it up. Its report must survive.
+    // SAFETY: SIG_IGN installs no handler code; this process is the
+    // probe's own fork and exits when the attempts are done.
+    unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGHUP,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    }
+    .map_err(|e| JailError::sys("signal(SIGHUP)", e))?;
     // SAFETY: TIOCSCTTY takes an integer; the slave is a pty we opened.
     if unsafe { libc::ioctl(bait.tty.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
         return Err(JailError::sys(
@@ -249,14 +275,7 @@ fn read_with_deadline(r: OwnedFd, ms: u16) -> (String, bool) {
 }
 
 fn judge(a: &attempts::Attempt, out: &str, status: Status) -> Report {
-    let (verdict, observed) = if let Some(o) = out.strip_prefix("blocked: ") {
-        (Verdict::Blocked, o.to_string())
-    } else if let Some(o) = out.strip_prefix("escaped: ") {
-        let v = if o.contains("(inconclusive)") {
-            Verdict::Inconclusive
-        } else {
-            Verdict::Escaped
-        };
+    let (verdict, observed) = if let Some((v, o)) = Verdict::parse(out) {
         (v, o.to_string())
     } else if !out.is_empty() {
         // Only a program the attempt managed to execute prints anything else.
@@ -304,8 +323,9 @@ pub fn attempt_main(name: &str, vars: &[String]) -> i32 {
             .collect(),
     };
     let line = match (a.run)(&ctx) {
-        Ok(seen) => format!("blocked: {seen}\n"),
-        Err(seen) => format!("escaped: {seen}\n"),
+        Ok(seen) => format!("{}{seen}\n", Verdict::Blocked.prefix()),
+        Err(Finding::Escaped(seen)) => format!("{}{seen}\n", Verdict::Escaped.prefix()),
+        Err(Finding::Untested(seen)) => format!("{}{seen}\n", Verdict::Inconclusive.prefix()),
     };
     // One write(2), so a filter that kills on exit cannot cut the line.
     // SAFETY: writing from a live buffer to stdout.

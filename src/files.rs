@@ -1,0 +1,102 @@
+//! The few ways pairjail writes files: whole files replaced atomically, and
+//! the 0711 directories guests pass through. One place for each, so every
+//! writer gets the same guarantees (no half-written file, ever).
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use nix::sys::resource::{Resource, getrlimit};
+
+/// Replaces `path` with `bytes` (mode `mode`): a temp file beside it,
+/// synced, then renamed over it. On any error the old file is untouched
+/// and the temp file is gone.
+///
+/// A write past `RLIMIT_FSIZE` would raise SIGXFSZ and kill the process
+/// half-way; rather than change that signal for the whole process, the
+/// size is checked against the limit first.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let (soft, _) = getrlimit(Resource::RLIMIT_FSIZE).map_err(io::Error::from)?;
+    if bytes.len() as u64 > soft {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!(
+                "{} bytes is over this process's file-size limit",
+                bytes.len()
+            ),
+        ));
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".pairjail-")
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    // After the write: an umask cannot narrow it, and nobody else could
+    // read the file while it was being filled.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` (and its parents) if missing and makes it 0711: others
+/// may reach a socket inside by name but list nothing. chmod only if
+/// needed: a chmod by an owner outside the directory's group would drop
+/// the setgid bit it inherited (pair-user mode relies on it).
+pub fn dir_711(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(dir)?;
+    let m = fs::metadata(dir)?;
+    if m.mode() & 0o777 != 0o711 {
+        let setgid = m.mode() & 0o2000;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o711 | setgid))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_the_file_and_leaves_no_temp_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        fs::write(&p, "old").unwrap();
+        write_atomic(&p, b"new", 0o640).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o640);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        fs::write(&p, "old").unwrap();
+        // The target's directory vanishes: the write cannot succeed.
+        let missing = d.path().join("gone/f");
+        assert!(write_atomic(&missing, b"new", 0o600).is_err());
+        assert_eq!(fs::read(&p).unwrap(), b"old");
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn dir_711_fixes_a_wide_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a/b");
+        dir_711(&p).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o777)).unwrap();
+        dir_711(&p).unwrap();
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o7777, 0o711);
+    }
+}

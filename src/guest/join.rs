@@ -1,0 +1,220 @@
+//! A guest joining: sshd's forced command checks the invite's run, says
+//! hello to the broker, then relays the guest's terminal from inside the
+//! guest-relay jail (or runs the guest's own tmux client in guest-direct).
+
+use std::io::IsTerminal;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use crate::broker::liveness::{self, Run};
+use crate::broker::paths::{self, SessionPaths, check_name, check_session, check_user};
+use crate::broker::protocol::{Frame, FrameError, Msg, VERSION, read_frame, write_frame};
+use crate::jail::{self, JailError};
+use crate::profile::{self, Mode, Profile, SearchPath};
+use crate::terminal;
+
+/// How the guest reaches the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Transport {
+    /// The broker relays a tmux client it runs (the default).
+    #[default]
+    Relay,
+    /// The guest's own tmux client, in the guest-direct jail.
+    Direct,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("{0}")]
+    Name(String),
+    #[error("a terminal is required: connect with `ssh -t`")]
+    NoTerminal,
+    #[error(
+        "the direct transport needs a guest user other than the host (tmux trusts its owner): use pair-user mode or the relay"
+    )]
+    DirectAsHost,
+    #[error("{0}")]
+    Profile(String),
+    #[error("{0}")]
+    Runtime(String),
+    #[error("{0} is not sharing a session right now")]
+    NotSharing(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("unexpected answer from the broker: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Jail(#[from] JailError),
+    #[error(transparent)]
+    Exe(#[from] crate::exe::ExeError),
+    #[error("the {what} ended with status {code}")]
+    Ended { what: &'static str, code: i32 },
+}
+
+impl JoinError {
+    /// Bad arguments in the forced command (exit 2) rather than a failure.
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, JoinError::Name(_) | JoinError::Profile(_))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Join {
+    pub host: String,
+    pub session: String,
+    pub guest: String,
+    pub mode: Option<Mode>,
+    pub runtime_dir: Option<PathBuf>,
+    /// Default: guest-relay, or guest-direct for the direct transport.
+    pub profile: Option<String>,
+    pub transport: Transport,
+    /// The broker run the guest's invite is bound to.
+    pub run: Option<Run>,
+}
+
+/// Runs the whole join; returns when the guest leaves.
+pub fn join(a: &Join) -> Result<(), JoinError> {
+    // SSH_ORIGINAL_COMMAND (what the guest asked ssh to run) is ignored on
+    // purpose: a guest gets the session or nothing.
+    check_user(&a.host).map_err(JoinError::Name)?;
+    check_session(&a.session).map_err(JoinError::Name)?;
+    check_name("guest", &a.guest).map_err(JoinError::Name)?;
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(JoinError::NoTerminal);
+    }
+    let direct = a.transport == Transport::Direct;
+    if direct
+        && crate::users::by_name(&a.host).map(|u| u.uid)
+            == Some(nix::unistd::Uid::effective().as_raw())
+    {
+        return Err(JoinError::DirectAsHost);
+    }
+    let default_profile = if direct {
+        "guest-direct"
+    } else {
+        "guest-relay"
+    };
+    let profile_name = a.profile.as_deref().unwrap_or(default_profile);
+    let profile = profile::resolve(profile_name, &SearchPath::from_env())
+        .map_err(|e| JoinError::Profile(e.to_string()))?
+        .profile;
+    let runtime = paths::runtime_dir(a.runtime_dir.as_deref()).map_err(JoinError::Runtime)?;
+    let p = SessionPaths::new(&runtime, &a.host, &a.session);
+    if p.dir.parent().is_some_and(|d| d.exists()) {
+        paths::check_host_dir(&runtime, &a.host).map_err(JoinError::Runtime)?;
+    }
+    let not_sharing = || JoinError::NotSharing(a.host.clone());
+    // The run the invite was made for must be the one running now: a
+    // line left over from a crashed run leads nowhere.
+    if let Some(run) = a.run {
+        let host_uid = crate::users::by_name(&a.host)
+            .map(|u| u.uid)
+            .ok_or_else(not_sharing)?;
+        if liveness::live_run(&p.dir, host_uid) != Some(run) {
+            return Err(not_sharing());
+        }
+    }
+    let mut sock = UnixStream::connect(&p.broker).map_err(|_| not_sharing())?;
+    let (cols, rows) = terminal::get_size(stdin.as_fd()).unwrap_or((80, 24));
+    let source = std::env::var("SSH_CONNECTION").ok().and_then(|c| {
+        let mut parts = c.split_whitespace();
+        Some(format!("{}:{}", parts.next()?, parts.next()?))
+    });
+    let hello = Msg::Hello {
+        version: VERSION,
+        guest: a.guest.clone(),
+        mode: a.mode,
+        term: std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into()),
+        cols,
+        rows,
+        source,
+        direct,
+        run: a.run,
+    };
+    write_frame(&mut sock, &Frame::Msg(hello)).map_err(|_| not_sharing())?;
+    let mode = match read_frame(&mut sock) {
+        Ok(Frame::Msg(Msg::Welcome { mode, .. })) => mode,
+        Ok(Frame::Msg(Msg::Refused { reason })) => return Err(JoinError::Refused(reason)),
+        Err(FrameError::Closed) => return Err(not_sharing()),
+        other => return Err(JoinError::Protocol(format!("{other:?}"))),
+    };
+    if direct {
+        return own_client(&profile, &p, &a.session, mode, sock);
+    }
+
+    // The terminal is set raw outside the jail and restored after it.
+    let raw = terminal::RawMode::enter(stdin.as_fd());
+    let exe = crate::exe::own()?;
+    let fd = sock.as_raw_fd();
+    let cmd = jail::Command {
+        program: exe.clone(),
+        argv: vec![
+            exe.into(),
+            "__relay".into(),
+            "--fd".into(),
+            fd.to_string().into(),
+        ],
+        pass_fds: vec![fd],
+        ..Default::default()
+    };
+    let result =
+        jail::spawn(&profile, &cmd).and_then(|child| child.wait_with(jail::confine_waiter));
+    drop(raw);
+    drop(sock);
+    match result?.code() {
+        0 => Ok(()),
+        code => Err(JoinError::Ended {
+            what: "relay",
+            code,
+        }),
+    }
+}
+
+/// `__relay --fd N`, inside the jail: copies between the terminal and the
+/// broker socket it was given. Returns the exit code.
+pub fn relay(fd: i32) -> Result<i32, JailError> {
+    let sock = jail::claim_passed_fd(fd)?;
+    Ok(crate::relay::run(sock.as_fd()))
+}
+
+/// The direct transport: the guest's own tmux client, in the guest-direct
+/// jail, sees the session's tmux socket (bound at /run/tmux.sock) and
+/// nothing else. Read-only rests on tmux (`attach -r` here, and the host's
+/// `server-access -r`) and on the guest not choosing this command line.
+fn own_client(
+    profile: &Profile,
+    p: &SessionPaths,
+    session: &str,
+    mode: Mode,
+    sock: UnixStream,
+) -> Result<(), JoinError> {
+    let tmux = crate::exe::find_program(std::ffi::OsStr::new("tmux"))?;
+    let mut argv: Vec<std::ffi::OsString> =
+        ["tmux", "-S", "/run/tmux.sock", "attach-session", "-E"]
+            .map(Into::into)
+            .to_vec();
+    if mode == Mode::Mirror {
+        argv.extend(["-r", "-f", "ignore-size,read-only"].map(Into::into));
+    }
+    argv.extend(["-t".into(), format!("={session}").into()]);
+    let mut params = std::collections::BTreeMap::new();
+    params.insert("session_socket".to_string(), p.tmux.display().to_string());
+    let cmd = jail::Command {
+        program: tmux,
+        argv,
+        params,
+        ..Default::default()
+    };
+    // The broker connection stays here, outside the jail, for `status`.
+    let result = jail::spawn(profile, &cmd).and_then(|child| child.wait_with(jail::confine_waiter));
+    drop(sock);
+    match result?.code() {
+        0 => Ok(()),
+        code => Err(JoinError::Ended {
+            what: "tmux client",
+            code,
+        }),
+    }
+}

@@ -1,0 +1,87 @@
+//! The guest book, `~/.config/pairjail/guests.toml`: regular partners
+//! `start --invite NAME` invites without retyping their keys.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::keys::request::{KeySource, Request};
+use crate::profile::Mode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BookError {
+    #[error("--invite needs the guest book {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("--invite {name}: not in {path}")]
+    Missing { name: String, path: PathBuf },
+}
+
+/// One partner.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    key: Option<String>,
+    key_file: Option<PathBuf>,
+    github: Option<String>,
+    gitlab: Option<String>,
+    #[serde(default)]
+    mode: Option<Mode>,
+    #[serde(default)]
+    from: Vec<String>,
+}
+
+/// The book of the user whose home is `home`.
+pub fn path_in(home: &Path) -> PathBuf {
+    home.join(".config/pairjail/guests.toml")
+}
+
+/// Invite requests for `names` into `session`, in the order given; a
+/// partner with no mode gets `default_mode`.
+pub fn requests(
+    book: &Path,
+    names: &[String],
+    session: &str,
+    default_mode: Mode,
+) -> Result<Vec<Request>, BookError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(book).map_err(|source| BookError::Read {
+        path: book.to_path_buf(),
+        source,
+    })?;
+    let entries: BTreeMap<String, Entry> = toml::from_str(&text).map_err(|e| BookError::Parse {
+        path: book.to_path_buf(),
+        message: e.message().to_string(),
+    })?;
+    names
+        .iter()
+        .map(|name| {
+            let e = entries.get(name).ok_or_else(|| BookError::Missing {
+                name: name.clone(),
+                path: book.to_path_buf(),
+            })?;
+            Ok(Request {
+                name: name.clone(),
+                source: KeySource {
+                    key: e.key.clone(),
+                    key_file: e.key_file.clone(),
+                    github: e.github.clone(),
+                    gitlab: e.gitlab.clone(),
+                },
+                mode: e.mode.unwrap_or(default_mode),
+                session: session.to_string(),
+                expires: None,
+                from: e.from.clone(),
+                via: None,
+                direct: false,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,351 @@
+//! The one-time root part of pair-user mode as a plan: the files it
+//! writes and the commands it runs, in order, each shown before it is
+//! done (`--dry-run` shows them and does nothing). Then sshd's effective
+//! configuration is checked; if it does not hold, the drop-in goes again.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::broker::paths;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("setup needs root (or use --dry-run to see what it would write)")]
+    NotRoot,
+    #[error("{0}")]
+    Unsafe(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{command} failed: {stderr}")]
+    Command { command: String, stderr: String },
+    #[error("{0}")]
+    Sshd(String),
+    #[error(transparent)]
+    Exe(#[from] crate::exe::ExeError),
+}
+
+impl SetupError {
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, SetupError::Invalid(_) | SetupError::NotRoot)
+    }
+}
+
+/// What setup is asked for (the command's flags).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub pair_user: String,
+    pub runtime_dir: PathBuf,
+    pub sshd_config_dir: PathBuf,
+    pub sshd_config: PathBuf,
+    pub tmpfiles_dir: PathBuf,
+    pub shell: PathBuf,
+    pub keys_command_user: String,
+}
+
+/// One thing setup does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A symlink `path` → `target`, placed atomically.
+    Link { path: PathBuf, target: PathBuf },
+    /// A whole file, placed atomically.
+    Write {
+        path: PathBuf,
+        text: String,
+        mode: u32,
+    },
+    /// A system command (useradd, usermod, chown, …).
+    Run { argv: Vec<String> },
+}
+
+fn sshd_conf(a: &Options, bin: &Path) -> String {
+    format!(
+        "# Written by `pairjail setup`. Guests log in as {user} with keys that\n\
+         # `pairjail authorized-keys` serves only while their session is live.\n\
+         Match User {user}\n\
+         \tAuthorizedKeysFile none\n\
+         \tAuthorizedKeysCommand {bin} authorized-keys --runtime-dir {rt} %u %k %t\n\
+         \tAuthorizedKeysCommandUser {akc}\n\
+         \tPasswordAuthentication no\n\
+         \tKbdInteractiveAuthentication no\n\
+         \tDisableForwarding yes\n\
+         \tPermitTTY yes\n\
+         \tPermitUserRC no\n",
+        user = a.pair_user,
+        bin = bin.display(),
+        rt = a.runtime_dir.display(),
+        akc = a.keys_command_user,
+    )
+}
+
+/// The comment `setup` gives the guest user, so a later `setup` knows the
+/// account is its own.
+pub const GECOS: &str = "pairjail guests";
+
+/// May `user` become the guests' account? Not root, not a system account
+/// someone else made, not an account a person logs in to (a real shell or
+/// a password).
+fn check_pair_user(user: &str, shell: &Path) -> Result<(), String> {
+    let Some(u) = crate::users::by_name(user) else {
+        return Ok(());
+    };
+    let refuse = |why: String| {
+        Err(format!(
+            "refusing --pair-user {user}: {why}; pick a new name (setup creates the account)"
+        ))
+    };
+    if u.uid == 0 {
+        return refuse("it is root".into());
+    }
+    // Ours: made by setup (the comment), or an earlier setup's shell.
+    let ours = u.gecos == GECOS
+        || u.shell.file_name().and_then(|n| n.to_str()) == Some(crate::guest::pair_shell::NAME);
+    if u.uid < 1000 && !ours {
+        return refuse(format!(
+            "uid {} is a system account pairjail did not create",
+            u.uid
+        ));
+    }
+    let no_login = [
+        "/usr/sbin/nologin",
+        "/sbin/nologin",
+        "/bin/false",
+        "/usr/bin/false",
+    ];
+    if !ours && u.shell != shell && !no_login.iter().any(|n| u.shell == Path::new(n)) {
+        return refuse(format!("its login shell is {}", u.shell.display()));
+    }
+    match crate::users::password_field(user) {
+        Some(p) if !(p.starts_with('!') || p.starts_with('*')) => {
+            refuse("it has a password".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// sshd refuses an AuthorizedKeysCommand unless it and every directory
+/// above it are owned by root and not writable by group or others.
+fn check_safe_path(bin: &Path) -> Result<(), String> {
+    let mut p = Some(bin);
+    while let Some(cur) = p {
+        let m = std::fs::metadata(cur).map_err(|e| format!("{}: {e}", cur.display()))?;
+        if m.uid() != 0 || m.mode() & 0o022 != 0 {
+            return Err(format!(
+                "sshd will not run {} as AuthorizedKeysCommand: {} must be owned by root and not writable by group or others (install pairjail to /usr/local/bin first)",
+                bin.display(),
+                cur.display()
+            ));
+        }
+        p = cur.parent();
+    }
+    Ok(())
+}
+
+fn run_argv(argv: &[&str]) -> Step {
+    Step::Run {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// Checks the request and returns the steps, in order, and the binary the
+/// configuration names.
+pub fn plan(a: &Options, dry_run: bool) -> Result<(Vec<Step>, PathBuf), SetupError> {
+    use SetupError::Invalid;
+    paths::check_user(&a.pair_user).map_err(Invalid)?;
+    paths::check_user(&a.keys_command_user).map_err(Invalid)?;
+    if a.shell.file_name().and_then(|n| n.to_str()) != Some(crate::guest::pair_shell::NAME) {
+        return Err(Invalid(format!(
+            "--shell {}: the file name must be {} (pairjail acts as the shell by that name)",
+            a.shell.display(),
+            crate::guest::pair_shell::NAME
+        )));
+    }
+    check_pair_user(&a.pair_user, &a.shell).map_err(Invalid)?;
+    if a.keys_command_user == a.pair_user {
+        return Err(Invalid(
+            "--keys-command-user must differ from --pair-user: guests must not read invites".into(),
+        ));
+    }
+    if !dry_run && !nix::unistd::Uid::effective().is_root() {
+        return Err(SetupError::NotRoot);
+    }
+    let bin = crate::exe::own()?;
+    if !dry_run {
+        check_safe_path(&bin).map_err(SetupError::Unsafe)?;
+    }
+    let rt = a.runtime_dir.display().to_string();
+    let shell = a.shell.display().to_string();
+    let mut steps = vec![
+        Step::Link {
+            path: a.shell.clone(),
+            target: bin.clone(),
+        },
+        Step::Write {
+            path: a.sshd_config_dir.join("pairjail.conf"),
+            text: sshd_conf(a, &bin),
+            mode: 0o644,
+        },
+        Step::Write {
+            path: a.tmpfiles_dir.join("pairjail.conf"),
+            text: format!("d {rt} 3777 root {} -\n", a.keys_command_user),
+            mode: 0o644,
+        },
+    ];
+    if crate::users::by_name(&a.pair_user).is_none() {
+        steps.push(run_argv(&[
+            "useradd",
+            "--system",
+            "--user-group",
+            "--home-dir",
+            "/nonexistent",
+            "--no-create-home",
+            "--comment",
+            GECOS,
+            "--shell",
+            &shell,
+            &a.pair_user,
+        ]));
+    } else {
+        steps.push(run_argv(&["usermod", "--shell", &shell, &a.pair_user]));
+    }
+    // No password at all, but not "locked" ('!'), which sshd treats as
+    // "refuse every login" without PAM.
+    steps.push(run_argv(&["usermod", "-p", "*", &a.pair_user]));
+    // A user created here gets a group of its own name (--user-group).
+    let keys_group = match crate::users::by_name(&a.keys_command_user) {
+        Some(u) => u.gid.to_string(),
+        None => {
+            steps.push(run_argv(&[
+                "useradd",
+                "--system",
+                "--user-group",
+                "--comment",
+                "pairjail authorized-keys",
+                "--home-dir",
+                "/nonexistent",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                &a.keys_command_user,
+            ]));
+            a.keys_command_user.clone()
+        }
+    };
+    // Sticky: nobody removes another host's directory. Setgid: every host
+    // directory and invites file made inside gets the keys user's group,
+    // so invites are readable by the host and that user only (0640).
+    steps.push(run_argv(&["mkdir", "-p", &rt]));
+    steps.push(run_argv(&["chown", &format!("root:{keys_group}"), &rt]));
+    steps.push(run_argv(&["chmod", "3777", &rt]));
+    Ok((steps, bin))
+}
+
+/// Carries out one step.
+pub fn apply(step: &Step) -> Result<(), SetupError> {
+    match step {
+        Step::Link { path, target } => place(path, |tmp| {
+            let _ = std::fs::remove_file(tmp);
+            std::os::unix::fs::symlink(target, tmp)
+        }),
+        Step::Write { path, text, mode } => {
+            create_parent(path)?;
+            crate::files::write_atomic(path, text.as_bytes(), *mode).map_err(|source| {
+                SetupError::Write {
+                    path: path.clone(),
+                    source,
+                }
+            })
+        }
+        Step::Run { argv } => run_cmd(argv).map(|_| ()),
+    }
+}
+
+fn create_parent(path: &Path) -> Result<(), SetupError> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|source| SetupError::Write {
+            path: d.to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// A symlink cannot be written through a temp file's contents: it is made
+/// beside the target and renamed over it.
+fn place(path: &Path, make: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<(), SetupError> {
+    create_parent(path)?;
+    let tmp = path.with_extension("pairjail-tmp");
+    make(&tmp)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|source| {
+            let _ = std::fs::remove_file(&tmp);
+            SetupError::Write {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
+}
+
+fn run_cmd(argv: &[impl AsRef<str>]) -> Result<String, SetupError> {
+    let argv: Vec<&str> = argv.iter().map(AsRef::as_ref).collect();
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .map_err(|source| SetupError::Spawn {
+            program: argv[0].to_string(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(SetupError::Command {
+            command: argv.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Asks sshd whether the configuration parses and what the pair user's
+/// effective settings are; unless all of pairjail's hold, the drop-in is
+/// removed again so sshd stays as it was found.
+pub fn verify_sshd(a: &Options, bin: &Path) -> Result<(), SetupError> {
+    let conf_path = a.sshd_config_dir.join("pairjail.conf");
+    let main = a.sshd_config.display().to_string();
+    let undo = |why: String| {
+        let _ = std::fs::remove_file(&conf_path);
+        SetupError::Sshd(format!("{why}; removed {} again", conf_path.display()))
+    };
+    let effective = run_cmd(&["sshd", "-t", "-f", &main])
+        .and_then(|_| {
+            let spec = format!("user={},host=localhost,addr=127.0.0.1", a.pair_user);
+            run_cmd(&["sshd", "-T", "-f", &main, "-C", &spec])
+        })
+        .map_err(|e| undo(e.to_string()))?;
+    let want = [
+        format!("authorizedkeyscommand {} authorized-keys", bin.display()),
+        "disableforwarding yes".into(),
+        "permittty yes".into(),
+        "passwordauthentication no".into(),
+        "authorizedkeysfile none".into(),
+    ];
+    for w in &want {
+        if !effective.lines().any(|l| l.starts_with(w.as_str())) {
+            return Err(undo(format!(
+                "sshd's effective config for {} lacks '{w}' (is {} included by {}?)",
+                a.pair_user,
+                a.sshd_config_dir.display(),
+                main
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! Terminals: a program on a pty we own (the broker's tmux clients),
+//! window sizes, raw mode, and window-change signals for the relay.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::process::Stdio;
+
+use nix::pty::{Winsize, openpty};
+use nix::sys::termios::{self, SetArg, Termios};
+
+use crate::jail::{JailError, tty};
+
+fn winsize(cols: u16, rows: u16) -> Winsize {
+    Winsize {
+        ws_row: rows.max(1),
+        ws_col: cols.max(1),
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
+}
+
+/// `cmd` with a new pty of the given size as its stdio and controlling
+/// terminal; returns it and the master side. The copies of the slave live
+/// in `cmd` only: drop it once spawned, so the master sees EOF when the
+/// program ends.
+fn on_new_pty(
+    mut cmd: std::process::Command,
+    cols: u16,
+    rows: u16,
+) -> Result<(std::process::Command, OwnedFd), JailError> {
+    let pty =
+        openpty(Some(&winsize(cols, rows)), None).map_err(|e| JailError::sys("openpty", e))?;
+    let dup = |fd: &OwnedFd| {
+        fd.try_clone()
+            .map(Stdio::from)
+            .map_err(|e| JailError::msg("dup(pty)", e.to_string()))
+    };
+    cmd.stdin(dup(&pty.slave)?)
+        .stdout(dup(&pty.slave)?)
+        .stderr(dup(&pty.slave)?);
+    tty::controlling_terminal_on_exec(&mut cmd);
+    Ok((cmd, pty.master))
+}
+
+fn spawn_error(cmd: &std::process::Command, e: std::io::Error) -> JailError {
+    JailError::msg(format!("spawn {:?}", cmd.get_program()), e.to_string())
+}
+
+/// Starts `cmd` as the session leader of a new pty; the child is waited
+/// on by the caller's tokio runtime, never blocking it.
+pub fn spawn_on_pty(
+    cmd: std::process::Command,
+    cols: u16,
+    rows: u16,
+) -> Result<(tokio::process::Child, OwnedFd), JailError> {
+    let (cmd, master) = on_new_pty(cmd, cols, rows)?;
+    let mut tcmd = tokio::process::Command::from(cmd);
+    tcmd.kill_on_drop(true);
+    let child = tcmd.spawn().map_err(|e| spawn_error(tcmd.as_std(), e))?;
+    Ok((child, master))
+}
+
+/// The same for a caller without a runtime (benchmarks, tests).
+pub fn spawn_on_pty_blocking(
+    cmd: std::process::Command,
+    cols: u16,
+    rows: u16,
+) -> Result<(std::process::Child, OwnedFd), JailError> {
+    let (mut cmd, master) = on_new_pty(cmd, cols, rows)?;
+    let child = cmd.spawn().map_err(|e| spawn_error(&cmd, e))?;
+    Ok((child, master))
+}
+
+/// Sets a terminal's window size (the kernel sends SIGWINCH to its group).
+pub fn set_size(fd: BorrowedFd, cols: u16, rows: u16) -> Result<(), JailError> {
+    tty::set_winsize(fd, &winsize(cols, rows))
+}
+
+/// A terminal's window size, if it is one.
+pub fn get_size(fd: BorrowedFd) -> Option<(u16, u16)> {
+    tty::get_winsize(fd)
+        .filter(|ws| ws.ws_col > 0)
+        .map(|ws| (ws.ws_col, ws.ws_row))
+}
+
+/// Puts a terminal in raw mode; the returned guard restores it.
+pub struct RawMode {
+    fd: OwnedFd,
+    saved: Termios,
+}
+
+impl RawMode {
+    pub fn enter(fd: BorrowedFd) -> Option<RawMode> {
+        let saved = termios::tcgetattr(fd).ok()?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(fd, SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode {
+            fd: fd.try_clone_to_owned().ok()?,
+            saved,
+        })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(self.fd.as_fd(), SetArg::TCSADRAIN, &self.saved);
+    }
+}
+
+/// Raises a flag on SIGWINCH (read with [`take_winch`]) and blocks the
+/// signal except inside `ppoll`, which gets the returned mask.
+pub fn watch_winch() -> Result<nix::sys::signal::SigSet, JailError> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+    tty::flag_winch()?;
+    let mut block = SigSet::empty();
+    block.add(Signal::SIGWINCH);
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&block), Some(&mut old))
+        .map_err(|e| JailError::sys("sigprocmask", e))?;
+    old.remove(Signal::SIGWINCH);
+    Ok(old)
+}
+
+pub use tty::take_winch;
+
+/// Registers a pty master with the tokio reactor (non-blocking).
+pub fn async_master(fd: OwnedFd) -> std::io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(std::io::Error::from)?;
+    tty::register(fd)
+}
