@@ -36,6 +36,7 @@ test: deps lint
 lint:
     cargo fmt --check
     cargo clippy --locked --all-targets -- -D warnings
+    python3 scripts/import_cycles.py
 
 # Benchmarks (never tests): jail entry vs bwrap and unshare; writes README's table.
 bench: deps build

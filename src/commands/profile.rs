@@ -75,7 +75,7 @@ pub fn run(cmd: ProfileCommand) -> Outcome {
             params.extend(profile::params::parse(&param).map_err(Failure::invalid)?);
             let spec = profile::oci::export(&r.profile, &params, &command, host_id_base)
                 .map_err(Failure::failed)?;
-            print_json(&spec)
+            print_json(&serde_json::to_value(&spec).map_err(Failure::failed)?)
         }
         ProfileCommand::List { json } => list(json, &search),
     }

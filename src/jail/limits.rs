@@ -1,4 +1,4 @@
-//! Step 8 (rlimits) and step 4's cgroup placement.
+//! Step 8 (rlimits) and step 4's cgroup placement, from the profile's plan.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -6,26 +6,25 @@ use std::path::{Path, PathBuf};
 use nix::sys::resource::{Resource, setrlimit};
 
 use super::error::JailError;
-use crate::profile::{Cgroup as CgroupPolicy, Rlimits};
+use crate::profile::plan::{CgroupLimits, Rlimit};
 
-pub fn apply_rlimits(r: &Rlimits) -> Result<(), JailError> {
-    let set = |res: Resource, name: &str, v: Option<u64>| -> Result<(), JailError> {
-        match v {
-            Some(v) => setrlimit(res, v, v)
-                .map_err(|e| JailError::sys(format!("setrlimit({name}, {v})"), e)),
-            None => Ok(()),
-        }
-    };
-    set(Resource::RLIMIT_NOFILE, "RLIMIT_NOFILE", r.nofile)?;
-    set(Resource::RLIMIT_NPROC, "RLIMIT_NPROC", r.nproc)?;
-    set(
-        Resource::RLIMIT_AS,
-        "RLIMIT_AS",
-        r.address_space.map(|s| s.0),
-    )?;
-    set(Resource::RLIMIT_CPU, "RLIMIT_CPU", r.cpu)?;
-    set(Resource::RLIMIT_FSIZE, "RLIMIT_FSIZE", r.fsize.map(|s| s.0))?;
-    set(Resource::RLIMIT_CORE, "RLIMIT_CORE", r.core.map(|s| s.0))
+fn resource(r: Rlimit) -> Resource {
+    match r {
+        Rlimit::Nofile => Resource::RLIMIT_NOFILE,
+        Rlimit::Nproc => Resource::RLIMIT_NPROC,
+        Rlimit::AddressSpace => Resource::RLIMIT_AS,
+        Rlimit::Cpu => Resource::RLIMIT_CPU,
+        Rlimit::Fsize => Resource::RLIMIT_FSIZE,
+        Rlimit::Core => Resource::RLIMIT_CORE,
+    }
+}
+
+pub fn apply_rlimits(limits: &[(Rlimit, u64)]) -> Result<(), JailError> {
+    for &(r, v) in limits {
+        setrlimit(resource(r), v, v)
+            .map_err(|e| JailError::sys(format!("setrlimit({}, {v})", r.name()), e))?;
+    }
+    Ok(())
 }
 
 /// The cgroups a jail was placed in; removed when dropped.
@@ -42,18 +41,19 @@ impl Drop for Placement {
     }
 }
 
-const ROOT: &str = "/sys/fs/cgroup";
+/// Where the cgroup tree is mounted on a real machine.
+pub const ROOT: &str = "/sys/fs/cgroup";
 
-/// Places `pid` in fresh cgroups carrying the profile's limits: cgroup v2
-/// when the unified tree is mounted at /sys/fs/cgroup, else v1 controllers.
-/// When the tree is not writable: an error if the profile requires cgroups,
-/// otherwise a warning on stderr.
-pub fn place(c: &CgroupPolicy, pid: i32) -> Result<Placement, JailError> {
+/// Places `pid` in fresh cgroups under `root` carrying the limits: cgroup
+/// v2 when `root` is the unified tree, else v1 controllers. When the tree
+/// is not writable: an error if the profile requires cgroups, otherwise a
+/// warning on stderr.
+pub fn place(c: &CgroupLimits, root: &Path, pid: i32) -> Result<Placement, JailError> {
     let mut placement = Placement::default();
-    if c.memory_max.is_none() && c.pids_max.is_none() && c.cpu_weight.is_none() {
+    if c.is_empty() {
         return Ok(placement);
     }
-    match try_place(c, pid, &mut placement) {
+    match try_place(c, root, pid, &mut placement) {
         Ok(()) => Ok(placement),
         Err(why) if c.required => Err(JailError::msg(
             "cgroup",
@@ -66,42 +66,59 @@ pub fn place(c: &CgroupPolicy, pid: i32) -> Result<Placement, JailError> {
     }
 }
 
-fn try_place(c: &CgroupPolicy, pid: i32, placement: &mut Placement) -> Result<(), String> {
+fn write(dir: &Path, file: &str, value: &str) -> Result<(), String> {
+    fs::write(dir.join(file), value)
+        .map_err(|e| format!("cannot write {}/{file}: {e}", dir.display()))
+}
+
+fn try_place(
+    c: &CgroupLimits,
+    root: &Path,
+    pid: i32,
+    placement: &mut Placement,
+) -> Result<(), String> {
     let name = format!("pairjail/{pid}");
     let mut writes: Vec<(PathBuf, &str, String)> = Vec::new();
-    if Path::new(ROOT).join("cgroup.controllers").exists() {
-        let dir = Path::new(ROOT).join(&name);
+    if root.join("cgroup.controllers").exists() {
+        // v2: a controller's files exist in a child only once the parent
+        // lists it in cgroup.subtree_control, at every level down to the
+        // jail's own group.
+        let mut wanted = Vec::new();
+        let dir = root.join(&name);
         if let Some(m) = c.memory_max {
-            writes.push((dir.clone(), "memory.max", m.0.to_string()));
+            wanted.push("memory");
+            writes.push((dir.clone(), "memory.max", m.to_string()));
         }
         if let Some(p) = c.pids_max {
+            wanted.push("pids");
             writes.push((dir.clone(), "pids.max", p.to_string()));
         }
         if let Some(w) = c.cpu_weight {
+            wanted.push("cpu");
             writes.push((dir.clone(), "cpu.weight", w.to_string()));
         }
+        let parent = root.join("pairjail");
+        if !parent.exists() {
+            fs::create_dir(&parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        let enable: Vec<String> = wanted.iter().map(|c| format!("+{c}")).collect();
+        let enable = enable.join(" ");
+        write(root, "cgroup.subtree_control", &enable)?;
+        write(&parent, "cgroup.subtree_control", &enable)?;
     } else {
         if let Some(m) = c.memory_max {
             writes.push((
-                Path::new(ROOT).join("memory").join(&name),
+                root.join("memory").join(&name),
                 "memory.limit_in_bytes",
-                m.0.to_string(),
+                m.to_string(),
             ));
         }
         if let Some(p) = c.pids_max {
-            writes.push((
-                Path::new(ROOT).join("pids").join(&name),
-                "pids.max",
-                p.to_string(),
-            ));
+            writes.push((root.join("pids").join(&name), "pids.max", p.to_string()));
         }
-        if let Some(w) = c.cpu_weight {
-            // v1 cpu.shares: 1024 is the default weight of 100.
-            writes.push((
-                Path::new(ROOT).join("cpu").join(&name),
-                "cpu.shares",
-                (w * 1024 / 100).max(2).to_string(),
-            ));
+        if let Some(s) = c.cpu_shares() {
+            writes.push((root.join("cpu").join(&name), "cpu.shares", s.to_string()));
         }
     }
     for (dir, file, value) in writes {
@@ -110,12 +127,71 @@ fn try_place(c: &CgroupPolicy, pid: i32, placement: &mut Placement) -> Result<()
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             placement.dirs.push(dir.clone());
         }
-        fs::write(dir.join(file), &value)
-            .map_err(|e| format!("cannot write {}/{file}: {e}", dir.display()))?;
+        write(&dir, file, &value)?;
     }
     for dir in &placement.dirs {
-        fs::write(dir.join("cgroup.procs"), pid.to_string())
-            .map_err(|e| format!("cannot move pid {pid} into {}: {e}", dir.display()))?;
+        write(dir, "cgroup.procs", &pid.to_string())
+            .map_err(|e| format!("cannot move pid {pid}: {e}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cgroup v2 tree as files in a temp dir (the kernel makes a child's
+    /// files itself; here the test checks what pairjail writes).
+    fn fake_v2() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        fs::write(d.path().join("cgroup.subtree_control"), "").unwrap();
+        d
+    }
+
+    #[test]
+    fn v2_enables_the_controllers_down_to_the_jails_group() {
+        let root = fake_v2();
+        let c = CgroupLimits {
+            memory_max: Some(64 << 20),
+            pids_max: Some(32),
+            cpu_weight: Some(50),
+            required: true,
+        };
+        let placed = place(&c, root.path(), 4242).unwrap();
+        let read = |p: &str| fs::read_to_string(root.path().join(p)).unwrap();
+        assert_eq!(read("cgroup.subtree_control"), "+memory +pids +cpu");
+        assert_eq!(
+            read("pairjail/cgroup.subtree_control"),
+            "+memory +pids +cpu"
+        );
+        assert_eq!(read("pairjail/4242/memory.max"), (64u64 << 20).to_string());
+        assert_eq!(read("pairjail/4242/pids.max"), "32");
+        assert_eq!(read("pairjail/4242/cpu.weight"), "50");
+        assert_eq!(read("pairjail/4242/cgroup.procs"), "4242");
+        drop(placed);
+    }
+
+    #[test]
+    fn v1_uses_shares_and_per_controller_trees() {
+        let root = tempfile::tempdir().unwrap();
+        let c = CgroupLimits {
+            cpu_weight: Some(100),
+            required: true,
+            ..Default::default()
+        };
+        let _placed = place(&c, root.path(), 7).unwrap();
+        let shares = fs::read_to_string(root.path().join("cpu/pairjail/7/cpu.shares")).unwrap();
+        assert_eq!(shares, "1024");
+    }
+
+    #[test]
+    fn a_required_limit_that_cannot_be_placed_is_an_error() {
+        let c = CgroupLimits {
+            pids_max: Some(1),
+            required: true,
+            ..Default::default()
+        };
+        assert!(place(&c, Path::new("/proc/self/nonexistent"), 1).is_err());
+    }
 }

@@ -7,7 +7,7 @@ use std::ffi::{CString, OsString};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use caps::CapsHashSet;
@@ -23,7 +23,8 @@ use super::error::JailError;
 use super::limits::{self, Placement};
 use super::sys::Real;
 use super::{caps as jcaps, fs, landlock, seccomp};
-use crate::profile::Profile;
+use crate::profile::plan::Rlimit;
+use crate::profile::{self, Profile};
 
 /// What to run inside the jail.
 #[derive(Debug, Clone, Default)]
@@ -79,6 +80,7 @@ struct Prepared<'a> {
     entries: Vec<fs::Entry>,
     payload_filter: Option<BpfProgram>,
     reaper_filter: BpfProgram,
+    rlimits: Vec<(Rlimit, u64)>,
     keep_caps: CapsHashSet,
     exe: OwnedFd,
     argv: Vec<CString>,
@@ -94,6 +96,8 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
 
     // 1. Validate and compile in the parent; open the program.
     landlock::check_support(profile)?;
+    let plan =
+        profile::plan::plan(profile).map_err(|e| JailError::msg("profile", e.to_string()))?;
     let mut params = profile.params.clone();
     params.extend(cmd.params.clone());
     let entries = if profile.namespaces.mount {
@@ -111,8 +115,9 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
     let p = Prepared {
         profile,
         entries,
-        payload_filter: seccomp::compile(profile)?,
+        payload_filter: plan.seccomp.as_ref().map(seccomp::compile).transpose()?,
         reaper_filter: seccomp::compile_reaper()?,
+        rlimits: plan.rlimits.clone(),
         keep_caps: jcaps::keep_set(&profile.capabilities.keep)?,
         exe: above(exe, floor)?,
         argv: cstrings(cmd.argv.iter().map(|a| a.as_bytes().to_vec()))?,
@@ -126,7 +131,7 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
     let (status_r, status_w) = pipe(floor)?;
 
     // 3. New namespaces in one clone; the child waits for its id maps.
-    let flags = clone_flags(profile);
+    let flags = plan.clone_flags();
     // SAFETY: clone with a NULL stack behaves like fork(): the child runs on
     // a copy of this (single-threaded) address space and never returns here.
     let ret = unsafe {
@@ -141,7 +146,14 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
     };
     if ret < 0 {
         return Err(JailError::sys(
-            format!("clone({})", flag_names(flags)),
+            format!(
+                "clone({})",
+                plan.namespaces
+                    .iter()
+                    .map(|n| n.flag_name())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            ),
             Errno::last(),
         ));
     }
@@ -165,7 +177,8 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
     if profile.namespaces.user {
         write_id_maps(pid, profile).map_err(kill)?;
     }
-    let cgroup = limits::place(&profile.cgroup, pid.as_raw()).map_err(kill)?;
+    let cgroup =
+        limits::place(&plan.cgroup, Path::new(limits::ROOT), pid.as_raw()).map_err(kill)?;
     let mut go = std::fs::File::from(go_w);
     go.write_all(b"1")
         .map_err(|e| kill(JailError::sys("write(go)", io_errno(&e))))?;
@@ -304,7 +317,7 @@ fn setup(p: &Prepared, go: OwnedFd, err_w: &OwnedFd, status_w: &OwnedFd) -> Resu
     // have no unshare, setns, clone or clone3; the probe attacks this.
 
     // 8. Resource limits.
-    limits::apply_rlimits(&p.profile.rlimits)?;
+    limits::apply_rlimits(&p.rlimits)?;
 
     // 9. Capabilities: the bounding set while CAP_SETPCAP is still ours,
     // then the other four sets.
@@ -506,43 +519,6 @@ fn close_all_but(keep: &[RawFd]) -> Result<(), JailError> {
         lo = fd.saturating_add(1);
     }
     Ok(())
-}
-
-fn clone_flags(p: &Profile) -> u64 {
-    let ns = &p.namespaces;
-    let mut f = 0;
-    for (on, flag) in [
-        (ns.user, libc::CLONE_NEWUSER),
-        (ns.mount, libc::CLONE_NEWNS),
-        (ns.pid, libc::CLONE_NEWPID),
-        (ns.net, libc::CLONE_NEWNET),
-        (ns.ipc, libc::CLONE_NEWIPC),
-        (ns.uts, libc::CLONE_NEWUTS),
-        (ns.cgroup, libc::CLONE_NEWCGROUP),
-    ] {
-        if on {
-            f |= flag as u64;
-        }
-    }
-    f
-}
-
-fn flag_names(f: u64) -> String {
-    let names = [
-        (libc::CLONE_NEWUSER, "CLONE_NEWUSER"),
-        (libc::CLONE_NEWNS, "CLONE_NEWNS"),
-        (libc::CLONE_NEWPID, "CLONE_NEWPID"),
-        (libc::CLONE_NEWNET, "CLONE_NEWNET"),
-        (libc::CLONE_NEWIPC, "CLONE_NEWIPC"),
-        (libc::CLONE_NEWUTS, "CLONE_NEWUTS"),
-        (libc::CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
-    ];
-    let v: Vec<&str> = names
-        .iter()
-        .filter(|(b, _)| f & *b as u64 != 0)
-        .map(|(_, n)| *n)
-        .collect();
-    v.join("|")
 }
 
 /// Host root is never kept: a root caller appears as nobody outside.

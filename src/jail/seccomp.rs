@@ -11,15 +11,8 @@ use seccompiler::{
 };
 
 use super::error::JailError;
-use crate::profile::{Action, Profile, names};
-
-const NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWUSER
-    | libc::CLONE_NEWNS
-    | libc::CLONE_NEWPID
-    | libc::CLONE_NEWNET
-    | libc::CLONE_NEWIPC
-    | libc::CLONE_NEWUTS
-    | libc::CLONE_NEWCGROUP) as u64;
+use crate::profile::Action;
+use crate::profile::plan::{ArgCheck, SeccompPlan};
 
 fn err(e: impl std::fmt::Display) -> JailError {
     JailError::msg("seccomp: compile", e.to_string())
@@ -34,71 +27,35 @@ fn action(a: Action) -> SeccompAction {
     }
 }
 
-/// The jailed program's filter, or None when the profile disables seccomp.
-pub fn compile(p: &Profile) -> Result<Option<BpfProgram>, JailError> {
-    if !p.seccomp.enabled {
-        return Ok(None);
-    }
+/// The jailed program's filter, compiled from the plan's rules.
+pub fn compile(plan: &SeccompPlan) -> Result<BpfProgram, JailError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for name in p.allowed_syscalls() {
-        let nr = names::syscall_number(&name)
-            .ok_or_else(|| JailError::msg("seccomp: compile", format!("unknown syscall {name}")))?;
-        rules.insert(nr, vec![]);
-    }
-    let mut ioctl_rules = Vec::new();
-    for name in &p.seccomp.ioctl {
-        if names::FORBIDDEN_IOCTLS.contains(&name.as_str()) {
-            return Err(JailError::msg(
-                "seccomp: compile",
-                format!("{name} can never be allowed"),
-            ));
-        }
-        let req = names::ioctl_number(name)
-            .ok_or_else(|| JailError::msg("seccomp: compile", format!("unknown ioctl {name}")))?;
-        let cond = SeccompCondition::new(
-            1,
-            SeccompCmpArgLen::Dword,
-            SeccompCmpOp::Eq,
-            req & 0xffff_ffff,
-        )
-        .map_err(err)?;
-        ioctl_rules.push(SeccompRule::new(vec![cond]).map_err(err)?);
-    }
-    if !ioctl_rules.is_empty() {
-        rules.insert(libc::SYS_ioctl, ioctl_rules);
-    }
-    // Step 7: no nested namespaces. clone is allowed only without CLONE_NEW*
-    // flags (validation keeps clone3, unshare and setns out entirely).
-    if let Some(list) = rules.get_mut(&libc::SYS_clone) {
-        let cond = SeccompCondition::new(
-            0,
-            SeccompCmpArgLen::Qword,
-            SeccompCmpOp::MaskedEq(NAMESPACE_FLAGS),
-            0,
-        )
-        .map_err(err)?;
-        list.push(SeccompRule::new(vec![cond]).map_err(err)?);
-    }
-    if !p.seccomp.socket_families.is_empty() {
-        for nr in [libc::SYS_socket, libc::SYS_socketpair] {
-            if let Some(list) = rules.get_mut(&nr) {
-                for fam in &p.seccomp.socket_families {
-                    let af = names::socket_family(fam).ok_or_else(|| {
-                        JailError::msg("seccomp: compile", format!("unknown address family {fam}"))
-                    })?;
-                    let cond = SeccompCondition::new(
-                        0,
+    for r in &plan.rules {
+        let list = r
+            .any_of
+            .iter()
+            .map(|check| {
+                let cond = match *check {
+                    ArgCheck::Low32Eq { index, value } => SeccompCondition::new(
+                        index,
                         SeccompCmpArgLen::Dword,
                         SeccompCmpOp::Eq,
-                        af as u64,
-                    )
-                    .map_err(err)?;
-                    list.push(SeccompRule::new(vec![cond]).map_err(err)?);
+                        value,
+                    ),
+                    ArgCheck::NoBits { index, mask } => SeccompCondition::new(
+                        index,
+                        SeccompCmpArgLen::Qword,
+                        SeccompCmpOp::MaskedEq(mask),
+                        0,
+                    ),
                 }
-            }
-        }
+                .map_err(err)?;
+                SeccompRule::new(vec![cond]).map_err(err)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        rules.insert(r.nr, list);
     }
-    build(rules, action(p.seccomp.default_action)).map(Some)
+    build(rules, action(plan.default_action))
 }
 
 /// The pid-1 reaper's own filter: wait, forward signals, report, exit.
@@ -130,30 +87,84 @@ fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{SearchPath, resolve};
+    use crate::profile::plan::plan;
+    use crate::profile::{Profile, SearchPath, resolve};
+
+    fn filter(name: &str) -> BpfProgram {
+        let p = resolve(name, &SearchPath::from_env()).unwrap().profile;
+        compile(plan(&p).unwrap().seccomp.as_ref().unwrap()).unwrap()
+    }
+
+    /// Runs `call` under `prog` in a forked child: true if the filter
+    /// killed it (SIGSYS), false if the call returned.
+    fn killed(prog: &BpfProgram, call: fn() -> libc::c_long) -> bool {
+        // SAFETY: the child only makes raw syscalls and leaves with _exit.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                // SAFETY: prctl with integer arguments.
+                unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+                if seccompiler::apply_filter(prog).is_err() {
+                    // SAFETY: leaving the child without unwinding.
+                    unsafe { libc::_exit(3) }
+                }
+                let _ = call();
+                // SAFETY: as above.
+                unsafe { libc::_exit(0) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                match nix::sys::wait::waitpid(child, None).unwrap() {
+                    nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::SIGSYS, _) => true,
+                    nix::sys::wait::WaitStatus::Exited(_, 0) => false,
+                    other => panic!("unexpected child status {other:?}"),
+                }
+            }
+        }
+    }
 
     #[test]
-    fn shipped_guest_profiles_compile() {
-        for name in ["guest-relay", "guest-direct", "workspace"] {
-            let p = resolve(name, &SearchPath::from_env()).unwrap().profile;
-            let prog = compile(&p).unwrap().unwrap();
-            assert!(prog.len() > 10, "{name}: {} instructions", prog.len());
-        }
+    fn the_relay_filter_kills_injection_and_nested_namespaces_only() {
+        let prog = filter("guest-relay");
+        // SAFETY (all four): raw syscalls with integer arguments or a
+        // pointer to a live local.
+        assert!(killed(&prog, || unsafe {
+            let c = b'x';
+            libc::syscall(libc::SYS_ioctl, 0, libc::TIOCSTI, &c as *const u8)
+        }));
+        // The high bits of the request are ignored by the kernel: still TIOCSTI.
+        assert!(killed(&prog, || unsafe {
+            let c = b'x';
+            libc::syscall(
+                libc::SYS_ioctl,
+                0,
+                (1u64 << 32) | libc::TIOCSTI,
+                &c as *const u8,
+            )
+        }));
+        assert!(killed(&prog, || unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (libc::CLONE_NEWUSER | libc::SIGCHLD) as u64,
+                0,
+                0,
+                0,
+                0,
+            )
+        }));
+        // Allowed: a terminal query and close.
+        assert!(!killed(&prog, || unsafe {
+            let mut t = std::mem::zeroed::<libc::termios>();
+            libc::syscall(libc::SYS_ioctl, 0, libc::TCGETS, &mut t as *mut _)
+        }));
+        assert!(!killed(&prog, || unsafe {
+            libc::syscall(libc::SYS_close, -1)
+        }));
         assert!(compile_reaper().unwrap().len() > 5);
     }
 
     #[test]
-    fn disabled_seccomp_compiles_to_nothing() {
+    fn disabled_seccomp_plans_nothing() {
         let mut p = Profile::default();
         p.seccomp.enabled = false;
-        assert!(compile(&p).unwrap().is_none());
-    }
-
-    #[test]
-    fn forbidden_ioctls_are_refused_even_if_validation_was_skipped() {
-        let mut p = Profile::default();
-        p.seccomp.allow = vec!["execveat".into()];
-        p.seccomp.ioctl = vec!["TIOCSTI".into()];
-        assert!(compile(&p).is_err());
+        assert!(plan(&p).unwrap().seccomp.is_none());
     }
 }

@@ -10,12 +10,15 @@ mod model;
 pub mod names;
 pub mod oci;
 pub mod params;
+pub mod plan;
+mod source;
 mod units;
 mod validate;
 
 pub use error::{ProfileError, ProfileErrors};
-pub use load::{Resolved, SearchPath, Source, available, builtin_names, is_path, resolve};
+pub use load::{Resolved, SearchPath, available, builtin_names, is_path, resolve};
 pub use model::*;
+pub use source::Source;
 pub use units::{Action, HumanDuration, Size};
 pub use validate::{MAX_LANDLOCK_ABI, expand};
 

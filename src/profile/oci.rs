@@ -1,7 +1,7 @@
 //! A profile as an OCI runtime `config.json`, for security teams that run
-//! or review containers with runc/crun. Built as JSON, then checked by
-//! deserializing into `oci_spec::runtime::Spec`, so only a well-typed spec
-//! is ever printed.
+//! or review containers with runc/crun. Built with `oci_spec`'s typed
+//! builders from the same [`Plan`] the jail runs, so the export cannot
+//! drift from what the jail enforces.
 //!
 //! What does not translate: Landlock (no OCI field; carried as the
 //! `org.pairjail.landlock` annotation and NOT enforced by runtimes), the
@@ -10,13 +10,21 @@
 //! init calls after loading the filter join the allowlist: see
 //! [`RUNTIME_SYSCALLS`]), and no /proc (runtimes need one; it is added).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use oci_spec::runtime::Spec;
-use serde_json::{Value, json};
+use oci_spec::runtime::{
+    Arch, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
+    LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, LinuxSeccompAction,
+    LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSeccompOperator, LinuxSyscallBuilder,
+    Mount as OciMount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder,
+    RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
 
+use super::Action;
+use super::expand;
 use super::model::{Mount, Profile};
-use super::{expand, names};
+use super::plan::{self, ArgCheck, Namespace, Plan, Rlimit, SeccompPlan};
 
 /// What a runtime's own init needs between loading the filter and exec:
 /// `execve` (runtimes exec by path), and runc's Go init closing descriptors
@@ -37,91 +45,154 @@ fn err(e: impl std::fmt::Display) -> String {
     format!("oci: {e}")
 }
 
-fn seccomp(p: &Profile) -> Result<Value, String> {
-    let (action, errno) = match p.seccomp.default_action {
-        super::Action::Errno(n) => ("SCMP_ACT_ERRNO", Some(n)),
-        super::Action::KillProcess => ("SCMP_ACT_KILL_PROCESS", None),
-        super::Action::Trap => ("SCMP_ACT_TRAP", None),
-        super::Action::Log => ("SCMP_ACT_LOG", None),
+fn namespace(n: Namespace) -> LinuxNamespaceType {
+    match n {
+        Namespace::User => LinuxNamespaceType::User,
+        Namespace::Mount => LinuxNamespaceType::Mount,
+        Namespace::Pid => LinuxNamespaceType::Pid,
+        Namespace::Net => LinuxNamespaceType::Network,
+        Namespace::Ipc => LinuxNamespaceType::Ipc,
+        Namespace::Uts => LinuxNamespaceType::Uts,
+        Namespace::Cgroup => LinuxNamespaceType::Cgroup,
+    }
+}
+
+fn rlimit(r: Rlimit) -> PosixRlimitType {
+    match r {
+        Rlimit::Nofile => PosixRlimitType::RlimitNofile,
+        Rlimit::Nproc => PosixRlimitType::RlimitNproc,
+        Rlimit::AddressSpace => PosixRlimitType::RlimitAs,
+        Rlimit::Cpu => PosixRlimitType::RlimitCpu,
+        Rlimit::Fsize => PosixRlimitType::RlimitFsize,
+        Rlimit::Core => PosixRlimitType::RlimitCore,
+    }
+}
+
+fn seccomp(s: &SeccompPlan) -> Result<LinuxSeccomp, String> {
+    let mut b = LinuxSeccompBuilder::default().architectures(vec![Arch::ScmpArchX86_64]);
+    b = match s.default_action {
+        Action::Errno(n) => b
+            .default_action(LinuxSeccompAction::ScmpActErrno)
+            .default_errno_ret(n),
+        Action::KillProcess => b.default_action(LinuxSeccompAction::ScmpActKillProcess),
+        Action::Trap => b.default_action(LinuxSeccompAction::ScmpActTrap),
+        Action::Log => b.default_action(LinuxSeccompAction::ScmpActLog),
     };
-    let mut plain: Vec<String> = p.allowed_syscalls();
+    let allow = |names: Vec<String>| {
+        LinuxSyscallBuilder::default()
+            .names(names)
+            .action(LinuxSeccompAction::ScmpActAllow)
+    };
+    // Unconditional calls in one rule, the runtime's own needs added.
+    let mut plain: Vec<String> = s
+        .rules
+        .iter()
+        .filter(|r| r.any_of.is_empty())
+        .map(|r| r.name.clone())
+        .collect();
     for extra in RUNTIME_SYSCALLS {
-        if !plain.iter().any(|s| s == extra) {
+        if !s.rules.iter().any(|r| r.name == *extra) {
             plain.push(extra.to_string());
         }
     }
-    let conditional = ["clone", "socket", "socketpair"];
-    let mut syscalls = vec![];
-    let names_plain: Vec<&String> = plain
-        .iter()
-        .filter(|s| !conditional.contains(&s.as_str()))
-        .collect();
-    syscalls.push(json!({"names": names_plain, "action": "SCMP_ACT_ALLOW"}));
-    for name in &p.seccomp.ioctl {
-        let req = names::ioctl_number(name).ok_or_else(|| err(format!("unknown ioctl {name}")))?;
-        // The kernel reads the request as 32 bits; compare only those.
-        syscalls.push(json!({"names": ["ioctl"], "action": "SCMP_ACT_ALLOW",
-            "args": [{"index": 1, "value": 0xffff_ffffu64, "valueTwo": req & 0xffff_ffff, "op": "SCMP_CMP_MASKED_EQ"}]}));
-    }
-    if plain.iter().any(|s| s == "clone") {
-        let ns = (libc::CLONE_NEWUSER
-            | libc::CLONE_NEWNS
-            | libc::CLONE_NEWPID
-            | libc::CLONE_NEWNET
-            | libc::CLONE_NEWIPC
-            | libc::CLONE_NEWUTS
-            | libc::CLONE_NEWCGROUP) as u64;
-        syscalls.push(json!({"names": ["clone"], "action": "SCMP_ACT_ALLOW",
-            "args": [{"index": 0, "value": ns, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}));
-    }
-    for call in ["socket", "socketpair"] {
-        if !plain.iter().any(|s| s == call) {
-            continue;
-        }
-        if p.seccomp.socket_families.is_empty() {
-            syscalls.push(json!({"names": [call], "action": "SCMP_ACT_ALLOW"}));
-        }
-        for fam in &p.seccomp.socket_families {
-            let af = names::socket_family(fam)
-                .ok_or_else(|| err(format!("unknown address family {fam}")))?;
-            syscalls.push(json!({"names": [call], "action": "SCMP_ACT_ALLOW",
-                "args": [{"index": 0, "value": af, "op": "SCMP_CMP_EQ"}]}));
+    let mut syscalls = vec![allow(plain).build().map_err(err)?];
+    // Each alternative check is a rule of its own (rules are OR-ed).
+    for r in s.rules.iter().filter(|r| !r.any_of.is_empty()) {
+        for check in &r.any_of {
+            let arg = match *check {
+                // MASKED_EQ: (arg & value) == valueTwo.
+                ArgCheck::Low32Eq { index, value } => LinuxSeccompArgBuilder::default()
+                    .index(index as usize)
+                    .value(0xffff_ffffu64)
+                    .value_two(value)
+                    .op(LinuxSeccompOperator::ScmpCmpMaskedEq),
+                ArgCheck::NoBits { index, mask } => LinuxSeccompArgBuilder::default()
+                    .index(index as usize)
+                    .value(mask)
+                    .value_two(0u64)
+                    .op(LinuxSeccompOperator::ScmpCmpMaskedEq),
+            }
+            .build()
+            .map_err(err)?;
+            syscalls.push(
+                allow(vec![r.name.clone()])
+                    .args(vec![arg])
+                    .build()
+                    .map_err(err)?,
+            );
         }
     }
-    let mut s = json!({"defaultAction": action, "architectures": ["SCMP_ARCH_X86_64"], "syscalls": syscalls});
-    if let Some(n) = errno {
-        s["defaultErrnoRet"] = json!(n);
-    }
-    Ok(s)
+    b.syscalls(syscalls).build().map_err(err)
 }
 
-fn mounts(p: &Profile, params: &BTreeMap<String, String>) -> Result<Vec<Value>, String> {
+fn mount(dst: &str, typ: &str, src: &str, opts: &[&str]) -> Result<OciMount, String> {
+    MountBuilder::default()
+        .destination(dst)
+        .typ(typ)
+        .source(src)
+        .options(opts.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+        .build()
+        .map_err(err)
+}
+
+fn mounts(p: &Profile, params: &BTreeMap<String, String>) -> Result<Vec<OciMount>, String> {
     let mut out = Vec::new();
     for m in &p.mounts {
         let dst = expand(m.dst(), params).map_err(err)?;
         out.push(match m {
-            Mount::Bind { src, rw, optional, .. } => {
+            Mount::Bind {
+                src, rw, optional, ..
+            } => {
                 let src = expand(src, params).map_err(err)?;
                 // As in the jail: an optional bind whose source is absent is left out.
                 if *optional && !std::path::Path::new(&src).exists() {
                     continue;
                 }
-                let mut opts = vec!["rbind", "nosuid", "nodev"];
-                opts.push(if *rw { "rw" } else { "ro" });
-                json!({"destination": dst, "type": "bind", "source": src, "options": opts})
+                let access = if *rw { "rw" } else { "ro" };
+                mount(&dst, "bind", &src, &["rbind", "nosuid", "nodev", access])?
             }
             Mount::Tmpfs { size, mode, .. } => {
-                let mut opts = vec!["nosuid".to_string(), "nodev".into(), format!("mode={:o}", mode.unwrap_or(0o755))];
-                if let Some(s) = size {
-                    opts.push(format!("size={}", s.0));
-                }
-                json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": opts})
+                let mode = format!("mode={:o}", mode.unwrap_or(0o755));
+                let size = size.map(|s| format!("size={}", s.0));
+                let mut opts = vec!["nosuid", "nodev", mode.as_str()];
+                opts.extend(size.as_deref());
+                mount(&dst, "tmpfs", "tmpfs", &opts)?
             }
-            Mount::Proc { .. } => json!({"destination": dst, "type": "proc", "source": "proc", "options": ["nosuid", "nodev", "noexec"]}),
-            Mount::Dev { .. } => json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "noexec", "mode=755", "size=65536k"]}),
+            Mount::Proc { .. } => mount(&dst, "proc", "proc", &["nosuid", "nodev", "noexec"])?,
+            Mount::Dev { .. } => mount(
+                &dst,
+                "tmpfs",
+                "tmpfs",
+                &["nosuid", "noexec", "mode=755", "size=65536k"],
+            )?,
         });
     }
     Ok(out)
+}
+
+fn capabilities(keep: &[String]) -> Result<HashSet<Capability>, String> {
+    keep.iter()
+        .map(|c| serde_json::from_value(serde_json::Value::String(c.clone())).map_err(err))
+        .collect()
+}
+
+/// Runtimes set the container up as its uid 0 before switching to
+/// process.user, so both need a mapping: 0 → base, the profile's id →
+/// base + 1 (pick base from /etc/subuid for your runtime user).
+fn id_map(id: u32, base: u32) -> Result<Vec<oci_spec::runtime::LinuxIdMapping>, String> {
+    let one = |container: u32, host: u32| {
+        LinuxIdMappingBuilder::default()
+            .container_id(container)
+            .host_id(host)
+            .size(1u32)
+            .build()
+            .map_err(err)
+    };
+    let mut v = vec![one(0, base)?];
+    if id != 0 {
+        v.push(one(id, base + 1)?);
+    }
+    Ok(v)
 }
 
 /// The OCI config for running `args` under profile `p`.
@@ -130,82 +201,118 @@ pub fn export(
     params: &BTreeMap<String, String>,
     args: &[String],
     host_id_base: u32,
-) -> Result<Value, String> {
-    let ns = &p.namespaces;
-    let mut namespaces = vec![];
-    for (on, kind) in [
-        (ns.user, "user"),
-        (ns.mount, "mount"),
-        (ns.pid, "pid"),
-        (ns.net, "network"),
-        (ns.ipc, "ipc"),
-        (ns.uts, "uts"),
-        (ns.cgroup, "cgroup"),
-    ] {
-        if on {
-            namespaces.push(json!({"type": kind}));
+) -> Result<Spec, String> {
+    let plan: Plan = plan::plan(p).map_err(err)?;
+    let caps = capabilities(&p.capabilities.keep)?;
+    let caps = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps.clone())
+        .inheritable(caps.clone())
+        .ambient(caps)
+        .build()
+        .map_err(err)?;
+    let rlimits = plan
+        .rlimits
+        .iter()
+        .map(|&(r, v)| {
+            PosixRlimitBuilder::default()
+                .typ(rlimit(r))
+                .hard(v)
+                .soft(v)
+                .build()
+                .map_err(err)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let env: Vec<String> = p.env.set.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .user(
+            UserBuilder::default()
+                .uid(p.ids.uid)
+                .gid(p.ids.gid)
+                .build()
+                .map_err(err)?,
+        )
+        .args(args.to_vec())
+        .env(env)
+        .cwd("/")
+        .no_new_privileges(true)
+        .capabilities(caps)
+        .rlimits(rlimits)
+        .build()
+        .map_err(err)?;
+
+    let namespaces = plan
+        .namespaces
+        .iter()
+        .map(|&n| {
+            LinuxNamespaceBuilder::default()
+                .typ(namespace(n))
+                .build()
+                .map_err(err)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .masked_paths(oci_spec::runtime::get_default_maskedpaths())
+        .readonly_paths(oci_spec::runtime::get_default_readonly_paths());
+    if p.namespaces.user {
+        linux = linux
+            .uid_mappings(id_map(p.ids.uid, host_id_base)?)
+            .gid_mappings(id_map(p.ids.gid, host_id_base)?);
+    }
+    if let Some(s) = &plan.seccomp {
+        linux = linux.seccomp(seccomp(s)?);
+    }
+    let c = plan.cgroup;
+    if !c.is_empty() {
+        let mut r = LinuxResourcesBuilder::default();
+        if let Some(m) = c.memory_max {
+            let limit = i64::try_from(m).map_err(err)?;
+            r = r.memory(
+                LinuxMemoryBuilder::default()
+                    .limit(limit)
+                    .build()
+                    .map_err(err)?,
+            );
         }
+        if let Some(n) = c.pids_max {
+            let limit = i64::try_from(n).map_err(err)?;
+            r = r.pids(
+                LinuxPidsBuilder::default()
+                    .limit(limit)
+                    .build()
+                    .map_err(err)?,
+            );
+        }
+        if let Some(shares) = c.cpu_shares() {
+            r = r.cpu(
+                LinuxCpuBuilder::default()
+                    .shares(shares)
+                    .build()
+                    .map_err(err)?,
+            );
+        }
+        linux = linux.resources(r.build().map_err(err)?);
+    }
+    let mut linux = linux.build().map_err(err)?;
+    if c.is_empty() {
+        // The builder's defaults would add runc's device rules.
+        linux.set_resources(None);
     }
 
-    let keep = &p.capabilities.keep;
-    let caps = json!({"bounding": keep, "effective": keep, "permitted": keep, "inheritable": keep, "ambient": keep});
-    let r = &p.rlimits;
-    let mut rlimits = vec![];
-    for (kind, v) in [
-        ("RLIMIT_NOFILE", r.nofile),
-        ("RLIMIT_NPROC", r.nproc),
-        ("RLIMIT_AS", r.address_space.map(|s| s.0)),
-        ("RLIMIT_CPU", r.cpu),
-        ("RLIMIT_FSIZE", r.fsize.map(|s| s.0)),
-        ("RLIMIT_CORE", r.core.map(|s| s.0)),
-    ] {
-        if let Some(v) = v {
-            rlimits.push(json!({"type": kind, "hard": v, "soft": v}));
-        }
-    }
-    let env: Vec<String> = p.env.set.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let mut resources = json!({});
-    if let Some(m) = p.cgroup.memory_max {
-        resources["memory"] = json!({"limit": m.0});
-    }
-    if let Some(n) = p.cgroup.pids_max {
-        resources["pids"] = json!({"limit": n});
-    }
-    if let Some(w) = p.cgroup.cpu_weight {
-        resources["cpu"] = json!({"shares": (w * 1024 / 100).max(2)});
-    }
-    let mut linux = json!({
-        "namespaces": namespaces,
-        "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"],
-        "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
-    });
-    if ns.user {
-        // Runtimes set the container up as its uid 0 before switching to
-        // process.user, so both need a mapping: 0 → base, the profile's
-        // id → base + 1 (pick base from /etc/subuid for your runtime user).
-        let map = |id: u32| {
-            if id == 0 {
-                json!([{"containerID": 0, "hostID": host_id_base, "size": 1}])
-            } else {
-                json!([{"containerID": 0, "hostID": host_id_base, "size": 1}, {"containerID": id, "hostID": host_id_base + 1, "size": 1}])
-            }
-        };
-        linux["uidMappings"] = map(p.ids.uid);
-        linux["gidMappings"] = map(p.ids.gid);
-    }
-    if p.seccomp.enabled {
-        linux["seccomp"] = seccomp(p)?;
-    }
-    if resources.as_object().is_some_and(|o| !o.is_empty()) {
-        linux["resources"] = resources;
-    }
     let mut mounts = mounts(p, params)?;
-    let mut annotations = BTreeMap::new();
+    let mut annotations = HashMap::new();
     // runc and crun need /proc inside the container (to close descriptors
     // and set up the process); the pairjail jail itself has none.
     if !p.mounts.iter().any(|m| matches!(m, Mount::Proc { .. })) {
-        mounts.push(json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "nodev", "noexec"]}));
+        mounts.push(mount(
+            "/proc",
+            "proc",
+            "proc",
+            &["nosuid", "nodev", "noexec"],
+        )?);
         annotations.insert(
             "org.pairjail.proc".to_string(),
             "added for OCI runtimes; not in the pairjail jail".to_string(),
@@ -216,27 +323,23 @@ pub fn export(
         serde_json::to_string(&p.landlock).map_err(err)?,
     );
     annotations.insert("org.pairjail.env.keep".to_string(), p.env.keep.join(","));
-    let mut spec = json!({
-        "ociVersion": "1.0.2",
-        "root": {"path": "rootfs", "readonly": true},
-        "process": {
-            "terminal": false,
-            "user": {"uid": p.ids.uid, "gid": p.ids.gid},
-            "args": args,
-            "env": env,
-            "cwd": "/",
-            "noNewPrivileges": true,
-            "capabilities": caps,
-            "rlimits": rlimits,
-        },
-        "mounts": mounts,
-        "linux": linux,
-        "annotations": annotations,
-    });
-    if ns.uts {
-        spec["hostname"] = json!(ns.hostname);
-    }
-    // Only a spec oci-spec accepts leaves this function.
-    let typed: Spec = serde_json::from_value(spec).map_err(err)?;
-    serde_json::to_value(&typed).map_err(err)
+    let mut spec = SpecBuilder::default()
+        .version("1.0.2")
+        .root(
+            RootBuilder::default()
+                .path("rootfs")
+                .readonly(true)
+                .build()
+                .map_err(err)?,
+        )
+        .process(process)
+        .mounts(mounts)
+        .linux(linux)
+        .annotations(annotations)
+        .build()
+        .map_err(err)?;
+    // Unset fields take the builder's defaults (a hostname among them):
+    // only the UTS namespace gives the container a name.
+    spec.set_hostname(p.namespaces.uts.then(|| p.namespaces.hostname.clone()));
+    Ok(spec)
 }

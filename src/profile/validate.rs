@@ -5,10 +5,10 @@
 use std::path::{Component, Path};
 
 use super::error::{ProfileError, ProfileErrors};
-use super::load::Source;
 use super::locate::Seg;
 use super::model::{Mount, Profile, Scope};
 use super::names;
+use super::source::Source;
 
 /// Highest Landlock ABI this build knows how to enforce.
 pub const MAX_LANDLOCK_ABI: u8 = 9;

@@ -1,0 +1,316 @@
+//! A profile lowered once to what the kernel is asked for: namespaces,
+//! resource limits, seccomp rules, cgroup limits. The jail turns a [`Plan`]
+//! into syscalls; the OCI export turns the same plan into `config.json`, so
+//! the two can never disagree on a flag, a limit or a rule.
+
+use super::model::Profile;
+use super::{Action, names};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("unknown syscall {0}")]
+    Syscall(String),
+    #[error("unknown ioctl {0}")]
+    Ioctl(String),
+    #[error("{0} can never be allowed")]
+    ForbiddenIoctl(String),
+    #[error("unknown address family {0}")]
+    Family(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Namespace {
+    User,
+    Mount,
+    Pid,
+    Net,
+    Ipc,
+    Uts,
+    Cgroup,
+}
+
+impl Namespace {
+    pub const ALL: [Namespace; 7] = [
+        Namespace::User,
+        Namespace::Mount,
+        Namespace::Pid,
+        Namespace::Net,
+        Namespace::Ipc,
+        Namespace::Uts,
+        Namespace::Cgroup,
+    ];
+
+    pub fn clone_flag(self) -> u64 {
+        (match self {
+            Namespace::User => libc::CLONE_NEWUSER,
+            Namespace::Mount => libc::CLONE_NEWNS,
+            Namespace::Pid => libc::CLONE_NEWPID,
+            Namespace::Net => libc::CLONE_NEWNET,
+            Namespace::Ipc => libc::CLONE_NEWIPC,
+            Namespace::Uts => libc::CLONE_NEWUTS,
+            Namespace::Cgroup => libc::CLONE_NEWCGROUP,
+        }) as u64
+    }
+
+    pub fn flag_name(self) -> &'static str {
+        match self {
+            Namespace::User => "CLONE_NEWUSER",
+            Namespace::Mount => "CLONE_NEWNS",
+            Namespace::Pid => "CLONE_NEWPID",
+            Namespace::Net => "CLONE_NEWNET",
+            Namespace::Ipc => "CLONE_NEWIPC",
+            Namespace::Uts => "CLONE_NEWUTS",
+            Namespace::Cgroup => "CLONE_NEWCGROUP",
+        }
+    }
+
+    fn wanted(self, p: &Profile) -> bool {
+        let ns = &p.namespaces;
+        match self {
+            Namespace::User => ns.user,
+            Namespace::Mount => ns.mount,
+            Namespace::Pid => ns.pid,
+            Namespace::Net => ns.net,
+            Namespace::Ipc => ns.ipc,
+            Namespace::Uts => ns.uts,
+            Namespace::Cgroup => ns.cgroup,
+        }
+    }
+}
+
+/// Every CLONE_NEW* flag: a jailed `clone` may carry none of them.
+pub fn all_namespace_flags() -> u64 {
+    Namespace::ALL.iter().fold(0, |f, n| f | n.clone_flag())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rlimit {
+    Nofile,
+    Nproc,
+    AddressSpace,
+    Cpu,
+    Fsize,
+    Core,
+}
+
+impl Rlimit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Rlimit::Nofile => "RLIMIT_NOFILE",
+            Rlimit::Nproc => "RLIMIT_NPROC",
+            Rlimit::AddressSpace => "RLIMIT_AS",
+            Rlimit::Cpu => "RLIMIT_CPU",
+            Rlimit::Fsize => "RLIMIT_FSIZE",
+            Rlimit::Core => "RLIMIT_CORE",
+        }
+    }
+}
+
+/// A check on one syscall argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgCheck {
+    /// The low 32 bits of argument `index` equal `value` (the kernel reads
+    /// ioctl requests and socket families as 32-bit ints).
+    Low32Eq { index: u8, value: u64 },
+    /// Argument `index` has none of the bits in `mask`.
+    NoBits { index: u8, mask: u64 },
+}
+
+/// One allowed syscall: always (no checks), or when any one check holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyscallRule {
+    pub name: String,
+    pub nr: i64,
+    pub any_of: Vec<ArgCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeccompPlan {
+    pub default_action: Action,
+    pub rules: Vec<SyscallRule>,
+}
+
+/// Cgroup limits; v1 has shares where v2 has weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CgroupLimits {
+    pub memory_max: Option<u64>,
+    pub pids_max: Option<u64>,
+    pub cpu_weight: Option<u64>,
+    pub required: bool,
+}
+
+impl CgroupLimits {
+    pub fn is_empty(&self) -> bool {
+        self.memory_max.is_none() && self.pids_max.is_none() && self.cpu_weight.is_none()
+    }
+
+    /// v1 `cpu.shares` (and OCI's `cpu.shares`): the default weight 100 is
+    /// the default 1024 shares.
+    pub fn cpu_shares(&self) -> Option<u64> {
+        self.cpu_weight.map(|w| (w * 1024 / 100).max(2))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub namespaces: Vec<Namespace>,
+    pub rlimits: Vec<(Rlimit, u64)>,
+    /// None when the profile disables seccomp.
+    pub seccomp: Option<SeccompPlan>,
+    pub cgroup: CgroupLimits,
+}
+
+impl Plan {
+    /// The flags for the jail's one `clone`.
+    pub fn clone_flags(&self) -> u64 {
+        self.namespaces.iter().fold(0, |f, n| f | n.clone_flag())
+    }
+}
+
+/// Lowers `p`; every name must be known here, so neither consumer meets an
+/// unknown one later.
+pub fn plan(p: &Profile) -> Result<Plan, PlanError> {
+    let r = &p.rlimits;
+    let rlimits = [
+        (Rlimit::Nofile, r.nofile),
+        (Rlimit::Nproc, r.nproc),
+        (Rlimit::AddressSpace, r.address_space.map(|s| s.0)),
+        (Rlimit::Cpu, r.cpu),
+        (Rlimit::Fsize, r.fsize.map(|s| s.0)),
+        (Rlimit::Core, r.core.map(|s| s.0)),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
+    Ok(Plan {
+        namespaces: Namespace::ALL.into_iter().filter(|n| n.wanted(p)).collect(),
+        rlimits,
+        seccomp: if p.seccomp.enabled {
+            Some(seccomp(p)?)
+        } else {
+            None
+        },
+        cgroup: CgroupLimits {
+            memory_max: p.cgroup.memory_max.map(|s| s.0),
+            pids_max: p.cgroup.pids_max,
+            cpu_weight: p.cgroup.cpu_weight,
+            required: p.cgroup.required,
+        },
+    })
+}
+
+fn seccomp(p: &Profile) -> Result<SeccompPlan, PlanError> {
+    let mut rules = Vec::new();
+    for name in p.allowed_syscalls() {
+        let nr = names::syscall_number(&name).ok_or_else(|| PlanError::Syscall(name.clone()))?;
+        let mut any_of = Vec::new();
+        match name.as_str() {
+            // Step 7: no nested namespaces; clone only without CLONE_NEW*
+            // (validation keeps clone3, unshare and setns out entirely).
+            "clone" => any_of.push(ArgCheck::NoBits {
+                index: 0,
+                mask: all_namespace_flags(),
+            }),
+            "socket" | "socketpair" => {
+                for fam in &p.seccomp.socket_families {
+                    let af =
+                        names::socket_family(fam).ok_or_else(|| PlanError::Family(fam.clone()))?;
+                    any_of.push(ArgCheck::Low32Eq {
+                        index: 0,
+                        value: af as u64,
+                    });
+                }
+            }
+            _ => {}
+        }
+        rules.push(SyscallRule { name, nr, any_of });
+    }
+    // ioctl: only the listed requests, never TIOCSTI or TIOCLINUX.
+    let mut requests = Vec::new();
+    for name in &p.seccomp.ioctl {
+        if names::FORBIDDEN_IOCTLS.contains(&name.as_str()) {
+            return Err(PlanError::ForbiddenIoctl(name.clone()));
+        }
+        let req = names::ioctl_number(name).ok_or_else(|| PlanError::Ioctl(name.clone()))?;
+        requests.push(ArgCheck::Low32Eq {
+            index: 1,
+            value: req & 0xffff_ffff,
+        });
+    }
+    if !requests.is_empty() {
+        rules.retain(|r| r.name != "ioctl");
+        rules.push(SyscallRule {
+            name: "ioctl".into(),
+            nr: libc::SYS_ioctl,
+            any_of: requests,
+        });
+    }
+    Ok(SeccompPlan {
+        default_action: p.seccomp.default_action,
+        rules,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{SearchPath, resolve};
+
+    fn shipped(name: &str) -> Plan {
+        plan(&resolve(name, &SearchPath::from_env()).unwrap().profile).unwrap()
+    }
+
+    #[test]
+    fn guest_relay_plan_has_its_namespaces_and_guarded_calls() {
+        let p = shipped("guest-relay");
+        assert!(p.clone_flags() & libc::CLONE_NEWUSER as u64 != 0);
+        assert!(p.clone_flags() & libc::CLONE_NEWNET as u64 != 0);
+        let s = p.seccomp.unwrap();
+        let ioctl = s.rules.iter().find(|r| r.name == "ioctl").unwrap();
+        assert!(
+            !ioctl.any_of.is_empty(),
+            "ioctl must be limited to requests"
+        );
+        let tiocsti = names::ioctl_number("TIOCSTI").unwrap() & 0xffff_ffff;
+        assert!(!ioctl.any_of.contains(&ArgCheck::Low32Eq {
+            index: 1,
+            value: tiocsti
+        }));
+        if let Some(clone) = s.rules.iter().find(|r| r.name == "clone") {
+            assert_eq!(
+                clone.any_of,
+                [ArgCheck::NoBits {
+                    index: 0,
+                    mask: all_namespace_flags()
+                }]
+            );
+        }
+    }
+
+    #[test]
+    fn forbidden_and_unknown_names_are_errors() {
+        let mut p = resolve("guest-relay", &SearchPath::from_env())
+            .unwrap()
+            .profile;
+        p.seccomp.ioctl.push("TIOCSTI".into());
+        assert_eq!(plan(&p), Err(PlanError::ForbiddenIoctl("TIOCSTI".into())));
+        p.seccomp.ioctl.pop();
+        p.seccomp.socket_families = vec!["AF_NOPE".into()];
+        p.seccomp.allow.push("socket".into());
+        assert_eq!(plan(&p), Err(PlanError::Family("AF_NOPE".into())));
+    }
+
+    #[test]
+    fn cpu_weight_maps_to_shares() {
+        let c = CgroupLimits {
+            cpu_weight: Some(100),
+            ..Default::default()
+        };
+        assert_eq!(c.cpu_shares(), Some(1024));
+        let tiny = CgroupLimits {
+            cpu_weight: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(tiny.cpu_shares(), Some(10));
+    }
+}
