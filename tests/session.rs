@@ -67,8 +67,8 @@ fn mirror_guest_sees_the_host_and_nothing_it_types_reaches_tmux() {
         args.extend(keys.iter().copied());
         w.drv(&args);
     }
-    // Let anything that might have got through arrive, then compare.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Everything typed has reached the broker (and was dropped): compare.
+    w.barrier(&guest, "smirror");
     assert_eq!(
         w.host_tmux("smirror", &["capture-pane", "-p", "-t", "=smirror:"]),
         before_pane,
@@ -584,7 +584,7 @@ fn direct_transport_guest_runs_its_own_jailed_tmux_client_read_only() {
     w.drv(&["send-keys", "-t", &guest, &touch, "Enter"]);
     w.drv(&["send-keys", "-t", &guest, "C-b", ":"]);
     w.drv(&["send-keys", "-t", &guest, "kill-server", "Enter"]);
-    std::thread::sleep(Duration::from_millis(1500));
+    w.barrier(&guest, "sdirect");
     assert_eq!(
         w.host_tmux("sdirect", &["capture-pane", "-p", "-t", "=sdirect:"]),
         before

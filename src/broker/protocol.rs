@@ -123,14 +123,11 @@ impl Frame {
         out
     }
 
-    /// Decodes one frame from the front of `buf`: `Ok(None)` if more bytes
-    /// are needed, else the frame and how many bytes it used.
-    pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
-        if buf.len() < 5 {
-            return Ok(None);
-        }
-        let kind = buf[0];
-        let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    /// The 5-byte header: kind and payload length, both checked. The one
+    /// place a header is read, for the blocking and the async readers.
+    fn header(head: &[u8; 5]) -> Result<(u8, usize), FrameError> {
+        let kind = head[0];
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
         if len > MAX_FRAME {
             return Err(FrameError::Malformed(format!(
                 "frame of {len} bytes exceeds {MAX_FRAME}"
@@ -139,6 +136,16 @@ impl Frame {
         if kind != KIND_MSG && kind != KIND_DATA {
             return Err(FrameError::Malformed(format!("unknown frame kind {kind}")));
         }
+        Ok((kind, len))
+    }
+
+    /// Decodes one frame from the front of `buf`: `Ok(None)` if more bytes
+    /// are needed, else the frame and how many bytes it used.
+    pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
+        let Some(head) = buf.first_chunk::<5>() else {
+            return Ok(None);
+        };
+        let (kind, len) = Frame::header(head)?;
         if buf.len() < 5 + len {
             return Ok(None);
         }
@@ -166,12 +173,7 @@ pub fn read_frame(r: &mut impl Read) -> Result<Frame, FrameError> {
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
         other => other?,
     }
-    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    if len > MAX_FRAME {
-        return Err(FrameError::Malformed(format!(
-            "frame of {len} bytes exceeds {MAX_FRAME}"
-        )));
-    }
+    let (_, len) = Frame::header(&head)?;
     let mut buf = head.to_vec();
     buf.resize(5 + len, 0);
     r.read_exact(&mut buf[5..])?;

@@ -136,6 +136,8 @@ fn io_errno(e: &std::io::Error) -> Errno {
 pub struct Recording {
     pub calls: RefCell<Vec<String>>,
     pub fail_on: Option<String>,
+    /// What every source mount has locked (default: nosuid and nodev).
+    pub locked: Option<MsFlags>,
 }
 
 #[cfg(test)]
@@ -192,7 +194,9 @@ impl Sys for Recording {
         self.log(format!("pivot_root {} {}", new.display(), old.display()))
     }
     fn locked_flags(&self, _: &Path) -> Result<MsFlags, JailError> {
-        Ok(MsFlags::MS_NOSUID | MsFlags::MS_NODEV)
+        Ok(self
+            .locked
+            .unwrap_or(MsFlags::MS_NOSUID | MsFlags::MS_NODEV))
     }
     fn drop_bounding(&self, cap: caps::Capability) -> SysResult {
         self.log(format!("drop-bounding {cap}"))

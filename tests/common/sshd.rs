@@ -258,6 +258,27 @@ impl World {
         target
     }
 
+    /// Waits until everything the guest typed in `target` so far has been
+    /// handled on the host side: the guest's terminal is resized to a width
+    /// no client has yet, which travels behind the keystrokes on the same
+    /// connection (relay → broker, or the guest's own tmux client); once a
+    /// client of the host's tmux server has that width, the keys before it
+    /// were taken or dropped. A wait on state, for negative checks.
+    pub fn barrier(&self, target: &str, session: &str) {
+        static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(150);
+        let width = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let w = width.to_string();
+        self.drv(&["resize-window", "-t", target, "-x", &w, "-y", "40"]);
+        eventually(20, || {
+            let widths = self.host_tmux(session, &["list-clients", "-F", "#{client_width}"]);
+            if widths.lines().any(|l| l.trim() == w) {
+                Ok(())
+            } else {
+                Err(format!("no client of {session} reached width {w}: {widths:?}"))
+            }
+        });
+    }
+
     pub fn drv(&self, args: &[&str]) -> String {
         run(Command::new("tmux").arg("-L").arg(&self.driver).args(args))
     }
