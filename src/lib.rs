@@ -16,6 +16,7 @@ pub mod guest;
 #[allow(unsafe_code)]
 pub mod jail;
 pub mod keys;
+pub mod lookup;
 pub mod profile;
 pub mod relay;
 pub mod setup;

@@ -1,7 +1,6 @@
-//! Unix users, read from /etc/passwd. pairjail is linked statically (it
-//! runs itself inside jails with no filesystem), and a static glibc cannot
-//! load NSS modules safely: a lookup that falls through to
-//! `libnss_systemd` crashes. So users come from the files database only.
+//! Unix users: /etc/passwd first, then every NSS source (LDAP, SSSD, …)
+//! through `getent` in its own process (see `crate::lookup`: a static
+//! glibc must not load NSS modules itself).
 
 use std::path::PathBuf;
 
@@ -40,7 +39,14 @@ pub fn all() -> Vec<User> {
 }
 
 pub fn by_name(name: &str) -> Option<User> {
-    all().into_iter().find(|u| u.name == name)
+    all()
+        .into_iter()
+        .find(|u| u.name == name)
+        .or_else(|| from_nss(name).filter(|u| u.name == name))
+}
+
+fn from_nss(key: &str) -> Option<User> {
+    crate::lookup::passwd(key).as_deref().and_then(parse_line)
 }
 
 /// The password field of `/etc/shadow` (readable by root only).
@@ -55,7 +61,10 @@ pub fn password_field(name: &str) -> Option<String> {
 }
 
 pub fn by_uid(uid: u32) -> Option<User> {
-    all().into_iter().find(|u| u.uid == uid)
+    all()
+        .into_iter()
+        .find(|u| u.uid == uid)
+        .or_else(|| from_nss(&uid.to_string()).filter(|u| u.uid == uid))
 }
 
 #[cfg(test)]

@@ -58,11 +58,17 @@ fn check_account(user: &str) -> Result<(), String> {
 pub fn keys_of(forge: Forge, user: &str) -> Result<Vec<GuestKey>, String> {
     check_account(user)?;
     let url = format!("{}/{user}.keys", forge.base().trim_end_matches('/'));
-    let agent = ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .timeout_global(Some(timeout()))
         .http_status_as_error(false)
-        .build()
-        .new_agent();
+        .build();
+    // Host names go through getent, never the static binary's own
+    // getaddrinfo (see `crate::lookup`).
+    let agent = ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        crate::lookup::Resolver,
+    );
     let mut resp = agent.get(&url).call().map_err(|e| match e {
         ureq::Error::Timeout(_) => {
             format!("timed out after {} s fetching {url}", timeout().as_secs())

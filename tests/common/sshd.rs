@@ -274,7 +274,9 @@ impl World {
             if widths.lines().any(|l| l.trim() == w) {
                 Ok(())
             } else {
-                Err(format!("no client of {session} reached width {w}: {widths:?}"))
+                Err(format!(
+                    "no client of {session} reached width {w}: {widths:?}"
+                ))
             }
         });
     }

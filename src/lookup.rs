@@ -1,0 +1,103 @@
+//! Name lookups through `getent`, a dynamically linked system program.
+//! pairjail is a static glibc binary (it runs itself inside jails with no
+//! filesystem), and a static glibc must not load NSS modules: a lookup of
+//! a user in LDAP/SSSD or of a host through `getaddrinfo` could `dlopen` a
+//! module of another glibc and crash. `getent` does the NSS part in its
+//! own process, with the machine's own modules.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Command, Stdio};
+
+/// `getent DATABASE KEY`'s output, or None when the key is unknown or
+/// getent is missing. Keys are passed as one argument, never to a shell.
+fn getent(database: &str, key: &str) -> Option<String> {
+    if key.is_empty() || key.starts_with('-') {
+        return None;
+    }
+    // A fixed path: callers (sshd's AuthorizedKeysCommand, a guest's
+    // join) must not find a different getent through PATH.
+    let program = ["/usr/bin/getent", "/bin/getent"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
+    let out = Command::new(program)
+        .args([database, "--", key])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// One passwd line for a name or a uid (as text), from every NSS source.
+pub fn passwd(key: &str) -> Option<String> {
+    getent("passwd", key).and_then(|s| s.lines().next().map(str::to_string))
+}
+
+/// The addresses of `host` on `port`, as `getent ahosts` lists them.
+pub fn addresses(host: &str, port: u16) -> Vec<SocketAddr> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return vec![SocketAddr::new(ip, port)];
+    }
+    let Some(text) = getent("ahosts", host) else {
+        return Vec::new();
+    };
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for line in text.lines() {
+        if let Some(ip) = line.split_whitespace().next().and_then(|a| a.parse().ok()) {
+            let addr = SocketAddr::new(ip, port);
+            if !out.contains(&addr) {
+                out.push(addr);
+            }
+        }
+    }
+    out
+}
+
+/// ureq's resolver, through [`addresses`].
+#[derive(Debug)]
+pub struct Resolver;
+
+impl ureq::unversioned::resolver::Resolver for Resolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        _timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let host = uri.host().ok_or(ureq::Error::HostNotFound)?;
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("http") {
+                80
+            } else {
+                443
+            });
+        let mut result = self.empty();
+        for addr in addresses(host, port).into_iter().take(16) {
+            result.push(addr);
+        }
+        if result.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_and_localhost_resolve_through_getent() {
+        assert!(passwd("root").is_some_and(|l| l.starts_with("root:x:0:")));
+        assert!(passwd("0").is_some_and(|l| l.starts_with("root:")));
+        assert_eq!(passwd("--help"), None);
+        assert_eq!(passwd("no-such-user-pairjail"), None);
+        let local = addresses("localhost", 80);
+        assert!(local.iter().any(|a| a.ip().is_loopback()), "{local:?}");
+        assert_eq!(addresses("127.0.0.1", 9).len(), 1);
+    }
+}
