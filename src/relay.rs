@@ -29,6 +29,13 @@ pub fn run(sock: BorrowedFd) -> i32 {
     let Ok(mask) = pty::watch_winch() else {
         return 1;
     };
+    // A resize between join's hello and the handler above raised no flag
+    // here: send the size once now, so it is never lost.
+    if let Some((cols, rows)) = pty::get_size(input)
+        && !write_all(sock, &Frame::Msg(Msg::Resize { cols, rows }).encode())
+    {
+        return 0;
+    }
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 16384];
     let mut stdin_open = true;

@@ -19,12 +19,10 @@ fn resource(r: Rlimit) -> Resource {
     }
 }
 
-pub fn apply_rlimits(limits: &[(Rlimit, u64)]) -> Result<(), JailError> {
-    for &(r, v) in limits {
-        setrlimit(resource(r), v, v)
-            .map_err(|e| JailError::sys(format!("setrlimit({}, {v})", r.name()), e))?;
-    }
-    Ok(())
+/// One rlimit, soft = hard (`Sys::setrlimit` on a real machine).
+pub fn set(r: Rlimit, v: u64) -> Result<(), JailError> {
+    setrlimit(resource(r), v, v)
+        .map_err(|e| JailError::sys(format!("setrlimit({}, {v})", r.name()), e))
 }
 
 /// The cgroups a jail was placed in; removed when dropped.

@@ -21,7 +21,7 @@ use seccompiler::BpfProgram;
 
 use super::error::JailError;
 use super::limits::{self, Placement};
-use super::sys::Real;
+use super::sys::{Real, Sys};
 use super::{caps as jcaps, fs, landlock, seccomp};
 use crate::profile::plan::Rlimit;
 use crate::profile::{self, Profile};
@@ -302,33 +302,20 @@ fn setup(p: &Prepared, go: OwnedFd, err_w: &OwnedFd, status_w: &OwnedFd) -> Resu
             }
         }
     }
-    become_jail_ids(p)?;
-    let ns = &p.profile.namespaces;
-    if ns.uts {
-        nix::unistd::sethostname(&ns.hostname)
-            .map_err(|e| JailError::sys(format!("sethostname({})", ns.hostname), e))?;
-    }
-
-    // 6. The filesystem: fresh tmpfs root, binds, pivot_root, old root gone.
-    if ns.mount {
-        fs::build(&Real, &p.entries)?;
-    }
-    // 7. Nested user namespaces: the guest profiles' seccomp allowlists
-    // have no unshare, setns, clone or clone3; the probe attacks this.
-
-    // 8. Resource limits.
-    limits::apply_rlimits(&p.rlimits)?;
-
-    // 9. Capabilities: the bounding set while CAP_SETPCAP is still ours,
-    // then the other four sets.
-    jcaps::drop_bounding(&Real, &p.keep_caps)?;
-    jcaps::drop_rest(&Real, &p.keep_caps)?;
-    prctl(libc::PR_SET_KEEPCAPS, 0, "PR_SET_KEEPCAPS")?;
-
-    // 10. Every descriptor but stdio, the passed ones and our own pipes.
     let mut keep = p.pass_fds.clone();
     keep.extend([p.exe.as_raw_fd(), err_w.as_raw_fd(), status_w.as_raw_fd()]);
-    close_all_but(&keep)?;
+    let ns = &p.profile.namespaces;
+    confine_child(
+        &Real,
+        &Steps {
+            ids: ns.user.then_some((p.profile.ids.uid, p.profile.ids.gid)),
+            hostname: ns.uts.then_some(ns.hostname.as_str()),
+            mounts: ns.mount.then_some(p.entries.as_slice()),
+            rlimits: &p.rlimits,
+            keep_caps: &p.keep_caps,
+            keep_fds: &keep,
+        },
+    )?;
 
     // 12. Landlock (11, TIOCSTI/TIOCLINUX, is the seccomp ioctl allowlist).
     landlock::restrict(p.profile, &p.params, p.exe.as_fd())?;
@@ -347,23 +334,71 @@ fn setup(p: &Prepared, go: OwnedFd, err_w: &OwnedFd, status_w: &OwnedFd) -> Resu
     }
 }
 
-/// Switches to the profile's uid/gid at once, so that files the setup creates
-/// belong to a mapped id (a root caller's uid 0 has no mapping and the kernel
-/// refuses such writes with EOVERFLOW). Capabilities stay, via KEEPCAPS.
-fn become_jail_ids(p: &Prepared) -> Result<(), JailError> {
-    if !p.profile.namespaces.user {
-        return Ok(());
-    }
-    prctl(libc::PR_SET_KEEPCAPS, 1, "PR_SET_KEEPCAPS")?;
-    let (uid, gid) = (p.profile.ids.uid, p.profile.ids.gid);
-    nix::unistd::setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid))
-        .map_err(|e| JailError::sys(format!("setresgid({gid})"), e))?;
-    nix::unistd::setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid))
-        .map_err(|e| JailError::sys(format!("setresuid({uid})"), e))?;
-    jcaps::raise_effective(&Real)
+/// What steps 5 to 10 need, taken from the prepared jail.
+struct Steps<'a> {
+    /// The ids inside, when there is a user namespace.
+    ids: Option<(u32, u32)>,
+    hostname: Option<&'a str>,
+    /// The filesystem plan, when there is a mount namespace.
+    mounts: Option<&'a [fs::Entry]>,
+    rlimits: &'a [(Rlimit, u64)],
+    keep_caps: &'a CapsHashSet,
+    /// Descriptors that survive step 10 (besides stdio).
+    keep_fds: &'a [RawFd],
 }
 
-/// The status pipe is close-on-exec: the program never holds it.
+/// Steps 5 to 10 of the child, in order, through `sys` (unit-tested with
+/// a recording `Sys`).
+fn confine_child(sys: &dyn Sys, s: &Steps) -> Result<(), JailError> {
+    // 5. The profile's ids at once, so that files the setup creates belong
+    // to a mapped id (a root caller's uid 0 has no mapping and the kernel
+    // refuses such writes with EOVERFLOW). Capabilities stay, via KEEPCAPS.
+    if let Some((uid, gid)) = s.ids {
+        sys.prctl(libc::PR_SET_KEEPCAPS, 1, "PR_SET_KEEPCAPS")?;
+        sys.set_ids(uid, gid)?;
+        jcaps::raise_effective(sys)?;
+    }
+    if let Some(name) = s.hostname {
+        sys.sethostname(name)?;
+    }
+
+    // 6. The filesystem: fresh tmpfs root, binds, pivot_root, old root gone.
+    if let Some(entries) = s.mounts {
+        fs::build(sys, entries)?;
+    }
+    // 7. Nested user namespaces: the guest profiles' seccomp allowlists
+    // have no unshare, setns, clone or clone3; the probe attacks this.
+
+    // 8. Resource limits.
+    for &(r, v) in s.rlimits {
+        sys.setrlimit(r, v)?;
+    }
+
+    // 9. Capabilities: the bounding set while CAP_SETPCAP is still ours,
+    // then the other four sets.
+    jcaps::drop_bounding(sys, s.keep_caps)?;
+    jcaps::drop_rest(sys, s.keep_caps)?;
+    sys.prctl(libc::PR_SET_KEEPCAPS, 0, "PR_SET_KEEPCAPS")?;
+
+    // 10. Every descriptor but stdio, the passed ones and our own pipes.
+    let mut keep: Vec<u32> = s
+        .keep_fds
+        .iter()
+        .filter(|&&fd| fd > 2)
+        .map(|&fd| fd as u32)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut lo = 3u32;
+    for fd in keep.into_iter().chain([u32::MAX]) {
+        if fd > lo {
+            sys.close_range(lo, fd - 1)?;
+        }
+        lo = fd.saturating_add(1);
+    }
+    Ok(())
+}
+
 fn exec_program(p: &Prepared) -> JailError {
     for &fd in &p.pass_fds {
         // SAFETY: fcntl(F_SETFD) takes integers only; a number that is not
@@ -496,31 +531,6 @@ pub(super) fn prctl(option: libc::c_int, arg: u64, name: &str) -> Result<(), Jai
     Ok(())
 }
 
-fn close_all_but(keep: &[RawFd]) -> Result<(), JailError> {
-    let mut keep: Vec<u32> = keep
-        .iter()
-        .filter(|&&fd| fd > 2)
-        .map(|&fd| fd as u32)
-        .collect();
-    keep.sort_unstable();
-    keep.dedup();
-    let mut lo = 3u32;
-    for fd in keep.into_iter().chain([u32::MAX]) {
-        if fd > lo {
-            // SAFETY: close_range only closes descriptors in [lo, fd - 1].
-            let r = unsafe { libc::syscall(libc::SYS_close_range, lo, fd - 1, 0u32) };
-            if r < 0 {
-                return Err(JailError::sys(
-                    format!("close_range({lo}, {})", fd - 1),
-                    Errno::last(),
-                ));
-            }
-        }
-        lo = fd.saturating_add(1);
-    }
-    Ok(())
-}
-
 /// Host root is never kept: a root caller appears as nobody outside.
 fn write_id_maps(pid: Pid, p: &Profile) -> Result<(), JailError> {
     let (ouid, ogid) = if Uid::effective().is_root() {
@@ -626,4 +636,93 @@ fn ensure_single_threaded() -> Result<(), JailError> {
 
 fn io_errno(e: &std::io::Error) -> Errno {
     Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jail::sys::Recording;
+
+    fn order(steps: &Steps) -> Vec<String> {
+        let rec = Recording::default();
+        confine_child(&rec, steps).unwrap();
+        rec.calls.into_inner()
+    }
+
+    fn position(calls: &[String], prefix: &str) -> usize {
+        calls
+            .iter()
+            .position(|c| c.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no call {prefix} in {calls:#?}"))
+    }
+
+    #[test]
+    fn the_child_confines_itself_in_the_designed_order() {
+        let keep = CapsHashSet::new();
+        let calls = order(&Steps {
+            ids: Some((1000, 1000)),
+            hostname: Some("jail"),
+            mounts: Some(&[]),
+            rlimits: &[(Rlimit::Nofile, 64), (Rlimit::Nproc, 8)],
+            keep_caps: &keep,
+            keep_fds: &[7, 9, 1],
+        });
+        let ids = position(&calls, "set_ids 1000 1000");
+        let keepcaps_on = position(&calls, "prctl PR_SET_KEEPCAPS 1");
+        let host = position(&calls, "sethostname jail");
+        let pivot = position(&calls, "pivot_root");
+        let nofile = position(&calls, "setrlimit RLIMIT_NOFILE 64");
+        let bounding = position(&calls, "drop-bounding");
+        let keepcaps_off = position(&calls, "prctl PR_SET_KEEPCAPS 0");
+        let close = position(&calls, "close_range 3 6");
+        // KEEPCAPS before the id switch; ids before any file is made; the
+        // filesystem before limits; the bounding set while CAP_SETPCAP is
+        // still held, KEEPCAPS off after it; descriptors last.
+        assert!(keepcaps_on < ids && ids < host && host < pivot);
+        assert!(pivot < nofile && nofile < bounding);
+        assert!(bounding < keepcaps_off && keepcaps_off < close);
+        // Every descriptor but 7 and 9 (and stdio) is closed.
+        let closes: Vec<&String> = calls
+            .iter()
+            .filter(|c| c.starts_with("close_range"))
+            .collect();
+        assert_eq!(
+            closes,
+            [
+                "close_range 3 6",
+                "close_range 8 8",
+                &format!("close_range 10 {}", u32::MAX - 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_user_namespace_ids_stay_and_a_failure_stops_the_rest() {
+        let keep = CapsHashSet::new();
+        let steps = Steps {
+            ids: None,
+            hostname: None,
+            mounts: None,
+            rlimits: &[(Rlimit::Nofile, 64)],
+            keep_caps: &keep,
+            keep_fds: &[],
+        };
+        let calls = order(&steps);
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.starts_with("set_ids") || c.starts_with("mount"))
+        );
+        let rec = Recording {
+            fail_on: Some("setrlimit".into()),
+            ..Default::default()
+        };
+        assert!(confine_child(&rec, &steps).is_err());
+        let calls = rec.calls.into_inner();
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.starts_with("drop-bounding") || c.starts_with("close_range"))
+        );
+    }
 }

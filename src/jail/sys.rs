@@ -1,5 +1,6 @@
-//! The kernel calls of filesystem and capability setup behind a trait, so the
-//! logic that sequences them is unit-tested without root (the youki way).
+//! The kernel calls of the child's setup (mounts, ids, hostname, rlimits,
+//! capabilities, descriptors) behind a trait, so the logic that sequences
+//! them is unit-tested without root (the youki way).
 
 #[cfg(test)]
 use std::cell::RefCell;
@@ -9,6 +10,7 @@ use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
 use super::error::JailError;
+use crate::profile::plan::Rlimit;
 
 pub type SysResult = Result<(), JailError>;
 
@@ -34,6 +36,14 @@ pub trait Sys {
     fn locked_flags(&self, path: &Path) -> Result<MsFlags, JailError>;
     fn drop_bounding(&self, cap: caps::Capability) -> SysResult;
     fn set_caps(&self, set: caps::CapSet, keep: &caps::CapsHashSet) -> SysResult;
+    /// A prctl that takes one integer argument.
+    fn prctl(&self, option: libc::c_int, arg: u64, name: &str) -> SysResult;
+    /// setresgid then setresuid, all three ids each.
+    fn set_ids(&self, uid: u32, gid: u32) -> SysResult;
+    fn sethostname(&self, name: &str) -> SysResult;
+    fn setrlimit(&self, limit: Rlimit, value: u64) -> SysResult;
+    /// close_range(lo, hi, 0).
+    fn close_range(&self, lo: u32, hi: u32) -> SysResult;
 }
 
 pub struct Real;
@@ -123,6 +133,35 @@ impl Sys for Real {
         caps::set(None, set, keep)
             .map_err(|e| JailError::msg(format!("capset({set:?})"), e.to_string()))
     }
+    fn prctl(&self, option: libc::c_int, arg: u64, name: &str) -> SysResult {
+        super::process::prctl(option, arg, name)
+    }
+    fn set_ids(&self, uid: u32, gid: u32) -> SysResult {
+        use nix::unistd::{Gid, Uid, setresgid, setresuid};
+        let g = Gid::from_raw(gid);
+        setresgid(g, g, g).map_err(|e| JailError::sys(format!("setresgid({gid})"), e))?;
+        let u = Uid::from_raw(uid);
+        setresuid(u, u, u).map_err(|e| JailError::sys(format!("setresuid({uid})"), e))
+    }
+    fn sethostname(&self, name: &str) -> SysResult {
+        nix::unistd::sethostname(name)
+            .map_err(|e| JailError::sys(format!("sethostname({name})"), e))
+    }
+    fn setrlimit(&self, limit: Rlimit, value: u64) -> SysResult {
+        super::limits::set(limit, value)
+    }
+    fn close_range(&self, lo: u32, hi: u32) -> SysResult {
+        // SAFETY: close_range only closes descriptors in [lo, hi]; the
+        // caller keeps what it still needs outside that range.
+        let r = unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0u32) };
+        if r < 0 {
+            return Err(JailError::sys(
+                format!("close_range({lo}, {hi})"),
+                Errno::last(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn io_errno(e: &std::io::Error) -> Errno {
@@ -200,6 +239,21 @@ impl Sys for Recording {
     }
     fn drop_bounding(&self, cap: caps::Capability) -> SysResult {
         self.log(format!("drop-bounding {cap}"))
+    }
+    fn prctl(&self, _: libc::c_int, arg: u64, name: &str) -> SysResult {
+        self.log(format!("prctl {name} {arg}"))
+    }
+    fn set_ids(&self, uid: u32, gid: u32) -> SysResult {
+        self.log(format!("set_ids {uid} {gid}"))
+    }
+    fn sethostname(&self, name: &str) -> SysResult {
+        self.log(format!("sethostname {name}"))
+    }
+    fn setrlimit(&self, limit: Rlimit, value: u64) -> SysResult {
+        self.log(format!("setrlimit {} {value}", limit.name()))
+    }
+    fn close_range(&self, lo: u32, hi: u32) -> SysResult {
+        self.log(format!("close_range {lo} {hi}"))
     }
     fn set_caps(&self, set: caps::CapSet, keep: &caps::CapsHashSet) -> SysResult {
         let mut names: Vec<String> = keep.iter().map(|c| c.to_string()).collect();
