@@ -50,6 +50,8 @@ pub enum ShareError {
     },
     #[error("{0}")]
     Tmux(String),
+    #[error(transparent)]
+    TmuxServer(#[from] super::tmux::TmuxError),
     #[error("the broker did not start: {0}")]
     Broker(String),
     #[error(transparent)]
@@ -195,8 +197,7 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     registry::clean(&at.runtime, &at.host, true)?;
     let tmux = at.tmux();
     if !tmux.has_session(&a.session) {
-        tmux.start(&a.session, &a.command, a.allow.contains(&Mode::Rogue))
-            .map_err(ShareError::Tmux)?;
+        tmux.start(&a.session, &a.command, a.allow.contains(&Mode::Rogue))?;
     }
     if a.direct {
         let host_uid = nix::unistd::Uid::effective().as_raw();
@@ -208,7 +209,7 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
         for u in &guest_users {
             if let Err(e) = tmux.grant(u, read_only) {
                 tmux.kill_server();
-                return Err(ShareError::Tmux(e));
+                return Err(e.into());
             }
         }
     }

@@ -10,6 +10,19 @@ use crate::profile::Mode;
 /// that client, unless it is an ignore-size client.
 const SIZE_HOOK: &str = "run-shell -C \"#{?#{m:*ignore-size*,#{client_flags}},set-option -gu @pairjail-noop,resize-window -x #{client_width} -y #{e|-:#{client_height},#{?status,1,0}} ; set-option -g default-size #{client_width}x#{e|-:#{client_height},#{?status,1,0}}}\"";
 
+#[derive(Debug, thiserror::Error)]
+pub enum TmuxError {
+    #[error("cannot run tmux: {0} (is it installed?)")]
+    Run(std::io::Error),
+    #[error("tmux {command} failed: {stderr}")]
+    Failed { command: String, stderr: String },
+    #[error("cannot open {path} to guests: {source}")]
+    Socket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 #[derive(Debug, Clone)]
 pub struct Tmux {
     pub socket: PathBuf,
@@ -30,7 +43,7 @@ impl Tmux {
 
     /// Starts the server with the shared session, detached. The host's own
     /// tmux configuration is loaded as usual.
-    pub fn start(&self, session: &str, program: &[String], rogue: bool) -> Result<(), String> {
+    pub fn start(&self, session: &str, program: &[String], rogue: bool) -> Result<(), TmuxError> {
         let mut c = self.command();
         c.args(["new-session", "-d", "-s", session, "-x", "200", "-y", "50"]);
         if !program.is_empty() {
@@ -59,15 +72,12 @@ impl Tmux {
                 c.args([";", "set-hook", "-g", hook, SIZE_HOOK]);
             }
         }
-        let out = c
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run tmux: {e} (is it installed?)"))?;
+        let out = c.stdin(Stdio::null()).output().map_err(TmuxError::Run)?;
         if !out.status.success() {
-            return Err(format!(
-                "tmux new-session failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(TmuxError::Failed {
+                command: "new-session".into(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
         Ok(())
     }
@@ -75,7 +85,7 @@ impl Tmux {
     /// Lets another user's tmux client attach (tmux ≥ 3.3 keeps an access
     /// list; `-r`: read-only), and opens the socket file to them: the access
     /// list, not the file mode, decides who gets in.
-    pub fn grant(&self, user: &str, read_only: bool) -> Result<(), String> {
+    pub fn grant(&self, user: &str, read_only: bool) -> Result<(), TmuxError> {
         let mut c = self.command();
         c.args(["server-access", "-a"]);
         if read_only {
@@ -85,16 +95,20 @@ impl Tmux {
             .arg(user)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run tmux: {e}"))?;
+            .map_err(TmuxError::Run)?;
         if !out.status.success() {
-            return Err(format!(
-                "tmux server-access -a {user} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(TmuxError::Failed {
+                command: format!("server-access -a {user}"),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&self.socket, std::fs::Permissions::from_mode(0o666))
-            .map_err(|e| format!("cannot open {} to guests: {e}", self.socket.display()))
+        std::fs::set_permissions(&self.socket, std::fs::Permissions::from_mode(0o666)).map_err(
+            |source| TmuxError::Socket {
+                path: self.socket.clone(),
+                source,
+            },
+        )
     }
 
     pub fn has_session(&self, session: &str) -> bool {

@@ -42,7 +42,29 @@ impl Forge {
     }
 }
 
-fn check_account(user: &str) -> Result<(), String> {
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("invalid account name '{0}'")]
+    Account(String),
+    #[error("timed out after {secs} s fetching {url}")]
+    Timeout { url: String, secs: u64 },
+    #[error("cannot fetch {url}: {message}")]
+    Http { url: String, message: String },
+    #[error("{forge} user '{user}' does not exist ({url}: 404)")]
+    NoUser {
+        forge: &'static str,
+        user: String,
+        url: String,
+    },
+    #[error("{url} answered HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("{url}: {message}")]
+    Keys { url: String, message: String },
+    #[error("{forge} user '{user}' has no public keys")]
+    NoKeys { forge: &'static str, user: String },
+}
+
+fn check_account(user: &str) -> Result<(), FetchError> {
     let ok = !user.is_empty()
         && user.len() <= 64
         && user
@@ -51,11 +73,11 @@ fn check_account(user: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("invalid account name '{}'", user.escape_debug()))
+        Err(FetchError::Account(user.escape_debug().to_string()))
     }
 }
 
-pub fn keys_of(forge: Forge, user: &str) -> Result<Vec<GuestKey>, String> {
+pub fn keys_of(forge: Forge, user: &str) -> Result<Vec<GuestKey>, FetchError> {
     check_account(user)?;
     let url = format!("{}/{user}.keys", forge.base().trim_end_matches('/'));
     let config = ureq::Agent::config_builder()
@@ -70,30 +92,44 @@ pub fn keys_of(forge: Forge, user: &str) -> Result<Vec<GuestKey>, String> {
         crate::lookup::Resolver,
     );
     let mut resp = agent.get(&url).call().map_err(|e| match e {
-        ureq::Error::Timeout(_) => {
-            format!("timed out after {} s fetching {url}", timeout().as_secs())
-        }
-        e => format!("cannot fetch {url}: {e}"),
+        ureq::Error::Timeout(_) => FetchError::Timeout {
+            url: url.clone(),
+            secs: timeout().as_secs(),
+        },
+        e => FetchError::Http {
+            url: url.clone(),
+            message: e.to_string(),
+        },
     })?;
     let status = resp.status().as_u16();
     if status == 404 {
-        return Err(format!(
-            "{} user '{user}' does not exist ({url}: 404)",
-            forge.name()
-        ));
+        return Err(FetchError::NoUser {
+            forge: forge.name(),
+            user: user.to_string(),
+            url,
+        });
     }
     if status != 200 {
-        return Err(format!("{url} answered HTTP {status}"));
+        return Err(FetchError::Status { url, status });
     }
     let body = resp
         .body_mut()
         .with_config()
         .limit(1 << 20)
         .read_to_string()
-        .map_err(|e| format!("cannot read {url}: {e}"))?;
-    let keys = key::parse_many(&body).map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| FetchError::Http {
+            url: url.clone(),
+            message: format!("cannot read the body: {e}"),
+        })?;
+    let keys = key::parse_many(&body).map_err(|message| FetchError::Keys {
+        url: url.clone(),
+        message,
+    })?;
     if keys.is_empty() {
-        return Err(format!("{} user '{user}' has no public keys", forge.name()));
+        return Err(FetchError::NoKeys {
+            forge: forge.name(),
+            user: user.to_string(),
+        });
     }
     Ok(keys)
 }

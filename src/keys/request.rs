@@ -23,8 +23,8 @@ pub enum RequestError {
     Key(String),
     #[error("--key-file {path}: {message}")]
     KeyFile { path: PathBuf, message: String },
-    #[error("{0}")]
-    Fetch(String),
+    #[error(transparent)]
+    Fetch(#[from] fetch::FetchError),
     #[error("--expires '{0}': expected a duration (2h, 90m) or a UTC time (2026-12-01T18:00)")]
     Expiry(String),
     #[error("--expires '{0}' is not in the future")]
@@ -86,7 +86,7 @@ impl KeySource {
             (_, Some(u)) => (Forge::GitLab, u),
             _ => return Err(RequestError::KeySources),
         };
-        fetch::keys_of(forge, user).map_err(RequestError::Fetch)
+        Ok(fetch::keys_of(forge, user)?)
     }
 }
 
