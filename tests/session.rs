@@ -149,6 +149,39 @@ fn pair_guest_typing_reaches_the_pane() {
 }
 
 #[test]
+fn a_pair_guest_who_detaches_is_disconnected_and_leaves_status() {
+    let Some((w, guests)) = World::new("detach", &[("erin", "sdetach", Some("pair"))]) else {
+        return;
+    };
+    w.start_session("sdetach", "mirror,pair", HOST_PROGRAM);
+    let guest = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+    common::eventually(10, || {
+        let v: serde_json::Value =
+            serde_json::from_slice(&w.host_pairjail(&["status", "--json"]).stdout).unwrap();
+        if v[0]["guests"][0]["name"] == "erin" {
+            Ok(())
+        } else {
+            Err(format!("erin is not listed: {v}"))
+        }
+    });
+    // The guest's own tmux client ends (detach): the broker must not keep
+    // its pty alive, so the guest's ssh ends and status forgets them.
+    w.drv(&["send-keys", "-t", &guest, "C-b", "d"]);
+    w.wait_screen(&guest, "SSH-EXIT=", 20);
+    common::eventually(10, || {
+        let v: serde_json::Value =
+            serde_json::from_slice(&w.host_pairjail(&["status", "--json"]).stdout).unwrap();
+        if v[0]["guests"].as_array().is_some_and(|g| g.is_empty()) {
+            Ok(())
+        } else {
+            Err(format!("a detached guest is still listed: {v}"))
+        }
+    });
+    let _ = w.host_pairjail(&["stop", "--session", "sdetach"]);
+}
+
+#[test]
 fn rogue_guest_has_its_own_current_window() {
     let Some((w, guests)) = World::new("rogue", &[("dave", "srogue", Some("rogue"))]) else {
         return;
