@@ -124,13 +124,13 @@ mod tests {
     #[test]
     fn the_relay_filter_kills_injection_and_nested_namespaces_only() {
         let prog = filter("guest-relay");
-        // SAFETY (all four): raw syscalls with integer arguments or a
-        // pointer to a live local.
+        // SAFETY: ioctl with a pointer to a live local byte.
         assert!(killed(&prog, || unsafe {
             let c = b'x';
             libc::syscall(libc::SYS_ioctl, 0, libc::TIOCSTI, &c as *const u8)
         }));
         // The high bits of the request are ignored by the kernel: still TIOCSTI.
+        // SAFETY: as above.
         assert!(killed(&prog, || unsafe {
             let c = b'x';
             libc::syscall(
@@ -140,6 +140,8 @@ mod tests {
                 &c as *const u8,
             )
         }));
+        // SAFETY: clone with a NULL stack behaves like fork; a child that
+        // got through only returns 0 and the test process _exits it.
         assert!(killed(&prog, || unsafe {
             libc::syscall(
                 libc::SYS_clone,
@@ -151,10 +153,12 @@ mod tests {
             )
         }));
         // Allowed: a terminal query and close.
+        // SAFETY: TCGETS writes one termios into a live local.
         assert!(!killed(&prog, || unsafe {
             let mut t = std::mem::zeroed::<libc::termios>();
             libc::syscall(libc::SYS_ioctl, 0, libc::TCGETS, &mut t as *mut _)
         }));
+        // SAFETY: close of a number that is never open.
         assert!(!killed(&prog, || unsafe {
             libc::syscall(libc::SYS_close, -1)
         }));
