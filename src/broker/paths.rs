@@ -98,8 +98,14 @@ impl SessionPaths {
     }
 }
 
+/// The runtime directory and the calling user: where the caller's own
+/// shares and invites live.
+pub fn mine(explicit: Option<&Path>) -> Result<(PathBuf, String), String> {
+    Ok((runtime_dir(explicit)?, current_user()?))
+}
+
 /// The user running this process, from the password database.
-pub fn current_user() -> Result<String, String> {
+fn current_user() -> Result<String, String> {
     let uid = nix::unistd::Uid::effective();
     crate::users::by_uid(uid.as_raw())
         .map(|u| u.name)

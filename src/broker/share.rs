@@ -16,7 +16,7 @@ use super::liveness::{self, Run};
 use super::paths::{self, SessionPaths, check_session};
 use super::protocol::{Frame, Msg, SessionStatus, read_frame, write_frame};
 use super::server::{self, Config};
-use super::tmux::Tmux;
+use super::tmux::{Tmux, TmuxError};
 use crate::keys::book;
 use crate::keys::registry::{self, RegistryError};
 use crate::keys::request::RequestError;
@@ -48,10 +48,8 @@ pub enum ShareError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Tmux(String),
     #[error(transparent)]
-    TmuxServer(#[from] super::tmux::TmuxError),
+    Tmux(#[from] TmuxError),
     #[error("the broker did not start: {0}")]
     Broker(String),
     #[error(transparent)]
@@ -93,8 +91,7 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ShareEr
 /// Where a session of the calling user lives.
 pub fn locate(runtime_dir: Option<&Path>, session: &str) -> Result<Located, ShareError> {
     check_session(session).map_err(ShareError::Name)?;
-    let runtime = paths::runtime_dir(runtime_dir).map_err(ShareError::Runtime)?;
-    let host = paths::current_user().map_err(ShareError::Runtime)?;
+    let (runtime, host) = paths::mine(runtime_dir).map_err(ShareError::Runtime)?;
     let paths = SessionPaths::new(&runtime, &host, session);
     Ok(Located {
         runtime,
@@ -284,10 +281,14 @@ pub fn attach(at: &Located) -> Result<bool, ShareError> {
         .command()
         .args(["attach-session", "-t", &format!("={}", at.session)])
         .status()
-        .map_err(|e| ShareError::Tmux(format!("cannot run tmux: {e}")))?;
+        .map_err(TmuxError::Run)?;
     let running = tmux.has_session(&at.session);
     if !status.success() && running {
-        return Err(ShareError::Tmux("tmux attach failed".into()));
+        return Err(TmuxError::Failed {
+            command: "attach-session".into(),
+            stderr: format!("exited with {status}"),
+        }
+        .into());
     }
     Ok(running)
 }
@@ -309,8 +310,7 @@ pub fn stop(at: &Located) -> Result<(), ShareError> {
 
 /// The calling user's running shares, by session name.
 pub fn sessions(runtime_dir: Option<&Path>) -> Result<Vec<SessionStatus>, ShareError> {
-    let runtime = paths::runtime_dir(runtime_dir).map_err(ShareError::Runtime)?;
-    let host = paths::current_user().map_err(ShareError::Runtime)?;
+    let (runtime, host) = paths::mine(runtime_dir).map_err(ShareError::Runtime)?;
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir(runtime.join(&host)) else {
         return Ok(found);

@@ -96,9 +96,7 @@ pub fn run(cmd: InviteCommand) -> Outcome {
 }
 
 fn where_(runtime_dir: &RuntimeDir) -> Result<(PathBuf, String), Failure> {
-    let runtime = paths::runtime_dir(runtime_dir.get()).map_err(Failure::failed)?;
-    let host = paths::current_user().map_err(Failure::failed)?;
-    Ok((runtime, host))
+    paths::mine(runtime_dir.get()).map_err(Failure::failed)
 }
 
 fn add(a: AddArgs) -> Outcome {

@@ -147,7 +147,7 @@ impl Book {
     }
 }
 
-pub use crate::clock::now;
+use crate::clock::now;
 
 /// Reads an invites file someone else may control: no symlink, no FIFO or
 /// device (opened non-blocking, then it must be a regular file), owned by

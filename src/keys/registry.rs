@@ -282,7 +282,7 @@ pub fn admission(
     run: Run,
 ) -> Result<Invite, String> {
     let book = Store::new(runtime, host).load()?;
-    let now = crate::keys::invites::now();
+    let now = crate::clock::now();
     book.invites
         .into_iter()
         .find(|i| {
