@@ -7,3 +7,4 @@ pub mod protocol;
 pub mod server;
 pub mod share;
 pub mod tmux;
+pub mod workspace;

@@ -79,6 +79,8 @@ pub struct SessionPaths {
     pub dir: PathBuf,
     pub broker: PathBuf,
     pub control: PathBuf,
+    /// The tmux socket, alone in its directory: a jailed session's server
+    /// sees that directory and nothing else of the runtime directory.
     pub tmux: PathBuf,
     /// The broker's log, beside the session directory (which the broker
     /// removes on the way out) so it outlives the run.
@@ -91,7 +93,7 @@ impl SessionPaths {
         SessionPaths {
             broker: dir.join("broker.sock"),
             control: dir.join("control.sock"),
-            tmux: dir.join("tmux.sock"),
+            tmux: dir.join("tmux").join("tmux.sock"),
             log: runtime.join(host).join(format!("{session}.log")),
             dir,
         }

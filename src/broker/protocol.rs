@@ -84,6 +84,9 @@ pub struct SessionStatus {
     pub allowed_modes: Vec<Mode>,
     pub default_mode: Mode,
     pub guests: Vec<GuestStatus>,
+    /// The session's jail; `null`: the session runs as the host, unconfined.
+    #[serde(default)]
+    pub confinement: Option<super::workspace::Confinement>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ use super::liveness::Run;
 use super::paths::{SessionPaths, check_name};
 use super::protocol::{Frame, FrameError, GuestStatus, Msg, SessionStatus, VERSION, clamp_size};
 use super::tmux::Tmux;
+use super::workspace::Confinement;
 use crate::keys::registry;
 use crate::profile::Mode;
 use crate::terminal as pty;
@@ -37,6 +38,10 @@ pub struct Config {
     /// Guests may run their own tmux client (the host granted them
     /// `server-access` on the tmux socket).
     pub direct: bool,
+    /// The session's tmux server and how its clients are started.
+    pub tmux: Tmux,
+    /// How the session is confined (None: it runs as the host, unconfined).
+    pub confinement: Option<Confinement>,
 }
 
 struct State {
@@ -110,8 +115,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
         while tasks.join_next().await.is_some() {}
     })
     .await;
-    let tmux = Tmux::new(&state.cfg.paths.tmux);
-    tmux.kill_server();
+    state.cfg.tmux.kill_server();
     let _ = std::fs::remove_file(&state.cfg.paths.broker);
     let _ = std::fs::remove_file(&state.cfg.paths.control);
     Ok(())
@@ -119,21 +123,19 @@ async fn serve(cfg: Config) -> Result<(), String> {
 
 /// A control-mode client that lives exactly as long as the session.
 async fn watch_session(state: Arc<State>) {
-    let mut cmd = tokio::process::Command::new("tmux");
-    cmd.arg("-S")
-        .arg(&state.cfg.paths.tmux)
-        .args([
-            "-C",
-            "attach-session",
-            "-f",
-            "ignore-size,no-output,read-only",
-            "-t",
-        ])
-        .arg(format!("={}", state.cfg.session))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
+    let mut cmd = tokio::process::Command::from(state.cfg.tmux.command());
+    cmd.args([
+        "-C",
+        "attach-session",
+        "-f",
+        "ignore-size,no-output,read-only",
+        "-t",
+    ])
+    .arg(format!("={}", state.cfg.session))
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null())
+    .kill_on_drop(true);
     let reason = match cmd.spawn() {
         Err(e) => format!("cannot watch the session: {e}"),
         Ok(mut child) => {
@@ -194,6 +196,7 @@ fn status(state: &State) -> SessionStatus {
         allowed_modes: state.cfg.allowed.clone(),
         default_mode: state.cfg.default_mode,
         guests,
+        confinement: state.cfg.confinement.clone(),
     }
 }
 
@@ -306,13 +309,10 @@ async fn guest(state: Arc<State>, mut s: UnixStream, serial: u64) {
         "xterm-256color".into()
     };
 
-    let tmux = Tmux::new(&cfg.paths.tmux);
-    let mut cmd = std::process::Command::new("tmux");
-    cmd.args(tmux.guest_client_args(&cfg.session, &guest, mode, serial))
-        .env_clear()
+    let mut cmd = cfg.tmux.command();
+    cmd.args(Tmux::guest_client_args(&cfg.session, &guest, mode, serial))
         .env("TERM", &term)
-        .env("LC_CTYPE", "C.UTF-8")
-        .env("PATH", "/usr/bin:/bin");
+        .env("LC_CTYPE", "C.UTF-8");
     let (mut child, master) = match pty::spawn_on_pty(cmd, cols, rows) {
         Ok(x) => x,
         Err(e) => {

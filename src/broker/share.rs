@@ -3,7 +3,7 @@
 //! and the broker daemon's own start and end ([`serve`]).
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,7 @@ use super::paths::{self, SessionPaths, check_session};
 use super::protocol::{Frame, Msg, SessionStatus, read_frame, write_frame};
 use super::server::{self, Config};
 use super::tmux::{Tmux, TmuxError};
+use super::workspace::{self, Confinement};
 use crate::keys::book;
 use crate::keys::registry::{self, RegistryError};
 use crate::keys::request::RequestError;
@@ -62,6 +63,16 @@ pub enum ShareError {
     Invites(#[from] RegistryError),
     #[error(transparent)]
     Liveness(#[from] liveness::LivenessError),
+    #[error(transparent)]
+    Workspace(#[from] workspace::WorkspaceError),
+    #[error("cannot read the session's confinement: {0}")]
+    Record(String),
+    #[error("the session's jail did not start: {0}")]
+    Jail(String),
+    #[error(
+        "your tmux client was told to run a command (`detach-client -E` or `lock-client`, from inside session {0}) and the client jail stopped it; `pairjail attach --session {0}` to go back"
+    )]
+    ClientStopped(String),
 }
 
 impl ShareError {
@@ -77,6 +88,7 @@ impl ShareError {
             | ShareError::DirectNeedsGuestUser
             | ShareError::Book(_) => true,
             ShareError::Request(e) => e.is_invalid(),
+            ShareError::Workspace(e) => e.is_invalid(),
             ShareError::Invites(e) => matches!(e, RegistryError::Invalid(_)),
             _ => false,
         }
@@ -110,9 +122,21 @@ pub struct Located {
 }
 
 impl Located {
-    pub fn tmux(&self) -> Tmux {
-        Tmux::new(&self.paths.tmux)
+    /// The session's tmux server, its clients jailed when the session is.
+    pub fn tmux(&self) -> Result<Tmux, ShareError> {
+        let confinement = workspace::read_record(&self.paths.dir).map_err(ShareError::Record)?;
+        tmux_for(&self.paths, confinement.as_ref())
     }
+}
+
+fn tmux_for(p: &SessionPaths, confinement: Option<&Confinement>) -> Result<Tmux, ShareError> {
+    Ok(match confinement {
+        None => Tmux::new(&p.tmux),
+        Some(_) => Tmux::jailed(
+            &p.tmux,
+            workspace::client_prefix(&crate::exe::own()?, &p.tmux),
+        ),
+    })
 }
 
 /// One question to a running broker over its control socket.
@@ -137,6 +161,7 @@ pub struct Launch {
     pub default_mode: Mode,
     pub guest_uids: Vec<u32>,
     pub direct: bool,
+    pub confinement: Option<Confinement>,
 }
 
 #[derive(Debug, Clone)]
@@ -154,6 +179,8 @@ pub struct Start {
     pub command: Vec<String>,
     /// The host's home, where the guest book is.
     pub home: PathBuf,
+    /// The session's jail (see [`workspace::decide`]); None: unconfined.
+    pub confinement: Option<Confinement>,
 }
 
 /// Starts a share and returns once its broker is ready.
@@ -192,9 +219,14 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     paths::check_host_dir(&at.runtime, &at.host).map_err(ShareError::Runtime)?;
     // Invites and managed-block lines of sessions that died (a crash) go now.
     registry::clean(&at.runtime, &at.host, true)?;
-    let tmux = at.tmux();
+    truncate_log(p)?;
+    let tmux = prepare_server(at, a)?;
     if !tmux.has_session(&a.session) {
-        tmux.start(&a.session, &a.command, a.allow.contains(&Mode::Rogue))?;
+        let cwd = a.confinement.as_ref().map(|c| c.workspace.as_path());
+        if let Err(e) = tmux.start(&a.session, &a.command, a.allow.contains(&Mode::Rogue), cwd) {
+            tmux.kill_server();
+            return Err(e.into());
+        }
     }
     if a.direct {
         let host_uid = nix::unistd::Uid::effective().as_raw();
@@ -217,6 +249,7 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
         default_mode: a.default_mode,
         guest_uids,
         direct: a.direct,
+        confinement: a.confinement.clone(),
     };
     if let Err(e) = launch_broker(p, &launch) {
         tmux.kill_server();
@@ -235,17 +268,103 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     Ok(())
 }
 
-/// Starts the broker daemon in its own process group, its log at
-/// `p.log`, and waits for its `ready` line.
-fn launch_broker(p: &SessionPaths, launch: &Launch) -> Result<(), ShareError> {
-    let exe = crate::exe::own()?;
-    let log = std::fs::OpenOptions::new()
+/// The session's log starts empty at each start; the jail and the broker
+/// append to it.
+fn truncate_log(p: &SessionPaths) -> Result<(), ShareError> {
+    std::fs::OpenOptions::new()
         .create(true)
         .write(true)
         .truncate(true)
         .mode(0o600)
         .open(&p.log)
-        .map_err(io("create", &p.log))?;
+        .map(drop)
+        .map_err(io("create", &p.log))
+}
+
+fn append_log(p: &SessionPaths) -> Result<std::fs::File, ShareError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&p.log)
+        .map_err(io("open", &p.log))
+}
+
+/// The socket's own directory (0700; 0711 for the direct transport, whose
+/// guests open the socket themselves), the confinement record, and for a
+/// jailed session its tmux server, started inside the jail.
+fn prepare_server(at: &Located, a: &Start) -> Result<Tmux, ShareError> {
+    let p = &at.paths;
+    let socket_dir = p.tmux.parent().unwrap_or(&p.dir);
+    let mode = if a.direct { 0o711 } else { 0o700 };
+    std::fs::DirBuilder::new()
+        .mode(mode)
+        .create(socket_dir)
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Ok(()),
+            _ => Err(e),
+        })
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(socket_dir, std::fs::Permissions::from_mode(mode))
+        })
+        .map_err(io("create", socket_dir))?;
+    let record = workspace::record_path(&p.dir);
+    let Some(c) = &a.confinement else {
+        match std::fs::remove_file(&record) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("remove", &record)(e));
+            }
+            _ => {}
+        }
+        return Ok(Tmux::new(&p.tmux));
+    };
+    let text = serde_json::to_vec_pretty(c).map_err(|e| ShareError::Record(e.to_string()))?;
+    crate::files::write_atomic(&record, &text, 0o644).map_err(io("write", &record))?;
+    let tmux = tmux_for(p, Some(c))?;
+    if tmux.has_session(&a.session) {
+        return Ok(tmux);
+    }
+    let exe = crate::exe::own()?;
+    let argv = c.server_argv(&exe, &p.tmux);
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| ShareError::Jail("empty command".into()))?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(append_log(p)?)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| ShareError::Jail(e.to_string()))?;
+    // Ready when the server answers on its socket; a jail that could not
+    // be built exits with its reason in the log.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(&p.log).unwrap_or_else(|e| e.to_string());
+            return Err(ShareError::Jail(format!("{} ({status})", log.trim())));
+        }
+        if p.tmux.exists() && tmux.answers() {
+            return Ok(tmux);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(ShareError::Jail(format!(
+                "its tmux server did not answer on {} within 20 s",
+                p.tmux.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts the broker daemon in its own process group, its log at
+/// `p.log`, and waits for its `ready` line.
+fn launch_broker(p: &SessionPaths, launch: &Launch) -> Result<(), ShareError> {
+    let exe = crate::exe::own()?;
+    let log = append_log(p)?;
     let mut child = Command::new(exe)
         .arg("__broker")
         .stdin(Stdio::piped())
@@ -273,7 +392,7 @@ fn launch_broker(p: &SessionPaths, launch: &Launch) -> Result<(), ShareError> {
 /// Attaches the caller's terminal to the session; returns whether the
 /// session is still running afterwards (the host only detached).
 pub fn attach(at: &Located) -> Result<bool, ShareError> {
-    let tmux = at.tmux();
+    let tmux = at.tmux()?;
     if !tmux.has_session(&at.session) {
         return Err(ShareError::NotShared(at.session.clone()));
     }
@@ -283,6 +402,12 @@ pub fn attach(at: &Located) -> Result<bool, ShareError> {
         .status()
         .map_err(TmuxError::Run)?;
     let running = tmux.has_session(&at.session);
+    // 128 + SIGSYS from `pairjail exec`: the client jail stopped the
+    // client when it tried to start a program, which only a
+    // `detach-client -E` or `lock-client` from inside the session asks.
+    if tmux.is_jailed() && status.code() == Some(128 + libc::SIGSYS) {
+        return Err(ShareError::ClientStopped(at.session.clone()));
+    }
     if !status.success() && running {
         return Err(TmuxError::Failed {
             command: "attach-session".into(),
@@ -304,8 +429,19 @@ pub fn stop(at: &Located) -> Result<(), ShareError> {
     while p.control.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = std::fs::remove_dir(&p.dir);
+    remove_session_dir(p);
     Ok(())
+}
+
+/// What a share leaves in its directory once its broker and server are
+/// gone; the directory itself when nothing else is in it.
+fn remove_session_dir(p: &SessionPaths) {
+    let _ = std::fs::remove_file(&p.tmux);
+    if let Some(d) = p.tmux.parent() {
+        let _ = std::fs::remove_dir(d);
+    }
+    let _ = std::fs::remove_file(workspace::record_path(&p.dir));
+    let _ = std::fs::remove_dir(&p.dir);
 }
 
 /// The calling user's running shares, by session name.
@@ -353,6 +489,8 @@ pub fn serve(config: &mut impl std::io::Read) -> Result<(), ShareError> {
         default_mode: a.default_mode,
         paths: p.clone(),
         direct: a.direct,
+        tmux: tmux_for(p, a.confinement.as_ref())?,
+        confinement: a.confinement,
     };
     // Liveness for `authorized-keys`, `join` and invites: pid, start time
     // and owner, written atomically.
@@ -367,7 +505,7 @@ pub fn serve(config: &mut impl std::io::Read) -> Result<(), ShareError> {
     // The session's invites end with it, whatever else happens.
     let cleanup = registry::end_session(&at.runtime, &at.host, &a.session);
     let _ = std::fs::remove_file(&pid_file);
-    let _ = std::fs::remove_dir(&p.dir);
+    remove_session_dir(p);
     if let Err(e) = cleanup {
         eprintln!("broker: cannot remove the session's invites: {e}");
     }

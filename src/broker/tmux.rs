@@ -1,6 +1,7 @@
 //! The dedicated tmux server of a share: one server, its own socket, only
 //! the shared session on it.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -26,26 +27,70 @@ pub enum TmuxError {
 #[derive(Debug, Clone)]
 pub struct Tmux {
     pub socket: PathBuf,
+    /// What runs before `tmux` (a jail for clients of a jailed session).
+    prefix: Vec<OsString>,
 }
 
 impl Tmux {
+    /// The server of an unconfined session: clients are plain `tmux`.
     pub fn new(socket: &Path) -> Tmux {
         Tmux {
             socket: socket.to_path_buf(),
+            prefix: vec![],
         }
     }
 
+    /// The server of a jailed session: every client runs inside `prefix`.
+    pub fn jailed(socket: &Path, prefix: Vec<OsString>) -> Tmux {
+        Tmux {
+            socket: socket.to_path_buf(),
+            prefix,
+        }
+    }
+
+    pub fn is_jailed(&self) -> bool {
+        !self.prefix.is_empty()
+    }
+
+    /// A tmux client of this server, with a cleared environment: what the
+    /// caller has (SSH_AUTH_SOCK, DISPLAY, …) never reaches the session's
+    /// environment through the client.
     pub fn command(&self) -> Command {
-        let mut c = Command::new("tmux");
+        let mut c = match self.prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg("tmux");
+                c
+            }
+            None => Command::new("tmux"),
+        };
+        c.env_clear();
+        for k in ["TERM", "LANG", "LC_ALL", "LC_CTYPE", "COLORTERM", "PATH"] {
+            if let Some(v) = std::env::var_os(k) {
+                c.env(k, v);
+            }
+        }
+        if std::env::var_os("PATH").is_none() {
+            c.env("PATH", "/usr/bin:/bin");
+        }
         c.arg("-S").arg(&self.socket);
         c
     }
 
     /// Starts the server with the shared session, detached. The host's own
     /// tmux configuration is loaded as usual.
-    pub fn start(&self, session: &str, program: &[String], rogue: bool) -> Result<(), TmuxError> {
+    pub fn start(
+        &self,
+        session: &str,
+        program: &[String],
+        rogue: bool,
+        cwd: Option<&Path>,
+    ) -> Result<(), TmuxError> {
         let mut c = self.command();
         c.args(["new-session", "-d", "-s", session, "-x", "200", "-y", "50"]);
+        if let Some(dir) = cwd {
+            c.arg("-c").arg(dir);
+        }
         if !program.is_empty() {
             c.arg("--").args(program);
         }
@@ -60,6 +105,9 @@ impl Tmux {
         // rogue keep "smallest", where mirror guests size the window
         // (within the broker's clamp) while no host or pair client is
         // attached.
+        // A server started with -D (a jailed one) stays when its last
+        // session ends unless told otherwise.
+        c.args([";", "set-option", "-s", "exit-empty", "on"]);
         if rogue {
             c.args([";", "set-option", "-g", "window-size", "smallest"]);
         } else {
@@ -111,6 +159,17 @@ impl Tmux {
         )
     }
 
+    /// Does a server answer on the socket?
+    pub fn answers(&self) -> bool {
+        self.command()
+            .arg("start-server")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     pub fn has_session(&self, session: &str) -> bool {
         self.command()
             .args(["has-session", "-t", &format!("={session}")])
@@ -131,19 +190,14 @@ impl Tmux {
             .status();
     }
 
-    /// The tmux client a guest gets, run by the broker on a pty it owns.
+    /// The arguments (after `tmux -S SOCKET`, see [`command`](Tmux::command))
+    /// of the tmux client a guest gets, run by the broker on a pty it owns.
     /// `-E`: the guest's environment never reaches the session. Mirror
     /// guests attach read-only and never resize the host's window; rogue
     /// guests get their own session grouped with the host's.
-    pub fn guest_client_args(
-        &self,
-        session: &str,
-        guest: &str,
-        mode: Mode,
-        serial: u64,
-    ) -> Vec<String> {
+    pub fn guest_client_args(session: &str, guest: &str, mode: Mode, serial: u64) -> Vec<String> {
         let target = format!("={session}");
-        let mut a: Vec<String> = vec!["-S".into(), self.socket.display().to_string()];
+        let mut a: Vec<String> = vec![];
         match mode {
             Mode::Mirror => a.extend(
                 [

@@ -5,7 +5,11 @@ use std::process::ExitCode;
 use super::{Outcome, RuntimeDir, print_json};
 use crate::broker::paths::DEFAULT_SESSION;
 use crate::broker::share::{self, Start};
-use crate::profile::Mode;
+use std::path::PathBuf;
+
+use super::Failure;
+use crate::broker::workspace;
+use crate::profile::{Mode, SearchPath};
 
 #[derive(Debug, clap::Args)]
 pub struct StartArgs {
@@ -31,6 +35,18 @@ pub struct StartArgs {
     /// Unix users whose guests may connect (default: `pair`, if it exists).
     #[arg(long = "guest-user", value_name = "USER")]
     pub guest_users: Vec<String>,
+    /// Run the session in a workspace jail with DIR as its writable
+    /// workspace (the default, with the current directory, when --allow
+    /// has pair or rogue).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// The workspace jail's profile (name or file; default: workspace).
+    #[arg(long, value_name = "NAME|FILE")]
+    pub session_profile: Option<String>,
+    /// Share without the workspace jail: pair and rogue guests can then
+    /// do everything your account can.
+    #[arg(long)]
+    pub unconfined_session: bool,
     #[command(flatten)]
     pub runtime_dir: RuntimeDir,
     /// Program to run in the shared session instead of your shell.
@@ -44,6 +60,22 @@ pub fn start(a: StartArgs) -> Outcome {
         .map(Into::into)
         .or_else(|| crate::users::by_uid(nix::unistd::Uid::effective().as_raw()).map(|u| u.home))
         .unwrap_or_else(|| "/".into());
+    let confinement = workspace::decide(
+        &workspace::Request {
+            allow: a.allow.clone(),
+            workspace: a.workspace,
+            profile: a.session_profile,
+            unconfined: a.unconfined_session,
+            direct: a.direct,
+            cwd: std::env::current_dir().map_err(|e| {
+                Failure::failed(format!("start: cannot read the current directory: {e}"))
+            })?,
+            home: home.clone(),
+            host_uid: nix::unistd::Uid::effective().as_raw(),
+        },
+        &SearchPath::from_env(),
+    )
+    .map_err(share::ShareError::from)?;
     share::start(
         &at,
         &Start {
@@ -55,10 +87,23 @@ pub fn start(a: StartArgs) -> Outcome {
             guest_users: a.guest_users,
             command: a.command,
             home,
+            confinement: confinement.clone(),
         },
     )?;
     let s = &a.session;
     println!("pairjail: sharing session {s} (guests join with `ssh -t <guest user>@<this host>`)");
+    match &confinement {
+        Some(c) => println!(
+            "  jailed: profile {}, workspace {} (writable), network {}",
+            c.profile,
+            c.workspace.display(),
+            c.network
+        ),
+        None if a.unconfined_session => eprintln!(
+            "pairjail: warning: --unconfined-session: pair and rogue guests can do everything your account can (read ~/.ssh, use your agent, sudo)"
+        ),
+        None => {}
+    }
     if a.detach {
         println!("  attach: pairjail attach --session {s}");
         println!("  stop:   pairjail stop --session {s}");
@@ -122,6 +167,15 @@ pub fn status(a: StatusArgs) -> Outcome {
             s.default_mode,
             s.guests.len()
         );
+        match &s.confinement {
+            Some(c) => println!(
+                "  jailed: profile {}, workspace {}, network {}",
+                c.profile,
+                c.workspace.display(),
+                c.network
+            ),
+            None => println!("  unconfined: what runs in the session runs as you"),
+        }
         for g in &s.guests {
             println!(
                 "  {:<16} {:<7} since {}  from {}",

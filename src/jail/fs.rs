@@ -15,6 +15,8 @@ use crate::profile::{self, Mount, Profile};
 const BASE: &str = "/tmp";
 const NEWROOT: &str = "/newroot";
 const OLDROOT: &str = "/oldroot";
+/// An empty file on the scratch tmpfs, bound over hidden files.
+const EMPTY: &str = "/empty";
 
 /// Device nodes a `dev` mount provides, bound from the host's /dev.
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -36,6 +38,12 @@ pub enum Entry {
     },
     Dev {
         dst: PathBuf,
+        pts: bool,
+    },
+    /// An empty, read-only stand-in over a path (a profile's `hide`).
+    Hide {
+        dst: PathBuf,
+        dir: bool,
     },
 }
 
@@ -81,8 +89,88 @@ pub fn plan(
                 Entry::Tmpfs { dst, options }
             }
             Mount::Proc { .. } => Entry::Proc { dst },
-            Mount::Dev { .. } => Entry::Dev { dst },
+            Mount::Dev { pts, .. } => Entry::Dev { dst, pts: *pts },
         });
+    }
+    let mut hidden = Vec::new();
+    for pattern in &p.hide {
+        let pattern = expand(pattern)?;
+        for dst in hidden_paths(&out, Path::new(&pattern))? {
+            if !hidden
+                .iter()
+                .any(|e| matches!(e, Entry::Hide { dst: d, .. } if *d == dst.0))
+            {
+                hidden.push(Entry::Hide {
+                    dst: dst.0,
+                    dir: dst.1,
+                });
+            }
+        }
+    }
+    out.extend(hidden);
+    Ok(out)
+}
+
+/// Where a host path is visible inside, through the planned binds (the
+/// last bind covering it wins, as the last mount does).
+fn jail_path_of(entries: &[Entry], host: &Path) -> Option<PathBuf> {
+    entries.iter().rev().find_map(|e| match e {
+        Entry::Bind { src, dst, .. } => host.strip_prefix(src).ok().map(|rest| {
+            if rest.as_os_str().is_empty() {
+                dst.clone()
+            } else {
+                dst.join(rest)
+            }
+        }),
+        _ => None,
+    })
+}
+
+/// The host path behind a jail path, through the planned binds.
+fn host_path_of(entries: &[Entry], jail: &Path) -> Option<PathBuf> {
+    entries.iter().rev().find_map(|e| match e {
+        Entry::Bind { src, dst, .. } => jail.strip_prefix(dst).ok().map(|rest| {
+            if rest.as_os_str().is_empty() {
+                src.clone()
+            } else {
+                src.join(rest)
+            }
+        }),
+        _ => None,
+    })
+}
+
+/// The jail paths (and whether each is a directory) a `hide` pattern
+/// covers: matched on the host through the bind that shows them; a
+/// symlink is followed to what it names, hidden where that is visible.
+fn hidden_paths(entries: &[Entry], pattern: &Path) -> Result<Vec<(PathBuf, bool)>, JailError> {
+    let Some(host_pattern) = host_path_of(entries, pattern) else {
+        // Nothing bound there: the path does not exist inside.
+        return Ok(vec![]);
+    };
+    let text = host_pattern.to_str().ok_or_else(|| {
+        JailError::msg("hide", format!("{} is not UTF-8", host_pattern.display()))
+    })?;
+    let matches = glob::glob_with(
+        text,
+        glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            require_literal_leading_dot: false,
+        },
+    )
+    .map_err(|e| JailError::msg(format!("hide {}", pattern.display()), e.to_string()))?;
+    let mut out = Vec::new();
+    for m in matches {
+        let Ok(host) = m else { continue };
+        // The real object: a symlink's target, canonical.
+        let Ok(real) = std::fs::canonicalize(&host) else {
+            continue;
+        };
+        let Some(dst) = jail_path_of(entries, &real) else {
+            continue;
+        };
+        out.push((dst, real.is_dir()));
     }
     Ok(out)
 }
@@ -116,6 +204,12 @@ pub fn build(sys: &dyn Sys, entries: &[Entry]) -> SysResult {
     sys.mkdir_all(&base.join("oldroot"), 0o755)?;
     sys.pivot_root(base, &base.join("oldroot"))?;
     sys.chdir(Path::new("/"))?;
+    if entries
+        .iter()
+        .any(|e| matches!(e, Entry::Hide { dir: false, .. }))
+    {
+        sys.touch(Path::new(EMPTY))?;
+    }
 
     let newroot = Path::new(NEWROOT);
     sys.mount(
@@ -179,7 +273,21 @@ fn mount_entry(sys: &dyn Sys, e: &Entry) -> SysResult {
                 None,
             )
         }
-        Entry::Dev { dst } => {
+        Entry::Hide { dst, dir } => {
+            let target = under(NEWROOT, dst);
+            if *dir {
+                sys.mount(
+                    Some(Path::new("tmpfs")),
+                    &target,
+                    Some("tmpfs"),
+                    nodev_nosuid() | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
+                    Some("mode=0555,size=4k"),
+                )
+            } else {
+                bind(sys, Path::new(EMPTY), &target, false, true)
+            }
+        }
+        Entry::Dev { dst, pts } => {
             let target = under(NEWROOT, dst);
             sys.mkdir_all(&target, 0o755)?;
             sys.mount(
@@ -200,6 +308,22 @@ fn mount_entry(sys: &dyn Sys, e: &Entry) -> SysResult {
                     true,
                     false,
                 )?;
+            }
+            if *pts {
+                // A private devpts instance: the jail's terminals are its
+                // own, the host's /dev/pts stays out of reach.
+                let pts_dir = target.join("pts");
+                sys.mkdir_all(&pts_dir, 0o755)?;
+                sys.mount(
+                    Some(Path::new("devpts")),
+                    &pts_dir,
+                    Some("devpts"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+                    Some("newinstance,ptmxmode=0666,mode=0620"),
+                )?;
+                let ptmx = target.join("ptmx");
+                sys.touch(&ptmx)?;
+                bind(sys, &pts_dir.join("ptmx"), &ptmx, true, false)?;
             }
             Ok(())
         }
@@ -314,7 +438,14 @@ mod tests {
             locked: Some(MsFlags::MS_NOSUID),
             ..Default::default()
         };
-        build(&rec, &[Entry::Dev { dst: "/dev".into() }]).unwrap();
+        build(
+            &rec,
+            &[Entry::Dev {
+                dst: "/dev".into(),
+                pts: false,
+            }],
+        )
+        .unwrap();
         let c = rec.calls.into_inner();
         for d in DEVICES {
             let target = format!("/newroot/dev/{d}");

@@ -87,6 +87,8 @@ struct Prepared<'a> {
     envp: Vec<CString>,
     pass_fds: Vec<RawFd>,
     stdio: [Option<RawFd>; 3],
+    /// uid and gid inside.
+    ids: (u32, u32),
 }
 
 /// Starts `cmd` in the jail `profile` describes. Must be called from a
@@ -105,6 +107,7 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
     } else {
         vec![]
     };
+    let ids = inside_ids(profile);
     let floor = cmd.pass_fds.iter().copied().max().unwrap_or(2).max(2) + 1;
     let exe = open(
         &cmd.program,
@@ -121,10 +124,11 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
         keep_caps: jcaps::keep_set(&profile.capabilities.keep)?,
         exe: above(exe, floor)?,
         argv: cstrings(cmd.argv.iter().map(|a| a.as_bytes().to_vec()))?,
-        envp: cstrings(environment(profile).into_iter())?,
+        envp: cstrings(environment(profile, &params)?.into_iter())?,
         pass_fds: cmd.pass_fds.clone(),
         stdio: cmd.stdio,
         params,
+        ids,
     };
     let (go_r, go_w) = pipe(floor)?;
     let (err_r, err_w) = pipe(floor)?;
@@ -175,7 +179,7 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
         e
     };
     if profile.namespaces.user {
-        write_id_maps(pid, profile).map_err(kill)?;
+        write_id_maps(pid, p.ids).map_err(kill)?;
     }
     let cgroup =
         limits::place(&plan.cgroup, Path::new(limits::ROOT), pid.as_raw()).map_err(kill)?;
@@ -308,7 +312,7 @@ fn setup(p: &Prepared, go: OwnedFd, err_w: &OwnedFd, status_w: &OwnedFd) -> Resu
     confine_child(
         &Real,
         &Steps {
-            ids: ns.user.then_some((p.profile.ids.uid, p.profile.ids.gid)),
+            ids: ns.user.then_some(p.ids),
             hostname: ns.uts.then_some(ns.hostname.as_str()),
             mounts: ns.mount.then_some(p.entries.as_slice()),
             rlimits: &p.rlimits,
@@ -531,13 +535,23 @@ pub(super) fn prctl(option: libc::c_int, arg: u64, name: &str) -> Result<(), Jai
     Ok(())
 }
 
-/// Host root is never kept: a root caller appears as nobody outside.
-fn write_id_maps(pid: Pid, p: &Profile) -> Result<(), JailError> {
-    let (ouid, ogid) = if Uid::effective().is_root() {
+/// The ids the jail has outside. Host root is never kept: a root caller
+/// appears as nobody.
+fn outside_ids() -> (u32, u32) {
+    if Uid::effective().is_root() {
         (65534, 65534)
     } else {
         (Uid::effective().as_raw(), Gid::effective().as_raw())
-    };
+    }
+}
+
+fn inside_ids(p: &Profile) -> (u32, u32) {
+    let (ouid, ogid) = outside_ids();
+    p.ids.inside(ouid, ogid)
+}
+
+fn write_id_maps(pid: Pid, (uid, gid): (u32, u32)) -> Result<(), JailError> {
+    let (ouid, ogid) = outside_ids();
     let dir = format!("/proc/{pid}");
     let write = |file: &str, text: String| {
         std::fs::write(format!("{dir}/{file}"), text.as_bytes()).map_err(|e| {
@@ -548,11 +562,11 @@ fn write_id_maps(pid: Pid, p: &Profile) -> Result<(), JailError> {
         })
     };
     write("setgroups", "deny".into())?;
-    write("uid_map", format!("{} {ouid} 1\n", p.ids.uid))?;
-    write("gid_map", format!("{} {ogid} 1\n", p.ids.gid))
+    write("uid_map", format!("{uid} {ouid} 1\n"))?;
+    write("gid_map", format!("{gid} {ogid} 1\n"))
 }
 
-fn environment(p: &Profile) -> Vec<Vec<u8>> {
+fn environment(p: &Profile, params: &BTreeMap<String, String>) -> Result<Vec<Vec<u8>>, JailError> {
     let mut vars: BTreeMap<OsString, OsString> = BTreeMap::new();
     for k in &p.env.keep {
         if let Some(v) = std::env::var_os(k) {
@@ -560,11 +574,13 @@ fn environment(p: &Profile) -> Vec<Vec<u8>> {
         }
     }
     for (k, v) in &p.env.set {
+        let v = profile::expand(v, params).map_err(|m| JailError::msg("[env] set", m))?;
         vars.insert(k.into(), v.into());
     }
-    vars.into_iter()
+    Ok(vars
+        .into_iter()
         .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
-        .collect()
+        .collect())
 }
 
 fn cstrings(items: impl Iterator<Item = Vec<u8>>) -> Result<Vec<CString>, JailError> {

@@ -26,6 +26,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../profiles/guest-direct.toml"),
     ),
     ("workspace", include_str!("../../profiles/workspace.toml")),
+    (
+        "session-client",
+        include_str!("../../profiles/session-client.toml"),
+    ),
 ];
 
 pub fn builtin_names() -> impl Iterator<Item = &'static str> {

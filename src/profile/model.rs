@@ -27,6 +27,13 @@ pub struct Profile {
     /// Filesystem entries, applied in order on top of a fresh tmpfs root.
     #[serde(rename = "mount")]
     pub mounts: Vec<Mount>,
+    /// Paths inside the jail made empty after the mounts: a directory gets an
+    /// empty read-only tmpfs over it, a file an empty read-only file. `*` and
+    /// `?` match within the last component (`{home}/.cargo/credentials*`).
+    /// A path that is a symlink hides what it points to, where that is
+    /// visible. Listed paths that do not exist at entry are skipped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hide: Vec<String>,
     pub landlock: Landlock,
     pub seccomp: Seccomp,
     pub capabilities: Capabilities,
@@ -70,15 +77,70 @@ impl Default for Namespaces {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Ids {
-    pub uid: u32,
-    pub gid: u32,
+    pub uid: Id,
+    pub gid: Id,
 }
 
 impl Default for Ids {
     fn default() -> Self {
         Ids {
-            uid: 1000,
-            gid: 1000,
+            uid: Id::Number(1000),
+            gid: Id::Number(1000),
+        }
+    }
+}
+
+impl Ids {
+    /// The ids inside, given the ids the jail has outside: `caller` maps
+    /// an id to itself.
+    pub fn inside(&self, outside_uid: u32, outside_gid: u32) -> (u32, u32) {
+        (self.uid.or(outside_uid), self.gid.or(outside_gid))
+    }
+}
+
+/// A uid or gid inside the jail: a number, or `"caller"` for the id the
+/// jail has outside (files it writes in a bound directory are then the
+/// caller's, and programs that compare peer uids keep working).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "IdRepr", into = "IdRepr")]
+#[schemars(with = "IdRepr")]
+pub enum Id {
+    Number(u32),
+    Caller,
+}
+
+impl Id {
+    pub fn or(self, caller: u32) -> u32 {
+        match self {
+            Id::Number(n) => n,
+            Id::Caller => caller,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum IdRepr {
+    Number(u32),
+    Word(String),
+}
+
+impl TryFrom<IdRepr> for Id {
+    type Error = String;
+    fn try_from(r: IdRepr) -> Result<Id, String> {
+        match r {
+            IdRepr::Number(n) => Ok(Id::Number(n)),
+            IdRepr::Word(w) if w == "caller" => Ok(Id::Caller),
+            IdRepr::Word(w) => Err(format!("invalid id '{w}': use a number or \"caller\"")),
+        }
+    }
+}
+
+impl From<Id> for IdRepr {
+    fn from(id: Id) -> IdRepr {
+        match id {
+            Id::Number(n) => IdRepr::Number(n),
+            Id::Caller => IdRepr::Word("caller".into()),
         }
     }
 }
@@ -110,10 +172,14 @@ pub enum Mount {
         #[serde(default = "default_proc")]
         dst: String,
     },
-    /// A tmpfs with null, zero, full, random, urandom and tty only.
+    /// A tmpfs with null, zero, full, random, urandom and tty only; with
+    /// `pts = true` also a private devpts instance (`pts/`, `ptmx`), for
+    /// programs that open terminals of their own (tmux, script).
     Dev {
         #[serde(default = "default_dev")]
         dst: String,
+        #[serde(default, skip_serializing_if = "is_false")]
+        pts: bool,
     },
 }
 
@@ -133,7 +199,7 @@ impl Mount {
             Mount::Bind { dst, .. }
             | Mount::Tmpfs { dst, .. }
             | Mount::Proc { dst }
-            | Mount::Dev { dst } => dst,
+            | Mount::Dev { dst, .. } => dst,
         }
     }
 }
@@ -264,6 +330,7 @@ pub struct Cgroup {
 pub struct Env {
     /// Variables copied from the caller; everything else is cleared.
     pub keep: Vec<String>,
+    /// Variables set inside; values may use `{params}`.
     pub set: BTreeMap<String, String>,
 }
 

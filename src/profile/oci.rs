@@ -139,7 +139,7 @@ fn mounts(p: &Profile, params: &BTreeMap<String, String>) -> Result<Vec<OciMount
     let mut out = Vec::new();
     for m in &p.mounts {
         let dst = expand(m.dst(), params).map_err(err)?;
-        out.push(match m {
+        let made = match m {
             Mount::Bind {
                 src, rw, optional, ..
             } => {
@@ -159,15 +159,56 @@ fn mounts(p: &Profile, params: &BTreeMap<String, String>) -> Result<Vec<OciMount
                 mount(&dst, "tmpfs", "tmpfs", &opts)?
             }
             Mount::Proc { .. } => mount(&dst, "proc", "proc", &["nosuid", "nodev", "noexec"])?,
-            Mount::Dev { .. } => mount(
-                &dst,
-                "tmpfs",
-                "tmpfs",
-                &["nosuid", "noexec", "mode=755", "size=65536k"],
-            )?,
-        });
+            Mount::Dev { pts, .. } => {
+                let dev = mount(
+                    &dst,
+                    "tmpfs",
+                    "tmpfs",
+                    &["nosuid", "noexec", "mode=755", "size=65536k"],
+                )?;
+                if !*pts {
+                    out.push(dev);
+                    continue;
+                }
+                out.push(dev);
+                // Runtimes make /dev/ptmx a link to pts/ptmx themselves.
+                mount(
+                    &format!("{dst}/pts"),
+                    "devpts",
+                    "devpts",
+                    &[
+                        "nosuid",
+                        "noexec",
+                        "newinstance",
+                        "ptmxmode=0666",
+                        "mode=0620",
+                    ],
+                )?
+            }
+        };
+        out.push(made);
     }
     Ok(out)
+}
+
+/// The profile's `hide` list: literal paths become `maskedPaths` (runtimes
+/// mask them the same way); patterns with `*` or `?` cannot, and are
+/// carried in the `org.pairjail.hide` annotation, NOT enforced by runtimes.
+fn hidden(
+    p: &Profile,
+    params: &BTreeMap<String, String>,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut literal = Vec::new();
+    let mut patterns = Vec::new();
+    for h in &p.hide {
+        let h = expand(h, params).map_err(err)?;
+        if h.contains(['*', '?', '[']) {
+            patterns.push(h);
+        } else {
+            literal.push(h);
+        }
+    }
+    Ok((literal, patterns))
 }
 
 fn capabilities(keep: &[String]) -> Result<HashSet<Capability>, String> {
@@ -224,13 +265,20 @@ pub fn export(
                 .map_err(err)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let env: Vec<String> = p.env.set.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let env = p
+        .env
+        .set
+        .iter()
+        .map(|(k, v)| Ok(format!("{k}={}", expand(v, params).map_err(err)?)))
+        .collect::<Result<Vec<String>, String>>()?;
+    // `caller` ids: the one id mapped besides 0 maps to itself.
+    let (uid, gid) = p.ids.inside(host_id_base + 1, host_id_base + 1);
     let process = ProcessBuilder::default()
         .terminal(false)
         .user(
             UserBuilder::default()
-                .uid(p.ids.uid)
-                .gid(p.ids.gid)
+                .uid(uid)
+                .gid(gid)
                 .build()
                 .map_err(err)?,
         )
@@ -253,14 +301,17 @@ pub fn export(
                 .map_err(err)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let (hide, hide_patterns) = hidden(p, params)?;
+    let mut masked = oci_spec::runtime::get_default_maskedpaths();
+    masked.extend(hide);
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
-        .masked_paths(oci_spec::runtime::get_default_maskedpaths())
+        .masked_paths(masked)
         .readonly_paths(oci_spec::runtime::get_default_readonly_paths());
     if p.namespaces.user {
         linux = linux
-            .uid_mappings(id_map(p.ids.uid, host_id_base)?)
-            .gid_mappings(id_map(p.ids.gid, host_id_base)?);
+            .uid_mappings(id_map(uid, host_id_base)?)
+            .gid_mappings(id_map(gid, host_id_base)?);
     }
     if let Some(s) = &plan.seccomp {
         linux = linux.seccomp(seccomp(s)?);
@@ -323,6 +374,15 @@ pub fn export(
         serde_json::to_string(&p.landlock).map_err(err)?,
     );
     annotations.insert("org.pairjail.env.keep".to_string(), p.env.keep.join(","));
+    if !hide_patterns.is_empty() {
+        annotations.insert(
+            "org.pairjail.hide".to_string(),
+            format!(
+                "patterns expanded at pairjail jail entry; NOT masked by OCI runtimes: {}",
+                hide_patterns.join(",")
+            ),
+        );
+    }
     let mut spec = SpecBuilder::default()
         .version("1.0.2")
         .root(

@@ -95,6 +95,23 @@ fn check_values(own: &Profile, merged: &Profile, src: &Source, errors: &mut Vec<
         }
     }
 
+    for (i, h) in own.hide.iter().enumerate() {
+        let at = vec![Seg::from("hide"), Seg::from(i)];
+        match expand(h, &merged.params) {
+            Err(e) => err(at, format!("hide: {e}")),
+            Ok(h) => {
+                if let Some(why) = bad_jail_path(&h) {
+                    err(at, format!("hide: path '{h}' {why}"));
+                } else if h == "/" {
+                    err(
+                        at,
+                        "hide: '/' would hide everything; list what to hide".into(),
+                    );
+                }
+            }
+        }
+    }
+
     let ll = &own.landlock;
     if !(1..=MAX_LANDLOCK_ABI).contains(&ll.abi) {
         err(
@@ -251,6 +268,15 @@ fn check_values(own: &Profile, merged: &Profile, src: &Source, errors: &mut Vec<
                 vec!["env".into(), "keep".into(), i.into()],
                 format!("invalid variable name '{name}' in [env] keep"),
             );
+        }
+    }
+    for (name, value) in &own.env.set {
+        if let Err(e) = expand(value, &merged.params) {
+            errors.push(src.error_at(
+                &["env".into(), "set".into(), name.as_str().into()],
+                false,
+                format!("[env] set {name}: {e}"),
+            ));
         }
     }
     for name in own.env.set.keys() {

@@ -128,6 +128,10 @@ impl World {
         let runtime = dir.join("run");
         fs::create_dir_all(&runtime).unwrap();
         fs::set_permissions(&runtime, fs::Permissions::from_mode(0o1777)).unwrap();
+        // The host's project: sessions start here (the workspace of a jailed one).
+        let ws = dir.join("ws");
+        fs::create_dir_all(&ws).unwrap();
+        run(Command::new("chown").arg(format!("{HOST}:{HOST}")).arg(&ws));
         run(Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
             .arg(dir.join("hostkey")));
@@ -322,6 +326,11 @@ impl World {
             .unwrap()
     }
 
+    /// The host's project directory, where sessions start.
+    pub fn workspace(&self) -> PathBuf {
+        self.dir.join("ws")
+    }
+
     /// `pairjail start --detach` as the host, running `program`.
     pub fn start_session(&self, session: &str, allow: &str, program: &str) {
         self.start_session_with(session, allow, program, &[]);
@@ -345,7 +354,7 @@ impl World {
             .args(["--", "sh", "-c", program])
             .env("HOME", format!("/home/{HOST}"))
             .env("TERM", "xterm")
-            .current_dir("/")
+            .current_dir(self.workspace())
             .output()
             .unwrap();
         assert!(out.status.success(), "start: {}", text(&out.stderr));
@@ -353,7 +362,7 @@ impl World {
 
     /// tmux on the host's dedicated server, as the host.
     pub fn host_tmux(&self, session: &str, args: &[&str]) -> String {
-        let sock = self.session_paths(session).join("tmux.sock");
+        let sock = self.session_paths(session).join("tmux").join("tmux.sock");
         let out = run_as(HOST, "tmux")
             .args(["-S"])
             .arg(sock)
@@ -385,12 +394,14 @@ impl World {
         text(&out.stdout) + &text(&out.stderr)
     }
 
-    /// Attaches the host's own terminal (a driver window) to the session.
+    /// Attaches the host's own terminal (a driver window) to the session
+    /// with `pairjail attach`; the window shows `ATTACH-EXIT=<status>` and
+    /// pairjail's last line when it ends.
     pub fn attach_host(&self, session: &str) -> String {
-        let sock = self.session_paths(session).join("tmux.sock");
         let cmd = format!(
-            "setpriv --reuid {HOST} --regid {HOST} --init-groups -- tmux -S {} attach -t ={session}",
-            sock.display()
+            "setpriv --reuid {HOST} --regid {HOST} --init-groups -- env HOME=/home/{HOST} {} attach --session {session} --runtime-dir {}; echo ATTACH-EXIT=$?; sleep 600",
+            shared_binary().display(),
+            self.runtime.display()
         );
         let target = format!("drv:host-{session}");
         self.drv(&["new-window", "-d", "-n", &format!("host-{session}"), &cmd]);

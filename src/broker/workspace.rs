@@ -1,0 +1,283 @@
+//! The workspace jail of a share: the session's tmux server, and so every
+//! pane and everything tmux runs, inside a jail built from a profile
+//! (`workspace` by default); every tmux client of such a session inside
+//! the `session-client` jail, because a tmux client runs what its server
+//! tells it (`detach-client -E`, `lock-client`).
+
+use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::profile::{self, Mode, SearchPath};
+
+/// The shipped profile for the session's server.
+pub const DEFAULT_PROFILE: &str = "workspace";
+/// The profile of every tmux client of a jailed session.
+pub const CLIENT_PROFILE: &str = "session-client";
+/// Parameters `start` fills in; a session profile must declare them.
+const PARAMS: [&str; 3] = ["workspace", "home", "socket_dir"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error(
+        "--unconfined-session and --workspace exclude each other: choose a jailed session in DIR or none"
+    )]
+    Conflict,
+    #[error("--workspace {0}: {1}")]
+    Dir(PathBuf, String),
+    #[error(
+        "the workspace would be {0}, {1}; cd into a project directory or pass --workspace DIR (or --unconfined-session to share without a jail)"
+    )]
+    Unsuitable(PathBuf, &'static str),
+    #[error("--session-profile {0}: {1}")]
+    Profile(String, String),
+    #[error(
+        "--direct cannot be used with a jailed session: direct guests' tmux clients run as another user, whom the session's user namespace does not map; use the relay transport, or --unconfined-session"
+    )]
+    Direct,
+}
+
+impl WorkspaceError {
+    /// Every one of these is the host's choice to fix (exit 2).
+    pub fn is_invalid(&self) -> bool {
+        true
+    }
+}
+
+/// How a share's session is confined: what `start` decided, kept in the
+/// session directory for `attach` and sent to the broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Confinement {
+    /// The session profile (name or file).
+    pub profile: String,
+    /// The writable directory, at the same path inside.
+    pub workspace: PathBuf,
+    /// The host's home, read-only inside, its listed secrets hidden.
+    pub home: PathBuf,
+    /// `none` (a network namespace of its own) or `host`.
+    pub network: String,
+}
+
+/// What the host asked for on `start`.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub allow: Vec<Mode>,
+    pub workspace: Option<PathBuf>,
+    pub profile: Option<String>,
+    pub unconfined: bool,
+    pub direct: bool,
+    /// Where `start` runs: the default workspace.
+    pub cwd: PathBuf,
+    pub home: PathBuf,
+    pub host_uid: u32,
+}
+
+/// Decides the session's confinement. Jailed when the host named a
+/// workspace, or when guests may type (pair, rogue) unless the host opted
+/// out; mirror-only sessions stay as they are.
+pub fn decide(r: &Request, search: &SearchPath) -> Result<Option<Confinement>, WorkspaceError> {
+    if r.unconfined {
+        if r.workspace.is_some() || r.profile.is_some() {
+            return Err(WorkspaceError::Conflict);
+        }
+        return Ok(None);
+    }
+    let typing = r
+        .allow
+        .iter()
+        .any(|m| matches!(m, Mode::Pair | Mode::Rogue));
+    let dir = match &r.workspace {
+        Some(d) => d.clone(),
+        None if typing || r.profile.is_some() => r.cwd.clone(),
+        None => return Ok(None),
+    };
+    if r.direct {
+        return Err(WorkspaceError::Direct);
+    }
+    let workspace = check_dir(&dir, r.workspace.is_some(), &r.home, r.host_uid)?;
+    let name = r.profile.clone().unwrap_or_else(|| DEFAULT_PROFILE.into());
+    let resolved = profile::resolve(&name, search)
+        .map_err(|e| WorkspaceError::Profile(name.clone(), e.to_string()))?;
+    let missing: Vec<&str> = PARAMS
+        .into_iter()
+        .filter(|p| !resolved.profile.params.contains_key(*p))
+        .collect();
+    if !missing.is_empty() {
+        return Err(WorkspaceError::Profile(
+            name,
+            format!(
+                "a session profile must declare [params] {} (start from the shipped `workspace`: `pairjail profile show workspace`)",
+                missing.join(", ")
+            ),
+        ));
+    }
+    Ok(Some(Confinement {
+        profile: name,
+        workspace,
+        home: r.home.clone(),
+        network: if resolved.profile.namespaces.net {
+            "none".into()
+        } else {
+            "host".into()
+        },
+    }))
+}
+
+/// A workspace must be the host's own directory, and must not expose what
+/// the jail hides: not `/`, not the home itself or a directory above it.
+fn check_dir(dir: &Path, named: bool, home: &Path, uid: u32) -> Result<PathBuf, WorkspaceError> {
+    let bad = |why: String| WorkspaceError::Dir(dir.to_path_buf(), why);
+    let real = dir.canonicalize().map_err(|e| bad(e.to_string()))?;
+    let meta = std::fs::metadata(&real).map_err(|e| bad(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(bad("not a directory".into()));
+    }
+    let unsuitable = |why| {
+        if named {
+            bad(format!("{why}; pick a project directory"))
+        } else {
+            WorkspaceError::Unsuitable(real.clone(), why)
+        }
+    };
+    let home = home.canonicalize().unwrap_or_else(|_| home.to_path_buf());
+    if real == Path::new("/") {
+        return Err(unsuitable("the root directory"));
+    }
+    if home.starts_with(&real) {
+        return Err(unsuitable(
+            "your home directory or one above it (it would expose what the jail hides)",
+        ));
+    }
+    if meta.uid() != uid {
+        return Err(unsuitable("a directory you do not own"));
+    }
+    Ok(real)
+}
+
+/// `pairjail exec --profile P --param … --` before a program: how a
+/// jailed process is started from outside.
+fn exec_prefix(exe: &Path, profile: &str, params: &[(&str, &Path)]) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec![
+        exe.into(),
+        "exec".into(),
+        "--profile".into(),
+        profile.into(),
+    ];
+    for (k, val) in params {
+        let mut kv = OsString::from(format!("{k}="));
+        kv.push(val.as_os_str());
+        v.push("--param".into());
+        v.push(kv);
+    }
+    v.push("--".into());
+    v
+}
+
+impl Confinement {
+    /// The command line of the jailed tmux server (`-D`: it stays in the
+    /// foreground, so the jail lives exactly as long as the server).
+    pub fn server_argv(&self, exe: &Path, socket: &Path) -> Vec<OsString> {
+        let socket_dir = socket.parent().unwrap_or(Path::new("/"));
+        let mut v = exec_prefix(
+            exe,
+            &self.profile,
+            &[
+                ("workspace", &self.workspace),
+                ("home", &self.home),
+                ("socket_dir", socket_dir),
+            ],
+        );
+        v.extend(["tmux".into(), "-D".into(), "-S".into(), socket.into()]);
+        v
+    }
+}
+
+/// What runs before `tmux -S SOCKET …` for a client of a jailed session.
+pub fn client_prefix(exe: &Path, socket: &Path) -> Vec<OsString> {
+    let socket_dir = socket.parent().unwrap_or(Path::new("/"));
+    exec_prefix(exe, CLIENT_PROFILE, &[("socket_dir", socket_dir)])
+}
+
+/// The file in the session directory (outside every jail) that records a
+/// share's confinement.
+pub fn record_path(session_dir: &Path) -> PathBuf {
+    session_dir.join("confinement.json")
+}
+
+/// Reads a session's confinement; `None` for an unconfined session.
+pub fn read_record(session_dir: &Path) -> Result<Option<Confinement>, String> {
+    let path = record_path(session_dir);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(allow: &[Mode], cwd: &Path) -> Request {
+        Request {
+            allow: allow.to_vec(),
+            cwd: cwd.to_path_buf(),
+            home: PathBuf::from("/nonexistent-home"),
+            host_uid: nix::unistd::Uid::effective().as_raw(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pair_and_rogue_are_jailed_by_default_mirror_is_not() {
+        let d = tempfile::tempdir().unwrap();
+        let s = SearchPath::from_env();
+        for modes in [&[Mode::Mirror, Mode::Pair][..], &[Mode::Rogue]] {
+            let c = decide(&request(modes, d.path()), &s).unwrap().unwrap();
+            assert_eq!(c.workspace, d.path().canonicalize().unwrap());
+            assert_eq!(c.profile, "workspace");
+            assert_eq!(c.network, "none");
+        }
+        assert_eq!(
+            decide(&request(&[Mode::Mirror], d.path()), &s).unwrap(),
+            None
+        );
+        let mut r = request(&[Mode::Pair], d.path());
+        r.unconfined = true;
+        assert_eq!(decide(&r, &s).unwrap(), None);
+        r.workspace = Some(d.path().into());
+        assert!(matches!(decide(&r, &s), Err(WorkspaceError::Conflict)));
+    }
+
+    #[test]
+    fn root_home_and_foreign_directories_are_refused() {
+        let s = SearchPath::from_env();
+        let d = tempfile::tempdir().unwrap();
+        let e = decide(&request(&[Mode::Pair], Path::new("/")), &s).unwrap_err();
+        assert!(e.to_string().contains("the root directory"), "{e}");
+        let mut r = request(&[Mode::Pair], d.path());
+        r.home = d.path().join("me");
+        std::fs::create_dir(&r.home).unwrap();
+        let e = decide(&r, &s).unwrap_err();
+        assert!(e.to_string().contains("home directory or one above"), "{e}");
+        let mut r = request(&[Mode::Pair], d.path());
+        r.host_uid += 1;
+        let e = decide(&r, &s).unwrap_err();
+        assert!(e.to_string().contains("do not own"), "{e}");
+        let mut r = request(&[Mode::Pair], d.path());
+        r.direct = true;
+        assert!(matches!(decide(&r, &s), Err(WorkspaceError::Direct)));
+        let mut r = request(&[Mode::Pair], d.path());
+        r.profile = Some("guest-relay".into());
+        let e = decide(&r, &s).unwrap_err().to_string();
+        assert!(
+            e.contains("must declare [params] workspace, home, socket_dir"),
+            "{e}"
+        );
+    }
+}
