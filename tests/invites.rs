@@ -396,6 +396,8 @@ fn no_root_mode_keeps_foreign_lines_byte_identical() {
             "snr",
             "--allow",
             "mirror,pair",
+            "--workspace",
+            &w.workspace().display().to_string(),
             "--runtime-dir",
             &rt,
             "--",

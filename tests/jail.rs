@@ -80,7 +80,7 @@ fn exec_forwards_the_exit_status_and_isolates_identity() {
     let out = pairjail(&[
         "exec",
         "--profile",
-        "workspace",
+        "tests/data/shell.toml",
         "--",
         "/bin/sh",
         "-c",
@@ -99,7 +99,13 @@ fn exec_clears_the_environment_to_the_allowlist() {
         return;
     }
     let out = Command::new(env!("CARGO_BIN_EXE_pairjail"))
-        .args(["exec", "--profile", "workspace", "--", "/usr/bin/env"])
+        .args([
+            "exec",
+            "--profile",
+            "tests/data/shell.toml",
+            "--",
+            "/usr/bin/env",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("SSH_AUTH_SOCK", "/tmp/agent.sock")
         .env("SECRET_TOKEN", "hunter2")
@@ -126,7 +132,7 @@ fn exec_root_caller_is_nobody_outside() {
     let out = pairjail(&[
         "exec",
         "--profile",
-        "workspace",
+        "tests/data/shell.toml",
         "--param",
         &param,
         "--",
@@ -154,7 +160,7 @@ fn exec_passes_only_the_named_descriptors() {
         return;
     }
     // fd 7 is passed, fd 8 is not; both are open in the caller.
-    let script = "exec 7</etc/hostname 8</etc/hostname; pairjail exec --profile workspace --pass-fd 7 -- /bin/sh -c 'ls /proc/self/fd | tr \"\\n\" \" \"'";
+    let script = "exec 7</etc/hostname 8</etc/hostname; pairjail exec --profile tests/data/shell.toml --pass-fd 7 -- /bin/sh -c 'ls /proc/self/fd | tr \"\\n\" \" \"'";
     let dir = std::path::Path::new(env!("CARGO_BIN_EXE_pairjail"))
         .parent()
         .unwrap()
@@ -279,11 +285,11 @@ fn cgroup_limits_are_applied_where_the_tree_is_writable() {
     if !require_kernel() {
         return;
     }
-    // workspace.toml sets memory_max and pids_max with required = false.
+    // tests/data/shell.toml sets memory_max and pids_max with required = false.
     let out = pairjail(&[
         "exec",
         "--profile",
-        "workspace",
+        "tests/data/shell.toml",
         "--",
         "/bin/cat",
         "/proc/self/cgroup",

@@ -311,8 +311,10 @@ async fn guest(state: Arc<State>, mut s: UnixStream, serial: u64) {
 
     let mut cmd = cfg.tmux.command();
     cmd.args(Tmux::guest_client_args(&cfg.session, &guest, mode, serial))
+        .env_clear()
         .env("TERM", &term)
-        .env("LC_CTYPE", "C.UTF-8");
+        .env("LC_CTYPE", "C.UTF-8")
+        .env("PATH", "/usr/bin:/bin");
     let (mut child, master) = match pty::spawn_on_pty(cmd, cols, rows) {
         Ok(x) => x,
         Err(e) => {

@@ -52,9 +52,9 @@ impl Tmux {
         !self.prefix.is_empty()
     }
 
-    /// A tmux client of this server, with a cleared environment: what the
-    /// caller has (SSH_AUTH_SOCK, DISPLAY, …) never reaches the session's
-    /// environment through the client.
+    /// A tmux client of this server. A jailed client keeps only its
+    /// profile's variables: what the caller has (SSH_AUTH_SOCK, DISPLAY, …)
+    /// never reaches a jailed session's environment through a client.
     pub fn command(&self) -> Command {
         let mut c = match self.prefix.split_first() {
             Some((program, args)) => {
@@ -64,15 +64,6 @@ impl Tmux {
             }
             None => Command::new("tmux"),
         };
-        c.env_clear();
-        for k in ["TERM", "LANG", "LC_ALL", "LC_CTYPE", "COLORTERM", "PATH"] {
-            if let Some(v) = std::env::var_os(k) {
-                c.env(k, v);
-            }
-        }
-        if std::env::var_os("PATH").is_none() {
-            c.env("PATH", "/usr/bin:/bin");
-        }
         c.arg("-S").arg(&self.socket);
         c
     }

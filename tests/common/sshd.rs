@@ -337,8 +337,22 @@ impl World {
     }
 
     pub fn start_session_with(&self, session: &str, allow: &str, program: &str, extra: &[&str]) {
+        let out = self.try_start_session(session, allow, program, extra, &[]);
+        assert!(out.status.success(), "start: {}", text(&out.stderr));
+    }
+
+    /// `pairjail start --detach` as the host with extra arguments and
+    /// variables in its environment; the output, whatever it is.
+    pub fn try_start_session(
+        &self,
+        session: &str,
+        allow: &str,
+        program: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> std::process::Output {
         let rt = self.runtime.display().to_string();
-        let out = run_as(HOST, shared_binary())
+        run_as(HOST, shared_binary())
             .args([
                 "start",
                 "--detach",
@@ -354,10 +368,10 @@ impl World {
             .args(["--", "sh", "-c", program])
             .env("HOME", format!("/home/{HOST}"))
             .env("TERM", "xterm")
+            .envs(env.iter().copied())
             .current_dir(self.workspace())
             .output()
-            .unwrap();
-        assert!(out.status.success(), "start: {}", text(&out.stderr));
+            .unwrap()
     }
 
     /// tmux on the host's dedicated server, as the host.

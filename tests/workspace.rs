@@ -1,0 +1,437 @@
+//! The workspace jail, attacked: a pair guest on a real sshd types into a
+//! jailed session and tries to reach the host's secrets, agent, other tmux
+//! servers, home, privileges, and — through tmux itself — the tmux
+//! clients that run outside. The same attacks succeed in a session the
+//! host shared with `--unconfined-session`, so each check can fail.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::sshd::{HOST, World};
+use common::{run_as, text};
+
+const HOST_PROGRAM: &str = "echo HOST-MARKER-4242; exec sh";
+
+/// Secrets planted in the host's home: (path under home, content).
+const SECRETS: &[(&str, &str)] = &[
+    (".ssh/id_ed25519", "PJ-SECRET-SSH-KEY"),
+    (".bash_history", "PJ-SECRET-HISTORY"),
+    (".aws/credentials", "PJ-SECRET-AWS"),
+    (".netrc", "PJ-SECRET-NETRC"),
+    (".git-credentials", "PJ-SECRET-GITCRED"),
+    (".cargo/credentials.toml", "PJ-SECRET-CARGO"),
+    (".config/gh/hosts.yml", "PJ-SECRET-GH"),
+    (".vault-token", "PJ-SECRET-VAULT"),
+    (".docker/config.json", "PJ-SECRET-DOCKER"),
+];
+
+/// A setuid-root copy of `id` (nosuid and no_new_privs must defeat it).
+const SUID_ID: &str = "/usr/local/bin/pj-suid-id";
+
+fn home() -> PathBuf {
+    PathBuf::from(format!("/home/{HOST}"))
+}
+
+fn host_uid() -> u32 {
+    std::fs::metadata(home().join(SECRETS[0].0))
+        .map(|m| m.uid())
+        .unwrap()
+}
+
+fn plant_secrets() {
+    // The home must be the host's for "cannot write into the home" to mean
+    // anything (a reused uid can leave it someone else's).
+    let out = Command::new("chown")
+        .arg(format!("{HOST}:{HOST}"))
+        .arg(home())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chown home: {}", text(&out.stderr));
+    for (rel, content) in SECRETS {
+        let p = home().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, format!("{content}\n")).unwrap();
+    }
+    std::fs::write(
+        home().join(".gitconfig"),
+        "[user]\n\tname = Host Person\n\temail = host@example.org\n",
+    )
+    .unwrap();
+    let out = Command::new("chown")
+        .args(["-R", &format!("{HOST}:{HOST}")])
+        .args(
+            SECRETS
+                .iter()
+                .map(|(rel, _)| home().join(rel.split('/').next().unwrap())),
+        )
+        .arg(home().join(".gitconfig"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chown: {}", text(&out.stderr));
+    if !Path::new(SUID_ID).exists() {
+        std::fs::copy("/usr/bin/id", format!("{SUID_ID}.tmp")).unwrap();
+        let out = Command::new("chmod")
+            .args(["4755", &format!("{SUID_ID}.tmp")])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        std::fs::rename(format!("{SUID_ID}.tmp"), SUID_ID).unwrap();
+    }
+}
+
+fn secrets_unchanged() {
+    for (rel, content) in SECRETS {
+        let now = std::fs::read_to_string(home().join(rel)).unwrap();
+        assert_eq!(now, format!("{content}\n"), "{rel} was changed");
+    }
+}
+
+/// An ssh-agent of the host's, at its usual place under /tmp: (socket, pid).
+fn start_agent() -> (String, String) {
+    let out = run_as(HOST, "ssh-agent").arg("-s").output().unwrap();
+    let s = text(&out.stdout);
+    let field = |name: &str| {
+        s.split(';')
+            .find_map(|part| part.trim().strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {s}"))
+            .to_string()
+    };
+    (field("SSH_AUTH_SOCK"), field("SSH_AGENT_PID"))
+}
+
+/// Everything the session's first pane has printed, history included.
+fn pane(w: &World, session: &str) -> String {
+    w.host_tmux(
+        session,
+        &[
+            "capture-pane",
+            "-p",
+            "-J",
+            "-S",
+            "-2000",
+            "-t",
+            &format!("={session}:0"),
+        ],
+    )
+}
+
+fn wait_pane(w: &World, session: &str, needle: &str) -> String {
+    common::eventually(30, || {
+        let p = pane(w, session);
+        if p.contains(needle) {
+            Ok(p)
+        } else {
+            Err(format!("'{needle}' never appeared in {session}:\n{p}"))
+        }
+    })
+}
+
+fn type_line(w: &World, target: &str, line: &str) {
+    w.drv(&["send-keys", "-t", target, "-l", line]);
+    w.drv(&["send-keys", "-t", target, "Enter"]);
+}
+
+/// What a pair guest types to reach the host's things; every probe ends
+/// with a marker line.
+fn attack_lines(agent: &str, tag: &str) -> Vec<String> {
+    let files: Vec<&str> = SECRETS.iter().map(|(rel, _)| *rel).collect();
+    vec![
+        format!(
+            "for f in {}; do cat \"$HOME/$f\"; done; echo READ-DONE",
+            files.join(" ")
+        ),
+        format!("echo SOCK=[$SSH_AUTH_SOCK]; SSH_AUTH_SOCK={agent} ssh-add -l; echo AGENT-DONE"),
+        "tmux -S /tmp/tmux-$(id -u)/default list-sessions; echo TMUX-DONE".into(),
+        format!("echo x > $HOME/outside-{tag}; echo WRITE-DONE"),
+        format!("echo EUID=$({SUID_ID} -u); sudo -n true; echo SUDO=$?"),
+        format!("echo inside > inside-{tag}; echo INSIDE-$((40+2))"),
+    ]
+}
+
+#[test]
+fn a_pair_guest_cannot_reach_the_hosts_secrets_agent_other_sessions_or_privileges() {
+    let Some((w, guests)) = World::new("wsattack", &[("mallory", "sjail", Some("pair"))]) else {
+        return;
+    };
+    plant_secrets();
+    let (agent, agent_pid) = start_agent();
+    // The host's own default tmux server, with a session of its own (a
+    // failed earlier run may have left one).
+    let _ = run_as(HOST, "tmux")
+        .args(["kill-session", "-t", "hostprivate"])
+        .output();
+    let out = run_as(HOST, "tmux")
+        .args(["new-session", "-d", "-s", "hostprivate"])
+        .env("HOME", home())
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "host tmux: {}", text(&out.stderr));
+    // Outside the jail the host's agent and setuid programs work: the
+    // checks below can fail.
+    let outside = run_as(HOST, "ssh-add")
+        .arg("-l")
+        .env("SSH_AUTH_SOCK", &agent)
+        .output()
+        .unwrap();
+    assert!(
+        text(&outside.stdout).contains("no identities"),
+        "{outside:?}"
+    );
+    let euid = run_as(HOST, SUID_ID).arg("-u").output().unwrap();
+    assert_eq!(text(&euid.stdout).trim(), "0");
+
+    let out = w.try_start_session(
+        "sjail",
+        "mirror,pair",
+        HOST_PROGRAM,
+        &[],
+        &[("SSH_AUTH_SOCK", &agent), ("DISPLAY", ":0")],
+    );
+    assert!(out.status.success(), "start: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("jailed: profile workspace"),
+        "{}",
+        text(&out.stdout)
+    );
+    let host = w.attach_host("sjail");
+    w.wait_screen(&host, "HOST-MARKER-4242", 20);
+    let guest = w.join_in_window(&guests[0], 120, 40);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+
+    for line in attack_lines(&agent, "wsattack") {
+        type_line(&w, &guest, &line);
+    }
+    let p = wait_pane(&w, "sjail", "INSIDE-42");
+    assert!(!p.contains("PJ-SECRET"), "a secret was read:\n{p}");
+    assert!(
+        p.contains("SOCK=[]"),
+        "the agent variable reached the session:\n{p}"
+    );
+    assert!(!p.contains("no identities"), "the agent answered:\n{p}");
+    assert!(
+        !p.contains("hostprivate"),
+        "the host's tmux server answered:\n{p}"
+    );
+    assert!(
+        !home().join("outside-wsattack").exists(),
+        "wrote into the home"
+    );
+    assert!(
+        p.contains(&format!("EUID={}", host_uid())) && !p.contains("EUID=0"),
+        "the setuid program ran as root:\n{p}"
+    );
+    assert!(!p.contains("SUDO=0"), "sudo succeeded:\n{p}");
+    // The workspace is writable, and what is made there is the host's.
+    let made = w.workspace().join("inside-wsattack");
+    assert_eq!(std::fs::metadata(&made).unwrap().uid(), host_uid());
+
+    // tmux runs commands for the guest too: run-shell lives in the jail.
+    w.drv(&["send-keys", "-t", &guest, "C-b", ":"]);
+    type_line(
+        &w,
+        &guest,
+        &format!(
+            "run-shell 'cat $HOME/.ssh/id_ed25519 > $HOME/runshell-leak; touch {}/runshell-ran'",
+            w.workspace().display()
+        ),
+    );
+    common::eventually(20, || {
+        if w.workspace().join("runshell-ran").exists() {
+            Ok(())
+        } else {
+            Err("run-shell never ran".to_string())
+        }
+    });
+    assert!(
+        !home().join("runshell-leak").exists(),
+        "run-shell wrote into the home"
+    );
+
+    // Last, tmux's own way out: clients run what the server tells them
+    // (lock-command, detach-client -E). Every client of this session —
+    // the host's, the broker's — is jailed and cannot start a program.
+    let escape = home().join("escape-wsattack");
+    type_line(
+        &w,
+        &guest,
+        &format!(
+            "tmux set -g lock-command 'touch {e}-lock'; tmux lock-server; for c in $(tmux list-clients -F '#{{client_name}}'); do tmux detach-client -t $c -E 'touch {e}-exec'; done",
+            e = escape.display()
+        ),
+    );
+    let h = w.wait_screen(&host, "ATTACH-EXIT=", 30);
+    assert!(h.contains("client jail stopped it"), "{h}");
+    for suffix in ["-lock", "-exec"] {
+        let e = PathBuf::from(format!("{}{suffix}", escape.display()));
+        assert!(
+            !e.exists(),
+            "a tmux client ran a command outside: {}",
+            e.display()
+        );
+    }
+    secrets_unchanged();
+
+    let _ = w.host_pairjail(&["stop", "--session", "sjail"]);
+    let _ = run_as(HOST, "tmux")
+        .args(["kill-session", "-t", "hostprivate"])
+        .output();
+    let _ = Command::new("kill").arg(agent_pid).output();
+}
+
+#[test]
+fn the_opt_out_is_explicit_and_then_a_pair_guest_acts_as_the_host() {
+    let Some((w, guests)) = World::new("wsoptout", &[("oscar", "sopen", Some("pair"))]) else {
+        return;
+    };
+    plant_secrets();
+    let out = w.try_start_session(
+        "sopen",
+        "mirror,pair",
+        HOST_PROGRAM,
+        &["--unconfined-session"],
+        &[],
+    );
+    assert!(out.status.success(), "start: {}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("warning: --unconfined-session: pair and rogue guests can do everything your account can"),
+        "{err}"
+    );
+    let status = text(&w.host_pairjail(&["status"]).stdout);
+    assert!(
+        status.contains("unconfined: what runs in the session runs as you"),
+        "{status}"
+    );
+    let host = w.attach_host("sopen");
+    w.wait_screen(&host, "HOST-MARKER-4242", 20);
+    let guest = w.join_in_window(&guests[0], 120, 40);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+    type_line(&w, &guest, "cat $HOME/.ssh/id_ed25519; echo READ-DONE");
+    let p = wait_pane(&w, "sopen", "READ-DONE");
+    assert!(p.contains("PJ-SECRET-SSH-KEY"), "{p}");
+    // The host's plain tmux client runs what the session tells it.
+    let escape = home().join("escape-wsoptout");
+    let _ = std::fs::remove_file(&escape);
+    type_line(
+        &w,
+        &guest,
+        &format!(
+            "tmux set -g lock-command 'touch {}'; tmux lock-server",
+            escape.display()
+        ),
+    );
+    common::eventually(20, || {
+        if escape.exists() {
+            Ok(())
+        } else {
+            Err(format!(
+                "lock-command never ran in the host's client:\n{}\n{}",
+                pane(&w, "sopen"),
+                w.screen(&host)
+            ))
+        }
+    });
+    let _ = std::fs::remove_file(&escape);
+    let _ = w.host_pairjail(&["stop", "--session", "sopen"]);
+}
+
+#[test]
+fn a_developer_can_work_in_the_jailed_session() {
+    let Some((w, guests)) = World::new("wsdev", &[("pat", "sdev", Some("pair"))]) else {
+        return;
+    };
+    plant_secrets();
+    w.start_session("sdev", "mirror,pair", HOST_PROGRAM);
+    let guest = w.join_in_window(&guests[0], 120, 40);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+    for line in [
+        "git init -q g && cd g && git commit -q --allow-empty -m one && git log -1 --format=AUTHOR=%an; cd ..",
+        "printf 'int main(void){return 42;}\\n' > m.c; printf 'm: m.c\\n\\tcc -o m m.c\\n' > Makefile; make -s; ./m; echo MAKE=$?",
+        "mkdir -p pkg && echo 'X = 6*7' > pkg/__init__.py && python3 -m compileall -q pkg && python3 -c 'import pkg; print(\"PY=%d\" % pkg.X)'",
+        "vi -es -c 'q' && echo VI-OK-$((1+1))",
+    ] {
+        type_line(&w, &guest, line);
+    }
+    let p = wait_pane(&w, "sdev", "PY=42");
+    let p = if p.contains("VI-OK-2") {
+        p
+    } else {
+        wait_pane(&w, "sdev", "VI-OK-2")
+    };
+    for want in ["AUTHOR=Host Person", "MAKE=42", "PY=42", "VI-OK-2"] {
+        assert!(p.contains(want), "{want} missing:\n{p}");
+    }
+    let binary = std::fs::metadata(w.workspace().join("m")).unwrap();
+    assert_eq!(binary.uid(), host_uid());
+    let _ = w.host_pairjail(&["stop", "--session", "sdev"]);
+}
+
+#[test]
+fn a_rogue_guests_own_window_is_jailed_too() {
+    let Some((w, guests)) = World::new("wsrogue", &[("rita", "srjail", Some("rogue"))]) else {
+        return;
+    };
+    plant_secrets();
+    w.start_session("srjail", "rogue", HOST_PROGRAM);
+    let guest = w.join_in_window(&guests[0], 120, 40);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+    // Their own window, then the attack in it.
+    w.drv(&["send-keys", "-t", &guest, "C-b", "c"]);
+    common::eventually(20, || {
+        let s = w.host_tmux("srjail", &["list-windows", "-a", "-F", "#{window_index}"]);
+        if s.lines().any(|l| l.trim() == "1") {
+            Ok(())
+        } else {
+            Err(format!("no second window: {s}"))
+        }
+    });
+    type_line(
+        &w,
+        &guest,
+        "cat $HOME/.ssh/id_ed25519; echo x > $HOME/outside-wsrogue; echo ROGUE-$((1+1))",
+    );
+    let s = w.wait_screen(&guest, "ROGUE-2", 20);
+    assert!(!s.contains("PJ-SECRET"), "{s}");
+    assert!(!home().join("outside-wsrogue").exists());
+    let _ = w.host_pairjail(&["stop", "--session", "srjail"]);
+}
+
+#[test]
+fn jailed_sessions_refuse_the_direct_transport_and_a_bad_workspace() {
+    let Some((w, _)) = World::new("wsrefuse", &[]) else {
+        return;
+    };
+    let out = w.try_start_session("sref", "mirror,pair", HOST_PROGRAM, &["--direct"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--direct cannot be used with a jailed session"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = w.try_start_session(
+        "sref",
+        "mirror,pair",
+        HOST_PROGRAM,
+        &["--workspace", &format!("/home/{HOST}")],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("your home directory or one above it"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = w.try_start_session(
+        "sref",
+        "mirror,pair",
+        HOST_PROGRAM,
+        &["--workspace", "/", "--unconfined-session"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("exclude each other"));
+}
