@@ -40,6 +40,79 @@ fn probe_finds_no_escape_from_guest_direct() {
     probe_as_unprivileged("guest-direct");
 }
 
+/// The session's workspace jail: every secret, agent, host-reach and
+/// privilege attempt blocked; only what a workspace allows by design
+/// (shells, its home, its /tmp and network namespace, builds) gets through,
+/// reported as allowed. With the hide list emptied, the secrets escape.
+#[test]
+fn probe_blocks_every_secret_and_host_reach_from_workspace() {
+    if !require_kernel() {
+        return;
+    }
+    let run = |profile: &str| {
+        let out = pairjail_unprivileged(&["probe", "--profile", profile, "--json"]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out.stderr)));
+        let by = |verdict: &str| -> Vec<String> {
+            report["attempts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["verdict"] == verdict)
+                .map(|a| a["attempt"].as_str().unwrap().to_string())
+                .collect()
+        };
+        (
+            out.status.code(),
+            by("blocked"),
+            by("allowed"),
+            by("escaped"),
+        )
+    };
+    let (code, blocked, allowed, escaped) = run("workspace");
+    assert!(escaped.is_empty(), "escaped: {escaped:?}");
+    assert_eq!(code, Some(0));
+    for must in [
+        "read-home-secrets",
+        "reach-agent-socket",
+        "reach-run-user",
+        "path-unix-socket",
+        "abstract-unix-socket",
+        "tcp-localhost",
+        "signal-host",
+        "write-home",
+        "write-host-dir",
+        "exec-setuid",
+        "tiocsti",
+        "mount",
+        "unshare-user",
+        "ptrace-host",
+    ] {
+        assert!(blocked.iter().any(|b| b == must), "{must} not blocked");
+    }
+    assert!(allowed.iter().any(|a| a == "exec-shell"), "{allowed:?}");
+
+    // The same profile without its hide list: the probe sees the secrets.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/workspace.toml"),
+    )
+    .unwrap();
+    let start = shipped.find("hide = [").unwrap();
+    let end = start + shipped[start..].find("]\n").unwrap() + 2;
+    let open = format!("{}hide = []\n{}", &shipped[..start], &shipped[end..]);
+    let file = dir.path().join("open-home.toml");
+    std::fs::write(&file, open).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, _, escaped) = run(file.to_str().unwrap());
+    assert_eq!(code, Some(1));
+    assert!(
+        escaped.iter().any(|e| e == "read-home-secrets"),
+        "{escaped:?}"
+    );
+}
+
 /// The probe must be able to fail: a profile with seccomp and Landlock off
 /// and the host's /etc bound in lets several attempts through.
 #[test]

@@ -36,9 +36,13 @@ pub fn run(a: ProbeArgs) -> Outcome {
         .iter()
         .filter(|r| r.verdict == Verdict::Blocked)
         .count();
+    let allowed = reports
+        .iter()
+        .filter(|r| r.verdict == Verdict::Allowed)
+        .count();
     if a.json {
         print_json(
-            &json!({"profile": a.profile, "attempts": reports, "blocked": held, "total": reports.len()}),
+            &json!({"profile": a.profile, "attempts": reports, "blocked": held, "allowed": allowed, "total": reports.len()}),
         )?;
     } else {
         println!(
@@ -50,6 +54,7 @@ pub fn run(a: ProbeArgs) -> Outcome {
                 Verdict::Blocked => "blocked",
                 Verdict::Escaped => "ESCAPED",
                 Verdict::Inconclusive => "UNKNOWN",
+                Verdict::Allowed => "allowed",
             };
             println!(
                 "{:<22} {:<10} {:<52} {}",
@@ -57,12 +62,17 @@ pub fn run(a: ProbeArgs) -> Outcome {
             );
         }
         println!(
-            "\n{held}/{} attempts blocked in profile {}",
+            "\n{held}/{} attempts blocked in profile {}{}",
             reports.len(),
-            a.profile
+            a.profile,
+            if allowed > 0 {
+                format!(", {allowed} allowed by its design ([probe] allowed)")
+            } else {
+                String::new()
+            }
         );
     }
-    Ok(if held == reports.len() {
+    Ok(if held + allowed == reports.len() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -41,6 +41,17 @@ pub struct Profile {
     pub cgroup: Cgroup,
     pub env: Env,
     pub session: Session,
+    pub probe: Probe,
+}
+
+/// How `pairjail probe` reads this profile's results.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Probe {
+    /// Attempts that get through by design (a workspace runs shells and
+    /// reads its home): reported as "allowed by the profile", not escapes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -20,6 +20,31 @@ pub enum Finding {
     Untested(String),
 }
 
+/// Secrets the probe plants in the home it gives a profile with a `home`
+/// parameter; the shipped workspace profiles hide every one.
+pub const SECRET_FILES: &[&str] = &[
+    ".ssh/id_ed25519",
+    ".gnupg/private-keys-v1.d/probe.key",
+    ".aws/credentials",
+    ".azure/accessTokens.json",
+    ".config/gcloud/credentials.db",
+    ".kube/config",
+    ".docker/config.json",
+    ".netrc",
+    ".git-credentials",
+    ".config/gh/hosts.yml",
+    ".npmrc",
+    ".pypirc",
+    ".cargo/credentials.toml",
+    ".password-store/probe.gpg",
+    ".local/share/keyrings/login.keyring",
+    ".mozilla/firefox/probe/cookies.sqlite",
+    ".config/google-chrome/Default/Cookies",
+    ".bash_history",
+    ".zsh_history",
+    ".vault-token",
+];
+
 pub struct Attempt {
     pub name: &'static str,
     pub expected: &'static str,
@@ -225,6 +250,62 @@ pub const ATTEMPTS: &[Attempt] = &[
         name: "write-host-dir",
         expected: "a host directory cannot be written",
         run: |c| create(&format!("{}/pwned", c.get("bait_dir"))),
+    },
+    Attempt {
+        name: "read-home-secrets",
+        expected: "no secret in the home's hidden places can be read",
+        run: |c| {
+            let home = c.get("home");
+            let mut read = Vec::new();
+            for rel in SECRET_FILES {
+                let p = format!("{home}/{rel}");
+                if let Ok(text) = std::fs::read_to_string(&p)
+                    && !text.is_empty()
+                {
+                    read.push(rel.to_string());
+                }
+            }
+            if read.is_empty() {
+                Ok(format!("none of {} secret files read", SECRET_FILES.len()))
+            } else {
+                Err(Finding::Escaped(format!("read {}", read.join(", "))))
+            }
+        },
+    },
+    Attempt {
+        name: "reach-agent-socket",
+        expected: "the host's gpg/ssh agent socket is unreachable",
+        run: |c| connect_unix(c.get("agent_path").as_bytes()),
+    },
+    Attempt {
+        name: "reach-run-user",
+        expected: "/run/user (D-Bus, agents, desktop sockets) is absent",
+        run: |_| list_dir("/run/user"),
+    },
+    Attempt {
+        name: "write-home",
+        expected: "the home directory cannot be written",
+        run: |c| create(&format!("{}/pwned", c.get("home"))),
+    },
+    Attempt {
+        name: "exec-setuid",
+        expected: "a setuid program runs without its owner's rights",
+        run: |_| {
+            // no_new_privs makes exec ignore setuid bits; a nosuid mount
+            // does too. Either is enough.
+            // SAFETY: PR_GET_NO_NEW_PRIVS takes no pointer.
+            let nnp = unsafe { libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) };
+            let nosuid = nix::sys::statvfs::statvfs("/usr/bin")
+                .map(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_NOSUID))
+                .unwrap_or(false);
+            if nnp == 1 || nosuid {
+                Ok(format!("no_new_privs = {nnp}, /usr/bin nosuid = {nosuid}"))
+            } else {
+                Err(Finding::Escaped(
+                    "setuid bits would be honoured on exec".into(),
+                ))
+            }
+        },
     },
     Attempt {
         name: "exec-shell",

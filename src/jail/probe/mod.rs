@@ -26,6 +26,8 @@ pub use attempts::{ATTEMPTS, Ctx, Finding};
 pub enum Verdict {
     Blocked,
     Escaped,
+    /// It got through, and the profile says so by design (`[probe] allowed`).
+    Allowed,
     /// The attempt could not be carried out, so it proves nothing.
     Inconclusive,
 }
@@ -38,6 +40,7 @@ impl Verdict {
             Verdict::Blocked => "blocked: ",
             Verdict::Escaped => "escaped: ",
             Verdict::Inconclusive => "untested: ",
+            Verdict::Allowed => "allowed: ",
         }
     }
 
@@ -59,6 +62,7 @@ pub struct Report {
 /// Things outside the jail for the attempts to aim at; removed on drop.
 struct Bait {
     dir: PathBuf,
+    bait_home: PathBuf,
     vars: BTreeMap<String, String>,
     _keep: Vec<Box<dyn std::any::Any>>,
     _leak: OwnedFd,
@@ -108,10 +112,28 @@ impl Bait {
             .map_err(|e| setup_err("open leak bait", e))?;
         let pty = nix::pty::openpty(None, None).map_err(|e| setup_err("openpty", e))?;
 
+        // A home of the host's, with secrets where tools keep them, for
+        // profiles that show the host's home (the workspace profiles).
+        let bait_home = dir.join("home");
+        for rel in attempts::SECRET_FILES {
+            let p = bait_home.join(rel);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| setup_err("bait home", e))?;
+            }
+            std::fs::write(&p, "host secret\n").map_err(|e| setup_err("bait secret", e))?;
+        }
+        std::fs::create_dir_all(bait_home.join("project"))
+            .map_err(|e| setup_err("bait workspace", e))?;
+        std::fs::create_dir_all(dir.join("tmux")).map_err(|e| setup_err("bait socket dir", e))?;
+        let agent_path = bait_home.join(".gnupg/S.gpg-agent");
+        let agent_listener =
+            UnixListener::bind(&agent_path).map_err(|e| setup_err("bind agent socket", e))?;
+
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
         let mut vars = BTreeMap::new();
         vars.insert("ssh_dir".into(), format!("{home}/.ssh"));
         vars.insert("home".into(), home);
+        vars.insert("agent_path".into(), agent_path.display().to_string());
         vars.insert("host_pid".into(), pid.to_string());
         vars.insert("tcp_port".into(), tcp_port.to_string());
         vars.insert("abstract".into(), abstract_name);
@@ -121,7 +143,9 @@ impl Bait {
         Ok(Bait {
             dir,
             vars,
+            bait_home,
             _keep: vec![
+                Box::new(agent_listener),
                 Box::new(path_listener),
                 Box::new(abstract_listener),
                 Box::new(tcp),
@@ -143,6 +167,19 @@ pub fn run(
     exe: &Path,
     only: &[String],
 ) -> Result<Vec<Report>, JailError> {
+    if let Some(unknown) = profile
+        .probe
+        .allowed
+        .iter()
+        .find(|n| !ATTEMPTS.iter().any(|a| a.name == n.as_str()))
+    {
+        return Err(JailError::msg(
+            "probe",
+            format!(
+                "[probe] allowed names an unknown attempt '{unknown}' (`pairjail probe --help` lists them)"
+            ),
+        ));
+    }
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| JailError::sys("pipe2", e))?;
     // SAFETY: `pairjail probe` is single-threaded; the child only runs the
     // attempts and leaves with _exit.
@@ -174,7 +211,29 @@ fn in_session(
     exe: &Path,
     only: &[String],
 ) -> Result<Vec<Report>, JailError> {
-    let bait = Bait::new()?;
+    let mut bait = Bait::new()?;
+    // A profile that shows the host's home and a workspace (the session
+    // profiles) gets the bait home unless the caller named one.
+    let mut params = params.clone();
+    if profile.params.contains_key("home") {
+        let home = params
+            .entry("home".into())
+            .or_insert_with(|| bait.bait_home.display().to_string())
+            .clone();
+        bait.vars.insert("ssh_dir".into(), format!("{home}/.ssh"));
+        bait.vars.insert("home".into(), home);
+        for (k, v) in [
+            ("workspace", bait.bait_home.join("project")),
+            ("socket_dir", bait.dir.join("tmux")),
+        ] {
+            if profile.params.contains_key(k) {
+                params
+                    .entry(k.into())
+                    .or_insert_with(|| v.display().to_string());
+            }
+        }
+    }
+    let params = &params;
     nix::unistd::setsid().map_err(|e| JailError::sys("setsid", e))?;
     // This forked process leads the bait terminal's session; the attempts'
     // jails ending on that terminal hang it up. Its report must survive.
@@ -231,6 +290,27 @@ fn in_session(
         }
         let status = child.wait()?;
         let mut report = judge(a, out.trim(), status);
+        // A write the attempt saw succeed may have landed in the jail's own
+        // tmpfs at the same path; only the host's file says it escaped.
+        let host_file = match a.name {
+            "write-host-dir" => Some(bait.dir.join("pwned")),
+            "write-home" => Some(PathBuf::from(bait.vars["home"].clone()).join("pwned")),
+            _ => None,
+        };
+        if let Some(f) = host_file {
+            if report.verdict == Verdict::Escaped && !f.exists() {
+                report.verdict = Verdict::Blocked;
+                report.observed = format!(
+                    "{} inside the jail only; {} does not exist on the host",
+                    report.observed,
+                    f.display()
+                );
+            }
+            let _ = std::fs::remove_file(&f);
+        }
+        if report.verdict == Verdict::Escaped && profile.probe.allowed.iter().any(|n| n == a.name) {
+            report.verdict = Verdict::Allowed;
+        }
         if timed_out && report.verdict != Verdict::Escaped {
             report.verdict = Verdict::Inconclusive;
             report.observed = format!("no answer within {} s", ATTEMPT_TIMEOUT_MS / 1000);
