@@ -91,6 +91,10 @@ fn probe_blocks_every_secret_and_host_reach_from_workspace() {
         assert!(blocked.iter().any(|b| b == must), "{must} not blocked");
     }
     assert!(allowed.iter().any(|a| a == "exec-shell"), "{allowed:?}");
+    let (code, blocked, _, escaped) = run("workspace-strict");
+    assert!(escaped.is_empty(), "workspace-strict escaped: {escaped:?}");
+    assert_eq!(code, Some(0));
+    assert!(blocked.iter().any(|b| b == "read-home-secrets"));
 
     // The same profile without its hide list: the probe sees the secrets.
     let dir = tempfile::tempdir().unwrap();

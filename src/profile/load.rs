@@ -27,6 +27,10 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
     ("workspace", include_str!("../../profiles/workspace.toml")),
     (
+        "workspace-strict",
+        include_str!("../../profiles/workspace-strict.toml"),
+    ),
+    (
         "session-client",
         include_str!("../../profiles/session-client.toml"),
     ),
