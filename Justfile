@@ -42,6 +42,7 @@ lint:
 bench: deps build
     python3 scripts/bench.py
     cargo bench --locked --bench session
+    bash scripts/bench_workspace.sh
 
 # Fuzz the authorized_keys block reader/writer and the protocol decoder
 # (cargo-fuzz; the stable toolchain is told to accept its -Z flags).
