@@ -111,31 +111,20 @@ pub fn plan(
     Ok(out)
 }
 
-/// Where a host path is visible inside, through the planned binds (the
-/// last bind covering it wins, as the last mount does).
-fn jail_path_of(entries: &[Entry], host: &Path) -> Option<PathBuf> {
+/// A path mapped through the planned binds, host to jail (`inward`) or
+/// jail to host; the last bind covering it wins, as the last mount does.
+fn through_binds(entries: &[Entry], path: &Path, inward: bool) -> Option<PathBuf> {
     entries.iter().rev().find_map(|e| match e {
-        Entry::Bind { src, dst, .. } => host.strip_prefix(src).ok().map(|rest| {
-            if rest.as_os_str().is_empty() {
-                dst.clone()
-            } else {
-                dst.join(rest)
-            }
-        }),
-        _ => None,
-    })
-}
-
-/// The host path behind a jail path, through the planned binds.
-fn host_path_of(entries: &[Entry], jail: &Path) -> Option<PathBuf> {
-    entries.iter().rev().find_map(|e| match e {
-        Entry::Bind { src, dst, .. } => jail.strip_prefix(dst).ok().map(|rest| {
-            if rest.as_os_str().is_empty() {
-                src.clone()
-            } else {
-                src.join(rest)
-            }
-        }),
+        Entry::Bind { src, dst, .. } => {
+            let (from, to) = if inward { (src, dst) } else { (dst, src) };
+            path.strip_prefix(from).ok().map(|rest| {
+                if rest.as_os_str().is_empty() {
+                    to.clone()
+                } else {
+                    to.join(rest)
+                }
+            })
+        }
         _ => None,
     })
 }
@@ -144,7 +133,7 @@ fn host_path_of(entries: &[Entry], jail: &Path) -> Option<PathBuf> {
 /// covers: matched on the host through the bind that shows them; a
 /// symlink is followed to what it names, hidden where that is visible.
 fn hidden_paths(entries: &[Entry], pattern: &Path) -> Result<Vec<(PathBuf, bool)>, JailError> {
-    let Some(host_pattern) = host_path_of(entries, pattern) else {
+    let Some(host_pattern) = through_binds(entries, pattern, false) else {
         // Nothing bound there: the path does not exist inside.
         return Ok(vec![]);
     };
@@ -167,7 +156,7 @@ fn hidden_paths(entries: &[Entry], pattern: &Path) -> Result<Vec<(PathBuf, bool)
         let Ok(real) = std::fs::canonicalize(&host) else {
             continue;
         };
-        let Some(dst) = jail_path_of(entries, &real) else {
+        let Some(dst) = through_binds(entries, &real, true) else {
             continue;
         };
         out.push((dst, real.is_dir()));
