@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::commands::{self, docs, doctor, exec, invite, join, probe, profile, session, setup};
+use crate::commands::{
+    self, docs, doctor, exec, invite, join, moderate, probe, profile, session, setup,
+};
 
 /// Share a tmux session over plain SSH with every guest locked in a jail.
 #[derive(Debug, Parser)]
@@ -35,6 +37,14 @@ pub enum Command {
     Stop(session::SessionArgs),
     /// Show your shared sessions and who is connected.
     Status(session::StatusArgs),
+    /// Disconnect a guest now (and revoke its invite unless --keep-invite).
+    Kick(moderate::KickArgs),
+    /// Change a connected guest's mode (mirror, pair, rogue).
+    Mode(moderate::ModeArgs),
+    /// Let a guest waiting at the door in (sessions started with --approve).
+    Approve(moderate::ApproveArgs),
+    /// Turn a guest waiting at the door away.
+    Deny(moderate::DenyArgs),
     /// sshd's forced command for a guest (written into authorized_keys, not typed).
     Join(join::JoinArgs),
     /// (internal) The broker daemon of one shared session; its config comes on stdin.
@@ -95,6 +105,10 @@ pub fn run() -> ExitCode {
         Command::Attach(a) => session::attach(a),
         Command::Stop(a) => session::stop(a),
         Command::Status(a) => session::status(a),
+        Command::Kick(a) => moderate::kick(a),
+        Command::Mode(a) => moderate::mode(a),
+        Command::Approve(a) => moderate::approve(a),
+        Command::Deny(a) => moderate::deny(a),
         Command::Join(a) => join::run(a),
         Command::Broker => session::broker(),
         Command::Relay(a) => join::relay(a),

@@ -73,7 +73,8 @@ pub fn run(sock: BorrowedFd) -> i32 {
         if sock_ready {
             match nix::unistd::read(sock, &mut chunk) {
                 Ok(0) | Err(_) => {
-                    write_all(output, b"\r\n[pairjail] disconnected\r\n");
+                    write_all(output, pty::restore_sequence(true));
+                    write_all(output, b"[pairjail] disconnected\r\n");
                     return 0;
                 }
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -89,7 +90,10 @@ pub fn run(sock: BorrowedFd) -> i32 {
                                 }
                             }
                             Frame::Msg(Msg::Bye { reason }) => {
-                                let line = format!("\r\n[pairjail] {reason}\r\n");
+                                // tmux's goodbye may not have come: the
+                                // terminal is put back here, then the reason.
+                                write_all(output, pty::restore_sequence(true));
+                                let line = format!("[pairjail] {reason}\r\n");
                                 write_all(output, line.as_bytes());
                                 return 0;
                             }

@@ -29,6 +29,7 @@ fn on_new_pty(
 ) -> Result<(std::process::Command, OwnedFd), JailError> {
     let pty =
         openpty(Some(&winsize(cols, rows)), None).map_err(|e| JailError::sys("openpty", e))?;
+
     let dup = |fd: &OwnedFd| {
         fd.try_clone()
             .map(Stdio::from)
@@ -45,18 +46,20 @@ fn spawn_error(cmd: &std::process::Command, e: std::io::Error) -> JailError {
     JailError::msg(format!("spawn {:?}", cmd.get_program()), e.to_string())
 }
 
+/// A program on a pty the caller owns.
+pub struct OnPty {
+    pub child: tokio::process::Child,
+    pub master: OwnedFd,
+}
+
 /// Starts `cmd` as the session leader of a new pty; the child is waited
 /// on by the caller's tokio runtime, never blocking it.
-pub fn spawn_on_pty(
-    cmd: std::process::Command,
-    cols: u16,
-    rows: u16,
-) -> Result<(tokio::process::Child, OwnedFd), JailError> {
+pub fn spawn_on_pty(cmd: std::process::Command, cols: u16, rows: u16) -> Result<OnPty, JailError> {
     let (cmd, master) = on_new_pty(cmd, cols, rows)?;
     let mut tcmd = tokio::process::Command::from(cmd);
     tcmd.kill_on_drop(true);
     let child = tcmd.spawn().map_err(|e| spawn_error(tcmd.as_std(), e))?;
-    Ok((child, master))
+    Ok(OnPty { child, master })
 }
 
 /// The same for a caller without a runtime (benchmarks, tests).
@@ -128,4 +131,23 @@ pub fn async_master(fd: OwnedFd) -> std::io::Result<tokio::io::unix::AsyncFd<Own
     use nix::fcntl::{FcntlArg, OFlag, fcntl};
     fcntl(fd.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(std::io::Error::from)?;
     tty::register(fd)
+}
+
+/// Puts a terminal back the way a shell expects it after tmux: normal
+/// screen, attributes reset, scroll region whole, cursor shown, keypad,
+/// mouse, focus and bracketed-paste reporting off. With `clear`, the
+/// screen is cleared too and the cursor is at the top left.
+pub fn restore_screen(fd: BorrowedFd, clear: bool) {
+    let _ = nix::unistd::write(fd, restore_sequence(clear));
+}
+
+pub fn restore_sequence(clear: bool) -> &'static [u8] {
+    // ?1049l normal screen; [0m attributes; [r scroll region; ?25h cursor;
+    // ?1l and ESC > keypad; ?1000/1002/1003/1006 mouse; ?1004 focus;
+    // ?2004 bracketed paste.
+    // Resetting the scroll region homes the cursor: without clearing,
+    // the cursor is saved and restored around it (ESC 7, ESC 8).
+    const RESET: &[u8] = b"\x1b[?1049l\x1b[0m\x1b7\x1b[r\x1b8\x1b[?25h\x1b[?1l\x1b>\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1004l\x1b[?2004l";
+    const RESET_CLEAR: &[u8] = b"\x1b[?1049l\x1b[0m\x1b[r\x1b[?25h\x1b[?1l\x1b>\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1004l\x1b[?2004l\x1b[H\x1b[2J";
+    if clear { RESET_CLEAR } else { RESET }
 }

@@ -247,7 +247,7 @@ fn a_mode_the_host_did_not_allow_is_refused() {
     w.start_session("smode", "mirror", HOST_PROGRAM);
     w.assert_join_refused(
         &guests[0],
-        "pairjail: mode pair is not allowed in this session (allowed: mirror)",
+        "pairjail: mode pair is not allowed in this session (allowed: mirror;",
     );
     let _ = w.host_pairjail(&["stop", "--session", "smode"]);
 }

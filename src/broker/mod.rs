@@ -1,10 +1,16 @@
 //! Host side: the dedicated tmux server, session state, the relay of each
 //! guest's terminal, and the protocol spoken with `pairjail join`.
 
+pub mod altscreen;
+pub mod door;
+pub mod guest;
 pub mod liveness;
+pub mod notices;
 pub mod paths;
 pub mod protocol;
+pub mod roster;
 pub mod server;
 pub mod share;
+pub mod state;
 pub mod tmux;
 pub mod workspace;

@@ -47,6 +47,17 @@ pub enum Msg {
         /// The run the guest's invite is bound to (from its forced command).
         #[serde(default)]
         run: Option<Run>,
+        /// The SHA-256 fingerprint of the key the guest logged in with
+        /// (from its forced command; one of the invite's keys).
+        #[serde(default)]
+        key: Option<String>,
+        /// The guest profile's `[session]` limits, which the broker enforces.
+        #[serde(default)]
+        limits: Limits,
+    },
+    /// broker → join: the host must let you in first; wait.
+    Waiting {
+        text: String,
     },
     /// broker → join: you are in.
     Welcome {
@@ -74,6 +85,47 @@ pub enum Msg {
     /// control: end the session.
     Stop,
     Stopping,
+    /// control: disconnect every connection of this guest.
+    Kick {
+        guest: String,
+        reason: String,
+    },
+    /// control: change a connected guest's mode.
+    SetMode {
+        guest: String,
+        mode: Mode,
+    },
+    /// control: let a waiting guest in (in its requested mode, or `mode`).
+    Approve {
+        guest: String,
+        mode: Option<Mode>,
+    },
+    /// control: turn a waiting guest away.
+    Deny {
+        guest: String,
+    },
+    /// control: the order was carried out; what happened, for the host.
+    Done {
+        message: String,
+    },
+    /// control: the order could not be carried out, and why.
+    Failed {
+        reason: String,
+    },
+}
+
+/// What a guest's jail profile says about its time in the session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Modes the profile lets this guest have; empty: any.
+    #[serde(default)]
+    pub allowed_modes: Vec<Mode>,
+    /// Seconds from joining until the guest is disconnected.
+    #[serde(default)]
+    pub max_duration: Option<u64>,
+    /// Seconds without input until the guest is disconnected.
+    #[serde(default)]
+    pub idle_timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,14 +139,38 @@ pub struct SessionStatus {
     /// The session's jail; `null`: the session runs as the host, unconfined.
     #[serde(default)]
     pub confinement: Option<super::workspace::Confinement>,
+    /// Every guest waits at the door for the host (`start --approve`).
+    #[serde(default)]
+    pub approve: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestStatus {
     pub name: String,
     pub mode: Mode,
+    /// Unix seconds: when the guest joined (or started waiting).
     pub since: u64,
     pub source: Option<String>,
+    /// SHA-256 fingerprint of the key the guest logged in with.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Seconds since the guest last typed (or since it joined).
+    #[serde(default)]
+    pub idle: u64,
+    /// `connected`, or `waiting` for the host's answer at the door.
+    #[serde(default)]
+    pub state: GuestState,
+    /// Unix seconds: when the guest's invite expires.
+    #[serde(default)]
+    pub expires: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuestState {
+    #[default]
+    Connected,
+    Waiting,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +241,26 @@ impl Frame {
     }
 }
 
+/// Reads one frame for the broker, buffering across calls (cancel-safe:
+/// bytes read are kept in `buf`). `Ok(None)`: the peer closed.
+pub async fn read_frame_async(
+    s: &mut (impl tokio::io::AsyncReadExt + Unpin),
+    buf: &mut Vec<u8>,
+) -> Result<Option<Frame>, FrameError> {
+    loop {
+        if let Some((f, used)) = Frame::decode(buf)? {
+            buf.drain(..used);
+            return Ok(Some(f));
+        }
+        let mut chunk = [0u8; 8192];
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// Blocking helpers for join, the relay and the control commands.
 pub fn write_frame(w: &mut impl Write, f: &Frame) -> io::Result<()> {
     w.write_all(&f.encode())
@@ -204,6 +300,12 @@ mod tests {
                 source: Some("10.0.0.1:5555".into()),
                 direct: false,
                 run: Some(Run { pid: 9, start: 3 }),
+                key: Some("SHA256:abc".into()),
+                limits: Limits {
+                    allowed_modes: vec![Mode::Pair],
+                    max_duration: Some(60),
+                    idle_timeout: None,
+                },
             }),
             Frame::Msg(Msg::Resize {
                 cols: 100,

@@ -3,60 +3,25 @@
 //! broker owns. Output is copied to the guest; input only when the guest's
 //! mode allows it, so a mirror guest's keystrokes never reach tmux.
 
-use std::collections::BTreeMap;
-use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::watch;
 
-use super::liveness::Run;
-use super::paths::{SessionPaths, check_name};
-use super::protocol::{Frame, FrameError, GuestStatus, Msg, SessionStatus, VERSION, clamp_size};
-use super::tmux::Tmux;
-use super::workspace::Confinement;
+use super::door::{self, Visitor};
+use super::guest::{self, Spec};
+use super::paths::check_name;
+use super::protocol::{
+    Frame, GuestState, GuestStatus, Msg, SessionStatus, VERSION, clamp_size, read_frame_async,
+};
+use super::roster::{Answer, Order};
+pub use super::state::Config;
+use super::state::{State, log};
+use crate::clock::now;
 use crate::keys::registry;
 use crate::profile::Mode;
-use crate::terminal as pty;
-
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// This broker's run: invites bound to it are the only way in.
-    pub run: Run,
-    pub runtime: std::path::PathBuf,
-    pub session: String,
-    pub host: String,
-    pub host_uid: u32,
-    pub guest_uids: Vec<u32>,
-    pub allowed: Vec<Mode>,
-    pub default_mode: Mode,
-    pub paths: SessionPaths,
-    /// Guests may run their own tmux client (the host granted them
-    /// `server-access` on the tmux socket).
-    pub direct: bool,
-    /// The session's tmux server and how its clients are started.
-    pub tmux: Tmux,
-    /// How the session is confined (None: it runs as the host, unconfined).
-    pub confinement: Option<Confinement>,
-}
-
-struct State {
-    cfg: Config,
-    since: u64,
-    guests: Mutex<BTreeMap<u64, GuestStatus>>,
-    /// Some(reason) once the share is over.
-    shutdown: watch::Sender<Option<String>>,
-}
-
-use crate::clock::now;
-
-fn log(msg: impl std::fmt::Display) {
-    eprintln!("{} broker: {msg}", now());
-}
 
 /// Runs until the shared session ends or the host stops it.
 pub fn run(cfg: Config) -> Result<(), String> {
@@ -82,13 +47,9 @@ async fn serve(cfg: Config) -> Result<(), String> {
     // the control socket.
     let guests = bind(&cfg.paths.broker, 0o666)?;
     let control = bind(&cfg.paths.control, 0o600)?;
-    let (tx, mut rx) = watch::channel(None);
-    let state = Arc::new(State {
-        since: now(),
-        guests: Mutex::new(BTreeMap::new()),
-        shutdown: tx,
-        cfg,
-    });
+    let (state, announcer) = State::new(cfg);
+    let mut rx = state.shutdown.subscribe();
+    tokio::spawn(announcer);
     tokio::spawn(watch_session(state.clone()));
     println!("ready");
     let mut serial = 0u64;
@@ -98,7 +59,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
             accepted = guests.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 serial += 1;
-                tasks.spawn(guest(state.clone(), stream, serial));
+                tasks.spawn(admit(state.clone(), stream, serial));
             }
             accepted = control.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
@@ -111,7 +72,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
     log(format!("ending: {reason}"));
     // Every guest task sees the same signal and says goodbye; give them a
     // moment, then drop whatever is left.
-    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
@@ -152,7 +113,7 @@ async fn watch_session(state: Arc<State>) {
             "the host's session ended".to_string()
         }
     };
-    let _ = state.shutdown.send(Some(reason));
+    state.end(reason);
 }
 
 fn peer_uid(s: &UnixStream) -> Option<u32> {
@@ -165,57 +126,97 @@ async fn control_client(state: Arc<State>, mut s: UnixStream) {
         return;
     }
     let mut buf = Vec::new();
-    let Ok(Some(Frame::Msg(msg))) = read_frame(&mut s, &mut buf).await else {
+    let Ok(Some(Frame::Msg(msg))) = read_frame_async(&mut s, &mut buf).await else {
         return;
     };
-    let reply = match msg {
-        Msg::Status => Msg::StatusReply {
-            session: status(&state),
-        },
-        Msg::Stop => {
-            let _ = state
-                .shutdown
-                .send(Some("the host stopped the session".into()));
-            Msg::Stopping
-        }
-        _ => return,
-    };
+    let reply = control(&state, msg).await;
     let _ = s.write_all(&Frame::Msg(reply).encode()).await;
 }
 
+/// The host's orders: one question, one answer.
+async fn control(state: &State, msg: Msg) -> Msg {
+    let done = |r: Result<String, String>| match r {
+        Ok(message) => Msg::Done { message },
+        Err(reason) => Msg::Failed { reason },
+    };
+    match msg {
+        Msg::Status => Msg::StatusReply {
+            session: status(state),
+        },
+        Msg::Stop => {
+            state.end("the host stopped the session");
+            Msg::Stopping
+        }
+        Msg::Kick { guest, reason } => {
+            // The line the guest gets: control characters could paint
+            // over the guest's screen, so they go.
+            let reason: String = reason
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect();
+            done(
+                state
+                    .roster
+                    .order(&guest, || Order::Kick(reason.clone()))
+                    .map(|n| format!("{guest} disconnected ({n} connection(s))"))
+                    .map_err(|e| e.to_string()),
+            )
+        }
+        Msg::SetMode { guest, mode } => {
+            let replies = std::cell::RefCell::new(vec![]);
+            let sent = state.roster.order(&guest, || {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                replies.borrow_mut().push(rx);
+                Order::Mode(mode, tx)
+            });
+            let replies = replies.into_inner();
+            if let Err(e) = sent {
+                return Msg::Failed {
+                    reason: e.to_string(),
+                };
+            }
+            let mut last = Err(format!("{guest} left before the change"));
+            for rx in replies {
+                last = rx
+                    .await
+                    .unwrap_or_else(|_| Err(format!("{guest} left before the change")));
+                if last.is_err() {
+                    break;
+                }
+            }
+            done(last)
+        }
+        Msg::Approve { guest, mode } => done(
+            state
+                .roster
+                .answer(&guest, Answer::Admit(mode))
+                .map(|_| format!("{guest} is let in"))
+                .map_err(|e| e.to_string()),
+        ),
+        Msg::Deny { guest } => done(
+            state
+                .roster
+                .answer(&guest, Answer::Deny)
+                .map(|_| format!("{guest} is turned away"))
+                .map_err(|e| e.to_string()),
+        ),
+        other => Msg::Failed {
+            reason: format!("not a control request: {other:?}"),
+        },
+    }
+}
+
 fn status(state: &State) -> SessionStatus {
-    let guests = state
-        .guests
-        .lock()
-        .map(|g| g.values().cloned().collect())
-        .unwrap_or_default();
     SessionStatus {
         session: state.cfg.session.clone(),
         host: state.cfg.host.clone(),
         since: state.since,
         allowed_modes: state.cfg.allowed.clone(),
         default_mode: state.cfg.default_mode,
-        guests,
+        guests: state.roster.list(),
         confinement: state.cfg.confinement.clone(),
-    }
-}
-
-/// Reads one frame, buffering across calls. `Ok(None)`: the peer closed.
-async fn read_frame(
-    s: &mut (impl AsyncReadExt + Unpin),
-    buf: &mut Vec<u8>,
-) -> Result<Option<Frame>, FrameError> {
-    loop {
-        if let Some((f, used)) = Frame::decode(buf)? {
-            buf.drain(..used);
-            return Ok(Some(f));
-        }
-        let mut chunk = [0u8; 8192];
-        let n = s.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        approve: state.cfg.approve,
     }
 }
 
@@ -226,6 +227,16 @@ fn valid_term(t: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
 }
 
+/// `SHA256:` and unpadded base64, as ssh-keygen prints it.
+fn valid_fingerprint(k: &str) -> bool {
+    k.strip_prefix("SHA256:").is_some_and(|b| {
+        !b.is_empty()
+            && b.len() <= 64
+            && b.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/'))
+    })
+}
+
 async fn refuse(s: &mut UnixStream, reason: String) {
     log(format!("refused: {reason}"));
     let _ = s
@@ -233,14 +244,18 @@ async fn refuse(s: &mut UnixStream, reason: String) {
         .await;
 }
 
-async fn guest(state: Arc<State>, mut s: UnixStream, serial: u64) {
+/// A new connection on the broker socket: checks who it is against the
+/// host's own invites, holds it at the door if the host asked for that,
+/// then hands it to the relay (or registers a direct guest).
+async fn admit(state: Arc<State>, mut s: UnixStream, serial: u64) {
     let cfg = &state.cfg;
     let uid = peer_uid(&s);
     if !uid.is_some_and(|u| u == cfg.host_uid || cfg.guest_uids.contains(&u)) {
         return refuse(&mut s, "this user may not join this session".into()).await;
     }
     let mut buf = Vec::new();
-    let hello = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut s, &mut buf)).await;
+    let hello =
+        tokio::time::timeout(Duration::from_secs(5), read_frame_async(&mut s, &mut buf)).await;
     let Ok(Ok(Some(Frame::Msg(Msg::Hello {
         version,
         guest,
@@ -251,6 +266,8 @@ async fn guest(state: Arc<State>, mut s: UnixStream, serial: u64) {
         source,
         direct,
         run,
+        key,
+        limits,
     })))) = hello
     else {
         return refuse(&mut s, "expected a hello".into()).await;
@@ -287,55 +304,139 @@ async fn guest(state: Arc<State>, mut s: UnixStream, serial: u64) {
         )
         .await;
     }
-    let mode = invite.mode;
-    if !cfg.allowed.contains(&mode) {
-        let allowed: Vec<String> = cfg.allowed.iter().map(Mode::to_string).collect();
-        return refuse(
-            &mut s,
-            format!(
-                "mode {mode} is not allowed in this session (allowed: {})",
-                allowed.join(", ")
-            ),
-        )
-        .await;
-    }
-    let (cols, rows) = clamp_size(cols, rows);
-    if direct {
-        return direct_guest(&state, s, serial, guest, mode, source).await;
-    }
-    let term = if valid_term(&term) {
-        term
-    } else {
-        "xterm-256color".into()
-    };
-
-    let mut cmd = cfg.tmux.command();
-    cmd.args(Tmux::guest_client_args(&cfg.session, &guest, mode, serial))
-        .env_clear()
-        .env("TERM", &term)
-        .env("LC_CTYPE", "C.UTF-8")
-        .env("PATH", "/usr/bin:/bin");
-    let (mut child, master) = match pty::spawn_on_pty(cmd, cols, rows) {
-        Ok(x) => x,
-        Err(e) => {
+    // The key the guest says it used must be one of the invite's; with
+    // none said, an invite of one key names it.
+    let key = match &key {
+        Some(k) if valid_fingerprint(k) && invite.fingerprints.contains(k) => Some(k.clone()),
+        Some(_) => {
             return refuse(
                 &mut s,
-                format!("the broker could not start a tmux client: {e}"),
+                format!("{guest} logged in with a key that is not in the invite"),
             )
             .await;
         }
+        None if invite.fingerprints.len() == 1 => invite.fingerprints.first().cloned(),
+        None => None,
     };
+    let requested = invite.mode;
+    if let Err(e) = cfg.mode_allowed(&limits.allowed_modes, requested) {
+        return refuse(&mut s, e).await;
+    }
+    if limits.max_duration == Some(0) || limits.idle_timeout == Some(0) {
+        return refuse(&mut s, "the guest profile's time limits are zero".into()).await;
+    }
+    let (cols, rows) = clamp_size(cols, rows);
+    let entry = GuestStatus {
+        name: guest.clone(),
+        mode: requested,
+        since: now(),
+        source: source.clone(),
+        key: key.clone(),
+        idle: 0,
+        state: GuestState::Connected,
+        expires: Some(invite.expires),
+    };
+    let mut orders = match state.roster.add(serial, entry) {
+        Ok(rx) => rx,
+        Err(e) => return refuse(&mut s, e.to_string()).await,
+    };
+    let mut mode = requested;
+    if cfg.approve || invite.approve {
+        let visitor = Visitor {
+            serial,
+            name: &guest,
+            mode: requested,
+            key: key.as_deref(),
+            source: source.as_deref(),
+        };
+        match door::wait(&state, &mut s, &visitor, &mut orders).await {
+            Ok(m) => mode = m,
+            Err(reason) => {
+                state.roster.remove(serial);
+                state.announce(format!("{guest} was not let in: {reason}"));
+                return refuse(&mut s, reason).await;
+            }
+        }
+        if let Err(e) = cfg.mode_allowed(&limits.allowed_modes, mode) {
+            state.roster.remove(serial);
+            return refuse(&mut s, e).await;
+        }
+        state.roster.update(serial, |g| {
+            g.state = GuestState::Connected;
+            g.mode = mode;
+            g.since = now();
+        });
+    }
+    if direct {
+        return direct_guest(&state, s, serial, guest, mode, orders).await;
+    }
+    let spec = Spec {
+        serial,
+        name: guest,
+        term: if valid_term(&term) {
+            term
+        } else {
+            "xterm-256color".into()
+        },
+        cols,
+        rows,
+        limits,
+        expires: Some(invite.expires),
+    };
+    guest::relayed(state.clone(), s, buf, spec, mode, orders).await;
+}
+
+/// A guest with its own tmux client (the direct transport): no pty here,
+/// only its place in `status`, the host's kick, and a goodbye when the
+/// session ends (join then ends the guest's client).
+async fn direct_guest(
+    state: &State,
+    mut s: UnixStream,
+    serial: u64,
+    guest: String,
+    mode: Mode,
+    mut orders: tokio::sync::mpsc::UnboundedReceiver<Order>,
+) {
+    let cfg = &state.cfg;
+    if !cfg.direct {
+        state.roster.remove(serial);
+        return refuse(
+            &mut s,
+            "the host did not enable the direct transport (pairjail start --direct)".into(),
+        )
+        .await;
+    }
+    if mode == Mode::Rogue {
+        state.roster.remove(serial);
+        return refuse(&mut s, "rogue mode needs the relay transport".into()).await;
+    }
     let welcome = Frame::Msg(Msg::Welcome {
         session: cfg.session.clone(),
         mode,
     })
     .encode();
     if s.write_all(&welcome).await.is_err() {
-        let _ = child.kill().await;
+        state.roster.remove(serial);
         return;
     }
-    register(state.as_ref(), serial, &guest, mode, source, "");
-    let reason = relay(&state, &mut s, &mut buf, master, mode).await;
+    state.announce(format!("{guest} joined as {mode} (direct)"));
+    let mut shutdown = state.shutdown.subscribe();
+    let mut buf = [0u8; 64];
+    let reason = loop {
+        tokio::select! {
+            _ = s.read(&mut buf) => break None,
+            _ = shutdown.changed() => break shutdown.borrow().clone(),
+            order = orders.recv() => match order {
+                Some(Order::Kick(reason)) => break Some(reason),
+                Some(Order::Mode(_, reply)) => {
+                    let _ = reply.send(Err(format!(
+                        "{guest} uses the direct transport, whose mode tmux's server-access fixes; kick and invite again"
+                    )));
+                }
+                None => {}
+            },
+        }
+    };
     if let Some(reason) = &reason {
         let _ = s
             .write_all(
@@ -346,151 +447,9 @@ async fn guest(state: Arc<State>, mut s: UnixStream, serial: u64) {
             )
             .await;
     }
-    let _ = child.kill().await;
-    if let Ok(mut g) = state.guests.lock() {
-        g.remove(&serial);
-    }
-    log(format!(
-        "guest {guest} left ({})",
+    state.roster.remove(serial);
+    state.announce(format!(
+        "{guest} (direct) left ({})",
         reason.as_deref().unwrap_or("disconnected")
     ));
-}
-
-/// Puts a guest on the list `pairjail status` shows.
-fn register(
-    state: &State,
-    serial: u64,
-    guest: &str,
-    mode: Mode,
-    source: Option<String>,
-    how: &str,
-) {
-    log(format!(
-        "guest {guest} joined as {mode}{how} from {}",
-        source.as_deref().unwrap_or("local")
-    ));
-    if let Ok(mut g) = state.guests.lock() {
-        g.insert(
-            serial,
-            GuestStatus {
-                name: guest.to_string(),
-                mode,
-                since: now(),
-                source,
-            },
-        );
-    }
-}
-
-/// Copies until one side ends. Returns the reason to tell the guest, if
-/// the guest is still there to hear it.
-async fn relay(
-    state: &State,
-    s: &mut UnixStream,
-    buf: &mut Vec<u8>,
-    master: OwnedFd,
-    mode: Mode,
-) -> Option<String> {
-    let Ok(master) = pty::async_master(master) else {
-        return Some("the broker could not set up the terminal".into());
-    };
-    let mut shutdown = state.shutdown.subscribe();
-    if let Some(reason) = shutdown.borrow().clone() {
-        return Some(reason);
-    }
-    let (mut rd, mut wr) = s.split();
-    let mut out = [0u8; 16384];
-    loop {
-        tokio::select! {
-            frame = read_frame(&mut rd, buf) => match frame {
-                Ok(Some(Frame::Data(bytes))) => {
-                    // The whole point of mirror mode: its input goes nowhere.
-                    if mode != Mode::Mirror && write_all_fd(&master, &bytes).await.is_err() {
-                        return Some("the tmux client went away".into());
-                    }
-                }
-                Ok(Some(Frame::Msg(Msg::Resize { cols, rows }))) => {
-                    let (cols, rows) = clamp_size(cols, rows);
-                    let _ = pty::set_size(master.get_ref().as_fd(), cols, rows);
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => return None,
-                Err(FrameError::Malformed(m)) => return Some(format!("malformed frame from the guest: {m}")),
-                Err(_) => return None,
-            },
-            ready = master.readable() => {
-                let Ok(mut guard) = ready else { return Some("the terminal failed".into()) };
-                match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut out).map_err(std::io::Error::from)) {
-                    Ok(Ok(0)) | Ok(Err(_)) => return Some("the session ended".into()),
-                    Ok(Ok(n)) => {
-                        if wr.write_all(&Frame::Data(out[..n].to_vec()).encode()).await.is_err() {
-                            return None;
-                        }
-                    }
-                    Err(_would_block) => {}
-                }
-            }
-            _ = shutdown.changed() => {
-                return Some(shutdown.borrow().clone().unwrap_or_else(|| "the session ended".into()));
-            }
-        }
-    }
-}
-
-async fn write_all_fd(fd: &AsyncFd<OwnedFd>, mut bytes: &[u8]) -> std::io::Result<()> {
-    while !bytes.is_empty() {
-        let mut guard = fd.writable().await?;
-        match guard.try_io(|f| nix::unistd::write(f.get_ref(), bytes).map_err(std::io::Error::from))
-        {
-            Ok(Ok(n)) => bytes = &bytes[n..],
-            Ok(Err(e)) => return Err(e),
-            Err(_would_block) => {}
-        }
-    }
-    Ok(())
-}
-
-/// A guest with its own tmux client (the direct transport): no pty here,
-/// only its place in `status` and a goodbye when the session ends.
-async fn direct_guest(
-    state: &State,
-    mut s: UnixStream,
-    serial: u64,
-    guest: String,
-    mode: Mode,
-    source: Option<String>,
-) {
-    let cfg = &state.cfg;
-    if !cfg.direct {
-        return refuse(
-            &mut s,
-            "the host did not enable the direct transport (pairjail start --direct)".into(),
-        )
-        .await;
-    }
-    if mode == Mode::Rogue {
-        return refuse(&mut s, "rogue mode needs the relay transport".into()).await;
-    }
-    let welcome = Frame::Msg(Msg::Welcome {
-        session: cfg.session.clone(),
-        mode,
-    })
-    .encode();
-    if s.write_all(&welcome).await.is_err() {
-        return;
-    }
-    register(state, serial, &guest, mode, source, " (direct)");
-    let mut shutdown = state.shutdown.subscribe();
-    let mut buf = [0u8; 64];
-    let reason = tokio::select! {
-        _ = s.read(&mut buf) => None,
-        _ = shutdown.changed() => shutdown.borrow().clone(),
-    };
-    if let Some(reason) = reason {
-        let _ = s.write_all(&Frame::Msg(Msg::Bye { reason }).encode()).await;
-    }
-    if let Ok(mut g) = state.guests.lock() {
-        g.remove(&serial);
-    }
-    log(format!("guest {guest} (direct) left"));
 }

@@ -39,6 +39,8 @@ pub enum ShareError {
     AlreadyShared(String),
     #[error("no session {0} is being shared")]
     NotShared(String),
+    #[error("{0}")]
+    Refused(String),
     #[error("--guest-user {0}: no such user")]
     NoSuchUser(String),
     #[error("--direct needs --guest-user with a user other than you: tmux trusts its owner's uid")]
@@ -162,7 +164,18 @@ pub struct Launch {
     pub guest_uids: Vec<u32>,
     pub direct: bool,
     pub confinement: Option<Confinement>,
+    #[serde(default)]
+    pub approve: bool,
+    #[serde(default = "default_approve_timeout")]
+    pub approve_timeout_secs: u64,
 }
+
+fn default_approve_timeout() -> u64 {
+    DEFAULT_APPROVE_TIMEOUT.as_secs()
+}
+
+/// How long a guest waits at the door unless the host says otherwise.
+pub const DEFAULT_APPROVE_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone)]
 pub struct Start {
@@ -181,6 +194,9 @@ pub struct Start {
     pub home: PathBuf,
     /// The session's jail (see [`workspace::decide`]); None: unconfined.
     pub confinement: Option<Confinement>,
+    /// Every guest waits at the door for the host's answer.
+    pub approve: bool,
+    pub approve_timeout: Duration,
 }
 
 /// Starts a share and returns once its broker is ready.
@@ -250,6 +266,8 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
         guest_uids,
         direct: a.direct,
         confinement: a.confinement.clone(),
+        approve: a.approve,
+        approve_timeout_secs: a.approve_timeout.as_secs().max(1),
     };
     if let Err(e) = launch_broker(p, &launch) {
         tmux.kill_server();
@@ -444,8 +462,97 @@ fn remove_session_dir(p: &SessionPaths) {
     let _ = std::fs::remove_dir(&p.dir);
 }
 
-/// The calling user's running shares, by session name.
-pub fn sessions(runtime_dir: Option<&Path>) -> Result<Vec<SessionStatus>, ShareError> {
+/// An order to a running share's broker; its answer.
+fn order(at: &Located, msg: Msg) -> Result<String, ShareError> {
+    match ask(&at.paths.control, msg) {
+        Some(Msg::Done { message }) => Ok(message),
+        Some(Msg::Failed { reason }) => Err(ShareError::Refused(reason)),
+        _ => Err(ShareError::NotShared(at.session.clone())),
+    }
+}
+
+/// Disconnects every connection of `guest` now.
+pub fn kick(at: &Located, guest: &str, reason: &str) -> Result<String, ShareError> {
+    paths::check_name("guest", guest).map_err(ShareError::Name)?;
+    let reason = match reason.trim() {
+        "" => "the host removed you from the session".to_string(),
+        r => format!("the host removed you from the session: {r}"),
+    };
+    order(
+        at,
+        Msg::Kick {
+            guest: guest.to_string(),
+            reason,
+        },
+    )
+}
+
+/// Changes a connected guest's mode.
+pub fn set_mode(at: &Located, guest: &str, mode: Mode) -> Result<String, ShareError> {
+    paths::check_name("guest", guest).map_err(ShareError::Name)?;
+    order(
+        at,
+        Msg::SetMode {
+            guest: guest.to_string(),
+            mode,
+        },
+    )
+}
+
+/// Answers a guest waiting at the door.
+pub fn answer(
+    at: &Located,
+    guest: &str,
+    admit: Option<Option<Mode>>,
+) -> Result<String, ShareError> {
+    paths::check_name("guest", guest).map_err(ShareError::Name)?;
+    let guest = guest.to_string();
+    order(
+        at,
+        match admit {
+            Some(mode) => Msg::Approve { guest, mode },
+            None => Msg::Deny { guest },
+        },
+    )
+}
+
+/// Disconnects `guest` from `session` (or from every running share of
+/// the caller); the sessions it was disconnected from.
+pub fn disconnect(
+    runtime_dir: Option<&Path>,
+    guest: &str,
+    session: Option<&str>,
+    reason: &str,
+) -> Result<Vec<String>, ShareError> {
+    let mut gone = vec![];
+    for s in sessions(runtime_dir, session)? {
+        if !s.guests.iter().any(|g| g.name == guest) {
+            continue;
+        }
+        let at = locate(runtime_dir, &s.session)?;
+        if ask(
+            &at.paths.control,
+            Msg::Kick {
+                guest: guest.to_string(),
+                reason: reason.to_string(),
+            },
+        )
+        .is_some_and(|m| matches!(m, Msg::Done { .. }))
+        {
+            gone.push(s.session);
+        }
+    }
+    Ok(gone)
+}
+
+/// The calling user's running shares (or only `only`), by session name.
+pub fn sessions(
+    runtime_dir: Option<&Path>,
+    only: Option<&str>,
+) -> Result<Vec<SessionStatus>, ShareError> {
+    if let Some(s) = only {
+        check_session(s).map_err(ShareError::Name)?;
+    }
     let (runtime, host) = paths::mine(runtime_dir).map_err(ShareError::Runtime)?;
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir(runtime.join(&host)) else {
@@ -458,6 +565,9 @@ pub fn sessions(runtime_dir: Option<&Path>) -> Result<Vec<SessionStatus>, ShareE
         .collect();
     dirs.sort();
     for d in dirs {
+        if only.is_some_and(|s| d.file_name() != Some(std::ffi::OsStr::new(s))) {
+            continue;
+        }
         if let Some(Msg::StatusReply { session }) = ask(&d.join("control.sock"), Msg::Status) {
             found.push(session);
         }
@@ -491,6 +601,8 @@ pub fn serve(config: &mut impl std::io::Read) -> Result<(), ShareError> {
         direct: a.direct,
         tmux: tmux_for(p, a.confinement.as_ref())?,
         confinement: a.confinement,
+        approve: a.approve,
+        approve_timeout: Duration::from_secs(a.approve_timeout_secs),
     };
     // Liveness for `authorized-keys`, `join` and invites: pid, start time
     // and owner, written atomically.

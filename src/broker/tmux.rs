@@ -185,8 +185,15 @@ impl Tmux {
     /// of the tmux client a guest gets, run by the broker on a pty it owns.
     /// `-E`: the guest's environment never reaches the session. Mirror
     /// guests attach read-only and never resize the host's window; rogue
-    /// guests get their own session grouped with the host's.
-    pub fn guest_client_args(session: &str, guest: &str, mode: Mode, serial: u64) -> Vec<String> {
+    /// guests get their own session grouped with the host's. `banner` (a
+    /// tmux format) is shown on the client's status line once it is in.
+    pub fn guest_client_args(
+        session: &str,
+        guest: &str,
+        mode: Mode,
+        serial: u64,
+        banner: &str,
+    ) -> Vec<String> {
         let target = format!("={session}");
         let mut a: Vec<String> = vec![];
         match mode {
@@ -209,6 +216,16 @@ impl Tmux {
                 a.extend([";", "set-option", "destroy-unattached", "on"].map(String::from));
             }
         }
+        a.extend([";", "display-message", "-d", "8000", banner].map(String::from));
         a
     }
+}
+
+/// Text shown literally in a tmux format: `#` doubled, control
+/// characters dropped, so no text from outside can run a format job.
+pub fn literal(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .replace('#', "##")
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{Failure, Outcome, RuntimeDir, print_json};
 use crate::broker::paths::{self, DEFAULT_SESSION, check_name};
+use crate::broker::share;
 use crate::guest::join::Transport;
 use crate::keys::authorized;
 use crate::keys::invites::{Store, Via};
@@ -27,7 +28,8 @@ pub enum InviteCommand {
         #[command(flatten)]
         runtime_dir: RuntimeDir,
     },
-    /// Revoke a guest's invites (all sessions, or --session).
+    /// Revoke a guest's invites (all sessions, or --session); a guest who
+    /// is connected is disconnected.
     Revoke {
         /// The guest's name.
         name: String,
@@ -78,6 +80,10 @@ pub struct AddArgs {
     /// relay, or direct (the guest's own jailed tmux client; pair-user mode only).
     #[arg(long, value_enum, default_value = "relay")]
     pub transport: Transport,
+    /// The guest waits at the door until you let it in (a menu in your
+    /// session, or `pairjail approve NAME`).
+    #[arg(long)]
+    pub approve: bool,
     #[command(flatten)]
     pub runtime_dir: RuntimeDir,
 }
@@ -114,6 +120,7 @@ fn add(a: AddArgs) -> Outcome {
         from: a.from,
         via: a.via,
         direct: a.transport == Transport::Direct,
+        approve: a.approve,
     };
     let (invite, keys) = request.into_invite(crate::clock::now(), registry::pair_user_mode())?;
     let (runtime, host) = where_(&a.runtime_dir)?;
@@ -209,10 +216,20 @@ fn revoke(name: &str, session: Option<&str>, runtime_dir: &RuntimeDir) -> Outcom
     check_name("guest", name).map_err(Failure::invalid)?;
     let (runtime, host) = where_(runtime_dir)?;
     let removed = registry::revoke(&runtime, &host, name, session)?;
-    if removed == 0 {
+    // A connected guest goes too, whether or not an invite was left.
+    let gone = share::disconnect(
+        runtime_dir.get(),
+        name,
+        session,
+        "the host revoked your invite",
+    )?;
+    if removed == 0 && gone.is_empty() {
         return Err(Failure::invalid(format!("no invite named {name}")));
     }
     println!("revoked {name}");
+    for s in gone {
+        println!("disconnected {name} from session {s}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

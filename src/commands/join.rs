@@ -34,6 +34,9 @@ pub struct JoinArgs {
     /// only while that run is alive.
     #[arg(long, value_name = "PID.START")]
     pub run: Option<Run>,
+    /// The SHA-256 fingerprint of the key this line is for (shown to the host).
+    #[arg(long, value_name = "SHA256:…")]
+    pub key: Option<String>,
 }
 
 pub fn run(a: JoinArgs) -> Outcome {
@@ -46,6 +49,7 @@ pub fn run(a: JoinArgs) -> Outcome {
         profile: a.profile,
         transport: a.transport,
         run: a.run,
+        key: a.key,
     })?;
     Ok(ExitCode::SUCCESS)
 }

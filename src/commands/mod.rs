@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod exec;
 pub mod invite;
 pub mod join;
+pub mod moderate;
 pub mod probe;
 pub mod profile;
 pub mod session;

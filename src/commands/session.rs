@@ -8,6 +8,7 @@ use crate::broker::share::{self, Start};
 use std::path::PathBuf;
 
 use super::Failure;
+use crate::broker::protocol::GuestState;
 use crate::broker::workspace;
 use crate::profile::{Mode, SearchPath};
 
@@ -47,6 +48,13 @@ pub struct StartArgs {
     /// do everything your account can.
     #[arg(long)]
     pub unconfined_session: bool,
+    /// Every guest waits at the door until you let it in: a menu pops up
+    /// in your session, or run `pairjail approve NAME` / `pairjail deny NAME`.
+    #[arg(long)]
+    pub approve: bool,
+    /// How long a guest waits at the door before that is a denial.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    pub approve_timeout: std::time::Duration,
     #[command(flatten)]
     pub runtime_dir: RuntimeDir,
     /// Program to run in the shared session instead of your shell.
@@ -88,6 +96,8 @@ pub fn start(a: StartArgs) -> Outcome {
             command: a.command,
             home,
             confinement: confinement.clone(),
+            approve: a.approve,
+            approve_timeout: a.approve_timeout,
         },
     )?;
     let s = &a.session;
@@ -140,17 +150,33 @@ pub fn stop(a: SessionArgs) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 30s, 2m, 1h)"))?;
+    if d.is_zero() || d > std::time::Duration::from_secs(86400) {
+        return Err("expected more than 0 s and at most 24h".into());
+    }
+    Ok(d)
+}
+
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
+    /// Only this session.
+    #[arg(long)]
+    pub session: Option<String>,
     #[command(flatten)]
     pub runtime_dir: RuntimeDir,
 }
 
 pub fn status(a: StatusArgs) -> Outcome {
-    let sessions = share::sessions(a.runtime_dir.get())?;
+    let sessions = share::sessions(a.runtime_dir.get(), a.session.as_deref())?;
+    if let Some(s) = &a.session
+        && sessions.is_empty()
+    {
+        return Err(share::ShareError::NotShared(s.clone()).into());
+    }
     if a.json {
         print_json(&sessions)?;
         return Ok(ExitCode::SUCCESS);
@@ -176,13 +202,22 @@ pub fn status(a: StatusArgs) -> Outcome {
             ),
             None => println!("  unconfined: what runs in the session runs as you"),
         }
+        if s.approve {
+            println!("  guests wait at the door: `pairjail approve NAME` or `pairjail deny NAME`");
+        }
         for g in &s.guests {
+            let mode = match g.state {
+                GuestState::Connected => g.mode.to_string(),
+                GuestState::Waiting => format!("{} (waiting at the door)", g.mode),
+            };
             println!(
-                "  {:<16} {:<7} since {}  from {}",
+                "  {:<16} {:<7} since {}  idle {}  from {}  key {}",
                 g.name,
-                g.mode.to_string(),
+                mode,
                 crate::clock::rfc3339(g.since),
-                g.source.as_deref().unwrap_or("local")
+                humantime::format_duration(std::time::Duration::from_secs(g.idle)),
+                g.source.as_deref().unwrap_or("local"),
+                g.key.as_deref().unwrap_or("unknown")
             );
         }
     }

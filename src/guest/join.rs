@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use crate::broker::liveness::{self, Run};
 use crate::broker::paths::{self, SessionPaths, check_name, check_session, check_user};
-use crate::broker::protocol::{Frame, FrameError, Msg, VERSION, read_frame, write_frame};
+use crate::broker::protocol::{Frame, FrameError, Limits, Msg, VERSION, read_frame, write_frame};
 use crate::jail::{self, JailError};
 use crate::profile::{self, Mode, Profile, SearchPath};
 use crate::terminal;
@@ -71,6 +71,8 @@ pub struct Join {
     pub transport: Transport,
     /// The broker run the guest's invite is bound to.
     pub run: Option<Run>,
+    /// The fingerprint of the key sshd accepted (from the forced command).
+    pub key: Option<String>,
 }
 
 /// Runs the whole join; returns when the guest leaves.
@@ -100,6 +102,21 @@ pub fn join(a: &Join) -> Result<(), JoinError> {
     let profile = profile::resolve(profile_name, &SearchPath::from_env())
         .map_err(|e| JoinError::Profile(e.to_string()))?
         .profile;
+    // The profile's [session] rules travel to the broker, which enforces
+    // them (it sees every byte and owns the guest's client).
+    let limits = Limits {
+        allowed_modes: profile.session.allowed_modes.clone(),
+        max_duration: profile
+            .session
+            .max_duration
+            .as_ref()
+            .map(|d| d.0.as_secs().max(1)),
+        idle_timeout: profile
+            .session
+            .idle_timeout
+            .as_ref()
+            .map(|d| d.0.as_secs().max(1)),
+    };
     let runtime = paths::runtime_dir(a.runtime_dir.as_deref()).map_err(JoinError::Runtime)?;
     let p = SessionPaths::new(&runtime, &a.host, &a.session);
     if p.dir.parent().is_some_and(|d| d.exists()) {
@@ -132,14 +149,20 @@ pub fn join(a: &Join) -> Result<(), JoinError> {
         source,
         direct,
         run: a.run,
+        key: a.key.clone(),
+        limits,
     };
     write_frame(&mut sock, &Frame::Msg(hello)).map_err(|_| not_sharing())?;
-    let mode = match read_frame(&mut sock) {
-        Ok(Frame::Msg(Msg::Welcome { mode, .. })) => mode,
-        Ok(Frame::Msg(Msg::Refused { reason })) => return Err(JoinError::Refused(reason)),
-        Err(FrameError::Closed) => return Err(not_sharing()),
-        other => return Err(JoinError::Protocol(format!("{other:?}"))),
+    let mode = loop {
+        match read_frame(&mut sock) {
+            Ok(Frame::Msg(Msg::Welcome { mode, .. })) => break mode,
+            Ok(Frame::Msg(Msg::Waiting { text })) => say(&text),
+            Ok(Frame::Msg(Msg::Refused { reason })) => return Err(JoinError::Refused(reason)),
+            Err(FrameError::Closed) => return Err(not_sharing()),
+            other => return Err(JoinError::Protocol(format!("{other:?}"))),
+        }
     };
+    say(&banner(&a.host, &a.session, mode));
     if direct {
         return own_client(&profile, &p, &a.session, mode, sock);
     }
@@ -161,6 +184,10 @@ pub fn join(a: &Join) -> Result<(), JoinError> {
     };
     let result =
         jail::spawn(&profile, &cmd).and_then(|child| child.wait_with(jail::confine_waiter));
+    // Whatever ended the relay (a kill, a crash), the guest's terminal
+    // gets its modes back; the relay already cleared the screen when it
+    // could.
+    terminal::restore_screen(std::io::stdout().as_fd(), false);
     drop(raw);
     drop(sock);
     match result?.code() {
@@ -170,6 +197,26 @@ pub fn join(a: &Join) -> Result<(), JoinError> {
             code,
         }),
     }
+}
+
+/// One line for the guest, before or after the session.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let _ = write!(out, "[pairjail] {text}\r\n");
+    let _ = out.flush();
+}
+
+/// The banner a guest sees on joining.
+pub fn banner(host: &str, session: &str, mode: Mode) -> String {
+    let what = match mode {
+        Mode::Mirror => "you watch; what you type goes nowhere",
+        Mode::Pair => "you type in the host's session",
+        Mode::Rogue => "you get your own window in the host's session",
+    };
+    format!(
+        "{host}'s session \"{session}\": you are {mode} ({what}). To leave: detach (prefix, then d) or type Enter ~ ."
+    )
 }
 
 /// `__relay --fd N`, inside the jail: copies between the terminal and the
@@ -207,9 +254,40 @@ fn own_client(
         params,
         ..Default::default()
     };
-    // The broker connection stays here, outside the jail, for `status`.
-    let result = jail::spawn(profile, &cmd).and_then(|child| child.wait_with(jail::confine_waiter));
-    drop(sock);
+    // The broker connection stays here, outside the jail: it keeps the
+    // guest in `status`, and when the broker says goodbye (kick, revoke,
+    // expiry, the end) the guest's client is ended here.
+    let child = jail::spawn(profile, &cmd)?;
+    let pid = child.pid();
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reason = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let mut listen = sock
+        .try_clone()
+        .map_err(|e| JoinError::Protocol(format!("cannot watch the broker connection: {e}")))?;
+    let (f, r) = (finished.clone(), reason.clone());
+    std::thread::spawn(move || {
+        let bye = match read_frame(&mut listen) {
+            Ok(Frame::Msg(Msg::Bye { reason })) => reason,
+            _ => "disconnected".to_string(),
+        };
+        if !f.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Ok(mut r) = r.lock() {
+                *r = Some(bye);
+            }
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    });
+    let result = child.wait_with(jail::confine_waiter);
+    finished.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = sock.shutdown(std::net::Shutdown::Both);
+    if let Some(why) = reason.lock().ok().and_then(|mut r| r.take()) {
+        terminal::restore_screen(std::io::stdout().as_fd(), true);
+        say(&why);
+        return Ok(());
+    }
     match result?.code() {
         0 => Ok(()),
         code => Err(JoinError::Ended {

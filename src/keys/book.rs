@@ -80,6 +80,7 @@ pub fn requests(
                 expires: None,
                 from: e.from.clone(),
                 via: None,
+                approve: false,
                 direct: false,
             })
         })

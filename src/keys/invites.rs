@@ -61,6 +61,9 @@ pub struct Invite {
     /// The guest runs its own tmux client (`join --transport direct`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub direct: bool,
+    /// The guest waits at the door until the host lets it in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approve: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -284,6 +287,7 @@ mod tests {
             from: vec![],
             run: None,
             direct: false,
+            approve: false,
         }
     }
 

@@ -41,7 +41,9 @@ pub fn option_escape(s: &str) -> String {
 }
 
 impl Forced {
-    pub fn command(&self) -> String {
+    /// The command for a line of `key` (its fingerprint travels to the
+    /// broker, so the host sees which key a guest logged in with).
+    pub fn command(&self, key: Option<&str>) -> String {
         // `exec`: whatever shell sshd hands this to (the host's own login
         // shell in no-root mode) replaces itself with join instead of
         // staying behind, unconfined, in the guest's session.
@@ -66,6 +68,9 @@ impl Forced {
         }
         if let Some(run) = self.run {
             words.extend(["--run".into(), run.to_string()]);
+        }
+        if let Some(k) = key {
+            words.extend(["--key".into(), k.to_string()]);
         }
         words
             .iter()
@@ -136,7 +141,10 @@ fn render_unchecked(f: &Forced, key: &GuestKey, expires: SystemTime, from: &[Str
     if !from.is_empty() {
         opts.push(format!("from=\"{}\"", option_escape(&from.join(","))));
     }
-    opts.push(format!("command=\"{}\"", option_escape(&f.command())));
+    opts.push(format!(
+        "command=\"{}\"",
+        option_escape(&f.command(Some(&key.fingerprint)))
+    ));
     format!(
         "{} {} pairjail:{}:{}",
         opts.join(","),
@@ -200,8 +208,8 @@ mod tests {
         assert_eq!(
             line,
             format!(
-                "restrict,pty,expiry-time=\"20270115080000Z\",from=\"10.0.0.0/8\",command=\"exec '/opt/pair jail/pairjail' join --host alice --session pair --guest bob --mode mirror --runtime-dir /run/pairjail --run 42.7\" {} pairjail:pair:bob",
-                key.openssh
+                "restrict,pty,expiry-time=\"20270115080000Z\",from=\"10.0.0.0/8\",command=\"exec '/opt/pair jail/pairjail' join --host alice --session pair --guest bob --mode mirror --runtime-dir /run/pairjail --run 42.7 --key {}\" {} pairjail:pair:bob",
+                key.fingerprint, key.openssh
             )
         );
         let evil = Forced {

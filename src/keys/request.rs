@@ -125,6 +125,8 @@ pub struct Request {
     /// None: pair-user mode if `pairjail setup` ran, else authorized-keys.
     pub via: Option<Via>,
     pub direct: bool,
+    /// The guest waits at the door until the host lets it in.
+    pub approve: bool,
 }
 
 impl Request {
@@ -165,6 +167,7 @@ impl Request {
             from: self.from,
             run: None,
             direct: self.direct,
+            approve: self.approve,
         };
         Ok((invite, keys))
     }

@@ -78,6 +78,36 @@ impl World {
         Some((w, out))
     }
 
+    /// Adds words to one guest's forced `join` command (sshd reads the
+    /// file at each login).
+    pub fn join_args(&self, guest: &str, extra: &str) {
+        let path = self.dir.join("keys").join(GUEST_USER);
+        let text = fs::read_to_string(&path).unwrap();
+        let needle = format!("--guest {guest} ");
+        assert!(text.contains(&needle), "no line for {guest}");
+        fs::write(&path, text.replace(&needle, &format!("{needle}{extra} "))).unwrap();
+    }
+
+    /// The driver pane's own screen mode: is the guest's outer terminal
+    /// in the alternate screen?
+    pub fn alternate_on(&self, target: &str) -> bool {
+        self.drv(&["display-message", "-p", "-t", target, "#{alternate_on}"])
+            .trim()
+            == "1"
+    }
+
+    /// The driver pane with its scrollback.
+    pub fn history(&self, target: &str) -> String {
+        self.drv(&["capture-pane", "-p", "-J", "-S", "-200", "-t", target])
+    }
+
+    /// `pairjail status --json` as the host: the guests of `session`.
+    pub fn guests(&self, session: &str) -> Vec<serde_json::Value> {
+        let out = self.host_pairjail(&["status", "--json", "--session", session]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v[0]["guests"].as_array().cloned().unwrap_or_default()
+    }
+
     /// `pairjail invite add` as the host (pair-user invites).
     pub fn invite(&self, name: &str, session: &str, mode: Option<&str>, public: &Path) {
         let public = public.display().to_string();

@@ -1,0 +1,136 @@
+//! The door: a guest that must be let in waits here until the host
+//! answers, in the session (a tmux menu on the host's own clients) or with
+//! `pairjail approve` / `pairjail deny` (the control socket, which answers
+//! only the host's uid). No answer in time is a denial.
+//!
+//! The menu answers through a tmux option and a `wait-for` channel whose
+//! names carry 128 random bits: only the broker and the menu know them, so
+//! nobody else in the session (a pair guest typing tmux commands) can
+//! answer for the host.
+
+use std::io::Read;
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::notices;
+use super::protocol::{Frame, Msg};
+use super::roster::{Answer, Order};
+use super::state::State;
+use crate::profile::Mode;
+
+/// Who is at the door, for the host's prompt.
+pub struct Visitor<'a> {
+    pub serial: u64,
+    pub name: &'a str,
+    pub mode: Mode,
+    pub key: Option<&'a str>,
+    pub source: Option<&'a str>,
+}
+
+fn token() -> Result<String, String> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("the door cannot make a token: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Waits for the host's answer. Ok(mode): let in, in that mode.
+/// Err(reason): turned away (the line the guest gets).
+pub async fn wait(
+    state: &State,
+    s: &mut UnixStream,
+    v: &Visitor<'_>,
+    orders: &mut UnboundedReceiver<Order>,
+) -> Result<Mode, String> {
+    let cfg = &state.cfg;
+    let answer = state
+        .roster
+        .wait_at_door(v.serial)
+        .map_err(|e| e.to_string())?;
+    let secs = cfg.approve_timeout.as_secs();
+    let waiting = Frame::Msg(Msg::Waiting {
+        text: format!(
+            "{} must let you in; waiting up to {secs} s (Ctrl-C to give up)",
+            cfg.host
+        ),
+    });
+    if s.write_all(&waiting.encode()).await.is_err() {
+        return Err("gone".into());
+    }
+    let who = format!(
+        "{} wants to join as {} (key {}, from {})",
+        v.name,
+        v.mode,
+        v.key.unwrap_or("unknown"),
+        v.source.unwrap_or("local")
+    );
+    state.announce(format!(
+        "{who}: answer in the menu, or `pairjail approve {0}` / `pairjail deny {0}`",
+        v.name
+    ));
+    let token = token()?;
+    let option = format!("@pairjail-door-{token}");
+    let channel = format!("pairjail-door-{token}");
+    let guests = state.roster.clients();
+    for tty in notices::host_clients(&cfg.tmux, &cfg.session, cfg.host_uid, &guests).await {
+        let title = format!("pairjail: {who}");
+        if let Err(e) = notices::door_menu(&cfg.tmux, &tty, &title, &option, &channel).await {
+            super::state::log(format!("no door menu on {tty}: {e}"));
+        }
+    }
+    let mut waiter = tokio::process::Command::from(cfg.tmux.command());
+    waiter
+        .args(["wait-for", &channel])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut waiter = waiter
+        .spawn()
+        .map_err(|e| format!("the door cannot wait for the menu: {e}"))?;
+    let mut shutdown = state.shutdown.subscribe();
+    let mut probe = [0u8; 1];
+    let decided = tokio::select! {
+        a = answer => a.unwrap_or(Answer::Deny),
+        _ = waiter.wait() => menu_answer(state, &option).await,
+        _ = tokio::time::sleep(cfg.approve_timeout) => {
+            return Err(format!("{} did not answer within {secs} s", cfg.host));
+        }
+        order = orders.recv() => return Err(match order {
+            Some(Order::Kick(reason)) => reason,
+            _ => "turned away".into(),
+        }),
+        _ = shutdown.changed() => {
+            return Err(shutdown.borrow().clone().unwrap_or_else(|| "the session ended".into()));
+        }
+        // join sends nothing before it is let in: a close (or anything
+        // else) means the guest gave up.
+        _ = tokio::io::AsyncReadExt::read(s, &mut probe) => return Err("gone".into()),
+    };
+    match decided {
+        Answer::Deny => Err(format!("{} did not let you in", cfg.host)),
+        Answer::Admit(None) => Ok(v.mode),
+        Answer::Admit(Some(m)) if cfg.allowed.contains(&m) => Ok(m),
+        Answer::Admit(Some(m)) => Err(format!(
+            "{} let you in as {m}, which this session does not allow",
+            cfg.host
+        )),
+    }
+}
+
+/// The menu item the host chose (its option, then cleared).
+async fn menu_answer(state: &State, option: &str) -> Answer {
+    let t = &state.cfg.tmux;
+    let value = notices::tmux(t, &["show-options", "-sv", option]).await;
+    let _ = notices::tmux(t, &["set-option", "-su", option]).await;
+    match value.as_deref().map(str::trim) {
+        Ok("requested") => Answer::Admit(None),
+        Ok("pair") => Answer::Admit(Some(Mode::Pair)),
+        Ok("mirror") => Answer::Admit(Some(Mode::Mirror)),
+        _ => Answer::Deny,
+    }
+}

@@ -1,0 +1,285 @@
+//! What the broker tells people inside the session, through the session's
+//! own tmux server: notices on the host's clients, the status-line segment
+//! that shows who is in, messages on one guest's client, the flags that
+//! make a guest's client read-only, and the door's menu.
+//!
+//! Every text that goes into a tmux format is escaped (`#` → `##`), so a
+//! host's `--reason` cannot run a format job.
+
+use std::process::Stdio;
+
+use super::tmux::{Tmux, literal};
+
+/// The session option the status-line segment shows.
+pub const SEGMENT_OPTION: &str = "@pairjail-guests";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NoticeError {
+    #[error("cannot run tmux: {0}")]
+    Run(std::io::Error),
+    #[error("tmux {command} failed: {stderr}")]
+    Failed { command: String, stderr: String },
+}
+
+/// Runs one tmux command on the session's server; its stdout.
+pub async fn tmux(t: &Tmux, args: &[&str]) -> Result<String, NoticeError> {
+    let mut c = tokio::process::Command::from(t.command());
+    c.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = c.output().await.map_err(NoticeError::Run)?;
+    if !out.status.success() {
+        return Err(NoticeError::Failed {
+            command: args.first().unwrap_or(&"").to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// One attached client: tmux's name for it (its tty, or `client-PID`),
+/// and the pid it reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub name: String,
+    pub pid: u32,
+    pub uid: u32,
+    pub control: bool,
+}
+
+async fn clients(t: &Tmux, session: Option<&str>) -> Vec<ClientInfo> {
+    let target = session.map(|s| format!("={s}"));
+    let mut args = vec!["list-clients"];
+    if let Some(t) = &target {
+        args.extend(["-t", t.as_str()]);
+    }
+    args.extend([
+        "-F",
+        "#{client_uid} #{client_control_mode} #{client_pid} #{client_name}",
+    ]);
+    tmux(t, &args)
+        .await
+        .map(|o| parse_clients(&o))
+        .unwrap_or_default()
+}
+
+fn parse_clients(out: &str) -> Vec<ClientInfo> {
+    out.lines()
+        .filter_map(|l| {
+            let mut w = l.splitn(4, ' ');
+            Some(ClientInfo {
+                uid: w.next()?.parse().ok()?,
+                control: w.next()? == "1",
+                pid: w.next()?.parse().ok()?,
+                name: w.next()?.to_string(),
+            })
+        })
+        .filter(|c| !c.name.is_empty())
+        .collect()
+}
+
+/// The parent of a process, from `/proc/PID/stat` (fields after the last ')').
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Was this client started as (or by) one of `started`: the process the
+/// broker spawned is the client itself (unconfined) or its jail.
+fn started_by(c: &ClientInfo, started: &[u32]) -> bool {
+    started.contains(&c.pid) || parent(c.pid).is_some_and(|p| started.contains(&p))
+}
+
+/// The host's own clients of the session: its uid, not a control client,
+/// not one the broker started for a guest (`guests`: those processes).
+pub async fn host_clients(t: &Tmux, session: &str, host_uid: u32, guests: &[u32]) -> Vec<String> {
+    clients(t, Some(session))
+        .await
+        .into_iter()
+        .filter(|c| c.uid == host_uid && !c.control && !started_by(c, guests))
+        .map(|c| c.name)
+        .collect()
+}
+
+/// tmux's name for the client the broker started as process `pid`.
+pub async fn client_named(t: &Tmux, pid: u32) -> Result<String, NoticeError> {
+    clients(t, None)
+        .await
+        .into_iter()
+        .find(|c| started_by(c, &[pid]))
+        .map(|c| c.name)
+        .ok_or_else(|| NoticeError::Failed {
+            command: "list-clients".into(),
+            stderr: format!("no client of process {pid}"),
+        })
+}
+
+/// Shows `text` on one client's status line for `ms` milliseconds.
+pub async fn show(t: &Tmux, tty: &str, text: &str, ms: u32) -> Result<(), NoticeError> {
+    tmux(
+        t,
+        &[
+            "display-message",
+            "-c",
+            tty,
+            "-d",
+            &ms.to_string(),
+            &literal(text),
+        ],
+    )
+    .await
+    .map(drop)
+}
+
+/// A notice for the host: shown on each of its clients.
+pub async fn tell_host(t: &Tmux, session: &str, host_uid: u32, guests: &[u32], text: &str) {
+    for tty in host_clients(t, session, host_uid, guests).await {
+        let _ = show(t, &tty, text, 5000).await;
+    }
+}
+
+/// Adds the guests segment in front of the session's status-right (once,
+/// when the broker starts) and makes room for it.
+pub async fn install_segment(t: &Tmux, session: &str) -> Result<(), NoticeError> {
+    let target = format!("={session}");
+    let right = tmux(t, &["show-options", "-gv", "status-right"]).await?;
+    let length = tmux(t, &["show-options", "-gv", "status-right-length"]).await?;
+    let length: u32 = length.trim().parse().unwrap_or(40);
+    let segment = format!("#{{?{SEGMENT_OPTION},#[reverse] #{{{SEGMENT_OPTION}}} #[default] ,}}");
+    let value = format!("{segment}{}", right.trim_end_matches('\n'));
+    tmux(t, &["set-option", "-t", &target, "status-right", &value]).await?;
+    tmux(
+        t,
+        &[
+            "set-option",
+            "-t",
+            &target,
+            "status-right-length",
+            &(length + 80).to_string(),
+        ],
+    )
+    .await
+    .map(drop)
+}
+
+/// Sets the segment's text (empty: the segment disappears).
+pub async fn set_segment(t: &Tmux, session: &str, text: &str) -> Result<(), NoticeError> {
+    let target = format!("={session}");
+    // An option's value is not expanded again when the format shows it,
+    // but `#` is still escaped, in case a later format uses E:.
+    tmux(
+        t,
+        &["set-option", "-t", &target, SEGMENT_OPTION, &literal(text)],
+    )
+    .await
+    .map(drop)
+}
+
+/// Makes a guest's client read-only (mirror) or not (pair), in tmux too:
+/// bytes already on their way through the client are then dropped by the
+/// server. tmux clears read-only only by toggling it, so its state is read
+/// first.
+pub async fn set_read_only(t: &Tmux, tty: &str, read_only: bool) -> Result<(), NoticeError> {
+    if read_only {
+        return tmux(
+            t,
+            &["refresh-client", "-t", tty, "-f", "read-only,ignore-size"],
+        )
+        .await
+        .map(drop);
+    }
+    tmux(t, &["refresh-client", "-t", tty, "-f", "!ignore-size"]).await?;
+    let now = tmux(
+        t,
+        &["display-message", "-p", "-c", tty, "#{client_readonly}"],
+    )
+    .await?;
+    if now.trim() == "1" {
+        tmux(t, &["switch-client", "-c", tty, "-r"]).await?;
+    }
+    Ok(())
+}
+
+/// The door's question on one of the host's clients: a menu whose items
+/// answer on the tmux option `answer_option` and wake `channel`. Both names
+/// carry a random token only the broker and this menu know, so nobody else
+/// in the session (a pair guest typing tmux commands) can answer.
+pub async fn door_menu(
+    t: &Tmux,
+    tty: &str,
+    title: &str,
+    answer_option: &str,
+    channel: &str,
+) -> Result<(), NoticeError> {
+    let item =
+        |answer: &str| format!("set-option -s {answer_option} {answer} ; wait-for -S {channel}");
+    let (pair, mirror, deny) = (item("pair"), item("mirror"), item("deny"));
+    tmux(
+        t,
+        &[
+            "display-menu",
+            "-c",
+            tty,
+            "-T",
+            &literal(title),
+            "-x",
+            "C",
+            "-y",
+            "C",
+            "Admit as requested",
+            "a",
+            &item("requested"),
+            "Admit as pair",
+            "p",
+            &pair,
+            "Admit as mirror (watch only)",
+            "m",
+            &mirror,
+            "",
+            "Deny",
+            "d",
+            &deny,
+        ],
+    )
+    .await
+    .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_in_text_are_shown_not_run() {
+        assert_eq!(
+            literal("#(touch /tmp/x) #{pane_pid}"),
+            "##(touch /tmp/x) ##{pane_pid}"
+        );
+        assert_eq!(literal("a\x1b[2Jb\n"), "a[2Jb");
+    }
+
+    #[test]
+    fn clients_are_parsed_and_a_client_is_known_by_its_process() {
+        let out = "1000 0 42 /dev/pts/3\n1000 1 43 client-43\n1001 0 44 client-44\n";
+        let c = parse_clients(out);
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[1].name, "client-43");
+        assert!(c[1].control);
+        let me = std::process::id();
+        let mine = ClientInfo {
+            name: "x".into(),
+            pid: me,
+            uid: 0,
+            control: false,
+        };
+        assert!(started_by(&mine, &[me]));
+        assert!(started_by(&mine, &[parent(me).unwrap()]));
+        assert!(!started_by(&mine, &[me + 1_000_000]));
+    }
+}

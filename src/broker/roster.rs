@@ -1,0 +1,262 @@
+//! Who is in a share right now: every connected or waiting guest, with the
+//! channel the host's orders (kick, mode change, warnings) reach its task
+//! through, and the waiting guests' doors.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::protocol::{GuestState, GuestStatus};
+use crate::profile::Mode;
+
+/// An order from the host to one guest's task.
+#[derive(Debug)]
+pub enum Order {
+    /// Disconnect now, telling the guest why.
+    Kick(String),
+    /// Change mode; the answer says what happened (or why not).
+    Mode(Mode, oneshot::Sender<Result<String, String>>),
+}
+
+/// The host's answer at the door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Admit(Option<Mode>),
+    Deny,
+}
+
+struct Entry {
+    status: GuestStatus,
+    orders: mpsc::UnboundedSender<Order>,
+    /// Set while the guest waits at the door.
+    door: Option<oneshot::Sender<Answer>>,
+    /// The pid of the process the broker started for this guest's tmux
+    /// client (the client itself, or the jail it runs in).
+    client: Option<u32>,
+    /// Unix seconds of the guest's last input.
+    last_input: u64,
+}
+
+#[derive(Default)]
+pub struct Roster {
+    guests: Mutex<BTreeMap<u64, Entry>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RosterError {
+    #[error("no guest named {0} is in the session")]
+    NoSuchGuest(String),
+    #[error("{0} is not waiting at the door")]
+    NotWaiting(String),
+    #[error("the guest list is unavailable (a task panicked)")]
+    Poisoned,
+}
+
+impl Roster {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<u64, Entry>>, RosterError> {
+        self.guests.lock().map_err(|_| RosterError::Poisoned)
+    }
+
+    /// Puts a guest on the list; returns the receiving end of its orders.
+    pub fn add(
+        &self,
+        serial: u64,
+        status: GuestStatus,
+    ) -> Result<mpsc::UnboundedReceiver<Order>, RosterError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.lock()?.insert(
+            serial,
+            Entry {
+                last_input: status.since,
+                status,
+                orders: tx,
+                door: None,
+                client: None,
+            },
+        );
+        Ok(rx)
+    }
+
+    pub fn remove(&self, serial: u64) {
+        if let Ok(mut g) = self.lock() {
+            g.remove(&serial);
+        }
+    }
+
+    /// Updates one guest's entry.
+    pub fn update(&self, serial: u64, f: impl FnOnce(&mut GuestStatus)) {
+        if let Ok(mut g) = self.lock()
+            && let Some(e) = g.get_mut(&serial)
+        {
+            f(&mut e.status);
+        }
+    }
+
+    /// Records the process of the guest's tmux client.
+    pub fn set_client(&self, serial: u64, pid: Option<u32>) {
+        if let Ok(mut g) = self.lock()
+            && let Some(e) = g.get_mut(&serial)
+        {
+            e.client = pid;
+        }
+    }
+
+    /// The guest typed something now.
+    pub fn touch(&self, serial: u64, now: u64) {
+        if let Ok(mut g) = self.lock()
+            && let Some(e) = g.get_mut(&serial)
+        {
+            e.last_input = now;
+        }
+    }
+
+    /// The processes of every guest's tmux client: not the host's.
+    pub fn clients(&self) -> Vec<u32> {
+        self.lock()
+            .map(|g| g.values().filter_map(|e| e.client).collect())
+            .unwrap_or_default()
+    }
+
+    /// Marks a guest as waiting; the returned receiver gets the answer.
+    pub fn wait_at_door(&self, serial: u64) -> Result<oneshot::Receiver<Answer>, RosterError> {
+        let (tx, rx) = oneshot::channel();
+        let mut g = self.lock()?;
+        let e = g
+            .get_mut(&serial)
+            .ok_or_else(|| RosterError::NoSuchGuest(serial.to_string()))?;
+        e.status.state = GuestState::Waiting;
+        e.door = Some(tx);
+        Ok(rx)
+    }
+
+    /// The host's answer for every waiting connection of `guest`.
+    pub fn answer(&self, guest: &str, answer: Answer) -> Result<usize, RosterError> {
+        let mut g = self.lock()?;
+        let mut n = 0;
+        for e in g.values_mut().filter(|e| e.status.name == guest) {
+            if let Some(door) = e.door.take() {
+                let _ = door.send(answer);
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return Err(RosterError::NotWaiting(guest.to_string()));
+        }
+        Ok(n)
+    }
+
+    /// Sends an order to every connection of `guest`; how many got it.
+    pub fn order(&self, guest: &str, make: impl Fn() -> Order) -> Result<usize, RosterError> {
+        let g = self.lock()?;
+        let mut n = 0;
+        for e in g.values().filter(|e| e.status.name == guest) {
+            if e.orders.send(make()).is_ok() {
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return Err(RosterError::NoSuchGuest(guest.to_string()));
+        }
+        Ok(n)
+    }
+
+    pub fn list(&self) -> Vec<GuestStatus> {
+        let now = crate::clock::now();
+        self.lock()
+            .map(|g| {
+                g.values()
+                    .map(|e| GuestStatus {
+                        idle: now.saturating_sub(e.last_input),
+                        ..e.status.clone()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The status-line segment: `2 guests: bob(mirror) carol(pair)`;
+    /// empty when nobody is in.
+    pub fn summary(&self) -> String {
+        summarize(&self.list())
+    }
+}
+
+pub fn summarize(guests: &[GuestStatus]) -> String {
+    let inside: Vec<String> = guests
+        .iter()
+        .map(|g| match g.state {
+            GuestState::Connected => format!("{}({})", g.name, g.mode),
+            GuestState::Waiting => format!("{}(waiting)", g.name),
+        })
+        .collect();
+    match inside.len() {
+        0 => String::new(),
+        1 => format!("1 guest: {}", inside[0]),
+        n => format!("{n} guests: {}", inside.join(" ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(name: &str, mode: Mode, state: GuestState) -> GuestStatus {
+        GuestStatus {
+            name: name.into(),
+            mode,
+            since: 0,
+            source: None,
+            key: None,
+            idle: 0,
+            state,
+            expires: None,
+        }
+    }
+
+    #[test]
+    fn the_summary_names_each_guest_with_its_mode() {
+        assert_eq!(summarize(&[]), "");
+        assert_eq!(
+            summarize(&[g("bob", Mode::Mirror, GuestState::Connected)]),
+            "1 guest: bob(mirror)"
+        );
+        assert_eq!(
+            summarize(&[
+                g("bob", Mode::Mirror, GuestState::Connected),
+                g("carol", Mode::Pair, GuestState::Connected),
+                g("dan", Mode::Pair, GuestState::Waiting),
+            ]),
+            "3 guests: bob(mirror) carol(pair) dan(waiting)"
+        );
+    }
+
+    #[test]
+    fn orders_reach_every_connection_of_a_guest_and_no_one_else() {
+        let r = Roster::default();
+        let mut a = r
+            .add(1, g("bob", Mode::Pair, GuestState::Connected))
+            .unwrap();
+        let mut b = r
+            .add(2, g("bob", Mode::Pair, GuestState::Connected))
+            .unwrap();
+        let mut c = r
+            .add(3, g("carol", Mode::Pair, GuestState::Connected))
+            .unwrap();
+        assert_eq!(r.order("bob", || Order::Kick("bye".into())).unwrap(), 2);
+        assert!(matches!(a.try_recv(), Ok(Order::Kick(_))));
+        assert!(matches!(b.try_recv(), Ok(Order::Kick(_))));
+        assert!(c.try_recv().is_err());
+        assert!(matches!(
+            r.order("dave", || Order::Kick(String::new())),
+            Err(RosterError::NoSuchGuest(_))
+        ));
+        assert!(matches!(
+            r.answer("carol", Answer::Deny),
+            Err(RosterError::NotWaiting(_))
+        ));
+        let door = r.wait_at_door(3).unwrap();
+        assert_eq!(r.answer("carol", Answer::Admit(None)).unwrap(), 1);
+        assert_eq!(door.blocking_recv().unwrap(), Answer::Admit(None));
+    }
+}

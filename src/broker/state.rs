@@ -1,0 +1,121 @@
+//! What every task of a broker shares: its configuration, the roster of
+//! guests, the shutdown signal, and the announcer that tells the host
+//! (notices and the status-line segment), one notice after another.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use super::liveness::Run;
+use super::notices;
+use super::paths::SessionPaths;
+use super::roster::Roster;
+use super::tmux::Tmux;
+use super::workspace::Confinement;
+use crate::profile::Mode;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This broker's run: invites bound to it are the only way in.
+    pub run: Run,
+    pub runtime: std::path::PathBuf,
+    pub session: String,
+    pub host: String,
+    pub host_uid: u32,
+    pub guest_uids: Vec<u32>,
+    pub allowed: Vec<Mode>,
+    pub default_mode: Mode,
+    pub paths: SessionPaths,
+    /// Guests may run their own tmux client (the host granted them
+    /// `server-access` on the tmux socket).
+    pub direct: bool,
+    /// The session's tmux server and how its clients are started.
+    pub tmux: Tmux,
+    /// How the session is confined (None: it runs as the host, unconfined).
+    pub confinement: Option<Confinement>,
+    /// Every guest waits at the door for the host's answer.
+    pub approve: bool,
+    /// How long a guest waits at the door before it is a denial.
+    pub approve_timeout: Duration,
+}
+
+impl Config {
+    /// Is `mode` allowed by the session and by the guest's profile (whose
+    /// list, if empty, allows any)?
+    pub fn mode_allowed(&self, profile: &[Mode], mode: Mode) -> Result<(), String> {
+        if !self.allowed.contains(&mode) {
+            let allowed: Vec<String> = self.allowed.iter().map(Mode::to_string).collect();
+            return Err(format!(
+                "mode {mode} is not allowed in this session (allowed: {}; the host sets this with `pairjail start --allow`)",
+                allowed.join(", ")
+            ));
+        }
+        if !profile.is_empty() && !profile.contains(&mode) {
+            return Err(format!(
+                "the guest's jail profile does not allow mode {mode}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub struct State {
+    pub cfg: Config,
+    pub since: u64,
+    pub roster: Roster,
+    /// Some(reason) once the share is over.
+    pub shutdown: watch::Sender<Option<String>>,
+    notices: mpsc::UnboundedSender<String>,
+}
+
+pub fn log(msg: impl std::fmt::Display) {
+    eprintln!("{} broker: {msg}", crate::clock::now());
+}
+
+impl State {
+    /// The state and the announcer's task (run it on the broker's runtime).
+    pub fn new(cfg: Config) -> (Arc<State>, impl std::future::Future<Output = ()>) {
+        let (tx, _) = watch::channel(None);
+        let (notices, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(State {
+            since: crate::clock::now(),
+            roster: Roster::default(),
+            shutdown: tx,
+            notices,
+            cfg,
+        });
+        let announcer = announce_loop(state.clone(), rx);
+        (state, announcer)
+    }
+
+    /// Logs `text`, shows it on the host's clients and refreshes the
+    /// status-line segment; in order, without holding up the caller.
+    pub fn announce(&self, text: String) {
+        log(&text);
+        let _ = self.notices.send(text);
+    }
+
+    pub fn end(&self, reason: impl Into<String>) {
+        let _ = self.shutdown.send(Some(reason.into()));
+    }
+}
+
+async fn announce_loop(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<String>) {
+    let cfg = &state.cfg;
+    if let Err(e) = notices::install_segment(&cfg.tmux, &cfg.session).await {
+        log(format!("no guests segment in the status line: {e}"));
+    }
+    while let Some(text) = rx.recv().await {
+        let guests = state.roster.clients();
+        notices::tell_host(
+            &cfg.tmux,
+            &cfg.session,
+            cfg.host_uid,
+            &guests,
+            &format!("pairjail: {text}"),
+        )
+        .await;
+        let _ = notices::set_segment(&cfg.tmux, &cfg.session, &state.roster.summary()).await;
+    }
+}

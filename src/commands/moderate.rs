@@ -1,0 +1,104 @@
+//! `kick`, `mode`, `approve` and `deny`: the host's orders to a running
+//! share, carried out by its broker (which answers only the host).
+
+use std::process::ExitCode;
+
+use super::{Outcome, RuntimeDir};
+use crate::broker::paths::DEFAULT_SESSION;
+use crate::broker::share;
+use crate::profile::Mode;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  pairjail kick bob\n  pairjail kick bob --reason 'we are done for today' --keep-invite"
+)]
+pub struct KickArgs {
+    /// The guest's name (as in `pairjail status`).
+    pub name: String,
+    /// A line the guest sees when it is disconnected.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Keep the guest's invite, so it can join again.
+    #[arg(long)]
+    pub keep_invite: bool,
+    #[arg(long, default_value = DEFAULT_SESSION)]
+    pub session: String,
+    #[command(flatten)]
+    pub runtime_dir: RuntimeDir,
+}
+
+/// Disconnects a guest now and (unless --keep-invite) revokes its invite
+/// for this session first, so it cannot come straight back.
+pub fn kick(a: KickArgs) -> Outcome {
+    let at = share::locate(a.runtime_dir.get(), &a.session)?;
+    if !a.keep_invite {
+        crate::keys::registry::revoke(&at.runtime, &at.host, &a.name, Some(&a.session))?;
+    }
+    let done = share::kick(&at, &a.name, &a.reason)?;
+    println!("{done}");
+    if !a.keep_invite {
+        println!("revoked {}'s invite to session {}", a.name, a.session);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Mirror <-> pair takes effect on the guest's next byte. A change to or from\nrogue gives the guest a new tmux client (its screen redraws).\n\nExamples:\n  pairjail mode bob pair      # bob may type now\n  pairjail mode bob mirror    # bob watches again"
+)]
+pub struct ModeArgs {
+    /// The guest's name (as in `pairjail status`).
+    pub name: String,
+    /// The new mode (must be in the session's --allow).
+    #[arg(value_enum)]
+    pub mode: Mode,
+    #[arg(long, default_value = DEFAULT_SESSION)]
+    pub session: String,
+    #[command(flatten)]
+    pub runtime_dir: RuntimeDir,
+}
+
+pub fn mode(a: ModeArgs) -> Outcome {
+    let at = share::locate(a.runtime_dir.get(), &a.session)?;
+    println!("{}", share::set_mode(&at, &a.name, a.mode)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  pairjail approve bob               # in the mode bob's invite asks for\n  pairjail approve bob --mode mirror # but only to watch"
+)]
+pub struct ApproveArgs {
+    /// The waiting guest's name (as in `pairjail status`).
+    pub name: String,
+    /// Let the guest in with this mode instead of the one it asked for.
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    #[arg(long, default_value = DEFAULT_SESSION)]
+    pub session: String,
+    #[command(flatten)]
+    pub runtime_dir: RuntimeDir,
+}
+
+pub fn approve(a: ApproveArgs) -> Outcome {
+    let at = share::locate(a.runtime_dir.get(), &a.session)?;
+    println!("{}", share::answer(&at, &a.name, Some(a.mode))?);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  pairjail deny mallory")]
+pub struct DenyArgs {
+    /// The waiting guest's name (as in `pairjail status`).
+    pub name: String,
+    #[arg(long, default_value = DEFAULT_SESSION)]
+    pub session: String,
+    #[command(flatten)]
+    pub runtime_dir: RuntimeDir,
+}
+
+pub fn deny(a: DenyArgs) -> Outcome {
+    let at = share::locate(a.runtime_dir.get(), &a.session)?;
+    println!("{}", share::answer(&at, &a.name, None)?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,519 @@
+//! The host in charge, live: banners and notices, kick, mode changes,
+//! revoke, expiry and the profile's time limits, and the door. A real
+//! sshd, real ssh clients on driver panes, the host's real tmux server.
+
+mod common;
+
+use common::sshd::{HOST, World};
+use common::{eventually, text};
+
+const HOST_PROGRAM: &str = "echo HOST-MARKER-4242; exec sh";
+
+fn listed(w: &World, session: &str) -> Vec<String> {
+    w.guests(session)
+        .iter()
+        .map(|g| {
+            format!(
+                "{}:{}:{}",
+                g["name"].as_str().unwrap_or(""),
+                g["mode"].as_str().unwrap_or(""),
+                g["state"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+fn wait_listed(w: &World, session: &str, want: &[&str]) {
+    eventually(20, || {
+        let got = listed(w, session);
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("status lists {got:?}, expected {want:?}"))
+        }
+    });
+}
+
+fn pane_has(w: &World, session: &str, needle: &str) -> bool {
+    w.host_tmux(
+        session,
+        &["capture-pane", "-p", "-t", &format!("={session}:")],
+    )
+    .contains(needle)
+}
+
+#[test]
+fn guests_get_a_banner_the_host_sees_who_comes_and_goes_and_kick_removes_at_once() {
+    let Some((w, guests)) = World::new(
+        "kick",
+        &[
+            ("bob", "skick", Some("mirror")),
+            ("carol", "skick", Some("pair")),
+        ],
+    ) else {
+        return;
+    };
+    w.start_session("skick", "mirror,pair", HOST_PROGRAM);
+    let host = w.attach_host("skick");
+    w.wait_screen(&host, "HOST-MARKER-4242", 20);
+
+    let bob = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&bob, "HOST-MARKER-4242", 20);
+    // The banner: printed before the session (now in the scrollback) and
+    // on the guest's status line.
+    let history = w.history(&bob);
+    assert!(
+        history.contains(&format!(
+            "[pairjail] {HOST}'s session \"skick\": you are mirror"
+        )),
+        "{history}"
+    );
+    assert!(history.contains("To leave:"), "{history}");
+    // The host: a notice on its own client, and the status-line segment.
+    w.wait_screen(&host, "pairjail: bob joined as mirror", 10);
+    let carol = w.join_in_window(&guests[1], 100, 30);
+    w.wait_screen(&carol, "HOST-MARKER-4242", 20);
+    w.wait_screen(&host, "2 guests: bob(mirror) carol(pair)", 10);
+    let fp = &w.guests("skick")[0]["key"];
+    assert!(
+        fp.as_str().is_some_and(|k| k.starts_with("SHA256:")),
+        "{fp}"
+    );
+    // The guests never saw the host's notices.
+    assert!(
+        !w.screen(&bob).contains("carol joined"),
+        "{}",
+        w.screen(&bob)
+    );
+
+    // Kick: at once, with the host's reason, and the invite is gone.
+    let out = w.host_pairjail(&[
+        "kick",
+        "bob",
+        "--session",
+        "skick",
+        "--reason",
+        "we are done #{pane_pid}",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = w.wait_screen(&bob, "SSH-EXIT=0", 10);
+    assert!(
+        s.contains("[pairjail] the host removed you from the session: we are done #{pane_pid}"),
+        "{s}"
+    );
+    assert!(
+        !w.alternate_on(&bob),
+        "bob's terminal is left in the alternate screen"
+    );
+    wait_listed(&w, "skick", &["carol:pair:connected"]);
+    w.wait_screen(&host, "1 guest: carol(pair)", 10);
+    let invites = w.host_pairjail(&["invite", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&invites.stdout).unwrap();
+    assert!(
+        v.as_array().unwrap().iter().all(|i| i["name"] != "bob"),
+        "bob's invite survived the kick: {v}"
+    );
+    w.assert_join_refused(&guests[0], "bob has no live invite");
+
+    // --keep-invite: carol may come back.
+    let out = w.host_pairjail(&["kick", "carol", "--session", "skick", "--keep-invite"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    w.wait_screen(&carol, "SSH-EXIT=0", 10);
+    wait_listed(&w, "skick", &[]);
+    let invites = w.host_pairjail(&["invite", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&invites.stdout).unwrap();
+    assert!(
+        v.as_array().unwrap().iter().any(|i| i["name"] == "carol"),
+        "--keep-invite lost carol's invite: {v}"
+    );
+
+    // No such guest: one line, exit 1.
+    let out = w.host_pairjail(&["kick", "zed", "--session", "skick", "--keep-invite"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no guest named zed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "skick"]);
+}
+
+#[test]
+fn every_way_out_leaves_the_guest_on_the_normal_screen_and_no_client_behind() {
+    let Some((w, guests)) = World::new(
+        "exits",
+        &[
+            ("dan", "sexit", Some("pair")),
+            ("eve", "sexit", Some("pair")),
+            ("fay", "sexit", Some("mirror")),
+            ("gus", "sexit", Some("mirror")),
+        ],
+    ) else {
+        return;
+    };
+    w.start_session("sexit", "mirror,pair", HOST_PROGRAM);
+    let t: Vec<String> = guests
+        .iter()
+        .map(|g| w.join_in_window(g, 100, 30))
+        .collect();
+    for g in &t {
+        w.wait_screen(g, "HOST-MARKER-4242", 20);
+        // While connected too: a dropped connection must find the
+        // terminal on the normal screen.
+        assert!(!w.alternate_on(g), "{g} is in the alternate screen");
+    }
+    wait_listed(
+        &w,
+        "sexit",
+        &[
+            "dan:pair:connected",
+            "eve:pair:connected",
+            "fay:mirror:connected",
+            "gus:mirror:connected",
+        ],
+    );
+    // dan detaches himself.
+    w.drv(&["send-keys", "-t", &t[0], "C-b", "d"]);
+    let s = w.wait_screen(&t[0], "SSH-EXIT=0", 10);
+    assert!(
+        s.contains("[pairjail] your tmux client was detached"),
+        "{s}"
+    );
+    // The host detaches eve's client.
+    // eve's client is the only read-write guest client left (dan's is
+    // gone; the broker's watcher is a control client, without a tty).
+    let clients = w.host_tmux(
+        "sexit",
+        &["list-clients", "-F", "#{client_tty} #{client_readonly}"],
+    );
+    let eve_tty = clients
+        .lines()
+        .filter_map(|l| l.strip_suffix(" 0"))
+        .find(|tty| !tty.is_empty())
+        .unwrap_or_else(|| panic!("no read-write client: {clients}"))
+        .to_string();
+    w.host_tmux("sexit", &["detach-client", "-t", &eve_tty]);
+    let s = w.wait_screen(&t[1], "SSH-EXIT=0", 10);
+    assert!(
+        s.contains("[pairjail] your tmux client was detached"),
+        "{s}"
+    );
+    // fay leaves with ssh's own escape: nothing of ours runs after it.
+    w.drv(&["send-keys", "-t", &t[2], "Enter", "~", "."]);
+    w.wait_screen(&t[2], "SSH-EXIT=", 10);
+    wait_listed(&w, "sexit", &["gus:mirror:connected"]);
+    // gus is still in when the host stops the session.
+    let out = w.host_pairjail(&["stop", "--session", "sexit"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = w.wait_screen(&t[3], "SSH-EXIT=0", 10);
+    assert!(s.contains("[pairjail] the host stopped the session"), "{s}");
+    for g in &t {
+        assert!(
+            !w.alternate_on(g),
+            "{g}: the terminal is left in the alternate screen"
+        );
+    }
+}
+
+#[test]
+fn a_host_detach_leaves_no_zombie_client() {
+    let Some((w, guests)) = World::new("zombie", &[("hal", "szombie", Some("pair"))]) else {
+        return;
+    };
+    w.start_session("szombie", "mirror,pair", HOST_PROGRAM);
+    let g = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&g, "HOST-MARKER-4242", 20);
+    let tty = w.host_tmux("szombie", &["list-clients", "-F", "#{client_tty}"]);
+    let tty = tty.lines().next().expect("a client").to_string();
+    w.host_tmux("szombie", &["detach-client", "-t", &tty]);
+    w.wait_screen(&g, "SSH-EXIT=0", 10);
+    wait_listed(&w, "szombie", &[]);
+    let pid = std::fs::read_to_string(w.session_paths("szombie").join("broker.pid")).unwrap();
+    let pid = pid.split_whitespace().next().unwrap().to_string();
+    eventually(10, || {
+        let ps = std::process::Command::new("ps")
+            .args(["-o", "pid=,stat=,comm=", "--ppid", &pid])
+            .output()
+            .unwrap();
+        let children = text(&ps.stdout);
+        if children.lines().any(|l| l.contains(" Z")) {
+            Err(format!("the broker has zombie children:\n{children}"))
+        } else {
+            Ok(())
+        }
+    });
+    let clients = w.host_tmux("szombie", &["list-clients", "-F", "#{client_tty}"]);
+    assert!(
+        !clients.contains(&tty),
+        "the detached client is still there: {clients}"
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "szombie"]);
+}
+
+#[test]
+fn promote_demote_and_rogue_take_effect_live() {
+    let Some((w, guests)) = World::new("modes", &[("ivy", "smodes", Some("mirror"))]) else {
+        return;
+    };
+    w.start_session("smodes", "mirror,pair,rogue", HOST_PROGRAM);
+    let g = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&g, "HOST-MARKER-4242", 20);
+    let typed = |n: u32| {
+        w.drv(&[
+            "send-keys",
+            "-t",
+            &g,
+            &format!("echo MODE-{n}-$((40+2))"),
+            "Enter",
+        ]);
+        w.barrier(&g, "smodes");
+    };
+    typed(1);
+    assert!(!pane_has(&w, "smodes", "MODE-1-42"), "a mirror guest typed");
+
+    let out = w.host_pairjail(&["mode", "ivy", "pair", "--session", "smodes"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("ivy is now pair"),
+        "{}",
+        text(&out.stdout)
+    );
+    wait_listed(&w, "smodes", &["ivy:pair:connected"]);
+    typed(2);
+    eventually(10, || {
+        if pane_has(&w, "smodes", "MODE-2-42") {
+            Ok(())
+        } else {
+            Err("the promoted guest's typing never arrived".into())
+        }
+    });
+
+    let out = w.host_pairjail(&["mode", "ivy", "mirror", "--session", "smodes"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // tmux agrees: the client is read-only again.
+    let ro = w.host_tmux("smodes", &["list-clients", "-F", "#{client_readonly}"]);
+    assert_eq!(
+        ro.trim(),
+        "1",
+        "the demoted client is not read-only in tmux"
+    );
+    typed(3);
+    assert!(
+        !pane_has(&w, "smodes", "MODE-3-42"),
+        "a demoted guest still types"
+    );
+
+    // To rogue: a new client in the guest's own grouped session.
+    let out = w.host_pairjail(&["mode", "ivy", "rogue", "--session", "smodes"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("new tmux client"),
+        "{}",
+        text(&out.stdout)
+    );
+    eventually(10, || {
+        let s = w.host_tmux("smodes", &["list-sessions", "-F", "#{session_name}"]);
+        if s.lines().any(|l| l.starts_with("smodes-ivy-")) {
+            Ok(())
+        } else {
+            Err(format!("no rogue session for ivy: {s}"))
+        }
+    });
+    w.wait_screen(&g, "HOST-MARKER-4242", 20);
+    // A mode the session does not allow, and a guest that is not there.
+    let out = w.host_pairjail(&["mode", "nobody", "pair", "--session", "smodes"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no guest named nobody"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "smodes"]);
+}
+
+#[test]
+fn a_mode_outside_the_session_is_refused_live() {
+    let Some((w, guests)) = World::new("modeno", &[("jon", "smodeno", Some("mirror"))]) else {
+        return;
+    };
+    w.start_session("smodeno", "mirror", HOST_PROGRAM);
+    let g = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&g, "HOST-MARKER-4242", 20);
+    let out = w.host_pairjail(&["mode", "jon", "pair", "--session", "smodeno"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("mode pair is not allowed in this session"),
+        "{}",
+        text(&out.stderr)
+    );
+    wait_listed(&w, "smodeno", &["jon:mirror:connected"]);
+    let _ = w.host_pairjail(&["stop", "--session", "smodeno"]);
+}
+
+#[test]
+fn revoke_expiry_idle_and_time_limit_disconnect_a_connected_guest() {
+    let Some((w, guests)) = World::new(
+        "limits",
+        &[
+            ("kim", "slimits", Some("pair")),
+            ("lou", "slimits", Some("mirror")),
+            ("max", "slimits", Some("mirror")),
+            ("ned", "slimits", Some("mirror")),
+        ],
+    ) else {
+        return;
+    };
+    // The guest profiles' [session] limits, tightened for the test.
+    for (name, limit) in [
+        ("idle", "idle_timeout = \"3s\""),
+        ("short", "max_duration = \"4s\""),
+    ] {
+        let p = w.dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &p,
+            format!("extends = [\"guest-relay\"]\n\n[session]\n{limit}\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    }
+    w.join_args(
+        "max",
+        &format!("--profile {}", w.dir.join("idle.toml").display()),
+    );
+    w.join_args(
+        "ned",
+        &format!("--profile {}", w.dir.join("short.toml").display()),
+    );
+    // lou's invite ends in 12 s: less than the minute of warning.
+    let lou_key = guests[1].key.with_extension("pub");
+    w.start_session("slimits", "mirror,pair", HOST_PROGRAM);
+    w.invite("lou", "slimits", Some("mirror --expires 12s"), &lou_key);
+    let t: Vec<String> = guests
+        .iter()
+        .map(|g| w.join_in_window(g, 100, 30))
+        .collect();
+    for g in &t {
+        w.wait_screen(g, "HOST-MARKER-4242", 20);
+    }
+    // Revoke: the connected guest goes with its invite.
+    let out = w.host_pairjail(&["invite", "revoke", "kim"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("disconnected kim from session slimits"),
+        "{}",
+        text(&out.stdout)
+    );
+    let s = w.wait_screen(&t[0], "SSH-EXIT=0", 10);
+    assert!(s.contains("[pairjail] the host revoked your invite"), "{s}");
+    // Expiry: a warning on the guest's screen first, then out.
+    w.wait_screen(&t[1], "you will be disconnected in", 10);
+    let s = w.wait_screen(&t[1], "SSH-EXIT=0", 20);
+    assert!(s.contains("[pairjail] your invite expired at"), "{s}");
+    // Idle: no input for 3 s.
+    let s = w.wait_screen(&t[2], "SSH-EXIT=0", 20);
+    assert!(s.contains("(idle timeout)"), "{s}");
+    // The profile's max_duration.
+    let s = w.wait_screen(&t[3], "SSH-EXIT=0", 20);
+    assert!(s.contains("the guest time limit (4s) is up"), "{s}");
+    wait_listed(&w, "slimits", &[]);
+    let _ = w.host_pairjail(&["stop", "--session", "slimits"]);
+}
+
+#[test]
+fn the_door_admits_denies_and_times_out_and_only_the_host_answers() {
+    let Some((w, guests)) = World::new(
+        "door",
+        &[
+            ("oli", "sdoor", Some("pair")),
+            ("pam", "sdoor", Some("pair")),
+            ("quin", "sdoor", Some("mirror")),
+            ("rex", "sdoor", Some("pair")),
+        ],
+    ) else {
+        return;
+    };
+    w.start_session_with(
+        "sdoor",
+        "mirror,pair",
+        HOST_PROGRAM,
+        &["--approve", "--approve-timeout", "4s"],
+    );
+    let host = w.attach_host("sdoor");
+    w.wait_screen(&host, "HOST-MARKER-4242", 20);
+
+    // oli waits, and is let in with the CLI, as pair.
+    let oli = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&oli, &format!("[pairjail] {HOST} must let you in"), 20);
+    wait_listed(&w, "sdoor", &["oli:pair:waiting"]);
+    assert!(
+        !w.screen(&oli).contains("HOST-MARKER-4242"),
+        "oli saw the session before being let in"
+    );
+    let out = w.host_pairjail(&["approve", "oli", "--session", "sdoor"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    w.wait_screen(&oli, "HOST-MARKER-4242", 20);
+    wait_listed(&w, "sdoor", &["oli:pair:connected"]);
+
+    // pam waits: the host gets the menu, oli (a pair guest in the same
+    // session) does not, and the host denies from the menu.
+    let pam = w.join_in_window(&guests[1], 100, 30);
+    w.wait_screen(&pam, "must let you in", 20);
+    let menu = w.wait_screen(&host, "Admit as requested", 20);
+    assert!(menu.contains("pam wants to join as pair"), "{menu}");
+    assert!(
+        !w.screen(&oli).contains("Admit as"),
+        "the door's menu reached a guest"
+    );
+    // oli, from inside the (jailed) session, cannot reach the broker's
+    // control socket to answer for the host.
+    let control = w.session_paths("sdoor").join("control.sock");
+    w.drv(&[
+        "send-keys",
+        "-t",
+        &oli,
+        &format!(
+            "test -e {} && echo CTL-REACHED || echo CTL-$((6*7))-HIDDEN",
+            control.display()
+        ),
+        "Enter",
+    ]);
+    eventually(10, || {
+        if pane_has(&w, "sdoor", "CTL-42-HIDDEN") {
+            Ok(())
+        } else {
+            Err("the guest's probe of the control socket never answered".into())
+        }
+    });
+    assert!(!pane_has(&w, "sdoor", "CTL-REACHED"));
+    w.drv(&["send-keys", "-t", &host, "d"]);
+    let s = w.wait_screen(&pam, "SSH-EXIT=1", 20);
+    assert!(s.contains(&format!("{HOST} did not let you in")), "{s}");
+
+    // quin: nobody answers within 4 s.
+    let quin = w.join_in_window(&guests[2], 100, 30);
+    let s = w.wait_screen(&quin, "SSH-EXIT=1", 30);
+    assert!(
+        s.contains(&format!("{HOST} did not answer within 4 s")),
+        "{s}"
+    );
+
+    // rex asks for pair; the host admits it as mirror, from the menu.
+    let rex = w.join_in_window(&guests[3], 100, 30);
+    w.wait_screen(&rex, "must let you in", 20);
+    w.wait_screen(&host, "rex wants to join as pair", 20);
+    w.drv(&["send-keys", "-t", &host, "m"]);
+    w.wait_screen(&rex, "HOST-MARKER-4242", 20);
+    wait_listed(&w, "sdoor", &["oli:pair:connected", "rex:mirror:connected"]);
+    let out = w.host_pairjail(&["deny", "rex", "--session", "sdoor"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "deny of a guest who is not waiting"
+    );
+    assert!(
+        text(&out.stderr).contains("rex is not waiting"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "sdoor"]);
+}
