@@ -76,15 +76,51 @@ pub async fn wait(
     let option = format!("@pairjail-door-{token}");
     let channel = format!("pairjail-door-{token}");
     let guests = state.roster.clients();
-    for tty in notices::host_clients(&cfg.tmux, &cfg.session, cfg.host_uid, &guests).await {
-        let title = format!("pairjail: {who}");
-        if let Err(e) = notices::door_menu(&cfg.tmux, &tty, &title, &option, &channel).await {
-            super::state::log(format!("no door menu on {tty}: {e}"));
-        }
+    // display-menu returns only when its menu closes: each runs in its own
+    // task, dropped (and its tmux client killed) when the door closes.
+    let mut menus = tokio::task::JoinSet::new();
+    let shown = notices::host_clients(&cfg.tmux, &cfg.session, cfg.host_uid, &guests).await;
+    for tty in shown.clone() {
+        let (t, title) = (cfg.tmux.clone(), format!("pairjail: {who}"));
+        let (option, channel) = (option.clone(), channel.clone());
+        menus.spawn(async move {
+            if let Err(e) = notices::door_menu(&t, &tty, &title, &option, &channel).await {
+                super::state::log(format!("no door menu on {tty}: {e}"));
+            }
+        });
     }
+    let decided = decide(state, s, answer, &channel, &option, orders).await;
+    // The menus still open on the host's clients go with the door.
+    menus.abort_all();
+    for name in &shown {
+        let _ = notices::close_menu(&cfg.tmux, name).await;
+    }
+    let decided = decided?;
+    match decided {
+        Answer::Deny => Err(format!("{} did not let you in", cfg.host)),
+        Answer::Admit(None) => Ok(v.mode),
+        Answer::Admit(Some(m)) if cfg.allowed.contains(&m) => Ok(m),
+        Answer::Admit(Some(m)) => Err(format!(
+            "{} let you in as {m}, which this session does not allow",
+            cfg.host
+        )),
+    }
+}
+
+/// Waits for the first answer: the control socket, the menu, the clock,
+/// a kick, the end of the share, or the guest giving up.
+async fn decide(
+    state: &State,
+    s: &mut UnixStream,
+    answer: tokio::sync::oneshot::Receiver<Answer>,
+    channel: &str,
+    option: &str,
+    orders: &mut UnboundedReceiver<Order>,
+) -> Result<Answer, String> {
+    let cfg = &state.cfg;
     let mut waiter = tokio::process::Command::from(cfg.tmux.command());
     waiter
-        .args(["wait-for", &channel])
+        .args(["wait-for", channel])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -96,9 +132,9 @@ pub async fn wait(
     let mut probe = [0u8; 1];
     let decided = tokio::select! {
         a = answer => a.unwrap_or(Answer::Deny),
-        _ = waiter.wait() => menu_answer(state, &option).await,
+        _ = waiter.wait() => menu_answer(state, option).await,
         _ = tokio::time::sleep(cfg.approve_timeout) => {
-            return Err(format!("{} did not answer within {secs} s", cfg.host));
+            return Err(format!("{} did not answer within {} s", cfg.host, cfg.approve_timeout.as_secs()));
         }
         order = orders.recv() => return Err(match order {
             Some(Order::Kick(reason)) => reason,
@@ -111,15 +147,7 @@ pub async fn wait(
         // else) means the guest gave up.
         _ = tokio::io::AsyncReadExt::read(s, &mut probe) => return Err("gone".into()),
     };
-    match decided {
-        Answer::Deny => Err(format!("{} did not let you in", cfg.host)),
-        Answer::Admit(None) => Ok(v.mode),
-        Answer::Admit(Some(m)) if cfg.allowed.contains(&m) => Ok(m),
-        Answer::Admit(Some(m)) => Err(format!(
-            "{} let you in as {m}, which this session does not allow",
-            cfg.host
-        )),
-    }
+    Ok(decided)
 }
 
 /// The menu item the host chose (its option, then cleared).

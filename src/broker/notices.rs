@@ -91,9 +91,18 @@ fn parent(pid: u32) -> Option<u32> {
 }
 
 /// Was this client started as (or by) one of `started`: the process the
-/// broker spawned is the client itself (unconfined) or its jail.
+/// broker spawned is the client itself (unconfined) or its jail, which
+/// runs the client two processes down (`pairjail exec` and its child).
 fn started_by(c: &ClientInfo, started: &[u32]) -> bool {
-    started.contains(&c.pid) || parent(c.pid).is_some_and(|p| started.contains(&p))
+    let mut pid = Some(c.pid);
+    for _ in 0..3 {
+        match pid {
+            Some(p) if started.contains(&p) => return true,
+            Some(p) => pid = parent(p),
+            None => return false,
+        }
+    }
+    false
 }
 
 /// The host's own clients of the session: its uid, not a control client,
@@ -147,12 +156,16 @@ pub async fn tell_host(t: &Tmux, session: &str, host_uid: u32, guests: &[u32], t
 /// Adds the guests segment in front of the session's status-right (once,
 /// when the broker starts) and makes room for it.
 pub async fn install_segment(t: &Tmux, session: &str) -> Result<(), NoticeError> {
-    let target = format!("={session}");
+    // `=NAME:`, not `=NAME`: set-option takes a pane target, and tmux 3.3
+    // finds no session for a bare `=NAME` there.
+    let target = format!("={session}:");
     let right = tmux(t, &["show-options", "-gv", "status-right"]).await?;
     let length = tmux(t, &["show-options", "-gv", "status-right-length"]).await?;
     let length: u32 = length.trim().parse().unwrap_or(40);
-    let segment = format!("#{{?{SEGMENT_OPTION},#[reverse] #{{{SEGMENT_OPTION}}} #[default] ,}}");
-    let value = format!("{segment}{}", right.trim_end_matches('\n'));
+    let segment = format!("#{{?{SEGMENT_OPTION},#[reverse] #{{{SEGMENT_OPTION}}} #[default],}}");
+    // At the end of the line: when the line is too long for a terminal,
+    // tmux cuts the right part from its left.
+    let value = format!("{} {segment}", right.trim_end_matches('\n'));
     tmux(t, &["set-option", "-t", &target, "status-right", &value]).await?;
     tmux(
         t,
@@ -170,7 +183,7 @@ pub async fn install_segment(t: &Tmux, session: &str) -> Result<(), NoticeError>
 
 /// Sets the segment's text (empty: the segment disappears).
 pub async fn set_segment(t: &Tmux, session: &str, text: &str) -> Result<(), NoticeError> {
-    let target = format!("={session}");
+    let target = format!("={session}:");
     // An option's value is not expanded again when the format shows it,
     // but `#` is still escaped, in case a later format uses E:.
     tmux(
@@ -249,6 +262,14 @@ pub async fn door_menu(
     )
     .await
     .map(drop)
+}
+
+/// Closes a menu (or popup) on a client: how the door takes its question
+/// back once it has an answer.
+pub async fn close_menu(t: &Tmux, client: &str) -> Result<(), NoticeError> {
+    tmux(t, &["display-popup", "-C", "-c", client])
+        .await
+        .map(drop)
 }
 
 #[cfg(test)]
