@@ -130,6 +130,17 @@ impl Roster {
         Ok(rx)
     }
 
+    /// The door of a connection closed (it was answered one way or
+    /// another): nothing can answer it any more.
+    pub fn close_door(&self, serial: u64) {
+        if let Ok(mut g) = self.lock()
+            && let Some(e) = g.get_mut(&serial)
+        {
+            e.door = None;
+            e.status.state = GuestState::Connected;
+        }
+    }
+
     /// The host's answer for every waiting connection of `guest`.
     pub fn answer(&self, guest: &str, answer: Answer) -> Result<usize, RosterError> {
         let mut g = self.lock()?;

@@ -349,7 +349,9 @@ async fn admit(state: Arc<State>, mut s: UnixStream, serial: u64) {
             key: key.as_deref(),
             source: source.as_deref(),
         };
-        match door::wait(&state, &mut s, &visitor, &mut orders).await {
+        let answered = door::wait(&state, &mut s, &visitor, &mut orders).await;
+        state.roster.close_door(serial);
+        match answered {
             Ok(m) => mode = m,
             Err(reason) => {
                 state.roster.remove(serial);
@@ -362,7 +364,6 @@ async fn admit(state: Arc<State>, mut s: UnixStream, serial: u64) {
             return refuse(&mut s, e).await;
         }
         state.roster.update(serial, |g| {
-            g.state = GuestState::Connected;
             g.mode = mode;
             g.since = now();
         });
