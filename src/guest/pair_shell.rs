@@ -20,6 +20,7 @@ const OPTIONS: &[&str] = &[
     "--runtime-dir",
     "--transport",
     "--run",
+    "--key",
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -103,7 +104,7 @@ mod tests {
         let b = own.display().to_string();
         let ok = join_argv(
             &args(&format!(
-                "exec {b} join --host alice --session pair --guest bob --mode mirror --runtime-dir '/run/pair jail' --run 12.34"
+                "exec {b} join --host alice --session pair --guest bob --mode mirror --runtime-dir '/run/pair jail' --run 12.34 --key SHA256:abc+/9"
             )),
             &own,
         )
