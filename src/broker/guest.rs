@@ -114,6 +114,9 @@ struct Link {
     to_guest: Vec<u8>,
     last_input: Instant,
     warned: bool,
+    /// A warning that could not be shown yet (the client was still
+    /// attaching) is tried again from then on.
+    warn_after: Instant,
 }
 
 /// Runs an admitted guest until it leaves, is sent away or the share ends.
@@ -155,6 +158,7 @@ pub async fn relayed(
         to_guest: welcome,
         last_input: Instant::now(),
         warned: false,
+        warn_after: Instant::now(),
     };
     state.announce(format!("{name} joined as {mode}"));
     let (mut rd, wr) = s.into_split();
@@ -227,7 +231,11 @@ fn next_due(link: &Link, joined: Instant) -> Option<(Instant, Due)> {
     let mut due: Vec<(Instant, Due)> = vec![];
     if let Some((at, why)) = end {
         if !link.warned {
-            let when = at.checked_sub(WARNING).unwrap_or(at).max(Instant::now());
+            let when = at
+                .checked_sub(WARNING)
+                .unwrap_or(at)
+                .max(link.warn_after)
+                .min(at);
             let left = at.saturating_duration_since(when).as_secs();
             due.push((
                 when,
@@ -283,10 +291,12 @@ async fn copy(
             },
             _ = tokio::time::sleep_until(at), if due.is_some() => match due.map(|d| d.1) {
                 Some(Due::Warn(text)) => {
-                    link.warned = true;
-                    if let Ok(name) = link.client.name(&state.cfg.tmux).await {
-                        let _ = notices::show(&state.cfg.tmux, &name, &text, 15000).await;
-                    }
+                    let shown = match link.client.name(&state.cfg.tmux).await {
+                        Ok(name) => notices::show(&state.cfg.tmux, &name, &text, 15000).await.is_ok(),
+                        Err(_) => false,
+                    };
+                    link.warned = shown;
+                    link.warn_after = Instant::now() + Duration::from_millis(250);
                 }
                 Some(Due::End(why)) => return Some(why),
                 Some(Due::Idle) => {

@@ -369,7 +369,16 @@ async fn admit(state: Arc<State>, mut s: UnixStream, serial: u64) {
         });
     }
     if direct {
-        return direct_guest(&state, s, serial, guest, mode, orders).await;
+        if limits.idle_timeout.is_some() {
+            state.roster.remove(serial);
+            return refuse(&mut s, "the direct transport cannot enforce the profile's idle_timeout (the broker never sees a direct guest's input); remove it from the guest-direct profile".into()).await;
+        }
+        // The end: the invite's expiry or the profile's max_duration.
+        let mut end = Duration::from_secs(invite.expires.saturating_sub(now()));
+        if let Some(max) = limits.max_duration {
+            end = end.min(Duration::from_secs(max));
+        }
+        return direct_guest(&state, s, serial, guest, mode, orders, end).await;
     }
     let spec = Spec {
         serial,
@@ -397,6 +406,7 @@ async fn direct_guest(
     guest: String,
     mode: Mode,
     mut orders: tokio::sync::mpsc::UnboundedReceiver<Order>,
+    end: Duration,
 ) {
     let cfg = &state.cfg;
     if !cfg.direct {
@@ -423,9 +433,12 @@ async fn direct_guest(
     state.announce(format!("{guest} joined as {mode} (direct)"));
     let mut shutdown = state.shutdown.subscribe();
     let mut buf = [0u8; 64];
+    let deadline = tokio::time::sleep(end);
+    tokio::pin!(deadline);
     let reason = loop {
         tokio::select! {
             _ = s.read(&mut buf) => break None,
+            _ = &mut deadline => break Some("your invite expired, or the guest time limit is up".to_string()),
             _ = shutdown.changed() => break shutdown.borrow().clone(),
             order = orders.recv() => match order {
                 Some(Order::Kick(reason)) => break Some(reason),
