@@ -63,6 +63,15 @@ pub fn dir_711(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Creates `dir` (and its parents) 0700 if missing; an existing one is
+/// left as its owner made it (what is written inside is 0600).
+pub fn dir_700(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod audit;
 pub mod broker;
 pub mod cli;
 pub mod clock;
@@ -18,6 +19,7 @@ pub mod jail;
 pub mod keys;
 pub mod lookup;
 pub mod profile;
+pub mod record;
 pub mod relay;
 pub mod setup;
 pub mod terminal;

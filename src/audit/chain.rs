@@ -1,0 +1,327 @@
+//! The hash chain: appending a line under a lock, and checking a file.
+//!
+//! Every line carries the SHA-256 of the line before it, so a line that
+//! was edited, removed or moved breaks the chain where it was. What a
+//! chain cannot show on its own is a rewrite of everything from the edit
+//! on, or lines cut from the end: `verify` prints the chain's head (the
+//! last line's hash) so it can be compared with a copy kept elsewhere
+//! (the syslog/journald copy carries each line's hash).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use nix::fcntl::{Flock, FlockArg};
+use sha2::{Digest, Sha256};
+
+use super::AuditError;
+use super::event::{Event, Line, VERSION};
+
+/// The `prev` of a file's first line.
+pub const ANCHOR: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Hex SHA-256 of one line's bytes (without its newline).
+pub fn hash(line: &[u8]) -> String {
+    Sha256::digest(line)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Who and where, the same on every line a process writes.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub machine: String,
+    pub host: String,
+    pub session: String,
+}
+
+/// Opens (creating 0600) the log for appending. A symlink or a file that
+/// is not the caller's is refused: the log is where the host said, and
+/// only the host writes it.
+fn open(path: &Path) -> Result<File, AuditError> {
+    let io = |e| AuditError::Io(path.to_path_buf(), e);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::files::dir_700(dir).map_err(io)?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(io)?;
+    let meta = f.metadata().map_err(io)?;
+    if !meta.is_file() || meta.uid() != nix::unistd::Uid::effective().as_raw() {
+        return Err(AuditError::NotYours(path.to_path_buf()));
+    }
+    Ok(f)
+}
+
+/// The last line of `f` (without its newline) and how many lines the
+/// file has; reads backwards from the end, so a long log costs little.
+fn last_line(f: &mut File) -> std::io::Result<Option<Vec<u8>>> {
+    let len = f.seek(SeekFrom::End(0))?;
+    if len == 0 {
+        return Ok(None);
+    }
+    let mut end = len;
+    let mut tail: Vec<u8> = Vec::new();
+    // Skip the final newline, then collect until the one before it.
+    let mut first = true;
+    while end > 0 {
+        let start = end.saturating_sub(4096);
+        let mut chunk = vec![0u8; (end - start) as usize];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut chunk)?;
+        if first && chunk.last() == Some(&b'\n') {
+            chunk.pop();
+        }
+        first = false;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            let mut line = chunk[i + 1..].to_vec();
+            line.extend_from_slice(&tail);
+            return Ok(Some(line));
+        }
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+        end = start;
+    }
+    Ok(Some(tail))
+}
+
+/// Appends one event to the log at `path`, chained to the line before
+/// it; returns the line written (without its newline). Writers in other
+/// processes (the broker, `invite add`) wait on the file's lock.
+pub fn append(path: &Path, origin: &Origin, event: Event) -> Result<String, AuditError> {
+    let io = |e| AuditError::Io(path.to_path_buf(), e);
+    let f = open(path)?;
+    let mut f =
+        Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| io(std::io::Error::from(e)))?;
+    let last = last_line(&mut f).map_err(io)?;
+    let (prev, seq) = match &last {
+        None => (ANCHOR.to_string(), 1),
+        Some(bytes) => {
+            // The next number follows the last line's; a last line that
+            // is not ours (damaged) still gets chained to, and `verify`
+            // names it.
+            let seq = serde_json::from_slice::<serde_json::Value>(bytes)
+                .ok()
+                .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64))
+                .map_or(0, |s| s + 1);
+            (hash(bytes), seq)
+        }
+    };
+    let line = Line {
+        v: VERSION,
+        seq,
+        time: now_rfc3339(),
+        machine: origin.machine.clone(),
+        host: origin.host.clone(),
+        session: origin.session.clone(),
+        event,
+        prev,
+    };
+    let mut text = serde_json::to_string(&line).map_err(AuditError::Encode)?;
+    text.push('\n');
+    // One write of the whole line (O_APPEND), then to disk: an audit line
+    // that was acknowledged is not lost with the machine.
+    f.write_all(text.as_bytes()).map_err(io)?;
+    f.sync_data().map_err(io)?;
+    text.pop();
+    Ok(text)
+}
+
+/// Now, RFC 3339 in UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Report {
+    pub lines: u64,
+    /// Hex SHA-256 of the last line: compare it with a copy kept elsewhere.
+    pub head: Option<String>,
+    /// The first problem, if any.
+    pub problem: Option<Problem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// 1-based line number in the file.
+    pub line: u64,
+    pub what: String,
+}
+
+/// Checks the chain of a whole file; stops at the first problem.
+/// `head`, if given, must be the last line's hash (lines cut from the end).
+pub fn verify(r: impl Read, head: Option<&str>) -> std::io::Result<Report> {
+    let mut prev_hash = ANCHOR.to_string();
+    let mut prev_seq = 0u64;
+    let mut n = 0u64;
+    let mut reader = BufReader::new(r);
+    let mut raw = Vec::new();
+    let problem = |line, what: String| Problem { line, what };
+    loop {
+        raw.clear();
+        if reader.read_until(b'\n', &mut raw)? == 0 {
+            break;
+        }
+        n += 1;
+        if raw.last() != Some(&b'\n') {
+            return Ok(report(n, &prev_hash, Some(problem(n, "the line is cut short (no newline): the file was truncated or is being written".into()))));
+        }
+        raw.pop();
+        let line: Line = match serde_json::from_slice(&raw) {
+            Ok(l) => l,
+            Err(e) => {
+                return Ok(report(
+                    n,
+                    &prev_hash,
+                    Some(problem(n, format!("not an audit line ({e}): changed"))),
+                ));
+            }
+        };
+        if line.seq != prev_seq + 1 {
+            let what = if line.seq > prev_seq + 1 {
+                format!(
+                    "lines removed or moved here (seq jumps from {prev_seq} to {})",
+                    line.seq
+                )
+            } else {
+                format!(
+                    "out of order (seq {} after {prev_seq}): lines were moved or copied",
+                    line.seq
+                )
+            };
+            return Ok(report(n, &prev_hash, Some(problem(n, what))));
+        }
+        if line.prev != prev_hash {
+            // The seq numbers run on, so nothing was removed or moved
+            // here: the line before this one is not what was written.
+            let at = n.saturating_sub(1).max(1);
+            let what = if n == 1 {
+                "the first line does not start the chain (its prev is not the anchor): lines were removed from the start".to_string()
+            } else {
+                format!("changed after it was written (line {n} records a different hash for it)")
+            };
+            return Ok(report(n, &prev_hash, Some(problem(at, what))));
+        }
+        prev_hash = hash(&raw);
+        prev_seq = line.seq;
+    }
+    let mut r = report(n, &prev_hash, None);
+    if let Some(h) = head
+        && n > 0
+        && !h.eq_ignore_ascii_case(&prev_hash)
+    {
+        r.problem = Some(problem(
+            n,
+            format!(
+                "the last line's hash is {prev_hash}, not the head {h} kept elsewhere: the end was changed or cut"
+            ),
+        ));
+    }
+    Ok(r)
+}
+
+fn report(lines: u64, head: &str, problem: Option<Problem>) -> Report {
+    Report {
+        lines,
+        head: (lines > 0).then(|| head.to_string()),
+        problem,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Origin {
+        Origin {
+            machine: "m".into(),
+            host: "alice".into(),
+            session: "s".into(),
+        }
+    }
+
+    fn sample(dir: &Path) -> (std::path::PathBuf, Vec<String>) {
+        let p = dir.join("audit.jsonl");
+        for g in ["bob", "carol", "dave", "erin"] {
+            append(
+                &p,
+                &origin(),
+                Event::Left {
+                    guest: g.into(),
+                    reason: "bye".into(),
+                },
+            )
+            .expect("append");
+        }
+        let text = std::fs::read_to_string(&p).expect("read");
+        (p, text.lines().map(String::from).collect())
+    }
+
+    fn check(lines: &[String]) -> Report {
+        let text = lines.join("\n") + "\n";
+        verify(text.as_bytes(), None).expect("verify")
+    }
+
+    #[test]
+    fn untouched_passes_and_names_its_head() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (_, lines) = sample(d.path());
+        let r = check(&lines);
+        assert_eq!(r.problem, None);
+        assert_eq!(r.lines, 4);
+        assert_eq!(r.head.as_deref(), Some(hash(lines[3].as_bytes()).as_str()));
+    }
+
+    #[test]
+    fn an_edit_a_removal_and_a_swap_are_each_named() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (_, lines) = sample(d.path());
+        let mut edited = lines.clone();
+        edited[1] = edited[1].replace("carol", "caro1");
+        assert_eq!(check(&edited).problem.map(|p| p.line), Some(2));
+        let mut removed = lines.clone();
+        removed.remove(2);
+        assert_eq!(check(&removed).problem.map(|p| p.line), Some(3));
+        let mut swapped = lines.clone();
+        swapped.swap(1, 2);
+        assert_eq!(check(&swapped).problem.map(|p| p.line), Some(2));
+        let mut first_gone = lines.clone();
+        first_gone.remove(0);
+        assert_eq!(check(&first_gone).problem.map(|p| p.line), Some(1));
+    }
+
+    #[test]
+    fn a_cut_end_is_caught_only_against_a_head_kept_elsewhere() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (_, lines) = sample(d.path());
+        let head = hash(lines[3].as_bytes());
+        let text = lines[..3].join("\n") + "\n";
+        let r = verify(text.as_bytes(), Some(&head)).expect("verify");
+        assert_eq!(r.problem.map(|p| p.line), Some(3));
+    }
+
+    #[test]
+    fn a_symlink_is_refused() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let target = d.path().join("elsewhere");
+        std::fs::write(&target, "").expect("write");
+        let link = d.path().join("audit.jsonl");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        let e = append(
+            &link,
+            &origin(),
+            Event::InviteExpired {
+                guest: "bob".into(),
+            },
+        );
+        assert!(e.is_err(), "{e:?}");
+    }
+}

@@ -1,0 +1,437 @@
+//! A session recording: asciicast v2 (what `asciinema play` 2.x and 3.x
+//! and asciinema-player all read), plus a side file that says which guest
+//! typed each input event.
+//!
+//! v2, not v3: asciinema 2.x (Debian's) cannot read v3, and v3 has no
+//! more room for attribution than v2 — its input events carry no author
+//! either. So the cast holds `o` (output), `i` (guest input), `m` (join,
+//! leave and mode markers) and `r` (resize) events; `NAME.inputs.jsonl`
+//! holds, for every `i` event, the same timestamp and the guest's name.
+//!
+//! The size stays bounded under a flood: every byte written (both files)
+//! spends from a token bucket (`rate` bytes a second, at most `burst`
+//! saved up). Output that finds the bucket empty is dropped; when the
+//! bucket has refilled halfway, a marker says how much was skipped and the
+//! broker asks tmux to redraw the recording client, so replay is whole
+//! again from there. A recording is therefore at most
+//! `burst + rate × seconds` bytes (markers, which are never dropped, may
+//! overdraw it by one line each), and never more than `max_size`: there
+//! it stops with a last marker.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("recording {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("cannot encode a recording event: {0}")]
+    Encode(serde_json::Error),
+}
+
+/// How big a recording may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Bytes a second, sustained.
+    pub rate: u64,
+    /// Bytes that may be written at once after a quiet spell.
+    pub burst: u64,
+    /// The whole recording (both files); then it stops.
+    pub max_size: u64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            rate: 64 * 1024,
+            burst: 1024 * 1024,
+            max_size: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// What became of a chunk of output.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Wrote {
+    Written,
+    /// Dropped: over the budget.
+    Skipped,
+    /// Written after a skip: the recording client should be redrawn.
+    Resumed,
+    /// The recording reached `max_size` and ended now (the reason).
+    Stopped(String),
+    /// The recording had already ended.
+    Ended,
+}
+
+pub struct Cast {
+    path: PathBuf,
+    cast: File,
+    inputs: File,
+    start: Instant,
+    budget: Budget,
+    tokens: f64,
+    refilled: Instant,
+    written: u64,
+    skipped: u64,
+    skipping: bool,
+    ended: bool,
+    /// The start of a UTF-8 sequence cut by the end of the last read.
+    carry: Vec<u8>,
+}
+
+fn create(path: &Path) -> Result<File, RecordError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| RecordError::Io(path.to_path_buf(), e))
+}
+
+/// The side file of a cast: `x.cast` → `x.inputs.jsonl`.
+pub fn inputs_path(cast: &Path) -> PathBuf {
+    cast.with_extension("inputs.jsonl")
+}
+
+/// The default directory: `$XDG_STATE_HOME/pairjail/recordings`.
+pub fn default_dir() -> Option<PathBuf> {
+    let env = |k| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("XDG_STATE_HOME")
+        .filter(|p| p.is_absolute())
+        .or_else(|| env("HOME").map(|h| h.join(".local/state")))
+        .map(|s| s.join("pairjail/recordings"))
+}
+
+/// Where an unfinished UTF-8 sequence starts at the end of `b` (or
+/// `b.len()` when none is).
+fn unfinished(b: &[u8]) -> usize {
+    for back in 1..=b.len().min(3) {
+        let i = b.len() - back;
+        match b[i] {
+            c if c < 0x80 => return b.len(),
+            c if c >= 0xC0 => {
+                let need = if c >= 0xF0 {
+                    4
+                } else if c >= 0xE0 {
+                    3
+                } else {
+                    2
+                };
+                return if need > back { i } else { b.len() };
+            }
+            _ => {}
+        }
+    }
+    b.len()
+}
+
+/// Text of `bytes` with a UTF-8 sequence cut at the end held back for
+/// the next call; invalid bytes become U+FFFD.
+fn utf8(carry: &mut Vec<u8>, bytes: &[u8]) -> String {
+    carry.extend_from_slice(bytes);
+    let cut = unfinished(carry);
+    let text = String::from_utf8_lossy(&carry[..cut]).into_owned();
+    carry.drain(..cut);
+    text
+}
+
+impl Cast {
+    /// Creates `DIR/SESSION-TIME.cast` (0600, never over another file)
+    /// and its side file, and writes the header.
+    pub fn create(
+        dir: &Path,
+        session: &str,
+        title: &str,
+        size: (u16, u16),
+        term: &str,
+        budget: Budget,
+    ) -> Result<Cast, RecordError> {
+        crate::files::dir_700(dir).map_err(|e| RecordError::Io(dir.to_path_buf(), e))?;
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            .to_string()
+            .replace([':', '-'], "");
+        let mut n = 0;
+        let (path, cast) = loop {
+            let name = if n == 0 {
+                format!("{session}-{stamp}.cast")
+            } else {
+                format!("{session}-{stamp}-{n}.cast")
+            };
+            let path = dir.join(name);
+            match create(&path) {
+                Err(RecordError::Io(_, e))
+                    if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 =>
+                {
+                    n += 1
+                }
+                Err(e) => return Err(e),
+                Ok(f) => break (path, f),
+            }
+        };
+        let inputs = create(&inputs_path(&path))?;
+        let header = serde_json::json!({
+            "version": 2,
+            "width": size.0,
+            "height": size.1,
+            "timestamp": crate::clock::now(),
+            "title": title,
+            "env": {"TERM": term, "SHELL": "/bin/sh"},
+        });
+        let mut c = Cast {
+            path,
+            cast,
+            inputs,
+            start: Instant::now(),
+            tokens: budget.burst as f64,
+            refilled: Instant::now(),
+            budget,
+            written: 0,
+            skipped: 0,
+            skipping: false,
+            ended: false,
+            carry: Vec::new(),
+        };
+        let text = header.to_string() + "\n";
+        c.spend(text.len() as u64);
+        c.put_cast(&text)?;
+        Ok(c)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes written so far (both files).
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    fn time(&self) -> f64 {
+        (self.start.elapsed().as_micros() as f64) / 1e6
+    }
+
+    fn refill(&mut self) {
+        let now = Instant::now();
+        let dt = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + dt * self.budget.rate as f64).min(self.budget.burst as f64);
+    }
+
+    fn spend(&mut self, n: u64) {
+        self.tokens -= n as f64;
+    }
+
+    fn put_cast(&mut self, text: &str) -> Result<(), RecordError> {
+        self.cast
+            .write_all(text.as_bytes())
+            .map_err(|e| RecordError::Io(self.path.clone(), e))?;
+        self.written += text.len() as u64;
+        Ok(())
+    }
+
+    fn event(&self, code: &str, data: &str) -> Result<String, RecordError> {
+        let mut s =
+            serde_json::to_string(&(self.time(), code, data)).map_err(RecordError::Encode)?;
+        s.push('\n');
+        Ok(s)
+    }
+
+    /// Past `max_size` with `more` bytes: the recording ends here.
+    fn over_max(&mut self, more: u64) -> Result<Option<String>, RecordError> {
+        if self.written + more <= self.budget.max_size {
+            return Ok(None);
+        }
+        let why = format!(
+            "the recording reached its size limit ({} bytes)",
+            self.budget.max_size
+        );
+        let last = self.event(
+            "m",
+            &format!("pairjail: {why}; nothing after this is recorded"),
+        )?;
+        self.put_cast(&last)?;
+        self.ended = true;
+        Ok(Some(why))
+    }
+
+    /// Session output, as the recording client got it.
+    pub fn output(&mut self, bytes: &[u8]) -> Result<Wrote, RecordError> {
+        if self.ended {
+            return Ok(Wrote::Ended);
+        }
+        self.refill();
+        if self.skipping {
+            if self.tokens < (self.budget.burst / 2) as f64 {
+                self.skipped += bytes.len() as u64;
+                return Ok(Wrote::Skipped);
+            }
+            let note = self.event(
+                "m",
+                &format!(
+                    "pairjail: {} bytes of output were not recorded (more than {} bytes a second)",
+                    self.skipped, self.budget.rate
+                ),
+            )?;
+            if let Some(why) = self.over_max(note.len() as u64)? {
+                return Ok(Wrote::Stopped(why));
+            }
+            self.spend(note.len() as u64);
+            self.put_cast(&note)?;
+            self.skipping = false;
+            self.skipped = 0;
+            // What tmux sends from here on continues a stream whose middle
+            // is gone: the first chunk is dropped too, and the redraw the
+            // caller asks for makes the screen whole.
+            self.carry.clear();
+            return Ok(Wrote::Resumed);
+        }
+        let text = utf8(&mut self.carry, bytes);
+        if text.is_empty() {
+            return Ok(Wrote::Written);
+        }
+        let line = self.event("o", &text)?;
+        let cost = line.len() as u64;
+        if self.tokens < cost as f64 {
+            self.skipping = true;
+            self.skipped += bytes.len() as u64;
+            self.carry.clear();
+            return Ok(Wrote::Skipped);
+        }
+        if let Some(why) = self.over_max(cost)? {
+            return Ok(Wrote::Stopped(why));
+        }
+        self.spend(cost);
+        self.put_cast(&line)?;
+        Ok(Wrote::Written)
+    }
+
+    /// A guest's input: an `i` event in the cast and the guest's name at
+    /// the same time in the side file. Over the budget, a marker says
+    /// whose input went unrecorded.
+    pub fn input(&mut self, guest: &str, bytes: &[u8]) -> Result<Wrote, RecordError> {
+        if self.ended {
+            return Ok(Wrote::Ended);
+        }
+        self.refill();
+        let data = String::from_utf8_lossy(bytes);
+        let t = self.time();
+        let line = serde_json::to_string(&(t, "i", &data)).map_err(RecordError::Encode)? + "\n";
+        let side =
+            serde_json::to_string(&serde_json::json!({"time": t, "guest": guest, "data": data}))
+                .map_err(RecordError::Encode)?
+                + "\n";
+        let cost = (line.len() + side.len()) as u64;
+        if self.tokens < cost as f64 {
+            self.skipping = true;
+            self.skipped += bytes.len() as u64;
+            return Ok(Wrote::Skipped);
+        }
+        if let Some(why) = self.over_max(cost)? {
+            return Ok(Wrote::Stopped(why));
+        }
+        self.spend(cost);
+        self.put_cast(&line)?;
+        self.inputs
+            .write_all(side.as_bytes())
+            .map_err(|e| RecordError::Io(inputs_path(&self.path), e))?;
+        self.written += side.len() as u64;
+        Ok(Wrote::Written)
+    }
+
+    /// A marker (join, leave, mode change): always written while the
+    /// recording lasts.
+    pub fn marker(&mut self, text: &str) -> Result<Wrote, RecordError> {
+        if self.ended {
+            return Ok(Wrote::Ended);
+        }
+        self.refill();
+        let line = self.event("m", text)?;
+        if let Some(why) = self.over_max(line.len() as u64)? {
+            return Ok(Wrote::Stopped(why));
+        }
+        self.spend(line.len() as u64);
+        self.put_cast(&line)?;
+        Ok(Wrote::Written)
+    }
+
+    /// The recording client's new size.
+    pub fn resize(&mut self, cols: u16, rows: u16) -> Result<Wrote, RecordError> {
+        if self.ended {
+            return Ok(Wrote::Ended);
+        }
+        let line = self.event("r", &format!("{cols}x{rows}"))?;
+        self.spend(line.len() as u64);
+        self.put_cast(&line)?;
+        Ok(Wrote::Written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_utf8_sequence_waits_for_its_end() {
+        let mut carry = vec![];
+        let s = "é→x".as_bytes();
+        let mut out = String::new();
+        for b in s {
+            out.push_str(&utf8(&mut carry, std::slice::from_ref(b)));
+        }
+        assert_eq!(out, "é→x");
+        assert_eq!(utf8(&mut carry, b"a\xffb"), "a\u{fffd}b");
+    }
+
+    #[test]
+    fn a_flood_stays_within_the_budget() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let budget = Budget {
+            rate: 1000,
+            burst: 4000,
+            max_size: 1 << 30,
+        };
+        let mut c = Cast::create(d.path(), "s", "t", (80, 24), "xterm", budget).expect("create");
+        let chunk = vec![b'y'; 512];
+        let t = Instant::now();
+        let mut skipped = 0;
+        while t.elapsed().as_millis() < 300 {
+            if c.output(&chunk).expect("output") == Wrote::Skipped {
+                skipped += 1;
+            }
+        }
+        let bound = budget.burst as f64 + budget.rate as f64 * t.elapsed().as_secs_f64() + 200.0;
+        assert!(skipped > 0);
+        assert!((c.written() as f64) <= bound, "{} > {bound}", c.written());
+    }
+
+    #[test]
+    fn the_size_limit_ends_the_recording() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let budget = Budget {
+            rate: 1 << 30,
+            burst: 1 << 30,
+            max_size: 2000,
+        };
+        let mut c = Cast::create(d.path(), "s", "t", (80, 24), "xterm", budget).expect("create");
+        let mut stopped = false;
+        for _ in 0..100 {
+            match c.output(&[b'y'; 100]).expect("output") {
+                Wrote::Stopped(_) => stopped = true,
+                Wrote::Ended => break,
+                _ => {}
+            }
+        }
+        assert!(stopped);
+        let size = std::fs::metadata(c.path()).expect("meta").len();
+        assert!(size <= 2000 + 200, "{size}");
+    }
+}
