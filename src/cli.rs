@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
-    self, docs, doctor, exec, invite, join, moderate, probe, profile, session, setup,
+    self, audit, docs, doctor, exec, invite, join, moderate, probe, profile, session, setup,
 };
 
 /// Share a tmux session over plain SSH with every guest locked in a jail.
@@ -45,6 +45,9 @@ pub enum Command {
     Approve(moderate::ApproveArgs),
     /// Turn a guest waiting at the door away.
     Deny(moderate::DenyArgs),
+    /// Read the audit log: verify its hash chain, show it, print its schema.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// sshd's forced command for a guest (written into authorized_keys, not typed).
     Join(join::JoinArgs),
     /// (internal) The broker daemon of one shared session; its config comes on stdin.
@@ -109,6 +112,7 @@ pub fn run() -> ExitCode {
         Command::Mode(a) => moderate::mode(a),
         Command::Approve(a) => moderate::approve(a),
         Command::Deny(a) => moderate::deny(a),
+        Command::Audit(c) => audit::run(c),
         Command::Join(a) => join::run(a),
         Command::Broker => session::broker(),
         Command::Relay(a) => join::relay(a),

@@ -134,3 +134,63 @@ pub fn read(
     }
     Ok(out)
 }
+
+impl Sink {
+    /// The calling host's own log (`default_path`), and syslog if
+    /// `$PAIRJAIL_AUDIT_SYSLOG` names its socket.
+    pub fn host(host: &str, session: &str) -> Result<Sink, AuditError> {
+        Ok(Sink {
+            path: default_path()?,
+            syslog: std::env::var_os("PAIRJAIL_AUDIT_SYSLOG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            origin: Origin {
+                machine: machine(),
+                host: host.to_string(),
+                session: session.to_string(),
+            },
+        })
+    }
+}
+
+/// An invite's events, written by the command that changed the store.
+/// The change is already made: a log that cannot be written is a warning
+/// on stderr, not a failure that would hide it.
+pub fn invites(host: &str, changes: impl IntoIterator<Item = (String, Event)>) {
+    for (session, event) in changes {
+        let done = Sink::host(host, &session).and_then(|s| s.record(event));
+        if let Err(e) = done {
+            eprintln!("pairjail: warning: not in the audit log: {e}");
+        }
+    }
+}
+
+/// `invite-added` for an invite.
+pub fn invite_added(i: &crate::keys::invites::Invite) -> (String, Event) {
+    (
+        i.session.clone(),
+        Event::InviteAdded {
+            guest: i.name.clone(),
+            mode: i.mode,
+            keys: i.fingerprints.clone(),
+            expires: crate::clock::rfc3339(i.expires),
+            approve: i.approve,
+            direct: i.direct,
+        },
+    )
+}
+
+/// `invite-expired` or `invite-revoked` (with why) for a removed invite.
+pub fn invite_removed(i: &crate::keys::invites::Invite, reason: &str) -> (String, Event) {
+    let event = if i.expires <= crate::clock::now() {
+        Event::InviteExpired {
+            guest: i.name.clone(),
+        }
+    } else {
+        Event::InviteRevoked {
+            guest: i.name.clone(),
+            reason: reason.to_string(),
+        }
+    };
+    (i.session.clone(), event)
+}

@@ -19,6 +19,7 @@ use super::notices;
 use super::protocol::{Frame, Msg};
 use super::roster::{Answer, Order};
 use super::state::State;
+use crate::audit::Decider;
 use crate::profile::Mode;
 
 /// Who is at the door, for the host's prompt.
@@ -38,19 +39,26 @@ fn token() -> Result<String, String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Why a guest did not get past the door.
+pub enum Shut {
+    /// Turned away, by whom, and the line the guest gets.
+    Denied(Decider, String),
+    /// The guest gave up, or the share ended, while it waited.
+    Gone(String),
+}
+
 /// Waits for the host's answer. Ok(mode): let in, in that mode.
-/// Err(reason): turned away (the line the guest gets).
 pub async fn wait(
     state: &State,
     s: &mut UnixStream,
     v: &Visitor<'_>,
     orders: &mut UnboundedReceiver<Order>,
-) -> Result<Mode, String> {
+) -> Result<Mode, Shut> {
     let cfg = &state.cfg;
     let answer = state
         .roster
         .wait_at_door(v.serial)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Shut::Denied(Decider::Host, e.to_string()))?;
     let secs = cfg.approve_timeout.as_secs();
     let waiting = Frame::Msg(Msg::Waiting {
         text: format!(
@@ -59,7 +67,7 @@ pub async fn wait(
         ),
     });
     if s.write_all(&waiting.encode()).await.is_err() {
-        return Err("gone".into());
+        return Err(Shut::Gone("gave up".into()));
     }
     let who = format!(
         "{} wants to join as {} (key {}, from {})",
@@ -72,10 +80,10 @@ pub async fn wait(
         "{who}: answer in the menu, or `pairjail approve {0}` / `pairjail deny {0}`",
         v.name
     ));
-    let token = token()?;
+    let token = token().map_err(|e| Shut::Denied(Decider::Host, e))?;
     let option = format!("@pairjail-door-{token}");
     let channel = format!("pairjail-door-{token}");
-    let guests = state.roster.clients();
+    let guests = state.own_clients();
     // display-menu returns only when its menu closes: each runs in its own
     // task, dropped (and its tmux client killed) when the door closes.
     let mut menus = tokio::task::JoinSet::new();
@@ -97,12 +105,18 @@ pub async fn wait(
     }
     let decided = decided?;
     match decided {
-        Answer::Deny => Err(format!("{} did not let you in", cfg.host)),
+        Answer::Deny => Err(Shut::Denied(
+            Decider::Host,
+            format!("{} did not let you in", cfg.host),
+        )),
         Answer::Admit(None) => Ok(v.mode),
         Answer::Admit(Some(m)) if cfg.allowed.contains(&m) => Ok(m),
-        Answer::Admit(Some(m)) => Err(format!(
-            "{} let you in as {m}, which this session does not allow",
-            cfg.host
+        Answer::Admit(Some(m)) => Err(Shut::Denied(
+            Decider::Host,
+            format!(
+                "{} let you in as {m}, which this session does not allow",
+                cfg.host
+            ),
         )),
     }
 }
@@ -116,7 +130,7 @@ async fn decide(
     channel: &str,
     option: &str,
     orders: &mut UnboundedReceiver<Order>,
-) -> Result<Answer, String> {
+) -> Result<Answer, Shut> {
     let cfg = &state.cfg;
     let mut waiter = tokio::process::Command::from(cfg.tmux.command());
     waiter
@@ -125,27 +139,30 @@ async fn decide(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true);
-    let mut waiter = waiter
-        .spawn()
-        .map_err(|e| format!("the door cannot wait for the menu: {e}"))?;
+    let mut waiter = waiter.spawn().map_err(|e| {
+        Shut::Denied(
+            Decider::Host,
+            format!("the door cannot wait for the menu: {e}"),
+        )
+    })?;
     let mut shutdown = state.shutdown.subscribe();
     let mut probe = [0u8; 1];
     let decided = tokio::select! {
         a = answer => a.unwrap_or(Answer::Deny),
         _ = waiter.wait() => menu_answer(state, option).await,
         _ = tokio::time::sleep(cfg.approve_timeout) => {
-            return Err(format!("{} did not answer within {} s", cfg.host, cfg.approve_timeout.as_secs()));
+            return Err(Shut::Denied(Decider::Timeout, format!("{} did not answer within {} s", cfg.host, cfg.approve_timeout.as_secs())));
         }
-        order = orders.recv() => return Err(match order {
+        order = orders.recv() => return Err(Shut::Denied(Decider::Host, match order {
             Some(Order::Kick(reason)) => reason,
             _ => "turned away".into(),
-        }),
+        })),
         _ = shutdown.changed() => {
-            return Err(shutdown.borrow().clone().unwrap_or_else(|| "the session ended".into()));
+            return Err(Shut::Gone(shutdown.borrow().clone().unwrap_or_else(|| "the session ended".into())));
         }
         // join sends nothing before it is let in: a close (or anything
         // else) means the guest gave up.
-        _ = tokio::io::AsyncReadExt::read(s, &mut probe) => return Err("gone".into()),
+        _ = tokio::io::AsyncReadExt::read(s, &mut probe) => return Err(Shut::Gone("gave up".into())),
     };
     Ok(decided)
 }

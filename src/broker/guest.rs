@@ -22,6 +22,7 @@ use super::protocol::{Frame, FrameError, Limits, Msg, clamp_size, read_frame_asy
 use super::roster::Order;
 use super::state::{State, log};
 use super::tmux::{Tmux, literal};
+use crate::audit::Event;
 use crate::profile::Mode;
 use crate::terminal as pty;
 
@@ -43,6 +44,9 @@ pub struct Spec {
     pub limits: Limits,
     /// Unix seconds: the invite's expiry.
     pub expires: Option<u64>,
+    /// The key fingerprint and source address, for the audit log.
+    pub key: Option<String>,
+    pub source: Option<String>,
 }
 
 struct Client {
@@ -70,10 +74,15 @@ fn spawn_client(state: &State, spec: &Spec, mode: Mode) -> Result<Client, String
         Mode::Pair => "you type in the host's session",
         Mode::Rogue => "your own window in the host's session",
     };
+    let recorded = if state.recording().is_some() {
+        " · recorded"
+    } else {
+        ""
+    };
     let banner = format!(
         "{} · leave: #{{prefix}} d",
         literal(&format!(
-            "pairjail: {}'s session {} · you are {mode}: {what}",
+            "pairjail: {}'s session {} · you are {mode}: {what}{recorded}",
             cfg.host, cfg.session
         ))
     );
@@ -130,6 +139,7 @@ pub async fn relayed(
 ) {
     let serial = spec.serial;
     let name = spec.name.clone();
+    let (key, source) = (spec.key.clone(), spec.source.clone());
     let client = match spawn_client(&state, &spec, mode) {
         Ok(c) => c,
         Err(e) => {
@@ -148,6 +158,7 @@ pub async fn relayed(
     let welcome = Frame::Msg(Msg::Welcome {
         session: state.cfg.session.clone(),
         mode,
+        recorded: state.recording().is_some(),
     })
     .encode();
     let mut link = Link {
@@ -161,6 +172,12 @@ pub async fn relayed(
         warn_after: Instant::now(),
     };
     state.announce(format!("{name} joined as {mode}"));
+    let _ = state.record(Event::Joined {
+        guest: name.clone(),
+        mode,
+        key: key.clone(),
+        source: source.clone(),
+    });
     let (mut rd, wr) = s.into_split();
     let reason = copy(&state, &mut link, &mut rd, &wr, &mut buf, &mut orders).await;
     if let Some(reason) = &reason {
@@ -175,10 +192,12 @@ pub async fn relayed(
     }
     let _ = link.client.child.kill().await;
     state.roster.remove(serial);
-    state.announce(format!(
-        "{name} left ({})",
-        reason.as_deref().unwrap_or("disconnected")
-    ));
+    let reason = reason.unwrap_or_else(|| "disconnected".into());
+    state.announce(format!("{name} left ({reason})"));
+    let _ = state.record(Event::Left {
+        guest: name,
+        reason,
+    });
 }
 
 async fn flush(
@@ -282,7 +301,10 @@ async fn copy(
                 return Some(shutdown.borrow().clone().unwrap_or_else(|| "the session ended".into()));
             }
             order = orders.recv() => match order {
-                Some(Order::Kick(reason)) => return Some(reason),
+                Some(Order::Kick(reason)) => {
+                    let _ = state.record(Event::Kicked { guest: link.spec.name.clone(), reason: reason.clone() });
+                    return Some(reason);
+                }
                 Some(Order::Mode(mode, reply)) => {
                     let r = change_mode(state, link, mode).await;
                     let _ = reply.send(r);
@@ -318,6 +340,8 @@ async fn copy(
                     }
                     // The whole point of mirror mode: its input goes nowhere.
                     if link.mode != Mode::Mirror {
+                        // Recorded as this guest's before tmux has it.
+                        state.with_cast(|c| c.input(&link.spec.name, &bytes));
                         link.to_tmux.extend_from_slice(&bytes);
                     }
                 }
@@ -421,5 +445,10 @@ async fn change_mode(state: &State, link: &mut Link, mode: Mode) -> Result<Strin
         let _ = notices::show(&state.cfg.tmux, &name, &text, 5000).await;
     }
     state.announce(format!("{name} is now {mode} (was {old})"));
+    let _ = state.record(Event::ModeChanged {
+        guest: name.clone(),
+        from: old,
+        to: mode,
+    });
     Ok(format!("{name} is now {mode} ({how})"))
 }

@@ -8,6 +8,7 @@ pub mod liveness;
 pub mod notices;
 pub mod paths;
 pub mod protocol;
+pub mod recorder;
 pub mod roster;
 pub mod server;
 pub mod share;

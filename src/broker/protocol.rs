@@ -63,6 +63,9 @@ pub enum Msg {
     Welcome {
         session: String,
         mode: Mode,
+        /// The share is recorded (the guest's banner says so).
+        #[serde(default)]
+        recorded: bool,
     },
     /// broker → join: you are not, and why (one line for the guest).
     Refused {
@@ -80,7 +83,7 @@ pub enum Msg {
     /// control: ask for the session's state.
     Status,
     StatusReply {
-        session: SessionStatus,
+        session: Box<SessionStatus>,
     },
     /// control: end the session.
     Stop,
@@ -126,6 +129,12 @@ pub struct Limits {
     /// Seconds without input until the guest is disconnected.
     #[serde(default)]
     pub idle_timeout: Option<u64>,
+    /// The guest is let in only to a recorded share.
+    #[serde(default)]
+    pub require_recording: bool,
+    /// The guest is let in only to a share with an audit log.
+    #[serde(default)]
+    pub require_audit_log: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +151,12 @@ pub struct SessionStatus {
     /// Every guest waits at the door for the host (`start --approve`).
     #[serde(default)]
     pub approve: bool,
+    /// The recording's file, while the share is recorded.
+    #[serde(default)]
+    pub recording: Option<String>,
+    /// The audit log this share appends to (None: `--no-audit`).
+    #[serde(default)]
+    pub audit_log: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,6 +320,8 @@ mod tests {
                     allowed_modes: vec![Mode::Pair],
                     max_duration: Some(60),
                     idle_timeout: None,
+                    require_recording: true,
+                    require_audit_log: false,
                 },
             }),
             Frame::Msg(Msg::Resize {

@@ -7,18 +7,20 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::door::{self, Visitor};
+use super::door::{self, Shut, Visitor};
 use super::guest::{self, Spec};
 use super::paths::check_name;
 use super::protocol::{
     Frame, GuestState, GuestStatus, Msg, SessionStatus, VERSION, clamp_size, read_frame_async,
 };
+use super::recorder;
 use super::roster::{Answer, Order};
 pub use super::state::Config;
 use super::state::{State, log};
+use crate::audit::{Decider, Event, Transport};
 use crate::clock::now;
 use crate::keys::registry;
 use crate::profile::Mode;
@@ -49,6 +51,20 @@ async fn serve(cfg: Config) -> Result<(), String> {
     let control = bind(&cfg.paths.control, 0o600)?;
     let (state, announcer) = State::new(cfg);
     let mut rx = state.shutdown.subscribe();
+    // A share that was asked to record or audit does not start without.
+    let recording = match state.cfg.record {
+        Some(_) => Some(recorder::start(&state).await?),
+        None => None,
+    };
+    let c = &state.cfg;
+    state.record(Event::SessionStart {
+        allowed_modes: c.allowed.clone(),
+        default_mode: c.default_mode,
+        approve: c.approve,
+        direct: c.direct,
+        confined: c.confinement.is_some(),
+        recording: recording.map(|p| p.display().to_string()),
+    })?;
     tokio::spawn(announcer);
     tokio::spawn(watch_session(state.clone()));
     println!("ready");
@@ -76,6 +92,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
         while tasks.join_next().await.is_some() {}
     })
     .await;
+    let _ = state.record(Event::SessionStop { reason });
     state.cfg.tmux.kill_server();
     let _ = std::fs::remove_file(&state.cfg.paths.broker);
     let _ = std::fs::remove_file(&state.cfg.paths.control);
@@ -101,13 +118,24 @@ async fn watch_session(state: Arc<State>) {
         Err(e) => format!("cannot watch the session: {e}"),
         Ok(mut child) => {
             let _stdin = child.stdin.take();
-            let mut out = child.stdout.take();
-            let mut buf = [0u8; 4096];
+            let out = child.stdout.take();
             let mut shutdown = state.shutdown.subscribe();
-            while let Some(o) = out.as_mut() {
-                tokio::select! {
-                    n = o.read(&mut buf) => if matches!(n, Ok(0) | Err(_)) { break },
-                    _ = shutdown.changed() => return,
+            if let Some(o) = out {
+                let mut lines = tokio::io::BufReader::new(o).lines();
+                loop {
+                    tokio::select! {
+                        line = lines.next_line() => match line {
+                            Ok(Some(l)) => {
+                                // A window resized or another one shown:
+                                // the recording follows its size.
+                                if l.starts_with("%layout-change") || l.starts_with("%session-window-changed") {
+                                    state.layout.send_modify(|n| *n += 1);
+                                }
+                            }
+                            _ => break,
+                        },
+                        _ = shutdown.changed() => return,
+                    }
                 }
             }
             "the host's session ended".to_string()
@@ -141,7 +169,7 @@ async fn control(state: &State, msg: Msg) -> Msg {
     };
     match msg {
         Msg::Status => Msg::StatusReply {
-            session: status(state),
+            session: Box::new(status(state)),
         },
         Msg::Stop => {
             state.end("the host stopped the session");
@@ -217,6 +245,12 @@ fn status(state: &State) -> SessionStatus {
         guests: state.roster.list(),
         confinement: state.cfg.confinement.clone(),
         approve: state.cfg.approve,
+        recording: state.recording().map(|p| p.display().to_string()),
+        audit_log: state
+            .cfg
+            .audit
+            .as_ref()
+            .map(|a| a.path.display().to_string()),
     }
 }
 
@@ -244,18 +278,86 @@ async fn refuse(s: &mut UnixStream, reason: String) {
         .await;
 }
 
+/// Who is knocking, as far as the broker knows yet (for the audit log).
+#[derive(Debug, Default)]
+struct Who {
+    guest: Option<String>,
+    key: Option<String>,
+    source: Option<String>,
+}
+
+/// Why a connection goes no further.
+enum Turned {
+    /// Refused by a rule: recorded as `refused`.
+    Refused(String),
+    /// Turned away at the door (already recorded as `denied`).
+    Denied(String),
+    /// The guest gave up or the share ended while it waited (recorded).
+    Gone(String),
+}
+
+impl From<String> for Turned {
+    fn from(reason: String) -> Self {
+        Turned::Refused(reason)
+    }
+}
+
 /// A new connection on the broker socket: checks who it is against the
 /// host's own invites, holds it at the door if the host asked for that,
-/// then hands it to the relay (or registers a direct guest).
+/// then hands it to the relay (or registers a direct guest). Every
+/// refusal is in the audit log with who it was and why.
 async fn admit(state: Arc<State>, mut s: UnixStream, serial: u64) {
-    let cfg = &state.cfg;
-    let uid = peer_uid(&s);
-    if !uid.is_some_and(|u| u == cfg.host_uid || cfg.guest_uids.contains(&u)) {
-        return refuse(&mut s, "this user may not join this session".into()).await;
-    }
+    let mut who = Who::default();
     let mut buf = Vec::new();
-    let hello =
-        tokio::time::timeout(Duration::from_secs(5), read_frame_async(&mut s, &mut buf)).await;
+    let admitted = check(&state, &mut s, &mut buf, serial, &mut who).await;
+    let a = match admitted {
+        Ok(a) => a,
+        Err(Turned::Refused(reason)) => {
+            let _ = state.record(Event::Refused {
+                guest: who.guest,
+                key: who.key,
+                source: who.source,
+                reason: reason.clone(),
+            });
+            return refuse(&mut s, reason).await;
+        }
+        Err(Turned::Denied(reason) | Turned::Gone(reason)) => return refuse(&mut s, reason).await,
+    };
+    if a.direct {
+        return direct_guest(&state, s, serial, a).await;
+    }
+    guest::relayed(state.clone(), s, buf, a.spec, a.mode, a.orders).await;
+}
+
+/// A guest let in, and what it was given.
+struct Admission {
+    spec: Spec,
+    mode: Mode,
+    direct: bool,
+    key: Option<String>,
+    source: Option<String>,
+    /// When a direct guest's connection ends (invite expiry, max_duration).
+    end: Duration,
+    orders: tokio::sync::mpsc::UnboundedReceiver<Order>,
+}
+
+async fn check(
+    state: &Arc<State>,
+    s: &mut UnixStream,
+    buf: &mut Vec<u8>,
+    serial: u64,
+    who: &mut Who,
+) -> Result<Admission, Turned> {
+    let cfg = &state.cfg;
+    let uid = peer_uid(s);
+    if !uid.is_some_and(|u| u == cfg.host_uid || cfg.guest_uids.contains(&u)) {
+        return Err(format!(
+            "this user (uid {}) may not join this session",
+            uid.map_or("unknown".into(), |u| u.to_string())
+        )
+        .into());
+    }
+    let hello = tokio::time::timeout(Duration::from_secs(5), read_frame_async(s, buf)).await;
     let Ok(Ok(Some(Frame::Msg(Msg::Hello {
         version,
         guest,
@@ -270,160 +372,215 @@ async fn admit(state: Arc<State>, mut s: UnixStream, serial: u64) {
         limits,
     })))) = hello
     else {
-        return refuse(&mut s, "expected a hello".into()).await;
+        return Err("expected a hello".to_string().into());
     };
     if version != VERSION {
-        return refuse(&mut s, format!("protocol version {version} is not supported: the host runs pairjail with protocol {VERSION}; update pairjail")).await;
+        return Err(format!("protocol version {version} is not supported: the host runs pairjail with protocol {VERSION}; update pairjail").into());
     }
-    if let Err(e) = check_name("guest", &guest) {
-        return refuse(&mut s, e).await;
+    check_name("guest", &guest)?;
+    who.guest = Some(guest.clone());
+    who.source = source.clone().filter(|s| valid_source(s));
+    if key.as_deref().is_some_and(valid_fingerprint) {
+        who.key = key.clone();
     }
     if run.is_some_and(|r| r != cfg.run) {
-        return refuse(
-            &mut s,
+        return Err(
             "this invite was for an earlier run of the session; ask the host to invite you again"
+                .to_string()
                 .into(),
-        )
-        .await;
+        );
     }
     // Who the guest is and what it may do come from the host's own invite
     // store, never from the hello: a client that names a guest or a mode
     // the host did not invite to this run gets nothing.
-    let invite = match registry::admission(&cfg.runtime, &cfg.host, &cfg.session, &guest, cfg.run) {
-        Ok(i) => i,
-        Err(e) => return refuse(&mut s, e).await,
-    };
+    let invite = registry::admission(&cfg.runtime, &cfg.host, &cfg.session, &guest, cfg.run)?;
     if mode.is_some_and(|m| m != invite.mode) || direct != invite.direct {
-        return refuse(
-            &mut s,
-            format!(
-                "{guest} is invited as {}{}, not as asked",
-                invite.mode,
-                if invite.direct { " (direct)" } else { "" }
-            ),
+        return Err(format!(
+            "{guest} is invited as {}{}, not as asked",
+            invite.mode,
+            if invite.direct { " (direct)" } else { "" }
         )
-        .await;
+        .into());
     }
     // The key the guest says it used must be one of the invite's; with
     // none said, an invite of one key names it.
     let key = match &key {
         Some(k) if valid_fingerprint(k) && invite.fingerprints.contains(k) => Some(k.clone()),
         Some(_) => {
-            return refuse(
-                &mut s,
-                format!("{guest} logged in with a key that is not in the invite"),
-            )
-            .await;
+            return Err(format!("{guest} logged in with a key that is not in the invite").into());
         }
         None if invite.fingerprints.len() == 1 => invite.fingerprints.first().cloned(),
         None => None,
     };
+    who.key = key.clone();
     let requested = invite.mode;
-    if let Err(e) = cfg.mode_allowed(&limits.allowed_modes, requested) {
-        return refuse(&mut s, e).await;
+    let attempt = state.record(Event::JoinAttempt {
+        guest: guest.clone(),
+        key: key.clone(),
+        source: who.source.clone(),
+        mode: requested,
+        transport: if direct {
+            Transport::Direct
+        } else {
+            Transport::Relay
+        },
+    });
+    if limits.require_audit_log {
+        match (&cfg.audit, attempt) {
+            (None, _) => return Err("the guest's jail profile requires an audit log, and the host started the share with --no-audit".to_string().into()),
+            (Some(_), Err(e)) => return Err(format!("the guest's jail profile requires an audit log, which cannot be written: {e}").into()),
+            (Some(_), Ok(())) => {}
+        }
     }
+    if limits.require_recording && state.recording().is_none() {
+        return Err("the guest's jail profile requires a recording, and this share is not recorded (the host starts it with --record)".to_string().into());
+    }
+    cfg.mode_allowed(&limits.allowed_modes, requested)?;
     if limits.max_duration == Some(0) || limits.idle_timeout == Some(0) {
-        return refuse(&mut s, "the guest profile's time limits are zero".into()).await;
+        return Err("the guest profile's time limits are zero"
+            .to_string()
+            .into());
+    }
+    if direct {
+        direct_allowed(state, requested, &limits)?;
     }
     let (cols, rows) = clamp_size(cols, rows);
     let entry = GuestStatus {
         name: guest.clone(),
         mode: requested,
         since: now(),
-        source: source.clone(),
+        source: who.source.clone(),
         key: key.clone(),
         idle: 0,
         state: GuestState::Connected,
         expires: Some(invite.expires),
     };
-    let mut orders = match state.roster.add(serial, entry) {
-        Ok(rx) => rx,
-        Err(e) => return refuse(&mut s, e.to_string()).await,
-    };
+    let mut orders = state.roster.add(serial, entry).map_err(|e| e.to_string())?;
     let mut mode = requested;
+    let mut by = Decider::Invite;
     if cfg.approve || invite.approve {
         let visitor = Visitor {
             serial,
             name: &guest,
             mode: requested,
             key: key.as_deref(),
-            source: source.as_deref(),
+            source: who.source.as_deref(),
         };
-        let answered = door::wait(&state, &mut s, &visitor, &mut orders).await;
+        let answered = door::wait(state, s, &visitor, &mut orders).await;
         state.roster.close_door(serial);
+        let answered = answered.and_then(|m| {
+            cfg.mode_allowed(&limits.allowed_modes, m)
+                .map(|()| m)
+                .map_err(|e| Shut::Denied(Decider::Host, e))
+        });
         match answered {
             Ok(m) => mode = m,
-            Err(reason) => {
+            Err(shut) => {
                 state.roster.remove(serial);
-                state.announce(format!("{guest} was not let in: {reason}"));
-                return refuse(&mut s, reason).await;
+                return Err(match shut {
+                    Shut::Denied(by, reason) => {
+                        state.announce(format!("{guest} was not let in: {reason}"));
+                        let _ = state.record(Event::Denied {
+                            guest: guest.clone(),
+                            by,
+                            reason: reason.clone(),
+                        });
+                        Turned::Denied(reason)
+                    }
+                    Shut::Gone(reason) => {
+                        let _ = state.record(Event::Left {
+                            guest: guest.clone(),
+                            reason: format!("at the door: {reason}"),
+                        });
+                        Turned::Gone(reason)
+                    }
+                });
             }
         }
-        if let Err(e) = cfg.mode_allowed(&limits.allowed_modes, mode) {
-            state.roster.remove(serial);
-            return refuse(&mut s, e).await;
-        }
+        by = Decider::Host;
         state.roster.update(serial, |g| {
             g.mode = mode;
             g.since = now();
         });
     }
-    if direct {
-        if limits.idle_timeout.is_some() {
-            state.roster.remove(serial);
-            return refuse(&mut s, "the direct transport cannot enforce the profile's idle_timeout (the broker never sees a direct guest's input); remove it from the guest-direct profile".into()).await;
-        }
-        // The end: the invite's expiry or the profile's max_duration.
-        let mut end = Duration::from_secs(invite.expires.saturating_sub(now()));
-        if let Some(max) = limits.max_duration {
-            end = end.min(Duration::from_secs(max));
-        }
-        return direct_guest(&state, s, serial, guest, mode, orders, end).await;
+    let _ = state.record(Event::Admitted {
+        guest: guest.clone(),
+        mode,
+        by,
+    });
+    // The end of a direct guest: the invite's expiry or the profile's
+    // max_duration.
+    let mut end = Duration::from_secs(invite.expires.saturating_sub(now()));
+    if let Some(max) = limits.max_duration {
+        end = end.min(Duration::from_secs(max));
     }
-    let spec = Spec {
-        serial,
-        name: guest,
-        term: if valid_term(&term) {
-            term
-        } else {
-            "xterm-256color".into()
+    Ok(Admission {
+        spec: Spec {
+            serial,
+            name: guest,
+            term: if valid_term(&term) {
+                term
+            } else {
+                "xterm-256color".into()
+            },
+            cols,
+            rows,
+            limits,
+            expires: Some(invite.expires),
+            key: key.clone(),
+            source: who.source.clone(),
         },
-        cols,
-        rows,
-        limits,
-        expires: Some(invite.expires),
-    };
-    guest::relayed(state.clone(), s, buf, spec, mode, orders).await;
+        mode,
+        direct,
+        key,
+        source: who.source.clone(),
+        end,
+        orders,
+    })
+}
+
+/// Can this guest use the direct transport here?
+fn direct_allowed(
+    state: &State,
+    mode: Mode,
+    limits: &super::protocol::Limits,
+) -> Result<(), String> {
+    if !state.cfg.direct {
+        return Err(
+            "the host did not enable the direct transport (pairjail start --direct)".into(),
+        );
+    }
+    if mode == Mode::Rogue {
+        return Err("rogue mode needs the relay transport".into());
+    }
+    if limits.idle_timeout.is_some() {
+        return Err("the direct transport cannot enforce the profile's idle_timeout (the broker never sees a direct guest's input); remove it from the guest-direct profile".into());
+    }
+    // A direct guest's keys never pass the broker: a recorded share
+    // could not say who typed what.
+    if mode == Mode::Pair && state.recording().is_some() {
+        return Err("this share is recorded, and a direct pair guest's typing cannot be attributed; ask the host for a relay invite".into());
+    }
+    Ok(())
+}
+
+/// `ADDRESS PORT` as sshd gives it in SSH_CONNECTION, joined by `:`.
+fn valid_source(s: &str) -> bool {
+    s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '%' | '[' | ']'))
 }
 
 /// A guest with its own tmux client (the direct transport): no pty here,
 /// only its place in `status`, the host's kick, and a goodbye when the
 /// session ends (join then ends the guest's client).
-async fn direct_guest(
-    state: &State,
-    mut s: UnixStream,
-    serial: u64,
-    guest: String,
-    mode: Mode,
-    mut orders: tokio::sync::mpsc::UnboundedReceiver<Order>,
-    end: Duration,
-) {
+async fn direct_guest(state: &State, mut s: UnixStream, serial: u64, a: Admission) {
     let cfg = &state.cfg;
-    if !cfg.direct {
-        state.roster.remove(serial);
-        return refuse(
-            &mut s,
-            "the host did not enable the direct transport (pairjail start --direct)".into(),
-        )
-        .await;
-    }
-    if mode == Mode::Rogue {
-        state.roster.remove(serial);
-        return refuse(&mut s, "rogue mode needs the relay transport".into()).await;
-    }
+    let (guest, mode, mut orders) = (a.spec.name, a.mode, a.orders);
     let welcome = Frame::Msg(Msg::Welcome {
         session: cfg.session.clone(),
         mode,
+        recorded: state.recording().is_some(),
     })
     .encode();
     if s.write_all(&welcome).await.is_err() {
@@ -431,9 +588,15 @@ async fn direct_guest(
         return;
     }
     state.announce(format!("{guest} joined as {mode} (direct)"));
+    let _ = state.record(Event::Joined {
+        guest: guest.clone(),
+        mode,
+        key: a.key,
+        source: a.source,
+    });
     let mut shutdown = state.shutdown.subscribe();
     let mut buf = [0u8; 64];
-    let deadline = tokio::time::sleep(end);
+    let deadline = tokio::time::sleep(a.end);
     tokio::pin!(deadline);
     let reason = loop {
         tokio::select! {
@@ -441,7 +604,10 @@ async fn direct_guest(
             _ = &mut deadline => break Some("your invite expired, or the guest time limit is up".to_string()),
             _ = shutdown.changed() => break shutdown.borrow().clone(),
             order = orders.recv() => match order {
-                Some(Order::Kick(reason)) => break Some(reason),
+                Some(Order::Kick(reason)) => {
+                    let _ = state.record(Event::Kicked { guest: guest.clone(), reason: reason.clone() });
+                    break Some(reason);
+                }
                 Some(Order::Mode(_, reply)) => {
                     let _ = reply.send(Err(format!(
                         "{guest} uses the direct transport, whose mode tmux's server-access fixes; kick and invite again"
@@ -462,8 +628,7 @@ async fn direct_guest(
             .await;
     }
     state.roster.remove(serial);
-    state.announce(format!(
-        "{guest} (direct) left ({})",
-        reason.as_deref().unwrap_or("disconnected")
-    ));
+    let reason = reason.unwrap_or_else(|| "disconnected".into());
+    state.announce(format!("{guest} (direct) left ({reason})"));
+    let _ = state.record(Event::Left { guest, reason });
 }

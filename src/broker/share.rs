@@ -72,6 +72,18 @@ pub enum ShareError {
     #[error("the session's jail did not start: {0}")]
     Jail(String),
     #[error(
+        "the guest profile {profile} requires {what} ([session] {field} in {file}), so this share cannot start without it: {fix}"
+    )]
+    Required {
+        profile: String,
+        what: &'static str,
+        field: &'static str,
+        file: String,
+        fix: &'static str,
+    },
+    #[error("the guest profile {0} cannot be read: {1}")]
+    GuestProfile(String, String),
+    #[error(
         "your tmux client was told to run a command (`detach-client -E` or `lock-client`, from inside session {0}) and the client jail stopped it; `pairjail attach --session {0}` to go back"
     )]
     ClientStopped(String),
@@ -88,6 +100,7 @@ impl ShareError {
             | ShareError::AlreadyShared(_)
             | ShareError::NoSuchUser(_)
             | ShareError::DirectNeedsGuestUser
+            | ShareError::Required { .. }
             | ShareError::Book(_) => true,
             ShareError::Request(e) => e.is_invalid(),
             ShareError::Workspace(e) => e.is_invalid(),
@@ -168,6 +181,62 @@ pub struct Launch {
     pub approve: bool,
     #[serde(default = "default_approve_timeout")]
     pub approve_timeout_secs: u64,
+    /// Where the audit events go; None: `--no-audit`.
+    #[serde(default)]
+    pub audit: Option<AuditTarget>,
+    /// The recording's directory; None: not recorded.
+    #[serde(default)]
+    pub record: Option<PathBuf>,
+    #[serde(default)]
+    pub require_recording: bool,
+}
+
+/// The audit log of a share: its file and the optional syslog copy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditTarget {
+    pub path: PathBuf,
+    pub syslog: Option<PathBuf>,
+}
+
+/// What the guest profiles `join` will use ask of a share.
+#[derive(Debug, Clone, Default)]
+pub struct Required {
+    /// (profile, its file) requiring a recording.
+    pub recording: Option<(String, String)>,
+    pub audit_log: Option<(String, String)>,
+}
+
+/// Reads the guest profiles this share's guests get by default
+/// (`guest-relay`, and `guest-direct` with `--direct`) from the same
+/// search path `join` uses: a security team that sets `require_recording`
+/// or `require_audit_log` in /etc/pairjail/profiles makes `start` refuse
+/// early. The broker enforces the same fields again for every guest, from
+/// the profile its forced command names.
+pub fn required(direct: bool) -> Result<Required, ShareError> {
+    let search = crate::profile::SearchPath::from_env();
+    let mut r = Required::default();
+    let names: &[&str] = if direct {
+        &["guest-relay", "guest-direct"]
+    } else {
+        &["guest-relay"]
+    };
+    for name in names {
+        let resolved = crate::profile::resolve(name, &search)
+            .map_err(|e| ShareError::GuestProfile(name.to_string(), e.to_string()))?;
+        let from = resolved
+            .sources
+            .last()
+            .map_or_else(|| "the built-in profile".to_string(), |s| s.name.clone());
+        let who = || Some((name.to_string(), from.clone()));
+        if resolved.profile.session.require_recording && r.recording.is_none() {
+            r.recording = who();
+        }
+        if resolved.profile.session.require_audit_log && r.audit_log.is_none() {
+            r.audit_log = who();
+        }
+    }
+    Ok(r)
 }
 
 fn default_approve_timeout() -> u64 {
@@ -197,6 +266,10 @@ pub struct Start {
     /// Every guest waits at the door for the host's answer.
     pub approve: bool,
     pub approve_timeout: Duration,
+    /// Where the audit events go; None: `--no-audit`.
+    pub audit: Option<AuditTarget>,
+    /// The recording's directory; None: not recorded.
+    pub record: Option<PathBuf>,
 }
 
 /// Starts a share and returns once its broker is ready.
@@ -206,6 +279,25 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     }
     if !a.allow.contains(&a.default_mode) {
         return Err(ShareError::DefaultMode(a.default_mode));
+    }
+    let required = required(a.direct)?;
+    if let (Some((profile, source)), None) = (&required.recording, &a.record) {
+        return Err(ShareError::Required {
+            profile: profile.clone(),
+            what: "a recording",
+            field: "require_recording",
+            file: source.clone(),
+            fix: "add --record",
+        });
+    }
+    if let (Some((profile, source)), None) = (&required.audit_log, &a.audit) {
+        return Err(ShareError::Required {
+            profile: profile.clone(),
+            what: "an audit log",
+            field: "require_audit_log",
+            file: source.clone(),
+            fix: "drop --no-audit",
+        });
     }
     let p = &at.paths;
     if ask(&p.control, Msg::Status).is_some() {
@@ -234,7 +326,12 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     }
     paths::check_host_dir(&at.runtime, &at.host).map_err(ShareError::Runtime)?;
     // Invites and managed-block lines of sessions that died (a crash) go now.
-    registry::clean(&at.runtime, &at.host, true)?;
+    let gone = registry::clean(&at.runtime, &at.host, true)?;
+    crate::audit::invites(
+        &at.host,
+        gone.iter()
+            .map(|i| crate::audit::invite_removed(i, "its session run is over")),
+    );
     truncate_log(p)?;
     let tmux = prepare_server(at, a)?;
     if !tmux.has_session(&a.session) {
@@ -268,6 +365,9 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
         confinement: a.confinement.clone(),
         approve: a.approve,
         approve_timeout_secs: a.approve_timeout.as_secs().max(1),
+        audit: a.audit.clone(),
+        record: a.record.clone(),
+        require_recording: required.recording.is_some(),
     };
     if let Err(e) = launch_broker(p, &launch) {
         tmux.kill_server();
@@ -277,7 +377,12 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
         let invited = r
             .into_invite(crate::clock::now(), registry::pair_user_mode())
             .map_err(ShareError::from)
-            .and_then(|(inv, _)| Ok(registry::add(&at.runtime, &at.host, inv)?));
+            .and_then(|(inv, _)| {
+                let added = crate::audit::invite_added(&inv);
+                registry::add(&at.runtime, &at.host, inv)?;
+                crate::audit::invites(&at.host, [added]);
+                Ok(())
+            });
         if let Err(e) = invited {
             let _ = ask(&p.control, Msg::Stop);
             return Err(e);
@@ -569,7 +674,7 @@ pub fn sessions(
             continue;
         }
         if let Some(Msg::StatusReply { session }) = ask(&d.join("control.sock"), Msg::Status) {
-            found.push(session);
+            found.push(*session);
         }
     }
     Ok(found)
@@ -603,12 +708,24 @@ pub fn serve(config: &mut impl std::io::Read) -> Result<(), ShareError> {
         confinement: a.confinement,
         approve: a.approve,
         approve_timeout: Duration::from_secs(a.approve_timeout_secs),
+        audit: a.audit.map(|t| crate::audit::Sink {
+            path: t.path,
+            syslog: t.syslog,
+            origin: crate::audit::Origin {
+                machine: crate::audit::machine(),
+                host: at.host.clone(),
+                session: a.session.clone(),
+            },
+        }),
+        record: a.record,
+        require_recording: a.require_recording,
     };
     // Liveness for `authorized-keys`, `join` and invites: pid, start time
     // and owner, written atomically.
     let pid_file = p.dir.join("broker.pid");
     crate::files::write_atomic(&pid_file, liveness::pid_file_text(&run).as_bytes(), 0o644)
         .map_err(io("write", &pid_file))?;
+    let audit = cfg.audit.clone();
     // The invites waiting for this session are this run's, and no later one's.
     let result = match registry::bind_run(&at.runtime, &at.host, &a.session, run) {
         Ok(()) => server::run(cfg).map_err(ShareError::Broker),
@@ -616,6 +733,14 @@ pub fn serve(config: &mut impl std::io::Read) -> Result<(), ShareError> {
     };
     // The session's invites end with it, whatever else happens.
     let cleanup = registry::end_session(&at.runtime, &at.host, &a.session);
+    if let (Ok(gone), Some(t)) = (&cleanup, &audit) {
+        for i in gone {
+            let (_, event) = crate::audit::invite_removed(i, "the session ended");
+            if let Err(e) = t.record(event) {
+                eprintln!("broker: {e}");
+            }
+        }
+    }
     let _ = std::fs::remove_file(&pid_file);
     remove_session_dir(p);
     if let Err(e) = cleanup {

@@ -2,7 +2,7 @@
 //! guests, the shutdown signal, and the announcer that tells the host
 //! (notices and the status-line segment), one notice after another.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -13,7 +13,9 @@ use super::paths::SessionPaths;
 use super::roster::Roster;
 use super::tmux::Tmux;
 use super::workspace::Confinement;
+use crate::audit::Event;
 use crate::profile::Mode;
+use crate::record::{Cast, Wrote};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -38,6 +40,12 @@ pub struct Config {
     pub approve: bool,
     /// How long a guest waits at the door before it is a denial.
     pub approve_timeout: Duration,
+    /// Where the share's audit events go (None: `start --no-audit`).
+    pub audit: Option<crate::audit::Sink>,
+    /// The directory of the share's recording (None: not recorded).
+    pub record: Option<std::path::PathBuf>,
+    /// A guest profile requires the recording: the share ends with it.
+    pub require_recording: bool,
 }
 
 impl Config {
@@ -67,6 +75,12 @@ pub struct State {
     /// Some(reason) once the share is over.
     pub shutdown: watch::Sender<Option<String>>,
     notices: mpsc::UnboundedSender<String>,
+    /// The recording, while it lasts.
+    pub cast: Mutex<Option<Cast>>,
+    /// The recording's tmux client (not the host's: no notices, no menus).
+    pub recorder: Mutex<Option<u32>>,
+    /// Bumped when the session's layout may have changed size.
+    pub layout: watch::Sender<u64>,
 }
 
 pub fn log(msg: impl std::fmt::Display) {
@@ -83,6 +97,9 @@ impl State {
             roster: Roster::default(),
             shutdown: tx,
             notices,
+            cast: Mutex::new(None),
+            recorder: Mutex::new(None),
+            layout: watch::channel(0).0,
             cfg,
         });
         let announcer = announce_loop(state.clone(), rx);
@@ -99,6 +116,85 @@ impl State {
     pub fn end(&self, reason: impl Into<String>) {
         let _ = self.shutdown.send(Some(reason.into()));
     }
+
+    /// Writes an audit event (and a marker in the recording for what
+    /// happens to guests). Err: the audit log could not be written.
+    pub fn record(&self, event: Event) -> Result<(), String> {
+        let marker = !matches!(
+            event,
+            Event::JoinAttempt { .. }
+                | Event::Refused { .. }
+                | Event::SessionStart { .. }
+                | Event::InviteAdded { .. }
+                | Event::InviteRevoked { .. }
+                | Event::InviteExpired { .. }
+                | Event::RecordingStopped { .. }
+        );
+        if marker {
+            let text = format!("pairjail: {}", event.describe());
+            self.with_cast(|c| c.marker(&text));
+        }
+        let Some(sink) = &self.cfg.audit else {
+            return Ok(());
+        };
+        sink.record(event).map(drop).map_err(|e| {
+            let e = e.to_string();
+            log(&e);
+            e
+        })
+    }
+
+    /// Runs `f` on the recording, if there is one; a recording that
+    /// fails or fills up ends (an audit event says why), and with it the
+    /// share if recording is required.
+    pub fn with_cast(
+        &self,
+        f: impl FnOnce(&mut Cast) -> Result<Wrote, crate::record::RecordError>,
+    ) -> Wrote {
+        let mut guard = match self.cast.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let Some(cast) = guard.as_mut() else {
+            return Wrote::Ended;
+        };
+        let why = match f(cast) {
+            Ok(Wrote::Stopped(why)) => why,
+            Ok(w) => return w,
+            Err(e) => e.to_string(),
+        };
+        *guard = None;
+        drop(guard);
+        log(format!("recording stopped: {why}"));
+        let _ = self.record(Event::RecordingStopped {
+            reason: why.clone(),
+        });
+        if self.cfg.require_recording {
+            self.end(format!(
+                "the recording stopped ({why}) and this share requires one"
+            ));
+        }
+        Wrote::Stopped(why)
+    }
+
+    /// Is the share being recorded right now?
+    pub fn recording(&self) -> Option<std::path::PathBuf> {
+        let guard = match self.cast.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        guard.as_ref().map(|c| c.path().to_path_buf())
+    }
+
+    /// The clients the broker started (guests' and the recording's):
+    /// never the host's.
+    pub fn own_clients(&self) -> Vec<u32> {
+        let mut pids = self.roster.clients();
+        if let Ok(Some(pid)) = self.recorder.lock().as_deref() {
+            pids.push(*pid);
+        }
+        pids
+    }
 }
 
 async fn announce_loop(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<String>) {
@@ -107,7 +203,7 @@ async fn announce_loop(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<String
         log(format!("no guests segment in the status line: {e}"));
     }
     while let Some(text) = rx.recv().await {
-        let guests = state.roster.clients();
+        let guests = state.own_clients();
         notices::tell_host(
             &cfg.tmux,
             &cfg.session,

@@ -125,7 +125,9 @@ fn add(a: AddArgs) -> Outcome {
     let (invite, keys) = request.into_invite(crate::clock::now(), registry::pair_user_mode())?;
     let (runtime, host) = where_(&a.runtime_dir)?;
     let (via, expires) = (invite.via, invite.expires);
+    let added = crate::audit::invite_added(&invite);
     registry::add(&runtime, &host, invite)?;
+    crate::audit::invites(&host, [added]);
     for k in &keys {
         println!(
             "invited {} ({}, session {}) {} {} until {}",
@@ -216,6 +218,12 @@ fn revoke(name: &str, session: Option<&str>, runtime_dir: &RuntimeDir) -> Outcom
     check_name("guest", name).map_err(Failure::invalid)?;
     let (runtime, host) = where_(runtime_dir)?;
     let removed = registry::revoke(&runtime, &host, name, session)?;
+    crate::audit::invites(
+        &host,
+        removed
+            .iter()
+            .map(|i| crate::audit::invite_removed(i, "revoked by the host")),
+    );
     // A connected guest goes too, whether or not an invite was left.
     let gone = share::disconnect(
         runtime_dir.get(),
@@ -223,7 +231,7 @@ fn revoke(name: &str, session: Option<&str>, runtime_dir: &RuntimeDir) -> Outcom
         session,
         "the host revoked your invite",
     )?;
-    if removed == 0 && gone.is_empty() {
+    if removed.is_empty() && gone.is_empty() {
         return Err(Failure::invalid(format!("no invite named {name}")));
     }
     println!("revoked {name}");
@@ -235,8 +243,16 @@ fn revoke(name: &str, session: Option<&str>, runtime_dir: &RuntimeDir) -> Outcom
 
 fn clean(runtime_dir: &RuntimeDir) -> Outcome {
     let (runtime, host) = where_(runtime_dir)?;
-    let n = registry::clean(&runtime, &host, false)?;
-    println!("removed {n} invite(s) that expired or whose session run ended");
+    let gone = registry::clean(&runtime, &host, false)?;
+    crate::audit::invites(
+        &host,
+        gone.iter()
+            .map(|i| crate::audit::invite_removed(i, "its session run is over")),
+    );
+    println!(
+        "removed {} invite(s) that expired or whose session run ended",
+        gone.len()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,6 +2,7 @@
 //! domain and prints. Commands never call each other; domain errors become
 //! a [`Failure`] (exit code and one line) only here.
 
+pub mod audit;
 pub mod docs;
 pub mod doctor;
 pub mod exec;

@@ -32,7 +32,12 @@ pub struct KickArgs {
 pub fn kick(a: KickArgs) -> Outcome {
     let at = share::locate(a.runtime_dir.get(), &a.session)?;
     if !a.keep_invite {
-        crate::keys::registry::revoke(&at.runtime, &at.host, &a.name, Some(&a.session))?;
+        let gone = crate::keys::registry::revoke(&at.runtime, &at.host, &a.name, Some(&a.session))?;
+        crate::audit::invites(
+            &at.host,
+            gone.iter()
+                .map(|i| crate::audit::invite_removed(i, "the host kicked the guest")),
+        );
     }
     let done = share::kick(&at, &a.name, &a.reason)?;
     println!("{done}");

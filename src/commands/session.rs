@@ -55,6 +55,23 @@ pub struct StartArgs {
     /// How long a guest waits at the door before that is a denial.
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
     pub approve_timeout: std::time::Duration,
+    /// Record the session as an asciicast v2 file in DIR (default:
+    /// ~/.local/state/pairjail/recordings), with each guest's typing
+    /// attributed in NAME.inputs.jsonl. Guests are told.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "")]
+    pub record: Option<PathBuf>,
+    /// The audit log to append this share's events to (default:
+    /// $PAIRJAIL_AUDIT_LOG, else ~/.local/state/pairjail/audit.jsonl).
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Keep no audit log for this share (refused if a guest profile
+    /// requires one).
+    #[arg(long, conflicts_with_all = ["audit_log", "audit_syslog"])]
+    pub no_audit: bool,
+    /// Also send each audit line to syslog/journald through SOCKET
+    /// (default /dev/log; or set $PAIRJAIL_AUDIT_SYSLOG).
+    #[arg(long, value_name = "SOCKET", num_args = 0..=1, default_missing_value = "/dev/log", env = "PAIRJAIL_AUDIT_SYSLOG")]
+    pub audit_syslog: Option<PathBuf>,
     #[command(flatten)]
     pub runtime_dir: RuntimeDir,
     /// Program to run in the shared session instead of your shell.
@@ -84,6 +101,31 @@ pub fn start(a: StartArgs) -> Outcome {
         &SearchPath::from_env(),
     )
     .map_err(share::ShareError::from)?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure::failed(format!("start: cannot read the current directory: {e}")))?;
+    let record = match a.record {
+        None => None,
+        Some(d) if d.as_os_str().is_empty() => {
+            Some(crate::record::default_dir().ok_or_else(|| {
+                Failure::invalid(
+                    "--record: no HOME or XDG_STATE_HOME to record into; give --record DIR",
+                )
+            })?)
+        }
+        Some(d) => Some(cwd.join(d)),
+    };
+    let audit = if a.no_audit {
+        None
+    } else {
+        let path = match a.audit_log {
+            Some(p) => cwd.join(p),
+            None => crate::audit::default_path().map_err(Failure::invalid)?,
+        };
+        Some(share::AuditTarget {
+            path,
+            syslog: a.audit_syslog.filter(|p| !p.as_os_str().is_empty()),
+        })
+    };
     share::start(
         &at,
         &Start {
@@ -98,6 +140,8 @@ pub fn start(a: StartArgs) -> Outcome {
             confinement: confinement.clone(),
             approve: a.approve,
             approve_timeout: a.approve_timeout,
+            audit: audit.clone(),
+            record: record.clone(),
         },
     )?;
     let s = &a.session;
@@ -113,6 +157,13 @@ pub fn start(a: StartArgs) -> Outcome {
             "pairjail: warning: --unconfined-session: pair and rogue guests can do everything your account can (read ~/.ssh, use your agent, sudo)"
         ),
         None => {}
+    }
+    if let Some(d) = &record {
+        println!("  recorded: into {} (guests are told)", d.display());
+    }
+    match &audit {
+        Some(t) => println!("  audit log: {}", t.path.display()),
+        None => println!("  audit log: none (--no-audit)"),
     }
     if a.detach {
         println!("  attach: pairjail attach --session {s}");
@@ -201,6 +252,13 @@ pub fn status(a: StatusArgs) -> Outcome {
                 c.network
             ),
             None => println!("  unconfined: what runs in the session runs as you"),
+        }
+        if let Some(r) = &s.recording {
+            println!("  recorded: {r}");
+        }
+        match &s.audit_log {
+            Some(a) => println!("  audit log: {a}"),
+            None => println!("  audit log: none"),
         }
         if s.approve {
             println!("  guests wait at the door: `pairjail approve NAME` or `pairjail deny NAME`");

@@ -116,6 +116,8 @@ pub fn join(a: &Join) -> Result<(), JoinError> {
             .idle_timeout
             .as_ref()
             .map(|d| d.0.as_secs().max(1)),
+        require_recording: profile.session.require_recording,
+        require_audit_log: profile.session.require_audit_log,
     };
     let runtime = paths::runtime_dir(a.runtime_dir.as_deref()).map_err(JoinError::Runtime)?;
     let p = SessionPaths::new(&runtime, &a.host, &a.session);
@@ -153,16 +155,16 @@ pub fn join(a: &Join) -> Result<(), JoinError> {
         limits,
     };
     write_frame(&mut sock, &Frame::Msg(hello)).map_err(|_| not_sharing())?;
-    let mode = loop {
+    let (mode, recorded) = loop {
         match read_frame(&mut sock) {
-            Ok(Frame::Msg(Msg::Welcome { mode, .. })) => break mode,
+            Ok(Frame::Msg(Msg::Welcome { mode, recorded, .. })) => break (mode, recorded),
             Ok(Frame::Msg(Msg::Waiting { text })) => say(&text),
             Ok(Frame::Msg(Msg::Refused { reason })) => return Err(JoinError::Refused(reason)),
             Err(FrameError::Closed) => return Err(not_sharing()),
             other => return Err(JoinError::Protocol(format!("{other:?}"))),
         }
     };
-    say(&banner(&a.host, &a.session, mode));
+    say(&banner(&a.host, &a.session, mode, recorded));
     if direct {
         return own_client(&profile, &p, &a.session, mode, sock);
     }
@@ -208,14 +210,19 @@ fn say(text: &str) {
 }
 
 /// The banner a guest sees on joining.
-pub fn banner(host: &str, session: &str, mode: Mode) -> String {
+pub fn banner(host: &str, session: &str, mode: Mode, recorded: bool) -> String {
     let what = match mode {
         Mode::Mirror => "you watch; what you type goes nowhere",
         Mode::Pair => "you type in the host's session",
         Mode::Rogue => "you get your own window in the host's session",
     };
+    let recorded = if recorded {
+        " This session is recorded (the screen, and what you type)."
+    } else {
+        ""
+    };
     format!(
-        "{host}'s session \"{session}\": you are {mode} ({what}). To leave: detach (prefix, then d) or type Enter ~ ."
+        "{host}'s session \"{session}\": you are {mode} ({what}).{recorded} To leave: detach (prefix, then d) or type Enter ~ ."
     )
 }
 

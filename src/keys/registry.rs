@@ -201,15 +201,16 @@ pub fn revoke(
     host: &str,
     name: &str,
     session: Option<&str>,
-) -> Result<usize, RegistryError> {
+) -> Result<Vec<Invite>, RegistryError> {
     let store = Store::new(runtime, host);
     store
         .update(|b| {
-            let before = b.invites.len();
-            b.invites
-                .retain(|i| !(i.name == name && session.is_none_or(|s| s == i.session)));
+            let (gone, kept) = std::mem::take(&mut b.invites)
+                .into_iter()
+                .partition(|i| i.name == name && session.is_none_or(|s| s == i.session));
+            b.invites = kept;
             sync_block(b, host, runtime)?;
-            Ok(before - b.invites.len())
+            Ok(gone)
         })
         .map_err(Failed)
 }
@@ -217,25 +218,26 @@ pub fn revoke(
 /// Drops invites that expired or whose run is over (a crash leaves them
 /// behind). Invites waiting for their session to start stay unless
 /// `waiting` is false (`invite clean`: everything not usable now goes).
-pub fn clean(runtime: &Path, host: &str, waiting: bool) -> Result<usize, RegistryError> {
+/// Returns the invites removed.
+pub fn clean(runtime: &Path, host: &str, waiting: bool) -> Result<Vec<Invite>, RegistryError> {
     let store = Store::new(runtime, host);
     if !store.path.exists() && !authorized_keys_path()?.exists() {
-        return Ok(0);
+        return Ok(vec![]);
     }
     let dir = runtime.join(host);
     let uid = me();
     store
         .update(|b| {
-            let before = b.invites.len();
-            b.invites.retain(|i| {
+            let (kept, gone) = std::mem::take(&mut b.invites).into_iter().partition(|i| {
                 if waiting {
                     !i.is_dead(&dir, uid)
                 } else {
                     i.usable(&dir, uid)
                 }
             });
+            b.invites = kept;
             sync_block(b, host, runtime)?;
-            Ok(before - b.invites.len())
+            Ok(gone)
         })
         .map_err(Failed)
 }
@@ -259,15 +261,23 @@ pub fn bind_run(runtime: &Path, host: &str, session: &str, run: Run) -> Result<(
 }
 
 /// What the broker does when its session ends: the session's invites go.
-pub fn end_session(runtime: &Path, host: &str, session: &str) -> Result<(), RegistryError> {
+pub fn end_session(
+    runtime: &Path,
+    host: &str,
+    session: &str,
+) -> Result<Vec<Invite>, RegistryError> {
     let store = Store::new(runtime, host);
     if !store.path.exists() {
-        return Ok(());
+        return Ok(vec![]);
     }
     store
         .update(|b| {
-            b.invites.retain(|i| i.session != session);
-            sync_block(b, host, runtime)
+            let (gone, kept) = std::mem::take(&mut b.invites)
+                .into_iter()
+                .partition(|i| i.session == session);
+            b.invites = kept;
+            sync_block(b, host, runtime)?;
+            Ok(gone)
         })
         .map_err(Failed)
 }

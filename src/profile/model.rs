@@ -400,4 +400,12 @@ pub struct Session {
     pub max_duration: Option<HumanDuration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<HumanDuration>,
+    /// Guests with this profile join only a recorded share, and `start`
+    /// refuses to share without `--record`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub require_recording: bool,
+    /// Guests with this profile join only a share with an audit log, and
+    /// `start` refuses `--no-audit`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub require_audit_log: bool,
 }

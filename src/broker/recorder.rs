@@ -1,0 +1,153 @@
+//! The recording's tap: a read-only tmux client of the broker's own, at
+//! the size of the session's window (it never changes that size), whose
+//! output goes to the cast. It sees what a client of the host's sees:
+//! every pane, the status line, and a redraw when asked.
+
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+use super::notices;
+use super::state::{State, log};
+use crate::record::{Budget, Cast, Wrote};
+use crate::terminal as pty;
+
+const TERM: &str = "xterm-256color";
+
+/// The size a client of the session's current window has: the window,
+/// plus the status lines.
+async fn size(state: &State) -> Result<(u16, u16), String> {
+    let target = format!("={}:", state.cfg.session);
+    let out = notices::tmux(
+        &state.cfg.tmux,
+        &[
+            "display-message",
+            "-p",
+            "-t",
+            &target,
+            "#{window_width} #{window_height} #{status}",
+        ],
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut f = out.split_whitespace();
+    let num = |v: Option<&str>| v.and_then(|v| v.parse::<u16>().ok());
+    let (Some(w), Some(h)) = (num(f.next()), num(f.next())) else {
+        return Err(format!("tmux gave no window size: {out:?}"));
+    };
+    let status = match f.next() {
+        Some("off") | None => 0,
+        Some("on") => 1,
+        Some(n) => n.parse::<u16>().unwrap_or(1),
+    };
+    Ok(super::protocol::clamp_size(w, h.saturating_add(status)))
+}
+
+/// Creates the recording and starts its client; the task runs until the
+/// share ends. Err: the share must not start (it was asked to record).
+pub async fn start(state: &Arc<State>) -> Result<std::path::PathBuf, String> {
+    let Some(dir) = &state.cfg.record else {
+        return Err("not recording".into());
+    };
+    let (cols, rows) = size(state).await?;
+    let title = format!("{}'s session {}", state.cfg.host, state.cfg.session);
+    let cast = Cast::create(
+        dir,
+        &state.cfg.session,
+        &title,
+        (cols, rows),
+        TERM,
+        Budget::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let path = cast.path().to_path_buf();
+    let mut cmd = state.cfg.tmux.command();
+    cmd.args([
+        "attach-session",
+        "-E",
+        "-r",
+        "-f",
+        "ignore-size,read-only",
+        "-t",
+        &format!("={}", state.cfg.session),
+    ])
+    .env_clear()
+    .env("TERM", TERM)
+    .env("LC_CTYPE", "C.UTF-8")
+    .env("PATH", "/usr/bin:/bin");
+    let p = pty::spawn_on_pty(cmd, cols, rows)
+        .map_err(|e| format!("cannot start the recording's tmux client: {e}"))?;
+    let master = pty::async_master(p.master)
+        .map_err(|e| format!("cannot set up the recording's terminal: {e}"))?;
+    if let Ok(mut pid) = state.recorder.lock() {
+        *pid = p.child.id();
+    }
+    if let Ok(mut c) = state.cast.lock() {
+        *c = Some(cast);
+    }
+    tokio::spawn(tap(state.clone(), p.child, master, (cols, rows)));
+    Ok(path)
+}
+
+async fn tap(
+    state: Arc<State>,
+    mut child: tokio::process::Child,
+    master: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+    mut current: (u16, u16),
+) {
+    let mut shutdown = state.shutdown.subscribe();
+    let mut layout = state.layout.subscribe();
+    let mut buf = [0u8; 16384];
+    let why = loop {
+        tokio::select! {
+            _ = shutdown.changed() => break None,
+            changed = layout.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let Ok(size) = size(&state).await else { continue };
+                if size != current {
+                    current = size;
+                    let _ = pty::set_size(master.get_ref().as_fd(), size.0, size.1);
+                    if let Wrote::Stopped(_) = state.with_cast(|c| c.resize(size.0, size.1)) {
+                        break None;
+                    }
+                }
+            }
+            ready = master.readable() => {
+                let Ok(mut guard) = ready else { break Some("its terminal failed".to_string()) };
+                match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)) {
+                    Ok(Ok(0)) | Ok(Err(_)) => break Some("its tmux client ended".to_string()),
+                    Ok(Ok(n)) => match state.with_cast(|c| c.output(&buf[..n])) {
+                        Wrote::Resumed => redraw(&state).await,
+                        Wrote::Stopped(_) | Wrote::Ended => break None,
+                        Wrote::Written | Wrote::Skipped => {}
+                    },
+                    Err(_would_block) => {}
+                }
+            }
+        }
+    };
+    let _ = child.kill().await;
+    if let Some(why) = why
+        && state.shutdown.borrow().is_none()
+    {
+        // The client went away while the share goes on: the recording
+        // cannot continue, and says so.
+        log(format!("recording client: {why}"));
+        state.with_cast(|_| {
+            Ok(Wrote::Stopped(format!(
+                "the recording's tmux client ended ({why})"
+            )))
+        });
+    }
+}
+
+/// Asks tmux to redraw the recording client from scratch (after output
+/// was skipped, the screen in the recording is whole again from here).
+async fn redraw(state: &State) {
+    let pid = state.recorder.lock().ok().and_then(|p| *p);
+    let Some(pid) = pid else { return };
+    if let Ok(name) = notices::client_named(&state.cfg.tmux, pid).await {
+        let _ = notices::tmux(&state.cfg.tmux, &["refresh-client", "-t", &name]).await;
+    }
+}
