@@ -270,29 +270,11 @@ impl Cast {
         }
         self.refill();
         if self.skipping {
-            if self.tokens < (self.budget.burst / 2) as f64 {
+            let resumed = self.try_resume()?;
+            if !matches!(resumed, Wrote::Resumed | Wrote::Stopped(_)) {
                 self.skipped += bytes.len() as u64;
-                return Ok(Wrote::Skipped);
             }
-            let note = self.event(
-                "m",
-                &format!(
-                    "pairjail: {} bytes of output were not recorded (more than {} bytes a second)",
-                    self.skipped, self.budget.rate
-                ),
-            )?;
-            if let Some(why) = self.over_max(note.len() as u64)? {
-                return Ok(Wrote::Stopped(why));
-            }
-            self.spend(note.len() as u64);
-            self.put_cast(&note)?;
-            self.skipping = false;
-            self.skipped = 0;
-            // What tmux sends from here on continues a stream whose middle
-            // is gone: the first chunk is dropped too, and the redraw the
-            // caller asks for makes the screen whole.
-            self.carry.clear();
-            return Ok(Wrote::Resumed);
+            return Ok(resumed);
         }
         let text = utf8(&mut self.carry, bytes);
         if text.is_empty() {
@@ -312,6 +294,51 @@ impl Cast {
         self.spend(cost);
         self.put_cast(&line)?;
         Ok(Wrote::Written)
+    }
+
+    /// Enough saved up again to go on recording after a skip: room for a
+    /// full redraw of a large screen.
+    fn resume_at(&self) -> f64 {
+        (self.budget.burst / 2).min(128 * 1024) as f64
+    }
+
+    /// After a skip, once the bucket has refilled: a marker that says how
+    /// much was lost, and `Resumed` (the caller has tmux redraw). What
+    /// tmux sends from here on continues a stream whose middle is gone,
+    /// so the chunk at hand is dropped too; the redraw makes it whole.
+    fn try_resume(&mut self) -> Result<Wrote, RecordError> {
+        if self.tokens < self.resume_at() {
+            return Ok(Wrote::Skipped);
+        }
+        let note = self.event(
+            "m",
+            &format!(
+                "pairjail: {} bytes were not recorded (more than {} bytes a second)",
+                self.skipped, self.budget.rate
+            ),
+        )?;
+        if let Some(why) = self.over_max(note.len() as u64)? {
+            return Ok(Wrote::Stopped(why));
+        }
+        self.spend(note.len() as u64);
+        self.put_cast(&note)?;
+        self.skipping = false;
+        self.skipped = 0;
+        self.carry.clear();
+        Ok(Wrote::Resumed)
+    }
+
+    /// Called now and then while skipping, so a flood that stopped gets
+    /// its redraw even if nothing else is printed.
+    pub fn poll(&mut self) -> Result<Wrote, RecordError> {
+        if self.ended {
+            return Ok(Wrote::Ended);
+        }
+        if !self.skipping {
+            return Ok(Wrote::Written);
+        }
+        self.refill();
+        self.try_resume()
     }
 
     /// A guest's input: an `i` event in the cast and the guest's name at

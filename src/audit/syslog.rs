@@ -14,13 +14,16 @@ const PRI: u32 = 10 * 8 + 6;
 /// Sends one audit line, with its hash so the chain's head can be checked
 /// against this copy.
 pub fn send(socket: &Path, line: &str) -> Result<(), AuditError> {
-    let s = UnixDatagram::unbound().map_err(|e| AuditError::Syslog(socket.to_path_buf(), e))?;
+    let err = |e| AuditError::Syslog(socket.to_path_buf(), e);
+    let s = UnixDatagram::unbound().map_err(err)?;
+    // A syslog daemon that stops reading fills the socket's queue; the
+    // broker waits a moment for it, never longer (the file has the line).
+    s.set_write_timeout(Some(std::time::Duration::from_millis(200)))
+        .map_err(err)?;
     let msg = format!(
         "<{PRI}>pairjail[{}]: sha256={} {line}",
         std::process::id(),
         super::chain::hash(line.as_bytes())
     );
-    s.send_to(msg.as_bytes(), socket)
-        .map(drop)
-        .map_err(|e| AuditError::Syslog(socket.to_path_buf(), e))
+    s.send_to(msg.as_bytes(), socket).map(drop).map_err(err)
 }

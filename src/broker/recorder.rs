@@ -97,9 +97,19 @@ async fn tap(
     let mut shutdown = state.shutdown.subscribe();
     let mut layout = state.layout.subscribe();
     let mut buf = [0u8; 16384];
+    let mut skipping = false;
     let why = loop {
         tokio::select! {
             _ = shutdown.changed() => break None,
+            // Output was skipped: the redraw comes when the budget allows,
+            // whether or not the session prints anything more.
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)), if skipping => {
+                match state.with_cast(|c| c.poll()) {
+                    Wrote::Resumed => { skipping = false; redraw(&state).await }
+                    Wrote::Stopped(_) | Wrote::Ended => break None,
+                    Wrote::Written | Wrote::Skipped => {}
+                }
+            }
             changed = layout.changed() => {
                 if changed.is_err() {
                     continue;
@@ -118,9 +128,10 @@ async fn tap(
                 match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)) {
                     Ok(Ok(0)) | Ok(Err(_)) => break Some("its tmux client ended".to_string()),
                     Ok(Ok(n)) => match state.with_cast(|c| c.output(&buf[..n])) {
-                        Wrote::Resumed => redraw(&state).await,
+                        Wrote::Resumed => { skipping = false; redraw(&state).await }
                         Wrote::Stopped(_) | Wrote::Ended => break None,
-                        Wrote::Written | Wrote::Skipped => {}
+                        Wrote::Skipped => skipping = true,
+                        Wrote::Written => {}
                     },
                     Err(_would_block) => {}
                 }
