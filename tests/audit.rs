@@ -455,3 +455,78 @@ fn a_flood_leaves_the_recording_within_its_bound_and_it_still_replays() {
     );
     assert!(replay(&cast).contains("FLOOD-IS-OVER"));
 }
+
+#[test]
+fn profiles_that_require_recording_and_auditing_are_enforced_at_start_and_at_the_door() {
+    let Some((w, guests)) = World::new(
+        "areq",
+        &[
+            ("eve", "sreq", Some("mirror")),
+            ("fay", "sreq", Some("mirror")),
+        ],
+    ) else {
+        return;
+    };
+    // A security team's /etc/pairjail/profiles/guest-relay.toml, here on
+    // PAIRJAIL_PROFILE_PATH: the shipped profile, requiring both.
+    let team = host_dir("areq", "team");
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/guest-relay.toml"),
+    )
+    .unwrap();
+    assert!(
+        shipped.trim_end().ends_with("idle_timeout = \"2h\""),
+        "[session] is no longer last"
+    );
+    std::fs::write(
+        team.join("guest-relay.toml"),
+        format!("{shipped}require_recording = true\nrequire_audit_log = true\n"),
+    )
+    .unwrap();
+    let env = [("PAIRJAIL_PROFILE_PATH", team.to_str().unwrap())];
+    let out = w.try_start_session("sreq", "mirror", "exec sh", &[], &env);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("requires a recording") && err.contains("add --record"),
+        "{err}"
+    );
+    let rec = host_dir("areq", "rec");
+    let out = w.try_start_session(
+        "sreq",
+        "mirror",
+        "exec sh",
+        &["--record", rec.to_str().unwrap(), "--no-audit"],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("drop --no-audit"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The broker checks again for every guest, from the profile its forced
+    // command names: a share started without them turns those guests away.
+    for (name, field) in [("rec", "require_recording"), ("aud", "require_audit_log")] {
+        let p = w.dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &p,
+            format!("extends = [\"guest-relay\"]\n\n[session]\n{field} = true\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    }
+    w.join_args(
+        "eve",
+        &format!("--profile {}", w.dir.join("rec.toml").display()),
+    );
+    w.join_args(
+        "fay",
+        &format!("--profile {}", w.dir.join("aud.toml").display()),
+    );
+    w.start_session_with("sreq", "mirror", "exec sh", &["--no-audit"]);
+    w.assert_join_refused(&guests[0], "requires a recording");
+    w.assert_join_refused(&guests[1], "requires an audit log");
+    let _ = w.host_pairjail(&["stop", "--session", "sreq"]);
+}
