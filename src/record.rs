@@ -41,6 +41,12 @@ pub struct Budget {
     pub burst: u64,
     /// The whole recording (both files); then it stops.
     pub max_size: u64,
+    /// Guests' input has its own bucket, never dropped: over it, the
+    /// broker holds the guest's keys back until they can be recorded (a
+    /// big paste slows down; an output flood never blocks a guest's
+    /// Ctrl-C).
+    pub input_rate: u64,
+    pub input_burst: u64,
 }
 
 impl Default for Budget {
@@ -49,6 +55,8 @@ impl Default for Budget {
             rate: 64 * 1024,
             burst: 1024 * 1024,
             max_size: 1024 * 1024 * 1024,
+            input_rate: 16 * 1024,
+            input_burst: 256 * 1024,
         }
     }
 }
@@ -65,6 +73,8 @@ pub enum Wrote {
     Stopped(String),
     /// The recording had already ended.
     Ended,
+    /// Not written yet: over the input budget; offer it again later.
+    Later,
 }
 
 pub struct Cast {
@@ -75,6 +85,8 @@ pub struct Cast {
     budget: Budget,
     tokens: f64,
     refilled: Instant,
+    in_tokens: f64,
+    in_refilled: Instant,
     written: u64,
     skipped: u64,
     skipping: bool,
@@ -193,6 +205,8 @@ impl Cast {
             start: Instant::now(),
             tokens: budget.burst as f64,
             refilled: Instant::now(),
+            in_tokens: budget.input_burst as f64,
+            in_refilled: Instant::now(),
             budget,
             written: 0,
             skipped: 0,
@@ -226,8 +240,11 @@ impl Cast {
         self.tokens = (self.tokens + dt * self.budget.rate as f64).min(self.budget.burst as f64);
     }
 
+    /// Markers are never dropped, so they may overdraw the bucket; by no
+    /// more than one burst, so a burst of markers cannot blind the
+    /// recording for long.
     fn spend(&mut self, n: u64) {
-        self.tokens -= n as f64;
+        self.tokens = (self.tokens - n as f64).max(-(self.budget.burst as f64));
     }
 
     fn put_cast(&mut self, text: &str) -> Result<(), RecordError> {
@@ -342,13 +359,17 @@ impl Cast {
     }
 
     /// A guest's input: an `i` event in the cast and the guest's name at
-    /// the same time in the side file. Over the budget, a marker says
-    /// whose input went unrecorded.
+    /// the same time in the side file. Never dropped: over the input
+    /// budget it is `Later`, and the caller holds the keys back.
     pub fn input(&mut self, guest: &str, bytes: &[u8]) -> Result<Wrote, RecordError> {
         if self.ended {
             return Ok(Wrote::Ended);
         }
-        self.refill();
+        let now = Instant::now();
+        let dt = now.duration_since(self.in_refilled).as_secs_f64();
+        self.in_refilled = now;
+        let burst = self.budget.input_burst as f64;
+        self.in_tokens = (self.in_tokens + dt * self.budget.input_rate as f64).min(burst);
         let data = String::from_utf8_lossy(bytes);
         let t = self.time();
         let line = serde_json::to_string(&(t, "i", &data)).map_err(RecordError::Encode)? + "\n";
@@ -357,15 +378,14 @@ impl Cast {
                 .map_err(RecordError::Encode)?
                 + "\n";
         let cost = (line.len() + side.len()) as u64;
-        if self.tokens < cost as f64 {
-            self.skipping = true;
-            self.skipped += bytes.len() as u64;
-            return Ok(Wrote::Skipped);
+        // A chunk bigger than the whole bucket goes when the bucket is full.
+        if self.in_tokens < (cost as f64).min(burst) {
+            return Ok(Wrote::Later);
         }
         if let Some(why) = self.over_max(cost)? {
             return Ok(Wrote::Stopped(why));
         }
-        self.spend(cost);
+        self.in_tokens -= cost as f64;
         self.put_cast(&line)?;
         self.inputs
             .write_all(side.as_bytes())
@@ -395,7 +415,11 @@ impl Cast {
         if self.ended {
             return Ok(Wrote::Ended);
         }
+        self.refill();
         let line = self.event("r", &format!("{cols}x{rows}"))?;
+        if let Some(why) = self.over_max(line.len() as u64)? {
+            return Ok(Wrote::Stopped(why));
+        }
         self.spend(line.len() as u64);
         self.put_cast(&line)?;
         Ok(Wrote::Written)
@@ -425,6 +449,7 @@ mod tests {
             rate: 1000,
             burst: 4000,
             max_size: 1 << 30,
+            ..Budget::default()
         };
         let mut c = Cast::create(d.path(), "s", "t", (80, 24), "xterm", budget).expect("create");
         let chunk = vec![b'y'; 512];
@@ -441,12 +466,39 @@ mod tests {
     }
 
     #[test]
+    fn input_over_its_budget_waits_and_is_never_dropped() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let budget = Budget {
+            input_rate: 1000,
+            input_burst: 2000,
+            ..Budget::default()
+        };
+        let mut c = Cast::create(d.path(), "s", "t", (80, 24), "xterm", budget).expect("create");
+        let mut later = 0;
+        let mut written = 0;
+        while written < 20 {
+            match c.input("bob", &[b'x'; 200]).expect("input") {
+                Wrote::Written => written += 1,
+                Wrote::Later => {
+                    later += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                w => panic!("{w:?}"),
+            }
+        }
+        assert!(later > 0, "the input budget never held anything back");
+        let side = std::fs::read_to_string(inputs_path(c.path())).expect("side file");
+        assert_eq!(side.lines().count(), 20);
+    }
+
+    #[test]
     fn the_size_limit_ends_the_recording() {
         let d = tempfile::tempdir().expect("tempdir");
         let budget = Budget {
             rate: 1 << 30,
             burst: 1 << 30,
             max_size: 2000,
+            ..Budget::default()
         };
         let mut c = Cast::create(d.path(), "s", "t", (80, 24), "xterm", budget).expect("create");
         let mut stopped = false;

@@ -101,6 +101,17 @@ pub fn append(path: &Path, origin: &Origin, event: Event) -> Result<String, Audi
     let mut f =
         Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| io(std::io::Error::from(e)))?;
     let last = last_line(&mut f).map_err(io)?;
+    // A last line cut short (a full disk, a crash) is ended first, so the
+    // new line stays whole; `verify` names the damaged one.
+    let len = f.seek(SeekFrom::End(0)).map_err(io)?;
+    if len > 0 {
+        let mut end = [0u8; 1];
+        f.seek(SeekFrom::Start(len - 1)).map_err(io)?;
+        f.read_exact(&mut end).map_err(io)?;
+        if end[0] != b'\n' {
+            f.write_all(b"\n").map_err(io)?;
+        }
+    }
     let (prev, seq) = match &last {
         None => (ANCHOR.to_string(), 1),
         Some(bytes) => {
@@ -214,9 +225,14 @@ pub fn verify(r: impl Read, head: Option<&str>) -> std::io::Result<Report> {
         prev_seq = line.seq;
     }
     let mut r = report(n, &prev_hash, None);
+    // As `verify` prints it (`sha256:…`) or as syslog has it (`sha256=…`).
+    let head = head.map(|h| {
+        h.strip_prefix("sha256:")
+            .or_else(|| h.strip_prefix("sha256="))
+            .unwrap_or(h)
+    });
     if let Some(h) = head
-        && n > 0
-        && !h.eq_ignore_ascii_case(&prev_hash)
+        && (n == 0 || !h.eq_ignore_ascii_case(&prev_hash))
     {
         r.problem = Some(problem(
             n,
@@ -306,6 +322,33 @@ mod tests {
         let text = lines[..3].join("\n") + "\n";
         let r = verify(text.as_bytes(), Some(&head)).expect("verify");
         assert_eq!(r.problem.map(|p| p.line), Some(3));
+    }
+
+    #[test]
+    fn a_line_cut_short_is_named_and_the_next_append_stays_whole() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (p, lines) = sample(d.path());
+        let cut = lines.join("\n") + "\n" + &lines[3][..20];
+        std::fs::write(&p, cut).expect("write");
+        append(
+            &p,
+            &origin(),
+            Event::InviteExpired {
+                guest: "zed".into(),
+            },
+        )
+        .expect("append");
+        let text = std::fs::read_to_string(&p).expect("read");
+        let last = text.lines().last().expect("a line");
+        assert!(serde_json::from_str::<Line>(last).is_ok(), "{last}");
+        let r = verify(text.as_bytes(), None).expect("verify");
+        assert_eq!(r.problem.map(|p| p.line), Some(5));
+    }
+
+    #[test]
+    fn an_emptied_file_fails_against_its_head() {
+        let r = verify(&b""[..], Some("sha256:abc")).expect("verify");
+        assert!(r.problem.is_some());
     }
 
     #[test]

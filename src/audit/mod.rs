@@ -72,11 +72,14 @@ pub struct Sink {
 
 impl Sink {
     /// Appends the event to the file, then copies it to syslog. The file
-    /// is the record: a syslog failure is reported but the line stays.
+    /// is the record: a syslog failure is reported on stderr (the share's
+    /// log) and the line stays written.
     pub fn record(&self, event: Event) -> Result<String, AuditError> {
         let line = chain::append(&self.path, &self.origin, event)?;
-        if let Some(socket) = &self.syslog {
-            syslog::send(socket, &line)?;
+        if let Some(socket) = &self.syslog
+            && let Err(e) = syslog::send(socket, &line)
+        {
+            eprintln!("pairjail: audit line not copied to syslog: {e}");
         }
         Ok(line)
     }

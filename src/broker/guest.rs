@@ -119,6 +119,9 @@ struct Link {
     client: Client,
     /// Guest input not yet taken by the tmux client.
     to_tmux: Vec<u8>,
+    /// Guest input not yet recorded (the recording's input budget is
+    /// spent): it reaches tmux only once it is in the recording.
+    held: Vec<u8>,
     /// Session output not yet taken by the guest.
     to_guest: Vec<u8>,
     last_input: Instant,
@@ -166,6 +169,7 @@ pub async fn relayed(
         mode,
         client,
         to_tmux: Vec::new(),
+        held: Vec::new(),
         to_guest: welcome,
         last_input: Instant::now(),
         warned: false,
@@ -330,7 +334,9 @@ async fn copy(
                 }
                 None => {}
             },
-            frame = read_frame_async(rd, buf), if link.to_tmux.len() < MAX_PENDING => match frame {
+            // Input held back for the recording: offered again shortly.
+            _ = tokio::time::sleep(Duration::from_millis(100)), if !link.held.is_empty() => release(state, link),
+            frame = read_frame_async(rd, buf), if link.to_tmux.len() < MAX_PENDING && link.held.len() < MAX_PENDING => match frame {
                 Ok(Some(Frame::Data(bytes))) => {
                     link.last_input = Instant::now();
                     let now = crate::clock::now();
@@ -340,9 +346,8 @@ async fn copy(
                     }
                     // The whole point of mirror mode: its input goes nowhere.
                     if link.mode != Mode::Mirror {
-                        // Recorded as this guest's before tmux has it.
-                        state.with_cast(|c| c.input(&link.spec.name, &bytes));
-                        link.to_tmux.extend_from_slice(&bytes);
+                        link.held.extend_from_slice(&bytes);
+                        release(state, link);
                     }
                 }
                 Ok(Some(Frame::Msg(Msg::Resize { cols, rows }))) => {
@@ -392,6 +397,20 @@ async fn copy(
     }
 }
 
+/// Moves held input on to tmux once it is recorded as this guest's
+/// (at once when the share is not recorded).
+fn release(state: &State, link: &mut Link) {
+    if link.held.is_empty() {
+        return;
+    }
+    let held = &link.held;
+    let name = &link.spec.name;
+    if state.with_cast(|c| c.input(name, held)) == crate::record::Wrote::Later {
+        return;
+    }
+    link.to_tmux.append(&mut link.held);
+}
+
 /// Why the guest's tmux client ended: the share is over, the session is
 /// gone, or the client alone was detached.
 async fn client_ended(state: &State, link: &mut Link) -> String {
@@ -424,6 +443,7 @@ async fn change_mode(state: &State, link: &mut Link, mode: Mode) -> Result<Strin
         if mode == Mode::Mirror {
             // Typed but not yet taken by tmux: dropped with the demotion.
             link.to_tmux.clear();
+            link.held.clear();
         }
         let name = link.client.name(&state.cfg.tmux).await?;
         notices::set_read_only(&state.cfg.tmux, &name, mode == Mode::Mirror)
@@ -436,6 +456,7 @@ async fn change_mode(state: &State, link: &mut Link, mode: Mode) -> Result<Strin
         let _ = old_client.child.kill().await;
         link.mode = mode;
         link.to_tmux.clear();
+        link.held.clear();
         state.roster.set_client(link.spec.serial, link.client.pid);
         "with a new tmux client"
     };

@@ -107,7 +107,7 @@ async fn tap(
                 match state.with_cast(|c| c.poll()) {
                     Wrote::Resumed => { skipping = false; redraw(&state).await }
                     Wrote::Stopped(_) | Wrote::Ended => break None,
-                    Wrote::Written | Wrote::Skipped => {}
+                    Wrote::Written | Wrote::Skipped | Wrote::Later => {}
                 }
             }
             changed = layout.changed() => {
@@ -131,7 +131,7 @@ async fn tap(
                         Wrote::Resumed => { skipping = false; redraw(&state).await }
                         Wrote::Stopped(_) | Wrote::Ended => break None,
                         Wrote::Skipped => skipping = true,
-                        Wrote::Written => {}
+                        Wrote::Written | Wrote::Later => {}
                     },
                     Err(_would_block) => {}
                 }

@@ -121,18 +121,21 @@ async fn watch_session(state: Arc<State>) {
             let out = child.stdout.take();
             let mut shutdown = state.shutdown.subscribe();
             if let Some(o) = out {
-                let mut lines = tokio::io::BufReader::new(o).lines();
+                // Bytes, not text: a pane's name need not be UTF-8.
+                let mut reader = tokio::io::BufReader::new(o);
+                let mut line = Vec::new();
                 loop {
+                    line.clear();
                     tokio::select! {
-                        line = lines.next_line() => match line {
-                            Ok(Some(l)) => {
+                        n = reader.read_until(b'\n', &mut line) => match n {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {
                                 // A window resized or another one shown:
                                 // the recording follows its size.
-                                if l.starts_with("%layout-change") || l.starts_with("%session-window-changed") {
+                                if line.starts_with(b"%layout-change") || line.starts_with(b"%session-window-changed") {
                                     state.layout.send_modify(|n| *n += 1);
                                 }
                             }
-                            _ => break,
                         },
                         _ = shutdown.changed() => return,
                     }
@@ -313,12 +316,21 @@ async fn admit(state: Arc<State>, mut s: UnixStream, serial: u64) {
     let a = match admitted {
         Ok(a) => a,
         Err(Turned::Refused(reason)) => {
-            let _ = state.record(Event::Refused {
-                guest: who.guest,
-                key: who.key,
-                source: who.source,
-                reason: reason.clone(),
-            });
+            if let Some(dropped) = state.refusal_recorded() {
+                let noted = if dropped > 0 {
+                    format!(
+                        "{reason} ({dropped} earlier refusals not recorded: more than one a second)"
+                    )
+                } else {
+                    reason.clone()
+                };
+                let _ = state.record(Event::Refused {
+                    guest: who.guest,
+                    key: who.key,
+                    source: who.source,
+                    reason: noted,
+                });
+            }
             return refuse(&mut s, reason).await;
         }
         Err(Turned::Denied(reason) | Turned::Gone(reason)) => return refuse(&mut s, reason).await,
@@ -498,6 +510,10 @@ async fn check(
             }
         }
         by = Decider::Host;
+        if direct && let Err(e) = direct_allowed(state, mode, &limits) {
+            state.roster.remove(serial);
+            return Err(Turned::Refused(e));
+        }
         state.roster.update(serial, |g| {
             g.mode = mode;
             g.since = now();

@@ -81,7 +81,13 @@ pub struct State {
     pub recorder: Mutex<Option<u32>>,
     /// Bumped when the session's layout may have changed size.
     pub layout: watch::Sender<u64>,
+    /// Refusals in the audit log: any local user can knock, so they are
+    /// rate-limited (tokens, last refill, how many went unrecorded).
+    refusals: Mutex<(f64, std::time::Instant, u64)>,
 }
+
+/// Refusals recorded at once, then one a second.
+const REFUSAL_BURST: f64 = 20.0;
 
 pub fn log(msg: impl std::fmt::Display) {
     eprintln!("{} broker: {msg}", crate::clock::now());
@@ -100,6 +106,7 @@ impl State {
             cast: Mutex::new(None),
             recorder: Mutex::new(None),
             layout: watch::channel(0).0,
+            refusals: Mutex::new((REFUSAL_BURST, std::time::Instant::now(), 0)),
             cfg,
         });
         let announcer = announce_loop(state.clone(), rx);
@@ -175,6 +182,25 @@ impl State {
             ));
         }
         Wrote::Stopped(why)
+    }
+
+    /// May this refusal go into the audit log? Some(n): yes, and `n`
+    /// before it did not (the flood it was part of).
+    pub fn refusal_recorded(&self) -> Option<u64> {
+        let mut g = match self.refusals.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let (tokens, at, dropped) = &mut *g;
+        let now = std::time::Instant::now();
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64()).min(REFUSAL_BURST);
+        *at = now;
+        if *tokens < 1.0 {
+            *dropped += 1;
+            return None;
+        }
+        *tokens -= 1.0;
+        Some(std::mem::take(dropped))
     }
 
     /// Is the share being recorded right now?

@@ -86,7 +86,12 @@ fn verify(file: PathBuf, head: Option<String>, json: bool) -> Outcome {
     if json {
         print_json(&r)?;
     } else if let Some(p) = &r.problem {
-        println!("{}: line {}: {}", file.display(), p.line, p.what);
+        println!(
+            "{}: line {}: {}",
+            file.display(),
+            p.line,
+            printable(&p.what)
+        );
     } else {
         println!(
             "{}: ok, {} line(s), chain head sha256:{}",
@@ -111,7 +116,12 @@ fn show(file: PathBuf, session: Option<String>, since: Option<String>, json: boo
             Shown::Line(l) if json => {
                 println!("{}", serde_json::to_string(&l).map_err(Failure::failed)?)
             }
-            Shown::Line(l) => println!("{}  {:<12} {}", l.time, l.session, l.event.describe()),
+            Shown::Line(l) => println!(
+                "{}  {:<12} {}",
+                printable(&l.time),
+                printable(&l.session),
+                printable(&l.event.describe())
+            ),
             Shown::Bad { line, why } => {
                 bad += 1;
                 eprintln!(
@@ -126,4 +136,30 @@ fn show(file: PathBuf, session: Option<String>, since: Option<String>, json: boo
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Text from the log as it may reach a terminal: a field that came from a
+/// guest (a name it tried, a reason that quotes it) cannot move the
+/// cursor or retitle the window of whoever reads the log.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(
+            super::printable("bob\u{1b}]0;x\u{7}\n"),
+            "bob\\u{1b}]0;x\\u{7}\\n"
+        );
+    }
 }
