@@ -129,6 +129,8 @@ struct Link {
     /// A warning that could not be shown yet (the client was still
     /// attaching) is tried again from then on.
     warn_after: Instant,
+    /// Until then the client's banner may still replace a message.
+    banner_until: Instant,
 }
 
 /// Runs an admitted guest until it leaves, is sent away or the share ends.
@@ -174,6 +176,7 @@ pub async fn relayed(
         last_input: Instant::now(),
         warned: false,
         warn_after: Instant::now(),
+        banner_until: Instant::now() + super::tmux::BANNER,
     };
     state.announce(format!("{name} joined as {mode}"));
     let _ = state.record(Event::Joined {
@@ -321,8 +324,16 @@ async fn copy(
                         Ok(name) => notices::show(&state.cfg.tmux, &name, &text, 15000).await.is_ok(),
                         Err(_) => false,
                     };
-                    link.warned = shown;
-                    link.warn_after = Instant::now() + Duration::from_millis(250);
+                    // The banner, chained after the client's attach, can
+                    // land on top of a warning shown as the client appears:
+                    // one shown that early is shown again once it is gone.
+                    let now = Instant::now();
+                    link.warned = shown && now >= link.banner_until;
+                    link.warn_after = if shown {
+                        link.banner_until.max(now + Duration::from_millis(250))
+                    } else {
+                        now + Duration::from_millis(250)
+                    };
                 }
                 Some(Due::End(why)) => return Some(why),
                 Some(Due::Idle) => {

@@ -216,10 +216,14 @@ impl Tmux {
                 a.extend([";", "set-option", "destroy-unattached", "on"].map(String::from));
             }
         }
-        a.extend([";", "display-message", "-d", "8000", banner].map(String::from));
+        let ms = BANNER.as_millis().to_string();
+        a.extend([";", "display-message", "-d", &ms, banner].map(String::from));
         a
     }
 }
+
+/// How long a guest's banner stays on its status line.
+pub const BANNER: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// Text shown literally in a tmux format: `#` doubled, control
 /// characters dropped, so no text from outside can run a format job.
