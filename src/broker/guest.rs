@@ -149,6 +149,10 @@ pub async fn relayed(
         Ok(c) => c,
         Err(e) => {
             log(&e);
+            let _ = state.record(Event::Left {
+                guest: name.clone(),
+                reason: e.clone(),
+            });
             let mut s = s;
             let _ = tokio::io::AsyncWriteExt::write_all(
                 &mut s,

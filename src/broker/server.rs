@@ -601,6 +601,10 @@ async fn direct_guest(state: &State, mut s: UnixStream, serial: u64, a: Admissio
     .encode();
     if s.write_all(&welcome).await.is_err() {
         state.roster.remove(serial);
+        let _ = state.record(Event::Left {
+            guest,
+            reason: "gone before the welcome".into(),
+        });
         return;
     }
     state.announce(format!("{guest} joined as {mode} (direct)"));
