@@ -386,6 +386,34 @@ fn cli_explains_itself() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("pairjail "));
     let out = bin().args(["completions", "bash"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("_pairjail"));
+    // Completion and man pages offer what people type, never the internal
+    // commands pairjail runs itself.
+    for shell in ["bash", "zsh", "fish"] {
+        let out = bin().args(["completions", shell]).output().unwrap();
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("audit") && script.contains("kick"),
+            "{shell}"
+        );
+        for internal in ["__broker", "__relay", "__probe-attempt"] {
+            assert!(
+                !script.contains(internal),
+                "{shell} completion offers {internal}"
+            );
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["man", "--out", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let pages: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(pages.iter().any(|p| p == "pairjail-audit.1"), "{pages:?}");
+    assert!(!pages.iter().any(|p| p.contains("__")), "{pages:?}");
     let out = bin().arg("man").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(".TH pairjail"));
     let out = bin().args(["profile", "show", "nosuch"]).output().unwrap();

@@ -13,9 +13,29 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-pub fn completions(a: CompletionsArgs, mut cmd: clap::Command) -> Outcome {
+pub fn completions(a: CompletionsArgs, cmd: clap::Command) -> Outcome {
+    let mut cmd = public(cmd);
     clap_complete::generate(a.shell, &mut cmd, "pairjail", &mut io::stdout());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The command tree people see: without the hidden internal subcommands
+/// (`__broker`, `__relay`, `__probe-attempt`, which pairjail runs itself),
+/// which clap's generators would otherwise offer and document.
+fn public(cmd: clap::Command) -> clap::Command {
+    let visible: Vec<clap::Command> = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .cloned()
+        .collect();
+    let mut out = clap::Command::new("pairjail")
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true)
+        .subcommands(visible);
+    if let Some(about) = cmd.get_about() {
+        out = out.about(about.clone());
+    }
+    out
 }
 
 #[derive(Debug, clap::Args)]
@@ -26,6 +46,7 @@ pub struct ManArgs {
 }
 
 pub fn man(a: ManArgs, cmd: clap::Command) -> Outcome {
+    let cmd = public(cmd);
     match a.out {
         None => clap_mangen::Man::new(cmd)
             .render(&mut io::stdout())
