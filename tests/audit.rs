@@ -530,23 +530,8 @@ fn profiles_that_require_recording_and_auditing_are_enforced_at_start_and_at_the
 
     // The broker checks again for every guest, from the profile its forced
     // command names: a share started without them turns those guests away.
-    for (name, field) in [("rec", "require_recording"), ("aud", "require_audit_log")] {
-        let p = w.dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &p,
-            format!("extends = [\"guest-relay\"]\n\n[session]\n{field} = true\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    }
-    w.join_args(
-        "eve",
-        &format!("--profile {}", w.dir.join("rec.toml").display()),
-    );
-    w.join_args(
-        "fay",
-        &format!("--profile {}", w.dir.join("aud.toml").display()),
-    );
+    w.guest_profile("eve", "rec", "require_recording = true");
+    w.guest_profile("fay", "aud", "require_audit_log = true");
     w.start_session_with("sreq", "mirror", "exec sh", &["--no-audit"]);
     w.assert_join_refused(&guests[0], "requires a recording");
     w.assert_join_refused(&guests[1], "requires an audit log");

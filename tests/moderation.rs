@@ -390,26 +390,8 @@ fn revoke_expiry_idle_and_time_limit_disconnect_a_connected_guest() {
         return;
     };
     // The guest profiles' [session] limits, tightened for the test.
-    for (name, limit) in [
-        ("idle", "idle_timeout = \"3s\""),
-        ("short", "max_duration = \"4s\""),
-    ] {
-        let p = w.dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &p,
-            format!("extends = [\"guest-relay\"]\n\n[session]\n{limit}\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    }
-    w.join_args(
-        "max",
-        &format!("--profile {}", w.dir.join("idle.toml").display()),
-    );
-    w.join_args(
-        "ned",
-        &format!("--profile {}", w.dir.join("short.toml").display()),
-    );
+    w.guest_profile("max", "idle", "idle_timeout = \"3s\"");
+    w.guest_profile("ned", "short", "max_duration = \"4s\"");
     // lou's invite ends in 12 s: less than the minute of warning.
     let lou_key = guests[1].key.with_extension("pub");
     w.start_session("slimits", "mirror,pair", HOST_PROGRAM);

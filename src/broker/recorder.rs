@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::notices;
 use super::state::{State, log};
+use super::tmux::Tmux;
 use crate::record::{Budget, Cast, Wrote};
 use crate::terminal as pty;
 
@@ -61,19 +62,11 @@ pub async fn start(state: &Arc<State>) -> Result<std::path::PathBuf, String> {
     .map_err(|e| e.to_string())?;
     let path = cast.path().to_path_buf();
     let mut cmd = state.cfg.tmux.command();
-    cmd.args([
-        "attach-session",
-        "-E",
-        "-r",
-        "-f",
-        "ignore-size,read-only",
-        "-t",
-        &format!("={}", state.cfg.session),
-    ])
-    .env_clear()
-    .env("TERM", TERM)
-    .env("LC_CTYPE", "C.UTF-8")
-    .env("PATH", "/usr/bin:/bin");
+    cmd.args(Tmux::watch_args(&state.cfg.session))
+        .env_clear()
+        .env("TERM", TERM)
+        .env("LC_CTYPE", "C.UTF-8")
+        .env("PATH", "/usr/bin:/bin");
     let p = pty::spawn_on_pty(cmd, cols, rows)
         .map_err(|e| format!("cannot start the recording's tmux client: {e}"))?;
     let master = pty::async_master(p.master)

@@ -197,18 +197,7 @@ impl Tmux {
         let target = format!("={session}");
         let mut a: Vec<String> = vec![];
         match mode {
-            Mode::Mirror => a.extend(
-                [
-                    "attach-session",
-                    "-E",
-                    "-r",
-                    "-f",
-                    "ignore-size,read-only",
-                    "-t",
-                    &target,
-                ]
-                .map(String::from),
-            ),
+            Mode::Mirror => a.extend(Tmux::watch_args(session)),
             Mode::Pair => a.extend(["attach-session", "-E", "-t", &target].map(String::from)),
             Mode::Rogue => {
                 let own = format!("{session}-{guest}-{serial}");
@@ -219,6 +208,25 @@ impl Tmux {
         let ms = BANNER.as_millis().to_string();
         a.extend([";", "display-message", "-d", &ms, banner].map(String::from));
         a
+    }
+}
+
+impl Tmux {
+    /// A client that only watches: read-only, and never a say in the
+    /// window's size (a mirror guest's, the recording's).
+    pub fn watch_args(session: &str) -> Vec<String> {
+        let target = format!("={session}");
+        [
+            "attach-session",
+            "-E",
+            "-r",
+            "-f",
+            "ignore-size,read-only",
+            "-t",
+            &target,
+        ]
+        .map(String::from)
+        .to_vec()
     }
 }
 

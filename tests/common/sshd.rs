@@ -80,6 +80,19 @@ impl World {
 
     /// Adds words to one guest's forced `join` command (sshd reads the
     /// file at each login).
+    /// Gives one guest's forced command a guest-relay profile whose
+    /// `[session]` adds `session_line` (written world-readable, for join).
+    pub fn guest_profile(&self, guest: &str, name: &str, session_line: &str) {
+        let p = self.dir.join(format!("{name}.toml"));
+        fs::write(
+            &p,
+            format!("extends = [\"guest-relay\"]\n\n[session]\n{session_line}\n"),
+        )
+        .unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        self.join_args(guest, &format!("--profile {}", p.display()));
+    }
+
     pub fn join_args(&self, guest: &str, extra: &str) {
         let path = self.dir.join("keys").join(GUEST_USER);
         let text = fs::read_to_string(&path).unwrap();
