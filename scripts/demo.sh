@@ -43,7 +43,7 @@ id -u "$GUEST_USER" >/dev/null 2>&1 || created_users+=("$GUEST_USER")
 
 install -m 0755 target/x86_64-unknown-linux-gnu/release/pairjail "$B/pairjail"
 PJ="$B/pairjail"
-mkdir -p "$D/run" "$D/sshd.d" && chmod 1777 "$D/run"
+mkdir -p "$D/sshd.d"
 ssh-keygen -q -t ed25519 -N "" -f "$D/hostkey"
 ssh-keygen -q -t ed25519 -N "" -C bob -f "$D/bob"
 
@@ -65,26 +65,31 @@ PermitRootLogin no
 PrintMotd no
 LogLevel ERROR
 CFG
-say "root, once: pairjail setup --pair-user $GUEST_USER (its files pointed into $D)"
-"$PJ" setup --pair-user "$GUEST_USER" --runtime-dir "$D/run" --sshd-config-dir "$D/sshd.d" \
-  --sshd-config "$D/sshd_config" --tmpfiles-dir "$D/tmpfiles" --shell "$B/pair-shell" | sed 's/^/  /'
+say "root, once: pairjail setup --pair-user $GUEST_USER --host $HOST_USER (its files pointed into $D)"
+# PAIRJAIL_CONFIG: the config setup writes, here in $D instead of /etc/pairjail;
+# every later command reads it (pair user, runtime directory, sshd's port).
+export PAIRJAIL_CONFIG="$D/etc/config.toml"
+"$PJ" setup --pair-user "$GUEST_USER" --host "$HOST_USER" --public-host 127.0.0.1 --runtime-dir "$D/run" \
+  --sshd-config-dir "$D/sshd.d" --sshd-config "$D/sshd_config" --tmpfiles-dir "$D/tmpfiles" \
+  --shell "$B/pair-shell" | sed 's/^/  /'
 /usr/sbin/sshd -D -e -f "$D/sshd_config" 2>"$D/sshd.log" &
 SSHD_PID=$!
 for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.05; done
 
 say "$HOST_USER: pairjail start --detach --session demo --allow mirror -- <a clock>"
 setpriv --reuid "$HOST_USER" --regid "$HOST_USER" --init-groups -- env HOME="/home/$HOST_USER" TERM=xterm \
-  "$PJ" start --detach --session demo --allow mirror --guest-user "$GUEST_USER" --runtime-dir "$D/run" -- \
+  "$PJ" start --detach --session demo --allow mirror -- \
   sh -c 'i=0; while :; do clear; echo "host $(whoami) is sharing this pane"; echo "tick $i"; i=$((i+1)); sleep 1; done'
 
 as_host() { setpriv --reuid "$HOST_USER" --regid "$HOST_USER" --init-groups -- env HOME="/home/$HOST_USER" "$PJ" "$@"; }
 say "$HOST_USER: pairjail invite add bob --key-file bob.pub --session demo --mode mirror"
-as_host invite add bob --key-file "$D/bob.pub" --session demo --mode mirror --via pair-user --runtime-dir "$D/run"
-as_host invite list --runtime-dir "$D/run"
+as_host invite add bob --key-file "$D/bob.pub" --session demo --mode mirror | tee "$D/invite.out" | sed 's/^/  /'
+LINE=$(sed -n 's/^guests join with: //p' "$D/invite.out")
+as_host invite list
 
-say "guest bob: ssh -t $GUEST_USER@127.0.0.1 -p $PORT (a real ssh client in a real terminal)"
+say "guest bob runs the printed line: $LINE (a real ssh client in a real terminal)"
 tmux -L pjdemo -f /dev/null new-session -d -s guest -x 80 -y 12 \
-  "ssh -tt -i $D/bob -p $PORT -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR $GUEST_USER@127.0.0.1; echo; echo ssh exited with \$?; sleep 60"
+  "${LINE/ssh -t/ssh -tt -i $D/bob -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR}; echo; echo ssh exited with \$?; sleep 60"
 for _ in $(seq 200); do tmux -L pjdemo capture-pane -p -t guest | grep -q "is sharing" && break; sleep 0.05; done
 
 say "what bob sees (tmux capture-pane of his terminal)"
@@ -96,15 +101,18 @@ sleep 1.5
 tmux -L pjdemo capture-pane -p -t guest | sed 's/^/  | /'
 
 say "$HOST_USER: pairjail status"
-setpriv --reuid "$HOST_USER" --regid "$HOST_USER" --init-groups -- "$PJ" status --runtime-dir "$D/run"
+setpriv --reuid "$HOST_USER" --regid "$HOST_USER" --init-groups -- "$PJ" status
 
 say "$HOST_USER: pairjail stop --session demo (every guest is disconnected)"
-setpriv --reuid "$HOST_USER" --regid "$HOST_USER" --init-groups -- "$PJ" stop --session demo --runtime-dir "$D/run"
+setpriv --reuid "$HOST_USER" --regid "$HOST_USER" --init-groups -- "$PJ" stop --session demo
 for _ in $(seq 100); do tmux -L pjdemo capture-pane -p -t guest | grep -q "ssh exited" && break; sleep 0.05; done
 tmux -L pjdemo capture-pane -p -t guest | grep -v '^$' | tail -3 | sed 's/^/  | /'
 
 say "bob's key after the session ended: sshd refuses it"
 ssh -i "$D/bob" -p "$PORT" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
   -o BatchMode=yes "$GUEST_USER@127.0.0.1" true 2>&1 | sed 's/^/  /' || true
+
+say "root: pairjail setup --undo --remove-user (removes what setup wrote, and its users)"
+"$PJ" setup --undo --remove-user | sed 's/^/  /'
 
 say "done; cleaning up the sshd, the session, the users and $D"

@@ -35,6 +35,26 @@ pub fn passwd(key: &str) -> Option<String> {
     getent("passwd", key).and_then(|s| s.lines().next().map(str::to_string))
 }
 
+/// Is `user` a member of `group` (its primary group, or listed in it)?
+pub fn in_group(user: &str, group: &str) -> bool {
+    let Some(line) = getent("group", group) else {
+        return false;
+    };
+    let mut f = line.lines().next().unwrap_or("").split(':');
+    let (Some(name), _, Some(gid), members) = (f.next(), f.next(), f.next(), f.next()) else {
+        return false;
+    };
+    if name != group {
+        return false;
+    }
+    if members.is_some_and(|m| m.split(',').any(|u| u.trim() == user)) {
+        return true;
+    }
+    passwd(user)
+        .and_then(|l| l.split(':').nth(3).map(str::to_string))
+        .is_some_and(|g| g == gid)
+}
+
 /// The addresses of `host` on `port`, as `getent ahosts` lists them.
 pub fn addresses(host: &str, port: u16) -> Vec<SocketAddr> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -99,5 +119,7 @@ mod tests {
         let local = addresses("localhost", 80);
         assert!(local.iter().any(|a| a.ip().is_loopback()), "{local:?}");
         assert_eq!(addresses("127.0.0.1", 9).len(), 1);
+        assert!(in_group("root", "root"));
+        assert!(!in_group("root", "no-such-group-pairjail"));
     }
 }

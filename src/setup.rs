@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::broker::paths;
+use crate::config::{SystemConfig, Written};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -44,6 +45,12 @@ impl SetupError {
 /// What setup is asked for (the command's flags).
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Where the machine's config goes (`/etc/pairjail/config.toml`).
+    pub config: PathBuf,
+    /// Users who may host (empty, with no group: every local user).
+    pub hosts: Vec<String>,
+    pub host_group: Option<String>,
+    pub public_host: Option<String>,
     pub pair_user: String,
     pub runtime_dir: PathBuf,
     pub sshd_config_dir: PathBuf,
@@ -74,7 +81,7 @@ fn sshd_conf(a: &Options, bin: &Path) -> String {
          # `pairjail authorized-keys` serves only while their session is live.\n\
          Match User {user}\n\
          \tAuthorizedKeysFile none\n\
-         \tAuthorizedKeysCommand {bin} authorized-keys --runtime-dir {rt} %u %k %t\n\
+         \tAuthorizedKeysCommand {bin} authorized-keys --config {conf} %u %k %t\n\
          \tAuthorizedKeysCommandUser {akc}\n\
          \tPasswordAuthentication no\n\
          \tKbdInteractiveAuthentication no\n\
@@ -83,7 +90,7 @@ fn sshd_conf(a: &Options, bin: &Path) -> String {
          \tPermitUserRC no\n",
         user = a.pair_user,
         bin = bin.display(),
-        rt = a.runtime_dir.display(),
+        conf = a.config.display(),
         akc = a.keys_command_user,
     )
 }
@@ -157,9 +164,18 @@ fn run_argv(argv: &[&str]) -> Step {
     }
 }
 
-/// Checks the request and returns the steps, in order, and the binary the
-/// configuration names.
-pub fn plan(a: &Options, dry_run: bool) -> Result<(Vec<Step>, PathBuf), SetupError> {
+/// A plan: the steps, the binary the configuration names, and what the
+/// steps create that was not there before (for `--undo`, and to roll back
+/// a setup that fails half-way).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub bin: PathBuf,
+    pub creates: Written,
+}
+
+/// Checks the request and returns the plan.
+pub fn plan(a: &Options, dry_run: bool) -> Result<Plan, SetupError> {
     use SetupError::Invalid;
     paths::check_user(&a.pair_user).map_err(Invalid)?;
     paths::check_user(&a.keys_command_user).map_err(Invalid)?;
@@ -171,6 +187,24 @@ pub fn plan(a: &Options, dry_run: bool) -> Result<(Vec<Step>, PathBuf), SetupErr
         )));
     }
     check_pair_user(&a.pair_user, &a.shell).map_err(Invalid)?;
+    for h in &a.hosts {
+        paths::check_user(h).map_err(Invalid)?;
+        if crate::users::by_name(h).is_none() {
+            return Err(Invalid(format!("--host {h}: no such user")));
+        }
+    }
+    if let Some(g) = &a.host_group {
+        paths::check_user(g)
+            .map_err(|_| Invalid(format!("--host-group {g}: invalid group name")))?;
+    }
+    if let Some(h) = &a.public_host {
+        crate::config::check_host_name(h).map_err(Invalid)?;
+    }
+    if !a.runtime_dir.is_absolute() || !a.config.is_absolute() {
+        return Err(Invalid(
+            "--runtime-dir and --config must be absolute paths".into(),
+        ));
+    }
     if a.keys_command_user == a.pair_user {
         return Err(Invalid(
             "--keys-command-user must differ from --pair-user: guests must not read invites".into(),
@@ -185,29 +219,46 @@ pub fn plan(a: &Options, dry_run: bool) -> Result<(Vec<Step>, PathBuf), SetupErr
     }
     let rt = a.runtime_dir.display().to_string();
     let shell = a.shell.display().to_string();
+    let mut creates = Written::default();
+    let sshd_dropin = a.sshd_config_dir.join("pairjail.conf");
+    let tmpfiles = a.tmpfiles_dir.join("pairjail.conf");
+    // Only what is not there yet: a failed re-run must not remove a
+    // working setup's files (the config remembers those from its run).
+    for f in [&a.shell, &sshd_dropin, &tmpfiles, &a.config] {
+        if std::fs::symlink_metadata(f).is_err() {
+            creates.files.push(f.clone());
+        }
+        new_parents(f, &mut creates.dirs);
+    }
+    if !a.runtime_dir.exists() {
+        creates.dirs.push(a.runtime_dir.clone());
+    }
     let mut steps = vec![
         Step::Link {
             path: a.shell.clone(),
             target: bin.clone(),
         },
         Step::Write {
-            path: a.sshd_config_dir.join("pairjail.conf"),
+            path: sshd_dropin,
             text: sshd_conf(a, &bin),
             mode: 0o644,
         },
         Step::Write {
-            path: a.tmpfiles_dir.join("pairjail.conf"),
+            path: tmpfiles,
             text: format!("d {rt} 3777 root {} -\n", a.keys_command_user),
             mode: 0o644,
         },
     ];
+    // Home `/`: sshd changes into it at each login, and a missing home
+    // greets every guest with "Could not chdir to home directory".
     if crate::users::by_name(&a.pair_user).is_none() {
+        creates.users.push(a.pair_user.clone());
         steps.push(run_argv(&[
             "useradd",
             "--system",
             "--user-group",
             "--home-dir",
-            "/nonexistent",
+            GUEST_HOME,
             "--no-create-home",
             "--comment",
             GECOS,
@@ -216,7 +267,14 @@ pub fn plan(a: &Options, dry_run: bool) -> Result<(Vec<Step>, PathBuf), SetupErr
             &a.pair_user,
         ]));
     } else {
-        steps.push(run_argv(&["usermod", "--shell", &shell, &a.pair_user]));
+        steps.push(run_argv(&[
+            "usermod",
+            "--shell",
+            &shell,
+            "--home",
+            GUEST_HOME,
+            &a.pair_user,
+        ]));
     }
     // No password at all, but not "locked" ('!'), which sshd treats as
     // "refuse every login" without PAM.
@@ -225,6 +283,7 @@ pub fn plan(a: &Options, dry_run: bool) -> Result<(Vec<Step>, PathBuf), SetupErr
     let keys_group = match crate::users::by_name(&a.keys_command_user) {
         Some(u) => u.gid.to_string(),
         None => {
+            creates.users.push(a.keys_command_user.clone());
             steps.push(run_argv(&[
                 "useradd",
                 "--system",
@@ -247,7 +306,203 @@ pub fn plan(a: &Options, dry_run: bool) -> Result<(Vec<Step>, PathBuf), SetupErr
     steps.push(run_argv(&["mkdir", "-p", &rt]));
     steps.push(run_argv(&["chown", &format!("root:{keys_group}"), &rt]));
     steps.push(run_argv(&["chmod", "3777", &rt]));
-    Ok((steps, bin))
+    Ok(Plan {
+        steps,
+        bin,
+        creates,
+    })
+}
+
+/// The guest user's home: a directory that exists, that only root can
+/// write, and that holds nothing.
+pub const GUEST_HOME: &str = "/";
+
+/// The missing directories above `file`, outermost last (removed in that
+/// order by `--undo`, each only if empty).
+fn new_parents(file: &Path, out: &mut Vec<PathBuf>) {
+    let mut missing = Vec::new();
+    let mut p = file.parent();
+    while let Some(d) = p {
+        if d.as_os_str().is_empty() || d.exists() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        p = d.parent();
+    }
+    for d in missing {
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+}
+
+/// The config setup writes last, once sshd accepted everything: it is what
+/// turns pair-user mode on. `earlier` is a previous setup's record, kept
+/// so `--undo` still removes what that run created.
+pub fn config_for(
+    a: &Options,
+    port: Option<u16>,
+    creates: &Written,
+    earlier: Option<&Written>,
+) -> SystemConfig {
+    let mut written = earlier.cloned().unwrap_or_default();
+    for f in &creates.files {
+        if !written.files.contains(f) {
+            written.files.push(f.clone());
+        }
+    }
+    for d in &creates.dirs {
+        if !written.dirs.contains(d) {
+            written.dirs.push(d.clone());
+        }
+    }
+    for u in &creates.users {
+        if !written.users.contains(u) {
+            written.users.push(u.clone());
+        }
+    }
+    SystemConfig {
+        pair_user: a.pair_user.clone(),
+        runtime_dir: a.runtime_dir.clone(),
+        hosts: a.hosts.clone(),
+        host_group: a.host_group.clone(),
+        public_host: a.public_host.clone(),
+        port,
+        written,
+    }
+}
+
+/// Writes the config (0644, root's).
+pub fn write_config(path: &Path, c: &SystemConfig) -> Result<(), SetupError> {
+    apply(&Step::Write {
+        path: path.to_path_buf(),
+        text: c.render(),
+        mode: 0o644,
+    })
+}
+
+/// Removes what this run created after a step failed, newest first, so a
+/// failed setup leaves the machine as it was (files it replaced stay
+/// replaced: their old content is gone with the write).
+pub fn roll_back(creates: &Written, config: &Path, runtime: &Path) -> Vec<String> {
+    undo_steps(creates, true, config, runtime)
+        .iter()
+        .filter_map(|s| apply_undo(s).err().map(|e| e.to_string()))
+        .collect()
+}
+
+/// One thing `--undo` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undo {
+    RemoveFile(PathBuf),
+    /// Only if empty.
+    RemoveDir(PathBuf),
+    /// The runtime directory, with what hosts left in it, unless a share runs.
+    RemoveRuntime(PathBuf),
+    RemoveUser(String),
+    /// A user kept (no `--remove-user`): its shell, which undo removes,
+    /// becomes nologin so the account cannot be logged in to.
+    NoLogin(String),
+}
+
+/// The undo of what `written` lists: files, then users, then the config
+/// (the record of all this, so a failed undo can run again), then
+/// directories (innermost first).
+pub fn undo_steps(
+    written: &Written,
+    remove_users: bool,
+    config: &Path,
+    runtime: &Path,
+) -> Vec<Undo> {
+    let mut out: Vec<Undo> = written
+        .files
+        .iter()
+        .rev()
+        .filter(|f| f.as_path() != config)
+        .cloned()
+        .map(Undo::RemoveFile)
+        .collect();
+    for u in written.users.iter().rev() {
+        out.push(if remove_users {
+            Undo::RemoveUser(u.clone())
+        } else {
+            Undo::NoLogin(u.clone())
+        });
+    }
+    out.push(Undo::RemoveFile(config.to_path_buf()));
+    let mut dirs = written.dirs.clone();
+    // Deepest first: a parent is removed after its children.
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    out.extend(dirs.into_iter().map(|d| {
+        if d == runtime {
+            Undo::RemoveRuntime(d)
+        } else {
+            Undo::RemoveDir(d)
+        }
+    }));
+    out
+}
+
+/// The runtime directory holds what hosts left (invites, logs); once no
+/// share runs, none of it means anything without setup. A running share
+/// stops the undo: its guests would lose their way in mid-session.
+fn remove_runtime(dir: &Path) -> Result<(), SetupError> {
+    let Ok(hosts) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for host in hosts.flatten() {
+        let Ok(meta) = std::fs::symlink_metadata(host.path()) else {
+            continue;
+        };
+        let Ok(sessions) = std::fs::read_dir(host.path()) else {
+            continue;
+        };
+        for s in sessions.flatten() {
+            if crate::broker::liveness::live_run(&s.path(), meta.uid()).is_some() {
+                return Err(SetupError::Invalid(format!(
+                    "left {}: {} is sharing session {} there; it must stop first (`pairjail stop --session {1}` as that user)",
+                    dir.display(),
+                    host.file_name().to_string_lossy(),
+                    s.file_name().to_string_lossy()
+                )));
+            }
+        }
+    }
+    std::fs::remove_dir_all(dir).map_err(|source| SetupError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+pub fn apply_undo(step: &Undo) -> Result<(), SetupError> {
+    let gone = |path: &Path, r: std::io::Result<()>| match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SetupError::Write {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+        _ => Ok(()),
+    };
+    match step {
+        Undo::RemoveFile(p) => gone(p, std::fs::remove_file(p)),
+        Undo::RemoveDir(p) => match std::fs::remove_dir(p) {
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                Err(SetupError::Invalid(format!(
+                    "left {}: it is not empty (a host's shares or invites are still there; `pairjail stop` them, then run --undo again)",
+                    p.display()
+                )))
+            }
+            r => gone(p, r),
+        },
+        Undo::RemoveRuntime(p) => remove_runtime(p),
+        Undo::RemoveUser(u) if crate::users::by_name(u).is_some() => {
+            run_cmd(&["userdel", u.as_str()]).map(|_| ())
+        }
+        Undo::RemoveUser(_) => Ok(()),
+        Undo::NoLogin(u) if crate::users::by_name(u).is_some() => {
+            run_cmd(&["usermod", "--shell", "/usr/sbin/nologin", u.as_str()]).map(|_| ())
+        }
+        Undo::NoLogin(_) => Ok(()),
+    }
 }
 
 /// Carries out one step.
@@ -317,7 +572,8 @@ fn run_cmd(argv: &[impl AsRef<str>]) -> Result<String, SetupError> {
 /// Asks sshd whether the configuration parses and what the pair user's
 /// effective settings are; unless all of pairjail's hold, the drop-in is
 /// removed again so sshd stays as it was found.
-pub fn verify_sshd(a: &Options, bin: &Path) -> Result<(), SetupError> {
+/// Returns sshd's effective port for the pair user.
+pub fn verify_sshd(a: &Options, bin: &Path) -> Result<Option<u16>, SetupError> {
     let conf_path = a.sshd_config_dir.join("pairjail.conf");
     let main = a.sshd_config.display().to_string();
     let undo = |why: String| {
@@ -347,5 +603,7 @@ pub fn verify_sshd(a: &Options, bin: &Path) -> Result<(), SetupError> {
             )));
         }
     }
-    Ok(())
+    Ok(effective
+        .lines()
+        .find_map(|l| l.strip_prefix("port ").and_then(|p| p.trim().parse().ok())))
 }

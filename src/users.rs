@@ -38,6 +38,21 @@ pub fn all() -> Vec<User> {
         .collect()
 }
 
+/// Unix user names as sshd passes them.
+pub fn check_user(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid user name '{}'", name.escape_debug()))
+    }
+}
+
 pub fn by_name(name: &str) -> Option<User> {
     all()
         .into_iter()

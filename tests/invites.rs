@@ -76,6 +76,7 @@ fn pair_user_mode_access_exists_only_while_the_session_is_live() {
     let d = w.dir.display().to_string();
     let setup = Command::new(&bin.path)
         .args(["setup", "--pair-user", PAIR, "--runtime-dir", &rt])
+        .args(["--config", &format!("{}/config.toml", w.dir.display())])
         .args([
             "--sshd-config-dir",
             &format!("{d}/sshd.d"),
@@ -689,31 +690,46 @@ fn bad_names_keys_and_expiry_are_refused_with_one_line() {
             "{name:?}: {e}"
         );
     }
-    assert_eq!(
-        run(&["invite", "add", "bob", "--key", "ssh-ed25519 AAAA"]),
-        "pairjail: --key: not an OpenSSH public key (invalid Base64 encoding)".replace(
-            "invalid Base64 encoding",
-            &{
-                let out = Command::new(env!("CARGO_BIN_EXE_pairjail"))
-                    .args([
-                        "invite",
-                        "add",
-                        "bob",
-                        "--key",
-                        "ssh-ed25519 AAAA",
-                        "--runtime-dir",
-                        &rt,
-                    ])
-                    .output()
-                    .unwrap();
-                let e = text(&out.stderr);
-                e.trim()
-                    .trim_start_matches("pairjail: --key: not an OpenSSH public key (")
-                    .trim_end_matches(')')
-                    .to_string()
-            }
-        )
+    let e = run(&["invite", "add", "bob", "--key", "ssh-ed25519 AAAA"]);
+    assert!(
+        e.starts_with("pairjail: --key: not an OpenSSH public key (")
+            && e.ends_with("it looks cut short; copy the whole line of the .pub file"),
+        "{e}"
     );
+    // What people paste instead of a public key: named, with the fix.
+    let private = dir.path().join("leaked");
+    assert!(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&private)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let e = run(&[
+        "invite",
+        "add",
+        "bob",
+        "--key-file",
+        &private.display().to_string(),
+    ]);
+    assert!(
+        e.contains("this is a PRIVATE key") && e.contains("ssh-keygen -y -f"),
+        "{e}"
+    );
+    let e = run(&[
+        "invite",
+        "add",
+        "bob",
+        "--key-file",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keys/putty.ppk"),
+    ]);
+    assert!(
+        e.contains("PuTTY private key") && e.contains("public-openssh"),
+        "{e}"
+    );
+    let e = run(&["invite", "add", "bob", "--key", "hello there"]);
+    assert!(e.contains("got `hello there…`"), "{e}");
     let e = run(&[
         "invite",
         "add",

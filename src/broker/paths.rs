@@ -1,9 +1,12 @@
 //! Where a share lives: `<runtime>/<host user>/<session>/` holding the
 //! broker socket (guests), the control socket (the host only), the tmux
 //! socket and the broker's log. The runtime directory is `--runtime-dir`,
-//! else `$PAIRJAIL_RUNTIME_DIR`, else `/run/pairjail` when it exists (made
-//! by `pairjail setup`), else `$XDG_RUNTIME_DIR/pairjail`.
+//! else `$PAIRJAIL_RUNTIME_DIR`, else the one `/etc/pairjail/config.toml`
+//! names (pair-user mode, after `pairjail setup`), else
+//! `$XDG_RUNTIME_DIR/pairjail`, else — like tmux — a private directory
+//! `pairjail-UID` under `$TMPDIR` or `/tmp`.
 
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_RUNTIME: &str = "/run/pairjail";
@@ -16,15 +19,67 @@ pub fn runtime_dir(explicit: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("PAIRJAIL_RUNTIME_DIR").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
     }
-    if Path::new(DEFAULT_RUNTIME).is_dir() {
-        return Ok(PathBuf::from(DEFAULT_RUNTIME));
+    if let Some(c) = crate::config::load().map_err(|e| e.to_string())? {
+        return Ok(c.runtime_dir);
     }
     if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
         return Ok(Path::new(&x).join("pairjail"));
     }
-    Err(format!(
-        "no runtime directory: {DEFAULT_RUNTIME} does not exist (run `sudo pairjail setup`) and neither --runtime-dir, PAIRJAIL_RUNTIME_DIR nor XDG_RUNTIME_DIR is set"
-    ))
+    private_tmp_dir()
+}
+
+/// `$TMPDIR/pairjail-UID` (or `/tmp/…`), made 0700 if missing. One that
+/// already exists must be a real directory of ours that nobody else can
+/// enter: in a shared /tmp another user could have made it first, to
+/// watch or impersonate our shares (tmate's CVE-2021-44512).
+pub fn private_tmp_dir() -> Result<PathBuf, String> {
+    let uid = nix::unistd::Uid::effective().as_raw();
+    let base = std::env::var_os("TMPDIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let dir = base.join(format!("pairjail-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+    }
+    check_private(&dir, uid)?;
+    Ok(dir)
+}
+
+/// `dir` is a directory (not a link) owned by `uid`, closed to others.
+pub fn check_private(dir: &Path, uid: u32) -> Result<(), String> {
+    let m = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let why = if m.file_type().is_symlink() || !m.is_dir() {
+        Some("is not a directory".to_string())
+    } else if m.uid() != uid {
+        Some(format!("belongs to uid {}, not you (uid {uid})", m.uid()))
+    } else if m.mode() & 0o077 != 0 {
+        Some(format!("has mode {:o}, open to others", m.mode() & 0o777))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(format!(
+            "{} {why}; refusing to share through it (someone may have made it to watch your sessions): remove it, or set PAIRJAIL_RUNTIME_DIR to a directory only you can enter",
+            dir.display()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The `--runtime-dir DIR` a printed command needs to find the same
+/// share again (empty when the default finds it).
+pub fn flag(explicit: Option<&Path>) -> String {
+    match explicit {
+        Some(p) => format!(
+            " --runtime-dir {}",
+            shlex::try_quote(&p.to_string_lossy())
+                .map_or_else(|_| p.display().to_string(), |q| q.into_owned())
+        ),
+        None => String::new(),
+    }
 }
 
 /// Session and guest names: what may appear in paths, tmux targets and
@@ -59,20 +114,7 @@ pub fn check_session(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Unix user names as sshd passes them.
-pub fn check_user(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 32
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("invalid user name '{}'", name.escape_debug()))
-    }
-}
+pub use crate::users::check_user;
 
 #[derive(Debug, Clone)]
 pub struct SessionPaths {
@@ -117,7 +159,6 @@ fn current_user() -> Result<String, String> {
 /// `<runtime>/<host>` must belong to `host`: otherwise another local user
 /// could have made it first and would be impersonating the host's share.
 pub fn check_host_dir(runtime: &Path, host: &str) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
     let dir = runtime.join(host);
     let meta = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let uid = crate::users::by_name(host)
@@ -158,5 +199,22 @@ mod tests {
         assert!(check_user("alice").is_ok());
         assert!(check_user("Alice").is_err());
         assert!(check_user("a/b").is_err());
+    }
+
+    #[test]
+    fn a_private_dir_must_be_ours_and_closed() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let me = nix::unistd::Uid::effective().as_raw();
+        let p = d.path().join("rt");
+        std::fs::create_dir(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(check_private(&p, me).is_ok());
+        assert!(check_private(&p, me + 1).is_err());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(check_private(&p, me).unwrap_err().contains("mode 755"));
+        let l = d.path().join("link");
+        std::os::unix::fs::symlink(&p, &l).unwrap();
+        assert!(check_private(&l, me).is_err());
     }
 }

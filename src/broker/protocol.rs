@@ -157,6 +157,9 @@ pub struct SessionStatus {
     /// The audit log this share appends to (None: `--no-audit`).
     #[serde(default)]
     pub audit_log: Option<String>,
+    /// How guests reach the share: the line they run, the host keys.
+    #[serde(default)]
+    pub reach: Option<crate::reach::Reach>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -254,6 +254,7 @@ fn status(state: &State) -> SessionStatus {
             .audit
             .as_ref()
             .map(|a| a.path.display().to_string()),
+        reach: Some(state.cfg.reach.clone()),
     }
 }
 

@@ -31,6 +31,8 @@ pub enum ShareError {
     Name(String),
     #[error("{0}")]
     Runtime(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("--default-mode {0} is not in --allow")]
     DefaultMode(Mode),
     #[error(
@@ -189,6 +191,8 @@ pub struct Launch {
     pub record: Option<PathBuf>,
     #[serde(default)]
     pub require_recording: bool,
+    /// How guests reach this share (shown by `status`).
+    pub reach: crate::reach::Reach,
 }
 
 /// The audit log of a share: its file and the optional syslog copy.
@@ -270,6 +274,9 @@ pub struct Start {
     pub audit: Option<AuditTarget>,
     /// The recording's directory; None: not recorded.
     pub record: Option<PathBuf>,
+    /// The name guests connect to (`--public-host`; default: the config's,
+    /// else this machine's name).
+    pub public_host: Option<String>,
 }
 
 /// Starts a share and returns once its broker is ready.
@@ -303,9 +310,20 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     if ask(&p.control, Msg::Status).is_some() {
         return Err(ShareError::AlreadyShared(a.session.clone()));
     }
+    // Pair-user mode is what the machine's config says: its pair user is
+    // admitted unless --guest-user names others.
+    let config = crate::config::load()?;
+    if let Some(h) = &a.public_host {
+        crate::config::check_host_name(h).map_err(ShareError::Name)?;
+    }
+    let reach = crate::reach::direct(
+        &crate::reach::guest_user(&at.host, config.as_ref()),
+        a.public_host.as_deref(),
+        config.as_ref(),
+    );
     let mut guest_users = a.guest_users.clone();
-    if guest_users.is_empty() && crate::users::by_name("pair").is_some() {
-        guest_users.push("pair".into());
+    if let (true, Some(c)) = (guest_users.is_empty(), &config) {
+        guest_users.push(c.pair_user.clone());
     }
     let guest_uids = guest_users
         .iter()
@@ -368,6 +386,7 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
         audit: a.audit.clone(),
         record: a.record.clone(),
         require_recording: required.recording.is_some(),
+        reach: reach.clone(),
     };
     if let Err(e) = launch_broker(p, &launch) {
         tmux.kill_server();
@@ -375,7 +394,7 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     }
     for r in requests {
         let invited = r
-            .into_invite(crate::clock::now(), registry::pair_user_mode())
+            .into_invite(crate::clock::now(), config.is_some())
             .map_err(ShareError::from)
             .and_then(|(inv, _)| {
                 let added = crate::audit::invite_added(&inv);
@@ -719,6 +738,7 @@ pub fn serve(config: &mut impl std::io::Read) -> Result<(), ShareError> {
         }),
         record: a.record,
         require_recording: a.require_recording,
+        reach: a.reach,
     };
     // Liveness for `authorized-keys`, `join` and invites: pid, start time
     // and owner, written atomically.

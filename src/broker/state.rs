@@ -46,6 +46,8 @@ pub struct Config {
     pub record: Option<std::path::PathBuf>,
     /// A guest profile requires the recording: the share ends with it.
     pub require_recording: bool,
+    /// How guests reach the share.
+    pub reach: crate::reach::Reach,
 }
 
 impl Config {

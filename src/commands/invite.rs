@@ -84,6 +84,10 @@ pub struct AddArgs {
     /// session, or `pairjail approve NAME`).
     #[arg(long)]
     pub approve: bool,
+    /// The name guests connect to, in the printed line (default: the
+    /// config's `public_host`, else this machine's name).
+    #[arg(long, value_name = "NAME")]
+    pub public_host: Option<String>,
     #[command(flatten)]
     pub runtime_dir: RuntimeDir,
 }
@@ -122,8 +126,21 @@ fn add(a: AddArgs) -> Outcome {
         direct: a.transport == Transport::Direct,
         approve: a.approve,
     };
-    let (invite, keys) = request.into_invite(crate::clock::now(), registry::pair_user_mode())?;
+    let config = registry::system_config()?;
+    let (invite, keys) = request.into_invite(crate::clock::now(), config.is_some())?;
     let (runtime, host) = where_(&a.runtime_dir)?;
+    if let Some(h) = &a.public_host {
+        crate::config::check_host_name(h).map_err(Failure::invalid)?;
+    }
+    if let (Via::PairUser, Some(c)) = (invite.via, &config)
+        && !c.may_host(&host)
+    {
+        return Err(Failure::invalid(format!(
+            "{} does not let {host} host guests of {} (hosts/host_group); ask an admin to run `sudo pairjail setup --host {host}`, or invite into your own account with --via authorized-keys",
+            crate::config::path().display(),
+            c.pair_user
+        )));
+    }
     let (via, expires) = (invite.via, invite.expires);
     let added = crate::audit::invite_added(&invite);
     registry::add(&runtime, &host, invite)?;
@@ -139,13 +156,24 @@ fn add(a: AddArgs) -> Outcome {
             crate::clock::rfc3339(expires)
         );
     }
-    match via {
-        Via::PairUser => println!(
-            "they join with: ssh -t <the pair user>@<this host> (the user `pairjail setup` created)"
-        ),
-        Via::AuthorizedKeys => println!(
-            "they join with: ssh -t {host}@<this host> (a managed block in ~/.ssh/authorized_keys)"
-        ),
+    // The live share's own line (it knows --public-host and a tunnel);
+    // else this machine's.
+    let live = share::sessions(a.runtime_dir.get(), Some(&a.session))
+        .ok()
+        .and_then(|s| s.into_iter().next())
+        .and_then(|s| s.reach);
+    let user = match via {
+        Via::PairUser => config.as_ref().map(|c| c.pair_user.clone()),
+        Via::AuthorizedKeys => Some(host.clone()),
+    };
+    if let Some(user) = user {
+        let reach = match live {
+            Some(r) if r.user == user => r,
+            _ => crate::reach::direct(&user, a.public_host.as_deref(), config.as_ref()),
+        };
+        for line in reach.describe() {
+            println!("{line}");
+        }
     }
     if !registry::is_live(&runtime, &host, &a.session) {
         println!(
@@ -264,6 +292,11 @@ pub struct AuthorizedKeysArgs {
     pub key: String,
     /// The offered key's type (%t).
     pub key_type: String,
+    /// The machine's config (default: $PAIRJAIL_CONFIG, else
+    /// /etc/pairjail/config.toml): its runtime directory, pair user and
+    /// the hosts whose invites are served.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub runtime_dir: RuntimeDir,
 }
@@ -277,9 +310,20 @@ pub fn authorized_keys(a: AuthorizedKeysArgs) -> Outcome {
     if paths::check_user(&a.user).is_err() {
         return Ok(ExitCode::SUCCESS);
     }
-    let runtime = paths::runtime_dir(a.runtime_dir.get()).map_err(Failure::failed)?;
+    let config_path = a.config.unwrap_or_else(crate::config::path);
+    let config = crate::config::load_from(&config_path).map_err(Failure::failed)?;
+    // Only the config's pair user gets lines, and only from allowed hosts.
+    if config.as_ref().is_some_and(|c| c.pair_user != a.user) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = match (a.runtime_dir.get(), &config) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(c)) => c.runtime_dir.clone(),
+        (None, None) => paths::runtime_dir(None).map_err(Failure::failed)?,
+    };
     let bin = crate::exe::own()?;
-    let (line, warnings) = authorized::answer(&runtime, &offered, &bin);
+    let may_host = |host: &str| config.as_ref().is_none_or(|c| c.may_host(host));
+    let (line, warnings) = authorized::answer(&runtime, &offered, &bin, may_host);
     for w in warnings {
         eprintln!("pairjail authorized-keys: {w}");
     }

@@ -72,6 +72,10 @@ pub struct StartArgs {
     /// (default /dev/log; or set $PAIRJAIL_AUDIT_SYSLOG).
     #[arg(long, value_name = "SOCKET", num_args = 0..=1, default_missing_value = "/dev/log", env = "PAIRJAIL_AUDIT_SYSLOG")]
     pub audit_syslog: Option<PathBuf>,
+    /// The name guests connect to, in the printed connect line (default:
+    /// `public_host` of /etc/pairjail/config.toml, else this machine's name).
+    #[arg(long, value_name = "NAME")]
+    pub public_host: Option<String>,
     #[command(flatten)]
     pub runtime_dir: RuntimeDir,
     /// Program to run in the shared session instead of your shell.
@@ -142,10 +146,20 @@ pub fn start(a: StartArgs) -> Outcome {
             approve_timeout: a.approve_timeout,
             audit: audit.clone(),
             record: record.clone(),
+            public_host: a.public_host,
         },
     )?;
     let s = &a.session;
-    println!("pairjail: sharing session {s} (guests join with `ssh -t <guest user>@<this host>`)");
+    let rt = crate::broker::paths::flag(a.runtime_dir.get());
+    println!("pairjail: sharing session {s}");
+    if let Some(reach) = share::sessions(a.runtime_dir.get(), Some(s))?
+        .first()
+        .and_then(|st| st.reach.clone())
+    {
+        for line in reach.describe() {
+            println!("  {line}");
+        }
+    }
     match &confinement {
         Some(c) => println!(
             "  jailed: profile {}, workspace {} (writable), network {}",
@@ -166,13 +180,14 @@ pub fn start(a: StartArgs) -> Outcome {
         None => println!("  audit log: none (--no-audit)"),
     }
     if a.detach {
-        println!("  attach: pairjail attach --session {s}");
-        println!("  stop:   pairjail stop --session {s}");
+        println!("  invite: pairjail invite add NAME --github USER --session {s}{rt}");
+        println!("  attach: pairjail attach --session {s}{rt}");
+        println!("  stop:   pairjail stop --session {s}{rt}");
         return Ok(ExitCode::SUCCESS);
     }
     if share::attach(&at)? {
         println!(
-            "pairjail: detached; session {s} is still shared (`pairjail attach --session {s}`, `pairjail stop --session {s}`)"
+            "pairjail: detached; session {s} is still shared (`pairjail attach --session {s}{rt}`, `pairjail stop --session {s}{rt}`)"
         );
     } else {
         println!("pairjail: session {s} ended; every guest was disconnected");
@@ -252,6 +267,9 @@ pub fn status(a: StatusArgs) -> Outcome {
                 c.network
             ),
             None => println!("  unconfined: what runs in the session runs as you"),
+        }
+        if let Some(r) = &s.reach {
+            println!("  {}", r.describe().join("\n  "));
         }
         if let Some(r) = &s.recording {
             println!("  recorded: {r}");

@@ -79,7 +79,12 @@ pub fn lines_from(
 /// more matches (another host invited the same public key) print nothing:
 /// sshd would pick the first, and a local user could steer a guest into a
 /// session they did not mean to join. Warnings go to stderr (sshd's log).
-pub fn answer(runtime: &Path, offered: &GuestKey, bin: &Path) -> (Option<String>, Vec<String>) {
+pub fn answer(
+    runtime: &Path,
+    offered: &GuestKey,
+    bin: &Path,
+    may_host: impl Fn(&str) -> bool,
+) -> (Option<String>, Vec<String>) {
     let started = Instant::now();
     let mut warnings = Vec::new();
     let Ok(entries) = std::fs::read_dir(runtime) else {
@@ -109,6 +114,10 @@ pub fn answer(runtime: &Path, offered: &GuestKey, bin: &Path) -> (Option<String>
         // The directory's owner is the host, and it must be named after
         // that owner: nobody can share in another user's name.
         if !meta.is_dir() || meta.mode() & 0o022 != 0 || users.get(&meta.uid()) != Some(&name) {
+            continue;
+        }
+        // The machine's config names who may host (`setup --host`).
+        if !may_host(&name) {
             continue;
         }
         let uid = meta.uid();

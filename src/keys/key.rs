@@ -19,8 +19,18 @@ pub fn parse(line: &str) -> Result<GuestKey, String> {
     if line.contains(['\n', '\r', '\0']) {
         return Err("a key must be a single line".into());
     }
+    let first = line.split_whitespace().next().unwrap_or("");
+    if !ALGORITHMS.contains(&first) && first != "ssh-dss" && !first.starts_with("sk-") {
+        let shown: String = line.chars().take(24).collect();
+        return Err(format!(
+            "not an OpenSSH public key: expected a line like `ssh-ed25519 AAAAC3Nz… name` (the .pub file), got `{}…`",
+            shown.escape_debug()
+        ));
+    }
     let key =
-        PublicKey::from_openssh(line).map_err(|e| format!("not an OpenSSH public key ({e})"))?;
+        PublicKey::from_openssh(line).map_err(|e| {
+        format!("not an OpenSSH public key ({e}): it looks cut short; copy the whole line of the .pub file")
+    })?;
     match key.key_data() {
         KeyData::Dsa(_) => {
             return Err("DSA keys are refused: they are broken and OpenSSH disabled them".into());
@@ -52,6 +62,64 @@ pub fn parse(line: &str) -> Result<GuestKey, String> {
     })
 }
 
+/// Parses whatever a host was sent as "my key": OpenSSH public key lines,
+/// or an RFC 4716 public key (PuTTY's and SSH.com's export), converted.
+/// A private key, a PuTTY private key or a PEM key is refused with what it
+/// is and how to get the OpenSSH public key from it.
+pub fn parse_text(text: &str) -> Result<Vec<GuestKey>, String> {
+    let t = text.trim_start();
+    if t.starts_with("-----BEGIN") && t.contains("PRIVATE KEY-----") {
+        return Err("this is a PRIVATE key (it must stay with its owner; ask them to delete and replace it if it was sent): give its public half, the .pub file beside it, or what `ssh-keygen -y -f FILE` prints".into());
+    }
+    if t.starts_with("PuTTY-User-Key-File-") {
+        return Err("this is a PuTTY private key (it must stay with its owner): in PuTTYgen copy 'Public key for pasting into OpenSSH authorized_keys file', or run `puttygen FILE -O public-openssh`".into());
+    }
+    if t.starts_with("-----BEGIN") && t.contains("PUBLIC KEY-----") {
+        return Err("this is a PEM public key, not OpenSSH's format: convert it with `ssh-keygen -i -m PKCS8 -f FILE` and give the result".into());
+    }
+    if t.starts_with("---- BEGIN SSH2 PUBLIC KEY ----") {
+        return from_rfc4716(t).map(|k| vec![k]);
+    }
+    parse_many(text)
+}
+
+/// The algorithms an RFC 4716 body may hold (the line format names it;
+/// ssh-key checks that the name matches the key inside).
+const ALGORITHMS: [&str; 6] = [
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+    "sk-ssh-ed25519@openssh.com",
+];
+
+/// `---- BEGIN SSH2 PUBLIC KEY ----`, headers (`Tag: value`, continued
+/// by a trailing `\`), the Base64 body, `---- END SSH2 PUBLIC KEY ----`.
+fn from_rfc4716(text: &str) -> Result<GuestKey, String> {
+    let mut body = String::new();
+    let mut continued = false;
+    let mut ended = false;
+    for line in text.lines().skip(1).map(str::trim) {
+        if line.starts_with("---- END SSH2 PUBLIC KEY ----") {
+            ended = true;
+            break;
+        }
+        if continued || line.contains(':') {
+            continued = line.ends_with('\\');
+            continue;
+        }
+        body.push_str(line);
+    }
+    if !ended || body.is_empty() {
+        return Err("an RFC 4716 key without its body or its END line".into());
+    }
+    ALGORITHMS
+        .iter()
+        .find_map(|alg| parse(&format!("{alg} {body}")).ok())
+        .ok_or_else(|| "an RFC 4716 key that does not hold a usable public key".into())
+}
+
 /// Parses a file or an HTTP body of keys, one per line; blank lines and
 /// comments are skipped. Every key must be valid.
 pub fn parse_many(text: &str) -> Result<Vec<GuestKey>, String> {
@@ -79,6 +147,25 @@ mod tests {
         assert!(k.fingerprint.starts_with("SHA256:"), "{}", k.fingerprint);
         assert!(!k.openssh.contains("bob@laptop"));
         assert!(parse(include_str!("../../tests/data/keys/rsa3072.pub")).is_ok());
+    }
+
+    #[test]
+    fn other_formats_are_named_or_converted() {
+        let rfc = parse_text(include_str!("../../tests/data/keys/ed25519.rfc4716")).unwrap();
+        let ssh = parse_text(ED).unwrap();
+        assert_eq!(rfc, ssh, "RFC 4716 converts to the same key");
+        let private = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
+        assert!(parse_text(private).unwrap_err().contains("PRIVATE key"));
+        let putty = include_str!("../../tests/data/keys/putty.ppk");
+        assert!(parse_text(putty).unwrap_err().contains("PuTTY private key"));
+        let pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n";
+        assert!(
+            parse_text(pem)
+                .unwrap_err()
+                .contains("ssh-keygen -i -m PKCS8")
+        );
+        let e = parse_text("hello world").unwrap_err();
+        assert!(e.contains("got `hello world…`"), "{e}");
     }
 
     #[test]

@@ -12,10 +12,6 @@ use crate::keys::invites::{Book, Invite, Store, Via};
 use crate::keys::key::{self, GuestKey};
 use crate::keys::line::{self, Forced};
 
-/// Where `pairjail setup` puts sshd's configuration; its presence means
-/// pair-user mode.
-pub const SSHD_CONF: &str = "/etc/ssh/sshd_config.d/pairjail.conf";
-
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The request itself is wrong; the message says how to fix it.
@@ -27,8 +23,10 @@ pub enum RegistryError {
 
 use RegistryError::{Failed, Invalid};
 
-pub fn pair_user_mode() -> bool {
-    Path::new(SSHD_CONF).exists()
+/// The machine's config (`pairjail setup` wrote it): pair-user mode is
+/// on exactly when there is one.
+pub fn system_config() -> Result<Option<crate::config::SystemConfig>, RegistryError> {
+    crate::config::load().map_err(|e| Failed(e.to_string()))
 }
 
 fn me() -> u32 {

@@ -67,7 +67,13 @@ impl KeySource {
             return Err(RequestError::KeySources);
         }
         if let Some(k) = &self.key {
-            return key::parse(k).map(|k| vec![k]).map_err(RequestError::Key);
+            // One pasted line is one key (no "line 1:"); more is a file's text.
+            return if k.trim().lines().count() == 1 {
+                key::parse(k).map(|k| vec![k])
+            } else {
+                key::parse_text(k)
+            }
+            .map_err(RequestError::Key);
         }
         if let Some(p) = &self.key_file {
             let bad = |message: String| RequestError::KeyFile {
@@ -75,7 +81,7 @@ impl KeySource {
                 message,
             };
             let text = std::fs::read_to_string(p).map_err(|e| bad(e.to_string()))?;
-            let keys = key::parse_many(&text).map_err(bad)?;
+            let keys = key::parse_text(&text).map_err(bad)?;
             if keys.is_empty() {
                 return Err(bad("no key in it".into()));
             }

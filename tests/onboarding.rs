@@ -1,0 +1,393 @@
+//! From install to a guest typing, as a new user meets it: a host with no
+//! XDG_RUNTIME_DIR (after `su -`), setup that the other commands remember,
+//! the connect line printed with real values, and `setup --undo`.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use common::sshd::{HOST, World};
+use common::*;
+
+const MARKER: &str = "ONBOARD-MARKER-77";
+
+/// The host's managed block in ~/.ssh/authorized_keys mirrors the invites
+/// of one runtime directory: tests that share as the host with different
+/// runtime directories take turns.
+static HOST_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn host_turn() -> std::sync::MutexGuard<'static, ()> {
+    HOST_TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{:?}: {}{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The user's passwd line through getent (a static test binary must not
+/// load NSS modules itself).
+fn passwd(user: &str) -> Option<String> {
+    let out = Command::new("getent")
+        .args(["passwd", user])
+        .output()
+        .unwrap();
+    out.status.success().then(|| text(&out.stdout))
+}
+
+fn uid_of(user: &str) -> u32 {
+    passwd(user)
+        .unwrap()
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// `pairjail ARGS` as the host the way `su - host` leaves it: a login
+/// environment with no XDG_RUNTIME_DIR, and nothing of the test's own.
+fn as_login_host(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    run_as(HOST, "/usr/bin/env")
+        .arg("-i")
+        .arg(format!("HOME=/home/{HOST}"))
+        .arg(format!("USER={HOST}"))
+        .arg(format!("LOGNAME={HOST}"))
+        .arg("PATH=/usr/local/bin:/usr/bin:/bin")
+        .arg("TERM=xterm")
+        .arg("SHELL=/bin/sh")
+        .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+        .arg(bin)
+        .args(args)
+        .current_dir("/")
+        .output()
+        .unwrap()
+}
+
+/// The `ssh -t USER@HOST -p PORT` line a command printed, as words.
+fn printed_line(said: &str) -> Vec<String> {
+    let line = said
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("guests join with: "))
+        .unwrap_or_else(|| panic!("no connect line in: {said}"));
+    line.split_whitespace().map(str::to_string).collect()
+}
+
+/// Runs the printed line in a driver window, with the guest's key and
+/// ssh's host-key prompt answered (the test cannot read it out).
+fn run_printed_line(w: &World, name: &str, key: &Path, words: &[String]) -> String {
+    assert_eq!(&words[..2], ["ssh", "-t"], "{words:?}");
+    let cmd = format!(
+        "ssh -tt -i {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes {}; echo SSH-EXIT=$?; sleep 600",
+        key.display(),
+        words[2..].join(" ")
+    );
+    w.drv(&["new-window", "-d", "-n", name, &cmd]);
+    format!("drv:{name}")
+}
+
+#[test]
+fn a_runtime_dir_someone_else_made_is_refused() {
+    if !is_root() {
+        assert!(!in_ci(), "this test needs root in CI (users, chown)");
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    ensure_user(HOST);
+    let bin = SafeBinary::new("ob-rt");
+    let tmp = World::dir_for("ob-rt");
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp).unwrap();
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).unwrap();
+    let tmpdir = tmp.display().to_string();
+    let dir = tmp.join(format!("pairjail-{}", uid_of(HOST)));
+    let status = || as_login_host(&bin.path, &["status"], &[("TMPDIR", &tmpdir)]);
+
+    // Made first by another user (nobody), open to all: refused.
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    nix::unistd::chown(&dir, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let out = status();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("belongs to uid 65534") && err.contains("refusing"),
+        "{err}"
+    );
+    // The host's own, but open to others: refused too.
+    nix::unistd::chown(&dir, Some(nix::unistd::Uid::from_raw(uid_of(HOST))), None).unwrap();
+    let err = text(&status().stderr);
+    assert!(err.contains("has mode 777"), "{err}");
+    // A symlink to the host's real directory: refused.
+    fs::remove_dir(&dir).unwrap();
+    let elsewhere = tmp.join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &dir).unwrap();
+    let err = text(&status().stderr);
+    assert!(err.contains("is not a directory"), "{err}");
+    // Gone: the host's command makes it, 0700, and works.
+    fs::remove_file(&dir).unwrap();
+    let out = status();
+    assert_eq!(ok(&out).trim(), "no shared sessions");
+    let m = fs::symlink_metadata(&dir).unwrap();
+    assert!(m.is_dir() && m.uid() == uid_of(HOST) && m.mode() & 0o777 == 0o700);
+    let _ = fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn a_host_after_su_shares_in_no_root_mode_without_xdg_runtime_dir() {
+    let _turn = host_turn();
+    let Some(mut w) = World::bare("ob-nr", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    assert!(
+        !Path::new("/etc/pairjail/config.toml").exists(),
+        "this test is about a machine without `pairjail setup`"
+    );
+    w.start_sshd();
+    let bin = shared_binary();
+    let ssh = Path::new("/home").join(HOST).join(".ssh");
+    let _ = fs::remove_file(ssh.join("authorized_keys"));
+    let fallback = Path::new("/tmp").join(format!("pairjail-{}", uid_of(HOST)));
+    // A share an earlier run of this test left behind.
+    let _ = as_login_host(bin, &["stop", "--session", "obnr"], &[]);
+
+    let out = as_login_host(
+        bin,
+        &[
+            "start",
+            "--detach",
+            "--session",
+            "obnr",
+            "--public-host",
+            "127.0.0.1",
+            "--",
+            "sh",
+            "-c",
+            &format!("echo {MARKER}; exec sh"),
+        ],
+        &[],
+    );
+    let said = ok(&out);
+    // The line names the host's own account (no-root mode) and this
+    // machine's sshd port as its config says; hints need no extra flags.
+    let words = printed_line(&said);
+    assert_eq!(words[2], format!("{HOST}@127.0.0.1"), "{said}");
+    assert!(
+        said.contains("  attach: pairjail attach --session obnr\n"),
+        "{said}"
+    );
+    assert!(said.contains("SHA256:"), "no host key fingerprint: {said}");
+    let m = fs::symlink_metadata(&fallback).unwrap();
+    assert!(m.uid() == uid_of(HOST) && m.mode() & 0o777 == 0o700);
+
+    let bob = w.keygen("bob");
+    let bob_pub = bob.with_extension("pub").display().to_string();
+    let said = ok(&as_login_host(
+        bin,
+        &[
+            "invite",
+            "add",
+            "bob",
+            "--key-file",
+            &bob_pub,
+            "--session",
+            "obnr",
+        ],
+        &[],
+    ));
+    assert_eq!(
+        printed_line(&said),
+        words,
+        "invite add printed another line"
+    );
+    // The printed line, with the test sshd's port (the machine's own sshd
+    // is not this one).
+    let mut words = words;
+    let p = words.iter().position(|w| w == "-p").unwrap();
+    words[p + 1] = w.port.to_string();
+    let win = run_printed_line(&w, "bob", &bob, &words);
+    w.wait_screen(&win, MARKER, 20);
+    let status = ok(&as_login_host(bin, &["status", "--json"], &[]));
+    assert!(status.contains("\"bob\""), "{status}");
+    ok(&as_login_host(bin, &["stop", "--session", "obnr"], &[]));
+    w.wait_screen(&win, "SSH-EXIT=", 20);
+    let _ = fs::remove_file(ssh.join("authorized_keys"));
+}
+
+#[test]
+fn setup_is_remembered_and_undone() {
+    let _turn = host_turn();
+    let sd = World::dir_for("ob-su").join("sshd.d");
+    let top = format!("Include {}/*.conf\n", sd.display());
+    let Some(mut w) = World::bare("ob-su", &top, "none") else {
+        return;
+    };
+    const PAIR: &str = "pjobpair";
+    const KEYS: &str = "pjobkeys";
+    const OTHER: &str = "pjobother";
+    ensure_user(OTHER);
+    for u in [PAIR, KEYS] {
+        let _ = Command::new("userdel").arg(u).output();
+    }
+    let bin = SafeBinary::new("ob-su");
+    let d = w.dir.display().to_string();
+    let config = format!("{d}/etc/config.toml");
+    let setup = |extra: &[&str]| {
+        Command::new(&bin.path)
+            .args(["setup", "--config", &config, "--pair-user", PAIR])
+            .args([
+                "--keys-command-user",
+                KEYS,
+                "--runtime-dir",
+                &format!("{d}/prun"),
+            ])
+            .args(["--sshd-config-dir", &format!("{d}/sshd.d")])
+            .args(["--sshd-config", &format!("{d}/sshd_config")])
+            .args(["--tmpfiles-dir", &format!("{d}/tmpfiles")])
+            .args(["--shell", &format!("{}/lib/pair-shell", bin.dir.display())])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let said = ok(&setup(&["--host", HOST, "--public-host", "127.0.0.1"]));
+    assert!(
+        said.contains(&format!("guests log in as {PAIR}; who may host: {HOST}")),
+        "{said}"
+    );
+    let conf = fs::read_to_string(&config).unwrap();
+    assert!(conf.contains(&format!("port = {}", w.port)), "{conf}");
+    w.start_sshd();
+
+    // The host names nothing: the config gives the runtime dir, the pair
+    // user to admit, pair-user invites, and the line with sshd's port.
+    let env = [("PAIRJAIL_CONFIG", config.as_str())];
+    let said = ok(&as_login_host(
+        &bin.path,
+        &[
+            "start",
+            "--detach",
+            "--session",
+            "obsu",
+            "--",
+            "sh",
+            "-c",
+            &format!("echo {MARKER}; exec sh"),
+        ],
+        &env,
+    ));
+    let words = printed_line(&said);
+    assert_eq!(
+        words[2..],
+        [format!("{PAIR}@127.0.0.1"), "-p".into(), w.port.to_string()],
+        "{said}"
+    );
+    let bob = w.keygen("bob");
+    let bob_pub = bob.with_extension("pub").display().to_string();
+    let said = ok(&as_login_host(
+        &bin.path,
+        &[
+            "invite",
+            "add",
+            "bob",
+            "--key-file",
+            &bob_pub,
+            "--session",
+            "obsu",
+        ],
+        &env,
+    ));
+    assert_eq!(printed_line(&said), words, "{said}");
+    let win = run_printed_line(&w, "bob", &bob, &words);
+    let screen = w.wait_screen(&win, MARKER, 20);
+    assert!(!w.history(&win).contains("Could not chdir"), "{screen}");
+
+    // A user the config does not let host: refused with the fix.
+    let other = run_as(OTHER, &bin.path)
+        .args([
+            "invite",
+            "add",
+            "bob",
+            "--key-file",
+            &bob_pub,
+            "--via",
+            "pair-user",
+        ])
+        .env_clear()
+        .env("HOME", format!("/home/{OTHER}"))
+        .env("PAIRJAIL_CONFIG", &config)
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert_eq!(other.status.code(), Some(2), "{}", text(&other.stdout));
+    assert!(
+        text(&other.stderr).contains(&format!("does not let {OTHER} host")),
+        "{}",
+        text(&other.stderr)
+    );
+
+    // Setup again with only OTHER allowed: the host's live invite is no
+    // longer served by sshd (what setup was not given is kept).
+    ok(&setup(&["--host", OTHER]));
+    let conf = fs::read_to_string(&config).unwrap();
+    assert!(conf.contains("public_host = \"127.0.0.1\""), "{conf}");
+    let out = Command::new("ssh")
+        .args(["-i", &bob.display().to_string(), "-p", &w.port.to_string()])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+        ])
+        .args(["-T", &format!("{PAIR}@127.0.0.1"), "true"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stderr).contains("Permission denied"),
+        "{}",
+        text(&out.stderr)
+    );
+    ok(&as_login_host(
+        &bin.path,
+        &["stop", "--session", "obsu"],
+        &env,
+    ));
+
+    // Undo: every file setup listed is gone, and with --remove-user the
+    // users it created.
+    let written: Vec<String> = fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("files = ") || l.starts_with("dirs = "))
+        .flat_map(|l| {
+            l.split('"')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(written.len() >= 6, "{written:?}");
+    let said = ok(&Command::new(&bin.path)
+        .args(["setup", "--undo", "--remove-user", "--config", &config])
+        .output()
+        .unwrap());
+    assert!(said.contains("done: pairjail's setup is undone"), "{said}");
+    for f in &written {
+        assert!(fs::symlink_metadata(f).is_err(), "setup --undo left {f}");
+    }
+    for u in [PAIR, KEYS] {
+        assert!(passwd(u).is_none(), "{u} is still there");
+    }
+}
