@@ -391,3 +391,187 @@ fn setup_is_remembered_and_undone() {
         assert!(passwd(u).is_none(), "{u} is still there");
     }
 }
+
+#[test]
+fn invites_say_what_will_happen() {
+    let _turn = host_turn();
+    if !is_root() {
+        assert!(!in_ci(), "this test needs root in CI (users)");
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    ensure_user(HOST);
+    let bin = shared_binary();
+    let d = World::dir_for("ob-inv");
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o1777)).unwrap();
+    let rt = d.join("run").display().to_string();
+    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keys/ed25519.pub");
+    let rfc = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/keys/ed25519.rfc4716"
+    );
+    let pj = |args: &[&str]| {
+        // Options before a `--` (start's command follows it).
+        let cut = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+        run_as(HOST, bin)
+            .args(&args[..cut])
+            .args(["--runtime-dir", &rt])
+            .args(if args[0] == "invite" && args[1] == "add" {
+                &["--via", "pair-user"][..]
+            } else {
+                &[]
+            })
+            .args(&args[cut..])
+            .env("HOME", format!("/home/{HOST}"))
+            .env("TZ", "Europe/Berlin")
+            .env("PAIRJAIL_AUDIT_LOG", d.join("audit.jsonl"))
+            .current_dir("/")
+            .output()
+            .unwrap()
+    };
+    let other_key = d.join("dan");
+    assert!(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&other_key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let other_key = format!("{}.pub", other_key.display());
+    let refused = |args: &[&str], needle: &str| {
+        let out = pj(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected '{needle}' in {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    };
+
+    // An invite for `review`, made before anything runs, survives the
+    // start of another session.
+    ok(&pj(&[
+        "invite",
+        "add",
+        "carol",
+        "--key-file",
+        rfc,
+        "--session",
+        "review",
+    ]));
+    ok(&pj(&[
+        "start",
+        "--detach",
+        "--session",
+        "other",
+        "--",
+        "sh",
+    ]));
+    let list = ok(&pj(&["invite", "list", "--json"]));
+    let rows: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(rows[0]["session"], "review", "{list}");
+    // The RFC 4716 file became the same key as the OpenSSH one.
+    let fp = text(
+        &Command::new("ssh-keygen")
+            .args(["-l", "-E", "sha256", "-f", key])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let fp_rfc = rows[0]["fingerprint"].as_str().unwrap().to_string();
+    assert!(fp.contains(&fp_rfc), "{fp} vs {fp_rfc}");
+
+    // A mode the live session does not allow: refused with the fix.
+    refused(
+        &[
+            "invite",
+            "add",
+            "bob",
+            "--key-file",
+            key,
+            "--session",
+            "other",
+            "--mode",
+            "pair",
+        ],
+        "session other allows only mirror: invite with --mode mirror",
+    );
+    // The same name twice: only with --replace.
+    ok(&pj(&[
+        "invite",
+        "add",
+        "dan",
+        "--key-file",
+        &other_key,
+        "--session",
+        "review2",
+    ]));
+    refused(
+        &[
+            "invite",
+            "add",
+            "dan",
+            "--key-file",
+            &other_key,
+            "--session",
+            "review2",
+        ],
+        "add --replace",
+    );
+    ok(&pj(&[
+        "invite",
+        "add",
+        "dan",
+        "--key-file",
+        &other_key,
+        "--session",
+        "review2",
+        "--replace",
+        "--expires",
+        "18:00 tomorrow",
+    ]));
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&pj(&["invite", "list", "--json"]))).unwrap();
+    let dan = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "dan")
+        .unwrap();
+    // 18:00 in Berlin is 16:00 or 17:00 UTC, whatever the season.
+    let expires = dan["expires"].as_str().unwrap();
+    assert!(
+        expires.ends_with("T17:00:00Z") || expires.ends_with("T16:00:00Z"),
+        "{expires}"
+    );
+    refused(
+        &[
+            "invite",
+            "add",
+            "erin",
+            "--key-file",
+            key,
+            "--expires",
+            "100y",
+        ],
+        "more than 30 days away",
+    );
+    refused(
+        &[
+            "invite",
+            "add",
+            "erin",
+            "--key-file",
+            key,
+            "--expires",
+            "2001-01-01",
+        ],
+        "not in the future",
+    );
+    ok(&pj(&["stop", "--session", "other"]));
+    let _ = fs::remove_dir_all(&d);
+}

@@ -398,7 +398,7 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
             .map_err(ShareError::from)
             .and_then(|(inv, _)| {
                 let added = crate::audit::invite_added(&inv);
-                registry::add(&at.runtime, &at.host, inv)?;
+                registry::add(&at.runtime, &at.host, inv, true)?;
                 crate::audit::invites(&at.host, [added]);
                 Ok(())
             });

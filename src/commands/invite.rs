@@ -68,7 +68,9 @@ pub struct AddArgs {
     /// The session the invite is for.
     #[arg(long, default_value = DEFAULT_SESSION)]
     pub session: String,
-    /// A duration (2h, 90m) or a UTC time (2026-12-01T18:00); default 12h.
+    /// When the invite ends (default 12h; at most 30 days): a duration (2h,
+    /// 90m), a local time (18:00, '18:00 tomorrow', '2026-12-01 18:00'), a
+    /// date (2026-12-01, to its end) or a time with an offset (…+02:00, …Z).
     #[arg(long)]
     pub expires: Option<String>,
     /// Addresses or CIDRs the guest may connect from.
@@ -88,6 +90,9 @@ pub struct AddArgs {
     /// config's `public_host`, else this machine's name).
     #[arg(long, value_name = "NAME")]
     pub public_host: Option<String>,
+    /// Replace this guest's invite for the session if there is one.
+    #[arg(long)]
+    pub replace: bool,
     #[command(flatten)]
     pub runtime_dir: RuntimeDir,
 }
@@ -141,9 +146,27 @@ fn add(a: AddArgs) -> Outcome {
             c.pair_user
         )));
     }
+    // A live session says which modes it allows: an invite it would turn
+    // away at the door is refused now, with the fix.
+    let live = share::sessions(a.runtime_dir.get(), Some(&a.session))
+        .ok()
+        .and_then(|s| s.into_iter().next());
+    if let Some(s) = &live
+        && !s.allowed_modes.contains(&a.mode)
+    {
+        let allowed: Vec<String> = s.allowed_modes.iter().map(Mode::to_string).collect();
+        return Err(Failure::invalid(format!(
+            "session {} allows only {}: invite with --mode {}, or stop it and start it again with --allow {},{}",
+            a.session,
+            allowed.join(","),
+            allowed[0],
+            allowed.join(","),
+            a.mode
+        )));
+    }
     let (via, expires) = (invite.via, invite.expires);
     let added = crate::audit::invite_added(&invite);
-    registry::add(&runtime, &host, invite)?;
+    registry::add(&runtime, &host, invite, a.replace)?;
     crate::audit::invites(&host, [added]);
     for k in &keys {
         println!(
@@ -158,10 +181,7 @@ fn add(a: AddArgs) -> Outcome {
     }
     // The live share's own line (it knows --public-host and a tunnel);
     // else this machine's.
-    let live = share::sessions(a.runtime_dir.get(), Some(&a.session))
-        .ok()
-        .and_then(|s| s.into_iter().next())
-        .and_then(|s| s.reach);
+    let live = live.and_then(|s| s.reach);
     let user = match via {
         Via::PairUser => config.as_ref().map(|c| c.pair_user.clone()),
         Via::AuthorizedKeys => Some(host.clone()),
@@ -176,8 +196,13 @@ fn add(a: AddArgs) -> Outcome {
         }
     }
     if !registry::is_live(&runtime, &host, &a.session) {
+        let allow = if a.mode == Mode::Mirror {
+            String::new()
+        } else {
+            format!(" --allow mirror,{}", a.mode)
+        };
         println!(
-            "note: session {} is not running; the invite works once `pairjail start --session {0}` runs",
+            "note: session {} is not running; the invite works once `pairjail start --session {0}{allow}` runs",
             a.session
         );
     }

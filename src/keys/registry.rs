@@ -149,7 +149,14 @@ pub fn unrestricted_lines(path: &Path, k: &GuestKey) -> Result<Vec<usize>, Regis
 /// that another line of the host's authorized_keys already lets in, and a
 /// key already invited under another name or to another session (sshd
 /// would always pick the first).
-pub fn add(runtime: &Path, host: &str, mut invite: Invite) -> Result<(), RegistryError> {
+/// Adds an invite. One of the same name for the same session is replaced
+/// only when `replace` says so (`--replace`; the guest book at `start`).
+pub fn add(
+    runtime: &Path,
+    host: &str,
+    mut invite: Invite,
+    replace: bool,
+) -> Result<(), RegistryError> {
     invite.validate().map_err(Invalid)?;
     let dir = prepare_host_dir(runtime, host)?;
     if invite.via == Via::AuthorizedKeys {
@@ -172,6 +179,14 @@ pub fn add(runtime: &Path, host: &str, mut invite: Invite) -> Result<(), Registr
         .update(|b| {
             for other in &b.invites {
                 let same = other.name == invite.name && other.session == invite.session;
+                if same && !replace && !other.is_dead(&dir, uid) {
+                    return Ok(Err(Invalid(format!(
+                        "{} already has an invite for session {} (until {}): add --replace to replace it, or revoke it first",
+                        other.name,
+                        other.session,
+                        crate::clock::rfc3339(other.expires)
+                    ))));
+                }
                 if same || other.is_dead(&dir, uid) {
                     continue;
                 }

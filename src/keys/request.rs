@@ -3,7 +3,7 @@
 //! here, turned into a stored [`Invite`] by [`Request::into_invite`].
 
 use std::path::PathBuf;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::broker::paths::{check_name, check_session};
 use crate::keys::fetch::{self, Forge};
@@ -25,10 +25,14 @@ pub enum RequestError {
     KeyFile { path: PathBuf, message: String },
     #[error(transparent)]
     Fetch(#[from] fetch::FetchError),
-    #[error("--expires '{0}': expected a duration (2h, 90m) or a UTC time (2026-12-01T18:00)")]
+    #[error(
+        "--expires '{0}': expected a duration (2h, 90m), a local time (18:00, '18:00 tomorrow', '2026-12-01 18:00'), a date (2026-12-01: to the end of that day) or a time with an offset (2026-12-01T18:00+02:00, …Z)"
+    )]
     Expiry(String),
-    #[error("--expires '{0}' is not in the future")]
+    #[error("--expires '{0}' is not in the future (for a time tomorrow, say '18:00 tomorrow')")]
     Past(String),
+    #[error("--expires '{0}' is more than 30 days away: invite for this week, and again later")]
+    TooFar(String),
     #[error("{0}")]
     Name(String),
     #[error("{0}")]
@@ -96,25 +100,61 @@ impl KeySource {
     }
 }
 
-/// `2h`, `90m`, `1h 30m`, or a UTC time `2026-12-01T18:00[:00]`, as
-/// seconds since the epoch; it must be later than `now`.
+/// The longest an invite may last: longer is a standing key, not an
+/// invitation (and `100y` is a typo or a mistake).
+pub const MAX_EXPIRY: Duration = Duration::from_secs(30 * 86400);
+
+/// `--expires` as seconds since the epoch, in the host's time zone
+/// (`TZ`, else /etc/localtime).
 pub fn parse_expiry(s: &str, now: u64) -> Result<u64, RequestError> {
+    parse_expiry_in(s, now, &jiff::tz::TimeZone::system())
+}
+
+/// `2h`, `90m`, `1h 30m`; a local time `18:00` (today), `18:00 tomorrow`,
+/// `2026-12-01 18:00` or `2026-12-01T18:00`; a date `2026-12-01` (the end
+/// of that day); or a time with an offset, `2026-12-01T18:00+02:00` or
+/// `…Z`. It must be later than `now` and at most [`MAX_EXPIRY`] away.
+pub fn parse_expiry_in(s: &str, now: u64, tz: &jiff::tz::TimeZone) -> Result<u64, RequestError> {
+    use jiff::civil::{Date, DateTime, Time};
     let bad = || RequestError::Expiry(s.escape_debug().to_string());
-    let at = if let Ok(d) = humantime::parse_duration(s) {
-        now.checked_add(d.as_secs()).ok_or_else(bad)?
-    } else {
-        let full = if s.len() == 16 {
-            format!("{s}:00Z")
-        } else if s.ends_with('Z') {
-            s.to_string()
-        } else {
-            format!("{s}Z")
-        };
-        let t = humantime::parse_rfc3339(&full).map_err(|_| bad())?;
-        t.duration_since(UNIX_EPOCH).map_err(|_| bad())?.as_secs()
+    let t = s.trim();
+    let local = |dt: DateTime| -> Result<i64, RequestError> {
+        dt.to_zoned(tz.clone())
+            .map(|z| z.timestamp().as_second())
+            .map_err(|_| bad())
     };
+    let now_i = i64::try_from(now).map_err(|_| bad())?;
+    let today = jiff::Timestamp::from_second(now_i)
+        .map_err(|_| bad())?
+        .to_zoned(tz.clone())
+        .date();
+    let at: i64 = if let Ok(d) = humantime::parse_duration(t) {
+        now_i
+            .checked_add(i64::try_from(d.as_secs()).map_err(|_| bad())?)
+            .ok_or_else(bad)?
+    } else if let Ok(ts) = t.parse::<jiff::Timestamp>() {
+        ts.as_second()
+    } else if let (false, Ok(d)) = (t.contains(['T', ' ', ':']), t.parse::<Date>()) {
+        local(d.at(23, 59, 59, 0))?
+    } else if let Ok(dt) = t.parse::<DateTime>() {
+        local(dt)?
+    } else {
+        let words: Vec<&str> = t.split_whitespace().collect();
+        let (clock, day) = match words.as_slice() {
+            [c] => (*c, today),
+            [c, "today"] | ["today", c] => (*c, today),
+            [c, "tomorrow"] | ["tomorrow", c] => (*c, today.tomorrow().map_err(|_| bad())?),
+            _ => return Err(bad()),
+        };
+        let clock: Time = clock.parse().map_err(|_| bad())?;
+        local(day.to_datetime(clock))?
+    };
+    let at = u64::try_from(at).map_err(|_| RequestError::Past(s.to_string()))?;
     if at <= now {
         return Err(RequestError::Past(s.to_string()));
+    }
+    if at - now > MAX_EXPIRY.as_secs() {
+        return Err(RequestError::TooFar(s.to_string()));
     }
     Ok(at)
 }
@@ -184,10 +224,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn expiry_takes_local_times_offsets_and_dates_in_the_host_zone() {
+        use jiff::tz::TimeZone;
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        // 2030-01-10 12:00:00 UTC = 13:00 in Berlin (CET, +01:00).
+        let now = 1_894_276_800;
+        let at = |s: &str| parse_expiry_in(s, now, &berlin);
+        assert_eq!(at("18:00").unwrap(), now + 5 * 3600);
+        assert_eq!(at("18:00 tomorrow").unwrap(), now + 29 * 3600);
+        assert_eq!(at("tomorrow 18:00").unwrap(), now + 29 * 3600);
+        assert_eq!(at("2030-01-10 18:00").unwrap(), now + 5 * 3600);
+        assert_eq!(at("2030-01-10T18:00").unwrap(), now + 5 * 3600);
+        assert_eq!(at("2030-01-10T18:00+02:00").unwrap(), now + 4 * 3600);
+        assert_eq!(at("2030-01-10T18:00Z").unwrap(), now + 6 * 3600);
+        assert_eq!(at("2030-01-11").unwrap(), now + 35 * 3600 - 1);
+        assert!(matches!(at("09:00"), Err(RequestError::Past(_))));
+        assert!(matches!(at("100y"), Err(RequestError::TooFar(_))));
+        assert!(matches!(at("2031-01-01"), Err(RequestError::TooFar(_))));
+        assert!(matches!(at("25:00"), Err(RequestError::Expiry(_))));
+        assert!(matches!(at("18:00 someday"), Err(RequestError::Expiry(_))));
+    }
+
+    #[test]
     fn expiry_accepts_durations_and_utc_times_in_the_future() {
         let now = 1_800_000_000;
         assert_eq!(parse_expiry("2h", now).unwrap(), now + 7200);
-        assert!(parse_expiry("2099-12-01T18:00", now).is_ok());
+        assert!(parse_expiry("2027-01-20T18:00Z", now).is_ok());
         assert!(matches!(
             parse_expiry("2001-01-01T00:00", now),
             Err(RequestError::Past(_))
