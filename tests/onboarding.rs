@@ -575,3 +575,279 @@ fn invites_say_what_will_happen() {
     ok(&pj(&["stop", "--session", "other"]));
     let _ = fs::remove_dir_all(&d);
 }
+
+/// A second sshd on 127.0.0.1 acting as the relay: it lets the host in
+/// with `key`'s public half and binds remote forwards where the client
+/// asks (`GatewayPorts clientspecified`: here, 127.0.0.1 only).
+struct Relay {
+    dir: std::path::PathBuf,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Relay {
+    fn new(dir: &Path, host_public: &str) -> Relay {
+        fs::create_dir_all(dir.join("keys")).unwrap();
+        fs::write(dir.join("keys").join(HOST), host_public).unwrap();
+        assert!(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(dir.join("hostkey"))
+                .status()
+                .unwrap()
+                .success()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        fs::write(
+            dir.join("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/keys/%u\nGatewayPorts clientspecified\nAllowTcpForwarding remote\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\nLogLevel ERROR\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let mut r = Relay {
+            dir: dir.to_path_buf(),
+            port,
+            child: None,
+        };
+        r.start();
+        r
+    }
+
+    fn start(&mut self) {
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(self.dir.join("sshd_config"))
+            .stderr(fs::File::create(self.dir.join("sshd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        eventually(10, || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port))
+                .map(|_| ())
+                .map_err(|e| format!("relay sshd: {e}"))
+        });
+    }
+
+    /// Every process of this sshd, its connections' too: a restart as a
+    /// reboot of the relay would do it.
+    fn stop(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let mut doomed = vec![c.id() as i32];
+        let mut i = 0;
+        while i < doomed.len() {
+            doomed.extend(children(doomed[i]));
+            i += 1;
+        }
+        for pid in doomed {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = c.wait();
+    }
+
+    fn host_key_line(&self) -> String {
+        let public = fs::read_to_string(self.dir.join("hostkey.pub")).unwrap();
+        format!("[127.0.0.1]:{} {}", self.port, public.trim())
+    }
+}
+
+/// The pids whose parent is `pid`.
+fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …; comm may hold spaces and parentheses.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let ppid: Option<i32> = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+        if ppid == Some(pid)
+            && let Ok(child) = e.file_name().to_string_lossy().parse()
+        {
+            out.push(child);
+        }
+    }
+    out
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn a_tunnel_through_a_relay_comes_back_after_the_relay_restarts() {
+    let _turn = host_turn();
+    let Some(mut w) = World::bare("ob-tun", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    w.start_sshd();
+    let bin = shared_binary();
+    let ssh = Path::new("/home").join(HOST).join(".ssh");
+    let _ = fs::remove_file(ssh.join("authorized_keys"));
+    fs::create_dir_all(&ssh).unwrap();
+    let own = |p: &Path| {
+        let uid = nix::unistd::Uid::from_raw(uid_of(HOST));
+        nix::unistd::chown(p, Some(uid), None).unwrap();
+    };
+    own(&ssh);
+    fs::set_permissions(&ssh, fs::Permissions::from_mode(0o700)).unwrap();
+    // The host's key for the relay, and its ~/.ssh/config alias.
+    let key = ssh.join("pj_tunnel");
+    let _ = fs::remove_file(&key);
+    let _ = fs::remove_file(key.with_extension("pub"));
+    assert!(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut relay = Relay::new(
+        &w.dir.join("relay"),
+        &fs::read_to_string(key.with_extension("pub")).unwrap(),
+    );
+    // First with the relay's host key unknown: start says so, and stops.
+    fs::write(ssh.join("pj_known_relay"), "").unwrap();
+    fs::write(
+        ssh.join("config"),
+        format!(
+            "Host pjrelay\n  HostName 127.0.0.1\n  Port {}\n  User {HOST}\n  IdentityFile {}\n  UserKnownHostsFile {}\n",
+            relay.port,
+            key.display(),
+            ssh.join("pj_known_relay").display()
+        ),
+    )
+    .unwrap();
+    for f in ["pj_tunnel", "pj_tunnel.pub", "pj_known_relay", "config"] {
+        own(&ssh.join(f));
+    }
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _ = as_login_host(bin, &["stop", "--session", "obtun"], &[]);
+    let start = || {
+        as_login_host(
+            bin,
+            &[
+                "start",
+                "--detach",
+                "--session",
+                "obtun",
+                "--ssh-port",
+                &w.port.to_string(),
+                "--tunnel",
+                "pjrelay",
+                "--tunnel-port",
+                &format!("127.0.0.1:{listen}"),
+                "--",
+                "sh",
+                "-c",
+                &format!("echo {MARKER}; exec sh"),
+            ],
+            &[],
+        )
+    };
+    let out = start();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the tunnel to pjrelay did not come up: Host key verification failed")
+            && err.contains("the share was stopped"),
+        "{err}"
+    );
+    let st = ok(&as_login_host(bin, &["status"], &[]));
+    assert!(st.contains("no shared sessions"), "{st}");
+    fs::write(ssh.join("pj_known_relay"), relay.host_key_line() + "\n").unwrap();
+
+    let said = ok(&start());
+    // The line leads to the relay (its real name, from the alias).
+    let words = printed_line(&said);
+    assert_eq!(
+        words[2..],
+        [format!("{HOST}@127.0.0.1"), "-p".into(), listen.to_string()],
+        "{said}"
+    );
+    let bob = w.keygen("bob");
+    let carol = w.keygen("carol");
+    for (name, k) in [("bob", &bob), ("carol", &carol)] {
+        let public = k.with_extension("pub").display().to_string();
+        ok(&as_login_host(
+            bin,
+            &[
+                "invite",
+                "add",
+                name,
+                "--key-file",
+                &public,
+                "--session",
+                "obtun",
+            ],
+            &[],
+        ));
+    }
+    let win = run_printed_line(&w, "bob", &bob, &words);
+    w.wait_screen(&win, MARKER, 20);
+
+    // The relay restarts (every sshd process of it): the tunnel comes back
+    // by itself, and a guest gets in through it again.
+    relay.stop();
+    relay.start();
+    let tunnel = || {
+        let out = as_login_host(bin, &["status", "--json", "--session", "obtun"], &[]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v[0]["tunnel"].clone()
+    };
+    eventually(60, || {
+        let t = tunnel();
+        if t["state"] == "up" && t["reconnects"].as_u64() >= Some(1) {
+            Ok(())
+        } else {
+            Err(format!("the tunnel did not come back: {t}"))
+        }
+    });
+    let win = run_printed_line(&w, "carol", &carol, &words);
+    w.wait_screen(&win, MARKER, 20);
+
+    // The tunnel lives exactly as long as the share.
+    ok(&as_login_host(bin, &["stop", "--session", "obtun"], &[]));
+    eventually(10, || {
+        let out = Command::new("pgrep")
+            .args(["-u", HOST, "-f", "pjrelay"])
+            .output()
+            .unwrap();
+        if out.stdout.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the tunnel's ssh outlived the share: {}",
+                text(&out.stdout)
+            ))
+        }
+    });
+    for f in [
+        "pj_tunnel",
+        "pj_tunnel.pub",
+        "pj_known_relay",
+        "config",
+        "authorized_keys",
+    ] {
+        let _ = fs::remove_file(ssh.join(f));
+    }
+}

@@ -14,4 +14,5 @@ pub mod server;
 pub mod share;
 pub mod state;
 pub mod tmux;
+pub mod tunnel;
 pub mod workspace;

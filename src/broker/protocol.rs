@@ -160,6 +160,9 @@ pub struct SessionStatus {
     /// How guests reach the share: the line they run, the host keys.
     #[serde(default)]
     pub reach: Option<crate::reach::Reach>,
+    /// The reverse tunnel to a relay (`start --tunnel`).
+    #[serde(default)]
+    pub tunnel: Option<super::tunnel::Status>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

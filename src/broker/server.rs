@@ -67,6 +67,9 @@ async fn serve(cfg: Config) -> Result<(), String> {
     })?;
     tokio::spawn(announcer);
     tokio::spawn(watch_session(state.clone()));
+    if let Some(spec) = state.cfg.tunnel.clone() {
+        tokio::spawn(super::tunnel::keep(state.clone(), spec));
+    }
     println!("ready");
     let mut serial = 0u64;
     let mut tasks = tokio::task::JoinSet::new();
@@ -255,6 +258,7 @@ fn status(state: &State) -> SessionStatus {
             .as_ref()
             .map(|a| a.path.display().to_string()),
         reach: Some(state.cfg.reach.clone()),
+        tunnel: state.tunnel(),
     }
 }
 

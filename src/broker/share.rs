@@ -33,6 +33,16 @@ pub enum ShareError {
     Runtime(String),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Tunnel(#[from] super::tunnel::TunnelError),
+    #[error(
+        "the tunnel to {relay} did not come up: {why}; check it by hand with `ssh -N -R {port}:127.0.0.1:22 {relay}` (the relay's host key must be known, your key accepted, and GatewayPorts set there for guests from outside); the share was stopped"
+    )]
+    TunnelDown {
+        relay: String,
+        port: u16,
+        why: String,
+    },
     #[error("--default-mode {0} is not in --allow")]
     DefaultMode(Mode),
     #[error(
@@ -103,6 +113,7 @@ impl ShareError {
             | ShareError::NoSuchUser(_)
             | ShareError::DirectNeedsGuestUser
             | ShareError::Required { .. }
+            | ShareError::Tunnel(_)
             | ShareError::Book(_) => true,
             ShareError::Request(e) => e.is_invalid(),
             ShareError::Workspace(e) => e.is_invalid(),
@@ -193,6 +204,8 @@ pub struct Launch {
     pub require_recording: bool,
     /// How guests reach this share (shown by `status`).
     pub reach: crate::reach::Reach,
+    #[serde(default)]
+    pub tunnel: Option<super::tunnel::Spec>,
 }
 
 /// The audit log of a share: its file and the optional syslog copy.
@@ -277,6 +290,10 @@ pub struct Start {
     /// The name guests connect to (`--public-host`; default: the config's,
     /// else this machine's name).
     pub public_host: Option<String>,
+    /// This machine's sshd port (default: the config's, else sshd_config's).
+    pub ssh_port: Option<u16>,
+    /// `--tunnel [user@]relay[:port]` and `--tunnel-port [ADDR:]PORT`.
+    pub tunnel: Option<(String, String)>,
 }
 
 /// Starts a share and returns once its broker is ready.
@@ -316,11 +333,26 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     if let Some(h) = &a.public_host {
         crate::config::check_host_name(h).map_err(ShareError::Name)?;
     }
-    let reach = crate::reach::direct(
+    let mut reach = crate::reach::direct(
         &crate::reach::guest_user(&at.host, config.as_ref()),
         a.public_host.as_deref(),
         config.as_ref(),
     );
+    if let Some(p) = a.ssh_port {
+        reach.port = p;
+    }
+    let tunnel = match &a.tunnel {
+        Some((relay, listen)) => {
+            let spec = super::tunnel::parse(relay, listen, reach.port)?;
+            // Guests come through the relay; the host keys they check are
+            // still this machine's (the tunnel leads to its sshd).
+            reach.host = a.public_host.clone().unwrap_or_else(|| spec.relay_host());
+            reach.port = spec.listen_port;
+            reach.via_relay = true;
+            Some(spec)
+        }
+        None => None,
+    };
     let mut guest_users = a.guest_users.clone();
     if let (true, Some(c)) = (guest_users.is_empty(), &config) {
         guest_users.push(c.pair_user.clone());
@@ -387,6 +419,7 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
         record: a.record.clone(),
         require_recording: required.recording.is_some(),
         reach: reach.clone(),
+        tunnel: tunnel.clone(),
     };
     if let Err(e) = launch_broker(p, &launch) {
         tmux.kill_server();
@@ -407,7 +440,40 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
             return Err(e);
         }
     }
+    if let Some(spec) = &tunnel
+        && let Err(why) = tunnel_up(&p.control)
+    {
+        let _ = ask(&p.control, Msg::Stop);
+        return Err(ShareError::TunnelDown {
+            relay: spec.relay.clone(),
+            port: spec.listen_port,
+            why,
+        });
+    }
     Ok(())
+}
+
+/// Waits for the tunnel's first attempt: up, or ssh's reason it is not.
+fn tunnel_up(control: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(Msg::StatusReply { session }) = ask(control, Msg::Status)
+            && let Some(t) = session.tunnel
+        {
+            match t.state.as_str() {
+                "up" => return Ok(()),
+                "down" => {
+                    return Err(t
+                        .last_error
+                        .unwrap_or_else(|| "ssh ended without saying why".into()));
+                }
+                _ => last = t.last_error,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(last.unwrap_or_else(|| "no answer in 30 s".into()))
 }
 
 /// The session's log starts empty at each start; the jail and the broker
@@ -739,6 +805,7 @@ pub fn serve(config: &mut impl std::io::Read) -> Result<(), ShareError> {
         record: a.record,
         require_recording: a.require_recording,
         reach: a.reach,
+        tunnel: a.tunnel,
     };
     // Liveness for `authorized-keys`, `join` and invites: pid, start time
     // and owner, written atomically.

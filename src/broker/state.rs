@@ -48,6 +48,8 @@ pub struct Config {
     pub require_recording: bool,
     /// How guests reach the share.
     pub reach: crate::reach::Reach,
+    /// The reverse tunnel to a relay (`start --tunnel`).
+    pub tunnel: Option<super::tunnel::Spec>,
 }
 
 impl Config {
@@ -86,6 +88,8 @@ pub struct State {
     /// Refusals in the audit log: any local user can knock, so they are
     /// rate-limited (tokens, last refill, how many went unrecorded).
     refusals: Mutex<(f64, std::time::Instant, u64)>,
+    /// The tunnel's state, when there is one.
+    tunnel: Mutex<Option<super::tunnel::Status>>,
 }
 
 /// Refusals recorded at once, then one a second.
@@ -109,6 +113,12 @@ impl State {
             recorder: Mutex::new(None),
             layout: watch::channel(0).0,
             refusals: Mutex::new((REFUSAL_BURST, std::time::Instant::now(), 0)),
+            tunnel: Mutex::new(cfg.tunnel.as_ref().map(|t| super::tunnel::Status {
+                relay: t.relay.clone(),
+                listen_port: t.listen_port,
+                state: "connecting".into(),
+                ..Default::default()
+            })),
             cfg,
         });
         let announcer = announce_loop(state.clone(), rx);
@@ -120,6 +130,19 @@ impl State {
     pub fn announce(&self, text: String) {
         log(&text);
         let _ = self.notices.send(text);
+    }
+
+    /// Changes the tunnel's status (if the share has a tunnel).
+    pub fn set_tunnel(&self, f: impl FnOnce(&mut super::tunnel::Status)) {
+        if let Ok(mut t) = self.tunnel.lock()
+            && let Some(t) = t.as_mut()
+        {
+            f(t);
+        }
+    }
+
+    pub fn tunnel(&self) -> Option<super::tunnel::Status> {
+        self.tunnel.lock().ok().and_then(|t| t.clone())
     }
 
     pub fn end(&self, reason: impl Into<String>) {

@@ -76,6 +76,24 @@ pub struct StartArgs {
     /// `public_host` of /etc/pairjail/config.toml, else this machine's name).
     #[arg(long, value_name = "NAME")]
     pub public_host: Option<String>,
+    /// This machine's sshd port, for the connect line and the tunnel
+    /// (default: the config's, else the Port in /etc/ssh/sshd_config, else 22).
+    #[arg(long, value_name = "PORT")]
+    pub ssh_port: Option<u16>,
+    /// Behind NAT: keep a reverse tunnel (`ssh -N -R`) to a relay you have an
+    /// account on, for exactly the life of the share; guests connect to the
+    /// relay. An alias from ~/.ssh/config works.
+    #[arg(long, value_name = "[USER@]RELAY[:PORT]")]
+    pub tunnel: Option<String>,
+    /// Where the relay listens for guests: [ADDR:]PORT (the relay's sshd needs
+    /// `GatewayPorts yes`, or `clientspecified` with ADDR).
+    #[arg(
+        long,
+        value_name = "[ADDR:]PORT",
+        default_value = "2222",
+        requires = "tunnel"
+    )]
+    pub tunnel_port: String,
     #[command(flatten)]
     pub runtime_dir: RuntimeDir,
     /// Program to run in the shared session instead of your shell.
@@ -147,6 +165,8 @@ pub fn start(a: StartArgs) -> Outcome {
             audit: audit.clone(),
             record: record.clone(),
             public_host: a.public_host,
+            ssh_port: a.ssh_port,
+            tunnel: a.tunnel.map(|t| (t, a.tunnel_port.clone())),
         },
     )?;
     let s = &a.session;
@@ -270,6 +290,19 @@ pub fn status(a: StatusArgs) -> Outcome {
         }
         if let Some(r) = &s.reach {
             println!("  {}", r.describe().join("\n  "));
+        }
+        if let Some(t) = &s.tunnel {
+            println!(
+                "  tunnel: {} via {} port {} (reconnected {} time(s)){}",
+                t.state,
+                t.relay,
+                t.listen_port,
+                t.reconnects,
+                t.last_error
+                    .as_ref()
+                    .map(|e| format!("; ssh said: {e}"))
+                    .unwrap_or_default()
+            );
         }
         if let Some(r) = &s.recording {
             println!("  recorded: {r}");

@@ -17,3 +17,4 @@ pub mod tty;
 pub use confine::{confine_waiter, set_undumpable};
 pub use error::JailError;
 pub use process::{Child, Command, Status, claim_passed_fd, is_open, spawn};
+pub use tty::die_with_parent_on_exec;

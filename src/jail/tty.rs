@@ -84,3 +84,24 @@ pub fn register(
     unsafe { tokio::io::unix::AsyncFd::register(fd) }
         .map_err(|e| std::io::Error::other(e.to_string()))
 }
+
+/// The child started by `cmd` gets SIGTERM when the thread that started it
+/// ends (the broker: its helper `ssh` must not outlive the share, even if
+/// the broker is killed). If the parent is already gone by the time the
+/// child runs, it exits at once.
+pub fn die_with_parent_on_exec(cmd: &mut std::process::Command) {
+    let parent = nix::unistd::getpid().as_raw();
+    // SAFETY: runs between fork and exec; prctl and getppid are
+    // async-signal-safe and touch only the child's own state.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+            }
+            Ok(())
+        });
+    }
+}
