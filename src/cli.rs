@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
-    self, audit, docs, doctor, exec, invite, join, moderate, probe, profile, session, setup,
+    self, audit, docs, doctor, exec, invite, join, moderate, probe, profile, schema, session, setup,
 };
 
 /// Share a tmux session over plain SSH with every guest locked in a jail.
@@ -66,6 +66,8 @@ pub enum Command {
     /// (internal) One probe attempt, run inside the jail by `probe`.
     #[command(name = "__probe-attempt", hide = true)]
     ProbeAttempt(probe::AttemptArgs),
+    /// Print the JSON Schema of a `--json` output.
+    Schema(schema::SchemaArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff) for pairjail, or write one per subcommand.
@@ -95,6 +97,12 @@ pub fn run() -> ExitCode {
             }
         }
     }
+    // With --json, a failure is JSON on stdout too: a script reads one stream.
+    let json = args
+        .iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json");
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => e.exit(),
@@ -120,16 +128,28 @@ pub fn run() -> ExitCode {
         Command::Exec(a) => exec::run(a),
         Command::Probe(a) => probe::run(a),
         Command::ProbeAttempt(a) => probe::attempt(a),
+        Command::Schema(a) => schema::run(a),
         Command::Completions(a) => docs::completions(a, Cli::command()),
         Command::Man(a) => docs::man(a, Cli::command()),
     };
-    finish(result)
+    finish(result, json)
 }
 
-fn finish(result: commands::Outcome) -> ExitCode {
+fn finish(result: commands::Outcome, json: bool) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(failure) => {
+            if json {
+                let out = commands::ErrorOutput {
+                    error: commands::ErrorBody {
+                        code: failure.code,
+                        message: failure.message.clone(),
+                    },
+                };
+                if let Ok(text) = serde_json::to_string_pretty(&out) {
+                    println!("{text}");
+                }
+            }
             if !failure.message.is_empty() {
                 eprintln!("pairjail: {}", failure.message);
             }

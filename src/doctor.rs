@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::broker::paths;
 use crate::jail::landlock;
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct Check {
     pub name: &'static str,
     /// ok, warn or fail.

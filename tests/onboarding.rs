@@ -851,3 +851,159 @@ fn a_tunnel_through_a_relay_comes_back_after_the_relay_restarts() {
         let _ = fs::remove_file(ssh.join(f));
     }
 }
+
+/// Checks `json_text` against `pairjail schema OUTPUT` with python's
+/// jsonschema, and that the schema rejects an empty record, or for a
+/// profile a wrong type (a schema that takes anything proves nothing).
+fn validates(bin: &Path, output: &str, json_text: &str) {
+    let schema = Command::new(bin).args(["schema", output]).output().unwrap();
+    let schema = ok(&schema);
+    let dir = tempfile::tempdir().unwrap();
+    let (s, d) = (dir.path().join("schema.json"), dir.path().join("doc.json"));
+    fs::write(&s, schema).unwrap();
+    fs::write(&d, json_text).unwrap();
+    let script = r#"
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+cls = jsonschema.validators.validator_for(schema)
+cls.check_schema(schema)
+v = cls(schema, format_checker=cls.FORMAT_CHECKER)
+text = open(sys.argv[2]).read()
+docs = [json.loads(l) for l in text.splitlines() if l.strip()] if sys.argv[3] == "lines" else [json.loads(text)]
+for doc in docs:
+    errs = list(v.iter_errors(doc))
+    if errs:
+        sys.exit(f"{errs[0].json_path}: {errs[0].message}")
+# A profile may be empty (every field has a default); a wrong type may not.
+if sys.argv[4] == "profile":
+    bad = {"namespaces": 5}
+else:
+    bad = [{}] if isinstance(docs[0], list) else {}
+assert list(v.iter_errors(bad)), f"{bad} passed"
+"#;
+    let lines = if output == "audit-line" {
+        "lines"
+    } else {
+        "one"
+    };
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(&s)
+        .arg(&d)
+        .arg(lines)
+        .arg(output)
+        .output()
+        .expect("python3 (apt install python3-jsonschema)");
+    assert!(
+        out.status.success(),
+        "{output}: {}{}\n{json_text}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn every_json_output_validates_against_its_schema() {
+    let _turn = host_turn();
+    if !is_root() {
+        assert!(!in_ci(), "this test needs root in CI (users)");
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    ensure_user(HOST);
+    let bin = shared_binary();
+    let d = World::dir_for("ob-json");
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o1777)).unwrap();
+    let rt = d.join("run").display().to_string();
+    let audit = d.join("audit.jsonl").display().to_string();
+    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keys/ed25519.pub");
+    let pj = |args: &[&str]| {
+        run_as(HOST, bin)
+            .args(args)
+            .env("HOME", format!("/home/{HOST}"))
+            .env("PAIRJAIL_AUDIT_LOG", &audit)
+            .env_remove("PAIRJAIL_CONFIG")
+            .current_dir("/")
+            .output()
+            .unwrap()
+    };
+    ok(&pj(&[
+        "invite",
+        "add",
+        "bob",
+        "--key-file",
+        key,
+        "--session",
+        "js",
+        "--via",
+        "pair-user",
+        "--runtime-dir",
+        &rt,
+    ]));
+    ok(&pj(&[
+        "start",
+        "--detach",
+        "--session",
+        "js",
+        "--runtime-dir",
+        &rt,
+        "--",
+        "sh",
+    ]));
+    let outputs: Vec<(&str, Vec<&str>)> = vec![
+        ("status", vec!["status", "--json", "--runtime-dir", &rt]),
+        (
+            "invite-list",
+            vec!["invite", "list", "--json", "--runtime-dir", &rt],
+        ),
+        ("doctor", vec!["doctor", "--json", "--runtime-dir", &rt]),
+        ("audit-verify", vec!["audit", "verify", &audit, "--json"]),
+        ("audit-line", vec!["audit", "show", &audit, "--json"]),
+        (
+            "profile",
+            vec!["profile", "show", "guest-relay", "--resolved", "--json"],
+        ),
+        ("profile-list", vec!["profile", "list", "--json"]),
+        (
+            "profile-check",
+            vec!["profile", "check", "guest-relay", "workspace", "--json"],
+        ),
+        (
+            "probe",
+            vec![
+                "probe",
+                "--profile",
+                "guest-relay",
+                "--only",
+                "tiocsti",
+                "--json",
+            ],
+        ),
+    ];
+    for (output, args) in &outputs {
+        let out = pj(args);
+        // doctor exits 1 when a check fails; its JSON is still the output.
+        let said = text(&out.stdout);
+        assert!(!said.trim().is_empty(), "{args:?}: {}", text(&out.stderr));
+        validates(bin, output, &said);
+    }
+    // A failure with --json is JSON on stdout, with the exit status.
+    let out = pj(&["status", "--json", "--runtime-dir", "/nonexistent"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out.stdout);
+    assert!(said.contains("no such directory"), "{said}");
+    validates(bin, "error", &said);
+    // Times are RFC 3339 everywhere a script reads them.
+    let status: serde_json::Value =
+        serde_json::from_slice(&pj(&["status", "--json", "--runtime-dir", &rt]).stdout).unwrap();
+    assert!(
+        status[0]["since"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{status}"
+    );
+    ok(&pj(&["stop", "--session", "js", "--runtime-dir", &rt]));
+    let _ = fs::remove_dir_all(&d);
+}

@@ -151,7 +151,7 @@ pub fn now_rfc3339() -> String {
 }
 
 /// What `verify` found.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub lines: u64,
     /// Hex SHA-256 of the last line: compare it with a copy kept elsewhere.
@@ -160,7 +160,7 @@ pub struct Report {
     pub problem: Option<Problem>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Problem {
     /// 1-based line number in the file.
     pub line: u64,

@@ -137,10 +137,14 @@ pub struct Limits {
     pub require_audit_log: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One shared session as `status` reports it (and `status --json` prints).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SessionStatus {
     pub session: String,
     pub host: String,
+    /// When the share started (RFC 3339).
+    #[serde(with = "crate::clock::as_rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub since: u64,
     pub allowed_modes: Vec<Mode>,
     pub default_mode: Mode,
@@ -165,11 +169,13 @@ pub struct SessionStatus {
     pub tunnel: Option<super::tunnel::Status>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GuestStatus {
     pub name: String,
     pub mode: Mode,
-    /// Unix seconds: when the guest joined (or started waiting).
+    /// When the guest joined, or started waiting (RFC 3339).
+    #[serde(with = "crate::clock::as_rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub since: u64,
     pub source: Option<String>,
     /// SHA-256 fingerprint of the key the guest logged in with.
@@ -181,12 +187,15 @@ pub struct GuestStatus {
     /// `connected`, or `waiting` for the host's answer at the door.
     #[serde(default)]
     pub state: GuestState,
-    /// Unix seconds: when the guest's invite expires.
-    #[serde(default)]
+    /// When the guest's invite expires (RFC 3339).
+    #[serde(default, with = "crate::clock::as_rfc3339_opt")]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
     pub expires: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum GuestState {
     #[default]

@@ -744,6 +744,14 @@ pub fn sessions(
         check_session(s).map_err(ShareError::Name)?;
     }
     let (runtime, host) = paths::mine(runtime_dir).map_err(ShareError::Runtime)?;
+    // A directory named on the command line must be there: an empty list
+    // would say "nothing is shared" about a typo.
+    if runtime_dir.is_some() && !runtime.is_dir() {
+        return Err(ShareError::Runtime(format!(
+            "--runtime-dir {}: no such directory",
+            runtime.display()
+        )));
+    }
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir(runtime.join(&host)) else {
         return Ok(found);

@@ -48,7 +48,7 @@ impl WorkspaceError {
 
 /// How a share's session is confined: what `start` decided, kept in the
 /// session directory for `attach` and sent to the broker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Confinement {
     /// The session profile (name or file).

@@ -209,17 +209,20 @@ fn add(a: AddArgs) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Serialize)]
-struct Row<'a> {
-    name: &'a str,
-    mode: Mode,
-    session: &'a str,
-    via: Via,
-    key_type: &'a str,
-    fingerprint: &'a str,
-    expires: String,
-    session_live: bool,
-    from: &'a [String],
+/// One line of `invite list --json`: one key of one invite.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Row<'a> {
+    pub name: &'a str,
+    pub mode: Mode,
+    pub session: &'a str,
+    pub via: Via,
+    pub key_type: &'a str,
+    pub fingerprint: &'a str,
+    /// RFC 3339.
+    #[schemars(extend("format" = "date-time"))]
+    pub expires: String,
+    pub session_live: bool,
+    pub from: &'a [String],
 }
 
 fn list(runtime_dir: &RuntimeDir, json: bool) -> Outcome {

@@ -11,6 +11,7 @@ pub mod join;
 pub mod moderate;
 pub mod probe;
 pub mod profile;
+pub mod schema;
 pub mod session;
 pub mod setup;
 
@@ -51,6 +52,20 @@ impl Failure {
 }
 
 pub type Outcome = Result<std::process::ExitCode, Failure>;
+
+/// What a command given `--json` prints on stdout when it fails (the exit
+/// status is the same as without `--json`).
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorOutput {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorBody {
+    /// The exit status: 1 failed, 2 bad input.
+    pub code: u8,
+    pub message: String,
+}
 
 impl From<crate::broker::share::ShareError> for Failure {
     fn from(e: crate::broker::share::ShareError) -> Self {

@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use serde_json::json;
-
 use super::{Failure, Outcome, print_json};
 use crate::jail::probe::{self, Verdict};
 use crate::profile::{self, SearchPath};
@@ -24,6 +22,16 @@ pub struct ProbeArgs {
     pub json: bool,
 }
 
+/// `probe --json`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ProbeOutput {
+    pub profile: String,
+    pub attempts: Vec<probe::Report>,
+    pub blocked: usize,
+    pub allowed: usize,
+    pub total: usize,
+}
+
 pub fn run(a: ProbeArgs) -> Outcome {
     let resolved = profile::resolve(&a.profile, &SearchPath::from_env())?;
     let params = profile::params::parse(&a.param).map_err(Failure::invalid)?;
@@ -41,9 +49,13 @@ pub fn run(a: ProbeArgs) -> Outcome {
         .filter(|r| r.verdict == Verdict::Allowed)
         .count();
     if a.json {
-        print_json(
-            &json!({"profile": a.profile, "attempts": reports, "blocked": held, "allowed": allowed, "total": reports.len()}),
-        )?;
+        print_json(&ProbeOutput {
+            profile: a.profile.clone(),
+            total: reports.len(),
+            blocked: held,
+            allowed,
+            attempts: reports.clone(),
+        })?;
     } else {
         println!(
             "{:<22} {:<10} {:<52} OBSERVED",

@@ -1,8 +1,6 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use serde_json::json;
-
 use super::{Failure, Outcome};
 use crate::profile::{self, Profile, SearchPath, Source};
 
@@ -81,16 +79,50 @@ pub fn run(cmd: ProfileCommand) -> Outcome {
     }
 }
 
+/// One file of `profile check --json`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Checked {
+    pub file: String,
+    pub ok: bool,
+    pub errors: Vec<CheckError>,
+    /// Valid, but worth a second look (see `profile::warnings`).
+    pub warnings: Vec<String>,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct CheckError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// One line of `profile list --json`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Listed {
+    pub name: String,
+    pub source: String,
+}
+
 fn check(files: &[String], json: bool, search: &SearchPath) -> Outcome {
     let mut failed = false;
     let mut report = Vec::new();
     for file in files {
         match profile::resolve(file, search) {
-            Ok(_) => {
+            Ok(r) => {
+                let warnings = profile::warnings::of(&r.profile);
                 if !json {
                     println!("{file}: ok");
+                    for w in &warnings {
+                        println!("{file}: warning: {w}");
+                    }
                 }
-                report.push(json!({"file": file, "ok": true, "errors": []}));
+                report.push(Checked {
+                    file: file.clone(),
+                    ok: true,
+                    errors: vec![],
+                    warnings,
+                });
             }
             Err(errors) => {
                 failed = true;
@@ -99,17 +131,26 @@ fn check(files: &[String], json: bool, search: &SearchPath) -> Outcome {
                         eprintln!("{e}");
                     }
                 }
-                let list: Vec<_> = errors
-                    .0
-                    .iter()
-                    .map(|e| json!({"file": e.file, "line": e.line, "column": e.col, "message": e.message}))
-                    .collect();
-                report.push(json!({"file": file, "ok": false, "errors": list}));
+                report.push(Checked {
+                    file: file.clone(),
+                    ok: false,
+                    errors: errors
+                        .0
+                        .iter()
+                        .map(|e| CheckError {
+                            file: e.file.clone(),
+                            line: e.line,
+                            column: e.col,
+                            message: e.message.clone(),
+                        })
+                        .collect(),
+                    warnings: vec![],
+                });
             }
         }
     }
     if json {
-        print_json(&serde_json::Value::Array(report))?;
+        super::print_json(&report)?;
     }
     Ok(if failed {
         ExitCode::from(2)
@@ -159,11 +200,15 @@ fn print_profile(p: &Profile, json: bool) -> Outcome {
 fn list(json: bool, search: &SearchPath) -> Outcome {
     let names = profile::available(search);
     if json {
-        let v: Vec<_> = names
+        let v: Vec<Listed> = names
             .iter()
-            .map(|(n, w)| json!({"name": n, "source": w}))
+            .map(|(n, w)| Listed {
+                name: n.clone(),
+                source: w.clone(),
+            })
             .collect();
-        return print_json(&serde_json::Value::Array(v));
+        super::print_json(&v)?;
+        return Ok(ExitCode::SUCCESS);
     }
     for (n, w) in names {
         println!("{n:<16} {w}");

@@ -29,7 +29,9 @@ pub const MAX_FILE: u64 = 256 * 1024;
 /// Most keys one invite may carry (a GitHub account rarely has ten).
 pub const MAX_KEYS: usize = 32;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Via {
     /// sshd asks `pairjail authorized-keys` (pair-user mode, after setup).

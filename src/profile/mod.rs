@@ -14,6 +14,7 @@ pub mod plan;
 mod source;
 mod units;
 mod validate;
+pub mod warnings;
 
 pub use error::{ProfileError, ProfileErrors};
 pub use load::{Resolved, SearchPath, available, builtin_names, is_path, resolve};

@@ -21,7 +21,7 @@ use super::{Command, JailError, Status, spawn};
 use crate::profile::Profile;
 pub use attempts::{ATTEMPTS, Ctx, Finding};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Blocked,
@@ -51,7 +51,7 @@ impl Verdict {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Report {
     pub attempt: String,
     pub expected: String,

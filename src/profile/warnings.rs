@@ -1,0 +1,88 @@
+//! Settings that are valid but that a security reviewer should see said
+//! out loud: `profile check` prints them for a resolved profile.
+
+use super::model::{Mount, Profile, Scope};
+
+/// Host paths whose writable bind lets a guest change the machine.
+const SYSTEM: [&str; 12] = [
+    "/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/var", "/root", "/home",
+    "/opt",
+];
+
+/// One line per dangerous-but-valid setting.
+pub fn of(p: &Profile) -> Vec<String> {
+    let mut out = Vec::new();
+    for cap in &p.capabilities.keep {
+        out.push(format!(
+            "capabilities.keep has {cap}: the jailed program holds it inside its namespaces (and against the host, wherever the kernel checks the initial namespace only)"
+        ));
+    }
+    for m in &p.mounts {
+        if let Mount::Bind { src, rw: true, .. } = m {
+            let s = src.trim_end_matches('/');
+            let s = if s.is_empty() { "/" } else { s };
+            if SYSTEM.contains(&s) {
+                out.push(format!(
+                    "a writable bind of {src}: the guest can change the host's {src}"
+                ));
+            }
+        }
+    }
+    for w in &p.landlock.write {
+        let s = w.trim_end_matches('/');
+        if s.is_empty() || SYSTEM.contains(&s) {
+            out.push(format!(
+                "landlock.write has {w}: Landlock lets the jail write anywhere under it"
+            ));
+        }
+    }
+    if !p.namespaces.net {
+        if !p.landlock.scopes.contains(&Scope::AbstractUnixSocket) {
+            out.push("the host's network (namespaces.net = false) without landlock scope abstract-unix-socket: the jail can reach the host's abstract sockets (X11, D-Bus, tmux-like servers)".into());
+        } else {
+            out.push("the host's network (namespaces.net = false): the jail reaches every port the host reaches".into());
+        }
+    }
+    if !p.seccomp.enabled {
+        out.push(
+            "seccomp is off: TIOCSTI, ptrace and the rest of the filter's list are allowed".into(),
+        );
+    }
+    if !p.landlock.enabled {
+        out.push("landlock is off: the mounts alone limit the files the jail reaches".into());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_guest_profiles_have_nothing_to_say_and_a_risky_one_does() {
+        let search = crate::profile::SearchPath { dirs: vec![] };
+        for name in ["guest-relay", "guest-direct"] {
+            let p = crate::profile::resolve(name, &search).unwrap().profile;
+            assert_eq!(of(&p), Vec::<String>::new(), "{name}");
+        }
+        let mut p = crate::profile::resolve("guest-relay", &search)
+            .unwrap()
+            .profile;
+        p.capabilities.keep = vec!["CAP_SYS_ADMIN".into()];
+        p.mounts.push(Mount::Bind {
+            src: "/".into(),
+            dst: "/host".into(),
+            rw: true,
+            optional: false,
+        });
+        p.namespaces.net = false;
+        p.landlock.scopes.clear();
+        let w = of(&p).join("\n");
+        assert!(w.contains("CAP_SYS_ADMIN"), "{w}");
+        assert!(w.contains("a writable bind of /"), "{w}");
+        assert!(
+            w.contains("without landlock scope abstract-unix-socket"),
+            "{w}"
+        );
+    }
+}
