@@ -51,7 +51,16 @@ fn read(p: &str) -> Option<String> {
 }
 
 /// Every check, in the order printed.
-pub fn checks(pair_user: &str, runtime_dir: Option<&Path>) -> Vec<Check> {
+pub fn checks(pair_user: Option<&str>, runtime_dir: Option<&Path>) -> Vec<Check> {
+    let root = nix::unistd::Uid::effective().is_root();
+    // A fix that needs root, said the way the caller can act on it.
+    let admin = |cmd: &str| {
+        if root {
+            cmd.to_string()
+        } else {
+            format!("ask an admin to run: sudo {cmd}")
+        }
+    };
     let mut checks = Vec::new();
 
     let max_ns = read("/proc/sys/user/max_user_namespaces").unwrap_or_default();
@@ -63,7 +72,7 @@ pub fn checks(pair_user: &str, runtime_dir: Option<&Path>) -> Vec<Check> {
                 "max_user_namespaces={max_ns}, unprivileged_userns_clone={}",
                 clone.unwrap_or("-".into())
             ),
-            "sysctl -w user.max_user_namespaces=15000 kernel.unprivileged_userns_clone=1",
+            &admin("sysctl -w user.max_user_namespaces=15000 kernel.unprivileged_userns_clone=1"),
         )
     } else {
         ok("user namespaces", format!("max_user_namespaces={max_ns}"))
@@ -83,7 +92,7 @@ pub fn checks(pair_user: &str, runtime_dir: Option<&Path>) -> Vec<Check> {
         ),
     });
     checks.push(match read("/proc/sys/dev/tty/legacy_tiocsti").as_deref() {
-        Some("1") => warn("dev.tty.legacy_tiocsti", "1: any process sharing a terminal can inject keystrokes (guest jails block it with seccomp)".into(), "sysctl -w dev.tty.legacy_tiocsti=0 (defence in depth)"),
+        Some("1") => warn("dev.tty.legacy_tiocsti", "1: any process sharing a terminal can inject keystrokes (guest jails block it with seccomp)".into(), &admin("sysctl -w dev.tty.legacy_tiocsti=0 (defence in depth)")),
         Some(v) => ok("dev.tty.legacy_tiocsti", v.to_string()),
         None => ok("dev.tty.legacy_tiocsti", "absent (kernel before 6.2: TIOCSTI is always allowed; guest jails block it with seccomp)".into()),
     });
@@ -93,10 +102,10 @@ pub fn checks(pair_user: &str, runtime_dir: Option<&Path>) -> Vec<Check> {
             if tmux_version(&v).is_some_and(|have| have >= (3, 3)) {
                 ok("tmux", v)
             } else {
-                fail("tmux", v, "install tmux 3.3 or newer")
+                fail("tmux", v, &admin("apt-get install tmux (3.3 or newer)"))
             }
         }
-        _ => fail("tmux", "not found".into(), "apt-get install tmux"),
+        _ => fail("tmux", "not found".into(), &admin("apt-get install tmux")),
     });
     checks.push(match crate::exe::own() {
         Ok(exe) => ok(
@@ -109,7 +118,40 @@ pub fn checks(pair_user: &str, runtime_dir: Option<&Path>) -> Vec<Check> {
             "run pairjail from its installed path",
         ),
     });
-    match paths::runtime_dir(runtime_dir) {
+    let config = crate::config::load();
+    let config = match config {
+        Ok(c) => {
+            checks.push(match &c {
+                Some(c) => ok(
+                    "config",
+                    format!(
+                        "{}: pair user {}, runtime {}",
+                        crate::config::path().display(),
+                        c.pair_user,
+                        c.runtime_dir.display()
+                    ),
+                ),
+                None => ok(
+                    "config",
+                    format!(
+                        "{} absent: no-root mode (guests log in to your own account)",
+                        crate::config::path().display()
+                    ),
+                ),
+            });
+            c
+        }
+        Err(e) => {
+            checks.push(fail(
+                "config",
+                e.to_string(),
+                &admin("pairjail setup (writes it again)"),
+            ));
+            None
+        }
+    };
+    let rt = paths::runtime_dir(runtime_dir);
+    match rt.clone() {
         Ok(rt) => {
             use std::os::unix::fs::MetadataExt;
             checks.push(match std::fs::metadata(&rt) {
@@ -130,53 +172,182 @@ pub fn checks(pair_user: &str, runtime_dir: Option<&Path>) -> Vec<Check> {
                         m.mode() & 0o7777,
                         m.uid()
                     ),
-                    "sudo pairjail setup --pair-user pair (makes it 1777)",
+                    &admin("pairjail setup (makes it 3777)"),
                 ),
-                Err(_) => warn(
+                Err(_) => ok(
                     "runtime directory",
-                    format!("{} does not exist yet", rt.display()),
-                    "pairjail start creates it, or sudo pairjail setup --pair-user pair",
+                    format!("{} (made by the first `pairjail start`)", rt.display()),
                 ),
             });
         }
         Err(e) => checks.push(fail(
             "runtime directory",
             e,
-            "sudo pairjail setup --pair-user pair",
+            "remove the directory named, or set PAIRJAIL_RUNTIME_DIR to one only you can enter",
         )),
     }
-    let spec = format!("user={pair_user},host=localhost,addr=127.0.0.1");
-    checks.push(
-        match Command::new("sshd").args(["-T", "-C", &spec]).output() {
-            Ok(o) if o.status.success() => {
-                let t = String::from_utf8_lossy(&o.stdout);
-                let akc = t
-                    .lines()
-                    .find(|l| l.starts_with("authorizedkeyscommand "))
-                    .unwrap_or("authorizedkeyscommand none");
-                let fwd = t.lines().any(|l| l == "disableforwarding yes");
-                if akc.contains("authorized-keys") && fwd {
-                    ok(
-                        "sshd (pair-user mode)",
-                        format!("{akc}; disableforwarding yes"),
-                    )
-                } else {
-                    warn(
-                        "sshd (pair-user mode)",
-                        format!("not set up for {pair_user} ({akc}); no-root mode still works"),
-                        "sudo pairjail setup --pair-user pair",
-                    )
-                }
-            }
-            _ => warn(
-                "sshd (pair-user mode)",
-                "cannot read sshd's effective config (sshd -T needs root)".into(),
-                "run pairjail doctor as root, or install openssh-server",
-            ),
-        },
-    );
-
+    checks.push(sshd_listens(config.as_ref(), &admin));
+    let pair_user = pair_user
+        .map(str::to_string)
+        .or_else(|| config.as_ref().map(|c| c.pair_user.clone()));
+    if let Some(u) = pair_user {
+        checks.push(pair_user_usable(&u, root, &admin));
+        checks.push(sshd_config_for(&u, root, &admin));
+    }
+    if let (Ok(rt), Ok((_, host))) = (rt, paths::mine(runtime_dir)) {
+        checks.push(plain_keys(&rt, &host));
+    }
     checks
+}
+
+/// Something answers as sshd on this machine's port (the config's, else
+/// sshd_config's): guests need it, and it needs no root to ask.
+fn sshd_listens(
+    config: Option<&crate::config::SystemConfig>,
+    admin: &dyn Fn(&str) -> String,
+) -> Check {
+    use std::io::Read;
+    let port = config
+        .and_then(|c| c.port)
+        .unwrap_or_else(crate::reach::sshd_port);
+    let installed = ["/usr/sbin/sshd", "/usr/bin/sshd", "/sbin/sshd"]
+        .iter()
+        .any(|p| Path::new(p).exists());
+    let banner = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        std::time::Duration::from_secs(2),
+    )
+    .ok()
+    .and_then(|mut s| {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .ok()?;
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).trim().to_string())
+    });
+    match banner {
+        Some(b) if b.starts_with("SSH-") => ok("sshd", format!("listening on port {port} ({b})")),
+        _ if !installed => fail(
+            "sshd",
+            "not installed".into(),
+            &admin("apt-get install openssh-server"),
+        ),
+        _ => fail(
+            "sshd",
+            format!("nothing answers as sshd on 127.0.0.1:{port}"),
+            &format!(
+                "{}; if sshd uses another port, give `start --ssh-port`",
+                admin("systemctl start ssh")
+            ),
+        ),
+    }
+}
+
+/// The pair user exists, logs in through pairjail's shell, has no password.
+fn pair_user_usable(user: &str, root: bool, admin: &dyn Fn(&str) -> String) -> Check {
+    let Some(u) = crate::users::by_name(user) else {
+        return fail(
+            "pair user",
+            format!("{user} does not exist"),
+            &admin(&format!("pairjail setup --pair-user {user}")),
+        );
+    };
+    let shell_ok = u.shell.file_name().and_then(|n| n.to_str())
+        == Some(crate::guest::pair_shell::NAME)
+        && std::fs::canonicalize(&u.shell).ok() == crate::exe::own().ok();
+    if !shell_ok {
+        return fail(
+            "pair user",
+            format!(
+                "{user}'s shell is {}, not pairjail's pair-shell linked to this binary",
+                u.shell.display()
+            ),
+            &admin("pairjail setup (links the shell again)"),
+        );
+    }
+    if root
+        && let Some(p) = crate::users::password_field(user)
+        && !(p.starts_with('!') || p.starts_with('*'))
+    {
+        return fail(
+            "pair user",
+            format!("{user} has a password"),
+            &format!("usermod -p '*' {user}"),
+        );
+    }
+    ok("pair user", format!("{user}: shell {}", u.shell.display()))
+}
+
+/// sshd's effective configuration for the pair user (needs root to read).
+fn sshd_config_for(pair_user: &str, root: bool, admin: &dyn Fn(&str) -> String) -> Check {
+    if !root {
+        return ok(
+            "sshd (pair-user mode)",
+            "not checked: reading sshd's effective config needs root (`sudo pairjail doctor`)"
+                .into(),
+        );
+    }
+    let spec = format!("user={pair_user},host=localhost,addr=127.0.0.1");
+    match Command::new("/usr/sbin/sshd")
+        .args(["-T", "-C", &spec])
+        .output()
+    {
+        Ok(o) if o.status.success() => {
+            let t = String::from_utf8_lossy(&o.stdout);
+            let akc = t
+                .lines()
+                .find(|l| l.starts_with("authorizedkeyscommand "))
+                .unwrap_or("authorizedkeyscommand none");
+            let fwd = t.lines().any(|l| l == "disableforwarding yes");
+            if akc.contains("authorized-keys") && fwd {
+                ok(
+                    "sshd (pair-user mode)",
+                    format!("{akc}; disableforwarding yes"),
+                )
+            } else {
+                fail(
+                    "sshd (pair-user mode)",
+                    format!("not set up for {pair_user} ({akc})"),
+                    &admin("pairjail setup, then systemctl reload ssh"),
+                )
+            }
+        }
+        Ok(o) => fail(
+            "sshd (pair-user mode)",
+            format!("sshd -T: {}", String::from_utf8_lossy(&o.stderr).trim()),
+            "fix sshd's configuration (sshd -t shows the error)",
+        ),
+        Err(_) => fail(
+            "sshd (pair-user mode)",
+            "sshd is not installed".into(),
+            "apt-get install openssh-server",
+        ),
+    }
+}
+
+/// A guest key that is also a plain line of the caller's authorized_keys
+/// gets a shell there, jail or not: sshd uses the first matching line.
+fn plain_keys(runtime: &Path, host: &str) -> Check {
+    let Ok(path) = crate::keys::registry::authorized_keys_path() else {
+        return ok("authorized_keys", "no home directory".into());
+    };
+    let found = crate::keys::registry::invited_keys_without_jail(runtime, host, &path);
+    if found.is_empty() {
+        ok(
+            "authorized_keys",
+            format!("{}: no invited key has a plain line", path.display()),
+        )
+    } else {
+        fail(
+            "authorized_keys",
+            format!(
+                "{}: {} would let an invited guest in without the jail",
+                path.display(),
+                found.join(", ")
+            ),
+            "remove those lines (or revoke the invites)",
+        )
+    }
 }
 
 /// `tmux 3.3a` → (3, 3); `tmux next-3.5` → (3, 5); `tmux 3.10` → (3, 10).

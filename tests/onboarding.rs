@@ -219,6 +219,33 @@ fn a_host_after_su_shares_in_no_root_mode_without_xdg_runtime_dir() {
     w.wait_screen(&win, MARKER, 20);
     let status = ok(&as_login_host(bin, &["status", "--json"], &[]));
     assert!(status.contains("\"bob\""), "{status}");
+
+    // doctor, as this host: fixes a non-root user can act on, and bob's key
+    // pasted as a plain line (a shell without the jail) is caught.
+    let ak = ssh.join("authorized_keys");
+    let mut text_ak = fs::read_to_string(&ak).unwrap();
+    text_ak.push_str(&fs::read_to_string(bob.with_extension("pub")).unwrap());
+    fs::write(&ak, text_ak).unwrap();
+    let out = as_login_host(bin, &["doctor", "--json"], &[]);
+    let checks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for c in checks.as_array().unwrap() {
+        let fix = c["fix"].as_str().unwrap_or("");
+        assert!(
+            !fix.starts_with("sudo ") && !fix.starts_with("sysctl") && !fix.starts_with("apt-get"),
+            "a root-only fix for a non-root host: {c}"
+        );
+    }
+    let keys = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "authorized_keys")
+        .unwrap();
+    assert_eq!(keys["status"], "fail", "{keys}");
+    assert!(
+        keys["detail"].as_str().unwrap().contains("(guest bob)"),
+        "{keys}"
+    );
     ok(&as_login_host(bin, &["stop", "--session", "obnr"], &[]));
     w.wait_screen(&win, "SSH-EXIT=", 20);
     let _ = fs::remove_file(ssh.join("authorized_keys"));

@@ -10,15 +10,16 @@ pub struct DoctorArgs {
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
-    /// The guests' Unix user to check sshd's effective config for.
-    #[arg(long, default_value = "pair")]
-    pub pair_user: String,
+    /// The guests' Unix user to check (default: the config's pair user;
+    /// without a config, none: no-root mode).
+    #[arg(long, value_name = "USER")]
+    pub pair_user: Option<String>,
     #[command(flatten)]
     pub runtime_dir: RuntimeDir,
 }
 
 pub fn run(a: DoctorArgs) -> Outcome {
-    let checks = doctor::checks(&a.pair_user, a.runtime_dir.get());
+    let checks = doctor::checks(a.pair_user.as_deref(), a.runtime_dir.get());
     let failed = checks.iter().any(|c| c.status == "fail");
     if a.json {
         print_json(&checks)?;

@@ -145,6 +145,23 @@ pub fn unrestricted_lines(path: &Path, k: &GuestKey) -> Result<Vec<usize>, Regis
     Ok(found)
 }
 
+/// Lines of the host's authorized_keys (outside the block) that let one
+/// of the host's invited keys in without the jail: `line N (guest NAME)`.
+pub fn invited_keys_without_jail(runtime: &Path, host: &str, path: &Path) -> Vec<String> {
+    let Ok(book) = Store::new(runtime, host).load() else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for inv in &book.invites {
+        for k in inv.keys.iter().filter_map(|k| key::parse(k).ok()) {
+            for n in unrestricted_lines(path, &k).unwrap_or_default() {
+                out.push(format!("line {n} (guest {})", inv.name));
+            }
+        }
+    }
+    out
+}
+
 /// Adds (or replaces, same name and session) an invite. Refused: a key
 /// that another line of the host's authorized_keys already lets in, and a
 /// key already invited under another name or to another session (sshd
