@@ -1034,3 +1034,76 @@ fn every_json_output_validates_against_its_schema() {
     ok(&pj(&["stop", "--session", "js", "--runtime-dir", &rt]));
     let _ = fs::remove_dir_all(&d);
 }
+
+#[test]
+fn start_from_inside_tmux_opens_a_window_instead_of_nesting() {
+    let _turn = host_turn();
+    if !is_root() {
+        assert!(!in_ci(), "this test needs root in CI (users)");
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    ensure_user(HOST);
+    let bin = shared_binary();
+    let d = World::dir_for("ob-tmux");
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o1777)).unwrap();
+    let rt = d.join("run").display().to_string();
+    let server = format!("obtmux-{}", std::process::id());
+    // The host's own tmux, with `pairjail start` typed in its pane.
+    let tmux = |args: &[&str]| {
+        run_as(HOST, "tmux")
+            .args(["-L", &server])
+            .args(args)
+            .env("HOME", format!("/home/{HOST}"))
+            .env_remove("TMUX")
+            .output()
+            .unwrap()
+    };
+    let cmd = format!(
+        "PAIRJAIL_AUDIT_LOG={d}/audit.jsonl {bin} start --session obtm --runtime-dir {rt} -- sh -c 'echo {MARKER}; exec sh' > {d}/said 2>&1; sleep 600",
+        d = d.display(),
+        bin = bin.display()
+    );
+    ok(&tmux(&[
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-s",
+        "mine",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &cmd,
+    ]));
+    let window = eventually(20, || {
+        let w = text(&tmux(&["list-windows", "-a", "-F", "#{window_name}"]).stdout);
+        if w.contains("pairjail-obtm") {
+            Ok(w)
+        } else {
+            Err(format!(
+                "no pairjail window in the host's tmux: {w} {:?}",
+                fs::read_to_string(d.join("said"))
+            ))
+        }
+    });
+    assert!(window.contains("pairjail-obtm"));
+    eventually(20, || {
+        let screen = text(&tmux(&["capture-pane", "-p", "-t", "mine:pairjail-obtm"]).stdout);
+        if screen.contains(MARKER) {
+            Ok(())
+        } else {
+            Err(format!("the window does not show the share: {screen}"))
+        }
+    });
+    let said = fs::read_to_string(d.join("said")).unwrap();
+    assert!(said.contains("you are inside tmux"), "{said}");
+    let _ = run_as(HOST, bin)
+        .args(["stop", "--session", "obtm", "--runtime-dir", &rt])
+        .output();
+    let _ = tmux(&["kill-server"]);
+    let _ = fs::remove_dir_all(&d);
+}

@@ -604,8 +604,11 @@ pub fn attach(at: &Located) -> Result<bool, ShareError> {
     if !tmux.has_session(&at.session) {
         return Err(ShareError::NotShared(at.session.clone()));
     }
+    // The share's server is not the one $TMUX names: attaching to it from
+    // inside another tmux is nesting, which tmux refuses while $TMUX is set.
     let status = tmux
         .command()
+        .env_remove("TMUX")
         .args(["attach-session", "-t", &format!("={}", at.session)])
         .status()
         .map_err(TmuxError::Run)?;
@@ -624,6 +627,34 @@ pub fn attach(at: &Located) -> Result<bool, ShareError> {
         .into());
     }
     Ok(running)
+}
+
+/// Started from inside tmux: the share opens in a new window of the tmux
+/// the host is in (running `attach`), instead of nesting a client in the
+/// current pane. Returns the window's name.
+pub fn open_in_current_tmux(at: &Located, runtime_flag: &str) -> Result<String, ShareError> {
+    let bin = crate::exe::own().map_err(|e| ShareError::Runtime(e.to_string()))?;
+    let name = format!("pairjail-{}", at.session);
+    let mut argv = vec![
+        bin.display().to_string(),
+        "attach".into(),
+        "--session".into(),
+        at.session.clone(),
+    ];
+    argv.extend(runtime_flag.split_whitespace().map(str::to_string));
+    let out = std::process::Command::new("tmux")
+        .args(["new-window", "-n", &name, "--"])
+        .args(&argv)
+        .output()
+        .map_err(TmuxError::Run)?;
+    if !out.status.success() {
+        return Err(TmuxError::Failed {
+            command: "new-window".into(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }
+        .into());
+    }
+    Ok(name)
 }
 
 /// Stops the share: the broker disconnects every guest and ends tmux.

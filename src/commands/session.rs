@@ -199,6 +199,15 @@ pub fn start(a: StartArgs) -> Outcome {
         Some(t) => println!("  audit log: {}", t.path.display()),
         None => println!("  audit log: none (--no-audit)"),
     }
+    let inside_tmux = std::env::var_os("TMUX").is_some_and(|t| !t.is_empty());
+    if inside_tmux && !a.detach {
+        let window = share::open_in_current_tmux(&at, &rt)?;
+        println!(
+            "pairjail: you are inside tmux: session {s} opened in a new window ({window}) of your tmux instead of nesting here; in it, press your prefix twice to reach the shared session's tmux"
+        );
+        println!("  stop: pairjail stop --session {s}{rt}");
+        return Ok(ExitCode::SUCCESS);
+    }
     if a.detach {
         println!("  invite: pairjail invite add NAME --github USER --session {s}{rt}");
         println!("  attach: pairjail attach --session {s}{rt}");
