@@ -11,7 +11,22 @@ use crate::commands::{
 
 /// Share a tmux session over plain SSH with every guest locked in a jail.
 #[derive(Debug, Parser)]
-#[command(name = "pairjail", version, about, long_about = None)]
+#[command(
+    name = "pairjail",
+    version,
+    about,
+    long_about = None,
+    after_help = "Examples:
+  pairjail start                                   share this directory; guests only watch
+  pairjail invite add bob --github bob --mode pair invite a colleague who may type
+  pairjail status                                  who is connected, and the line guests run
+  pairjail kick bob                                disconnect a guest and revoke the invite
+  pairjail stop                                    end the share; every guest is disconnected
+  sudo pairjail setup --host alice                 one-time: a dedicated guest account
+  pairjail doctor                                  what this machine can do, with fixes
+
+`pairjail COMMAND --help` explains each command, with examples; `pairjail man` prints the manual."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -155,5 +170,32 @@ fn finish(result: commands::Outcome, json: bool) -> ExitCode {
             }
             ExitCode::from(failure.code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every flag and argument people can type says what it is for.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for s in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "pairjail", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
     }
 }

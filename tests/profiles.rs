@@ -415,7 +415,31 @@ fn cli_explains_itself() {
     assert!(pages.iter().any(|p| p == "pairjail-audit.1"), "{pages:?}");
     assert!(!pages.iter().any(|p| p.contains("__")), "{pages:?}");
     let out = bin().arg("man").output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains(".TH pairjail"));
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH pairjail"));
+    for section in ["EXAMPLES", "ENVIRONMENT", "FILES", "EXIT STATUS"] {
+        assert!(
+            page.contains(&format!(".SH {section}")),
+            "man page without {section}"
+        );
+    }
+    // No reference to a page that does not exist.
+    assert!(!page.contains("pairjail\\-help"), "{page}");
+    assert!(!pages.iter().any(|p| p == "pairjail-help.1"), "{pages:?}");
+    for cmd in [
+        &["--help"][..],
+        &["start", "--help"],
+        &["invite", "add", "--help"],
+        &["status", "--help"],
+        &["setup", "--help"],
+        &["doctor", "--help"],
+    ] {
+        let out = bin().args(cmd).output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Examples:"),
+            "{cmd:?} has no examples"
+        );
+    }
     let out = bin().args(["profile", "show", "nosuch"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(

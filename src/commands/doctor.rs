@@ -6,6 +6,12 @@ use super::{Outcome, RuntimeDir, print_json};
 use crate::doctor;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  pairjail doctor                 as the host: what works, and a fix you can run for each problem
+  sudo pairjail doctor            also reads sshd's effective config for the pair user
+  pairjail doctor --json          for scripts (schema: `pairjail schema doctor`)
+
+Exit status 1 when a check fails.")]
 pub struct DoctorArgs {
     /// Print JSON for scripts.
     #[arg(long)]

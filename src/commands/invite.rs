@@ -22,9 +22,12 @@ pub enum InviteCommand {
     Add(AddArgs),
     /// List invites: name, mode, key type, SHA256 fingerprint, expiry, session.
     List {
-        /// Print JSON for scripts.
+        /// Print JSON for scripts (schema: `pairjail schema invite-list`).
         #[arg(long)]
         json: bool,
+        /// Only invites for this session.
+        #[arg(long)]
+        session: Option<String>,
         #[command(flatten)]
         runtime_dir: RuntimeDir,
     },
@@ -47,6 +50,15 @@ pub enum InviteCommand {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  pairjail invite add bob --github bob                     watch only, for 12 hours
+  pairjail invite add bob --key-file bob.pub --mode pair   may type
+  pairjail invite add bob --gitlab bob --expires '18:00'   until 18:00 today, local time
+  pairjail invite add bob --github bob --replace --expires 2h
+  pairjail invite add carol --github carol --approve       waits at the door for you
+
+Keys: an OpenSSH .pub line or file; an RFC 4716 file (PuTTY's export) is
+converted; a private key is refused.")]
 pub struct AddArgs {
     /// The guest's name (letters, digits, '-', '_', '.').
     pub name: String,
@@ -100,7 +112,11 @@ pub struct AddArgs {
 pub fn run(cmd: InviteCommand) -> Outcome {
     match cmd {
         InviteCommand::Add(a) => add(a),
-        InviteCommand::List { json, runtime_dir } => list(&runtime_dir, json),
+        InviteCommand::List {
+            json,
+            session,
+            runtime_dir,
+        } => list(&runtime_dir, json, session.as_deref()),
         InviteCommand::Revoke {
             name,
             session,
@@ -225,7 +241,10 @@ pub struct Row<'a> {
     pub from: &'a [String],
 }
 
-fn list(runtime_dir: &RuntimeDir, json: bool) -> Outcome {
+fn list(runtime_dir: &RuntimeDir, json: bool, session: Option<&str>) -> Outcome {
+    if let Some(s) = session {
+        paths::check_session(s).map_err(Failure::invalid)?;
+    }
     let (runtime, host) = where_(runtime_dir)?;
     let book = Store::new(&runtime, &host)
         .load()
@@ -233,6 +252,7 @@ fn list(runtime_dir: &RuntimeDir, json: bool) -> Outcome {
     let rows: Vec<Row> = book
         .invites
         .iter()
+        .filter(|i| session.is_none_or(|s| i.session == s))
         .flat_map(|i| {
             let live = registry::is_live(&runtime, &host, &i.session);
             i.keys.iter().zip(&i.fingerprints).map(move |(k, fp)| Row {

@@ -14,6 +14,7 @@ pub struct JoinArgs {
     /// The Unix user sharing the session.
     #[arg(long)]
     pub host: String,
+    /// The shared session (the name given to `start --session`).
     #[arg(long, default_value = DEFAULT_SESSION)]
     pub session: String,
     /// The guest's name, as the host sees it.

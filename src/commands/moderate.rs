@@ -21,6 +21,7 @@ pub struct KickArgs {
     /// Keep the guest's invite, so it can join again.
     #[arg(long)]
     pub keep_invite: bool,
+    /// The shared session (the name given to `start --session`).
     #[arg(long, default_value = DEFAULT_SESSION)]
     pub session: String,
     #[command(flatten)]
@@ -57,6 +58,7 @@ pub struct ModeArgs {
     /// The new mode (must be in the session's --allow).
     #[arg(value_enum)]
     pub mode: Mode,
+    /// The shared session (the name given to `start --session`).
     #[arg(long, default_value = DEFAULT_SESSION)]
     pub session: String,
     #[command(flatten)]
@@ -79,6 +81,7 @@ pub struct ApproveArgs {
     /// Let the guest in with this mode instead of the one it asked for.
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
+    /// The shared session (the name given to `start --session`).
     #[arg(long, default_value = DEFAULT_SESSION)]
     pub session: String,
     #[command(flatten)]
@@ -96,6 +99,7 @@ pub fn approve(a: ApproveArgs) -> Outcome {
 pub struct DenyArgs {
     /// The waiting guest's name (as in `pairjail status`).
     pub name: String,
+    /// The shared session (the name given to `start --session`).
     #[arg(long, default_value = DEFAULT_SESSION)]
     pub session: String,
     #[command(flatten)]

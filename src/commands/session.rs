@@ -13,6 +13,15 @@ use crate::broker::workspace;
 use crate::profile::{Mode, SearchPath};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  pairjail start                                      share this directory; guests watch (mirror)
+  pairjail start --allow mirror,pair                  guests may type, in a jail around the session
+  pairjail start --approve --record                   let each guest in by hand; record the session
+  pairjail start --detach -- htop                     share one program, in the background
+  pairjail start --tunnel me@relay.example.com        behind NAT: guests connect to the relay
+  pairjail start --public-host dev.example.com        the name printed in the guests' ssh line
+
+Started inside tmux, the share opens in a new window of that tmux.")]
 pub struct StartArgs {
     /// Name of the shared session.
     #[arg(long, default_value = DEFAULT_SESSION)]
@@ -226,6 +235,7 @@ pub fn start(a: StartArgs) -> Outcome {
 
 #[derive(Debug, clap::Args)]
 pub struct SessionArgs {
+    /// The shared session (the name given to `start --session`).
     #[arg(long, default_value = DEFAULT_SESSION)]
     pub session: String,
     #[command(flatten)]
@@ -254,6 +264,11 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  pairjail status                     every share, its guests, the line guests run
+  pairjail status --session review    one share (exit 1 if it is not running)
+  pairjail status --json | jq '.[].guests[].name'
+  pairjail schema status              the JSON Schema of --json")]
 pub struct StatusArgs {
     /// Print JSON for scripts.
     #[arg(long)]
