@@ -397,6 +397,8 @@ fn doctor_reports_each_check_as_json() {
     let out = pairjail(&[
         "doctor",
         "--json",
+        "--pair-user",
+        "pair",
         "--runtime-dir",
         "/nonexistent-pairjail-rt",
     ]);
@@ -410,6 +412,9 @@ fn doctor_reports_each_check_as_json() {
         "dev.tty.legacy_tiocsti",
         "tmux",
         "runtime directory",
+        "config",
+        "sshd",
+        "pair user",
         "sshd (pair-user mode)",
         "binary",
     ] {

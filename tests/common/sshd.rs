@@ -134,6 +134,8 @@ impl World {
             session,
             "--via",
             "pair-user",
+            // Tests invite the same guest again to change its invite.
+            "--replace",
         ];
         if let Some(m) = mode {
             args.push("--mode");
