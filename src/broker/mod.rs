@@ -15,4 +15,5 @@ pub mod share;
 pub mod state;
 pub mod tmux;
 pub mod tunnel;
+pub mod tunnel_task;
 pub mod workspace;

@@ -68,7 +68,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
     tokio::spawn(announcer);
     tokio::spawn(watch_session(state.clone()));
     if let Some(spec) = state.cfg.tunnel.clone() {
-        tokio::spawn(super::tunnel::keep(state.clone(), spec));
+        tokio::spawn(super::tunnel_task::keep(state.clone(), spec));
     }
     println!("ready");
     let mut serial = 0u64;

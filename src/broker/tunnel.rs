@@ -4,18 +4,15 @@
 //! host's own keys, known_hosts and ~/.ssh/config apply); the broker starts
 //! it with the share, restarts it with back-off when it drops, and stops it
 //! with the share. The child dies with the broker (PDEATHSIG) even if the
-//! broker is killed, so no tunnel outlives its share.
+//! broker is killed, so no tunnel outlives its share. This file is the
+//! tunnel as data (the ssh command, its status); `tunnel_task.rs` runs it.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncBufReadExt;
-
-use super::state::{State, log};
 
 /// What `ssh -v` says that is not a complaint.
-const NOISE: [&str; 5] = [
+pub const NOISE: [&str; 5] = [
     "debug",
     "OpenSSH_",
     "Authenticated to",
@@ -25,9 +22,9 @@ const NOISE: [&str; 5] = [
 
 /// Back-off between attempts: doubled from the first, up to the last. A
 /// tunnel that stayed up this long starts again from the first.
-const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-const STABLE: Duration = Duration::from_secs(60);
+pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+pub const STABLE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -168,76 +165,6 @@ pub struct Status {
     pub reconnects: u32,
     /// ssh's last complaint, if any.
     pub last_error: Option<String>,
-}
-
-/// Keeps the tunnel up until the share ends.
-pub async fn keep(state: Arc<State>, spec: Spec) {
-    let mut shutdown = state.shutdown.subscribe();
-    let mut backoff = BACKOFF_FIRST;
-    let mut ups = 0u32;
-    loop {
-        state.set_tunnel(|t| t.state = "connecting".into());
-        let mut cmd = std::process::Command::new("ssh");
-        cmd.args(spec.argv())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped());
-        crate::jail::die_with_parent_on_exec(&mut cmd);
-        let mut cmd = tokio::process::Command::from(cmd);
-        cmd.kill_on_drop(true);
-        let started = Instant::now();
-        match cmd.spawn() {
-            Ok(mut child) => {
-                let stderr = child.stderr.take();
-                let st = state.clone();
-                let prior_ups = ups;
-                let reader = async move {
-                    let Some(e) = stderr else { return };
-                    let mut lines = tokio::io::BufReader::new(e).lines();
-                    while let Ok(Some(l)) = lines.next_line().await {
-                        if l.contains("remote forward success") {
-                            st.set_tunnel(|t| {
-                                t.state = "up".into();
-                                t.last_error = None;
-                                t.reconnects = prior_ups;
-                            });
-                            log(format!("tunnel: up ({l})"));
-                        } else if !NOISE.iter().any(|n| l.starts_with(n)) {
-                            log(format!("tunnel: {l}"));
-                            st.set_tunnel(|t| t.last_error = Some(l.clone()));
-                        }
-                    }
-                };
-                let was_up;
-                tokio::select! {
-                    (status, _) = async { tokio::join!(child.wait(), reader) } => {
-                        was_up = state.tunnel().is_some_and(|t| t.state == "up");
-                        log(format!("tunnel: ssh ended ({status:?})"));
-                    }
-                    _ = shutdown.changed() => {
-                        let _ = child.kill().await;
-                        return;
-                    }
-                }
-                if was_up {
-                    ups += 1;
-                }
-            }
-            Err(e) => {
-                log(format!("tunnel: cannot run ssh: {e}"));
-                state.set_tunnel(|t| t.last_error = Some(format!("cannot run ssh: {e}")));
-            }
-        }
-        state.set_tunnel(|t| t.state = "down".into());
-        if started.elapsed() >= STABLE {
-            backoff = BACKOFF_FIRST;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.changed() => return,
-        }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
-    }
 }
 
 #[cfg(test)]
