@@ -120,7 +120,22 @@ pub fn run() -> ExitCode {
         .any(|a| a == "--json");
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
-        Err(e) => e.exit(),
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let asked = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+            if json && !asked {
+                let out = commands::ErrorOutput {
+                    error: commands::ErrorBody {
+                        code: 2,
+                        message: e.kind().as_str().unwrap_or("invalid arguments").to_string(),
+                    },
+                };
+                if let Ok(text) = serde_json::to_string_pretty(&out) {
+                    println!("{text}");
+                }
+            }
+            e.exit()
+        }
     };
     let result = match cli.command {
         Command::Start(a) => session::start(a),

@@ -145,6 +145,16 @@ pub fn check_host_name(h: &str) -> Result<(), String> {
     }
 }
 
+/// Where setup put sshd's drop-in before it wrote a config: a machine
+/// with that file and no config was set up by an older pairjail.
+pub const LEGACY_DROPIN: &str = "/etc/ssh/sshd_config.d/pairjail.conf";
+
+/// Set up by an older pairjail (sshd's drop-in, no config): pair-user
+/// mode is meant, but nothing says which user or runtime directory.
+pub fn legacy_setup() -> bool {
+    std::env::var_os(ENV).is_none() && Path::new(LEGACY_DROPIN).exists() && !path().exists()
+}
+
 /// The config file to read: `$PAIRJAIL_CONFIG`, else the default.
 pub fn path() -> PathBuf {
     std::env::var_os(ENV)
@@ -158,19 +168,31 @@ pub fn load() -> Result<Option<SystemConfig>, ConfigError> {
 }
 
 pub fn load_from(path: &Path) -> Result<Option<SystemConfig>, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let read = |source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
-    };
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(read(e)),
     };
     let unsafe_ = |why: String| ConfigError::Unsafe {
         path: path.to_path_buf(),
         why,
     };
+    // Opened without following a link and without blocking on a FIFO;
+    // what is checked is the file that was opened, not a name.
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(unsafe_("a symlink".into()));
+        }
+        Err(e) => return Err(read(e)),
+    };
+    let meta = file.metadata().map_err(read)?;
     if !meta.is_file() {
         return Err(unsafe_("not a regular file".into()));
     }
@@ -183,11 +205,33 @@ pub fn load_from(path: &Path) -> Result<Option<SystemConfig>, ConfigError> {
             meta.mode() & 0o777
         )));
     }
-    if meta.len() > MAX_BYTES {
-        return Err(unsafe_(format!("{} bytes long", meta.len())));
+    check_parents(path).map_err(unsafe_)?;
+    let mut text = String::new();
+    file.take(MAX_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(read)?;
+    if text.len() as u64 > MAX_BYTES {
+        return Err(unsafe_(format!("longer than {MAX_BYTES} bytes")));
     }
-    let text = std::fs::read_to_string(path).map_err(read)?;
     SystemConfig::parse(&text, path).map(Some)
+}
+
+/// Like sshd's StrictModes: every directory above the config belongs to
+/// root and nobody else can replace an entry in it (not writable by
+/// group or others, unless sticky).
+fn check_parents(path: &Path) -> Result<(), String> {
+    let mut p = path.parent();
+    while let Some(dir) = p.filter(|d| !d.as_os_str().is_empty()) {
+        let m = std::fs::metadata(dir).map_err(|e| format!("in {}: {e}", dir.display()))?;
+        if m.uid() != 0 || (m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0) {
+            return Err(format!(
+                "in {}, a directory users other than root can change",
+                dir.display()
+            ));
+        }
+        p = dir.parent();
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -248,6 +292,22 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         if nix::unistd::Uid::effective().is_root() {
             assert_eq!(load_from(&p).unwrap(), Some(sample()));
+            // A link to a good file is still refused: what is checked is
+            // what was opened.
+            let link = d.path().join("link.toml");
+            std::os::unix::fs::symlink(&p, &link).unwrap();
+            assert!(matches!(load_from(&link), Err(ConfigError::Unsafe { .. })));
+            // A FIFO neither hangs the reader nor passes.
+            let fifo = d.path().join("fifo.toml");
+            nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+            assert!(matches!(load_from(&fifo), Err(ConfigError::Unsafe { .. })));
+            // In a directory another user could change: refused.
+            let open = d.path().join("open");
+            std::fs::create_dir(&open).unwrap();
+            std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+            let q = open.join("config.toml");
+            std::fs::copy(&p, &q).unwrap();
+            assert!(matches!(load_from(&q), Err(ConfigError::Unsafe { .. })));
             nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(1)), None).unwrap();
             assert!(matches!(load_from(&p), Err(ConfigError::Unsafe { .. })));
         }

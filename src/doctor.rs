@@ -131,6 +131,15 @@ pub fn checks(pair_user: Option<&str>, runtime_dir: Option<&Path>) -> Vec<Check>
                         c.runtime_dir.display()
                     ),
                 ),
+                None if crate::config::legacy_setup() => fail(
+                    "config",
+                    format!(
+                        "{} is absent but {} exists: set up by an older pairjail",
+                        crate::config::path().display(),
+                        crate::config::LEGACY_DROPIN
+                    ),
+                    &admin("pairjail setup (writes the config)"),
+                ),
                 None => ok(
                     "config",
                     format!(
@@ -156,7 +165,7 @@ pub fn checks(pair_user: Option<&str>, runtime_dir: Option<&Path>) -> Vec<Check>
             use std::os::unix::fs::MetadataExt;
             checks.push(match std::fs::metadata(&rt) {
                 Ok(m)
-                    if m.mode() & 0o1777 == 0o1777
+                    if (m.mode() & 0o1000 != 0 && m.mode() & 0o777 == 0o777 && m.uid() == 0)
                         || m.uid() == nix::unistd::Uid::effective().as_raw() =>
                 {
                     ok(

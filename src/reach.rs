@@ -36,13 +36,10 @@ pub struct Reach {
 }
 
 impl Reach {
-    /// The line the guest runs.
+    /// The line the guest runs (`-p` apart, so an IPv6 address needs no
+    /// brackets: ssh would not strip them from `user@[::1]`).
     pub fn line(&self) -> String {
-        let host = if self.host.contains(':') && !self.host.starts_with('[') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
         format!("ssh -t {}@{host} -p {}", self.user, self.port)
     }
 
@@ -170,7 +167,7 @@ mod tests {
             host: "::1".into(),
             ..r
         };
-        assert_eq!(v6.line(), "ssh -t pair@[::1] -p 2222");
+        assert_eq!(v6.line(), "ssh -t pair@::1 -p 2222");
     }
 
     #[test]

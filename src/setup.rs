@@ -140,6 +140,31 @@ fn check_pair_user(user: &str, shell: &Path) -> Result<(), String> {
     }
 }
 
+/// Root makes the runtime directory 3777 with `chown`/`chmod`, which follow
+/// symlinks: an existing one must be root's own real directory, and its
+/// parent a directory only root can change (or a sticky one, where nobody
+/// can replace root's entries), or another user could aim root at /etc.
+fn check_runtime_place(dir: &Path) -> Result<(), String> {
+    if let Ok(m) = std::fs::symlink_metadata(dir)
+        && (!m.is_dir() || m.uid() != 0)
+    {
+        return Err(format!(
+            "--runtime-dir {}: it exists and is not a directory of root's (a symlink, or someone else's); remove it or pick another",
+            dir.display()
+        ));
+    }
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    let m = std::fs::metadata(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    if m.uid() != 0 || (m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0) {
+        return Err(format!(
+            "--runtime-dir {}: its parent {} can be changed by users other than root; pick a place under /run",
+            dir.display(),
+            parent.display()
+        ));
+    }
+    Ok(())
+}
+
 /// sshd refuses an AuthorizedKeysCommand unless it and every directory
 /// above it are owned by root and not writable by group or others.
 fn check_safe_path(bin: &Path) -> Result<(), String> {
@@ -204,6 +229,9 @@ pub fn plan(a: &Options, dry_run: bool) -> Result<Plan, SetupError> {
         return Err(Invalid(
             "--runtime-dir and --config must be absolute paths".into(),
         ));
+    }
+    if !dry_run {
+        check_runtime_place(&a.runtime_dir).map_err(SetupError::Unsafe)?;
     }
     if a.keys_command_user == a.pair_user {
         return Err(Invalid(
@@ -385,8 +413,10 @@ pub fn write_config(path: &Path, c: &SystemConfig) -> Result<(), SetupError> {
 /// failed setup leaves the machine as it was (files it replaced stay
 /// replaced: their old content is gone with the write).
 pub fn roll_back(creates: &Written, config: &Path, runtime: &Path) -> Vec<String> {
+    let created_config = creates.files.iter().any(|f| f == config);
     undo_steps(creates, true, config, runtime)
         .iter()
+        .filter(|s| created_config || **s != Undo::RemoveFile(config.to_path_buf()))
         .filter_map(|s| apply_undo(s).err().map(|e| e.to_string()))
         .collect()
 }
@@ -444,9 +474,25 @@ pub fn undo_steps(
 }
 
 /// The runtime directory holds what hosts left (invites, logs); once no
-/// share runs, none of it means anything without setup. A running share
-/// stops the undo: its guests would lose their way in mid-session.
+/// share runs, none of it means anything without setup.
 fn remove_runtime(dir: &Path) -> Result<(), SetupError> {
+    no_share_running(dir)?;
+    std::fs::remove_dir_all(dir).or_else(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Ok(())
+        } else {
+            Err(SetupError::Write {
+                path: dir.to_path_buf(),
+                source: e,
+            })
+        }
+    })
+}
+
+/// A running share stops `--undo` before it changes anything: its guests
+/// would lose their way in mid-session. (Checked again when the runtime
+/// directory goes.)
+pub fn no_share_running(dir: &Path) -> Result<(), SetupError> {
     let Ok(hosts) = std::fs::read_dir(dir) else {
         return Ok(());
     };
@@ -460,18 +506,15 @@ fn remove_runtime(dir: &Path) -> Result<(), SetupError> {
         for s in sessions.flatten() {
             if crate::broker::liveness::live_run(&s.path(), meta.uid()).is_some() {
                 return Err(SetupError::Invalid(format!(
-                    "left {}: {} is sharing session {} there; it must stop first (`pairjail stop --session {1}` as that user)",
-                    dir.display(),
+                    "{} is sharing session {} in {}; it must stop first (`pairjail stop --session {1}` as that user), then run this again; nothing was changed",
                     host.file_name().to_string_lossy(),
-                    s.file_name().to_string_lossy()
+                    s.file_name().to_string_lossy(),
+                    dir.display()
                 )));
             }
         }
     }
-    std::fs::remove_dir_all(dir).map_err(|source| SetupError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })
+    Ok(())
 }
 
 pub fn apply_undo(step: &Undo) -> Result<(), SetupError> {
@@ -572,13 +615,25 @@ fn run_cmd(argv: &[impl AsRef<str>]) -> Result<String, SetupError> {
 /// Asks sshd whether the configuration parses and what the pair user's
 /// effective settings are; unless all of pairjail's hold, the drop-in is
 /// removed again so sshd stays as it was found.
-/// Returns sshd's effective port for the pair user.
-pub fn verify_sshd(a: &Options, bin: &Path) -> Result<Option<u16>, SetupError> {
+/// Returns sshd's effective port for the pair user. `previous` is the
+/// drop-in's content before this run (None: there was none): on failure
+/// it is put back, so sshd is left as it was found.
+pub fn verify_sshd(
+    a: &Options,
+    bin: &Path,
+    previous: Option<&str>,
+) -> Result<Option<u16>, SetupError> {
     let conf_path = a.sshd_config_dir.join("pairjail.conf");
     let main = a.sshd_config.display().to_string();
-    let undo = |why: String| {
-        let _ = std::fs::remove_file(&conf_path);
-        SetupError::Sshd(format!("{why}; removed {} again", conf_path.display()))
+    let undo = |why: String| match previous {
+        Some(old) => {
+            let _ = crate::files::write_atomic(&conf_path, old.as_bytes(), 0o644);
+            SetupError::Sshd(format!("{why}; put {} back as it was", conf_path.display()))
+        }
+        None => {
+            let _ = std::fs::remove_file(&conf_path);
+            SetupError::Sshd(format!("{why}; removed {} again", conf_path.display()))
+        }
     };
     let effective = run_cmd(&["sshd", "-t", "-f", &main])
         .and_then(|_| {
@@ -606,4 +661,34 @@ pub fn verify_sshd(a: &Options, bin: &Path) -> Result<Option<u16>, SetupError> {
     Ok(effective
         .lines()
         .find_map(|l| l.strip_prefix("port ").and_then(|p| p.trim().parse().ok())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_never_chmods_through_a_link_or_a_directory_others_can_change() {
+        use std::os::unix::fs::PermissionsExt;
+        if !nix::unistd::Uid::effective().is_root() {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let link = d.path().join("rt");
+        std::os::unix::fs::symlink("/etc", &link).unwrap();
+        assert!(
+            check_runtime_place(&link)
+                .unwrap_err()
+                .contains("not a directory of root's")
+        );
+        let open = d.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(
+            check_runtime_place(&open.join("rt"))
+                .unwrap_err()
+                .contains("can be changed")
+        );
+        assert!(check_runtime_place(&d.path().join("fresh")).is_ok());
+    }
 }

@@ -54,6 +54,21 @@ fn uid_of(user: &str) -> u32 {
         .unwrap()
 }
 
+/// A copy of test data the host user can read (the checkout may not be:
+/// CI clones into a private temp directory).
+fn readable_copy(dir: &Path, name: &str) -> String {
+    let to = dir.join(name);
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/keys")
+            .join(name),
+        &to,
+    )
+    .unwrap();
+    fs::set_permissions(&to, fs::Permissions::from_mode(0o644)).unwrap();
+    to.display().to_string()
+}
+
 /// `pairjail ARGS` as the host the way `su - host` leaves it: a login
 /// environment with no XDG_RUNTIME_DIR, and nothing of the test's own.
 fn as_login_host(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
@@ -362,6 +377,46 @@ fn setup_is_remembered_and_undone() {
         text(&other.stderr)
     );
 
+    // Undo while a share runs: refused, and nothing is changed.
+    let dropin = w.dir.join("sshd.d/pairjail.conf");
+    let (conf_before, dropin_before) = (
+        fs::read_to_string(&config).unwrap(),
+        fs::read_to_string(&dropin).unwrap(),
+    );
+    let out = Command::new(&bin.path)
+        .args(["setup", "--undo", "--config", &config])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains(&format!("{HOST} is sharing session obsu")),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(fs::read_to_string(&config).unwrap(), conf_before);
+    assert_eq!(fs::read_to_string(&dropin).unwrap(), dropin_before);
+    // A re-run that fails (sshd's main config is missing) takes back what
+    // it changed and leaves the working setup as it was.
+    let out = Command::new(&bin.path)
+        .args(["setup", "--config", &config, "--pair-user", PAIR])
+        .args([
+            "--keys-command-user",
+            KEYS,
+            "--runtime-dir",
+            &format!("{d}/prun"),
+        ])
+        .args(["--sshd-config-dir", &format!("{d}/sshd.d")])
+        .args(["--sshd-config", &format!("{d}/no-such-sshd_config")])
+        .args(["--tmpfiles-dir", &format!("{d}/tmpfiles")])
+        .args(["--shell", &format!("{}/lib/pair-shell", bin.dir.display())])
+        .args(["--public-host", "changed.example"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("put"), "{}", text(&out.stderr));
+    assert_eq!(fs::read_to_string(&config).unwrap(), conf_before);
+    assert_eq!(fs::read_to_string(&dropin).unwrap(), dropin_before);
+
     // Setup again with only OTHER allowed: the host's live invite is no
     // longer served by sshd (what setup was not given is kept).
     ok(&setup(&["--host", OTHER]));
@@ -434,11 +489,8 @@ fn invites_say_what_will_happen() {
     fs::create_dir_all(&d).unwrap();
     fs::set_permissions(&d, fs::Permissions::from_mode(0o1777)).unwrap();
     let rt = d.join("run").display().to_string();
-    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keys/ed25519.pub");
-    let rfc = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/keys/ed25519.rfc4716"
-    );
+    let key = &readable_copy(&d, "ed25519.pub");
+    let rfc = &readable_copy(&d, "ed25519.rfc4716");
     let pj = |args: &[&str]| {
         // Options before a `--` (start's command follows it).
         let cut = args.iter().position(|a| *a == "--").unwrap_or(args.len());
@@ -945,7 +997,7 @@ fn every_json_output_validates_against_its_schema() {
     fs::set_permissions(&d, fs::Permissions::from_mode(0o1777)).unwrap();
     let rt = d.join("run").display().to_string();
     let audit = d.join("audit.jsonl").display().to_string();
-    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keys/ed25519.pub");
+    let key = &readable_copy(&d, "ed25519.pub");
     let pj = |args: &[&str]| {
         run_as(HOST, bin)
             .args(args)

@@ -632,7 +632,10 @@ pub fn attach(at: &Located) -> Result<bool, ShareError> {
 /// Started from inside tmux: the share opens in a new window of the tmux
 /// the host is in (running `attach`), instead of nesting a client in the
 /// current pane. Returns the window's name.
-pub fn open_in_current_tmux(at: &Located, runtime_flag: &str) -> Result<String, ShareError> {
+pub fn open_in_current_tmux(
+    at: &Located,
+    runtime_dir: Option<&Path>,
+) -> Result<String, ShareError> {
     let bin = crate::exe::own().map_err(|e| ShareError::Runtime(e.to_string()))?;
     let name = format!("pairjail-{}", at.session);
     let mut argv = vec![
@@ -641,7 +644,10 @@ pub fn open_in_current_tmux(at: &Located, runtime_flag: &str) -> Result<String, 
         "--session".into(),
         at.session.clone(),
     ];
-    argv.extend(runtime_flag.split_whitespace().map(str::to_string));
+    if let Some(d) = runtime_dir {
+        argv.push("--runtime-dir".into());
+        argv.push(d.display().to_string());
+    }
     let out = std::process::Command::new("tmux")
         .args(["new-window", "-n", &name, "--"])
         .args(&argv)

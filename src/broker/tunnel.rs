@@ -72,6 +72,7 @@ pub fn parse(relay: &str, listen: &str, to_port: u16) -> Result<Spec, TunnelErro
     let badp = || TunnelError::Port(listen.escape_debug().to_string());
     let (bind, listen_port) = match listen.rsplit_once(':') {
         Some((a, p)) => {
+            let a = a.trim_start_matches('[').trim_end_matches(']');
             if a.parse::<std::net::IpAddr>().is_err() && a != "*" && a != "localhost" {
                 return Err(badp());
             }
@@ -110,11 +111,20 @@ impl Spec {
             "ServerAliveCountMax=3",
             "-o",
             "ConnectTimeout=15",
+            // The forward must live in this process, which dies with the
+            // share: never in a shared master connection, never forked off.
+            "-o",
+            "ControlMaster=no",
+            "-o",
+            "ControlPath=none",
+            "-o",
+            "ForkAfterAuthentication=no",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
         let listen = match &self.bind {
+            Some(b) if b.contains(':') => format!("[{b}]:{}", self.listen_port),
             Some(b) => format!("{b}:{}", self.listen_port),
             None => self.listen_port.to_string(),
         };

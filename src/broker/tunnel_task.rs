@@ -54,7 +54,22 @@ pub async fn keep(state: Arc<State>, spec: Spec) {
                         log(format!("tunnel: ssh ended ({status:?})"));
                     }
                     _ = shutdown.changed() => {
-                        let _ = child.kill().await;
+                        // SIGTERM first: ssh closes the forward on the
+                        // relay cleanly; SIGKILL if it does not go.
+                        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(pid),
+                                nix::sys::signal::Signal::SIGTERM,
+                            );
+                        }
+                        let ended = tokio::time::timeout(
+                            std::time::Duration::from_secs(2),
+                            child.wait(),
+                        )
+                        .await;
+                        if ended.is_err() {
+                            let _ = child.kill().await;
+                        }
                         return;
                     }
                 }

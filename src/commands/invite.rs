@@ -148,6 +148,13 @@ fn add(a: AddArgs) -> Outcome {
         approve: a.approve,
     };
     let config = registry::system_config()?;
+    if config.is_none() && a.via.is_none() && crate::config::legacy_setup() {
+        return Err(Failure::invalid(format!(
+            "{} exists but {} does not: this machine was set up by an older pairjail; run `sudo pairjail setup` again (it writes the config), or give --via",
+            crate::config::LEGACY_DROPIN,
+            crate::config::DEFAULT_PATH
+        )));
+    }
     let (invite, keys) = request.into_invite(crate::clock::now(), config.is_some())?;
     let (runtime, host) = where_(&a.runtime_dir)?;
     if let Some(h) = &a.public_host {

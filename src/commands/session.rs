@@ -175,7 +175,7 @@ pub fn start(a: StartArgs) -> Outcome {
             record: record.clone(),
             public_host: a.public_host,
             ssh_port: a.ssh_port,
-            tunnel: a.tunnel.map(|t| (t, a.tunnel_port.clone())),
+            tunnel: a.tunnel.clone().map(|t| (t, a.tunnel_port.clone())),
         },
     )?;
     let s = &a.session;
@@ -201,6 +201,11 @@ pub fn start(a: StartArgs) -> Outcome {
         ),
         None => {}
     }
+    if a.tunnel.is_some() {
+        eprintln!(
+            "pairjail: note: guests through the tunnel reach sshd from 127.0.0.1: an invite's --from cannot tell them apart, and sshd rules that trust localhost apply to them"
+        );
+    }
     if let Some(d) = &record {
         println!("  recorded: into {} (guests are told)", d.display());
     }
@@ -210,7 +215,7 @@ pub fn start(a: StartArgs) -> Outcome {
     }
     let inside_tmux = std::env::var_os("TMUX").is_some_and(|t| !t.is_empty());
     if inside_tmux && !a.detach {
-        let window = share::open_in_current_tmux(&at, &rt)?;
+        let window = share::open_in_current_tmux(&at, a.runtime_dir.get())?;
         println!(
             "pairjail: you are inside tmux: session {s} opened in a new window ({window}) of your tmux instead of nesting here; in it, press your prefix twice to reach the shared session's tmux"
         );

@@ -119,6 +119,7 @@ pub fn run(a: SetupArgs) -> Outcome {
         keys_command_user: a.keys_command_user,
     };
     let plan = setup::plan(&opts, a.dry_run)?;
+    let previous_dropin = std::fs::read_to_string(opts.sshd_config_dir.join("pairjail.conf")).ok();
     for step in &plan.steps {
         show(step);
         if !a.dry_run
@@ -134,7 +135,7 @@ pub fn run(a: SetupArgs) -> Outcome {
         println!("(dry run: nothing was written)");
         return Ok(ExitCode::SUCCESS);
     }
-    let port = match setup::verify_sshd(&opts, &plan.bin) {
+    let port = match setup::verify_sshd(&opts, &plan.bin, previous_dropin.as_deref()) {
         Ok(p) => p,
         Err(e) => return Err(failed_half_way(e, &plan.creates, &opts)),
     };
@@ -217,6 +218,8 @@ fn undo(a: &SetupArgs, earlier: Option<crate::config::SystemConfig>) -> Outcome 
     if !a.dry_run && !nix::unistd::Uid::effective().is_root() {
         return Err(SetupError::NotRoot.into());
     }
+    // Before anything changes: a running share stops the undo.
+    setup::no_share_running(&c.runtime_dir)?;
     let mut problems = Vec::new();
     for step in setup::undo_steps(&c.written, a.remove_user, &a.config, &c.runtime_dir) {
         if step == Undo::RemoveFile(a.config.clone()) && !problems.is_empty() {

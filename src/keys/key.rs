@@ -78,7 +78,12 @@ pub fn parse_text(text: &str) -> Result<Vec<GuestKey>, String> {
         return Err("this is a PEM public key, not OpenSSH's format: convert it with `ssh-keygen -i -m PKCS8 -f FILE` and give the result".into());
     }
     if t.starts_with("---- BEGIN SSH2 PUBLIC KEY ----") {
-        return from_rfc4716(t).map(|k| vec![k]);
+        // One file may hold several; each starts with its BEGIN line.
+        return t
+            .split("---- BEGIN SSH2 PUBLIC KEY ----")
+            .filter(|part| !part.trim().is_empty())
+            .map(|part| from_rfc4716(&format!("---- BEGIN SSH2 PUBLIC KEY ----{part}")))
+            .collect();
     }
     parse_many(text)
 }
