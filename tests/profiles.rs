@@ -98,6 +98,59 @@ fn wrongly_typed_value_is_located() {
 }
 
 #[test]
+fn every_error_of_a_file_is_reported_in_one_run() {
+    let errs = errors_of(&[(
+        "p.toml",
+        "surprise = 1\n[namespaces]\nnett = true\nuser = \"yes\"\n[rlimits]\nnofile = \"many\"\n[seccmp]\nx = 1\n",
+    )]);
+    let lines: std::collections::BTreeSet<&str> = errs
+        .iter()
+        .map(|e| e.split(':').nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        lines,
+        ["1", "3", "4", "6", "7"].into_iter().collect(),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("unknown field 'nett'")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("'nofile' in [rlimits]")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn check_warns_about_dangerous_but_valid_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("risky.toml");
+    fs::write(
+        &p,
+        "extends = [\"guest-relay\"]\n[capabilities]\nkeep = [\"CAP_SYS_ADMIN\"]\n[[mount]]\ntype = \"bind\"\nsrc = \"/\"\ndst = \"/host\"\nrw = true\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["profile", "check", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}{err}");
+    assert!(
+        said.contains("warning: capabilities.keep has CAP_SYS_ADMIN"),
+        "{said}"
+    );
+    assert!(said.contains("warning: a writable bind of /"), "{said}");
+    let out = bin()
+        .args(["profile", "check", "guest-relay"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("warning"));
+}
+
+#[test]
 fn unknown_top_level_table_and_mount_type() {
     assert!(one_error("[seccmp]\n").starts_with("DIR/p.toml:1:2: unknown field 'seccmp' in the top level, expected one of extends, description"));
     let e = one_error("[[mount]]\ntype = \"overlay\"\ndst = \"/x\"\n");

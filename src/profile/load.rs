@@ -184,13 +184,7 @@ fn load(
     let mut table: Table = toml::from_str(&src.text).map_err(|e| parse_error(&src, &e))?;
     let own: Profile = match Profile::deserialize(table.clone()) {
         Ok(own) => own,
-        Err(_) => {
-            let located = toml::from_str::<Profile>(&src.text).err();
-            return Err(match located {
-                Some(e) => parse_error(&src, &e),
-                None => src.error_at_offset(0, "invalid profile".into()).into(),
-            });
-        }
+        Err(_) => return Err(all_errors(&src)),
     };
     table.remove("extends");
     stack.push(src.name.clone());
@@ -219,6 +213,54 @@ fn load(
     merge(&mut merged, table);
     stack.pop();
     Ok(merged)
+}
+
+/// At most this many errors of one file are reported.
+const MAX_ERRORS: usize = 32;
+
+/// Every type and field error of one file, not just the first: each error
+/// found is blanked out (the key and its value, or a whole `[table]`,
+/// replaced by spaces, so offsets and line numbers stay those of the file)
+/// and the file is parsed again.
+fn all_errors(src: &Source) -> ProfileErrors {
+    let mut text = src.text.clone();
+    let mut errors = Vec::new();
+    let mut seen = Vec::new();
+    while errors.len() < MAX_ERRORS {
+        let Err(e) = toml::from_str::<Profile>(&text) else {
+            break;
+        };
+        let start = e.span().map(|s| s.start);
+        if start.is_some_and(|s| seen.contains(&s)) {
+            break;
+        }
+        errors.extend(parse_error(src, &e).0);
+        let Some(start) = start else { break };
+        seen.push(start);
+        let Some(region) = locate::item_around(&text, start) else {
+            break;
+        };
+        // Byte for byte, so every later offset is still the file's.
+        let blanked: String = text[region.clone()]
+            .chars()
+            .map(|c| {
+                if c == '\n' {
+                    "\n".to_string()
+                } else {
+                    " ".repeat(c.len_utf8())
+                }
+            })
+            .collect();
+        if blanked == text[region.clone()] {
+            break;
+        }
+        text.replace_range(region, &blanked);
+    }
+    if errors.is_empty() {
+        src.error_at_offset(0, "invalid profile".into()).into()
+    } else {
+        ProfileErrors(errors)
+    }
 }
 
 /// Turns a TOML/serde error into `file:line:col: message`, naming the table.

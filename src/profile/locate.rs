@@ -122,6 +122,76 @@ fn walk(table: &DeTable, offset: usize, ctx: &mut Vec<String>) -> Option<Option<
     None
 }
 
+/// The bytes to blank so that the error at `offset` goes away and the rest
+/// of the file still parses: a whole `[table]` or `[[table]]` section when
+/// the offset is on its header line, else the smallest `key = value`
+/// around it (multi-line arrays included).
+pub fn item_around(text: &str, offset: usize) -> Option<Range<usize>> {
+    let offset = floor_char_boundary(text, offset.min(text.len()));
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    if text[line_start..].trim_start().starts_with('[') {
+        return Some(section_from(text, line_start));
+    }
+    // Inside a `[[mount]]`-like element, one bad field makes the element
+    // incomplete: the whole element goes, or the next parse would report
+    // a missing field the author never touched.
+    let mut header = None;
+    let mut at = 0;
+    for line in text[..line_start].split_inclusive('\n') {
+        if line.trim_start().starts_with('[') {
+            header = Some((at, line.trim_start().starts_with("[[")));
+        }
+        at += line.len();
+    }
+    if let Some((start, true)) = header {
+        return Some(section_from(text, start));
+    }
+    let root = DeTable::parse(text).ok()?;
+    let mut best: Option<Range<usize>> = None;
+    smallest(root.get_ref(), offset, &mut best);
+    best
+}
+
+/// From the header line at `start` to the next header (or the end).
+fn section_from(text: &str, start: usize) -> Range<usize> {
+    let body = text[start..]
+        .find('\n')
+        .map_or(text.len(), |i| start + i + 1);
+    let mut at = body;
+    for line in text[body..].split_inclusive('\n') {
+        if line.trim_start().starts_with('[') {
+            return start..at;
+        }
+        at += line.len();
+    }
+    start..text.len()
+}
+
+fn smallest(table: &DeTable, offset: usize, best: &mut Option<Range<usize>>) {
+    for (k, v) in table.iter() {
+        let whole = k.span().start..v.span().end;
+        if whole.start <= offset && offset < whole.end.max(whole.start + 1) {
+            let better = best
+                .as_ref()
+                .is_none_or(|b| whole.end - whole.start < b.end - b.start);
+            if better && whole.start < whole.end {
+                *best = Some(whole.clone());
+            }
+        }
+        match v.get_ref() {
+            DeValue::Table(t) => smallest(t, offset, best),
+            DeValue::Array(arr) => {
+                for item in arr.iter() {
+                    if let DeValue::Table(t) = item.get_ref() {
+                        smallest(t, offset, best);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// `[seccomp]` then `[groups]` reads better as `[seccomp.groups]`.
 fn flatten_headers(ctx: &mut Vec<String>) {
     while ctx.len() >= 2 {
@@ -158,6 +228,18 @@ mod tests {
         let s = span_of(DOC, &["mount".into(), 1.into(), "src".into()], false).unwrap();
         assert_eq!(&DOC[s], "\"x\"");
         assert!(span_of(DOC, &["nope".into()], false).is_none());
+    }
+
+    #[test]
+    fn the_item_around_an_offset_is_a_key_value_or_a_whole_section() {
+        let r = item_around(DOC, DOC.find("nett").unwrap()).unwrap();
+        assert_eq!(&DOC[r], "nett = true");
+        let r = item_around(DOC, DOC.find("namespaces").unwrap()).unwrap();
+        assert_eq!(&DOC[r], "[namespaces]\nnett = true\n");
+        let r = item_around(DOC, DOC.find("src").unwrap()).unwrap();
+        assert_eq!(&DOC[r], "[[mount]]\nsrc = \"x\"\n");
+        let r = item_around(DOC, DOC.find("io").unwrap()).unwrap();
+        assert_eq!(&DOC[r], "io = [\"read\"]");
     }
 
     #[test]
