@@ -83,7 +83,9 @@ pub enum Command {
     ProbeAttempt(probe::AttemptArgs),
     /// Print the JSON Schema of a `--json` output.
     Schema(schema::SchemaArgs),
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    /// Print a static shell completion script (bash, zsh, fish, elvish,
+    /// powershell); `source <(PAIRJAIL_COMPLETE=bash pairjail)` also
+    /// completes your session and profile names.
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff) for pairjail, or write one per subcommand.
     Man(docs::ManArgs),
@@ -100,10 +102,10 @@ fn shell_argv(args: &[std::ffi::OsString]) -> Result<Vec<std::ffi::OsString>, St
 
 pub fn run() -> ExitCode {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args
+    let as_shell = args
         .first()
-        .is_some_and(|a0| crate::guest::pair_shell::called_as_shell(a0))
-    {
+        .is_some_and(|a0| crate::guest::pair_shell::called_as_shell(a0));
+    if as_shell {
         match shell_argv(&args) {
             Ok(argv) => args = argv,
             Err(e) => {
@@ -111,6 +113,15 @@ pub fn run() -> ExitCode {
                 return ExitCode::from(1);
             }
         }
+    }
+    // `source <(PAIRJAIL_COMPLETE=bash pairjail)`: completion with your
+    // sessions and profile names. Never for the pair shell (a guest's
+    // login), whose arguments were replaced above.
+    if !as_shell {
+        clap_complete::CompleteEnv::with_factory(|| docs::public(Cli::command()))
+            .var("PAIRJAIL_COMPLETE")
+            .bin("pairjail")
+            .complete();
     }
     // With --json, a failure is JSON on stdout too: a script reads one stream.
     let json = args

@@ -651,6 +651,52 @@ fn invites_say_what_will_happen() {
         ],
         "not in the future",
     );
+    // Completion (clap's dynamic engine through a real bash) offers this
+    // host's sessions: the running one and the one an invite waits for;
+    // profile names; and never the internal commands.
+    let script = r#"
+source <(PAIRJAIL_COMPLETE=bash "$PJ")
+complete_words() {
+  COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 )); COMP_TYPE=9
+  _clap_complete_pairjail pairjail "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+  printf '%s\n' "${COMPREPLY[@]}"
+}
+echo "== sessions"; PAIRJAIL_RUNTIME_DIR="$RT" complete_words pairjail status --session ""
+echo "== profiles"; complete_words pairjail probe --profile gu
+echo "== commands"; complete_words pairjail ""
+"#;
+    let out = run_as(HOST, "bash")
+        .args(["-c", script])
+        .env("PJ", bin)
+        .env("RT", &rt)
+        .env("HOME", format!("/home/{HOST}"))
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let said = text(&out.stdout);
+    let part = |name: &str| {
+        said.split(&format!("== {name}\n"))
+            .nth(1)
+            .unwrap_or("")
+            .split("==")
+            .next()
+            .unwrap_or("")
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let sessions = part("sessions");
+    for want in ["other", "review", "review2"] {
+        assert!(
+            sessions.iter().any(|s| s == want),
+            "{said}{}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(part("profiles"), ["guest-direct", "guest-relay"], "{said}");
+    let commands = part("commands");
+    assert!(commands.iter().any(|c| c == "start"), "{said}");
+    assert!(!said.contains("__"), "internal commands offered: {said}");
     ok(&pj(&["stop", "--session", "other"]));
     let _ = fs::remove_dir_all(&d);
 }

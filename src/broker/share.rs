@@ -772,6 +772,20 @@ pub fn disconnect(
     Ok(gone)
 }
 
+/// Session names worth offering the calling user: running shares and the
+/// sessions its invites are for. Nothing on any error (it only completes).
+pub fn session_names(runtime_dir: Option<&Path>) -> Vec<String> {
+    let mut names: Vec<String> = sessions(runtime_dir, None)
+        .map(|s| s.into_iter().map(|s| s.session).collect())
+        .unwrap_or_default();
+    if let Ok((runtime, host)) = paths::mine(runtime_dir)
+        && let Ok(book) = crate::keys::invites::Store::new(&runtime, &host).load()
+    {
+        names.extend(book.invites.into_iter().map(|i| i.session));
+    }
+    names
+}
+
 /// The calling user's running shares (or only `only`), by session name.
 pub fn sessions(
     runtime_dir: Option<&Path>,

@@ -22,7 +22,7 @@ pub fn completions(a: CompletionsArgs, cmd: clap::Command) -> Outcome {
 /// The command tree people see: without the hidden internal subcommands
 /// (`__broker`, `__relay`, `__probe-attempt`, which pairjail runs itself),
 /// which clap's generators would otherwise offer and document.
-fn public(cmd: clap::Command) -> clap::Command {
+pub fn public(cmd: clap::Command) -> clap::Command {
     let visible: Vec<clap::Command> = cmd
         .get_subcommands()
         .filter(|s| !s.is_hide_set())

@@ -26,7 +26,7 @@ pub enum InviteCommand {
         #[arg(long)]
         json: bool,
         /// Only invites for this session.
-        #[arg(long)]
+        #[arg(long, add = clap_complete::engine::ArgValueCompleter::new(super::complete::sessions))]
         session: Option<String>,
         #[command(flatten)]
         runtime_dir: RuntimeDir,
@@ -37,7 +37,7 @@ pub enum InviteCommand {
         /// The guest's name.
         name: String,
         /// Only the invite for this session.
-        #[arg(long)]
+        #[arg(long, add = clap_complete::engine::ArgValueCompleter::new(super::complete::sessions))]
         session: Option<String>,
         #[command(flatten)]
         runtime_dir: RuntimeDir,
@@ -78,7 +78,7 @@ pub struct AddArgs {
     #[arg(long, value_enum, default_value = "mirror")]
     pub mode: Mode,
     /// The session the invite is for.
-    #[arg(long, default_value = DEFAULT_SESSION)]
+    #[arg(long, default_value = DEFAULT_SESSION, add = clap_complete::engine::ArgValueCompleter::new(super::complete::sessions))]
     pub session: String,
     /// When the invite ends (default 12h; at most 30 days): a duration (2h,
     /// 90m), a local time (18:00, '18:00 tomorrow', '2026-12-01 18:00'), a

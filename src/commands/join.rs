@@ -15,7 +15,7 @@ pub struct JoinArgs {
     #[arg(long)]
     pub host: String,
     /// The shared session (the name given to `start --session`).
-    #[arg(long, default_value = DEFAULT_SESSION)]
+    #[arg(long, default_value = DEFAULT_SESSION, add = clap_complete::engine::ArgValueCompleter::new(super::complete::sessions))]
     pub session: String,
     /// The guest's name, as the host sees it.
     #[arg(long)]

@@ -3,6 +3,7 @@
 //! a [`Failure`] (exit code and one line) only here.
 
 pub mod audit;
+pub mod complete;
 pub mod docs;
 pub mod doctor;
 pub mod exec;

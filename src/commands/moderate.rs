@@ -22,7 +22,7 @@ pub struct KickArgs {
     #[arg(long)]
     pub keep_invite: bool,
     /// The shared session (the name given to `start --session`).
-    #[arg(long, default_value = DEFAULT_SESSION)]
+    #[arg(long, default_value = DEFAULT_SESSION, add = clap_complete::engine::ArgValueCompleter::new(super::complete::sessions))]
     pub session: String,
     #[command(flatten)]
     pub runtime_dir: RuntimeDir,
@@ -59,7 +59,7 @@ pub struct ModeArgs {
     #[arg(value_enum)]
     pub mode: Mode,
     /// The shared session (the name given to `start --session`).
-    #[arg(long, default_value = DEFAULT_SESSION)]
+    #[arg(long, default_value = DEFAULT_SESSION, add = clap_complete::engine::ArgValueCompleter::new(super::complete::sessions))]
     pub session: String,
     #[command(flatten)]
     pub runtime_dir: RuntimeDir,
@@ -82,7 +82,7 @@ pub struct ApproveArgs {
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
     /// The shared session (the name given to `start --session`).
-    #[arg(long, default_value = DEFAULT_SESSION)]
+    #[arg(long, default_value = DEFAULT_SESSION, add = clap_complete::engine::ArgValueCompleter::new(super::complete::sessions))]
     pub session: String,
     #[command(flatten)]
     pub runtime_dir: RuntimeDir,
@@ -100,7 +100,7 @@ pub struct DenyArgs {
     /// The waiting guest's name (as in `pairjail status`).
     pub name: String,
     /// The shared session (the name given to `start --session`).
-    #[arg(long, default_value = DEFAULT_SESSION)]
+    #[arg(long, default_value = DEFAULT_SESSION, add = clap_complete::engine::ArgValueCompleter::new(super::complete::sessions))]
     pub session: String,
     #[command(flatten)]
     pub runtime_dir: RuntimeDir,

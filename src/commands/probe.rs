@@ -9,7 +9,7 @@ use crate::profile::{self, SearchPath};
 #[derive(Debug, clap::Args)]
 pub struct ProbeArgs {
     /// Profile name (on the search path) or file.
-    #[arg(long, value_name = "NAME|FILE")]
+    #[arg(long, value_name = "NAME|FILE", add = clap_complete::engine::ArgValueCompleter::new(super::complete::profiles))]
     pub profile: String,
     /// Set a profile parameter.
     #[arg(long = "param", value_name = "NAME=VALUE")]

@@ -24,7 +24,7 @@ use crate::profile::{Mode, SearchPath};
 Started inside tmux, the share opens in a new window of that tmux.")]
 pub struct StartArgs {
     /// Name of the shared session.
-    #[arg(long, default_value = DEFAULT_SESSION)]
+    #[arg(long, default_value = DEFAULT_SESSION, add = clap_complete::engine::ArgValueCompleter::new(super::complete::sessions))]
     pub session: String,
     /// Modes guests may use (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "mirror")]
@@ -51,7 +51,7 @@ pub struct StartArgs {
     #[arg(long, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
     /// The workspace jail's profile (name or file; default: workspace).
-    #[arg(long, value_name = "NAME|FILE")]
+    #[arg(long, value_name = "NAME|FILE", add = clap_complete::engine::ArgValueCompleter::new(super::complete::profiles))]
     pub session_profile: Option<String>,
     /// Share without the workspace jail: pair and rogue guests can then
     /// do everything your account can.
@@ -241,7 +241,7 @@ pub fn start(a: StartArgs) -> Outcome {
 #[derive(Debug, clap::Args)]
 pub struct SessionArgs {
     /// The shared session (the name given to `start --session`).
-    #[arg(long, default_value = DEFAULT_SESSION)]
+    #[arg(long, default_value = DEFAULT_SESSION, add = clap_complete::engine::ArgValueCompleter::new(super::complete::sessions))]
     pub session: String,
     #[command(flatten)]
     pub runtime_dir: RuntimeDir,
@@ -279,7 +279,7 @@ pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
     /// Only this session.
-    #[arg(long)]
+    #[arg(long, add = clap_complete::engine::ArgValueCompleter::new(super::complete::sessions))]
     pub session: Option<String>,
     #[command(flatten)]
     pub runtime_dir: RuntimeDir,
