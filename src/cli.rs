@@ -117,7 +117,9 @@ pub fn run() -> ExitCode {
     // `source <(PAIRJAIL_COMPLETE=bash pairjail)`: completion with your
     // sessions and profile names. Never for the pair shell (a guest's
     // login), whose arguments were replaced above.
-    if !as_shell {
+    // Only when asked: CompleteEnv reads the current directory, a call the
+    // jails' seccomp filters (where `__relay` runs) do not allow.
+    if !as_shell && std::env::var_os("PAIRJAIL_COMPLETE").is_some_and(|v| !v.is_empty()) {
         clap_complete::CompleteEnv::with_factory(|| docs::public(Cli::command()))
             .var("PAIRJAIL_COMPLETE")
             .bin("pairjail")

@@ -234,6 +234,20 @@ fn a_host_after_su_shares_in_no_root_mode_without_xdg_runtime_dir() {
     w.wait_screen(&win, MARKER, 20);
     let status = ok(&as_login_host(bin, &["status", "--json"], &[]));
     assert!(status.contains("\"bob\""), "{status}");
+    // From a login with another XDG_RUNTIME_DIR the share is not lost:
+    // status says where it is.
+    let elsewhere = ok(&as_login_host(
+        bin,
+        &["status"],
+        &[("XDG_RUNTIME_DIR", "/nonexistent-xdg")],
+    ));
+    assert!(
+        elsewhere.contains(&format!(
+            "note: also shared from {}: obnr",
+            fallback.display()
+        )),
+        "{elsewhere}"
+    );
 
     // doctor, as this host: fixes a non-root user can act on, and bob's key
     // pasted as a plain line (a shell without the jail) is caught.

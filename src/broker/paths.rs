@@ -28,6 +28,30 @@ pub fn runtime_dir(explicit: Option<&Path>) -> Result<PathBuf, String> {
     private_tmp_dir()
 }
 
+/// The runtime directories the default would pick in other circumstances
+/// (the config's, `$XDG_RUNTIME_DIR/pairjail`, the private /tmp one),
+/// other than `chosen`: a share started before `setup`, or from another
+/// login, lives in one of them.
+pub fn other_defaults(chosen: &Path) -> Vec<PathBuf> {
+    let uid = nix::unistd::Uid::effective().as_raw();
+    let mut out = Vec::new();
+    if let Ok(Some(c)) = crate::config::load() {
+        out.push(c.runtime_dir);
+    }
+    if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
+        out.push(Path::new(&x).join("pairjail"));
+    }
+    out.push(PathBuf::from(format!("/run/user/{uid}/pairjail")));
+    let base = std::env::var_os("TMPDIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    out.push(base.join(format!("pairjail-{uid}")));
+    out.retain(|p| p != chosen && p.is_dir());
+    out.dedup();
+    out
+}
+
 /// `$TMPDIR/pairjail-UID` (or `/tmp/…`), made 0700 if missing. One that
 /// already exists must be a real directory of ours that nobody else can
 /// enter: in a shared /tmp another user could have made it first, to

@@ -772,6 +772,25 @@ pub fn disconnect(
     Ok(gone)
 }
 
+/// The calling user's running shares in runtime directories other than
+/// the default one: (directory, session names).
+pub fn elsewhere() -> Vec<(PathBuf, Vec<String>)> {
+    let Ok(chosen) = paths::runtime_dir(None) else {
+        return vec![];
+    };
+    paths::other_defaults(&chosen)
+        .into_iter()
+        .filter_map(|dir| {
+            let names: Vec<String> = sessions(Some(&dir), None)
+                .ok()?
+                .into_iter()
+                .map(|s| s.session)
+                .collect();
+            (!names.is_empty()).then_some((dir, names))
+        })
+        .collect()
+}
+
 /// Session names worth offering the calling user: running shares and the
 /// sessions its invites are for. Nothing on any error (it only completes).
 pub fn session_names(runtime_dir: Option<&Path>) -> Vec<String> {

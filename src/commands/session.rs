@@ -299,6 +299,17 @@ pub fn status(a: StatusArgs) -> Outcome {
     if sessions.is_empty() {
         println!("no shared sessions");
     }
+    // Shares in another runtime directory (started before `setup`, or in
+    // a login with another XDG_RUNTIME_DIR) are not lost: say where.
+    if a.runtime_dir.get().is_none() {
+        for (dir, names) in share::elsewhere() {
+            println!(
+                "note: also shared from {}: {} (add --runtime-dir {0})",
+                dir.display(),
+                names.join(", ")
+            );
+        }
+    }
     for s in &sessions {
         let modes: Vec<String> = s.allowed_modes.iter().map(Mode::to_string).collect();
         println!(
