@@ -439,3 +439,47 @@ fn doctor_reports_each_check_as_json() {
         assert_eq!(t["status"], "warn");
     }
 }
+
+/// `pairjail exec` forwards SIGTERM and SIGINT to the program while it
+/// runs (through the jail's pid 1), the program can handle them, and its
+/// exit status comes back.
+#[test]
+fn exec_forwards_sigterm_and_sigint_to_the_program() {
+    if !require_kernel() {
+        return;
+    }
+    for (signal, code) in [
+        (nix::sys::signal::Signal::SIGTERM, 7),
+        (nix::sys::signal::Signal::SIGINT, 8),
+    ] {
+        let name = signal.as_str().trim_start_matches("SIG");
+        let script = format!("trap 'exit {code}' {name}; echo ready; while :; do sleep 0.05; done");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pairjail"))
+            .args([
+                "exec",
+                "--profile",
+                "tests/data/shell.toml",
+                "--",
+                "/bin/sh",
+                "-c",
+                &script,
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait for the trap to be in place (a state, not a sleep).
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "{signal}: {status:?}: the program did not handle it"
+        );
+    }
+}

@@ -50,10 +50,19 @@ fn plant_secrets() {
         .output()
         .unwrap();
     assert!(out.status.success(), "chown home: {}", text(&out.stderr));
+    // Tests of this file run two at a time and each plants the secrets:
+    // a plain write (truncate, then fill) could be read half-way by the
+    // other test's check. Unchanged files are left alone; changed ones are
+    // replaced whole (rename).
     for (rel, content) in SECRETS {
         let p = home().join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, format!("{content}\n")).unwrap();
+        let want = format!("{content}\n");
+        if std::fs::read_to_string(&p).ok().as_deref() != Some(want.as_str()) {
+            let tmp = p.with_extension("pj-planting");
+            std::fs::write(&tmp, &want).unwrap();
+            std::fs::rename(&tmp, &p).unwrap();
+        }
     }
     std::fs::write(
         home().join(".gitconfig"),
