@@ -48,18 +48,64 @@ fn spawn_error(cmd: &std::process::Command, e: std::io::Error) -> JailError {
 
 /// A program on a pty the caller owns.
 pub struct OnPty {
-    pub child: tokio::process::Child,
+    pub child: PtyChild,
     pub master: OwnedFd,
 }
 
-/// Starts `cmd` as the session leader of a new pty; the child is waited
-/// on by the caller's tokio runtime, never blocking it.
+/// A child the broker started on a pty. A plain `std` child: tokio's would
+/// hold a pidfd, one more descriptor per guest. Its end shows on the pty
+/// (EOF) first; waiting then is polling a process that is already gone.
+/// Dropped, it is killed and reaped.
+pub struct PtyChild {
+    child: std::process::Child,
+    done: bool,
+}
+
+impl PtyChild {
+    pub fn id(&self) -> Option<u32> {
+        (!self.done).then(|| self.child.id())
+    }
+
+    /// Waits for the child to end, without blocking the runtime.
+    pub async fn wait(&mut self) {
+        while !self.done {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => self.done = true,
+                Ok(None) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    /// Kills the child and waits for it.
+    pub async fn kill(&mut self) {
+        if !self.done {
+            let _ = self.child.kill();
+        }
+        self.wait().await;
+    }
+}
+
+impl Drop for PtyChild {
+    fn drop(&mut self) {
+        if !self.done && matches!(self.child.try_wait(), Ok(None)) {
+            // SIGKILL: gone at once, so this wait does not hold anything up.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Starts `cmd` as the session leader of a new pty.
 pub fn spawn_on_pty(cmd: std::process::Command, cols: u16, rows: u16) -> Result<OnPty, JailError> {
-    let (cmd, master) = on_new_pty(cmd, cols, rows)?;
-    let mut tcmd = tokio::process::Command::from(cmd);
-    tcmd.kill_on_drop(true);
-    let child = tcmd.spawn().map_err(|e| spawn_error(tcmd.as_std(), e))?;
-    Ok(OnPty { child, master })
+    let (mut cmd, master) = on_new_pty(cmd, cols, rows)?;
+    let child = cmd.spawn().map_err(|e| spawn_error(&cmd, e))?;
+    // `cmd` holds the slave's copies: they go now, so the master sees EOF
+    // when the program ends.
+    drop(cmd);
+    Ok(OnPty {
+        child: PtyChild { child, done: false },
+        master,
+    })
 }
 
 /// The same for a caller without a runtime (benchmarks, tests).

@@ -50,7 +50,7 @@ pub struct Spec {
 }
 
 struct Client {
-    child: tokio::process::Child,
+    child: crate::terminal::PtyChild,
     master: AsyncFd<OwnedFd>,
     /// The process the broker started (the tmux client, or its jail).
     pid: Option<u32>,

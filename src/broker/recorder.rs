@@ -83,7 +83,7 @@ pub async fn start(state: &Arc<State>) -> Result<std::path::PathBuf, String> {
 
 async fn tap(
     state: Arc<State>,
-    mut child: tokio::process::Child,
+    mut child: crate::terminal::PtyChild,
     master: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
     mut current: (u16, u16),
 ) {

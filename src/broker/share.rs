@@ -296,6 +296,20 @@ pub struct Start {
     pub tunnel: Option<(String, String)>,
 }
 
+/// Every guest costs the broker two descriptors (its connection and its
+/// tmux client's pty): the soft limit (often 1024) is raised to the hard
+/// one, so an audience is bounded by what the admin allows, not by a
+/// default. A failure leaves the limit as it was (logged by nobody: the
+/// broker then simply holds fewer guests).
+fn raise_nofile() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
 /// Starts a share and returns once its broker is ready.
 pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     if nix::unistd::Uid::effective().is_root() {
@@ -853,6 +867,7 @@ pub fn serve(config: &mut impl std::io::Read) -> Result<(), ShareError> {
         .map_err(|e| ShareError::Broker(format!("cannot read the launch config: {e}")))?;
     let a: Launch = serde_json::from_slice(&text)
         .map_err(|e| ShareError::Broker(format!("bad launch config: {e}")))?;
+    raise_nofile();
     let at = locate(Some(&a.runtime), &a.session)?;
     let p = &at.paths;
     let run = Run::current()?;

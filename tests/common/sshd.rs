@@ -396,27 +396,49 @@ impl World {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> std::process::Output {
+        self.try_start_session_limited(session, allow, program, extra, env, None)
+    }
+
+    /// The same under `prlimit LIMIT` (e.g. `--nofile=256:8192`).
+    pub fn try_start_session_limited(
+        &self,
+        session: &str,
+        allow: &str,
+        program: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        limit: Option<&str>,
+    ) -> std::process::Output {
         let rt = self.runtime.display().to_string();
-        run_as(HOST, shared_binary())
-            .args([
-                "start",
-                "--detach",
-                "--session",
-                session,
-                "--allow",
-                allow,
-                "--default-mode",
-            ])
-            .arg(allow.split(',').next().unwrap())
-            .args(["--guest-user", GUEST_USER, "--runtime-dir", &rt])
-            .args(extra)
-            .args(["--", "sh", "-c", program])
-            .env("HOME", format!("/home/{HOST}"))
-            .env("TERM", "xterm")
-            .envs(env.iter().copied())
-            .current_dir(self.workspace())
-            .output()
-            .unwrap()
+        let mut cmd = match limit {
+            Some(l) => {
+                let mut c = Command::new("prlimit");
+                c.arg(l).arg("--").arg("setpriv");
+                c.args(["--reuid", HOST, "--regid", HOST, "--init-groups", "--"])
+                    .arg(shared_binary());
+                c
+            }
+            None => run_as(HOST, shared_binary()),
+        };
+        cmd.args([
+            "start",
+            "--detach",
+            "--session",
+            session,
+            "--allow",
+            allow,
+            "--default-mode",
+        ])
+        .arg(allow.split(',').next().unwrap())
+        .args(["--guest-user", GUEST_USER, "--runtime-dir", &rt])
+        .args(extra)
+        .args(["--", "sh", "-c", program])
+        .env("HOME", format!("/home/{HOST}"))
+        .env("TERM", "xterm")
+        .envs(env.iter().copied())
+        .current_dir(self.workspace())
+        .output()
+        .unwrap()
     }
 
     /// tmux on the host's dedicated server, as the host.
