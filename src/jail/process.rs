@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use caps::CapsHashSet;
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Gid, Pid, Uid, pipe2};
@@ -71,6 +71,47 @@ pub struct Child {
     pid: Pid,
     status: std::fs::File,
     _cgroup: Placement,
+    /// The forwarded signals stay blocked until `wait` forwards them.
+    blocked: Blocked,
+}
+
+/// The forwarded signals, blocked from before the clone: one that arrives
+/// while the jail starts waits (pending) until a handler is there to pass
+/// it on, instead of killing the caller (default action) or being dropped
+/// by the jail's pid 1 (a namespace's init ignores signals it has no
+/// handler for). Dropping it restores the caller's mask.
+struct Blocked {
+    old: Option<SigSet>,
+}
+
+impl Blocked {
+    fn now() -> Result<Blocked, JailError> {
+        let mut set = SigSet::empty();
+        for s in FORWARDED {
+            set.add(s);
+        }
+        let mut old = SigSet::empty();
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
+            .map_err(|e| JailError::sys("sigprocmask(block)", e))?;
+        Ok(Blocked { old: Some(old) })
+    }
+
+    /// The caller's mask again; pending signals are delivered now.
+    fn release(&mut self) {
+        if let Some(old) = self.old.take() {
+            let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+        }
+    }
+
+    fn old(&self) -> SigSet {
+        self.old.unwrap_or_else(SigSet::empty)
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 /// Everything the child needs, computed before it exists.
@@ -89,6 +130,8 @@ struct Prepared<'a> {
     stdio: [Option<RawFd>; 3],
     /// uid and gid inside.
     ids: (u32, u32),
+    /// The caller's signal mask: the program starts with it.
+    mask: SigSet,
 }
 
 /// Starts `cmd` in the jail `profile` describes. Must be called from a
@@ -115,7 +158,9 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
         Mode::empty(),
     )
     .map_err(|e| JailError::sys(format!("open({})", cmd.program.display()), e))?;
+    let blocked = Blocked::now()?;
     let p = Prepared {
+        mask: blocked.old(),
         profile,
         entries,
         payload_filter: plan.seccomp.as_ref().map(seccomp::compile).transpose()?,
@@ -199,6 +244,7 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
         pid,
         status: std::fs::File::from(status_r),
         _cgroup: cgroup,
+        blocked,
     })
 }
 
@@ -221,6 +267,8 @@ impl Child {
     ) -> Result<Status, JailError> {
         // The caller's own handlers come back when the wait is over.
         let _restore = forward_signals_to(self.pid.as_raw());
+        // Handlers in place: what arrived since the clone is passed on now.
+        self.blocked.release();
         if let Err(e) = before(self.pid.as_raw()) {
             let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
             let _ = waitpid(self.pid, None);
@@ -404,6 +452,11 @@ fn confine_child(sys: &dyn Sys, s: &Steps) -> Result<(), JailError> {
 }
 
 fn exec_program(p: &Prepared) -> JailError {
+    // The program starts with the caller's mask, not the one blocking
+    // the forwarded signals while the jail was set up.
+    if let Err(e) = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&p.mask), None) {
+        return JailError::sys("sigprocmask(program)", e);
+    }
     for &fd in &p.pass_fds {
         // SAFETY: fcntl(F_SETFD) takes integers only; a number that is not
         // open fails with EBADF and touches nothing.
@@ -496,6 +549,9 @@ fn reap(payload: Pid, status_w: OwnedFd, filter: &BpfProgram) -> JailError {
     }
     // pid 1 never returns from here: its handlers stay for its life.
     std::mem::forget(forward_signals_to(payload.as_raw()));
+    // Blocked since before the clone (see `Blocked`): delivered now, to
+    // the handlers, before the filter (which has no sigprocmask) is on.
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     if let Err(e) = seccompiler::apply_filter(filter) {
         let _ = nix::sys::signal::kill(payload, Signal::SIGKILL);
         return JailError::msg("seccomp: load reaper filter", e.to_string());
