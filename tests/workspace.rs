@@ -240,6 +240,20 @@ fn a_pair_guest_cannot_reach_the_hosts_secrets_agent_other_sessions_or_privilege
 
     // tmux runs commands for the guest too: run-shell lives in the jail.
     w.drv(&["send-keys", "-t", &guest, "C-b", ":"]);
+    // Typed before tmux's prompt is open, the line would go to the shell.
+    common::eventually(20, || {
+        let screen = w.screen(&guest);
+        let last = screen
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        if last.trim_end() == ":" {
+            Ok(())
+        } else {
+            Err(format!("tmux's prompt did not open:\n{screen}"))
+        }
+    });
     type_line(
         &w,
         &guest,
