@@ -1068,7 +1068,7 @@ fn every_json_output_validates_against_its_schema() {
             .output()
             .unwrap()
     };
-    ok(&pj(&[
+    let added = ok(&pj(&[
         "invite",
         "add",
         "bob",
@@ -1080,7 +1080,9 @@ fn every_json_output_validates_against_its_schema() {
         "pair-user",
         "--runtime-dir",
         &rt,
+        "--json",
     ]));
+    validates(bin, "invite-add", &added);
     ok(&pj(&[
         "start",
         "--detach",

@@ -105,6 +105,9 @@ pub struct AddArgs {
     /// Replace this guest's invite for the session if there is one.
     #[arg(long)]
     pub replace: bool,
+    /// Print what was invited as JSON (schema: `pairjail schema invite-add`).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub runtime_dir: RuntimeDir,
 }
@@ -191,6 +194,37 @@ fn add(a: AddArgs) -> Outcome {
     let added = crate::audit::invite_added(&invite);
     registry::add(&runtime, &host, invite, a.replace)?;
     crate::audit::invites(&host, [added]);
+    // The live share's own line (it knows --public-host and a tunnel);
+    // else this machine's.
+    let live = live.and_then(|s| s.reach);
+    let user = match via {
+        Via::PairUser => config.as_ref().map(|c| c.pair_user.clone()),
+        Via::AuthorizedKeys => Some(host.clone()),
+    };
+    let reach = user.map(|user| match live {
+        Some(r) if r.user == user => r,
+        _ => crate::reach::direct(&user, a.public_host.as_deref(), config.as_ref()),
+    });
+    let session_live = registry::is_live(&runtime, &host, &a.session);
+    if a.json {
+        print_json(&Added {
+            name: &a.name,
+            session: &a.session,
+            mode: a.mode,
+            via,
+            expires: crate::clock::rfc3339(expires),
+            keys: keys
+                .iter()
+                .map(|k| AddedKey {
+                    key_type: &k.algorithm,
+                    fingerprint: &k.fingerprint,
+                })
+                .collect(),
+            session_live,
+            reach: reach.as_ref(),
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     for k in &keys {
         println!(
             "invited {} ({}, session {}) {} {} until {}",
@@ -202,23 +236,12 @@ fn add(a: AddArgs) -> Outcome {
             crate::clock::rfc3339(expires)
         );
     }
-    // The live share's own line (it knows --public-host and a tunnel);
-    // else this machine's.
-    let live = live.and_then(|s| s.reach);
-    let user = match via {
-        Via::PairUser => config.as_ref().map(|c| c.pair_user.clone()),
-        Via::AuthorizedKeys => Some(host.clone()),
-    };
-    if let Some(user) = user {
-        let reach = match live {
-            Some(r) if r.user == user => r,
-            _ => crate::reach::direct(&user, a.public_host.as_deref(), config.as_ref()),
-        };
+    if let Some(reach) = &reach {
         for line in reach.describe() {
             println!("{line}");
         }
     }
-    if !registry::is_live(&runtime, &host, &a.session) {
+    if !session_live {
         let allow = if a.mode == Mode::Mirror {
             String::new()
         } else {
@@ -230,6 +253,29 @@ fn add(a: AddArgs) -> Outcome {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `invite add --json`.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Added<'a> {
+    pub name: &'a str,
+    pub session: &'a str,
+    pub mode: Mode,
+    pub via: Via,
+    /// RFC 3339.
+    #[schemars(extend("format" = "date-time"))]
+    pub expires: String,
+    pub keys: Vec<AddedKey<'a>>,
+    /// The session runs now (else the invite waits for its start).
+    pub session_live: bool,
+    /// The line the guest runs and the host keys to read out.
+    pub reach: Option<&'a crate::reach::Reach>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct AddedKey<'a> {
+    pub key_type: &'a str,
+    pub fingerprint: &'a str,
 }
 
 /// One line of `invite list --json`: one key of one invite.

@@ -11,6 +11,8 @@ pub enum Output {
     Status,
     /// `invite list --json`
     InviteList,
+    /// `invite add --json`
+    InviteAdd,
     /// `doctor --json`
     Doctor,
     /// one line of the audit log (`audit show --json` prints one per line)
@@ -44,6 +46,7 @@ pub fn run(a: SchemaArgs) -> Outcome {
     let schema = match a.output {
         Output::Status => schema_for!(Vec<crate::broker::protocol::SessionStatus>),
         Output::InviteList => schema_for!(Vec<super::invite::Row<'static>>),
+        Output::InviteAdd => schema_for!(super::invite::Added<'static>),
         Output::Doctor => schema_for!(Vec<crate::doctor::Check>),
         Output::AuditLine => schema_for!(crate::audit::event::Line),
         Output::AuditVerify => schema_for!(crate::audit::chain::Report),
