@@ -119,7 +119,13 @@ pub fn run() -> ExitCode {
     // login), whose arguments were replaced above.
     // Only when asked: CompleteEnv reads the current directory, a call the
     // jails' seccomp filters (where `__relay` runs) do not allow.
-    if !as_shell && std::env::var_os("PAIRJAIL_COMPLETE").is_some_and(|v| !v.is_empty()) {
+    let internal = args
+        .get(1)
+        .is_some_and(|a| a == "join" || a.to_string_lossy().starts_with("__"));
+    if !as_shell
+        && !internal
+        && std::env::var_os("PAIRJAIL_COMPLETE").is_some_and(|v| !v.is_empty())
+    {
         clap_complete::CompleteEnv::with_factory(|| docs::public(Cli::command()))
             .var("PAIRJAIL_COMPLETE")
             .bin("pairjail")

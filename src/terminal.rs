@@ -88,9 +88,11 @@ impl PtyChild {
 impl Drop for PtyChild {
     fn drop(&mut self) {
         if !self.done && matches!(self.child.try_wait(), Ok(None)) {
-            // SIGKILL: gone at once, so this wait does not hold anything up.
             let _ = self.child.kill();
-            let _ = self.child.wait();
+            // Reaped off the runtime's thread: a child stuck in the kernel
+            // must not stall the broker.
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            std::thread::spawn(move || nix::sys::wait::waitpid(pid, None));
         }
     }
 }

@@ -46,7 +46,11 @@ pub fn other_defaults(chosen: &Path) -> Vec<PathBuf> {
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
         .unwrap_or_else(|| PathBuf::from("/tmp"));
-    out.push(base.join(format!("pairjail-{uid}")));
+    // The private one only if it passes the same check as when chosen.
+    let private = base.join(format!("pairjail-{uid}"));
+    if check_private(&private, uid).is_ok() {
+        out.push(private);
+    }
     out.retain(|p| p != chosen && p.is_dir());
     out.dedup();
     out

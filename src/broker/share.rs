@@ -170,6 +170,12 @@ fn tmux_for(p: &SessionPaths, confinement: Option<&Confinement>) -> Result<Tmux,
 /// One question to a running broker over its control socket.
 fn ask(control: &Path, msg: Msg) -> Option<Msg> {
     let mut s = UnixStream::connect(control).ok()?;
+    // Only our own broker answers for our shares: a socket another user
+    // put where ours would be gets no question and is not believed.
+    let peer = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials).ok()?;
+    if peer.uid() != nix::unistd::Uid::effective().as_raw() {
+        return None;
+    }
     s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
     write_frame(&mut s, &Frame::Msg(msg)).ok()?;
     match read_frame(&mut s) {
@@ -837,6 +843,10 @@ pub fn sessions(
         )));
     }
     let mut found = Vec::new();
+    // A host directory someone else made is not ours to read.
+    if paths::check_host_dir(&runtime, &host).is_err() {
+        return Ok(found);
+    }
     let Ok(entries) = std::fs::read_dir(runtime.join(&host)) else {
         return Ok(found);
     };

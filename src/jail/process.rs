@@ -71,15 +71,16 @@ pub struct Child {
     pid: Pid,
     status: std::fs::File,
     _cgroup: Placement,
-    /// The forwarded signals stay blocked until `wait` forwards them.
-    blocked: Blocked,
+    /// Termination signals go to the jail while this lives.
+    _forwarding: Restore,
 }
 
-/// The forwarded signals, blocked from before the clone: one that arrives
-/// while the jail starts waits (pending) until a handler is there to pass
-/// it on, instead of killing the caller (default action) or being dropped
-/// by the jail's pid 1 (a namespace's init ignores signals it has no
-/// handler for). Dropping it restores the caller's mask.
+/// The forwarded signals, blocked from just before the clone until the
+/// caller's forwarding handlers are in place (right after it); the jail's
+/// pid 1 keeps them blocked until its own handlers are. One that arrives
+/// meanwhile waits (pending) instead of killing the caller (default
+/// action) or being dropped by pid 1 (a namespace's init ignores signals
+/// it has no handler for). Dropping it restores the caller's mask.
 struct Blocked {
     old: Option<SigSet>,
 }
@@ -216,6 +217,13 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
     drop(go_r);
     drop(err_w);
     drop(status_w);
+    // From here a signal to the caller goes on to the jail's pid 1 (which
+    // holds it, blocked, until its own handlers pass it to the program),
+    // instead of killing the caller; what came since the block is now
+    // delivered. The caller's handlers come back when the Child goes.
+    let forwarding = forward_signals_to(pid.as_raw());
+    let mut blocked = blocked;
+    blocked.release();
 
     // 4. Id maps and cgroups from outside, then release the child.
     let kill = |e: JailError| {
@@ -244,7 +252,7 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
         pid,
         status: std::fs::File::from(status_r),
         _cgroup: cgroup,
-        blocked,
+        _forwarding: forwarding,
     })
 }
 
@@ -265,10 +273,7 @@ impl Child {
         mut self,
         before: impl FnOnce(i32) -> Result<(), JailError>,
     ) -> Result<Status, JailError> {
-        // The caller's own handlers come back when the wait is over.
-        let _restore = forward_signals_to(self.pid.as_raw());
-        // Handlers in place: what arrived since the clone is passed on now.
-        self.blocked.release();
+        // The forwarding handlers are in place since the clone.
         if let Err(e) = before(self.pid.as_raw()) {
             let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
             let _ = waitpid(self.pid, None);

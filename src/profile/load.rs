@@ -255,6 +255,12 @@ fn all_errors(src: &Source) -> ProfileErrors {
             break;
         }
         text.replace_range(region, &blanked);
+        // Blanking that broke the TOML itself (a `[` line inside an array
+        // or a string taken for a header) would report errors the author
+        // never made: stop at what was found.
+        if toml::from_str::<Table>(&text).is_err() {
+            break;
+        }
     }
     if errors.is_empty() {
         src.error_at_offset(0, "invalid profile".into()).into()
