@@ -1221,3 +1221,80 @@ fn start_from_inside_tmux_opens_a_window_instead_of_nesting() {
     let _ = tmux(&["kill-server"]);
     let _ = fs::remove_dir_all(&d);
 }
+
+#[test]
+fn status_never_believes_a_share_another_user_planted() {
+    if !is_root() {
+        assert!(!in_ci(), "this test needs root in CI (users)");
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    ensure_user(HOST);
+    let bin = SafeBinary::new("ob-plant");
+    let tmp = World::dir_for("ob-plant");
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp).unwrap();
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).unwrap();
+    // Another user (nobody) makes the host's private /tmp directory first,
+    // with a "share" whose control socket answers like a broker, naming a
+    // session that would drive the host's terminal.
+    let dir = tmp.join(format!("pairjail-{}", uid_of(HOST)));
+    let session = dir.join(HOST).join("evil");
+    fs::create_dir_all(&session).unwrap();
+    for d in [&dir, &dir.join(HOST), &session] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o777)).unwrap();
+        nix::unistd::chown(d.as_path(), Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    }
+    let sock = session.join("control.sock");
+    let listener = r#"
+import json, os, socket, struct, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o777); s.listen(8)
+open(sys.argv[1] + ".up", "w").close()
+reply = json.dumps({"type": "status_reply", "session": {
+    "session": "\u001b]0;PWNED\u0007evil", "host": "pjhost", "since": 0,
+    "allowed_modes": ["mirror"], "default_mode": "mirror", "guests": []}}).encode()
+while True:
+    c, _ = s.accept()
+    c.recv(65536)
+    c.sendall(bytes([0]) + struct.pack(">I", len(reply)) + reply)
+    c.close()
+"#;
+    let mut fake = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+        ])
+        .args(["/usr/bin/python3", "-c", listener])
+        .arg(&sock)
+        .spawn()
+        .unwrap();
+    eventually(10, || {
+        sock.with_extension("sock.up")
+            .exists()
+            .then_some(())
+            .ok_or("the fake broker did not start".to_string())
+    });
+    // The host's default is elsewhere (XDG_RUNTIME_DIR); status looks into
+    // the other places a share of theirs could be.
+    let out = as_login_host(
+        &bin.path,
+        &["status"],
+        &[
+            ("TMPDIR", &tmp.display().to_string()),
+            ("XDG_RUNTIME_DIR", "/nonexistent-xdg"),
+        ],
+    );
+    let _ = fake.kill();
+    let _ = fake.wait();
+    let said = text(&out.stdout);
+    assert!(
+        !said.contains("PWNED") && !said.contains("evil") && !said.contains("also shared"),
+        "status believed a planted share: {said}"
+    );
+    let _ = fs::remove_dir_all(&tmp);
+}
