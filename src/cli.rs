@@ -143,15 +143,7 @@ pub fn run() -> ExitCode {
             use clap::error::ErrorKind;
             let asked = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
             if json && !asked {
-                let out = commands::ErrorOutput {
-                    error: commands::ErrorBody {
-                        code: 2,
-                        message: e.kind().as_str().unwrap_or("invalid arguments").to_string(),
-                    },
-                };
-                if let Ok(text) = serde_json::to_string_pretty(&out) {
-                    println!("{text}");
-                }
+                print_error_json(2, e.kind().as_str().unwrap_or("invalid arguments"));
             }
             e.exit()
         }
@@ -184,20 +176,25 @@ pub fn run() -> ExitCode {
     finish(result, json)
 }
 
+/// A failure as `--json` callers read it, on stdout (schema: `error`).
+fn print_error_json(code: u8, message: &str) {
+    let out = commands::ErrorOutput {
+        error: commands::ErrorBody {
+            code,
+            message: message.to_string(),
+        },
+    };
+    if let Ok(text) = serde_json::to_string_pretty(&out) {
+        println!("{text}");
+    }
+}
+
 fn finish(result: commands::Outcome, json: bool) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(failure) => {
             if json {
-                let out = commands::ErrorOutput {
-                    error: commands::ErrorBody {
-                        code: failure.code,
-                        message: failure.message.clone(),
-                    },
-                };
-                if let Ok(text) = serde_json::to_string_pretty(&out) {
-                    println!("{text}");
-                }
+                print_error_json(failure.code, &failure.message);
             }
             if !failure.message.is_empty() {
                 eprintln!("pairjail: {}", failure.message);

@@ -223,7 +223,7 @@ fn check_parents(path: &Path) -> Result<(), String> {
     let mut p = path.parent();
     while let Some(dir) = p.filter(|d| !d.as_os_str().is_empty()) {
         let m = std::fs::metadata(dir).map_err(|e| format!("in {}: {e}", dir.display()))?;
-        if m.uid() != 0 || (m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0) {
+        if !crate::files::only_root_changes(&m) {
             return Err(format!(
                 "in {}, a directory users other than root can change",
                 dir.display()

@@ -46,6 +46,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
+/// Only root can change what is in this directory: root's, and not
+/// writable by group or others unless sticky (where nobody replaces
+/// root's entries). The rule for the directories above what root trusts.
+pub fn only_root_changes(m: &fs::Metadata) -> bool {
+    m.uid() == 0 && (m.mode() & 0o022 == 0 || m.mode() & 0o1000 != 0)
+}
+
 /// Creates `dir` (and its parents) if missing and makes it 0711: others
 /// may reach a socket inside by name but list nothing. chmod only if
 /// needed: a chmod by an owner outside the directory's group would drop

@@ -155,7 +155,7 @@ fn check_runtime_place(dir: &Path) -> Result<(), String> {
     }
     let parent = dir.parent().unwrap_or(Path::new("/"));
     let m = std::fs::metadata(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-    if m.uid() != 0 || (m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0) {
+    if !crate::files::only_root_changes(&m) {
         return Err(format!(
             "--runtime-dir {}: its parent {} can be changed by users other than root; pick a place under /run",
             dir.display(),

@@ -7,16 +7,6 @@ use std::fs;
 
 use common::sshd::World;
 
-fn broker_pid(w: &World, session: &str) -> i32 {
-    fs::read_to_string(w.session_paths(session).join("broker.pid"))
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 fn open_fds(pid: i32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
 }
@@ -53,7 +43,7 @@ fn each_guest_costs_the_broker_at_most_two_descriptors_and_the_limit_is_raised()
         Some("--nofile=256:8192"),
     );
     assert!(out.status.success(), "{}", common::text(&out.stderr));
-    let pid = broker_pid(&w, "saud");
+    let pid = w.broker_pid("saud");
     assert_eq!(
         nofile(pid),
         ("8192".into(), "8192".into()),

@@ -16,17 +16,6 @@ use common::*;
 const PAIR: &str = "pjpu";
 const MARKER: &str = "HOST-MARKER-4242";
 
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{:?}: {}{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
 /// Does `key` get past sshd's authentication as `user`? (The forced command
 /// may still refuse; that is a different question.)
 fn authenticates(w: &World, key: &Path, user: &str) -> bool {
@@ -50,17 +39,6 @@ fn authenticates(w: &World, key: &Path, user: &str) -> bool {
         "ssh failed for another reason: {err}"
     );
     true
-}
-
-fn broker_pid(w: &World, session: &str) -> i32 {
-    // `PID START`: the pid and its start time.
-    fs::read_to_string(w.session_paths(session).join("broker.pid"))
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 #[test]
@@ -223,12 +201,12 @@ fn pair_user_mode_access_exists_only_while_the_session_is_live() {
     add("");
     assert!(authenticates(&w, &bob, PAIR));
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(broker_pid(&w, "spu")),
+        nix::unistd::Pid::from_raw(w.broker_pid("spu")),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while Path::new(&format!("/proc/{}", broker_pid(&w, "spu"))).exists() {
+    while Path::new(&format!("/proc/{}", w.broker_pid("spu"))).exists() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(20));
     }

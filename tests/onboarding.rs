@@ -23,17 +23,6 @@ fn host_turn() -> std::sync::MutexGuard<'static, ()> {
     HOST_TURN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{:?}: {}{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
 /// The user's passwd line through getent (a static test binary must not
 /// load NSS modules itself).
 fn passwd(user: &str) -> Option<String> {
@@ -52,6 +41,25 @@ fn uid_of(user: &str) -> u32 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// A fresh directory for one test, open to its users (sticky, like /tmp).
+fn scratch(tag: &str) -> std::path::PathBuf {
+    let d = World::dir_for(tag);
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o1777)).unwrap();
+    d
+}
+
+/// An ed25519 key pair at `path` (and `path.pub`), no passphrase.
+fn keygen_at(path: &Path) {
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "ssh-keygen {}", path.display());
 }
 
 /// A copy of test data the host user can read (the checkout may not be:
@@ -112,17 +120,12 @@ fn run_printed_line(w: &World, name: &str, key: &Path, words: &[String]) -> Stri
 
 #[test]
 fn a_runtime_dir_someone_else_made_is_refused() {
-    if !is_root() {
-        assert!(!in_ci(), "this test needs root in CI (users, chown)");
-        eprintln!("SKIPPED: needs root");
+    if !root_or_skip() {
         return;
     }
     ensure_user(HOST);
     let bin = SafeBinary::new("ob-rt");
-    let tmp = World::dir_for("ob-rt");
-    let _ = fs::remove_dir_all(&tmp);
-    fs::create_dir_all(&tmp).unwrap();
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).unwrap();
+    let tmp = scratch("ob-rt");
     let tmpdir = tmp.display().to_string();
     let dir = tmp.join(format!("pairjail-{}", uid_of(HOST)));
     let status = || as_login_host(&bin.path, &["status"], &[("TMPDIR", &tmpdir)]);
@@ -491,17 +494,12 @@ fn setup_is_remembered_and_undone() {
 #[test]
 fn invites_say_what_will_happen() {
     let _turn = host_turn();
-    if !is_root() {
-        assert!(!in_ci(), "this test needs root in CI (users)");
-        eprintln!("SKIPPED: needs root");
+    if !root_or_skip() {
         return;
     }
     ensure_user(HOST);
     let bin = shared_binary();
-    let d = World::dir_for("ob-inv");
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    fs::set_permissions(&d, fs::Permissions::from_mode(0o1777)).unwrap();
+    let d = scratch("ob-inv");
     let rt = d.join("run").display().to_string();
     let key = &readable_copy(&d, "ed25519.pub");
     let rfc = &readable_copy(&d, "ed25519.rfc4716");
@@ -525,14 +523,7 @@ fn invites_say_what_will_happen() {
             .unwrap()
     };
     let other_key = d.join("dan");
-    assert!(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(&other_key)
-            .status()
-            .unwrap()
-            .success()
-    );
+    keygen_at(&other_key);
     let other_key = format!("{}.pub", other_key.display());
     let refused = |args: &[&str], needle: &str| {
         let out = pj(args);
@@ -728,14 +719,7 @@ impl Relay {
     fn new(dir: &Path, host_public: &str) -> Relay {
         fs::create_dir_all(dir.join("keys")).unwrap();
         fs::write(dir.join("keys").join(HOST), host_public).unwrap();
-        assert!(
-            Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(dir.join("hostkey"))
-                .status()
-                .unwrap()
-                .success()
-        );
+        keygen_at(&dir.join("hostkey"));
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -848,14 +832,7 @@ fn a_tunnel_through_a_relay_comes_back_after_the_relay_restarts() {
     let key = ssh.join("pj_tunnel");
     let _ = fs::remove_file(&key);
     let _ = fs::remove_file(key.with_extension("pub"));
-    assert!(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(&key)
-            .status()
-            .unwrap()
-            .success()
-    );
+    keygen_at(&key);
     let mut relay = Relay::new(
         &w.dir.join("relay"),
         &fs::read_to_string(key.with_extension("pub")).unwrap(),
@@ -1044,17 +1021,12 @@ assert list(v.iter_errors(bad)), f"{bad} passed"
 #[test]
 fn every_json_output_validates_against_its_schema() {
     let _turn = host_turn();
-    if !is_root() {
-        assert!(!in_ci(), "this test needs root in CI (users)");
-        eprintln!("SKIPPED: needs root");
+    if !root_or_skip() {
         return;
     }
     ensure_user(HOST);
     let bin = shared_binary();
-    let d = World::dir_for("ob-json");
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    fs::set_permissions(&d, fs::Permissions::from_mode(0o1777)).unwrap();
+    let d = scratch("ob-json");
     let rt = d.join("run").display().to_string();
     let audit = d.join("audit.jsonl").display().to_string();
     let key = &readable_copy(&d, "ed25519.pub");
@@ -1152,17 +1124,12 @@ fn every_json_output_validates_against_its_schema() {
 #[test]
 fn start_from_inside_tmux_opens_a_window_instead_of_nesting() {
     let _turn = host_turn();
-    if !is_root() {
-        assert!(!in_ci(), "this test needs root in CI (users)");
-        eprintln!("SKIPPED: needs root");
+    if !root_or_skip() {
         return;
     }
     ensure_user(HOST);
     let bin = shared_binary();
-    let d = World::dir_for("ob-tmux");
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    fs::set_permissions(&d, fs::Permissions::from_mode(0o1777)).unwrap();
+    let d = scratch("ob-tmux");
     let rt = d.join("run").display().to_string();
     let server = format!("obtmux-{}", std::process::id());
     // The host's own tmux, with `pairjail start` typed in its pane.
@@ -1224,17 +1191,12 @@ fn start_from_inside_tmux_opens_a_window_instead_of_nesting() {
 
 #[test]
 fn status_never_believes_a_share_another_user_planted() {
-    if !is_root() {
-        assert!(!in_ci(), "this test needs root in CI (users)");
-        eprintln!("SKIPPED: needs root");
+    if !root_or_skip() {
         return;
     }
     ensure_user(HOST);
     let bin = SafeBinary::new("ob-plant");
-    let tmp = World::dir_for("ob-plant");
-    let _ = fs::remove_dir_all(&tmp);
-    fs::create_dir_all(&tmp).unwrap();
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).unwrap();
+    let tmp = scratch("ob-plant");
     // Another user (nobody) makes the host's private /tmp directory first,
     // with a "share" whose control socket answers like a broker, naming a
     // session that would drive the host's terminal.

@@ -15,15 +15,6 @@ use common::*;
 const ATTACKER: &str = "pjevil";
 const KEYS_USER: &str = "pairjail-keys";
 
-fn root_or_skip() -> bool {
-    if is_root() {
-        return true;
-    }
-    assert!(!in_ci(), "these tests need root in CI");
-    eprintln!("SKIPPED: needs root (users)");
-    false
-}
-
 /// A runtime directory as `pairjail setup` makes it: 3777, the keys
 /// user's group.
 fn setup_runtime(tag: &str) -> std::path::PathBuf {

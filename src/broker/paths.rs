@@ -42,12 +42,8 @@ pub fn other_defaults(chosen: &Path) -> Vec<PathBuf> {
         out.push(Path::new(&x).join("pairjail"));
     }
     out.push(PathBuf::from(format!("/run/user/{uid}/pairjail")));
-    let base = std::env::var_os("TMPDIR")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
     // The private one only if it passes the same check as when chosen.
-    let private = base.join(format!("pairjail-{uid}"));
+    let private = private_tmp_path(uid);
     if check_private(&private, uid).is_ok() {
         out.push(private);
     }
@@ -62,11 +58,7 @@ pub fn other_defaults(chosen: &Path) -> Vec<PathBuf> {
 /// watch or impersonate our shares (tmate's CVE-2021-44512).
 pub fn private_tmp_dir() -> Result<PathBuf, String> {
     let uid = nix::unistd::Uid::effective().as_raw();
-    let base = std::env::var_os("TMPDIR")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let dir = base.join(format!("pairjail-{uid}"));
+    let dir = private_tmp_path(uid);
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -74,6 +66,15 @@ pub fn private_tmp_dir() -> Result<PathBuf, String> {
     }
     check_private(&dir, uid)?;
     Ok(dir)
+}
+
+/// Where [`private_tmp_dir`] lives: `$TMPDIR` if absolute, else /tmp.
+fn private_tmp_path(uid: u32) -> PathBuf {
+    std::env::var_os("TMPDIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join(format!("pairjail-{uid}"))
 }
 
 /// `dir` is a directory (not a link) owned by `uid`, closed to others.

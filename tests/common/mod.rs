@@ -217,3 +217,27 @@ pub fn eventually<T>(secs: u64, mut probe: impl FnMut() -> Result<T, String>) ->
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Asserts that `out` succeeded (with its output in the message) and
+/// returns its stdout.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{:?}: {}{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// True as root; outside CI without root the test is skipped, loudly; in
+/// CI without root it fails.
+pub fn root_or_skip() -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(!in_ci(), "these tests need root in CI");
+    eprintln!("SKIPPED: needs root (users)");
+    false
+}

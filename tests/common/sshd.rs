@@ -354,6 +354,17 @@ impl World {
         }
     }
 
+    /// The pid of the session's broker (`broker.pid` holds `PID START`).
+    pub fn broker_pid(&self, session: &str) -> i32 {
+        fs::read_to_string(self.session_paths(session).join("broker.pid"))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
     pub fn session_paths(&self, session: &str) -> PathBuf {
         self.runtime.join(HOST).join(session)
     }
