@@ -1,4 +1,5 @@
-//! Keeps guests' terminals out of the alternate screen.
+//! What the broker forwards of a tmux client's output: never the switch
+//! to the alternate screen, and never half an escape sequence.
 //!
 //! tmux switches its client's terminal to the alternate screen when it
 //! starts and back when it ends. A guest whose connection ends without
@@ -6,20 +7,101 @@
 //! with tmux's last picture and no prompt. The broker drops the switch
 //! (`CSI ? 1049 h`, `CSI ? 1047 h`, `CSI ? 47 h`) from what it forwards, so
 //! the guest stays on the normal screen whatever happens; the relay clears
-//! it on the way out. Sequences split across reads are held back until
-//! they are complete.
+//! it on the way out.
+//!
+//! Output is cut only between whole units (a character, an escape
+//! sequence, a control string): an incomplete one at the end of a read is
+//! held until the next. So a mirror group's late joiner starts at a clean
+//! edge, and a message the broker draws for one guest never lands inside
+//! tmux's sequence. The scroll region is remembered, because a late
+//! joiner's terminal must have the one tmux believes it set.
 
 /// The sequences dropped. All start with ESC [ ? and end with `h`.
 const DROPPED: [&[u8]; 3] = [b"\x1b[?1049h", b"\x1b[?1047h", b"\x1b[?47h"];
 
+/// An incomplete unit longer than this (a huge clipboard string) is
+/// forwarded as it comes rather than held.
+const MAX_HELD: usize = 8192;
+
 #[derive(Debug, Default)]
 pub struct Filter {
-    /// The start of a possible dropped sequence, from the previous chunk.
+    /// The start of an incomplete unit, from the previous chunk.
     held: Vec<u8>,
+    /// The parameters of the last scroll region set (`CSI Pt ; Pb r`);
+    /// None: the whole screen.
+    region: Option<Vec<u8>>,
+}
+
+/// How long the unit at the start of `rest` (which starts with ESC) is.
+enum Unit {
+    Complete(usize),
+    Partial,
+}
+
+fn escape_len(rest: &[u8]) -> Unit {
+    let Some(&second) = rest.get(1) else {
+        return Unit::Partial;
+    };
+    match second {
+        b'[' => {
+            // Parameters and intermediates, then a final byte.
+            for (j, &b) in rest.iter().enumerate().skip(2) {
+                match b {
+                    0x20..=0x3f => {}
+                    0x40..=0x7e => return Unit::Complete(j + 1),
+                    // A control character ends it early, as terminals do.
+                    _ => return Unit::Complete(j),
+                }
+            }
+            Unit::Partial
+        }
+        // OSC, DCS, APC, PM, SOS: a string until BEL (OSC) or ST.
+        b']' | b'P' | b'_' | b'^' | b'X' => {
+            for j in 2..rest.len() {
+                if rest[j] == 0x07 && second == b']' {
+                    return Unit::Complete(j + 1);
+                }
+                if rest[j] == 0x1b && rest.get(j + 1) == Some(&b'\\') {
+                    return Unit::Complete(j + 2);
+                }
+            }
+            Unit::Partial
+        }
+        // Intermediates (a character set: ESC ( B), then a final byte.
+        0x20..=0x2f => {
+            for (j, &b) in rest.iter().enumerate().skip(2) {
+                if !(0x20..=0x2f).contains(&b) {
+                    return Unit::Complete(j + 1);
+                }
+            }
+            Unit::Partial
+        }
+        _ => Unit::Complete(2),
+    }
+}
+
+/// Where an incomplete UTF-8 character at the end of `run` starts.
+fn utf8_cut(run: &[u8]) -> usize {
+    for back in 1..=run.len().min(3) {
+        let i = run.len() - back;
+        let b = run[i];
+        if b & 0xc0 == 0x80 {
+            continue;
+        }
+        let need = match b {
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf7 => 4,
+            _ => 1,
+        };
+        return if back < need { i } else { run.len() };
+    }
+    run.len()
 }
 
 impl Filter {
-    /// Appends `input`, minus the alternate-screen switches, to `out`.
+    /// Appends `input`, minus the alternate-screen switches and any
+    /// incomplete unit at its end, to `out`.
     pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
         let mut data = std::mem::take(&mut self.held);
         data.extend_from_slice(input);
@@ -31,23 +113,62 @@ impl Filter {
                     .iter()
                     .position(|&b| b == 0x1b)
                     .map_or(data.len(), |p| i + p);
-                out.extend_from_slice(&data[i..end]);
+                let cut = if end == data.len() {
+                    i + utf8_cut(&data[i..end])
+                } else {
+                    end
+                };
+                out.extend_from_slice(&data[i..cut]);
+                if cut < end {
+                    self.held = data[cut..].to_vec();
+                    return;
+                }
                 i = end;
                 continue;
             }
             let rest = &data[i..];
-            if let Some(seq) = DROPPED.iter().find(|s| rest.starts_with(s)) {
-                i += seq.len();
-                continue;
+            match escape_len(rest) {
+                Unit::Complete(n) => {
+                    let seq = &rest[..n];
+                    if !DROPPED.contains(&seq) {
+                        self.note(seq);
+                        out.extend_from_slice(seq);
+                    }
+                    i += n;
+                }
+                Unit::Partial if rest.len() <= MAX_HELD => {
+                    self.held = rest.to_vec();
+                    return;
+                }
+                Unit::Partial => {
+                    out.extend_from_slice(rest);
+                    return;
+                }
             }
-            if DROPPED.iter().any(|s| s.starts_with(rest)) {
-                // Could still become one: wait for the next chunk.
-                self.held = rest.to_vec();
-                return;
-            }
-            out.push(0x1b);
-            i += 1;
         }
+    }
+
+    /// Remembers the scroll region a sequence sets or resets.
+    fn note(&mut self, seq: &[u8]) {
+        if seq == b"\x1bc" {
+            self.region = None;
+        } else if seq.len() >= 3 && seq.ends_with(b"r") && seq.starts_with(b"\x1b[") {
+            let params = &seq[2..seq.len() - 1];
+            if params.iter().all(|b| b.is_ascii_digit() || *b == b';') {
+                self.region = (!params.is_empty()).then(|| params.to_vec());
+            }
+        }
+    }
+
+    /// The sequence that gives a fresh terminal the scroll region tmux
+    /// believes it set (it also moves the cursor home).
+    pub fn region(&self) -> Vec<u8> {
+        let mut seq = b"\x1b[".to_vec();
+        if let Some(p) = &self.region {
+            seq.extend_from_slice(p);
+        }
+        seq.push(b'r');
+        seq
     }
 }
 
@@ -66,8 +187,8 @@ mod tests {
 
     #[test]
     fn the_alternate_screen_switch_is_dropped_and_everything_else_kept() {
-        let input: &[u8] = b"a\x1b[?1049h\x1b[22;0;0tb\x1b[?47hc\x1b[?1049ld\x1b[?1047h\x1b[1me";
-        let want: &[u8] = b"a\x1b[22;0;0tbc\x1b[?1049ld\x1b[1me";
+        let input: &[u8] = b"a\x1b[?1049h\x1b[22;0;0tb\x1b[?47hc\x1b[?1049ld\x1b[?1047h\x1b[1me\xe2\x82\xac\x1b]0;title\x07\x1b(Bf";
+        let want: &[u8] = b"a\x1b[22;0;0tbc\x1b[?1049ld\x1b[1me\xe2\x82\xac\x1b]0;title\x07\x1b(Bf";
         assert_eq!(run(&[input]), want);
         // Split at every position, and byte by byte.
         for cut in 0..input.len() {
@@ -78,12 +199,31 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_escape_at_the_end_is_held_then_released() {
+    fn output_stops_only_between_whole_units() {
+        let mut f = Filter::default();
+        for (chunk, shown) in [
+            (&b"x\x1b"[..], &b"x"[..]),
+            (b"[0", b""),
+            (b"m\xe2\x82", b"\x1b[0m"),
+            (b"\xac\x1b]0;ti", b"\xe2\x82\xac"),
+            (b"tle\x1b\\", b"\x1b]0;title\x1b\\"),
+        ] {
+            let mut out = Vec::new();
+            f.push(chunk, &mut out);
+            assert_eq!(out, shown, "after {chunk:?}");
+        }
+    }
+
+    #[test]
+    fn the_scroll_region_is_remembered() {
         let mut f = Filter::default();
         let mut out = Vec::new();
-        f.push(b"x\x1b", &mut out);
-        assert_eq!(out, b"x");
-        f.push(b"[0m", &mut out);
-        assert_eq!(out, b"x\x1b[0m");
+        assert_eq!(f.region(), b"\x1b[r");
+        f.push(b"\x1b[1;23r\x1b[?25l", &mut out);
+        assert_eq!(f.region(), b"\x1b[1;23r");
+        f.push(b"\x1b[r", &mut out);
+        assert_eq!(f.region(), b"\x1b[r");
+        f.push(b"\x1b[2;9r\x1bc", &mut out);
+        assert_eq!(f.region(), b"\x1b[r");
     }
 }

@@ -3,6 +3,9 @@
 //! on it. Output is copied to the guest; input only while the guest's
 //! mode allows it, so a mirror guest's keystrokes never reach tmux.
 //!
+//! A mirror guest watches through its mirror group's shared client (see
+//! `audience`); pair and rogue guests have a client of their own.
+//!
 //! Nothing in the loop waits on the guest or on tmux alone: both
 //! directions are buffered (bounded), so a guest that stops reading still
 //! gets kicked, demoted or timed out at once.
@@ -17,7 +20,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
 use super::altscreen;
+use super::audience::{self, Member, Next};
 use super::notices;
+use super::outbox::Outbox;
 use super::protocol::{Frame, FrameError, Limits, Msg, clamp_size, read_frame_async};
 use super::roster::Order;
 use super::state::{State, log};
@@ -67,7 +72,8 @@ impl Client {
     }
 }
 
-fn spawn_client(state: &State, spec: &Spec, mode: Mode) -> Result<Client, String> {
+/// What the guest is told it is, on its status line.
+fn banner(state: &State, mode: Mode) -> String {
     let cfg = &state.cfg;
     let what = match mode {
         Mode::Mirror => "you watch; your keys go nowhere",
@@ -79,51 +85,99 @@ fn spawn_client(state: &State, spec: &Spec, mode: Mode) -> Result<Client, String
     } else {
         ""
     };
-    let banner = format!(
-        "{} · leave: #{{prefix}} d",
-        literal(&format!(
-            "pairjail: {}'s session {} · you are {mode}: {what}{recorded}",
-            cfg.host, cfg.session
-        ))
-    );
-    let mut cmd = cfg.tmux.command();
-    cmd.args(Tmux::guest_client_args(
-        &cfg.session,
+    format!(
+        "pairjail: {}'s session {} · you are {mode}: {what}{recorded}",
+        cfg.host, cfg.session
+    )
+}
+
+/// A tmux client of the session on a new pty the broker owns, with the
+/// guest's terminal type and nothing else of its environment.
+fn start_client(
+    state: &State,
+    args: Vec<String>,
+    term: &str,
+    cols: u16,
+    rows: u16,
+) -> Result<(crate::terminal::PtyChild, AsyncFd<OwnedFd>), String> {
+    let mut cmd = state.cfg.tmux.command();
+    cmd.args(args)
+        .env_clear()
+        .env("TERM", term)
+        .env("LC_CTYPE", "C.UTF-8")
+        .env("PATH", "/usr/bin:/bin");
+    let p = pty::spawn_on_pty(cmd, cols, rows)
+        .map_err(|e| format!("the broker could not start a tmux client: {e}"))?;
+    let master = pty::async_master(p.master)
+        .map_err(|e| format!("the broker could not set up the terminal: {e}"))?;
+    Ok((p.child, master))
+}
+
+/// A pair or rogue guest's own client; its banner is tmux's message.
+fn spawn_client(state: &State, spec: &Spec, mode: Mode) -> Result<Client, String> {
+    let banner = format!("{} · leave: #{{prefix}} d", literal(&banner(state, mode)));
+    let args = Tmux::guest_client_args(
+        &state.cfg.session,
         &spec.name,
         mode,
         // Each client its own number: a rogue guest's new client must not
         // meet the session its old one is leaving behind.
         CLIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         &banner,
-    ))
-    .env_clear()
-    .env("TERM", &spec.term)
-    .env("LC_CTYPE", "C.UTF-8")
-    .env("PATH", "/usr/bin:/bin");
-    let p = pty::spawn_on_pty(cmd, spec.cols, spec.rows)
-        .map_err(|e| format!("the broker could not start a tmux client: {e}"))?;
-    let master = pty::async_master(p.master)
-        .map_err(|e| format!("the broker could not set up the terminal: {e}"))?;
+    );
+    let (child, master) = start_client(state, args, &spec.term, spec.cols, spec.rows)?;
     Ok(Client {
-        pid: p.child.id(),
-        child: p.child,
+        pid: child.id(),
+        child,
         master,
         filter: altscreen::Filter::default(),
     })
+}
+
+/// A mirror guest's place in the group of its size and terminal type
+/// (a group of one to start with), and the screen as it is now.
+fn join_group(state: &State, spec: &Spec) -> Result<(Member, Vec<u8>), String> {
+    let key = audience::Key {
+        term: spec.term.clone(),
+        cols: spec.cols,
+        rows: spec.rows,
+    };
+    state.audience.join(key, || {
+        start_client(
+            state,
+            Tmux::watch_args(&state.cfg.session),
+            &spec.term,
+            spec.cols,
+            spec.rows,
+        )
+    })
+}
+
+/// A message the broker draws on a group member's own last row.
+struct Overlay {
+    text: String,
+    frame: Arc<[u8]>,
+    /// None: its time is up; the row is put back once the member has
+    /// caught up with the group.
+    until: Option<Instant>,
 }
 
 /// What the guest's connection is currently doing.
 struct Link {
     spec: Spec,
     mode: Mode,
-    client: Client,
+    /// A pair or rogue guest's own client.
+    client: Option<Client>,
+    /// A mirror guest's group.
+    member: Option<Member>,
+    overlay: Option<Overlay>,
     /// Guest input not yet taken by the tmux client.
     to_tmux: Vec<u8>,
     /// Guest input not yet recorded (the recording's input budget is
     /// spent): it reaches tmux only once it is in the recording.
     held: Vec<u8>,
     /// Session output not yet taken by the guest.
-    to_guest: Vec<u8>,
+    to_guest: Outbox,
     last_input: Instant,
     warned: bool,
     /// A warning that could not be shown yet (the client was still
@@ -131,6 +185,72 @@ struct Link {
     warn_after: Instant,
     /// Until then the client's banner may still replace a message.
     banner_until: Instant,
+}
+
+impl Link {
+    /// Gives the guest its screen for `mode`: its own client, or its
+    /// group's (whose current screen is queued for it, with the banner).
+    fn attach(&mut self, state: &State, mode: Mode) -> Result<(), String> {
+        if mode == Mode::Mirror {
+            let (member, first) = join_group(state, &self.spec)?;
+            self.member = Some(member);
+            self.client = None;
+            self.to_guest.push_vec(first);
+        } else {
+            self.client = Some(spawn_client(state, &self.spec, mode)?);
+            self.member = None;
+        }
+        state
+            .roster
+            .set_client(self.spec.serial, self.client.as_ref().and_then(|c| c.pid));
+        Ok(())
+    }
+
+    /// Shows `text` to this guest alone for `ms`: tmux's message on its
+    /// own client, or drawn by the broker on a group member's last row.
+    /// Was it shown?
+    async fn show(&mut self, state: &State, text: &str, ms: u64) -> bool {
+        if let Some(member) = &self.member {
+            let frame: Arc<[u8]> = Arc::from(member.message(text));
+            self.to_guest.push(frame.clone());
+            self.overlay = Some(Overlay {
+                text: text.to_string(),
+                frame,
+                until: Some(Instant::now() + Duration::from_millis(ms)),
+            });
+            return true;
+        }
+        let Some(client) = &self.client else {
+            return false;
+        };
+        match client.name(&state.cfg.tmux).await {
+            Ok(name) => {
+                let ms = u32::try_from(ms).unwrap_or(u32::MAX);
+                notices::show(&state.cfg.tmux, &name, text, ms)
+                    .await
+                    .is_ok()
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// After group output: a message still up is drawn again (the output
+    /// may have covered it); one whose time is up is taken down once the
+    /// member has everything the group sent before it.
+    fn after_group_output(&mut self) {
+        let Some(overlay) = &self.overlay else {
+            return;
+        };
+        match (overlay.until, &self.member) {
+            (Some(_), _) => self.to_guest.push(overlay.frame.clone()),
+            (None, Some(member)) if member.caught_up() => {
+                self.to_guest.push_vec(member.restore());
+                self.overlay = None;
+            }
+            (None, Some(_)) => {}
+            (None, None) => self.overlay = None,
+        }
+    }
 }
 
 /// Runs an admitted guest until it leaves, is sent away or the share ends.
@@ -145,43 +265,49 @@ pub async fn relayed(
     let serial = spec.serial;
     let name = spec.name.clone();
     let (key, source) = (spec.key.clone(), spec.source.clone());
-    let client = match spawn_client(&state, &spec, mode) {
-        Ok(c) => c,
-        Err(e) => {
-            log(&e);
-            let _ = state.record(Event::Left {
-                guest: name.clone(),
-                reason: e.clone(),
-            });
-            let mut s = s;
-            let _ = tokio::io::AsyncWriteExt::write_all(
-                &mut s,
-                &Frame::Msg(Msg::Refused { reason: e }).encode(),
-            )
-            .await;
-            state.roster.remove(serial);
-            return;
-        }
-    };
-    state.roster.set_client(serial, client.pid);
-    let welcome = Frame::Msg(Msg::Welcome {
-        session: state.cfg.session.clone(),
-        mode,
-        recorded: state.recording().is_some(),
-    })
-    .encode();
+    let mut to_guest = Outbox::default();
+    to_guest.push_vec(
+        Frame::Msg(Msg::Welcome {
+            session: state.cfg.session.clone(),
+            mode,
+            recorded: state.recording().is_some(),
+        })
+        .encode(),
+    );
     let mut link = Link {
         spec,
         mode,
-        client,
+        client: None,
+        member: None,
+        overlay: None,
         to_tmux: Vec::new(),
         held: Vec::new(),
-        to_guest: welcome,
+        to_guest,
         last_input: Instant::now(),
         warned: false,
         warn_after: Instant::now(),
         banner_until: Instant::now() + super::tmux::BANNER,
     };
+    if let Err(e) = link.attach(&state, mode) {
+        log(&e);
+        let _ = state.record(Event::Left {
+            guest: name.clone(),
+            reason: e.clone(),
+        });
+        let mut s = s;
+        let _ = tokio::io::AsyncWriteExt::write_all(
+            &mut s,
+            &Frame::Msg(Msg::Refused { reason: e }).encode(),
+        )
+        .await;
+        state.roster.remove(serial);
+        return;
+    }
+    if link.member.is_some() {
+        let text = format!("{} · leave: Enter ~ .", banner(&state, mode));
+        link.show(&state, &text, super::tmux::BANNER.as_millis() as u64)
+            .await;
+    }
     state.announce(format!("{name} joined as {mode}"));
     let _ = state.record(Event::Joined {
         guest: name.clone(),
@@ -198,10 +324,14 @@ pub async fn relayed(
             reason: reason.clone(),
         })
         .encode();
-        link.to_guest.extend_from_slice(&bye);
+        link.to_guest.push_vec(bye);
         let _ = tokio::time::timeout(Duration::from_secs(2), flush(&wr, &mut link.to_guest)).await;
     }
-    let _ = link.client.child.kill().await;
+    if let Some(client) = link.client.as_mut() {
+        client.child.kill().await;
+    }
+    // Leaving its group: the last member's going ends the group's client.
+    drop(link.member.take());
     state.roster.remove(serial);
     let reason = reason.unwrap_or_else(|| "disconnected".into());
     state.announce(format!("{name} left ({reason})"));
@@ -211,21 +341,50 @@ pub async fn relayed(
     });
 }
 
-async fn flush(
-    wr: &tokio::net::unix::OwnedWriteHalf,
-    pending: &mut Vec<u8>,
-) -> std::io::Result<()> {
+async fn flush(wr: &tokio::net::unix::OwnedWriteHalf, pending: &mut Outbox) -> std::io::Result<()> {
     while !pending.is_empty() {
         wr.writable().await?;
-        match wr.try_write(pending) {
-            Ok(n) => {
-                pending.drain(..n);
-            }
+        match pending.write_with(|slices| wr.try_write_vectored(slices)) {
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// The guest's own client's pty, readable (never, for a group member).
+async fn own_readable(
+    client: &Option<Client>,
+) -> std::io::Result<tokio::io::unix::AsyncFdReadyGuard<'_, OwnedFd>> {
+    match client {
+        Some(c) => c.master.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn own_writable(
+    client: &Option<Client>,
+) -> std::io::Result<tokio::io::unix::AsyncFdReadyGuard<'_, OwnedFd>> {
+    match client {
+        Some(c) => c.master.writable().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The group's next output (never, for a guest with its own client).
+async fn group_output(member: &mut Option<Member>) -> Next {
+    match member {
+        Some(m) => m.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn overlay_due(overlay: &Option<Overlay>) {
+    match overlay.as_ref().and_then(|o| o.until) {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next deadline of a guest, and what happens then.
@@ -300,6 +459,7 @@ async fn copy(
     }
     let joined = Instant::now();
     let mut out = [0u8; 16384];
+    let mut data = Vec::with_capacity(out.len());
     let mut last_touch = 0u64;
     loop {
         let due = next_due(link, joined);
@@ -324,10 +484,7 @@ async fn copy(
             },
             _ = tokio::time::sleep_until(at), if due.is_some() => match due.map(|d| d.1) {
                 Some(Due::Warn(text)) => {
-                    let shown = match link.client.name(&state.cfg.tmux).await {
-                        Ok(name) => notices::show(&state.cfg.tmux, &name, &text, 15000).await.is_ok(),
-                        Err(_) => false,
-                    };
+                    let shown = link.show(state, &text, 15000).await;
                     // The banner, chained after the client's attach, can
                     // land on top of a warning shown as the client appears:
                     // one shown that early is shown again once it is gone.
@@ -369,28 +526,48 @@ async fn copy(
                     let (cols, rows) = clamp_size(cols, rows);
                     link.spec.cols = cols;
                     link.spec.rows = rows;
-                    let _ = pty::set_size(link.client.master.get_ref().as_fd(), cols, rows);
+                    if let Some(c) = &link.client {
+                        let _ = pty::set_size(c.master.get_ref().as_fd(), cols, rows);
+                    } else if let Err(e) = regroup(state, link) {
+                        return Some(e);
+                    }
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => return None,
                 Err(FrameError::Malformed(m)) => return Some(format!("malformed frame from the guest: {m}")),
                 Err(_) => return None,
             },
-            ready = link.client.master.readable(), if link.to_guest.len() < MAX_PENDING => {
+            ready = own_readable(&link.client), if link.to_guest.len() < MAX_PENDING => {
                 let Ok(mut guard) = ready else { return Some("the terminal failed".into()) };
                 match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut out).map_err(std::io::Error::from)) {
                     Ok(Ok(0)) | Ok(Err(_)) => return Some(client_ended(state, link).await),
                     Ok(Ok(n)) => {
-                        let mut data = Vec::with_capacity(n);
-                        link.client.filter.push(&out[..n], &mut data);
+                        data.clear();
+                        if let Some(c) = link.client.as_mut() {
+                            c.filter.push(&out[..n], &mut data);
+                        }
                         if !data.is_empty() {
-                            link.to_guest.extend_from_slice(&Frame::Data(data).encode());
+                            link.to_guest.push_vec(Frame::data(&data));
                         }
                     }
                     Err(_would_block) => {}
                 }
             }
-            ready = link.client.master.writable(), if !link.to_tmux.is_empty() => {
+            next = group_output(&mut link.member), if link.to_guest.len() < MAX_PENDING => {
+                match next {
+                    Next::Frame(frame) => link.to_guest.push(frame),
+                    Next::Redraw(frame) => link.to_guest.push_vec(frame),
+                    Next::Ended => return Some(group_ended(state).await),
+                }
+                link.after_group_output();
+            }
+            _ = overlay_due(&link.overlay) => {
+                if let Some(o) = link.overlay.as_mut() {
+                    o.until = None;
+                }
+                link.after_group_output();
+            }
+            ready = own_writable(&link.client), if !link.to_tmux.is_empty() => {
                 let Ok(mut guard) = ready else { return Some("the terminal failed".into()) };
                 match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), &link.to_tmux).map_err(std::io::Error::from)) {
                     Ok(Ok(n)) => { link.to_tmux.drain(..n); }
@@ -402,14 +579,29 @@ async fn copy(
                 if ready.is_err() {
                     return None;
                 }
-                match wr.try_write(&link.to_guest) {
-                    Ok(n) => { link.to_guest.drain(..n); }
+                match link.to_guest.write_with(|slices| wr.try_write_vectored(slices)) {
+                    Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => return None,
                 }
             }
         }
     }
+}
+
+/// A group member whose terminal changed size moves to the group of its
+/// new size, which draws the whole screen for it.
+fn regroup(state: &State, link: &mut Link) -> Result<(), String> {
+    let (member, first) = join_group(state, &link.spec)?;
+    // Frames of the old size still queued are harmless: the new screen
+    // is drawn whole after them.
+    link.member = Some(member);
+    link.to_guest.push_vec(first);
+    if let (Some(o), Some(m)) = (link.overlay.as_mut(), &link.member) {
+        o.frame = Arc::from(m.message(&o.text));
+        link.to_guest.push(o.frame.clone());
+    }
+    Ok(())
 }
 
 /// Moves held input on to tmux once it is recorded as this guest's
@@ -426,10 +618,21 @@ fn release(state: &State, link: &mut Link) {
     link.to_tmux.append(&mut link.held);
 }
 
-/// Why the guest's tmux client ended: the share is over, the session is
-/// gone, or the client alone was detached.
+/// Why the guest's own tmux client ended: the share is over, the
+/// session is gone, or the client alone was detached.
 async fn client_ended(state: &State, link: &mut Link) -> String {
-    let _ = link.client.child.wait().await;
+    if let Some(c) = link.client.as_mut() {
+        c.child.wait().await;
+    }
+    why_ended(state).await
+}
+
+/// Why a group's shared client ended (the group reaps it).
+async fn group_ended(state: &State) -> String {
+    why_ended(state).await
+}
+
+async fn why_ended(state: &State) -> String {
     if let Some(reason) = state.shutdown.borrow().clone() {
         return reason;
     }
@@ -440,10 +643,10 @@ async fn client_ended(state: &State, link: &mut Link) -> String {
     }
 }
 
-/// A live mode change. Mirror ↔ pair keeps the client and flips who
-/// listens: the broker at once (the next byte), tmux right after (bytes
-/// already inside the client). Changes to or from rogue give the guest a
-/// new client, which redraws its screen.
+/// A live mode change. Pair ↔ rogue, and anything to or from mirror,
+/// changes the guest's client: its own new one, or its mirror group's,
+/// either of which draws the whole screen. The broker stops passing a
+/// demoted guest's keys at once, with the next byte.
 async fn change_mode(state: &State, link: &mut Link, mode: Mode) -> Result<String, String> {
     let name = link.spec.name.clone();
     if mode == link.mode {
@@ -453,33 +656,41 @@ async fn change_mode(state: &State, link: &mut Link, mode: Mode) -> Result<Strin
         .cfg
         .mode_allowed(&link.spec.limits.allowed_modes, mode)?;
     let old = link.mode;
-    let how = if old != Mode::Rogue && mode != Mode::Rogue {
-        link.mode = mode;
-        if mode == Mode::Mirror {
-            // Typed but not yet taken by tmux: dropped with the demotion.
-            link.to_tmux.clear();
-            link.held.clear();
+    // Typed but not yet taken by tmux: dropped with the change.
+    link.to_tmux.clear();
+    link.held.clear();
+    if mode == Mode::Mirror {
+        // What the old client has already taken from its pty is dropped
+        // by the tmux server from now on, before the client is gone.
+        if let Some(c) = &link.client {
+            let name = c.name(&state.cfg.tmux).await?;
+            notices::set_read_only(&state.cfg.tmux, &name)
+                .await
+                .map_err(|e| format!("tmux refused to make the guest's client read-only: {e}"))?;
         }
-        let name = link.client.name(&state.cfg.tmux).await?;
-        notices::set_read_only(&state.cfg.tmux, &name, mode == Mode::Mirror)
-            .await
-            .map_err(|e| format!("the mode changed in the broker, but tmux refused: {e}"))?;
-        "at once"
+    }
+    let mut old_client = link.client.take();
+    let old_member = link.member.take();
+    if let Err(e) = link.attach(state, mode) {
+        // Nothing changed: the guest keeps the screen it had.
+        link.client = old_client;
+        link.member = old_member;
+        return Err(e);
+    }
+    link.mode = mode;
+    if let Some(c) = old_client.as_mut() {
+        c.child.kill().await;
+    }
+    drop(old_member);
+    link.overlay = None;
+    let how = if link.member.is_some() {
+        "watching with the other mirror guests"
     } else {
-        let client = spawn_client(state, &link.spec, mode)?;
-        let mut old_client = std::mem::replace(&mut link.client, client);
-        let _ = old_client.child.kill().await;
-        link.mode = mode;
-        link.to_tmux.clear();
-        link.held.clear();
-        state.roster.set_client(link.spec.serial, link.client.pid);
         "with a new tmux client"
     };
     state.roster.update(link.spec.serial, |g| g.mode = mode);
-    if let Ok(name) = link.client.name(&state.cfg.tmux).await {
-        let text = format!("pairjail: the host made you {mode}");
-        let _ = notices::show(&state.cfg.tmux, &name, &text, 5000).await;
-    }
+    let text = format!("pairjail: the host made you {mode}");
+    link.show(state, &text, 5000).await;
     state.announce(format!("{name} is now {mode} (was {old})"));
     let _ = state.record(Event::ModeChanged {
         guest: name.clone(),

@@ -2,10 +2,12 @@
 //! guest's terminal, and the protocol spoken with `pairjail join`.
 
 pub mod altscreen;
+pub mod audience;
 pub mod door;
 pub mod guest;
 pub mod liveness;
 pub mod notices;
+pub mod outbox;
 pub mod paths;
 pub mod protocol;
 pub mod recorder;

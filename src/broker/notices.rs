@@ -194,29 +194,15 @@ pub async fn set_segment(t: &Tmux, session: &str, text: &str) -> Result<(), Noti
     .map(drop)
 }
 
-/// Makes a guest's client read-only (mirror) or not (pair), in tmux too:
-/// bytes already on their way through the client are then dropped by the
-/// server. tmux clears read-only only by toggling it, so its state is read
-/// first.
-pub async fn set_read_only(t: &Tmux, tty: &str, read_only: bool) -> Result<(), NoticeError> {
-    if read_only {
-        return tmux(
-            t,
-            &["refresh-client", "-t", tty, "-f", "read-only,ignore-size"],
-        )
-        .await
-        .map(drop);
-    }
-    tmux(t, &["refresh-client", "-t", tty, "-f", "!ignore-size"]).await?;
-    let now = tmux(
+/// Makes a guest's client read-only: bytes already on their way through
+/// the client are then dropped by the server.
+pub async fn set_read_only(t: &Tmux, tty: &str) -> Result<(), NoticeError> {
+    tmux(
         t,
-        &["display-message", "-p", "-c", tty, "#{client_readonly}"],
+        &["refresh-client", "-t", tty, "-f", "read-only,ignore-size"],
     )
-    .await?;
-    if now.trim() == "1" {
-        tmux(t, &["switch-client", "-c", tty, "-r"]).await?;
-    }
-    Ok(())
+    .await
+    .map(drop)
 }
 
 /// The door's question on one of the host's clients: a menu whose items

@@ -219,17 +219,25 @@ pub enum FrameError {
     Io(#[from] io::Error),
 }
 
+fn encode(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + payload.len());
+    out.push(kind);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
 impl Frame {
     pub fn encode(&self) -> Vec<u8> {
-        let (kind, payload) = match self {
-            Frame::Msg(m) => (KIND_MSG, serde_json::to_vec(m).unwrap_or_default()),
-            Frame::Data(d) => (KIND_DATA, d.clone()),
-        };
-        let mut out = Vec::with_capacity(5 + payload.len());
-        out.push(kind);
-        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        out.extend_from_slice(&payload);
-        out
+        match self {
+            Frame::Msg(m) => encode(KIND_MSG, &serde_json::to_vec(m).unwrap_or_default()),
+            Frame::Data(d) => encode(KIND_DATA, d),
+        }
+    }
+
+    /// The frame of `Frame::Data(data)`, without copying `data` twice.
+    pub fn data(data: &[u8]) -> Vec<u8> {
+        encode(KIND_DATA, data)
     }
 
     /// The 5-byte header: kind and payload length, both checked. The one

@@ -76,6 +76,8 @@ pub struct State {
     pub cfg: Config,
     pub since: u64,
     pub roster: Roster,
+    /// The mirror groups and their shared tmux clients.
+    pub audience: super::audience::Audience,
     /// Some(reason) once the share is over.
     pub shutdown: watch::Sender<Option<String>>,
     notices: mpsc::UnboundedSender<String>,
@@ -107,6 +109,7 @@ impl State {
         let state = Arc::new(State {
             since: crate::clock::now(),
             roster: Roster::default(),
+            audience: Default::default(),
             shutdown: tx,
             notices,
             cast: Mutex::new(None),
@@ -241,6 +244,7 @@ impl State {
     /// never the host's.
     pub fn own_clients(&self) -> Vec<u32> {
         let mut pids = self.roster.clients();
+        pids.extend(self.audience.clients());
         if let Ok(Some(pid)) = self.recorder.lock().as_deref() {
             pids.push(*pid);
         }

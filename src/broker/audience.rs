@@ -1,0 +1,256 @@
+//! Mirror guests who watch at the same terminal size and type share one
+//! tmux client: tmux draws once per group, however large the audience,
+//! and the broker copies each frame of that client's output to every
+//! member (one buffer, shared, never copied per guest).
+//!
+//! The group keeps a model of its screen (a vt100 parser fed the same
+//! bytes): a late joiner, or a member that fell too far behind, gets the
+//! screen as it is now and then the stream from there. Messages meant for
+//! one guest (its banner, a warning) cannot go through tmux, whose status
+//! line every member shares: the broker draws them on that guest's last
+//! row itself and puts the row back from the model afterwards.
+//!
+//! A group lives as long as it has members: the last one to leave ends
+//! its tmux client.
+
+use std::collections::HashMap;
+use std::num::NonZeroU16;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{broadcast, oneshot};
+
+use super::altscreen::Filter;
+use super::protocol::Frame;
+use crate::terminal::PtyChild;
+
+/// Frames a group holds for members that are behind; one further behind
+/// is redrawn from the model instead.
+const BACKLOG: usize = 512;
+
+/// What makes two mirror guests' screens the same.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub term: String,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// The mirror groups of a share.
+#[derive(Default)]
+pub struct Audience {
+    groups: Mutex<HashMap<Key, Weak<Group>>>,
+}
+
+/// One group: its client's process and what it shares with the task that
+/// reads the client.
+struct Group {
+    key: Key,
+    pid: Option<u32>,
+    screen: Arc<Mutex<Screen>>,
+    /// Dropped with the group (its last member): the reading task then
+    /// ends the client.
+    _stop: oneshot::Sender<()>,
+}
+
+/// The client's output as the members see it.
+struct Screen {
+    filter: Filter,
+    model: vt100::Parser,
+    /// None once the client has ended.
+    tx: Option<broadcast::Sender<Arc<[u8]>>>,
+}
+
+fn lock(m: &Mutex<Screen>) -> MutexGuard<'_, Screen> {
+    // A panic while holding it leaves a model at worst one chunk off.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Screen {
+    /// The whole screen as a frame, for a terminal that has seen nothing
+    /// of it: attributes reset, tmux's scroll region, then the contents,
+    /// cursor and input modes.
+    fn redraw(&self) -> Vec<u8> {
+        let mut bytes = b"\x1b[0m".to_vec();
+        bytes.extend_from_slice(&self.filter.region());
+        bytes.extend_from_slice(self.model.screen().state_formatted().as_bytes());
+        Frame::data(&bytes)
+    }
+}
+
+/// What a member gets next.
+pub enum Next {
+    /// A frame of the group's output (shared with the other members).
+    Frame(Arc<[u8]>),
+    /// The member fell behind: the screen as it is now.
+    Redraw(Vec<u8>),
+    /// The group's client has ended.
+    Ended,
+}
+
+/// A mirror guest's place in a group.
+pub struct Member {
+    group: Arc<Group>,
+    rx: broadcast::Receiver<Arc<[u8]>>,
+}
+
+impl Member {
+    pub async fn next(&mut self) -> Next {
+        match self.rx.recv().await {
+            Ok(frame) => Next::Frame(frame),
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let screen = lock(&self.group.screen);
+                match &screen.tx {
+                    Some(tx) => {
+                        self.rx = tx.subscribe();
+                        Next::Redraw(screen.redraw())
+                    }
+                    None => Next::Ended,
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => Next::Ended,
+        }
+    }
+
+    /// Has the member been given everything the group has sent?
+    pub fn caught_up(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    pub fn key(&self) -> &Key {
+        &self.group.key
+    }
+
+    /// A frame that draws `text` on this member's last row (where tmux
+    /// has its status line), in tmux's message colours, leaving the
+    /// cursor and attributes as they were.
+    pub fn message(&self, text: &str) -> Vec<u8> {
+        let Key { cols, rows, .. } = self.group.key;
+        let text: String = text
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(usize::from(cols.saturating_sub(1)))
+            .collect();
+        Frame::data(format!("\x1b7\x1b[{rows};1H\x1b[0;30;43m{text}\x1b[K\x1b[0m\x1b8").as_bytes())
+    }
+
+    /// A frame that puts the last row back as the group's screen has it.
+    pub fn restore(&self) -> Vec<u8> {
+        let Key { cols, rows, .. } = self.group.key;
+        let screen = lock(&self.group.screen);
+        let row = screen
+            .model
+            .screen()
+            .rows_formatted(0, cols)
+            .nth(usize::from(rows.saturating_sub(1)))
+            .unwrap_or_default();
+        // DECRC (ESC 8) puts back the cursor and the attributes too.
+        Frame::data(format!("\x1b7\x1b[{rows};1H\x1b[0m\x1b[2K{row}\x1b8").as_bytes())
+    }
+}
+
+impl Audience {
+    /// Joins the group of `key`, starting it (and its client, with
+    /// `start`) if there is none. Returns the member and its first frame:
+    /// the screen as it is now.
+    pub fn join(
+        &self,
+        key: Key,
+        start: impl FnOnce() -> Result<(PtyChild, AsyncFd<OwnedFd>), String>,
+    ) -> Result<(Member, Vec<u8>), String> {
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        groups.retain(|_, g| g.strong_count() > 0);
+        if let Some(group) = groups.get(&key).and_then(Weak::upgrade) {
+            let screen = lock(&group.screen);
+            if let Some(tx) = &screen.tx {
+                let rx = tx.subscribe();
+                let first = screen.redraw();
+                drop(screen);
+                return Ok((Member { group, rx }, first));
+            }
+        }
+        let (child, master) = start()?;
+        let (cols, rows) = (
+            NonZeroU16::new(key.cols).unwrap_or(NonZeroU16::MIN),
+            NonZeroU16::new(key.rows).unwrap_or(NonZeroU16::MIN),
+        );
+        let (tx, rx) = broadcast::channel(BACKLOG);
+        let screen = Arc::new(Mutex::new(Screen {
+            filter: Filter::default(),
+            model: vt100::Parser::new(rows, cols, 0),
+            tx: Some(tx),
+        }));
+        let (stop, stopped) = oneshot::channel();
+        let group = Arc::new(Group {
+            key: key.clone(),
+            pid: child.id(),
+            screen: screen.clone(),
+            _stop: stop,
+        });
+        let first = lock(&screen).redraw();
+        tokio::spawn(pump(screen, master, child, stopped));
+        groups.insert(key, Arc::downgrade(&group));
+        Ok((Member { group, rx }, first))
+    }
+
+    /// The processes of the groups' clients (never the host's).
+    pub fn clients(&self) -> Vec<u32> {
+        let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        groups
+            .values()
+            .filter_map(Weak::upgrade)
+            .filter_map(|g| g.pid)
+            .collect()
+    }
+
+    /// How many groups there are, and how many members in all.
+    pub fn size(&self) -> (usize, usize) {
+        let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        let live: Vec<Arc<Group>> = groups.values().filter_map(Weak::upgrade).collect();
+        // Each member holds one reference; `live` holds one more each.
+        let members = live.iter().map(|g| Arc::strong_count(g) - 1).sum();
+        (live.len(), members)
+    }
+}
+
+/// Reads a group's client until it ends or the group is gone: each read,
+/// cut at a clean edge, goes into the model and, framed once, to every
+/// member.
+async fn pump(
+    screen: Arc<Mutex<Screen>>,
+    master: AsyncFd<OwnedFd>,
+    mut child: PtyChild,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut buf = vec![0u8; 16384];
+    let mut out = Vec::with_capacity(buf.len());
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            ready = master.readable() => {
+                let Ok(mut guard) = ready else { break };
+                match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)) {
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    Ok(Ok(n)) => {
+                        out.clear();
+                        let mut s = lock(&screen);
+                        s.filter.push(&buf[..n], &mut out);
+                        if !out.is_empty() {
+                            s.model.process(&out);
+                            if let Some(tx) = &s.tx {
+                                // No member listening is not an error: the
+                                // last one may be leaving right now.
+                                let _ = tx.send(Arc::from(Frame::data(&out)));
+                            }
+                        }
+                    }
+                    Err(_would_block) => {}
+                }
+            }
+        }
+    }
+    // Members see the end once they have read what came before it.
+    lock(&screen).tx = None;
+    child.kill().await;
+}
