@@ -90,3 +90,176 @@ fn each_guest_costs_the_broker_at_most_two_descriptors_and_the_limit_is_raised()
         }
     });
 }
+
+/// The session's tmux clients that draw a screen, as `WIDTHxHEIGHT` and
+/// whether read-only.
+fn clients(w: &World, session: &str) -> Vec<String> {
+    let mut v: Vec<String> = w
+        .host_tmux(
+            session,
+            &[
+                "list-clients",
+                "-F",
+                "#{client_control_mode} #{client_width}x#{client_height}:#{?client_readonly,ro,rw}",
+            ],
+        )
+        .lines()
+        // The broker's own control client is not a screen.
+        .filter_map(|l| l.strip_prefix("0 "))
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+fn wait_clients(w: &World, session: &str, want: &[&str]) {
+    common::eventually(20, || {
+        let have = clients(w, session);
+        (have == want)
+            .then_some(())
+            .ok_or(format!("clients {have:?}, want {want:?}"))
+    });
+}
+
+/// Runs `cmd` in the session's shell, as the host typing it.
+fn host_types(w: &World, session: &str, cmd: &str) {
+    let pane = format!("={session}:");
+    w.host_tmux(session, &["send-keys", "-t", &pane, "-l", cmd]);
+    w.host_tmux(session, &["send-keys", "-t", &pane, "Enter"]);
+}
+
+/// A guest's screen without its last row (where the broker draws that
+/// guest's own messages).
+fn above_last_row(w: &World, target: &str) -> String {
+    let s = w.screen(target);
+    let mut lines: Vec<&str> = s.lines().collect();
+    lines.pop();
+    lines.join("\n")
+}
+
+/// Waits for two guests' screens (but their last rows) to be the same.
+fn wait_same_screen(w: &World, a: &str, b: &str) {
+    common::eventually(20, || {
+        let (x, y) = (above_last_row(w, a), above_last_row(w, b));
+        (x == y)
+            .then_some(())
+            .ok_or(format!("{a}:\n{x}\n---- {b}:\n{y}"))
+    });
+}
+
+#[test]
+fn mirror_guests_of_one_size_share_a_client_a_late_joiner_sees_the_whole_screen() {
+    let Some((w, guests)) = World::new(
+        "fan",
+        &[
+            ("fan0", "sfan", Some("mirror")),
+            ("fan1", "sfan", Some("mirror")),
+            ("fan2", "sfan", Some("mirror")),
+        ],
+    ) else {
+        return;
+    };
+    w.start_session("sfan", "mirror", "echo FAN-READY; exec sh");
+    // The host's terminal sizes the window to what the guests see, so tmux
+    // scrolls their terminals with a scroll region instead of redrawing.
+    let host = w.attach_host("sfan");
+    w.drv(&["resize-window", "-t", &host, "-x", "100", "-y", "30"]);
+    w.wait_screen(&host, "FAN-READY", 20);
+    let first = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&first, "FAN-READY", 20);
+    // Output the first guest saw drawn, and that tmux never draws again:
+    // colours, a wide character, and enough lines to scroll.
+    host_types(
+        &w,
+        "sfan",
+        "for i in $(seq 1 40); do printf '\\033[1;3%dmEARLY-%s\\033[0m \\342\\202\\254\\n' $((i % 7)) $i; done",
+    );
+    w.wait_screen(&first, "EARLY-40", 20);
+
+    // The late joiner: the same client, and the screen as it is.
+    let late = w.join_in_window(&guests[1], 100, 30);
+    w.wait_screen(&late, "EARLY-40", 20);
+    wait_clients(&w, "sfan", &["100x30:ro", "100x30:rw"]);
+    wait_same_screen(&w, &first, &late);
+    // More output scrolls both through tmux's scroll region, which the
+    // late joiner's terminal must have been given.
+    // (One line at a time: a burst tmux would redraw whole.)
+    host_types(
+        &w,
+        "sfan",
+        "for i in $(seq 1 50); do echo MORE-$i; sleep 0.02; done",
+    );
+    w.wait_screen(&late, "MORE-50", 20);
+    wait_same_screen(&w, &first, &late);
+
+    // Another size: its own client, and a screen that fits it (tmux's
+    // status line on its last row once the broker's banner is gone).
+    let small = w.join_in_window(&guests[2], 80, 24);
+    w.wait_screen(&small, "MORE-50", 20);
+    wait_clients(&w, "sfan", &["100x30:ro", "100x30:rw", "80x24:ro"]);
+    common::eventually(30, || {
+        let s = w.screen(&small);
+        let last = s.lines().last().unwrap_or("").to_string();
+        (s.lines().count() == 24 && last.starts_with("[sfan]"))
+            .then_some(())
+            .ok_or(format!("last row {last:?} of:\n{s}"))
+    });
+    let _ = w.host_pairjail(&["stop", "--session", "sfan"]);
+}
+
+#[test]
+fn a_demoted_promoted_or_kicked_guest_leaves_its_group_cleanly() {
+    let Some((w, guests)) = World::new(
+        "grp",
+        &[
+            ("grp0", "sgrp", Some("pair")),
+            ("grp1", "sgrp", Some("mirror")),
+            ("grp2", "sgrp", Some("mirror")),
+        ],
+    ) else {
+        return;
+    };
+    w.start_session("sgrp", "mirror,pair", "echo GRP-READY; exec sh");
+    let t: Vec<String> = guests
+        .iter()
+        .map(|g| w.join_in_window(g, 100, 30))
+        .collect();
+    for g in &t {
+        w.wait_screen(g, "GRP-READY", 20);
+    }
+    // The pair guest has its own client; the two mirror guests one.
+    wait_clients(&w, "sgrp", &["100x30:ro", "100x30:rw"]);
+
+    // Demoted: into the group, its own client gone, shown the screen.
+    let out = w.host_pairjail(&["mode", "grp0", "mirror", "--session", "sgrp"]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    wait_clients(&w, "sgrp", &["100x30:ro"]);
+    w.wait_screen(&t[0], "the host made you mirror", 10);
+    host_types(&w, "sgrp", "echo AFTER-DEMOTE");
+    for g in &t {
+        w.wait_screen(g, "AFTER-DEMOTE", 20);
+    }
+
+    // Kicked: the others keep watching through the same client.
+    let out = w.host_pairjail(&["kick", "grp1", "--session", "sgrp"]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    w.wait_screen(&t[1], "SSH-EXIT=0", 10);
+    host_types(&w, "sgrp", "echo AFTER-KICK");
+    w.wait_screen(&t[0], "AFTER-KICK", 20);
+    w.wait_screen(&t[2], "AFTER-KICK", 20);
+    wait_clients(&w, "sgrp", &["100x30:ro"]);
+
+    // Promoted: out of the group with a client of its own that types.
+    let out = w.host_pairjail(&["mode", "grp2", "pair", "--session", "sgrp"]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    wait_clients(&w, "sgrp", &["100x30:ro", "100x30:rw"]);
+    w.drv(&["send-keys", "-t", &t[2], "-l", "echo TYPED-$((6*7))"]);
+    w.drv(&["send-keys", "-t", &t[2], "Enter"]);
+    w.wait_screen(&t[0], "TYPED-42", 20);
+
+    // The last member gone: the group's client ends with it.
+    let out = w.host_pairjail(&["kick", "grp0", "--session", "sgrp"]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    wait_clients(&w, "sgrp", &["100x30:rw"]);
+    let _ = w.host_pairjail(&["stop", "--session", "sgrp"]);
+}

@@ -257,16 +257,24 @@ async fn announce_loop(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<String
     if let Err(e) = notices::install_segment(&cfg.tmux, &cfg.session).await {
         log(format!("no guests segment in the status line: {e}"));
     }
-    while let Some(text) = rx.recv().await {
+    while let Some(first) = rx.recv().await {
+        // A burst (an audience arriving) is one segment update: setting a
+        // tmux option redraws every client.
+        let mut texts = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            texts.push(more);
+        }
         let guests = state.own_clients();
-        notices::tell_host(
-            &cfg.tmux,
-            &cfg.session,
-            cfg.host_uid,
-            &guests,
-            &format!("pairjail: {text}"),
-        )
-        .await;
+        for text in texts {
+            notices::tell_host(
+                &cfg.tmux,
+                &cfg.session,
+                cfg.host_uid,
+                &guests,
+                &format!("pairjail: {text}"),
+            )
+            .await;
+        }
         let _ = notices::set_segment(&cfg.tmux, &cfg.session, &state.roster.summary()).await;
     }
 }

@@ -289,8 +289,10 @@ impl World {
 
     /// Like `join_in_window`, as another ssh user.
     pub fn join_in_window_as(&self, g: &Guest, user: &str, cols: u16, rows: u16) -> String {
+        // ssh starts once the window has its size (the Enter sent after
+        // the resize), so the guest joins at that size.
         let cmd = format!(
-            "ssh -tt {} {user}@127.0.0.1; echo SSH-EXIT=$?; sleep 600",
+            "read _; ssh -tt {} {user}@127.0.0.1; echo SSH-EXIT=$?; sleep 600",
             self.ssh_args(&g.key).join(" ")
         );
         let target = format!("drv:{}", g.name);
@@ -304,6 +306,7 @@ impl World {
             "-y",
             &rows.to_string(),
         ]);
+        self.drv(&["send-keys", "-t", &target, "Enter"]);
         target
     }
 
