@@ -1,7 +1,9 @@
-//! Session benchmarks (run by `just bench`, never as tests): join latency
-//! against the blog-post recipe `command="tmux -S sock attach -r"`, host
-//! keystroke → guest screen latency with 1, 10 and 50 mirror guests, and
-//! memory per guest. Needs root (users, sshd). Writes README's table.
+//! Session benchmarks (run by `just bench`, never as tests), side by side
+//! with the blog-post recipe `command="tmux -S sock attach -r"`: join
+//! latency; host keystroke → guest pty latency with 1, 10, 50, 100 and 200
+//! mirror guests against as many recipe clients; output floods with 10
+//! and 50; memory per guest at 100; 500 mirror guests connected at once.
+//! Needs root (users, sshd). Writes README's table.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -13,6 +15,8 @@ use std::time::{Duration, Instant};
 use common::sshd::{GUEST_USER, Guest, HOST, World};
 
 const MARKER: &str = "HOST-MARKER-4242";
+/// The largest audience measured.
+const AUDIENCE: usize = 500;
 
 fn as_host(args: &[&str]) {
     let out = common::run_as(HOST, args[0])
@@ -104,20 +108,24 @@ fn pairjail_rss() -> u64 {
     roots.iter().map(|p| rss_kib(*p)).sum()
 }
 
-/// Runs the guest's ssh on a pty and reports every chunk it prints with the
-/// time it arrived (the text accumulated since the last report, so a token
-/// split across reads is still found).
-fn watched_guest(
-    w: &World,
-    g: &Guest,
-) -> (
-    std::process::Child,
-    std::sync::mpsc::Receiver<(String, Instant)>,
-) {
-    let mut cmd = w.ssh_command(&g.key);
+/// An ssh client on a pty of its own that a thread reads to the end. A
+/// watched one reports every chunk with the time it arrived (the text
+/// accumulated since the last report, so a token split across reads is
+/// still found); the others are drained, so they never hold anyone up.
+struct Viewer {
+    child: std::process::Child,
+    arrivals: Option<std::sync::mpsc::Receiver<(String, Instant)>>,
+    on_screen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn viewer(w: &World, key: &std::path::Path, watched: bool) -> Viewer {
+    use std::sync::atomic::Ordering;
+    let mut cmd = w.ssh_command(key);
     cmd.args(["-tt", &format!("{GUEST_USER}@127.0.0.1")]);
     let (child, master) = pairjail::terminal::spawn_on_pty_blocking(cmd, 80, 24).expect("pty");
     let (tx, rx) = std::sync::mpsc::channel();
+    let on_screen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = on_screen.clone();
     std::thread::spawn(move || {
         use std::io::Read;
         let mut f = std::fs::File::from(master);
@@ -132,29 +140,76 @@ fn watched_guest(
             if tail.len() > 4096 {
                 tail.drain(..tail.len() - 256);
             }
-            if tx
-                .send((String::from_utf8_lossy(&tail).into_owned(), at))
-                .is_err()
-            {
+            let text = String::from_utf8_lossy(&tail).into_owned();
+            if !seen.load(Ordering::Relaxed) && text.contains(MARKER) {
+                seen.store(true, Ordering::Relaxed);
+            }
+            if watched && tx.send((text, at)).is_err() {
                 break;
             }
         }
     });
-    // Wait until the session is on its screen.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    Viewer {
+        child,
+        arrivals: watched.then_some(rx),
+        on_screen,
+    }
+}
+
+/// Starts `n` viewers, a few at a time (sshd refuses bursts of
+/// unauthenticated connections), each on screen before the next batch.
+fn viewers(w: &World, keys: &[std::path::PathBuf]) -> Vec<Viewer> {
+    let mut all = Vec::new();
+    for batch in keys.chunks(8) {
+        let started: Vec<Viewer> = batch.iter().map(|k| viewer(w, k, false)).collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !started
+            .iter()
+            .all(|v| v.on_screen.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            assert!(Instant::now() < deadline, "a viewer never saw the session");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        all.extend(started);
+    }
+    all
+}
+
+/// Sends `token` with `send` and returns the milliseconds until the
+/// watched viewer shows `shown`.
+fn latency(
+    arrivals: &std::sync::mpsc::Receiver<(String, Instant)>,
+    send: &dyn Fn(),
+    shown: &str,
+) -> f64 {
+    while arrivals.try_recv().is_ok() {}
+    let start = Instant::now();
+    send();
     loop {
-        let (t, _) = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the watched guest saw nothing");
-        if t.contains(MARKER) || Instant::now() > deadline {
-            break;
+        let seen = arrivals
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the output never arrived");
+        if seen.0.contains(shown) {
+            return seen.1.duration_since(start).as_secs_f64() * 1000.0;
         }
     }
-    (child, rx)
+}
+
+fn recipe_pss_kib() -> u64 {
+    processes()
+        .iter()
+        .filter(|(_, _, c)| c.contains("attach -r -t =recipe"))
+        .map(|(p, _, _)| rss_kib(*p))
+        .sum()
+}
+
+/// The median of `v`, and its interquartile range.
+fn spread(v: &mut [f64]) -> (f64, f64, f64) {
+    (percentile(v, 0.5), percentile(v, 0.25), percentile(v, 0.75))
 }
 
 fn main() {
-    let mut spec: Vec<(String, &str, Option<&str>)> = (0..50)
+    let mut spec: Vec<(String, &str, Option<&str>)> = (0..AUDIENCE)
         .map(|i| (format!("g{i}"), "sbench", Some("mirror")))
         .collect();
     spec.push(("recipe".into(), "unused", None));
@@ -190,7 +245,7 @@ fn main() {
     as_host(&["tmux", "-S", rs, "server-access", "-a", GUEST_USER]);
     let keys = w.dir.join("keys").join(GUEST_USER);
     let text = fs::read_to_string(&keys).unwrap();
-    let recipe_pub = fs::read_to_string(guests[50].key.with_extension("pub")).unwrap();
+    let recipe_pub = fs::read_to_string(guests[AUDIENCE].key.with_extension("pub")).unwrap();
     let text = text.replace(
         &text.lines().last().unwrap().to_string(),
         &format!(
@@ -208,86 +263,186 @@ fn main() {
     let (mut pj, mut recipe) = (Vec::new(), Vec::new());
     for _ in 0..10 {
         pj.push(join_ms(&w, &guests[0]));
-        recipe.push(join_ms(&w, &guests[50]));
+        recipe.push(join_ms(&w, &guests[AUDIENCE]));
     }
     let (pj_med, recipe_med) = (percentile(&mut pj, 0.5), percentile(&mut recipe, 0.5));
 
-    // Keystroke latency with 1, 10, 50 mirror guests. The watched guest's
-    // ssh runs on a pty of its own that a thread reads directly, so the
-    // measurement does not include screen polling; the others run in the
-    // driver tmux.
+    // The audience, side by side: N mirror guests of pairjail and N clients
+    // of the recipe, both connected at once; keystrokes and floods go to
+    // one then the other, interleaved. Each side has one watched viewer.
     let broker_alone = pairjail_rss();
-    let (watch, arrivals) = watched_guest(&w, &guests[0]);
-    let mut joined: Vec<String> = Vec::new();
-    let mut rows = Vec::new();
-    let mut per_guest_kib = 0.0;
-    for n in [1usize, 10, 50] {
-        while joined.len() + 1 < n {
-            let t = w.join_in_window(&guests[joined.len() + 1], 80, 24);
-            w.wait_screen(&t, MARKER, 30);
-            joined.push(t);
-        }
-        let mut lat = Vec::new();
-        for i in 0..100 {
-            let token = format!("K{n}X{i}Z");
-            let start = Instant::now();
-            w.host_tmux("sbench", &["send-keys", "-t", "=sbench:", "-l", &token]);
-            loop {
-                let seen = arrivals
-                    .recv_timeout(Duration::from_secs(10))
-                    .expect("keystroke never arrived");
-                if seen.0.contains(&token) {
-                    lat.push(seen.1.duration_since(start).as_secs_f64() * 1000.0);
-                    break;
-                }
+    let pj_keys: Vec<std::path::PathBuf> =
+        guests[..AUDIENCE].iter().map(|g| g.key.clone()).collect();
+    let recipe_key = guests[AUDIENCE].key.clone();
+    let mut pj_watch = viewer(&w, &pj_keys[0], true);
+    let recipe_watch = viewer(&w, &recipe_key, true);
+    let pj_rx = pj_watch.arrivals.as_ref().expect("watched");
+    let recipe_rx = recipe_watch.arrivals.as_ref().expect("watched");
+    for rx in [pj_rx, recipe_rx] {
+        loop {
+            let (t, _) = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the watched viewer saw nothing");
+            if t.contains(MARKER) {
+                break;
             }
-            w.host_tmux("sbench", &["send-keys", "-t", "=sbench:", "C-u"]);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let p50 = percentile(&mut lat, 0.5);
-        let p99 = percentile(&mut lat, 0.99);
-        rows.push((n, p50, p99));
-        if n == 50 {
-            per_guest_kib = (pairjail_rss().saturating_sub(broker_alone)) as f64 / 50.0;
         }
     }
-    let mut watch = watch;
-    let _ = watch.kill();
-    let _ = watch.wait();
-    // Ending the session: time until every one of the 50 guests has been
+    let pj_send = |cmd: &str| w.host_tmux("sbench", &["send-keys", "-t", "=sbench:", "-l", cmd]);
+    let recipe_send =
+        |cmd: &str| as_host(&["tmux", "-S", rs, "send-keys", "-t", "=recipe:", "-l", cmd]);
+    let pj_enter = || w.host_tmux("sbench", &["send-keys", "-t", "=sbench:", "Enter"]);
+    let recipe_enter = || as_host(&["tmux", "-S", rs, "send-keys", "-t", "=recipe:", "Enter"]);
+    let (mut pj_audience, mut recipe_audience) = (Vec::new(), Vec::new());
+    let mut rows = Vec::new();
+    let mut floods = Vec::new();
+    let (mut pj_kib_100, mut recipe_kib_100) = (0.0, 0.0);
+    for n in [1usize, 10, 50, 100, 200] {
+        pj_audience.extend(viewers(&w, &pj_keys[1 + pj_audience.len()..n]));
+        let more = vec![recipe_key.clone(); n - 1 - recipe_audience.len()];
+        recipe_audience.extend(viewers(&w, &more));
+        let (mut pj_lat, mut recipe_lat) = (Vec::new(), Vec::new());
+        for i in 0..100 {
+            let token = format!("K{n}X{i}Z");
+            pj_lat.push(latency(
+                pj_rx,
+                &|| {
+                    pj_send(&token);
+                },
+                &token,
+            ));
+            recipe_lat.push(latency(recipe_rx, &|| recipe_send(&token), &token));
+            pj_send("\u{15}");
+            recipe_send("\u{15}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        rows.push((n, pj_lat, recipe_lat));
+        if n == 10 || n == 50 {
+            let (mut pj_f, mut recipe_f) = (Vec::new(), Vec::new());
+            for k in 0..3 {
+                let cmd = format!("seq 1 200000; printf 'FLOOD%dEND\\n' {n}{k}");
+                let end = format!("FLOOD{n}{k}END");
+                pj_f.push(latency(
+                    pj_rx,
+                    &|| {
+                        pj_send(&cmd);
+                        pj_enter();
+                    },
+                    &end,
+                ));
+                recipe_f.push(latency(
+                    recipe_rx,
+                    &|| {
+                        recipe_send(&cmd);
+                        recipe_enter();
+                    },
+                    &end,
+                ));
+            }
+            floods.push((n, pj_f, recipe_f));
+        }
+        if n == 100 {
+            pj_kib_100 = (pairjail_rss().saturating_sub(broker_alone)) as f64 / 100.0;
+            recipe_kib_100 = recipe_pss_kib() as f64 / 100.0;
+        }
+    }
+    // The recipe's clients go; pairjail's audience grows to 500.
+    for mut v in recipe_audience
+        .drain(..)
+        .chain(std::iter::once(recipe_watch))
+    {
+        let _ = v.child.kill();
+        let _ = v.child.wait();
+    }
+    pj_audience.extend(viewers(&w, &pj_keys[1 + pj_audience.len()..AUDIENCE]));
+    let connected = common::eventually(60, || {
+        let n = w.guests("sbench").len();
+        (n == AUDIENCE)
+            .then_some(n)
+            .ok_or(format!("{n} guests listed"))
+    });
+    let mut lat_500 = Vec::new();
+    for i in 0..100 {
+        let token = format!("K500X{i}Z");
+        lat_500.push(latency(
+            pj_rx,
+            &|| {
+                pj_send(&token);
+            },
+            &token,
+        ));
+        pj_send("\u{15}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let alive = pj_audience.len() + 1;
+    let still = pj_audience
+        .iter_mut()
+        .map(|v| v.child.try_wait())
+        .filter(|s| matches!(s, Ok(None)))
+        .count()
+        + usize::from(matches!(pj_watch.child.try_wait(), Ok(None)));
+    // Ending the session: time until every one of the guests has been
     // told and disconnected.
     let start = Instant::now();
     let _ = w.host_pairjail(&["stop", "--session", "sbench"]);
-    for t in &joined {
-        w.wait_screen(t, "SSH-EXIT=", 30);
+    for v in pj_audience.iter_mut() {
+        let _ = v.child.wait();
     }
     let end_ms = start.elapsed().as_secs_f64() * 1000.0;
 
-    let p99_1 = rows[0].2;
-    let p99_50 = rows[2].2;
     let mut t = String::new();
-    t.push_str("| measure | pairjail | peer | ratio | goal |\n|---|---|---|---|---|\n");
+    t.push_str("| measure | pairjail | peer | ratio (IQR) | goal |\n|---|---|---|---|---|\n");
     t.push_str(&format!(
         "| join latency, ssh start → host content on screen (median of 10, interleaved) | {pj_med:.0} ms | {recipe_med:.0} ms (`command=\"tmux -S sock attach -r\"`, no jail) | {:.2}× | ≤ 1.10× |\n",
         pj_med / recipe_med
     ));
-    for (n, p50, p99) in &rows {
-        t.push_str(&format!("| host keystroke → guest screen, {n} mirror guest(s) | p50 {p50:.1} ms, p99 {p99:.1} ms | | | |\n"));
+    let p99_1 = percentile(&mut rows[0].1.clone(), 0.99);
+    for (n, pj, recipe) in rows.iter_mut() {
+        let (p50, p99) = (percentile(pj, 0.5), percentile(pj, 0.99));
+        let (r50, r99) = (percentile(recipe, 0.5), percentile(recipe, 0.99));
+        let goal = match n {
+            1 => "≤ 1.05×",
+            100 => "≤ 1.0×",
+            _ => "",
+        };
+        t.push_str(&format!(
+            "| host keystroke → guest pty, {n} mirror guest(s) vs {n} recipe client(s) | p50 {p50:.1} ms, p99 {p99:.1} ms | p50 {r50:.1} ms, p99 {r99:.1} ms | p50 {:.2}×, p99 {:.2}× | {goal} |\n",
+            p50 / r50,
+            p99 / r99
+        ));
+    }
+    let p99_200 = percentile(&mut rows[4].1.clone(), 0.99);
+    t.push_str(&format!(
+        "| p99 with 200 mirror guests ÷ p99 with 1 | | | {:.2}× | ≤ 1.5× |\n",
+        p99_200 / p99_1
+    ));
+    for (n, pj, recipe) in floods.iter_mut() {
+        let (p, plo, phi) = spread(pj);
+        let (r, rlo, rhi) = spread(recipe);
+        t.push_str(&format!(
+            "| output flood (`seq 1 200000`) to the watched guest's pty, {n} mirror guests vs {n} recipe clients (median of 3, interleaved) | {p:.0} ms ({plo:.0}–{phi:.0}) | {r:.0} ms ({rlo:.0}–{rhi:.0}) | {:.2}× | ≤ 1.0× |\n",
+            p / r
+        ));
     }
     t.push_str(&format!(
-        "| p99 with 50 guests ÷ p99 with 1 | | | {:.2}× | ≤ 2× |\n",
-        p99_50 / p99_1
+        "| memory per mirror guest at 100 guests (PSS of the broker's growth + join + jail pid 1 + relay) | {:.0} KiB ({:.2} MiB) | {:.0} KiB (the recipe's `tmux attach -r` client) | {:.2}× | ≤ 0.5 MiB |\n",
+        pj_kib_100,
+        pj_kib_100 / 1024.0,
+        recipe_kib_100,
+        pj_kib_100 / recipe_kib_100
+    ));
+    let (p50, p99) = (
+        percentile(&mut lat_500.clone(), 0.5),
+        percentile(&mut lat_500, 0.99),
+    );
+    t.push_str(&format!(
+        "| {AUDIENCE} mirror guests join one session (same terminal size) and stay connected | {still} of {alive} still connected ({connected} listed by `status`); keystroke p50 {p50:.1} ms, p99 {p99:.1} ms | | | all |\n"
     ));
     t.push_str(&format!(
-        "| memory per guest (PSS of broker share + tmux client + join + jail pid 1 + relay), 50 guests | {:.0} KiB ({:.2} MiB) | | | ≤ 4 MiB |\n",
-        per_guest_kib,
-        per_guest_kib / 1024.0
+        "| session end → all {} guests disconnected (ssh exited) | {end_ms:.0} ms | | | ≤ 1 s |\n",
+        pj_audience.len()
     ));
-    t.push_str(&format!(
-        "| session end → all {} guests in the driver disconnected (ssh exited) | {end_ms:.0} ms | | | ≤ 1 s |\n",
-        joined.len()
-    ));
-    t.push_str("\nKeystroke latency: 100 keystrokes per row, from `tmux send-keys` on the host's server to the bytes arriving on the watched guest's own terminal (its `ssh -tt` on a pty the benchmark reads); join latency includes polling the guest's screen with `tmux capture-pane` (a few ms per poll), the same for both.\n");
+    t.push_str("\nKeystroke latency: 100 keystrokes per row, from `tmux send-keys` on the host's server to the bytes arriving on the watched viewer's own terminal (its `ssh -tt` on a pty the benchmark reads), pairjail and the recipe interleaved with both audiences connected. Floods: `seq 1 200000` typed into each session, until its last line reaches the watched viewer. Every viewer is 80×24, so pairjail's mirror guests form one group. Join latency includes polling the guest's screen with `tmux capture-pane` (a few ms per poll), the same for both.\n");
     println!("{t}");
     let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
     let text = fs::read_to_string(readme).unwrap();
