@@ -56,17 +56,22 @@ fn escape_len(rest: &[u8]) -> Unit {
             Unit::Partial
         }
         // OSC, DCS, APC, PM, SOS: a string until BEL (OSC) or ST.
+        // An ESC not starting ST, CAN or SUB ends it early, as terminals do.
         b']' | b'P' | b'_' | b'^' | b'X' => {
             for j in 2..rest.len() {
-                if rest[j] == 0x07 && second == b']' {
-                    return Unit::Complete(j + 1);
-                }
-                if rest[j] == 0x1b && rest.get(j + 1) == Some(&b'\\') {
-                    return Unit::Complete(j + 2);
+                match (rest[j], rest.get(j + 1)) {
+                    (0x07, _) if second == b']' => return Unit::Complete(j + 1),
+                    (0x18 | 0x1a, _) => return Unit::Complete(j + 1),
+                    (0x1b, Some(b'\\')) => return Unit::Complete(j + 2),
+                    (0x1b, Some(_)) => return Unit::Complete(j),
+                    (0x1b, None) => return Unit::Partial,
+                    _ => {}
                 }
             }
             Unit::Partial
         }
+        // ESC ESC: the first one is abandoned; the second starts anew.
+        0x1b => Unit::Complete(1),
         // Intermediates (a character set: ESC ( B), then a final byte.
         0x20..=0x2f => {
             for (j, &b) in rest.iter().enumerate().skip(2) {
@@ -211,6 +216,24 @@ mod tests {
             let mut out = Vec::new();
             f.push(chunk, &mut out);
             assert_eq!(out, shown, "after {chunk:?}");
+        }
+    }
+
+    #[test]
+    fn an_abandoned_escape_or_string_cannot_hide_the_switch() {
+        for input in [
+            &b"\x1b\x1b[?1049hx"[..],
+            b"\x1b]0;t\x1b[?1049hx",
+            b"\x1bPq\x18\x1b[?1049hx",
+        ] {
+            let out = run(&[input]);
+            assert!(
+                !out.windows(8).any(|w| w == b"\x1b[?1049h"),
+                "{input:?} gave {out:?}"
+            );
+            for cut in 0..input.len() {
+                assert_eq!(run(&[&input[..cut], &input[cut..]]), out, "cut at {cut}");
+            }
         }
     }
 

@@ -72,10 +72,17 @@ impl Screen {
     /// of it: attributes reset, tmux's scroll region, then the contents,
     /// cursor and input modes.
     fn redraw(&self) -> Vec<u8> {
-        let mut bytes = b"\x1b[0m".to_vec();
+        let screen = self.model.screen();
+        // The contents first, under the whole-screen region (the model
+        // moves down rows with CR LF, which a region's bottom would turn
+        // into a scroll); then tmux's region, which homes the cursor, and
+        // the cursor back where it was.
+        let mut bytes = b"\x1b[0m\x1b[r".to_vec();
+        bytes.extend_from_slice(screen.state_formatted().as_bytes());
         bytes.extend_from_slice(&self.filter.region());
-        bytes.extend_from_slice(self.model.screen().state_formatted().as_bytes());
-        Frame::data(&bytes)
+        let (row, col) = screen.cursor_position();
+        bytes.extend_from_slice(format!("\x1b[{};{}H", row + 1, col + 1).as_bytes());
+        Frame::data_frames(&bytes)
     }
 }
 
@@ -223,6 +230,9 @@ async fn pump(
     mut child: PtyChild,
     mut stopped: oneshot::Receiver<()>,
 ) {
+    // However the task ends (a panic too), members see the end and new
+    // guests start a new group.
+    let _ended = Ended(screen.clone());
     let mut buf = vec![0u8; 16384];
     let mut out = Vec::with_capacity(buf.len());
     loop {
@@ -250,7 +260,15 @@ async fn pump(
             }
         }
     }
-    // Members see the end once they have read what came before it.
-    lock(&screen).tx = None;
     child.kill().await;
+}
+
+/// Ends a group's stream: members see the end once they have read what
+/// came before it.
+struct Ended(Arc<Mutex<Screen>>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        lock(&self.0).tx = None;
+    }
 }

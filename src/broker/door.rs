@@ -83,11 +83,13 @@ pub async fn wait(
     let token = token().map_err(|e| Shut::Denied(Decider::Host, e))?;
     let option = format!("@pairjail-door-{token}");
     let channel = format!("pairjail-door-{token}");
-    let guests = state.own_clients();
     // display-menu returns only when its menu closes: each runs in its own
     // task, dropped (and its tmux client killed) when the door closes.
     let mut menus = tokio::task::JoinSet::new();
-    let shown = notices::host_clients(&cfg.tmux, &cfg.session, cfg.host_uid, &guests).await;
+    let shown = notices::host_clients(&cfg.tmux, &cfg.session, cfg.host_uid, &|| {
+        state.own_clients()
+    })
+    .await;
     for tty in shown.clone() {
         let (t, title) = (cfg.tmux.clone(), format!("pairjail: {who}"));
         let (option, channel) = (option.clone(), channel.clone());

@@ -35,6 +35,10 @@ use crate::terminal as pty;
 const MAX_PENDING: usize = 256 * 1024;
 static CLIENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// How long a group member's terminal size must hold before it moves to
+/// the group of that size.
+const SETTLE: Duration = Duration::from_millis(200);
+
 /// How long before the end a guest is warned.
 const WARNING: Duration = Duration::from_secs(60);
 
@@ -380,6 +384,13 @@ async fn group_output(member: &mut Option<Member>) -> Next {
     }
 }
 
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn overlay_due(overlay: &Option<Overlay>) {
     match overlay.as_ref().and_then(|o| o.until) {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -419,6 +430,8 @@ fn next_due(link: &Link, joined: Instant) -> Option<(Instant, Due)> {
     let end = ends.into_iter().min_by_key(|(at, _)| *at);
     let mut due: Vec<(Instant, Due)> = vec![];
     if let Some((at, why)) = end {
+        // The end first: at the same instant it wins over its warning.
+        due.push((at, Due::End(why.clone())));
         if !link.warned {
             let when = at
                 .checked_sub(WARNING)
@@ -435,7 +448,6 @@ fn next_due(link: &Link, joined: Instant) -> Option<(Instant, Due)> {
                 )),
             ));
         }
-        due.push((at, Due::End(why)));
     }
     if let Some(idle) = link.spec.limits.idle_timeout {
         due.push((link.last_input + Duration::from_secs(idle), Due::Idle));
@@ -460,6 +472,7 @@ async fn copy(
     let joined = Instant::now();
     let mut out = [0u8; 16384];
     let mut data = Vec::with_capacity(out.len());
+    let mut regroup_at: Option<Instant> = None;
     let mut last_touch = 0u64;
     loop {
         let due = next_due(link, joined);
@@ -478,7 +491,13 @@ async fn copy(
                 }
                 Some(Order::Mode(mode, reply)) => {
                     let r = change_mode(state, link, mode).await;
+                    let failed = r.as_ref().err().cloned();
                     let _ = reply.send(r);
+                    // A demotion that could not give a screen: out, rather
+                    // than left typing or frozen.
+                    if let (Some(e), None, None) = (failed, &link.client, &link.member) {
+                        return Some(e);
+                    }
                 }
                 None => {}
             },
@@ -489,7 +508,9 @@ async fn copy(
                     // land on top of a warning shown as the client appears:
                     // one shown that early is shown again once it is gone.
                     let now = Instant::now();
-                    link.warned = shown && now >= link.banner_until;
+                    // (A group member's banner is the broker's own, which
+                    // the warning replaces.)
+                    link.warned = shown && (now >= link.banner_until || link.member.is_some());
                     link.warn_after = if shown {
                         link.banner_until.max(now + Duration::from_millis(250))
                     } else {
@@ -508,7 +529,9 @@ async fn copy(
             },
             // Input held back for the recording: offered again shortly.
             _ = tokio::time::sleep(Duration::from_millis(100)), if !link.held.is_empty() => release(state, link),
-            frame = read_frame_async(rd, buf), if link.to_tmux.len() < MAX_PENDING && link.held.len() < MAX_PENDING => match frame {
+            // A guest that does not read is not read either: what it sends
+            // (a resize makes a redraw) could otherwise pile up unbounded.
+            frame = read_frame_async(rd, buf), if link.to_tmux.len() < MAX_PENDING && link.held.len() < MAX_PENDING && link.to_guest.len() < MAX_PENDING => match frame {
                 Ok(Some(Frame::Data(bytes))) => {
                     link.last_input = Instant::now();
                     let now = crate::clock::now();
@@ -528,8 +551,14 @@ async fn copy(
                     link.spec.rows = rows;
                     if let Some(c) = &link.client {
                         let _ = pty::set_size(c.master.get_ref().as_fd(), cols, rows);
-                    } else if let Err(e) = regroup(state, link) {
-                        return Some(e);
+                    } else {
+                        // A group member moves once its size has settled:
+                        // a stream of resizes must not start a tmux client
+                        // and a screen model each.
+                        let moved = link.member.as_ref().is_some_and(|m| {
+                            (m.key().cols, m.key().rows) != (cols, rows)
+                        });
+                        regroup_at = moved.then(|| Instant::now() + SETTLE);
                     }
                 }
                 Ok(Some(_)) => {}
@@ -560,6 +589,12 @@ async fn copy(
                     Next::Ended => return Some(group_ended(state).await),
                 }
                 link.after_group_output();
+            }
+            _ = sleep_until_some(regroup_at) => {
+                regroup_at = None;
+                if let Err(e) = regroup(state, link) {
+                    return Some(e);
+                }
             }
             _ = overlay_due(&link.overlay) => {
                 if let Some(o) = link.overlay.as_mut() {
@@ -660,28 +695,37 @@ async fn change_mode(state: &State, link: &mut Link, mode: Mode) -> Result<Strin
     link.to_tmux.clear();
     link.held.clear();
     if mode == Mode::Mirror {
-        // What the old client has already taken from its pty is dropped
-        // by the tmux server from now on, before the client is gone.
-        if let Some(c) = &link.client {
-            let name = c.name(&state.cfg.tmux).await?;
-            notices::set_read_only(&state.cfg.tmux, &name)
-                .await
-                .map_err(|e| format!("tmux refused to make the guest's client read-only: {e}"))?;
+        // Fails closed: the broker stops passing keys before anything else;
+        // what the old client has already taken from its pty is dropped by
+        // the tmux server (best effort) and the client ends whatever
+        // happens next.
+        link.mode = mode;
+        let mut old_client = link.client.take();
+        if let Some(c) = &old_client
+            && let Ok(name) = c.name(&state.cfg.tmux).await
+        {
+            let _ = notices::set_read_only(&state.cfg.tmux, &name).await;
         }
+        let attached = link.attach(state, mode);
+        if let Some(c) = old_client.as_mut() {
+            c.child.kill().await;
+        }
+        attached?;
+    } else {
+        let mut old_client = link.client.take();
+        let old_member = link.member.take();
+        if let Err(e) = link.attach(state, mode) {
+            // Nothing changed: the guest keeps the screen it had.
+            link.client = old_client;
+            link.member = old_member;
+            return Err(e);
+        }
+        link.mode = mode;
+        if let Some(c) = old_client.as_mut() {
+            c.child.kill().await;
+        }
+        drop(old_member);
     }
-    let mut old_client = link.client.take();
-    let old_member = link.member.take();
-    if let Err(e) = link.attach(state, mode) {
-        // Nothing changed: the guest keeps the screen it had.
-        link.client = old_client;
-        link.member = old_member;
-        return Err(e);
-    }
-    link.mode = mode;
-    if let Some(c) = old_client.as_mut() {
-        c.child.kill().await;
-    }
-    drop(old_member);
     link.overlay = None;
     let how = if link.member.is_some() {
         "watching with the other mirror guests"

@@ -107,11 +107,19 @@ fn started_by(c: &ClientInfo, started: &[u32]) -> bool {
 
 /// The host's own clients of the session: its uid, not a control client,
 /// not one the broker started for a guest (`guests`: those processes).
-pub async fn host_clients(t: &Tmux, session: &str, host_uid: u32, guests: &[u32]) -> Vec<String> {
-    clients(t, Some(session))
-        .await
+/// `guests` is asked after tmux has listed its clients: a guest's client is
+/// known to the broker from its spawn on, so none listed can be missing.
+pub async fn host_clients(
+    t: &Tmux,
+    session: &str,
+    host_uid: u32,
+    guests: &(dyn Fn() -> Vec<u32> + Sync),
+) -> Vec<String> {
+    let listed = clients(t, Some(session)).await;
+    let guests = guests();
+    listed
         .into_iter()
-        .filter(|c| c.uid == host_uid && !c.control && !started_by(c, guests))
+        .filter(|c| c.uid == host_uid && !c.control && !started_by(c, &guests))
         .map(|c| c.name)
         .collect()
 }
@@ -147,7 +155,13 @@ pub async fn show(t: &Tmux, tty: &str, text: &str, ms: u32) -> Result<(), Notice
 }
 
 /// A notice for the host: shown on each of its clients.
-pub async fn tell_host(t: &Tmux, session: &str, host_uid: u32, guests: &[u32], text: &str) {
+pub async fn tell_host(
+    t: &Tmux,
+    session: &str,
+    host_uid: u32,
+    guests: &(dyn Fn() -> Vec<u32> + Sync),
+    text: &str,
+) {
     for tty in host_clients(t, session, host_uid, guests).await {
         let _ = show(t, &tty, text, 5000).await;
     }

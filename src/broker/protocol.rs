@@ -236,8 +236,19 @@ impl Frame {
     }
 
     /// The frame of `Frame::Data(data)`, without copying `data` twice.
+    /// `data` must fit one frame (see [`data_frames`](Frame::data_frames)).
     pub fn data(data: &[u8]) -> Vec<u8> {
         encode(KIND_DATA, data)
+    }
+
+    /// `data` of any length as consecutive data frames, each within
+    /// [`MAX_FRAME`] (the relay joins them on the terminal).
+    pub fn data_frames(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(data.len() + 5 * (data.len() / MAX_FRAME + 1));
+        for chunk in data.chunks(MAX_FRAME) {
+            out.extend_from_slice(&encode(KIND_DATA, chunk));
+        }
+        out
     }
 
     /// The 5-byte header: kind and payload length, both checked. The one

@@ -264,13 +264,12 @@ async fn announce_loop(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<String
         while let Ok(more) = rx.try_recv() {
             texts.push(more);
         }
-        let guests = state.own_clients();
         for text in texts {
             notices::tell_host(
                 &cfg.tmux,
                 &cfg.session,
                 cfg.host_uid,
-                &guests,
+                &|| state.own_clients(),
                 &format!("pairjail: {text}"),
             )
             .await;
