@@ -16,7 +16,7 @@ use common::sshd::{GUEST_USER, Guest, HOST, World};
 
 const MARKER: &str = "HOST-MARKER-4242";
 /// The largest audience measured.
-const AUDIENCE: usize = 60;
+const AUDIENCE: usize = 500;
 
 fn as_host(args: &[&str]) {
     let out = common::run_as(HOST, args[0])
@@ -311,7 +311,7 @@ fn main() {
     let mut rows = Vec::new();
     let mut floods = Vec::new();
     let (mut pj_kib_100, mut recipe_kib_100) = (0.0, 0.0);
-    for n in [1usize, 10, 50] {
+    for n in [1usize, 10, 50, 100, 200] {
         // Floods scroll the marker away: it goes back on both screens,
         // where each new viewer waits for it.
         let again = format!("clear; echo {MARKER}");
