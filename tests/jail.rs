@@ -483,3 +483,132 @@ fn exec_forwards_sigterm_and_sigint_to_the_program() {
         );
     }
 }
+
+/// A static program for the pid-1 test: prints its pid and "ready", then
+/// waits. `handle`: SIGTERM → exit 7, SIGINT → exit 8; `ignore`: SIGTERM
+/// ignored; anything else: default dispositions. Only calls guest-relay
+/// allows (write, rt_sigaction, getpid, nanosleep).
+const WAITER: &str = r#"
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+static void on(int s) { _exit(s == SIGTERM ? 7 : 8); }
+int main(int argc, char **argv) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    if (argc > 1 && strcmp(argv[1], "handle") == 0) {
+        sa.sa_handler = on;
+        sigaction(SIGTERM, &sa, 0);
+        sigaction(SIGINT, &sa, 0);
+    } else if (argc > 1 && strcmp(argv[1], "ignore") == 0) {
+        sa.sa_handler = SIG_IGN;
+        sigaction(SIGTERM, &sa, 0);
+    }
+    char line[32] = "pid=";
+    int n = 4, p = getpid(), d = 1;
+    while (d * 10 <= p) d *= 10;
+    for (; d > 0; d /= 10) line[n++] = '0' + (p / d) % 10;
+    line[n++] = '\n';
+    write(1, line, n);
+    write(1, "ready\n", 6);
+    for (;;) {
+        struct timespec t = {0, 20000000};
+        nanosleep(&t, 0);
+    }
+}
+"#;
+
+/// The jailed waiter under `profile`, once it said ready: its child and pid.
+fn start_waiter(
+    prog: &std::path::Path,
+    profile: &str,
+    mode: &str,
+) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pairjail"))
+        .args(["exec", "--profile", profile, "--"])
+        .arg(prog)
+        .arg(mode)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (mut pid, mut ready) = (String::new(), String::new());
+    std::io::BufRead::read_line(&mut out, &mut pid).unwrap();
+    std::io::BufRead::read_line(&mut out, &mut ready).unwrap();
+    assert_eq!(ready.trim(), "ready", "{pid}");
+    (child, pid.trim().to_string())
+}
+
+/// The exit code of `c`, waiting up to 20 s (to catch a hang, never to
+/// time anything): a signal that never arrives fails the test.
+fn exit_code(c: &mut std::process::Child, what: &str) -> Option<i32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            return s.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = c.kill();
+            panic!("{what}: the jailed program is still running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A program that cannot start processes (guest-relay's seccomp refuses
+/// clone, clone3, fork and vfork) runs as the jail's pid 1, with no reaper
+/// process; a program that can gets the reaper. As pid 1 it still gets
+/// what any process would: a signal it handles, a signal it ignores is
+/// ignored, and one it does not handle ends it with that signal (a
+/// namespace's init would otherwise never see it).
+#[test]
+fn a_program_that_cannot_start_processes_is_pid_1_and_signals_still_work() {
+    if !require_kernel() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("waiter.c");
+    std::fs::write(&src, WAITER).unwrap();
+    let prog = dir.path().join("waiter");
+    let built = Command::new("gcc")
+        .args(["-O2", "-static", "-o"])
+        .arg(&prog)
+        .arg(&src)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        assert!(!in_ci(), "gcc (with static libc) must be installed in CI");
+        eprintln!("SKIPPED: no gcc to build the static test program");
+        return;
+    }
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let signal = |c: &std::process::Child, s| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), s).unwrap()
+    };
+    use nix::sys::signal::Signal::{SIGINT, SIGTERM};
+
+    // Handled: the program's own exit status.
+    for (sig, code) in [(SIGTERM, 7), (SIGINT, 8)] {
+        let (mut c, pid) = start_waiter(&prog, "guest-relay", "handle");
+        assert_eq!(pid, "pid=1", "the program is not the jail's pid 1");
+        signal(&c, sig);
+        assert_eq!(exit_code(&mut c, "handled"), Some(code), "{sig}");
+    }
+    // Not handled: ended by it, as 128 + the signal.
+    let (mut c, _) = start_waiter(&prog, "guest-relay", "default");
+    signal(&c, SIGTERM);
+    assert_eq!(exit_code(&mut c, "not handled"), Some(128 + libc::SIGTERM));
+    // Ignored: still running, so the next (unhandled) one ends it.
+    let (mut c, _) = start_waiter(&prog, "guest-relay", "ignore");
+    signal(&c, SIGTERM);
+    signal(&c, SIGINT);
+    assert_eq!(exit_code(&mut c, "ignored"), Some(128 + libc::SIGINT));
+
+    // A profile that allows clone: the reaper is pid 1, the program 2.
+    let (mut c, pid) = start_waiter(&prog, "tests/data/shell.toml", "handle");
+    assert_eq!(pid, "pid=2");
+    signal(&c, SIGTERM);
+    assert_eq!(exit_code(&mut c, "with a reaper"), Some(7));
+}

@@ -1,6 +1,9 @@
 //! The jail's setup order, top to bottom (DESIGN.md, after bubblewrap):
 //! everything that can fail without the kernel is done in the parent first;
-//! the child only makes syscalls, then forks the program and stays as pid 1.
+//! the child only makes syscalls, then forks the program and stays as pid 1
+//! — unless the program cannot start processes (its seccomp policy refuses
+//! clone, clone3, fork and vfork): then nothing would ever need reaping, and
+//! the child becomes the program, the jail's pid 1 itself.
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
@@ -8,7 +11,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use caps::CapsHashSet;
 use nix::errno::Errno;
@@ -121,7 +124,8 @@ struct Prepared<'a> {
     params: BTreeMap<String, String>,
     entries: Vec<fs::Entry>,
     payload_filter: Option<BpfProgram>,
-    reaper_filter: BpfProgram,
+    /// None: no reaper, the program is pid 1.
+    reaper_filter: Option<BpfProgram>,
     rlimits: Vec<(Rlimit, u64)>,
     keep_caps: CapsHashSet,
     exe: OwnedFd,
@@ -165,7 +169,11 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
         profile,
         entries,
         payload_filter: plan.seccomp.as_ref().map(seccomp::compile).transpose()?,
-        reaper_filter: seccomp::compile_reaper()?,
+        reaper_filter: if plan.needs_reaper() {
+            Some(seccomp::compile_reaper()?)
+        } else {
+            None
+        },
         rlimits: plan.rlimits.clone(),
         keep_caps: jcaps::keep_set(&profile.capabilities.keep)?,
         exe: above(exe, floor)?,
@@ -221,7 +229,7 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
     // holds it, blocked, until its own handlers pass it to the program),
     // instead of killing the caller; what came since the block is now
     // delivered. The caller's handlers come back when the Child goes.
-    let forwarding = forward_signals_to(pid.as_raw());
+    let forwarding = forward_signals_to(pid.as_raw(), p.reaper_filter.is_none());
     let mut blocked = blocked;
     blocked.release();
 
@@ -296,8 +304,14 @@ impl Child {
         if let Some(raw) = reported {
             return Ok(Status::from_raw(raw));
         }
+        // A program that is pid 1 and had no handler for a forwarded signal
+        // was killed in its place: it ended by that signal.
+        let instead = KILLED_FOR.load(Ordering::SeqCst);
         match own {
             Ok(WaitStatus::Exited(_, c)) => Ok(Status::Exited(c)),
+            Ok(WaitStatus::Signaled(_, Signal::SIGKILL, _)) if instead > 0 => {
+                Ok(Status::Signaled(instead))
+            }
             Ok(WaitStatus::Signaled(_, s, _)) => Ok(Status::Signaled(s as i32)),
             Ok(other) => Err(JailError::msg(
                 "wait",
@@ -310,8 +324,29 @@ impl Child {
 
 /// Runs in the new namespaces as pid 1; never returns.
 fn child(p: &Prepared, go: OwnedFd, err_w: OwnedFd, status_w: OwnedFd) -> ! {
-    match setup(p, go, &err_w, &status_w) {
-        Ok(payload) => {
+    if let Err(e) = setup(p, go, &err_w, &status_w) {
+        report(&err_w, &e);
+        // SAFETY: leaving the forked child without running the parent's
+        // destructors or atexit handlers.
+        unsafe { libc::_exit(127) }
+    }
+    let Some(reaper_filter) = &p.reaper_filter else {
+        // 14. The program is pid 1: nothing it does can leave a process to
+        // reap. Its status reaches the parent through waitpid.
+        let e = exec_program(p);
+        report(&err_w, &e);
+        // SAFETY: as above.
+        unsafe { libc::_exit(127) }
+    };
+    // 14. The program runs as our child; we stay as its pid-1 reaper.
+    // SAFETY: this process is single-threaded (a fresh clone child).
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => report(&err_w, &JailError::sys("fork(program)", e)),
+        Ok(nix::unistd::ForkResult::Child) => {
+            let e = exec_program(p);
+            report(&err_w, &e);
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
             // The program's own copy of the error pipe (close-on-exec)
             // reports a failed exec; ours would keep `spawn` waiting until
             // the whole jail ends, and the caller could neither confine
@@ -319,16 +354,14 @@ fn child(p: &Prepared, go: OwnedFd, err_w: OwnedFd, status_w: OwnedFd) -> ! {
             drop(err_w);
             // Returns only if the reaper could not be set up; the program
             // is killed and the parent sees it in the status.
-            let _ = reap(payload, status_w, &p.reaper_filter);
+            let _ = reap(child, status_w, reaper_filter);
         }
-        Err(e) => report(&err_w, &e),
     }
-    // SAFETY: leaving the forked child without running the parent's
-    // destructors or atexit handlers.
+    // SAFETY: as above.
     unsafe { libc::_exit(127) }
 }
 
-fn setup(p: &Prepared, go: OwnedFd, err_w: &OwnedFd, status_w: &OwnedFd) -> Result<Pid, JailError> {
+fn setup(p: &Prepared, go: OwnedFd, err_w: &OwnedFd, status_w: &OwnedFd) -> Result<(), JailError> {
     // 2. No exec may ever gain privileges again.
     prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")?;
     // 5. Die with the parent; wait until it has written our id maps. EOF
@@ -377,18 +410,26 @@ fn setup(p: &Prepared, go: OwnedFd, err_w: &OwnedFd, status_w: &OwnedFd) -> Resu
     // 12. Landlock (11, TIOCSTI/TIOCLINUX, is the seccomp ioctl allowlist).
     landlock::restrict(p.profile, &p.params, p.exe.as_fd())?;
 
-    // 14. The program runs as our child; we stay as its pid-1 reaper.
-    // SAFETY: this process is single-threaded (a fresh clone child).
-    match unsafe { nix::unistd::fork() } {
-        Err(e) => Err(JailError::sys("fork(program)", e)),
-        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child),
-        Ok(nix::unistd::ForkResult::Child) => {
-            let e = exec_program(p);
-            report(err_w, &e);
-            // SAFETY: leaving the forked child without unwinding.
-            unsafe { libc::_exit(127) }
-        }
+    // Changing ids (step 5) may have cleared the parent-death signal
+    // (the kernel does when the effective ids change): set again, then make
+    // sure the parent did not go in between (it holds the error pipe's
+    // read end until the program runs).
+    prctl(
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL as u64,
+        "PR_SET_PDEATHSIG",
+    )?;
+    let mut poll = [libc::pollfd {
+        fd: err_w.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    }];
+    // SAFETY: poll on one descriptor we own, without waiting.
+    unsafe { libc::poll(poll.as_mut_ptr(), 1, 0) };
+    if poll[0].revents & libc::POLLERR != 0 {
+        return Err(JailError::msg("wait for parent", "the parent exited"));
     }
+    Ok(())
 }
 
 /// What steps 5 to 10 need, taken from the prepared jail.
@@ -504,11 +545,103 @@ const FORWARDED: [Signal; 6] = [
     Signal::SIGUSR2,
 ];
 
+/// The jail's pid 1 is the program itself (no reaper).
+static PID1_IS_PROGRAM: AtomicBool = AtomicBool::new(false);
+/// The signal a pid-1 program was killed in place of (0: none).
+static KILLED_FOR: AtomicI32 = AtomicI32::new(0);
+
 extern "C" fn forward(sig: libc::c_int) {
     let pid = FORWARD_TO.load(Ordering::SeqCst);
-    if pid > 0 {
-        // SAFETY: kill is async-signal-safe.
-        unsafe { libc::kill(pid, sig) };
+    if pid <= 0 {
+        return;
+    }
+    // A namespace's init gets from outside only the signals it handles;
+    // the others would be dropped where any other process would die (all
+    // forwarded signals end a process by default). So a pid-1 program
+    // without a handler is killed in the signal's place, and one that
+    // ignores the signal keeps ignoring it.
+    if PID1_IS_PROGRAM.load(Ordering::SeqCst) {
+        match disposition(pid, sig) {
+            Disposition::Ignored => return,
+            Disposition::Default => {
+                // The first such signal is the one it died of.
+                let _ = KILLED_FOR.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+                // SAFETY: kill is async-signal-safe.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                return;
+            }
+            Disposition::Caught => {}
+        }
+    }
+    // SAFETY: kill is async-signal-safe.
+    unsafe { libc::kill(pid, sig) };
+}
+
+enum Disposition {
+    Caught,
+    Ignored,
+    Default,
+}
+
+/// What process `pid` does with `sig`, from the SigIgn and SigCgt masks
+/// of /proc/PID/status. Async-signal-safe: the stack, open, read, close.
+/// Unknown (unreadable) counts as caught: the signal is sent as it is.
+fn disposition(pid: i32, sig: libc::c_int) -> Disposition {
+    let mut path = [0u8; 32];
+    let mut n = 0;
+    for &b in b"/proc/" {
+        path[n] = b;
+        n += 1;
+    }
+    let mut digits = [0u8; 10];
+    let (mut d, mut v) = (0, pid as u32);
+    loop {
+        digits[d] = b'0' + (v % 10) as u8;
+        d += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    while d > 0 {
+        d -= 1;
+        path[n] = digits[d];
+        n += 1;
+    }
+    for &b in b"/status\0" {
+        path[n] = b;
+        n += 1;
+    }
+    let mut buf = [0u8; 4096];
+    // SAFETY: a NUL-terminated path on our stack; open, read and close are
+    // async-signal-safe and write only into `buf`.
+    let len = unsafe {
+        let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Disposition::Caught;
+        }
+        let len = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        len
+    };
+    let Ok(len) = usize::try_from(len) else {
+        return Disposition::Caught;
+    };
+    let text = &buf[..len];
+    let bit = 1u64 << (sig - 1);
+    let mask = |name: &[u8]| -> Option<u64> {
+        let at = text.windows(name.len()).position(|w| w == name)? + name.len();
+        let mut m = 0u64;
+        for &c in text.get(at..at + 16)? {
+            m = (m << 4) | u64::from((c as char).to_digit(16)?);
+        }
+        Some(m)
+    };
+    match (mask(b"SigCgt:\t"), mask(b"SigIgn:\t")) {
+        (Some(c), _) if c & bit != 0 => Disposition::Caught,
+        (_, Some(i)) if i & bit != 0 => Disposition::Ignored,
+        (Some(_), Some(_)) => Disposition::Default,
+        _ => Disposition::Caught,
     }
 }
 
@@ -526,7 +659,9 @@ impl Drop for Restore {
     }
 }
 
-fn forward_signals_to(pid: i32) -> Restore {
+fn forward_signals_to(pid: i32, pid1_is_program: bool) -> Restore {
+    PID1_IS_PROGRAM.store(pid1_is_program, Ordering::SeqCst);
+    KILLED_FOR.store(0, Ordering::SeqCst);
     FORWARD_TO.store(pid, Ordering::SeqCst);
     let action = SigAction::new(
         SigHandler::Handler(forward),
@@ -535,7 +670,8 @@ fn forward_signals_to(pid: i32) -> Restore {
     );
     let mut saved = Vec::new();
     for sig in FORWARDED {
-        // SAFETY: the handler only reads an atomic and calls kill.
+        // SAFETY: the handler only uses atomics, its stack and
+        // async-signal-safe calls (open, read, close, kill).
         if let Ok(old) = unsafe { sigaction(sig, &action) } {
             saved.push((sig, old));
         }
@@ -553,7 +689,7 @@ fn reap(payload: Pid, status_w: OwnedFd, filter: &BpfProgram) -> JailError {
         return e;
     }
     // pid 1 never returns from here: its handlers stay for its life.
-    std::mem::forget(forward_signals_to(payload.as_raw()));
+    std::mem::forget(forward_signals_to(payload.as_raw(), false));
     // Blocked since before the clone (see `Blocked`): delivered now, to
     // the handlers, before the filter (which has no sigprocmask) is on.
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);

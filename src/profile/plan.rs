@@ -160,7 +160,27 @@ pub struct Plan {
     pub cgroup: CgroupLimits,
 }
 
+impl SeccompPlan {
+    /// Can the program start another process (or thread)? Not when none of
+    /// the calls that do is allowed and what is not allowed is refused
+    /// (a `log` default lets everything through).
+    pub fn creates_processes(&self) -> bool {
+        const CREATE: [&str; 4] = ["clone", "clone3", "fork", "vfork"];
+        self.default_action == Action::Log
+            || self.rules.iter().any(|r| CREATE.contains(&r.name.as_str()))
+    }
+}
+
 impl Plan {
+    /// Does the jail need a pid-1 reaper? Only if its program can start
+    /// processes: one that cannot leaves nothing to reap, and runs as the
+    /// jail's pid 1 itself.
+    pub fn needs_reaper(&self) -> bool {
+        self.seccomp
+            .as_ref()
+            .is_none_or(SeccompPlan::creates_processes)
+    }
+
     /// The flags for the jail's one `clone`.
     pub fn clone_flags(&self) -> u64 {
         self.namespaces.iter().fold(0, |f, n| f | n.clone_flag())
@@ -285,6 +305,28 @@ mod tests {
                 }]
             );
         }
+    }
+
+    #[test]
+    fn only_a_program_that_cannot_start_processes_goes_without_a_reaper() {
+        assert!(!shipped("guest-relay").needs_reaper());
+        for name in ["workspace", "session-client", "guest-direct"] {
+            assert!(shipped(name).needs_reaper(), "{name}");
+        }
+        let mut p = resolve("guest-relay", &SearchPath::from_env())
+            .unwrap()
+            .profile;
+        p.seccomp.default_action = Action::Log;
+        assert!(
+            plan(&p).unwrap().needs_reaper(),
+            "a log default allows clone"
+        );
+        p.seccomp.default_action = Action::KillProcess;
+        p.seccomp.allow.push("vfork".into());
+        assert!(plan(&p).unwrap().needs_reaper(), "vfork");
+        p.seccomp.allow.pop();
+        p.seccomp.enabled = false;
+        assert!(plan(&p).unwrap().needs_reaper(), "no seccomp");
     }
 
     #[test]

@@ -529,13 +529,27 @@ impl Drop for World {
         // Any session a failed test left running.
         if let Ok(hosts) = fs::read_dir(self.runtime.join(HOST)) {
             for d in hosts.flatten() {
-                let sock = d.path().join("tmux.sock");
+                let sock = d.path().join("tmux").join("tmux.sock");
                 if sock.exists() {
                     let _ = run_as(HOST, "tmux")
                         .args(["-S"])
                         .arg(&sock)
                         .arg("kill-server")
                         .output();
+                }
+                // And its broker (`broker.pid`: PID START), if that pid is
+                // still a broker.
+                let pid = fs::read_to_string(d.path().join("broker.pid"))
+                    .ok()
+                    .and_then(|t| t.split_whitespace().next()?.parse::<i32>().ok());
+                if let Some(pid) = pid {
+                    let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    if String::from_utf8_lossy(&cmd).contains("__broker") {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
                 }
             }
         }
