@@ -415,7 +415,7 @@ fn main() {
     let end_ms = start.elapsed().as_secs_f64() * 1000.0;
 
     let mut t = String::new();
-    t.push_str("| measure | pairjail | peer | ratio (IQR) | goal |\n|---|---|---|---|---|\n");
+    t.push_str("| measure | pairjail | peer | ratio | goal |\n|---|---|---|---|---|\n");
     t.push_str(&format!(
         "| join latency, ssh start → host content on screen (median of 10, interleaved) | {pj_med:.0} ms | {recipe_med:.0} ms (`command=\"tmux -S sock attach -r\"`, no jail) | {:.2}× | ≤ 1.10× |\n",
         pj_med / recipe_med
@@ -449,7 +449,7 @@ fn main() {
         ));
     }
     t.push_str(&format!(
-        "| memory per mirror guest at 100 guests (PSS of the broker's growth + join + jail pid 1 + relay) | {:.0} KiB ({:.2} MiB) | {:.0} KiB (the recipe's `tmux attach -r` client) | {:.2}× | ≤ 0.5 MiB |\n",
+        "| memory per mirror guest at 100 guests (PSS of the broker's growth + join + the relay, its jail's pid 1) | {:.0} KiB ({:.2} MiB) | {:.0} KiB (the recipe's `tmux attach -r` client) | {:.2}× | ≤ 0.5 MiB |\n",
         pj_kib_100,
         pj_kib_100 / 1024.0,
         recipe_kib_100,
@@ -466,7 +466,7 @@ fn main() {
         "| session end → all {} guests disconnected (ssh exited) | {end_ms:.0} ms | | | ≤ 1 s |\n",
         pj_audience.len()
     ));
-    t.push_str("\nKeystroke latency: 100 keystrokes per row, from `tmux send-keys` on the host's server to the bytes arriving on the watched viewer's own terminal (its `ssh -tt` on a pty the benchmark reads), pairjail and the recipe interleaved with both audiences connected. Floods: `seq 1 200000` typed into each session, until its last line reaches the watched viewer. Every viewer is 80×24, so pairjail's mirror guests form one group. Join latency includes polling the guest's screen with `tmux capture-pane` (a few ms per poll), the same for both.\n");
+    t.push_str("\nKeystroke latency: 100 keystrokes per row, from `tmux send-keys` on the host's server to the bytes arriving on the watched viewer's own terminal (its `ssh -tt` on a pty the benchmark reads), pairjail and the recipe interleaved with both audiences connected. Floods: `seq 1 200000` typed into each session, until its last line reaches the watched viewer. Every viewer is 80×24, so pairjail's mirror guests form one group. Spreads in parentheses are the interquartile range. Join latency includes polling the guest's screen with `tmux capture-pane` (a few ms per poll), the same for both.\n");
     println!("{t}");
     let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
     let text = fs::read_to_string(readme).unwrap();
