@@ -486,11 +486,13 @@ fn exec_forwards_sigterm_and_sigint_to_the_program() {
 
 /// A static program for the pid-1 test: prints its pid and "ready", then
 /// waits. `handle`: SIGTERM → exit 7, SIGINT → exit 8; `ignore`: SIGTERM
-/// ignored; anything else: default dispositions. Only calls guest-relay
+/// ignored; `cut`: first tries to clear its parent-death signal; anything
+/// else: default dispositions. Only calls guest-relay
 /// allows (write, rt_sigaction, getpid, nanosleep).
 const WAITER: &str = r#"
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 static void on(int s) { _exit(s == SIGTERM ? 7 : 8); }
@@ -504,6 +506,9 @@ int main(int argc, char **argv) {
     } else if (argc > 1 && strcmp(argv[1], "ignore") == 0) {
         sa.sa_handler = SIG_IGN;
         sigaction(SIGTERM, &sa, 0);
+    } else if (argc > 1 && strcmp(argv[1], "cut") == 0) {
+        prctl(PR_SET_PDEATHSIG, 0);
+        return 0;
     }
     char line[32] = "pid=";
     int n = 4, p = getpid(), d = 1;
@@ -605,6 +610,20 @@ fn a_program_that_cannot_start_processes_is_pid_1_and_signals_still_work() {
     signal(&c, SIGTERM);
     signal(&c, SIGINT);
     assert_eq!(exit_code(&mut c, "ignored"), Some(128 + libc::SIGINT));
+
+    // Its one tie to the caller, the parent-death signal, cannot be cut.
+    let out = Command::new(env!("CARGO_BIN_EXE_pairjail"))
+        .args(["exec", "--profile", "guest-relay", "--"])
+        .arg(&prog)
+        .arg("cut")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(128 + libc::SIGSYS),
+        "prctl(PR_SET_PDEATHSIG, 0) was let through: {}",
+        text(&out.stdout)
+    );
 
     // A profile that allows clone: the reaper is pid 1, the program 2.
     let (mut c, pid) = start_waiter(&prog, "tests/data/shell.toml", "handle");

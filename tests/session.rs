@@ -686,3 +686,50 @@ fn only_the_host_controls_its_session() {
     assert_eq!(status[0]["session"], "sctl");
     let _ = w.host_pairjail(&["stop", "--session", "sctl"]);
 }
+
+/// The `pairjail join` serving a guest, found by its `--guest NAME`.
+fn join_pid(guest: &str) -> Option<i32> {
+    let want = format!("--guest\0{guest}\0");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd);
+        (cmd.contains("\0join\0") && cmd.contains(&want)).then_some(pid)
+    })
+}
+
+/// sshd ends a session with SIGHUP, an admin with SIGTERM: either, sent to
+/// `pairjail join`, ends the guest's jailed relay (its jail's pid 1, which
+/// handles neither) and so the guest's connection.
+#[test]
+fn a_signal_to_join_ends_the_guests_relay() {
+    let Some((w, guests)) = World::new(
+        "joinsig",
+        &[
+            ("sig1", "sjoinsig", Some("mirror")),
+            ("sig2", "sjoinsig", Some("mirror")),
+        ],
+    ) else {
+        return;
+    };
+    w.start_session("sjoinsig", "mirror", HOST_PROGRAM);
+    for (g, signal) in guests.iter().zip([
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGHUP,
+    ]) {
+        let t = w.join_in_window(g, 80, 24);
+        w.wait_screen(&t, "HOST-MARKER-4242", 20);
+        let pid = common::eventually(10, || {
+            join_pid(&g.name).ok_or(format!("no join process for {}", g.name))
+        });
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).unwrap();
+        w.wait_screen(&t, "SSH-EXIT=", 20);
+    }
+    common::eventually(10, || {
+        let n = w.guests("sjoinsig").len();
+        (n == 0)
+            .then_some(())
+            .ok_or(format!("{n} guests still listed"))
+    });
+    let _ = w.host_pairjail(&["stop", "--session", "sjoinsig"]);
+}

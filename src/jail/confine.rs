@@ -27,6 +27,8 @@ use super::process::prctl;
 /// What join does once its jail runs (std's exit path included).
 const ALLOWED: &[i64] = &[
     libc::SYS_read,
+    // The signal forwarder reads the jail's pid-1 program's status.
+    libc::SYS_pread64,
     libc::SYS_write,
     libc::SYS_writev,
     libc::SYS_close,

@@ -180,6 +180,9 @@ pub fn build(sys: &dyn Sys, entries: &[Entry]) -> SysResult {
         MsFlags::MS_SLAVE | MsFlags::MS_REC,
         None,
     )?;
+    if entries.is_empty() {
+        return build_empty(sys, base);
+    }
     // A scratch tmpfs to pivot into, so the old root stays reachable (at
     // /oldroot) while binds are made, whatever the host's /tmp holds.
     sys.mount(
@@ -224,6 +227,30 @@ pub fn build(sys: &dyn Sys, entries: &[Entry]) -> SysResult {
     // pivoting onto the new root and detaching what lies under it.
     sys.umount_detach(Path::new(OLDROOT))?;
     sys.chdir(newroot)?;
+    sys.pivot_root_here()?;
+    sys.umount_detach(Path::new("."))?;
+    sys.chdir(Path::new("/"))
+}
+
+/// A root with nothing from the host in it: one tmpfs, read-only, and one
+/// pivot straight onto it (the old root ends up stacked on the new one and
+/// is detached from there).
+fn build_empty(sys: &dyn Sys, base: &Path) -> SysResult {
+    sys.mount(
+        Some(Path::new("tmpfs")),
+        base,
+        Some("tmpfs"),
+        nodev_nosuid(),
+        Some("mode=0755,size=1m"),
+    )?;
+    sys.mount(
+        None,
+        base,
+        None,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nodev_nosuid(),
+        None,
+    )?;
+    sys.chdir(base)?;
     sys.pivot_root_here()?;
     sys.umount_detach(Path::new("."))?;
     sys.chdir(Path::new("/"))
@@ -364,8 +391,11 @@ mod tests {
     }
 
     #[test]
-    fn empty_profile_pivots_onto_a_read_only_tmpfs() {
-        let c = calls(&[]);
+    fn a_profile_with_mounts_pivots_onto_a_read_only_tmpfs() {
+        let c = calls(&[Entry::Tmpfs {
+            dst: "/tmp".into(),
+            options: "size=1m".into(),
+        }]);
         assert_eq!(c[0], "mount - / - MS_REC | MS_SLAVE -");
         assert!(c.contains(&"pivot_root /tmp /tmp/oldroot".to_string()));
         let ro = c
@@ -377,6 +407,26 @@ mod tests {
         assert!(ro < detach && detach < pivot, "{c:#?}");
         assert_eq!(c.last().unwrap(), "chdir /");
         assert_eq!(c[c.len() - 2], "umount .");
+    }
+
+    #[test]
+    fn a_profile_without_mounts_pivots_once_onto_a_read_only_tmpfs() {
+        let c = calls(&[]);
+        assert_eq!(c[0], "mount - / - MS_REC | MS_SLAVE -");
+        assert_eq!(
+            c.iter().filter(|l| l.starts_with("pivot_root")).count(),
+            1,
+            "{c:#?}"
+        );
+        let ro = c
+            .iter()
+            .position(|l| l.starts_with("mount - /tmp - MS_RDONLY"))
+            .unwrap();
+        let pivot = c.iter().position(|l| l == "pivot_root . .").unwrap();
+        assert!(ro < pivot, "{c:#?}");
+        assert_eq!(c[pivot - 1], "chdir /tmp");
+        assert_eq!(c[c.len() - 2], "umount .");
+        assert_eq!(c.last().unwrap(), "chdir /");
     }
 
     #[test]
@@ -458,7 +508,11 @@ mod tests {
             fail_on: Some("pivot_root /tmp".into()),
             ..Default::default()
         };
-        let err = build(&rec, &[]).unwrap_err();
+        let tmp = Entry::Tmpfs {
+            dst: "/tmp".into(),
+            options: "size=1m".into(),
+        };
+        let err = build(&rec, &[tmp]).unwrap_err();
         assert_eq!(err.to_string(), "jail: pivot_root /tmp /tmp/oldroot: EPERM");
         assert!(
             !rec.calls

@@ -229,13 +229,19 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
     // holds it, blocked, until its own handlers pass it to the program),
     // instead of killing the caller; what came since the block is now
     // delivered. The caller's handlers come back when the Child goes.
-    let forwarding = forward_signals_to(pid.as_raw(), p.reaper_filter.is_none());
+    // Without a pid namespace, a program without a reaper is an ordinary
+    // child, whose signals need no help.
+    let forwarding = forward_signals_to(
+        pid.as_raw(),
+        p.reaper_filter.is_none() && profile.namespaces.pid,
+    );
     let mut blocked = blocked;
     blocked.release();
 
     // 4. Id maps and cgroups from outside, then release the child.
     let kill = |e: JailError| {
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        stop_forwarding();
         let _ = waitpid(pid, None);
         e
     };
@@ -253,6 +259,7 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
     let mut why = Vec::new();
     let _ = std::fs::File::from(err_r).read_to_end(&mut why);
     if !why.is_empty() {
+        stop_forwarding();
         let _ = waitpid(pid, None);
         return Err(JailError::decode(&why));
     }
@@ -295,6 +302,13 @@ impl Child {
                 Err(_) => break None,
             }
         };
+        // Ended but not yet reaped, the pid still names it: forwarding
+        // stops before the reaping frees the pid for another process.
+        while let Err(Errno::EINTR) = nix::sys::wait::waitid(
+            nix::sys::wait::Id::Pid(self.pid),
+            nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
+        ) {}
+        stop_forwarding();
         let own = loop {
             match waitpid(self.pid, None) {
                 Err(Errno::EINTR) => continue,
@@ -324,6 +338,17 @@ impl Child {
 
 /// Runs in the new namespaces as pid 1; never returns.
 fn child(p: &Prepared, go: OwnedFd, err_w: OwnedFd, status_w: OwnedFd) -> ! {
+    // The caller's handlers, copied by the clone, are not ours: a
+    // forwarded signal caught before the exec would run one of them.
+    // (Ignored signals stay ignored, as an exec would keep them.)
+    for sig in FORWARDED {
+        // SAFETY: setting a default or ignoring action, no handler code.
+        unsafe {
+            if let Ok(SigHandler::SigIgn) = nix::sys::signal::signal(sig, SigHandler::SigDfl) {
+                let _ = nix::sys::signal::signal(sig, SigHandler::SigIgn);
+            }
+        }
+    }
     if let Err(e) = setup(p, go, &err_w, &status_w) {
         report(&err_w, &e);
         // SAFETY: leaving the forked child without running the parent's
@@ -547,10 +572,21 @@ const FORWARDED: [Signal; 6] = [
 
 /// The jail's pid 1 is the program itself (no reaper).
 static PID1_IS_PROGRAM: AtomicBool = AtomicBool::new(false);
+/// That program's /proc/PID/status, opened by the caller before it
+/// confines itself (-1: none).
+static STATUS_FD: AtomicI32 = AtomicI32::new(-1);
 /// The signal a pid-1 program was killed in place of (0: none).
 static KILLED_FOR: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn forward(sig: libc::c_int) {
+    // SAFETY: errno is thread-local; the interrupted code gets its own back.
+    let errno = unsafe { *libc::__errno_location() };
+    forward_one(sig);
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+fn forward_one(sig: libc::c_int) {
     let pid = FORWARD_TO.load(Ordering::SeqCst);
     if pid <= 0 {
         return;
@@ -561,8 +597,8 @@ extern "C" fn forward(sig: libc::c_int) {
     // without a handler is killed in the signal's place, and one that
     // ignores the signal keeps ignoring it.
     if PID1_IS_PROGRAM.load(Ordering::SeqCst) {
-        match disposition(pid, sig) {
-            Disposition::Ignored => return,
+        match disposition(STATUS_FD.load(Ordering::SeqCst), sig) {
+            Disposition::Ignored | Disposition::Gone => return,
             Disposition::Default => {
                 // The first such signal is the one it died of.
                 let _ = KILLED_FOR.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
@@ -577,72 +613,86 @@ extern "C" fn forward(sig: libc::c_int) {
     unsafe { libc::kill(pid, sig) };
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum Disposition {
     Caught,
     Ignored,
     Default,
+    /// Already ended (a zombie): nothing to send.
+    Gone,
 }
 
-/// What process `pid` does with `sig`, from the SigIgn and SigCgt masks
-/// of /proc/PID/status. Async-signal-safe: the stack, open, read, close.
-/// Unknown (unreadable) counts as caught: the signal is sent as it is.
-fn disposition(pid: i32, sig: libc::c_int) -> Disposition {
-    let mut path = [0u8; 32];
-    let mut n = 0;
-    for &b in b"/proc/" {
-        path[n] = b;
-        n += 1;
-    }
-    let mut digits = [0u8; 10];
-    let (mut d, mut v) = (0, pid as u32);
+/// What the process whose status `fd` reads does with `sig`, from the
+/// `State`, `SigIgn` and `SigCgt` lines. Async-signal-safe: the stack and
+/// pread only. What cannot be read counts as the default action: the
+/// program then ends as an ordinary process would.
+fn disposition(fd: RawFd, sig: libc::c_int) -> Disposition {
+    let Some(bit) = u32::try_from(sig - 1)
+        .ok()
+        .and_then(|b| 1u64.checked_shl(b))
+    else {
+        return Disposition::Default;
+    };
+    let (mut ign, mut cgt, mut zombie) = (None, None, false);
+    // Read in pieces, each starting with the end of the last, so a line
+    // split between two reads is still found (`Groups:` can be long).
+    const KEEP: usize = 32;
+    let mut buf = [0u8; 2048];
+    let (mut kept, mut offset) = (0usize, 0i64);
     loop {
-        digits[d] = b'0' + (v % 10) as u8;
-        d += 1;
-        v /= 10;
-        if v == 0 {
+        // SAFETY: pread writes at most the rest of `buf`.
+        let n = unsafe {
+            libc::pread(
+                fd,
+                buf[kept..].as_mut_ptr().cast(),
+                buf.len() - kept,
+                offset,
+            )
+        };
+        let Ok(n) = usize::try_from(n) else {
+            break;
+        };
+        if n == 0 {
             break;
         }
-    }
-    while d > 0 {
-        d -= 1;
-        path[n] = digits[d];
-        n += 1;
-    }
-    for &b in b"/status\0" {
-        path[n] = b;
-        n += 1;
-    }
-    let mut buf = [0u8; 4096];
-    // SAFETY: a NUL-terminated path on our stack; open, read and close are
-    // async-signal-safe and write only into `buf`.
-    let len = unsafe {
-        let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            return Disposition::Caught;
+        offset += n as i64;
+        let text = &buf[..kept + n];
+        zombie |= find(text, b"State:\t").and_then(|at| text.get(at)) == Some(&b'Z');
+        ign = ign.or_else(|| hex_after(text, b"SigIgn:\t"));
+        cgt = cgt.or_else(|| hex_after(text, b"SigCgt:\t"));
+        if cgt.is_some() && ign.is_some() {
+            break;
         }
-        let len = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-        libc::close(fd);
-        len
-    };
-    let Ok(len) = usize::try_from(len) else {
-        return Disposition::Caught;
-    };
-    let text = &buf[..len];
-    let bit = 1u64 << (sig - 1);
-    let mask = |name: &[u8]| -> Option<u64> {
-        let at = text.windows(name.len()).position(|w| w == name)? + name.len();
-        let mut m = 0u64;
-        for &c in text.get(at..at + 16)? {
-            m = (m << 4) | u64::from((c as char).to_digit(16)?);
-        }
-        Some(m)
-    };
-    match (mask(b"SigCgt:\t"), mask(b"SigIgn:\t")) {
-        (Some(c), _) if c & bit != 0 => Disposition::Caught,
-        (_, Some(i)) if i & bit != 0 => Disposition::Ignored,
-        (Some(_), Some(_)) => Disposition::Default,
-        _ => Disposition::Caught,
+        let len = text.len();
+        kept = KEEP.min(len);
+        buf.copy_within(len - kept..len, 0);
     }
+    match (zombie, cgt, ign) {
+        (true, _, _) => Disposition::Gone,
+        (_, Some(c), _) if c & bit != 0 => Disposition::Caught,
+        (_, _, Some(i)) if i & bit != 0 => Disposition::Ignored,
+        _ => Disposition::Default,
+    }
+}
+
+/// Where `name` ends in `text`.
+fn find(text: &[u8], name: &[u8]) -> Option<usize> {
+    Some(text.windows(name.len()).position(|w| w == name)? + name.len())
+}
+
+/// The 16 hex digits after `name`, if all are there.
+fn hex_after(text: &[u8], name: &[u8]) -> Option<u64> {
+    let at = find(text, name)?;
+    let mut m = 0u64;
+    for &c in text.get(at..at + 16)? {
+        m = (m << 4) | u64::from((c as char).to_digit(16)?);
+    }
+    Some(m)
+}
+
+/// Stops passing signals on (the jail is ending or ended).
+fn stop_forwarding() {
+    FORWARD_TO.store(0, Ordering::SeqCst);
 }
 
 /// The handlers that were in place before [`forward_signals_to`]; put
@@ -652,6 +702,11 @@ struct Restore(Vec<(Signal, SigAction)>);
 impl Drop for Restore {
     fn drop(&mut self) {
         FORWARD_TO.store(0, Ordering::SeqCst);
+        let fd = STATUS_FD.swap(-1, Ordering::SeqCst);
+        if fd >= 0 {
+            // SAFETY: closing the descriptor forward_signals_to opened.
+            unsafe { libc::close(fd) };
+        }
         for (sig, old) in &self.0 {
             // SAFETY: reinstating exactly the action the kernel gave back.
             let _ = unsafe { sigaction(*sig, old) };
@@ -662,6 +717,16 @@ impl Drop for Restore {
 fn forward_signals_to(pid: i32, pid1_is_program: bool) -> Restore {
     PID1_IS_PROGRAM.store(pid1_is_program, Ordering::SeqCst);
     KILLED_FOR.store(0, Ordering::SeqCst);
+    // Opened now: the caller may confine itself (no open) before waiting.
+    // A failure leaves -1, read as "default action" by the handler.
+    let status = if pid1_is_program {
+        std::fs::File::open(format!("/proc/{pid}/status"))
+            .map(|f| std::os::fd::IntoRawFd::into_raw_fd(OwnedFd::from(f)))
+            .unwrap_or(-1)
+    } else {
+        -1
+    };
+    STATUS_FD.store(status, Ordering::SeqCst);
     FORWARD_TO.store(pid, Ordering::SeqCst);
     let action = SigAction::new(
         SigHandler::Handler(forward),
@@ -671,7 +736,7 @@ fn forward_signals_to(pid: i32, pid1_is_program: bool) -> Restore {
     let mut saved = Vec::new();
     for sig in FORWARDED {
         // SAFETY: the handler only uses atomics, its stack and
-        // async-signal-safe calls (open, read, close, kill).
+        // async-signal-safe calls (pread, kill).
         if let Ok(old) = unsafe { sigaction(sig, &action) } {
             saved.push((sig, old));
         }
@@ -867,6 +932,31 @@ mod tests {
             .iter()
             .position(|c| c.starts_with(prefix))
             .unwrap_or_else(|| panic!("no call {prefix} in {calls:#?}"))
+    }
+
+    #[test]
+    fn a_status_file_tells_caught_ignored_default_and_gone() {
+        let status = |text: &str| {
+            let mut f = tempfile::tempfile().unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+            f
+        };
+        // A Groups line longer than one read puts the masks in the second.
+        let groups: String = (0..1200).map(|g| format!("{g} ")).collect();
+        let f = status(&format!(
+            "Name:\tx\nState:\tS (sleeping)\nGroups:\t{groups}\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000004000\nSigCgt:\t0000000000000002\n"
+        ));
+        let fd = f.as_raw_fd();
+        assert_eq!(disposition(fd, libc::SIGINT), Disposition::Caught);
+        assert_eq!(disposition(fd, libc::SIGTERM), Disposition::Ignored);
+        assert_eq!(disposition(fd, libc::SIGHUP), Disposition::Default);
+        let zombie =
+            status("State:\tZ (zombie)\nSigIgn:\t0000000000000000\nSigCgt:\t0000000000000000\n");
+        assert_eq!(
+            disposition(zombie.as_raw_fd(), libc::SIGTERM),
+            Disposition::Gone
+        );
+        assert_eq!(disposition(-1, libc::SIGTERM), Disposition::Default);
     }
 
     #[test]

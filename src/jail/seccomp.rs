@@ -48,6 +48,12 @@ pub fn compile(plan: &SeccompPlan) -> Result<BpfProgram, JailError> {
                         SeccompCmpOp::MaskedEq(mask),
                         0,
                     ),
+                    ArgCheck::Low32Ne { index, value } => SeccompCondition::new(
+                        index,
+                        SeccompCmpArgLen::Dword,
+                        SeccompCmpOp::Ne,
+                        value,
+                    ),
                 }
                 .map_err(err)?;
                 SeccompRule::new(vec![cond]).map_err(err)

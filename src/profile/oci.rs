@@ -111,6 +111,13 @@ fn seccomp(s: &SeccompPlan) -> Result<LinuxSeccomp, String> {
                     .value(mask)
                     .value_two(0u64)
                     .op(LinuxSeccompOperator::ScmpCmpMaskedEq),
+                // OCI has no masked "not equal": this compares all 64 bits,
+                // so a value with high bits set passes where pairjail's own
+                // filter (low 32 bits, as the kernel reads the int) stops it.
+                ArgCheck::Low32Ne { index, value } => LinuxSeccompArgBuilder::default()
+                    .index(index as usize)
+                    .value(value)
+                    .op(LinuxSeccompOperator::ScmpCmpNe),
             }
             .build()
             .map_err(err)?;

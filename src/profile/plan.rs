@@ -114,6 +114,8 @@ pub enum ArgCheck {
     Low32Eq { index: u8, value: u64 },
     /// Argument `index` has none of the bits in `mask`.
     NoBits { index: u8, mask: u64 },
+    /// The low 32 bits of argument `index` are anything but `value`.
+    Low32Ne { index: u8, value: u64 },
 }
 
 /// One allowed syscall: always (no checks), or when any one check holds.
@@ -265,10 +267,22 @@ fn seccomp(p: &Profile) -> Result<SeccompPlan, PlanError> {
             any_of: requests,
         });
     }
-    Ok(SeccompPlan {
+    let mut plan = SeccompPlan {
         default_action: p.seccomp.default_action,
         rules,
-    })
+    };
+    // A program that starts no processes runs as its jail's pid 1, tied to
+    // its caller by its parent-death signal alone: it may not clear it.
+    if !plan.creates_processes()
+        && let Some(r) = plan.rules.iter_mut().find(|r| r.name == "prctl")
+        && r.any_of.is_empty()
+    {
+        r.any_of.push(ArgCheck::Low32Ne {
+            index: 0,
+            value: libc::PR_SET_PDEATHSIG as u64,
+        });
+    }
+    Ok(plan)
 }
 
 #[cfg(test)]
@@ -311,7 +325,19 @@ mod tests {
     fn only_a_program_that_cannot_start_processes_goes_without_a_reaper() {
         // The relay and tmux clients of jailed sessions start no programs.
         for name in ["guest-relay", "session-client"] {
-            assert!(!shipped(name).needs_reaper(), "{name}");
+            let p = shipped(name);
+            assert!(!p.needs_reaper(), "{name}");
+            // Nor may it cut its tie to its caller.
+            let s = p.seccomp.unwrap();
+            let prctl = s.rules.iter().find(|r| r.name == "prctl").unwrap();
+            assert_eq!(
+                prctl.any_of,
+                [ArgCheck::Low32Ne {
+                    index: 0,
+                    value: libc::PR_SET_PDEATHSIG as u64
+                }],
+                "{name}"
+            );
         }
         assert!(shipped("workspace").needs_reaper());
         let mut p = resolve("guest-relay", &SearchPath::from_env())
