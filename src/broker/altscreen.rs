@@ -16,9 +16,6 @@
 //! tmux's sequence. The scroll region is remembered, because a late
 //! joiner's terminal must have the one tmux believes it set.
 
-/// The sequences dropped. All start with ESC [ ? and end with `h`.
-const DROPPED: [&[u8]; 3] = [b"\x1b[?1049h", b"\x1b[?1047h", b"\x1b[?47h"];
-
 /// An incomplete unit longer than this (a huge clipboard string) is
 /// forwarded as it comes rather than held.
 const MAX_HELD: usize = 8192;
@@ -32,57 +29,113 @@ pub struct Filter {
     region: Option<Vec<u8>>,
 }
 
-/// How long the unit at the start of `rest` (which starts with ESC) is.
+/// The unit at the start of `rest` (which starts with ESC).
 enum Unit {
-    Complete(usize),
+    /// `len` bytes. `abandoned`: cut short by ESC, CAN or SUB, which a
+    /// terminal discards. `clean`: no C0 control inside (terminals run
+    /// those in place and go on with the sequence).
+    Done {
+        len: usize,
+        abandoned: bool,
+        clean: bool,
+    },
     Partial,
 }
 
+/// A C0 control a terminal runs in the middle of a sequence.
+fn runs_inside(b: u8) -> bool {
+    b < 0x20 && !aborts(b)
+}
+
+/// ESC, CAN and SUB end a sequence unfinished.
+fn aborts(b: u8) -> bool {
+    matches!(b, 0x1b | 0x18 | 0x1a)
+}
+
 fn escape_len(rest: &[u8]) -> Unit {
-    let Some(&second) = rest.get(1) else {
-        return Unit::Partial;
+    let mut clean = true;
+    let done = |len, abandoned, clean| Unit::Done {
+        len,
+        abandoned,
+        clean,
     };
-    match second {
-        b'[' => {
-            // Parameters and intermediates, then a final byte.
-            for (j, &b) in rest.iter().enumerate().skip(2) {
-                match b {
-                    0x20..=0x3f => {}
-                    0x40..=0x7e => return Unit::Complete(j + 1),
-                    // A control character ends it early, as terminals do.
-                    _ => return Unit::Complete(j),
-                }
-            }
-            Unit::Partial
+    // The byte that says what kind of sequence this is.
+    let mut j = 1;
+    let kind = loop {
+        match rest.get(j) {
+            None => return Unit::Partial,
+            Some(&b) if runs_inside(b) || b == 0x7f => clean = false,
+            Some(&b) if aborts(b) => return done(j, true, clean),
+            Some(&b) => break b,
         }
+        j += 1;
+    };
+    j += 1;
+    match kind {
+        b'[' => loop {
+            match rest.get(j) {
+                None => return Unit::Partial,
+                Some(0x20..=0x3f) => {}
+                Some(0x40..=0x7e) => return done(j + 1, false, clean),
+                Some(&b) if runs_inside(b) || b == 0x7f => clean = false,
+                // ESC, CAN, SUB, or a byte no sequence holds.
+                Some(_) => return done(j, true, clean),
+            }
+            j += 1;
+        },
         // OSC, DCS, APC, PM, SOS: a string until BEL (OSC) or ST.
-        // An ESC not starting ST, CAN or SUB ends it early, as terminals do.
-        b']' | b'P' | b'_' | b'^' | b'X' => {
-            for j in 2..rest.len() {
-                match (rest[j], rest.get(j + 1)) {
-                    (0x07, _) if second == b']' => return Unit::Complete(j + 1),
-                    (0x18 | 0x1a, _) => return Unit::Complete(j + 1),
-                    (0x1b, Some(b'\\')) => return Unit::Complete(j + 2),
-                    (0x1b, Some(_)) => return Unit::Complete(j),
-                    (0x1b, None) => return Unit::Partial,
-                    _ => {}
-                }
+        b']' | b'P' | b'_' | b'^' | b'X' => loop {
+            match (rest.get(j), rest.get(j + 1)) {
+                (None, _) | (Some(0x1b), None) => return Unit::Partial,
+                (Some(0x07), _) if kind == b']' => return done(j + 1, false, clean),
+                (Some(0x1b), Some(b'\\')) => return done(j + 2, false, clean),
+                (Some(&b), _) if aborts(b) => return done(j, true, clean),
+                _ => {}
             }
-            Unit::Partial
-        }
-        // ESC ESC: the first one is abandoned; the second starts anew.
-        0x1b => Unit::Complete(1),
+            j += 1;
+        },
         // Intermediates (a character set: ESC ( B), then a final byte.
-        0x20..=0x2f => {
-            for (j, &b) in rest.iter().enumerate().skip(2) {
-                if !(0x20..=0x2f).contains(&b) {
-                    return Unit::Complete(j + 1);
-                }
+        0x20..=0x2f => loop {
+            match rest.get(j) {
+                None => return Unit::Partial,
+                Some(0x20..=0x2f) => {}
+                Some(0x30..=0x7e) => return done(j + 1, false, clean),
+                Some(&b) if runs_inside(b) || b == 0x7f => clean = false,
+                Some(_) => return done(j, true, clean),
             }
-            Unit::Partial
-        }
-        _ => Unit::Complete(2),
+            j += 1;
+        },
+        _ => done(j, false, clean),
     }
+}
+
+/// `seq` as a terminal takes it (a CSI sequence), minus the
+/// alternate-screen switch: `CSI ? … h` setting 1049, 1047 or 47 among
+/// other modes keeps the others. None: nothing is left.
+fn without_switch(seq: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    use std::borrow::Cow;
+    let params = match seq
+        .strip_prefix(b"\x1b[?")
+        .and_then(|p| p.strip_suffix(b"h"))
+    {
+        Some(p) if p.iter().all(|b| b.is_ascii_digit() || *b == b';') => p,
+        _ => return Some(Cow::Borrowed(seq)),
+    };
+    let switch = |p: &[u8]| matches!(p, b"1049" | b"1047" | b"47");
+    if !params.split(|b| *b == b';').any(switch) {
+        return Some(Cow::Borrowed(seq));
+    }
+    let kept: Vec<&[u8]> = params
+        .split(|b| *b == b';')
+        .filter(|p| !switch(p))
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    let mut out = b"\x1b[?".to_vec();
+    out.extend_from_slice(&kept.join(&b';'));
+    out.push(b'h');
+    Some(Cow::Owned(out))
 }
 
 /// Where an incomplete UTF-8 character at the end of `run` starts.
@@ -133,23 +186,50 @@ impl Filter {
             }
             let rest = &data[i..];
             match escape_len(rest) {
-                Unit::Complete(n) => {
-                    let seq = &rest[..n];
-                    if !DROPPED.contains(&seq) {
-                        self.note(seq);
-                        out.extend_from_slice(seq);
+                Unit::Done {
+                    len,
+                    abandoned,
+                    clean,
+                } => {
+                    let unit = &rest[..len];
+                    if clean {
+                        if !abandoned {
+                            self.emit(unit, out);
+                        }
+                    } else {
+                        // As a terminal runs it: the controls first, then
+                        // the sequence without them.
+                        out.extend(unit.iter().filter(|b| runs_inside(**b)));
+                        if !abandoned {
+                            let seq: Vec<u8> = unit
+                                .iter()
+                                .copied()
+                                .filter(|b| !runs_inside(*b) && *b != 0x7f)
+                                .collect();
+                            self.emit(&seq, out);
+                        }
                     }
-                    i += n;
+                    i += len;
                 }
                 Unit::Partial if rest.len() <= MAX_HELD => {
                     self.held = rest.to_vec();
                     return;
                 }
                 Unit::Partial => {
+                    // Too long to hold (a huge clipboard string): passed on,
+                    // and the next chunk taken as new output.
                     out.extend_from_slice(rest);
                     return;
                 }
             }
+        }
+    }
+
+    /// A whole sequence, minus any alternate-screen switch in it.
+    fn emit(&mut self, seq: &[u8], out: &mut Vec<u8>) {
+        if let Some(seq) = without_switch(seq) {
+            self.note(&seq);
+            out.extend_from_slice(&seq);
         }
     }
 
@@ -225,12 +305,29 @@ mod tests {
             &b"\x1b\x1b[?1049hx"[..],
             b"\x1b]0;t\x1b[?1049hx",
             b"\x1bPq\x18\x1b[?1049hx",
+            // What is left of the line once the switch is cut out must not
+            // join an abandoned prefix into a new switch.
+            b"\x1b\x1b[?1049h[?1049hx",
+            b"\x1b[\x1b[?1049h?1049hx",
+            b"\x1b]0;\x1b[?1049h[?1049hx",
+            // Terminals run C0 controls inside a sequence and go on with it.
+            b"\x1b\r[?1049hx",
+            b"\x1b[?10\r49hx",
+            b"\x1b[\x00?1049hx",
+            // The switch among other modes.
+            b"\x1b[?25;1049hx",
+            b"\x1b[?1049;1047;47hx",
         ] {
             let out = run(&[input]);
-            assert!(
-                !out.windows(8).any(|w| w == b"\x1b[?1049h"),
-                "{input:?} gave {out:?}"
+            // What a terminal would do with it: no alternate screen.
+            let mut vt = vt100::Parser::new(
+                std::num::NonZeroU16::new(5).unwrap(),
+                std::num::NonZeroU16::new(40).unwrap(),
+                0,
             );
+            vt.process(&out);
+            assert!(!vt.screen().alternate_screen(), "{input:?} gave {out:?}");
+            assert!(out.ends_with(b"x"), "{input:?} gave {out:?}");
             for cut in 0..input.len() {
                 assert_eq!(run(&[&input[..cut], &input[cut..]]), out, "cut at {cut}");
             }

@@ -232,7 +232,7 @@ async fn pump(
 ) {
     // However the task ends (a panic too), members see the end and new
     // guests start a new group.
-    let _ended = Ended(screen.clone());
+    let ended = Ended(screen.clone());
     let mut buf = vec![0u8; 16384];
     let mut out = Vec::with_capacity(buf.len());
     loop {
@@ -260,6 +260,8 @@ async fn pump(
             }
         }
     }
+    // New guests start a new group from now on, whatever the reaping takes.
+    drop(ended);
     child.kill().await;
 }
 

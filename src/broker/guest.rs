@@ -490,6 +490,8 @@ async fn copy(
                     return Some(reason);
                 }
                 Some(Order::Mode(mode, reply)) => {
+                    // A move between groups still pending is moot now.
+                    regroup_at = None;
                     let r = change_mode(state, link, mode).await;
                     let failed = r.as_ref().err().cloned();
                     let _ = reply.send(r);
@@ -529,9 +531,7 @@ async fn copy(
             },
             // Input held back for the recording: offered again shortly.
             _ = tokio::time::sleep(Duration::from_millis(100)), if !link.held.is_empty() => release(state, link),
-            // A guest that does not read is not read either: what it sends
-            // (a resize makes a redraw) could otherwise pile up unbounded.
-            frame = read_frame_async(rd, buf), if link.to_tmux.len() < MAX_PENDING && link.held.len() < MAX_PENDING && link.to_guest.len() < MAX_PENDING => match frame {
+            frame = read_frame_async(rd, buf), if link.to_tmux.len() < MAX_PENDING && link.held.len() < MAX_PENDING => match frame {
                 Ok(Some(Frame::Data(bytes))) => {
                     link.last_input = Instant::now();
                     let now = crate::clock::now();
@@ -590,9 +590,15 @@ async fn copy(
                 }
                 link.after_group_output();
             }
-            _ = sleep_until_some(regroup_at) => {
+            // A member moves once it has taken what it was sent: a guest
+            // that does not read cannot pile up one redraw per resize.
+            _ = sleep_until_some(regroup_at), if link.to_guest.len() < MAX_PENDING => {
                 regroup_at = None;
-                if let Err(e) = regroup(state, link) {
+                let moved = link.client.is_none()
+                    && link.member.as_ref().is_some_and(|m| {
+                        (m.key().cols, m.key().rows) != (link.spec.cols, link.spec.rows)
+                    });
+                if moved && let Err(e) = regroup(state, link) {
                     return Some(e);
                 }
             }

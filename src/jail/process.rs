@@ -291,6 +291,7 @@ impl Child {
         // The forwarding handlers are in place since the clone.
         if let Err(e) = before(self.pid.as_raw()) {
             let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+            stop_forwarding();
             let _ = waitpid(self.pid, None);
             return Err(e);
         }
