@@ -307,22 +307,26 @@ fn promote_demote_and_rogue_take_effect_live() {
 
     let out = w.host_pairjail(&["mode", "ivy", "mirror", "--session", "smodes"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    // tmux agrees: the client is read-only again.
-    let ro = w.host_tmux(
-        "smodes",
-        &[
-            "list-clients",
-            "-F",
-            "#{client_control_mode}#{client_readonly}",
-        ],
-    );
-    assert_eq!(
-        ro.lines()
-            .filter(|l| l.starts_with('0'))
-            .collect::<Vec<_>>(),
-        ["01"],
-        "the demoted client is not read-only in tmux"
-    );
+    // tmux agrees: the guest's one client (its mirror group's, which the
+    // demotion attaches) is read-only, and its own is gone.
+    eventually(10, || {
+        let ro = w.host_tmux(
+            "smodes",
+            &[
+                "list-clients",
+                "-F",
+                "#{client_control_mode}#{client_readonly}",
+            ],
+        );
+        let screens: Vec<&str> = ro.lines().filter(|l| l.starts_with('0')).collect();
+        if screens == ["01"] {
+            Ok(())
+        } else {
+            Err(format!(
+                "the demoted guest's clients: {screens:?} (want one, read-only)"
+            ))
+        }
+    });
     typed(3);
     assert!(
         !pane_has(&w, "smodes", "MODE-3-42"),
