@@ -454,26 +454,10 @@ fn exec_forwards_sigterm_and_sigint_to_the_program() {
     ] {
         let name = signal.as_str().trim_start_matches("SIG");
         let script = format!("trap 'exit {code}' {name}; echo ready; while :; do sleep 0.05; done");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pairjail"))
-            .args([
-                "exec",
-                "--profile",
-                "tests/data/shell.toml",
-                "--",
-                "/bin/sh",
-                "-c",
-                &script,
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Wait for the trap to be in place (a state, not a sleep).
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-        assert_eq!(line.trim(), "ready");
+        // Waits for the trap to be in place (a state, not a sleep).
+        let (mut child, before) =
+            jailed_until_ready("tests/data/shell.toml", &["/bin/sh", "-c", &script]);
+        assert!(before.is_empty(), "{before:?}");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
         let status = child.wait().unwrap();
         assert_eq!(
@@ -524,27 +508,42 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// The jailed waiter under `profile`, once it said ready: its child and pid.
-fn start_waiter(
-    prog: &std::path::Path,
-    profile: &str,
-    mode: &str,
-) -> (std::process::Child, String) {
+/// `pairjail exec --profile PROFILE -- ARGV…`, once the program printed
+/// `ready`: its child, and the lines it printed before.
+// The child is returned for the caller to wait on.
+#[allow(clippy::zombie_processes)]
+fn jailed_until_ready(profile: &str, argv: &[&str]) -> (std::process::Child, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pairjail"))
         .args(["exec", "--profile", profile, "--"])
-        .arg(prog)
-        .arg(mode)
+        .args(argv)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let (mut pid, mut ready) = (String::new(), String::new());
-    std::io::BufRead::read_line(&mut out, &mut pid).unwrap();
-    std::io::BufRead::read_line(&mut out, &mut ready).unwrap();
-    assert_eq!(ready.trim(), "ready", "{pid}");
-    (child, pid.trim().to_string())
+    let mut before = Vec::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert!(n > 0, "the program ended before it was ready: {before:?}");
+        if line.trim() == "ready" {
+            return (child, before);
+        }
+        before.push(line.trim().to_string());
+    }
+}
+
+/// The jailed waiter under `profile`, once it said ready: its child and pid.
+fn start_waiter(
+    prog: &std::path::Path,
+    profile: &str,
+    mode: &str,
+) -> (std::process::Child, String) {
+    let prog = prog.to_str().unwrap();
+    let (child, before) = jailed_until_ready(profile, &[prog, mode]);
+    assert_eq!(before.len(), 1, "{before:?}");
+    (child, before[0].clone())
 }
 
 /// The exit code of `c`, waiting up to 20 s (to catch a hang, never to

@@ -210,15 +210,6 @@ impl Audience {
             .filter_map(|g| g.pid)
             .collect()
     }
-
-    /// How many groups there are, and how many members in all.
-    pub fn size(&self) -> (usize, usize) {
-        let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        let live: Vec<Arc<Group>> = groups.values().filter_map(Weak::upgrade).collect();
-        // Each member holds one reference; `live` holds one more each.
-        let members = live.iter().map(|g| Arc::strong_count(g) - 1).sum();
-        (live.len(), members)
-    }
 }
 
 /// Reads a group's client until it ends or the group is gone: each read,

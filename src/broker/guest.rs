@@ -391,13 +391,6 @@ async fn sleep_until_some(at: Option<Instant>) {
     }
 }
 
-async fn overlay_due(overlay: &Option<Overlay>) {
-    match overlay.as_ref().and_then(|o| o.until) {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// The next deadline of a guest, and what happens then.
 enum Due {
     Warn(String),
@@ -586,7 +579,7 @@ async fn copy(
                 match next {
                     Next::Frame(frame) => link.to_guest.push(frame),
                     Next::Redraw(frame) => link.to_guest.push_vec(frame),
-                    Next::Ended => return Some(group_ended(state).await),
+                    Next::Ended => return Some(why_ended(state).await),
                 }
                 link.after_group_output();
             }
@@ -602,7 +595,7 @@ async fn copy(
                     return Some(e);
                 }
             }
-            _ = overlay_due(&link.overlay) => {
+            _ = sleep_until_some(link.overlay.as_ref().and_then(|o| o.until)) => {
                 if let Some(o) = link.overlay.as_mut() {
                     o.until = None;
                 }
@@ -668,11 +661,8 @@ async fn client_ended(state: &State, link: &mut Link) -> String {
     why_ended(state).await
 }
 
-/// Why a group's shared client ended (the group reaps it).
-async fn group_ended(state: &State) -> String {
-    why_ended(state).await
-}
-
+/// Why a client ended (a group's is reaped by its group): the share is
+/// over, the session is gone, or the client alone was detached.
 async fn why_ended(state: &State) -> String {
     if let Some(reason) = state.shutdown.borrow().clone() {
         return reason;
