@@ -137,6 +137,9 @@ pub fn run() -> ExitCode {
         .skip(1)
         .take_while(|a| *a != "--")
         .any(|a| a == "--json");
+    if let Some(command) = parse_hot(&args) {
+        return finish(dispatch(command), json);
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -148,7 +151,41 @@ pub fn run() -> ExitCode {
             e.exit()
         }
     };
-    let result = match cli.command {
+    finish(dispatch(cli.command), json)
+}
+
+/// The commands started once per guest or per jail: `join` (sshd's forced
+/// command), `__relay` (inside every guest's jail), `exec` and
+/// `__probe-attempt`. Building clap's definition of every subcommand took
+/// about a fifth of a millisecond of each start, so these are first parsed
+/// with a definition of their own subcommand only. Whatever that does not
+/// parse cleanly (`--help`, a typo) is parsed again by the full definition,
+/// so every message and help text is the full command line's.
+fn parse_hot(args: &[std::ffi::OsString]) -> Option<Command> {
+    use clap::FromArgMatches;
+    let sub = hot_definition(args.get(1)?.to_str()?)?;
+    let matches = clap::Command::new("pairjail")
+        .subcommand(sub)
+        .try_get_matches_from(args)
+        .ok()?;
+    Command::from_arg_matches(&matches).ok()
+}
+
+const HOT: [&str; 4] = ["join", "__relay", "exec", "__probe-attempt"];
+
+fn hot_definition(name: &str) -> Option<clap::Command> {
+    use clap::Args;
+    let sub = clap::Command::new(HOT.into_iter().find(|h| *h == name)?);
+    Some(match name {
+        "join" => join::JoinArgs::augment_args(sub),
+        "__relay" => join::RelayArgs::augment_args(sub),
+        "exec" => exec::ExecArgs::augment_args(sub),
+        _ => probe::AttemptArgs::augment_args(sub),
+    })
+}
+
+fn dispatch(command: Command) -> commands::Outcome {
+    match command {
         Command::Start(a) => session::start(a),
         Command::Invite(c) => invite::run(c),
         Command::AuthorizedKeys(a) => invite::authorized_keys(a),
@@ -172,8 +209,7 @@ pub fn run() -> ExitCode {
         Command::Schema(a) => schema::run(a),
         Command::Completions(a) => docs::completions(a, Cli::command()),
         Command::Man(a) => docs::man(a, Cli::command()),
-    };
-    finish(result, json)
+    }
 }
 
 /// A failure as `--json` callers read it, on stdout (schema: `error`).
@@ -228,5 +264,93 @@ mod tests {
         let mut missing = Vec::new();
         walk(&Cli::command(), "pairjail", &mut missing);
         assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
+
+    fn argv(words: &[&str]) -> Vec<std::ffi::OsString> {
+        std::iter::once("pairjail")
+            .chain(words.iter().copied())
+            .map(Into::into)
+            .collect()
+    }
+
+    /// The hot commands' own parse gives what the full command line gives,
+    /// and leaves everything it cannot parse (help, mistakes) to it.
+    #[test]
+    fn hot_commands_parse_as_the_full_command_line_does() {
+        let parsed = [
+            &["join", "--host", "alice", "--guest", "bob"][..],
+            &[
+                "join",
+                "--host",
+                "alice",
+                "--session",
+                "s",
+                "--guest",
+                "bob",
+                "--mode",
+                "pair",
+                "--transport",
+                "direct",
+                "--profile",
+                "p.toml",
+                "--run",
+                "12.34",
+                "--key",
+                "SHA256:x",
+                "--runtime-dir",
+                "/run/x",
+            ],
+            &["__relay", "--fd", "5"],
+            &[
+                "exec",
+                "--profile",
+                "guest-relay",
+                "--pass-fd",
+                "3",
+                "--param",
+                "a=b",
+                "--",
+                "/bin/true",
+                "--help",
+            ],
+            &["__probe-attempt", "tiocsti", "X=1", "Y=2"],
+        ];
+        for words in parsed {
+            let full = Cli::try_parse_from(argv(words)).unwrap().command;
+            let hot = parse_hot(&argv(words)).unwrap_or_else(|| panic!("{words:?}: not hot"));
+            assert_eq!(format!("{hot:?}"), format!("{full:?}"), "{words:?}");
+        }
+        let refused = [
+            &["join", "--help"][..],
+            &["join", "--host", "alice"],
+            &["join", "--host", "a", "--guest", "b", "--mode", "tyrant"],
+            &["__relay", "--fd", "x"],
+            &["exec"],
+            &["exec", "--profile"],
+            &["exec", "--bogus", "--", "x"],
+            &["exec", "--version"],
+        ];
+        for words in refused {
+            assert!(parse_hot(&argv(words)).is_none(), "{words:?}");
+            assert!(Cli::try_parse_from(argv(words)).is_err(), "{words:?}");
+        }
+        assert!(parse_hot(&argv(&["status"])).is_none());
+    }
+
+    /// Each hot command's own definition has the full definition's
+    /// arguments, so the two cannot drift apart.
+    #[test]
+    fn hot_commands_define_the_same_arguments() {
+        let full = Cli::command();
+        let describe = |c: &clap::Command| {
+            c.get_arguments()
+                .map(|a| format!("{a:?}"))
+                .collect::<Vec<_>>()
+        };
+        for name in HOT {
+            let hot = hot_definition(name).map(|c| describe(&c));
+            assert!(hot.is_some(), "{name}: no definition of its own");
+            assert_eq!(hot, full.find_subcommand(name).map(describe), "{name}");
+        }
     }
 }
