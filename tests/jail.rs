@@ -40,6 +40,93 @@ fn probe_finds_no_escape_from_guest_direct() {
     probe_as_unprivileged("guest-direct");
 }
 
+/// guest-relay runs in the host's network namespace (one of its own cost
+/// 0.4 ms a join): seccomp refuses every socket but a unix one, Landlock
+/// refuses TCP and its scope keeps the host's abstract sockets out. The
+/// attack: the shipped profile, then the same with `socket` allowed for
+/// AF_INET and netlink, which then open in the host's namespace (TCP and
+/// abstract sockets stay blocked by Landlock). Without the scope such a
+/// profile is refused (tests/profiles.rs).
+#[test]
+fn guest_relay_reaches_no_network_without_a_network_namespace() {
+    if !require_kernel() {
+        return;
+    }
+    let shown = pairjail(&["profile", "show", "guest-relay", "--resolved", "--json"]);
+    let resolved: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(
+        resolved["namespaces"]["net"], false,
+        "this test is about guest-relay without a network namespace"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let variant = |name: &str, extra: &str| {
+        let file = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&file, format!("extends = [\"guest-relay\"]\n{extra}")).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        file.to_str().unwrap().to_string()
+    };
+    let verdicts = |profile: &str| {
+        let out = pairjail_unprivileged(&[
+            "probe",
+            "--profile",
+            profile,
+            "--json",
+            "--only",
+            "tcp-localhost",
+            "--only",
+            "abstract-unix-socket",
+            "--only",
+            "socket-netlink",
+            "--only",
+            "socket-inet",
+        ]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out.stderr)));
+        let mut v: Vec<(String, String)> = report["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["attempt"].as_str().unwrap().to_string(),
+                    a["verdict"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, v)| (a.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        verdicts("guest-relay"),
+        pairs(&[
+            ("abstract-unix-socket", "blocked"),
+            ("socket-inet", "blocked"),
+            ("socket-netlink", "blocked"),
+            ("tcp-localhost", "blocked"),
+        ])
+    );
+    // `socket` allowed for AF_INET and netlink: both open.
+    let any_socket = variant(
+        "any-socket",
+        "[seccomp]\nallow = [\"@unix-client\"]\nsocket_families = [\"AF_INET\", \"AF_NETLINK\"]\n",
+    );
+    assert_eq!(
+        verdicts(&any_socket),
+        pairs(&[
+            ("abstract-unix-socket", "blocked"),
+            ("socket-inet", "escaped"),
+            ("socket-netlink", "escaped"),
+            ("tcp-localhost", "blocked"),
+        ])
+    );
+}
+
 /// The session's workspace jail: every secret, agent, host-reach and
 /// privilege attempt blocked; only what a workspace allows by design
 /// (shells, its home, its /tmp and network namespace, builds) gets through,

@@ -8,7 +8,9 @@
 //! fresh tmpfs root (OCI uses `root.path`, read-only), and execution by
 //! file descriptor (runtimes exec by path, so `execve` and what a runtime's
 //! init calls after loading the filter join the allowlist: see
-//! [`RUNTIME_SYSCALLS`]), and no /proc (runtimes need one; it is added).
+//! [`RUNTIME_SYSCALLS`]), no /proc (runtimes need one; it is added), and
+//! the host's network namespace (kept out by Landlock, so the export gets a
+//! namespace of its own).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -298,8 +300,15 @@ pub fn export(
         .build()
         .map_err(err)?;
 
-    let namespaces = plan
-        .namespaces
+    // A profile shares the host's network namespace only where Landlock
+    // (its abstract-socket scope, its TCP rules) keeps the host's network
+    // out, and runtimes do not enforce Landlock: the container gets a
+    // network namespace of its own instead, stronger than the profile.
+    let mut wanted = plan.namespaces.clone();
+    if !wanted.contains(&Namespace::Net) {
+        wanted.push(Namespace::Net);
+    }
+    let namespaces = wanted
         .iter()
         .map(|&n| {
             LinuxNamespaceBuilder::default()

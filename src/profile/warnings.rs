@@ -39,7 +39,7 @@ pub fn of(p: &Profile) -> Vec<String> {
     if !p.namespaces.net {
         if !p.landlock.scopes.contains(&Scope::AbstractUnixSocket) {
             out.push("the host's network (namespaces.net = false) without landlock scope abstract-unix-socket: the jail can reach the host's abstract sockets (X11, D-Bus, tmux-like servers)".into());
-        } else {
+        } else if opens_network_sockets(p) {
             out.push("the host's network (namespaces.net = false): the jail reaches every port the host reaches".into());
         }
     }
@@ -52,6 +52,19 @@ pub fn of(p: &Profile) -> Vec<String> {
         out.push("landlock is off: the mounts alone limit the files the jail reaches".into());
     }
     out
+}
+
+/// Can the jail make a socket of a family other than AF_UNIX? (With none,
+/// the host's network namespace gives it nothing to reach: unix sockets
+/// are files, which Landlock and the mounts limit, or abstract names, which
+/// the scope keeps in.)
+fn opens_network_sockets(p: &Profile) -> bool {
+    if !p.seccomp.enabled {
+        return true;
+    }
+    let makes_sockets = p.allowed_syscalls().iter().any(|s| s == "socket");
+    let families = &p.seccomp.socket_families;
+    makes_sockets && (families.is_empty() || families.iter().any(|f| f != "AF_UNIX"))
 }
 
 #[cfg(test)]
@@ -83,6 +96,18 @@ mod tests {
         assert!(
             w.contains("without landlock scope abstract-unix-socket"),
             "{w}"
+        );
+        // The host's network with sockets beyond unix ones: every port.
+        let mut p = crate::profile::resolve("guest-relay", &search)
+            .unwrap()
+            .profile;
+        p.seccomp.allow.push("@unix-client".into());
+        assert!(of(&p).is_empty(), "unix sockets only: {:?}", of(&p));
+        p.seccomp.socket_families.push("AF_INET".into());
+        assert!(
+            of(&p).join("\n").contains("reaches every port"),
+            "{:?}",
+            of(&p)
         );
     }
 }
