@@ -44,9 +44,11 @@ fn probe_finds_no_escape_from_guest_direct() {
 /// 0.4 ms a join): seccomp refuses every socket but a unix one, Landlock
 /// refuses TCP and its scope keeps the host's abstract sockets out. The
 /// attack: the shipped profile, then the same with `socket` allowed for
-/// AF_INET and netlink, which then open in the host's namespace (TCP and
-/// abstract sockets stay blocked by Landlock). Without the scope such a
-/// profile is refused (tests/profiles.rs).
+/// AF_INET and netlink, which then open in the host's namespace, and UDP
+/// (which Landlock does not cover) reaches the host's 127.0.0.1; TCP and
+/// abstract sockets, stream or datagram, stay blocked by Landlock. Without
+/// the scope, or with Landlock best-effort, such a profile is refused
+/// (tests/profiles.rs).
 #[test]
 fn guest_relay_reaches_no_network_without_a_network_namespace() {
     if !require_kernel() {
@@ -80,6 +82,10 @@ fn guest_relay_reaches_no_network_without_a_network_namespace() {
             "socket-netlink",
             "--only",
             "socket-inet",
+            "--only",
+            "udp-localhost",
+            "--only",
+            "abstract-unix-datagram",
         ]);
         let report: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out.stderr)));
@@ -105,10 +111,12 @@ fn guest_relay_reaches_no_network_without_a_network_namespace() {
     assert_eq!(
         verdicts("guest-relay"),
         pairs(&[
+            ("abstract-unix-datagram", "blocked"),
             ("abstract-unix-socket", "blocked"),
             ("socket-inet", "blocked"),
             ("socket-netlink", "blocked"),
             ("tcp-localhost", "blocked"),
+            ("udp-localhost", "blocked"),
         ])
     );
     // `socket` allowed for AF_INET and netlink: both open.
@@ -119,10 +127,12 @@ fn guest_relay_reaches_no_network_without_a_network_namespace() {
     assert_eq!(
         verdicts(&any_socket),
         pairs(&[
+            ("abstract-unix-datagram", "blocked"),
             ("abstract-unix-socket", "blocked"),
             ("socket-inet", "escaped"),
             ("socket-netlink", "escaped"),
             ("tcp-localhost", "blocked"),
+            ("udp-localhost", "escaped"),
         ])
     );
 }

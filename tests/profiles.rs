@@ -271,6 +271,10 @@ fn contradictions_are_refused() {
             "[namespaces]\nmount = false\n[[mount]]\ntype = \"tmpfs\"\ndst = \"/t\"\n",
             "DIR/p.toml:3:9: [[mount]] entries need namespaces.mount = true",
         ),
+        (
+            "[namespaces]\nnet = false\n[landlock]\ncompat = \"best-effort\"\n",
+            "DIR/p.toml:5:10: a shared network namespace (net = false) needs [landlock] compat = \"hard\": best-effort drops the abstract-socket scope and the TCP rules on a kernel without them",
+        ),
     ];
     for (body, expected) in &cases[1..] {
         assert_eq!(

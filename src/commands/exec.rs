@@ -24,7 +24,7 @@ pub struct ExecArgs {
 }
 
 pub fn run(a: ExecArgs) -> Outcome {
-    let resolved = profile::resolve(&a.profile, &SearchPath::from_env())?;
+    let profile = profile::load(&a.profile, &SearchPath::from_env())?;
     let params = profile::params::parse(&a.param).map_err(Failure::invalid)?;
     for fd in &a.pass_fd {
         if *fd < 3 {
@@ -52,6 +52,6 @@ pub fn run(a: ExecArgs) -> Outcome {
         params,
         stdio: [None; 3],
     };
-    let status = jail::spawn(&resolved.profile, &cmd)?.wait()?;
+    let status = jail::spawn(&profile, &cmd)?.wait()?;
     Ok(ExitCode::from(status.code().clamp(0, 255) as u8))
 }

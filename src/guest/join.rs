@@ -99,9 +99,8 @@ pub fn join(a: &Join) -> Result<(), JoinError> {
         "guest-relay"
     };
     let profile_name = a.profile.as_deref().unwrap_or(default_profile);
-    let profile = profile::resolve(profile_name, &SearchPath::from_env())
-        .map_err(|e| JoinError::Profile(e.to_string()))?
-        .profile;
+    let profile = profile::load(profile_name, &SearchPath::from_env())
+        .map_err(|e| JoinError::Profile(e.to_string()))?;
     // The profile's [session] rules travel to the broker, which enforces
     // them (it sees every byte and owns the guest's client).
     let limits = Limits {

@@ -6,7 +6,7 @@ use std::path::{Component, Path};
 
 use super::error::{ProfileError, ProfileErrors};
 use super::locate::Seg;
-use super::model::{Mount, Profile, Scope};
+use super::model::{Compat, Mount, Profile, Scope};
 use super::names;
 use super::source::Source;
 
@@ -326,6 +326,12 @@ fn check_combination(p: &Profile, sources: &[Source], errors: &mut Vec<ProfileEr
             errors.push(at(
                 &["namespaces".into(), "net".into()],
                 "a shared network namespace (net = false) needs [landlock] scopes to include \"abstract-unix-socket\", or the jail can reach the host's abstract unix sockets".into(),
+            ));
+        }
+        if !ns.net && p.landlock.compat != Compat::Hard {
+            errors.push(at(
+                &["landlock".into(), "compat".into()],
+                "a shared network namespace (net = false) needs [landlock] compat = \"hard\": best-effort drops the abstract-socket scope and the TCP rules on a kernel without them".into(),
             ));
         }
         if !p.landlock.scopes.is_empty() && p.landlock.abi < 6 {

@@ -1,6 +1,7 @@
 //! Settings that are valid but that a security reviewer should see said
 //! out loud: `profile check` prints them for a resolved profile.
 
+use super::Action;
 use super::model::{Mount, Profile, Scope};
 
 /// Host paths whose writable bind lets a guest change the machine.
@@ -59,10 +60,16 @@ pub fn of(p: &Profile) -> Vec<String> {
 /// are files, which Landlock and the mounts limit, or abstract names, which
 /// the scope keeps in.)
 fn opens_network_sockets(p: &Profile) -> bool {
-    if !p.seccomp.enabled {
+    // "log" lets every call through; io_uring makes sockets without the
+    // `socket` call and its family check.
+    if !p.seccomp.enabled || p.seccomp.default_action == Action::Log {
         return true;
     }
-    let makes_sockets = p.allowed_syscalls().iter().any(|s| s == "socket");
+    let allowed = p.allowed_syscalls();
+    if allowed.iter().any(|s| s == "io_uring_setup") {
+        return true;
+    }
+    let makes_sockets = allowed.iter().any(|s| s == "socket");
     let families = &p.seccomp.socket_families;
     makes_sockets && (families.is_empty() || families.iter().any(|f| f != "AF_UNIX"))
 }
@@ -103,11 +110,15 @@ mod tests {
             .profile;
         p.seccomp.allow.push("@unix-client".into());
         assert!(of(&p).is_empty(), "unix sockets only: {:?}", of(&p));
-        p.seccomp.socket_families.push("AF_INET".into());
-        assert!(
-            of(&p).join("\n").contains("reaches every port"),
-            "{:?}",
-            of(&p)
-        );
+        let reaches = |p: &Profile| of(p).join("\n").contains("reaches every port");
+        let mut inet = p.clone();
+        inet.seccomp.socket_families.push("AF_INET".into());
+        assert!(reaches(&inet), "{:?}", of(&inet));
+        let mut log = p.clone();
+        log.seccomp.default_action = Action::Log;
+        assert!(reaches(&log), "{:?}", of(&log));
+        let mut uring = p.clone();
+        uring.seccomp.allow.push("io_uring_setup".into());
+        assert!(reaches(&uring), "{:?}", of(&uring));
     }
 }

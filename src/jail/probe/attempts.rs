@@ -161,11 +161,7 @@ fn try_socket(name: &str, domain: i32, ty: i32) -> Seen {
     }
 }
 
-fn connect_unix(addr: &[u8]) -> Seen {
-    let fd = match socket(libc::AF_UNIX, libc::SOCK_STREAM) {
-        Err(e) => return Ok(format!("socket(AF_UNIX): {e}")),
-        Ok(fd) => fd,
-    };
+fn unix_addr(addr: &[u8]) -> (libc::sockaddr_un, u32) {
     // SAFETY: sockaddr_un is plain data; zeroed is a valid value.
     let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     sa.sun_family = libc::AF_UNIX as u16;
@@ -173,10 +169,41 @@ fn connect_unix(addr: &[u8]) -> Seen {
     for (i, b) in addr[..n].iter().enumerate() {
         sa.sun_path[i] = *b as libc::c_char;
     }
-    let len = (std::mem::size_of::<libc::sa_family_t>() + n) as u32;
+    (sa, (std::mem::size_of::<libc::sa_family_t>() + n) as u32)
+}
+
+fn connect_unix(addr: &[u8]) -> Seen {
+    let fd = match socket(libc::AF_UNIX, libc::SOCK_STREAM) {
+        Err(e) => return Ok(format!("socket(AF_UNIX): {e}")),
+        Ok(fd) => fd,
+    };
+    let (sa, len) = unix_addr(addr);
     // SAFETY: sa is a valid sockaddr_un of `len` bytes.
     let r = unsafe { libc::connect(fd, (&sa as *const libc::sockaddr_un).cast(), len) };
     sys("connect", r as libc::c_long)
+}
+
+/// A datagram to the address, without connecting first (sendto is checked
+/// on its own, apart from connect).
+fn send_unix_datagram(addr: &[u8]) -> Seen {
+    let fd = match socket(libc::AF_UNIX, libc::SOCK_DGRAM) {
+        Err(e) => return Ok(format!("socket(AF_UNIX, SOCK_DGRAM): {e}")),
+        Ok(fd) => fd,
+    };
+    let (sa, len) = unix_addr(addr);
+    let msg = b"probe";
+    // SAFETY: msg and sa are live, of the lengths given.
+    let r = unsafe {
+        libc::sendto(
+            fd,
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&sa as *const libc::sockaddr_un).cast(),
+            len,
+        )
+    };
+    sys("sendto", r as libc::c_long)
 }
 
 fn ptrace_attach(pid: i32) -> Seen {
@@ -363,6 +390,47 @@ pub const ATTEMPTS: &[Attempt] = &[
                 )
             };
             sys(&format!("connect(127.0.0.1:{port})"), r as libc::c_long)
+        },
+    },
+    Attempt {
+        name: "udp-localhost",
+        expected: "no datagram reaches the host's 127.0.0.1",
+        // Landlock has no UDP rule: only seccomp's socket families or a
+        // network namespace of the jail's own (its loopback down) stop it.
+        run: |c| {
+            let port: u16 = c.get("udp_port").parse().unwrap_or(0);
+            let fd = match socket(libc::AF_INET, libc::SOCK_DGRAM) {
+                Err(e) => return Ok(format!("socket(AF_INET, SOCK_DGRAM): {e}")),
+                Ok(fd) => fd,
+            };
+            let sa = libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: port.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+                },
+                sin_zero: [0; 8],
+            };
+            let msg = b"probe";
+            // SAFETY: msg and sa are live, of the lengths given.
+            let r = unsafe {
+                libc::sendto(
+                    fd,
+                    msg.as_ptr().cast(),
+                    msg.len(),
+                    0,
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of_val(&sa) as u32,
+                )
+            };
+            sys(&format!("sendto(127.0.0.1:{port})"), r as libc::c_long)
+        },
+    },
+    Attempt {
+        name: "abstract-unix-datagram",
+        expected: "no datagram reaches the host's abstract unix socket",
+        run: |c| {
+            send_unix_datagram(&[b"\0".as_slice(), c.get("abstract_dgram").as_bytes()].concat())
         },
     },
     Attempt {

@@ -101,6 +101,17 @@ impl Bait {
             .map_err(|e| setup_err("abstract name", e))?;
         let abstract_listener =
             UnixListener::bind_addr(&addr).map_err(|e| setup_err("bind abstract socket", e))?;
+        let dgram_name = format!("pairjail-probe-dgram-{pid}-{nanos}");
+        let dgram_addr = SocketAddr::from_abstract_name(dgram_name.as_bytes())
+            .map_err(|e| setup_err("abstract name", e))?;
+        let dgram = std::os::unix::net::UnixDatagram::bind_addr(&dgram_addr)
+            .map_err(|e| setup_err("bind abstract datagram socket", e))?;
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0")
+            .map_err(|e| setup_err("bind udp 127.0.0.1", e))?;
+        let udp_port = udp
+            .local_addr()
+            .map_err(|e| setup_err("udp address", e))?
+            .port();
         let tcp = std::net::TcpListener::bind("127.0.0.1:0")
             .map_err(|e| setup_err("bind 127.0.0.1", e))?;
         let tcp_port = tcp
@@ -137,6 +148,8 @@ impl Bait {
         vars.insert("host_pid".into(), pid.to_string());
         vars.insert("tcp_port".into(), tcp_port.to_string());
         vars.insert("abstract".into(), abstract_name);
+        vars.insert("abstract_dgram".into(), dgram_name);
+        vars.insert("udp_port".into(), udp_port.to_string());
         vars.insert("unix_path".into(), sock_path.display().to_string());
         vars.insert("bait_file".into(), bait_file.display().to_string());
         vars.insert("bait_dir".into(), dir.display().to_string());
@@ -149,6 +162,8 @@ impl Bait {
                 Box::new(path_listener),
                 Box::new(abstract_listener),
                 Box::new(tcp),
+                Box::new(dgram),
+                Box::new(udp),
             ],
             _leak: leak,
             tty: pty.slave,
