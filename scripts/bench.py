@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Jail entry benchmark: pairjail vs bubblewrap vs plain unshare vs bare exec.
 
-Runs hyperfine (-N, no shell) over all four commands in several rounds,
-rotating their order so that none always runs first, and takes the median
-of the per-round medians. Peak RSS is the largest ru_maxrss of any process
-in each command's tree. Writes the table into README.md between the
+Runs all four commands interleaved one run at a time, in a shuffled order,
+for several rounds (no shell: posix_spawn to exit), and takes the median of
+the per-round medians. RSS is the sum of VmRSS over each command's process
+tree while it runs a sleeper. Writes the table into README.md between the
 bench markers, with the command that produced it.
 """
-import json, os, shutil, statistics, subprocess, sys, tempfile, time
+import os, random, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PJ = os.path.join(ROOT, "target/x86_64-unknown-linux-gnu/release/pairjail")
@@ -68,7 +68,7 @@ def tree_rss_kib(cmd, sleeper):
 
 
 def main():
-    for tool in ("hyperfine", "bwrap", "unshare", "gcc"):
+    for tool in ("bwrap", "unshare", "gcc"):
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} is not installed (run `just deps`)")
     tmp = tempfile.mkdtemp(prefix="pairjail-bench-")
@@ -78,15 +78,31 @@ def main():
     cmds = commands(true)
     names = list(cmds)
     medians = {n: [] for n in names}
+    # Each command's built-in profiles, not ./profiles of a checkout (a
+    # guest's join runs in the pair user's home).
+    os.chdir(tmp)
+    # Runs interleaved one at a time in a shuffled order, timed from
+    # posix_spawn to exit: hyperfine's blocks of one command let the
+    # kernel's deferred cleanup of one block's network namespaces fall on
+    # the next block's command.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    fa = [(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
+    argv = {n: [shutil.which(c[0]) or c[0]] + c[1:] for n, c in cmds.items()}
     for r in range(ROUNDS):
-        order = names[r % len(names):] + names[:r % len(names)]
-        out = os.path.join(tmp, f"round{r}.json")
-        args = ["hyperfine", "-N", "--warmup", "10", "--runs", str(RUNS), "--export-json", out, "--style", "none"]
-        for n in order:
-            args += ["-n", n, " ".join(cmds[n])]
-        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
-        for res in json.load(open(out))["results"]:
-            medians[res["command"]].append(res["median"])
+        times = {n: [] for n in names}
+        for i in range(RUNS + 10):
+            order = names[:]
+            random.shuffle(order)
+            for n in order:
+                t0 = time.perf_counter_ns()
+                pid = os.posix_spawn(argv[n][0], argv[n], os.environ, file_actions=fa)
+                _, status = os.waitpid(pid, 0)
+                if status != 0:
+                    sys.exit(f"bench: {n} failed (wait status {status})")
+                if i >= 10:  # warm-up
+                    times[n].append((time.perf_counter_ns() - t0) / 1e9)
+        for n in names:
+            medians[n].append(statistics.median(times[n]))
     med = {n: statistics.median(v) * 1000 for n, v in medians.items()}
     rss = {}
     for n in names:
@@ -95,19 +111,24 @@ def main():
             c = c[:-4] + ["--ro-bind", sleeper, "/sleep", "/sleep"]
         rss[n] = tree_rss_kib(c, sleeper)
     pj = med["pairjail exec (guest-relay)"]
+    pjr = medians["pairjail exec (guest-relay)"]
+    spread = {n: (min(a / b for a, b in zip(pjr, medians[n])), max(a / b for a, b in zip(pjr, medians[n])))
+              for n in names}
     lines = [
-        "| command | median (ms) | pairjail ÷ it | RSS of its process tree (KiB, processes) |",
+        "| command | median (ms) | pairjail ÷ it (rounds' range) | RSS of its process tree (KiB, processes) |",
         "|---|---|---|---|",
     ]
     for n in names:
-        ratio = f"{pj / med[n]:.2f}×" if n != "pairjail exec (guest-relay)" else "—"
+        ratio = (f"{pj / med[n]:.2f}× ({spread[n][0]:.2f}–{spread[n][1]:.2f})"
+                 if n != "pairjail exec (guest-relay)" else "—")
         lines.append(f"| `{n}` | {med[n]:.2f} | {ratio} | {rss[n][0]} ({rss[n][1]}) |")
     goal_b = pj / med["bwrap"]
     goal_u = pj / med["unshare -Urmpf --net --ipc --uts"]
     lines.append("")
     lines.append(f"Goals: pairjail ≤ 0.6× bwrap → {goal_b:.2f}× ({'met' if goal_b <= 0.6 else 'NOT met'}); "
                  f"≤ 1.0× unshare → {goal_u:.2f}× ({'met' if goal_u <= 1.0 else 'NOT met'}). "
-                 f"{ROUNDS} rounds × {RUNS} runs, rotating order; as uid {os.geteuid()}; "
+                 f"{ROUNDS} rounds × {RUNS} runs interleaved one by one, median of round medians, "
+                 f"the rounds' range in parentheses; as uid {os.geteuid()}; "
                  f"kernel {os.uname().release}; {os.cpu_count()} CPUs.")
     table = "\n".join(lines)
     print(table)
