@@ -44,7 +44,7 @@ fn probe_finds_no_escape_from_guest_direct() {
 /// 0.4 ms a join): seccomp refuses every socket but a unix one, Landlock
 /// refuses TCP and its scope keeps the host's abstract sockets out. The
 /// attack: the shipped profile, then the same with `socket` allowed for
-/// AF_INET and netlink, which then open in the host's namespace, and UDP
+/// AF_INET(6) and netlink, which then open in the host's namespace, and UDP
 /// (which Landlock does not cover) reaches the host's 127.0.0.1; TCP and
 /// abstract sockets, stream or datagram, stay blocked by Landlock. Without
 /// the scope, or with Landlock best-effort, such a profile is refused
@@ -85,6 +85,10 @@ fn guest_relay_reaches_no_network_without_a_network_namespace() {
             "--only",
             "udp-localhost",
             "--only",
+            "udp-localhost-connected",
+            "--only",
+            "udp6-localhost",
+            "--only",
             "abstract-unix-datagram",
         ]);
         let report: serde_json::Value = serde_json::from_slice(&out.stdout)
@@ -117,12 +121,15 @@ fn guest_relay_reaches_no_network_without_a_network_namespace() {
             ("socket-netlink", "blocked"),
             ("tcp-localhost", "blocked"),
             ("udp-localhost", "blocked"),
+            ("udp-localhost-connected", "blocked"),
+            ("udp6-localhost", "blocked"),
         ])
     );
-    // `socket` allowed for AF_INET and netlink: both open.
+    // `socket` allowed for AF_INET, AF_INET6 and netlink: all open, and
+    // UDP over either reaches the host.
     let any_socket = variant(
         "any-socket",
-        "[seccomp]\nallow = [\"@unix-client\"]\nsocket_families = [\"AF_INET\", \"AF_NETLINK\"]\n",
+        "[seccomp]\nallow = [\"@unix-client\"]\nsocket_families = [\"AF_INET\", \"AF_INET6\", \"AF_NETLINK\"]\n",
     );
     assert_eq!(
         verdicts(&any_socket),
@@ -133,6 +140,8 @@ fn guest_relay_reaches_no_network_without_a_network_namespace() {
             ("socket-netlink", "escaped"),
             ("tcp-localhost", "blocked"),
             ("udp-localhost", "escaped"),
+            ("udp-localhost-connected", "escaped"),
+            ("udp6-localhost", "escaped"),
         ])
     );
 }

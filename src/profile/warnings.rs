@@ -41,7 +41,7 @@ pub fn of(p: &Profile) -> Vec<String> {
         if !p.landlock.scopes.contains(&Scope::AbstractUnixSocket) {
             out.push("the host's network (namespaces.net = false) without landlock scope abstract-unix-socket: the jail can reach the host's abstract sockets (X11, D-Bus, tmux-like servers)".into());
         } else if opens_network_sockets(p) {
-            out.push("the host's network (namespaces.net = false): the jail reaches every port the host reaches".into());
+            out.push("the host's network (namespaces.net = false) with sockets beyond unix ones: the jail reaches the host's UDP ports, netlink and every other family it may open (Landlock keeps only TCP out)".into());
         }
     }
     if !p.seccomp.enabled {
@@ -110,7 +110,7 @@ mod tests {
             .profile;
         p.seccomp.allow.push("@unix-client".into());
         assert!(of(&p).is_empty(), "unix sockets only: {:?}", of(&p));
-        let reaches = |p: &Profile| of(p).join("\n").contains("reaches every port");
+        let reaches = |p: &Profile| of(p).join("\n").contains("reaches the host's UDP ports");
         let mut inet = p.clone();
         inet.seccomp.socket_families.push("AF_INET".into());
         assert!(reaches(&inet), "{:?}", of(&inet));

@@ -206,6 +206,60 @@ fn send_unix_datagram(addr: &[u8]) -> Seen {
     sys("sendto", r as libc::c_long)
 }
 
+/// A datagram to the bait's UDP port on the host's 127.0.0.1, over IPv4
+/// or as the IPv4-mapped IPv6 address, by sendto or by connect and write
+/// (a profile may allow one and not the other).
+fn udp_to_host(c: &Ctx, family: i32, connected: bool) -> Seen {
+    let port: u16 = c.get("udp_port").parse().unwrap_or(0);
+    let fd = match socket(family, libc::SOCK_DGRAM) {
+        Err(e) => return Ok(format!("socket(SOCK_DGRAM): {e}")),
+        Ok(fd) => fd,
+    };
+    let v4 = libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+        },
+        sin_zero: [0; 8],
+    };
+    let mut mapped = [0u8; 16];
+    mapped[10..12].copy_from_slice(&[0xff, 0xff]);
+    mapped[12..].copy_from_slice(&[127, 0, 0, 1]);
+    let v6 = libc::sockaddr_in6 {
+        sin6_family: libc::AF_INET6 as u16,
+        sin6_port: port.to_be(),
+        sin6_flowinfo: 0,
+        sin6_addr: libc::in6_addr { s6_addr: mapped },
+        sin6_scope_id: 0,
+    };
+    let (sa, len): (*const libc::sockaddr, u32) = if family == libc::AF_INET6 {
+        (
+            (&v6 as *const libc::sockaddr_in6).cast(),
+            std::mem::size_of_val(&v6) as u32,
+        )
+    } else {
+        (
+            (&v4 as *const libc::sockaddr_in).cast(),
+            std::mem::size_of_val(&v4) as u32,
+        )
+    };
+    let msg = b"probe";
+    if connected {
+        // SAFETY: sa points at a live address of `len` bytes.
+        let r = unsafe { libc::connect(fd, sa, len) };
+        if r < 0 {
+            return Ok(format!("connect(127.0.0.1:{port}): {:?}", Errno::last()));
+        }
+        // SAFETY: msg is live, of the length given.
+        let r = unsafe { libc::write(fd, msg.as_ptr().cast(), msg.len()) };
+        return sys(&format!("write to 127.0.0.1:{port}"), r as libc::c_long);
+    }
+    // SAFETY: msg and sa are live, of the lengths given.
+    let r = unsafe { libc::sendto(fd, msg.as_ptr().cast(), msg.len(), 0, sa, len) };
+    sys(&format!("sendto(127.0.0.1:{port})"), r as libc::c_long)
+}
+
 fn ptrace_attach(pid: i32) -> Seen {
     // SAFETY: PTRACE_ATTACH takes a pid and no memory.
     let r = unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0usize, 0usize) };
@@ -397,34 +451,17 @@ pub const ATTEMPTS: &[Attempt] = &[
         expected: "no datagram reaches the host's 127.0.0.1",
         // Landlock has no UDP rule: only seccomp's socket families or a
         // network namespace of the jail's own (its loopback down) stop it.
-        run: |c| {
-            let port: u16 = c.get("udp_port").parse().unwrap_or(0);
-            let fd = match socket(libc::AF_INET, libc::SOCK_DGRAM) {
-                Err(e) => return Ok(format!("socket(AF_INET, SOCK_DGRAM): {e}")),
-                Ok(fd) => fd,
-            };
-            let sa = libc::sockaddr_in {
-                sin_family: libc::AF_INET as u16,
-                sin_port: port.to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
-                },
-                sin_zero: [0; 8],
-            };
-            let msg = b"probe";
-            // SAFETY: msg and sa are live, of the lengths given.
-            let r = unsafe {
-                libc::sendto(
-                    fd,
-                    msg.as_ptr().cast(),
-                    msg.len(),
-                    0,
-                    (&sa as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of_val(&sa) as u32,
-                )
-            };
-            sys(&format!("sendto(127.0.0.1:{port})"), r as libc::c_long)
-        },
+        run: |c| udp_to_host(c, libc::AF_INET, false),
+    },
+    Attempt {
+        name: "udp-localhost-connected",
+        expected: "no datagram reaches the host's 127.0.0.1 through connect and write",
+        run: |c| udp_to_host(c, libc::AF_INET, true),
+    },
+    Attempt {
+        name: "udp6-localhost",
+        expected: "no datagram reaches the host's 127.0.0.1 as ::ffff:127.0.0.1",
+        run: |c| udp_to_host(c, libc::AF_INET6, false),
     },
     Attempt {
         name: "abstract-unix-datagram",
