@@ -229,6 +229,7 @@ pub fn banner(host: &str, session: &str, mode: Mode, recorded: bool) -> String {
 /// broker socket it was given. Returns the exit code.
 pub fn relay(fd: i32) -> Result<i32, JailError> {
     let sock = jail::claim_passed_fd(fd)?;
+    jail::release_free_heap();
     Ok(crate::relay::run(sock.as_fd()))
 }
 

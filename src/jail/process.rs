@@ -288,6 +288,8 @@ impl Child {
         mut self,
         before: impl FnOnce(i32) -> Result<(), JailError>,
     ) -> Result<Status, JailError> {
+        // The caller now only waits, for as long as the jail lives.
+        super::release_free_heap();
         // The forwarding handlers are in place since the clone.
         if let Err(e) = before(self.pid.as_raw()) {
             let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);

@@ -1,14 +1,20 @@
 //! Steps 11 and 13: the profile's allowlist compiled to BPF in the parent.
 //! `ioctl` is allowed only for the listed requests, compared on the low 32
 //! bits (the kernel ignores the high ones, so TIOCSTI | 1<<32 is TIOCSTI).
-//! x32 syscall numbers match no rule and get the default action.
+//! x32 and i386 syscall numbers match no rule and kill the process.
+//!
+//! The profile's filter is built by libseccomp with its binary-tree
+//! optimiser: seccompiler's linear chain (about 290 instructions for
+//! guest-relay) made the kernel walk it for every syscall number when it
+//! built its action cache at load, 0.28 ms of every jail entry; the tree
+//! loads in 0.07 ms. The small fixed filters of the reaper and the waiter
+//! stay with seccompiler.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
 
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
+use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, SeccompRule, TargetArch};
 
 use super::error::JailError;
 use crate::profile::Action;
@@ -18,50 +24,92 @@ fn err(e: impl std::fmt::Display) -> JailError {
     JailError::msg("seccomp: compile", e.to_string())
 }
 
-fn action(a: Action) -> SeccompAction {
+fn action(a: Action) -> ScmpAction {
     match a {
-        Action::Errno(n) => SeccompAction::Errno(n),
-        Action::KillProcess => SeccompAction::KillProcess,
-        Action::Trap => SeccompAction::Trap,
-        Action::Log => SeccompAction::Log,
+        Action::Errno(n) => ScmpAction::Errno(n as i32),
+        Action::KillProcess => ScmpAction::KillProcess,
+        Action::Trap => ScmpAction::Trap,
+        Action::Log => ScmpAction::Log,
+    }
+}
+
+/// A check as alternatives (any one allows), each a list of comparisons
+/// that must all hold. libseccomp compares 64-bit arguments; a mask of
+/// 0xffff_ffff makes it a comparison of the low 32 bits.
+fn alternatives(check: ArgCheck) -> Vec<Vec<ScmpArgCompare>> {
+    let low32 = ScmpCompareOp::MaskedEqual(0xffff_ffff);
+    match check {
+        ArgCheck::Low32Eq { index, value } => {
+            vec![vec![ScmpArgCompare::new(index as u32, low32, value)]]
+        }
+        ArgCheck::NoBits { index, mask } => vec![vec![ScmpArgCompare::new(
+            index as u32,
+            ScmpCompareOp::MaskedEqual(mask),
+            0,
+        )]],
+        // libseccomp has no masked "not equal": the low 32 bits differ
+        // from the value exactly when one of those bits does.
+        ArgCheck::Low32Ne { index, value } => (0..32)
+            .map(|bit| {
+                let b = 1u64 << bit;
+                vec![ScmpArgCompare::new(
+                    index as u32,
+                    ScmpCompareOp::MaskedEqual(b),
+                    !value & b,
+                )]
+            })
+            .collect(),
     }
 }
 
 /// The jailed program's filter, compiled from the plan's rules.
 pub fn compile(plan: &SeccompPlan) -> Result<BpfProgram, JailError> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    let mut ctx = ScmpFilterContext::new(action(plan.default_action)).map_err(err)?;
+    // The context holds the native architecture (x86_64) only; any other
+    // (i386 through int 0x80, x32) is killed, not given the default.
+    ctx.set_act_badarch(ScmpAction::KillProcess).map_err(err)?;
+    ctx.set_ctl_optimize(2).map_err(err)?;
     for r in &plan.rules {
-        let list = r
-            .any_of
-            .iter()
-            .map(|check| {
-                let cond = match *check {
-                    ArgCheck::Low32Eq { index, value } => SeccompCondition::new(
-                        index,
-                        SeccompCmpArgLen::Dword,
-                        SeccompCmpOp::Eq,
-                        value,
-                    ),
-                    ArgCheck::NoBits { index, mask } => SeccompCondition::new(
-                        index,
-                        SeccompCmpArgLen::Qword,
-                        SeccompCmpOp::MaskedEq(mask),
-                        0,
-                    ),
-                    ArgCheck::Low32Ne { index, value } => SeccompCondition::new(
-                        index,
-                        SeccompCmpArgLen::Dword,
-                        SeccompCmpOp::Ne,
-                        value,
-                    ),
-                }
+        let nr = i32::try_from(r.nr).map_err(err)?;
+        let syscall = ScmpSyscall::from(nr);
+        if r.any_of.is_empty() {
+            ctx.add_rule_exact(ScmpAction::Allow, syscall)
                 .map_err(err)?;
-                SeccompRule::new(vec![cond]).map_err(err)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        rules.insert(r.nr, list);
+            continue;
+        }
+        for check in &r.any_of {
+            for all in alternatives(*check) {
+                ctx.add_rule_conditional_exact(ScmpAction::Allow, syscall, &all)
+                    .map_err(err)?;
+            }
+        }
     }
-    build(rules, action(plan.default_action))
+    export(&ctx)
+}
+
+/// The filter as BPF instructions, through a memory file (libseccomp 2.5
+/// exports only to a descriptor).
+fn export(ctx: &ScmpFilterContext) -> Result<BpfProgram, JailError> {
+    let fd =
+        nix::sys::memfd::memfd_create(c"pairjail-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(err)?;
+    let mut file = std::fs::File::from(fd);
+    ctx.export_bpf(&file).map_err(err)?;
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(0)).map_err(err)?;
+    file.read_to_end(&mut bytes).map_err(err)?;
+    if bytes.is_empty() || bytes.len() % 8 != 0 {
+        return Err(err(format!("libseccomp exported {} bytes", bytes.len())));
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|i| seccompiler::sock_filter {
+            code: u16::from_ne_bytes([i[0], i[1]]),
+            jt: i[2],
+            jf: i[3],
+            k: u32::from_ne_bytes([i[4], i[5], i[6], i[7]]),
+        })
+        .collect())
 }
 
 /// The pid-1 reaper's own filter: wait, forward signals, report, exit.
@@ -169,6 +217,67 @@ mod tests {
             libc::syscall(libc::SYS_close, -1)
         }));
         assert!(compile_reaper().unwrap().len() > 5);
+    }
+
+    /// libseccomp compares 64-bit arguments: every 32-bit rule must also
+    /// hold with high bits set, which the kernel ignores for int arguments.
+    #[test]
+    fn rules_on_32_bit_arguments_hold_with_high_bits_and_other_abis_die() {
+        let prog = filter("guest-relay");
+        // The relay is pid 1 without a reaper: it may not clear its
+        // parent-death signal, with or without high bits.
+        // SAFETY: prctl with integer arguments only.
+        assert!(killed(&prog, || unsafe {
+            libc::syscall(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, 0, 0, 0, 0)
+        }));
+        // SAFETY: as above.
+        assert!(killed(&prog, || unsafe {
+            libc::syscall(
+                libc::SYS_prctl,
+                (1u64 << 32) | libc::PR_SET_PDEATHSIG as u64,
+                0,
+                0,
+                0,
+                0,
+            )
+        }));
+        // Every other prctl is allowed, whatever its bits.
+        // SAFETY: PR_GET_DUMPABLE takes no pointer.
+        assert!(!killed(&prog, || unsafe {
+            libc::syscall(libc::SYS_prctl, libc::PR_GET_DUMPABLE, 0, 0, 0, 0)
+        }));
+        // SAFETY: as above.
+        assert!(!killed(&prog, || unsafe {
+            libc::syscall(
+                libc::SYS_prctl,
+                (1u64 << 40) | libc::PR_GET_DUMPABLE as u64,
+                0,
+                0,
+                0,
+                0,
+            )
+        }));
+        // x32's getpid: another ABI, killed.
+        // SAFETY: getpid takes no argument.
+        assert!(killed(&prog, || unsafe {
+            libc::syscall(0x4000_0000 | libc::SYS_getpid)
+        }));
+        let direct = filter("guest-direct");
+        // An AF_INET socket hidden under high bits is still AF_INET.
+        // SAFETY: socket takes integers; a socket that got through is
+        // closed with the child.
+        assert!(killed(&direct, || unsafe {
+            libc::syscall(
+                libc::SYS_socket,
+                (1u64 << 32) | libc::AF_INET as u64,
+                libc::SOCK_STREAM,
+                0,
+            )
+        }));
+        // SAFETY: as above.
+        assert!(!killed(&direct, || unsafe {
+            libc::syscall(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_STREAM, 0)
+        }));
     }
 
     #[test]
