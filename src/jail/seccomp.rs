@@ -155,6 +155,90 @@ mod tests {
         compile(plan(&p).unwrap().seccomp.as_ref().unwrap()).unwrap()
     }
 
+    /// What became of `call` under `prog`, in a forked child.
+    #[derive(Debug, PartialEq)]
+    enum Outcome {
+        Killed,
+        Refused(i32),
+        Returned,
+    }
+
+    fn outcome(prog: &BpfProgram, call: fn() -> libc::c_long) -> Outcome {
+        // SAFETY: the child only makes raw syscalls and leaves with _exit.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                // SAFETY: prctl with integer arguments.
+                unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+                if seccompiler::apply_filter(prog).is_err() {
+                    // SAFETY: leaving the child without unwinding.
+                    unsafe { libc::_exit(3) }
+                }
+                let code = if call() < 0 {
+                    100 + nix::errno::Errno::last_raw().min(150)
+                } else {
+                    0
+                };
+                // SAFETY: as above (a clone that got through leaves too).
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                match nix::sys::wait::waitpid(child, None).unwrap() {
+                    nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::SIGSYS, _) => {
+                        Outcome::Killed
+                    }
+                    nix::sys::wait::WaitStatus::Exited(_, 0) => Outcome::Returned,
+                    nix::sys::wait::WaitStatus::Exited(_, n) if n >= 100 => {
+                        Outcome::Refused(n - 100)
+                    }
+                    other => panic!("unexpected child status {other:?}"),
+                }
+            }
+        }
+    }
+
+    /// A profile whose default is an errno, not a kill: other ABIs are
+    /// still killed, and clone's namespace rule refuses with that errno.
+    #[test]
+    fn under_an_errno_default_other_abis_die_and_clone_rules_hold() {
+        let prog = filter("workspace");
+        // SAFETY: getpid takes no argument.
+        assert_eq!(
+            outcome(&prog, || unsafe {
+                libc::syscall(0x4000_0000 | libc::SYS_getpid)
+            }),
+            Outcome::Killed
+        );
+        // An unlisted syscall gets the default.
+        // SAFETY: acct(NULL) turns accounting off; refused before it runs.
+        assert_eq!(
+            outcome(&prog, || unsafe { libc::syscall(libc::SYS_acct, 0) }),
+            Outcome::Refused(libc::ENOSYS)
+        );
+        // clone without a namespace flag runs (both sides return and
+        // leave); with CLONE_NEWUSER it is refused.
+        // SAFETY: clone with a NULL stack behaves like fork.
+        assert_eq!(
+            outcome(&prog, || unsafe {
+                libc::syscall(libc::SYS_clone, libc::SIGCHLD as u64, 0, 0, 0, 0)
+            }),
+            Outcome::Returned
+        );
+        // SAFETY: as above; refused before it runs.
+        assert_eq!(
+            outcome(&prog, || unsafe {
+                libc::syscall(
+                    libc::SYS_clone,
+                    (libc::CLONE_NEWUSER | libc::SIGCHLD) as u64,
+                    0,
+                    0,
+                    0,
+                    0,
+                )
+            }),
+            Outcome::Refused(libc::ENOSYS)
+        );
+    }
+
     /// Runs `call` under `prog` in a forked child: true if the filter
     /// killed it (SIGSYS), false if the call returned.
     fn killed(prog: &BpfProgram, call: fn() -> libc::c_long) -> bool {

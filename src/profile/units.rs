@@ -160,10 +160,11 @@ impl FromStr for Action {
                     "ENOSYS" => libc::ENOSYS as u32,
                     _ => n.parse().map_err(|_| bad())?,
                 };
-                // The kernel keeps 12 bits of errno in SECCOMP_RET_DATA.
-                if code == 0 || code > 4095 {
+                // Errors are 1..=4095 to the kernel, and libseccomp, which
+                // builds the filter, refuses 4095 itself.
+                if code == 0 || code > 4094 {
                     return Err(format!(
-                        "invalid seccomp action '{s}': errno must be 1..=4095"
+                        "invalid seccomp action '{s}': errno must be 1..=4094"
                     ));
                 }
                 Ok(Action::Errno(code))
@@ -228,6 +229,9 @@ mod tests {
         assert_eq!("errno EPERM".parse::<Action>(), Ok(Action::Errno(1)));
         assert_eq!("kill-process".parse::<Action>(), Ok(Action::KillProcess));
         assert!("errno 0".parse::<Action>().is_err());
+        // libseccomp, which builds the filter, refuses 4095.
+        assert_eq!("errno 4094".parse::<Action>(), Ok(Action::Errno(4094)));
+        assert!("errno 4095".parse::<Action>().is_err());
         assert!("kill".parse::<Action>().is_err());
         for a in [
             Action::Errno(38),
