@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use nix::poll::{PollFd, PollFlags};
 
-use crate::broker::protocol::{Frame, Msg};
+use crate::broker::protocol::{self, Frame, FrameRef, Msg};
 use crate::terminal as pty;
 
 fn write_all(fd: BorrowedFd, mut bytes: &[u8]) -> bool {
@@ -36,8 +36,11 @@ pub fn run(sock: BorrowedFd) -> i32 {
     {
         return 0;
     }
+    // Frames are written from `buf` where they were read, and typed input
+    // goes out as a frame built on the stack: no allocation per frame.
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 16384];
+    let mut frame = [0u8; 5 + 16384];
     let mut stdin_open = true;
     loop {
         let mut fds = vec![PollFd::new(sock, PollFlags::POLLIN)];
@@ -64,7 +67,10 @@ pub fn run(sock: BorrowedFd) -> i32 {
             match nix::unistd::read(input, &mut chunk) {
                 Ok(0) | Err(_) => stdin_open = false,
                 Ok(n) => {
-                    if !write_all(sock, &Frame::Data(chunk[..n].to_vec()).encode()) {
+                    let Some(len) = protocol::data_frame_into(&chunk[..n], &mut frame) else {
+                        return 1;
+                    };
+                    if !write_all(sock, &frame[..len]) {
                         return 0;
                     }
                 }
@@ -79,17 +85,18 @@ pub fn run(sock: BorrowedFd) -> i32 {
                 }
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
+            let mut at = 0;
             loop {
-                match Frame::decode(&buf) {
+                match FrameRef::decode(&buf[at..]) {
                     Ok(Some((frame, used))) => {
-                        buf.drain(..used);
+                        at += used;
                         match frame {
-                            Frame::Data(d) => {
-                                if !write_all(output, &d) {
+                            FrameRef::Data(d) => {
+                                if !write_all(output, d) {
                                     return 0;
                                 }
                             }
-                            Frame::Msg(Msg::Bye { reason }) => {
+                            FrameRef::Msg(Msg::Bye { reason }) => {
                                 // tmux's goodbye may not have come: the
                                 // terminal is put back here, then the reason.
                                 write_all(output, pty::restore_sequence(true));
@@ -97,10 +104,14 @@ pub fn run(sock: BorrowedFd) -> i32 {
                                 write_all(output, line.as_bytes());
                                 return 0;
                             }
-                            Frame::Msg(_) => {}
+                            FrameRef::Msg(_) => {}
                         }
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        // One move of the unfinished frame per read.
+                        buf.drain(..at);
+                        break;
+                    }
                     Err(_) => {
                         write_all(
                             output,

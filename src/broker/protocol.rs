@@ -270,6 +270,27 @@ impl Frame {
     /// Decodes one frame from the front of `buf`: `Ok(None)` if more bytes
     /// are needed, else the frame and how many bytes it used.
     pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
+        Ok(FrameRef::decode(buf)?.map(|(f, used)| {
+            let frame = match f {
+                FrameRef::Data(d) => Frame::Data(d.to_vec()),
+                FrameRef::Msg(m) => Frame::Msg(m),
+            };
+            (frame, used)
+        }))
+    }
+}
+
+/// A decoded frame whose data stays in the buffer it came from: the relay
+/// writes a data frame straight from its read buffer, no copy per frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FrameRef<'a> {
+    Msg(Msg),
+    Data(&'a [u8]),
+}
+
+impl FrameRef<'_> {
+    /// As [`Frame::decode`], the data borrowed from `buf`.
+    pub fn decode(buf: &[u8]) -> Result<Option<(FrameRef<'_>, usize)>, FrameError> {
         let Some(head) = buf.first_chunk::<5>() else {
             return Ok(None);
         };
@@ -279,15 +300,28 @@ impl Frame {
         }
         let payload = &buf[5..5 + len];
         let frame = if kind == KIND_DATA {
-            Frame::Data(payload.to_vec())
+            FrameRef::Data(payload)
         } else {
-            Frame::Msg(
+            FrameRef::Msg(
                 serde_json::from_slice(payload)
                     .map_err(|e| FrameError::Malformed(e.to_string()))?,
             )
         };
         Ok(Some((frame, 5 + len)))
     }
+}
+
+/// Writes the frame of `Frame::Data(data)` into `out` (5 + `data.len()`
+/// bytes at least) and returns its length: a frame built on the stack.
+pub fn data_frame_into(data: &[u8], out: &mut [u8]) -> Option<usize> {
+    let len = u32::try_from(data.len()).ok()?;
+    if data.len() > MAX_FRAME || out.len() < 5 + data.len() {
+        return None;
+    }
+    out[0] = KIND_DATA;
+    out[1..5].copy_from_slice(&len.to_be_bytes());
+    out[5..5 + data.len()].copy_from_slice(data);
+    Some(5 + data.len())
 }
 
 /// Reads one frame for the broker, buffering across calls (cancel-safe:
@@ -375,6 +409,21 @@ mod tests {
         }
         assert_eq!(at, buf.len());
         assert!(Frame::decode(&buf[..3]).unwrap().is_none());
+        // Borrowed: the same frames, data pointing into the buffer, and
+        // every cut short of a whole frame asks for more.
+        let (first, used) = FrameRef::decode(&buf).unwrap().unwrap();
+        assert_eq!(first, FrameRef::Data(b"hello\x1b[0m"));
+        assert!(matches!(first, FrameRef::Data(d) if std::ptr::eq(d.as_ptr(), buf[5..].as_ptr())));
+        for cut in 0..used {
+            assert!(FrameRef::decode(&buf[..cut]).unwrap().is_none(), "{cut}");
+        }
+        let mut stack = [0u8; 64];
+        let n = data_frame_into(b"hello\x1b[0m", &mut stack).unwrap();
+        assert_eq!(
+            &stack[..n],
+            &Frame::Data(b"hello\x1b[0m".to_vec()).encode()[..]
+        );
+        assert_eq!(data_frame_into(&[0; 60], &mut stack), None);
     }
 
     #[test]
