@@ -1,9 +1,10 @@
 //! Resolves the built-in profiles at build time: each one's `extends`
 //! merged in and validated by the very code that does it at run time
 //! (src/profile, included below), written out as JSON that
-//! `profile::load` deserializes. Parsing and merging their TOML was about
-//! 0.2 ms of every jail entry. A built-in profile that does not validate
-//! fails the build.
+//! `profile::load` deserializes, and each one's seccomp filter built by
+//! src/jail/bpf.rs. Parsing and merging their TOML was about 0.2 ms of
+//! every jail entry, libseccomp's work on the filter another 0.06. A
+//! built-in profile that does not validate fails the build.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -17,6 +18,7 @@ mod profile {
     mod merge;
     pub mod model;
     mod names;
+    pub mod plan;
     mod source;
     mod units;
     mod validate;
@@ -24,9 +26,13 @@ mod profile {
     pub use units::{Action, HumanDuration, Size};
 }
 
+#[path = "src/jail/bpf.rs"]
+mod bpf;
+
 fn main() {
     println!("cargo:rerun-if-changed=profiles");
     println!("cargo:rerun-if-changed=src/profile");
+    println!("cargo:rerun-if-changed=src/jail/bpf.rs");
     // Only the built-ins: no directory is searched.
     let search = profile::load::SearchPath { dirs: vec![] };
     let mut out = String::from(
@@ -53,6 +59,31 @@ fn main() {
             Err(e) => panic!("built-in profile {name}: {e}"),
         };
         let _ = writeln!(out, "    ({name:?}, &{made_of:?}, {json:?}),");
+    }
+    out.push_str("];\n\n");
+    // Keyed by the whole seccomp plan, so a filter is used only for the
+    // very plan it was built from.
+    out.push_str(
+        "/// (the seccomp plan, `{:?}`, the filter built from it)\n\
+         const FILTERS: &[(&str, &[u8])] = &[\n",
+    );
+    for name in profile::load::builtin_names() {
+        let Ok(resolved) = profile::load::resolve(name, &search) else {
+            continue; // refused above
+        };
+        let plan = match profile::plan::plan(&resolved.profile) {
+            Ok(p) => p,
+            Err(e) => panic!("built-in profile {name}: {e}"),
+        };
+        let Some(seccomp) = plan.seccomp else {
+            continue;
+        };
+        let bytes = match bpf::tree(&seccomp) {
+            Ok(b) => b,
+            Err(e) => panic!("built-in profile {name}: seccomp: {e}"),
+        };
+        let key = format!("{seccomp:?}");
+        let _ = writeln!(out, "    ({key:?}, &{bytes:?}),");
     }
     out.push_str("];\n");
     let Some(dir) = std::env::var_os("OUT_DIR") else {

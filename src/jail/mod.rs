@@ -2,6 +2,7 @@
 //! capabilities and rlimits. [`spawn`] turns a [`Profile`](crate::profile::Profile)
 //! into syscalls; the setup order reads top to bottom in `process.rs`.
 
+mod bpf;
 mod caps;
 mod confine;
 mod error;
@@ -14,6 +15,8 @@ mod seccomp;
 mod sys;
 pub mod tty;
 
+#[cfg(test)]
+pub(crate) use bpf::tree as bpf_tree;
 pub use confine::{confine_waiter, set_undumpable};
 pub use error::JailError;
 pub use process::{Child, Command, Status, claim_passed_fd, is_open, spawn};

@@ -11,102 +11,27 @@
 //! stay with seccompiler.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom};
 
-use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, SeccompRule, TargetArch};
 
 use super::error::JailError;
-use crate::profile::Action;
-use crate::profile::plan::{ArgCheck, SeccompPlan};
+use crate::profile::plan::SeccompPlan;
 
 fn err(e: impl std::fmt::Display) -> JailError {
     JailError::msg("seccomp: compile", e.to_string())
 }
 
-fn action(a: Action) -> ScmpAction {
-    match a {
-        Action::Errno(n) => ScmpAction::Errno(n as i32),
-        Action::KillProcess => ScmpAction::KillProcess,
-        Action::Trap => ScmpAction::Trap,
-        Action::Log => ScmpAction::Log,
-    }
-}
-
-/// A check as alternatives (any one allows), each a list of comparisons
-/// that must all hold. libseccomp compares 64-bit arguments; a mask of
-/// 0xffff_ffff makes it a comparison of the low 32 bits.
-fn alternatives(check: ArgCheck) -> Vec<Vec<ScmpArgCompare>> {
-    let low32 = ScmpCompareOp::MaskedEqual(0xffff_ffff);
-    match check {
-        ArgCheck::Low32Eq { index, value } => {
-            vec![vec![ScmpArgCompare::new(index as u32, low32, value)]]
-        }
-        ArgCheck::NoBits { index, mask } => vec![vec![ScmpArgCompare::new(
-            index as u32,
-            ScmpCompareOp::MaskedEqual(mask),
-            0,
-        )]],
-        // libseccomp has no masked "not equal" and takes one comparison
-        // per argument in a rule (and an unconditional rule swallows a
-        // conditional one of another action): the low 32 bits differ from
-        // the value exactly when one of those bits does. 32 rules, about
-        // 95 of the filter's instructions, only on this syscall's branch.
-        ArgCheck::Low32Ne { index, value } => (0..32)
-            .map(|bit| {
-                let b = 1u64 << bit;
-                vec![ScmpArgCompare::new(
-                    index as u32,
-                    ScmpCompareOp::MaskedEqual(b),
-                    !value & b,
-                )]
-            })
-            .collect(),
-    }
-}
-
-/// The jailed program's filter, compiled from the plan's rules.
+/// The jailed program's filter: the built-in profile's, built ahead of
+/// time, when the plan is exactly one of theirs; else built now.
 pub fn compile(plan: &SeccompPlan) -> Result<BpfProgram, JailError> {
-    // Level 3 (kernel 4.14: KILL_PROCESS and LOG) is all these filters use;
-    // saying so spares libseccomp nine probing syscalls per jail.
-    libseccomp::set_api(3).map_err(err)?;
-    let mut ctx = ScmpFilterContext::new(action(plan.default_action)).map_err(err)?;
-    // The context holds the native architecture (x86_64) only; any other
-    // (i386 through int 0x80, x32) is killed, not given the default.
-    ctx.set_act_badarch(ScmpAction::KillProcess).map_err(err)?;
-    ctx.set_ctl_optimize(2).map_err(err)?;
-    for r in &plan.rules {
-        let nr = i32::try_from(r.nr).map_err(err)?;
-        let syscall = ScmpSyscall::from(nr);
-        if r.any_of.is_empty() {
-            ctx.add_rule_exact(ScmpAction::Allow, syscall)
-                .map_err(err)?;
-            continue;
+    let built;
+    let bytes = match crate::profile::compiled::filter(plan) {
+        Some(b) => b,
+        None => {
+            built = super::bpf::tree(plan).map_err(err)?;
+            &built[..]
         }
-        for check in &r.any_of {
-            for all in alternatives(*check) {
-                ctx.add_rule_conditional_exact(ScmpAction::Allow, syscall, &all)
-                    .map_err(err)?;
-            }
-        }
-    }
-    export(&ctx)
-}
-
-/// The filter as BPF instructions, through a memory file (libseccomp 2.5
-/// exports only to a descriptor).
-fn export(ctx: &ScmpFilterContext) -> Result<BpfProgram, JailError> {
-    let fd =
-        nix::sys::memfd::memfd_create(c"pairjail-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-            .map_err(err)?;
-    let mut file = std::fs::File::from(fd);
-    ctx.export_bpf(&file).map_err(err)?;
-    let mut bytes = Vec::new();
-    file.seek(SeekFrom::Start(0)).map_err(err)?;
-    file.read_to_end(&mut bytes).map_err(err)?;
-    if bytes.is_empty() || bytes.len() % 8 != 0 {
-        return Err(err(format!("libseccomp exported {} bytes", bytes.len())));
-    }
+    };
     Ok(bytes
         .chunks_exact(8)
         .map(|i| seccompiler::sock_filter {

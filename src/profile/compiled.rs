@@ -4,6 +4,7 @@
 
 use super::load::SearchPath;
 use super::model::Profile;
+use super::plan::SeccompPlan;
 
 include!(concat!(env!("OUT_DIR"), "/compiled_profiles.rs"));
 
@@ -23,6 +24,14 @@ pub fn builtin(name: &str, search: &SearchPath) -> Option<Profile> {
     serde_json::from_str(json).ok()
 }
 
+/// The filter build.rs built for exactly this plan, if it is a built-in
+/// profile's (the key is the whole plan, so a profile that differs in
+/// anything gets its filter built at run time).
+pub fn filter(plan: &SeccompPlan) -> Option<&'static [u8]> {
+    let key = format!("{plan:?}");
+    FILTERS.iter().find(|(k, _)| *k == key).map(|(_, f)| *f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,6 +49,22 @@ mod tests {
             assert_eq!(compiled.as_ref(), Some(&resolved), "{name}");
         }
         assert_eq!(builtin("no-such-profile", &nothing_on_disk()), None);
+    }
+
+    /// Each built-in's filter is the one built now from its plan, and a
+    /// plan that differs in one rule gets none.
+    #[test]
+    fn built_in_filters_are_what_the_plan_builds() {
+        for name in builtin_names() {
+            let p = resolve(name, &nothing_on_disk()).unwrap().profile;
+            let Some(mut seccomp) = crate::profile::plan::plan(&p).unwrap().seccomp else {
+                continue;
+            };
+            let built = crate::jail::bpf_tree(&seccomp).unwrap();
+            assert_eq!(filter(&seccomp), Some(&built[..]), "{name}");
+            seccomp.rules.pop();
+            assert_eq!(filter(&seccomp), None, "{name}");
+        }
     }
 
     /// A file on the search path wins, for the profile and for a parent.

@@ -2,7 +2,7 @@
 //! printing a profile never touches the kernel; `jail::spawn` is the one place
 //! that turns a [`Profile`] into syscalls.
 
-mod compiled;
+pub mod compiled;
 mod error;
 mod load;
 mod locate;
