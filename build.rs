@@ -33,6 +33,12 @@ fn main() {
     println!("cargo:rerun-if-changed=profiles");
     println!("cargo:rerun-if-changed=src/profile");
     println!("cargo:rerun-if-changed=src/jail/bpf.rs");
+    // The filters are libseccomp's output: a new libseccomp.a rebuilds them.
+    println!("cargo:rerun-if-env-changed=LIBSECCOMP_LIB_PATH");
+    if let Some(dir) = std::env::var_os("LIBSECCOMP_LIB_PATH") {
+        let lib = Path::new(&dir).join("libseccomp.a");
+        println!("cargo:rerun-if-changed={}", lib.display());
+    }
     // Only the built-ins: no directory is searched.
     let search = profile::load::SearchPath { dirs: vec![] };
     let mut out = String::from(

@@ -40,7 +40,7 @@ pub fn run(sock: BorrowedFd) -> i32 {
     // goes out as a frame built on the stack: no allocation per frame.
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 16384];
-    let mut frame = [0u8; 5 + 16384];
+    let mut out_frame = [0u8; 5 + 16384];
     let mut stdin_open = true;
     loop {
         let mut fds = vec![PollFd::new(sock, PollFlags::POLLIN)];
@@ -67,10 +67,12 @@ pub fn run(sock: BorrowedFd) -> i32 {
             match nix::unistd::read(input, &mut chunk) {
                 Ok(0) | Err(_) => stdin_open = false,
                 Ok(n) => {
-                    let Some(len) = protocol::data_frame_into(&chunk[..n], &mut frame) else {
+                    // Cannot fail: a read is at most `chunk`, which fits.
+                    let Some(len) = protocol::data_frame_into(&chunk[..n], &mut out_frame) else {
+                        write_all(output, pty::restore_sequence(true));
                         return 1;
                     };
-                    if !write_all(sock, &frame[..len]) {
+                    if !write_all(sock, &out_frame[..len]) {
                         return 0;
                     }
                 }
