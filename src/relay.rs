@@ -37,10 +37,9 @@ pub fn run(sock: BorrowedFd) -> i32 {
         return 0;
     }
     // Frames are written from `buf` where they were read, and typed input
-    // goes out as a frame built on the stack: no allocation per frame.
+    // is read in place after its frame header: no allocation per frame.
     let mut buf: Vec<u8> = Vec::new();
-    let mut chunk = [0u8; 16384];
-    let mut out_frame = [0u8; 5 + 16384];
+    let mut chunk = [0u8; 5 + 16384];
     let mut stdin_open = true;
     loop {
         let mut fds = vec![PollFd::new(sock, PollFlags::POLLIN)];
@@ -64,15 +63,16 @@ pub fn run(sock: BorrowedFd) -> i32 {
             .and_then(|f| f.revents())
             .is_some_and(|r| !r.is_empty());
         if input_ready {
-            match nix::unistd::read(input, &mut chunk) {
+            match nix::unistd::read(input, &mut chunk[5..]) {
                 Ok(0) | Err(_) => stdin_open = false,
                 Ok(n) => {
-                    // Cannot fail: a read is at most `chunk`, which fits.
-                    let Some(len) = protocol::data_frame_into(&chunk[..n], &mut out_frame) else {
+                    // Cannot fail: a read is at most 16384 bytes.
+                    let Some(header) = protocol::data_header(n) else {
                         write_all(output, pty::restore_sequence(true));
                         return 1;
                     };
-                    if !write_all(sock, &out_frame[..len]) {
+                    chunk[..5].copy_from_slice(&header);
+                    if !write_all(sock, &chunk[..5 + n]) {
                         return 0;
                     }
                 }

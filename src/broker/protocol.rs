@@ -311,17 +311,15 @@ impl FrameRef<'_> {
     }
 }
 
-/// Writes the frame of `Frame::Data(data)` into `out` (5 + `data.len()`
-/// bytes at least) and returns its length: a frame built on the stack.
-pub fn data_frame_into(data: &[u8], out: &mut [u8]) -> Option<usize> {
-    let len = u32::try_from(data.len()).ok()?;
-    if data.len() > MAX_FRAME || out.len() < 5 + data.len() {
+/// The 5-byte header of a data frame of `len` bytes, for a caller that
+/// reads the data in place right after it (the relay: no copy, no second
+/// buffer). None past [`MAX_FRAME`].
+pub fn data_header(len: usize) -> Option<[u8; 5]> {
+    if len > MAX_FRAME {
         return None;
     }
-    out[0] = KIND_DATA;
-    out[1..5].copy_from_slice(&len.to_be_bytes());
-    out[5..5 + data.len()].copy_from_slice(data);
-    Some(5 + data.len())
+    let n = u32::try_from(len).ok()?.to_be_bytes();
+    Some([KIND_DATA, n[0], n[1], n[2], n[3]])
 }
 
 /// Reads one frame for the broker, buffering across calls (cancel-safe:
@@ -417,13 +415,10 @@ mod tests {
         for cut in 0..used {
             assert!(FrameRef::decode(&buf[..cut]).unwrap().is_none(), "{cut}");
         }
-        let mut stack = [0u8; 64];
-        let n = data_frame_into(b"hello\x1b[0m", &mut stack).unwrap();
-        assert_eq!(
-            &stack[..n],
-            &Frame::Data(b"hello\x1b[0m".to_vec()).encode()[..]
-        );
-        assert_eq!(data_frame_into(&[0; 60], &mut stack), None);
+        let mut framed = data_header(10).unwrap().to_vec();
+        framed.extend_from_slice(b"hello\x1b[0m");
+        assert_eq!(framed, Frame::Data(b"hello\x1b[0m".to_vec()).encode());
+        assert_eq!(data_header(MAX_FRAME + 1), None);
     }
 
     #[test]
