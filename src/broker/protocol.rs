@@ -415,9 +415,10 @@ mod tests {
         for cut in 0..used {
             assert!(FrameRef::decode(&buf[..cut]).unwrap().is_none(), "{cut}");
         }
-        let mut framed = data_header(10).unwrap().to_vec();
-        framed.extend_from_slice(b"hello\x1b[0m");
-        assert_eq!(framed, Frame::Data(b"hello\x1b[0m".to_vec()).encode());
+        let payload = b"hello\x1b[0m";
+        let mut framed = data_header(payload.len()).unwrap().to_vec();
+        framed.extend_from_slice(payload);
+        assert_eq!(framed, Frame::Data(payload.to_vec()).encode());
         assert_eq!(data_header(MAX_FRAME + 1), None);
     }
 
