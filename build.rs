@@ -41,9 +41,15 @@ fn main() {
     }
     // Only the built-ins: no directory is searched.
     let search = profile::load::SearchPath { dirs: vec![] };
-    let mut out = String::from(
+    let mut profiles = String::from(
         "/// (name, the built-ins it is made of, the resolved profile as JSON)\n\
          const COMPILED: &[(&str, &[&str], &str)] = &[\n",
+    );
+    // Keyed by the whole seccomp plan, so a filter is used only for the
+    // very plan it was built from.
+    let mut filters = String::from(
+        "/// (the seccomp plan, `{:?}`, the filter built from it)\n\
+         const FILTERS: &[(&str, &[u8])] = &[\n",
     );
     for name in profile::load::builtin_names() {
         let resolved = match profile::load::resolve(name, &search) {
@@ -64,34 +70,20 @@ fn main() {
             Ok(j) => j,
             Err(e) => panic!("built-in profile {name}: {e}"),
         };
-        let _ = writeln!(out, "    ({name:?}, &{made_of:?}, {json:?}),");
-    }
-    out.push_str("];\n\n");
-    // Keyed by the whole seccomp plan, so a filter is used only for the
-    // very plan it was built from.
-    out.push_str(
-        "/// (the seccomp plan, `{:?}`, the filter built from it)\n\
-         const FILTERS: &[(&str, &[u8])] = &[\n",
-    );
-    for name in profile::load::builtin_names() {
-        let Ok(resolved) = profile::load::resolve(name, &search) else {
-            continue; // refused above
-        };
+        let _ = writeln!(profiles, "    ({name:?}, &{made_of:?}, {json:?}),");
         let plan = match profile::plan::plan(&resolved.profile) {
             Ok(p) => p,
             Err(e) => panic!("built-in profile {name}: {e}"),
         };
-        let Some(seccomp) = plan.seccomp else {
-            continue;
-        };
-        let bytes = match bpf::tree(&seccomp) {
-            Ok(b) => b,
-            Err(e) => panic!("built-in profile {name}: seccomp: {e}"),
-        };
-        let key = format!("{seccomp:?}");
-        let _ = writeln!(out, "    ({key:?}, &{bytes:?}),");
+        if let Some(seccomp) = plan.seccomp {
+            let bytes = match bpf::tree(&seccomp) {
+                Ok(b) => b,
+                Err(e) => panic!("built-in profile {name}: seccomp: {e}"),
+            };
+            let _ = writeln!(filters, "    ({:?}, &{bytes:?}),", format!("{seccomp:?}"));
+        }
     }
-    out.push_str("];\n");
+    let out = format!("{profiles}];\n\n{filters}];\n");
     let Some(dir) = std::env::var_os("OUT_DIR") else {
         panic!("cargo sets OUT_DIR for build scripts");
     };

@@ -12,7 +12,10 @@ made differences of 0.4 ms vanish in the noise. Each run is timed from
 posix_spawn to its exit. A figure is the median of the round medians, the
 spread the range of the rounds' ratios.
 """
-import argparse, os, random, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, os, shutil, statistics, sys, tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import interleaved, static_program  # noqa: E402
 
 
 def main():
@@ -25,16 +28,12 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"ab_entry: {tool} is not installed (run `just deps`)")
     tmp = tempfile.mkdtemp(prefix="pairjail-ab-")
-    src = os.path.join(tmp, "true.c")
-    with open(src, "w") as f:
-        f.write("int main(void) { return 0; }\n")
-    true = os.path.join(tmp, "true")
-    subprocess.run(["gcc", "-O2", "-static", "-o", true, src], check=True)
-    os.chmod(tmp, 0o755)
+    true = static_program(tmp, "true", "int main(void) { return 0; }\n")
     cmds = {"bwrap": [shutil.which("bwrap"), "--unshare-all", "--new-session", "--die-with-parent",
                       "--cap-drop", "ALL", "--tmpfs", "/", "--ro-bind", true, "/true", "/true"]}
     for b in a.builds:
         name, _, path = b.partition("=")
+        path = os.path.abspath(path)  # the runs happen in a temporary directory
         if not os.access(path, os.X_OK):
             sys.exit(f"ab_entry: {path}: not an executable")
         cmds[f"{name} entry"] = [path, "exec", "--profile", "guest-relay", "--", true]
@@ -43,22 +42,9 @@ def main():
     # Each build's own built-in profiles, not ./profiles of this checkout.
     os.chdir(tmp)
     names = list(cmds)
-    medians = {n: [] for n in names}
-    devnull = os.open(os.devnull, os.O_RDWR)
-    fa = [(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
-    for r in range(a.rounds):
-        times = {n: [] for n in names}
-        for i in range(a.runs + 10):
-            order = names[:]
-            random.shuffle(order)
-            for n in order:
-                t0 = time.perf_counter_ns()
-                pid = os.posix_spawn(cmds[n][0], cmds[n], os.environ, file_actions=fa)
-                os.waitpid(pid, 0)
-                if i >= 10:  # the first ten are warm-up
-                    times[n].append((time.perf_counter_ns() - t0) / 1e6)
-        for n in names:
-            medians[n].append(statistics.median(times[n]))
+    relays = {n for n in names if n.endswith("relay start")}
+    medians = {n: [x * 1000 for x in v]
+               for n, v in interleaved(cmds, a.rounds, a.runs, may_fail=relays).items()}
     bw = statistics.median(medians["bwrap"])
     print(f"| command | median | ÷ bubblewrap (rounds' range) |\n|---|---|---|")
     for n in names:

@@ -164,30 +164,9 @@ mod tests {
         );
     }
 
-    /// Runs `call` under `prog` in a forked child: true if the filter
-    /// killed it (SIGSYS), false if the call returned.
+    /// True if the filter killed `call` (SIGSYS), false if it returned.
     fn killed(prog: &BpfProgram, call: fn() -> libc::c_long) -> bool {
-        // SAFETY: the child only makes raw syscalls and leaves with _exit.
-        match unsafe { nix::unistd::fork() }.unwrap() {
-            nix::unistd::ForkResult::Child => {
-                // SAFETY: prctl with integer arguments.
-                unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-                if seccompiler::apply_filter(prog).is_err() {
-                    // SAFETY: leaving the child without unwinding.
-                    unsafe { libc::_exit(3) }
-                }
-                let _ = call();
-                // SAFETY: as above.
-                unsafe { libc::_exit(0) }
-            }
-            nix::unistd::ForkResult::Parent { child } => {
-                match nix::sys::wait::waitpid(child, None).unwrap() {
-                    nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::SIGSYS, _) => true,
-                    nix::sys::wait::WaitStatus::Exited(_, 0) => false,
-                    other => panic!("unexpected child status {other:?}"),
-                }
-            }
-        }
+        outcome(prog, call) == Outcome::Killed
     }
 
     #[test]

@@ -206,6 +206,18 @@ fn send_unix_datagram(addr: &[u8]) -> Seen {
     sys("sendto", r as libc::c_long)
 }
 
+/// 127.0.0.1:`port`, where the bait listens on the host.
+fn localhost_v4(port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
 /// A datagram to the bait's UDP port on the host's 127.0.0.1, over IPv4
 /// or as the IPv4-mapped IPv6 address, by sendto or by connect and write
 /// (a profile may allow one and not the other).
@@ -215,14 +227,7 @@ fn udp_to_host(c: &Ctx, family: i32, connected: bool) -> Seen {
         Err(e) => return Ok(format!("socket(SOCK_DGRAM): {e}")),
         Ok(fd) => fd,
     };
-    let v4 = libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
-        },
-        sin_zero: [0; 8],
-    };
+    let v4 = localhost_v4(port);
     let mut mapped = [0u8; 16];
     mapped[10..12].copy_from_slice(&[0xff, 0xff]);
     mapped[12..].copy_from_slice(&[127, 0, 0, 1]);
@@ -427,14 +432,7 @@ pub const ATTEMPTS: &[Attempt] = &[
                 Err(e) => return Ok(format!("socket(AF_INET): {e}")),
                 Ok(fd) => fd,
             };
-            let sa = libc::sockaddr_in {
-                sin_family: libc::AF_INET as u16,
-                sin_port: port.to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
-                },
-                sin_zero: [0; 8],
-            };
+            let sa = localhost_v4(port);
             // SAFETY: sa is a valid sockaddr_in.
             let r = unsafe {
                 libc::connect(
