@@ -329,6 +329,10 @@ mod tests {
             &["exec", "--profile"],
             &["exec", "--bogus", "--", "x"],
             &["exec", "--version"],
+            // Everything required is there, and something more.
+            &["__relay", "--fd", "5", "--bogus"],
+            &["exec", "--profile", "p", "--bogus", "--", "x"],
+            &["join", "--host", "a", "--guest", "b", "extra"],
         ];
         for words in refused {
             assert!(parse_hot(&argv(words)).is_none(), "{words:?}");
