@@ -877,3 +877,134 @@ fn github_keys_are_imported_and_errors_are_clear() {
         );
     }
 }
+
+/// An invite added while its session is ending is kept for the next start,
+/// never bound to the run that is dying (and so lost with it). The window
+/// is held open: the test holds the invites lock while the broker ends, so
+/// the broker waits on it exactly where an `invite add` could slip in.
+#[test]
+fn an_invite_added_while_the_session_ends_waits_for_the_next_start() {
+    let _turn = host_ssh_lock();
+    let Some(w) = World::bare("er", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    let bin = shared_binary();
+    let rt = w.runtime.display().to_string();
+    let original = write_foreign(0);
+    let add = |name: &str, key: &str| {
+        run_as(HOST, bin)
+            .args([
+                "invite",
+                "add",
+                name,
+                "--key-file",
+                key,
+                "--session",
+                "ser",
+                "--via",
+                "authorized-keys",
+                "--runtime-dir",
+                &rt,
+            ])
+            .env("HOME", host_home())
+            .current_dir("/")
+            .spawn()
+            .unwrap()
+    };
+    let keys = public_keys(&w, "er", 2);
+    ok(&as_user(
+        HOST,
+        bin,
+        &[
+            "start",
+            "--detach",
+            "--session",
+            "ser",
+            "--workspace",
+            &w.workspace().display().to_string(),
+            "--runtime-dir",
+            &rt,
+            "--",
+            "sh",
+        ],
+    ));
+    ok(&add("bob", &keys[0]).wait_with_output().unwrap());
+
+    let host_dir = w.runtime.join(HOST);
+    let lock = fs::OpenOptions::new()
+        .write(true)
+        .open(host_dir.join(".invites.lock"))
+        .unwrap();
+    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let stop = run_as(HOST, bin)
+        .args(["stop", "--session", "ser", "--runtime-dir", &rt])
+        .env("HOME", host_home())
+        .current_dir("/")
+        .spawn()
+        .unwrap();
+    // The broker now waits for the lock to remove its run's invites. Its
+    // pid file must already be gone: while it names a live run, an add is
+    // bound to that run.
+    let pid_file = host_dir.join("ser/broker.pid");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pid_file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the ending broker still names its run in {} while it waits for the invites lock: an add now would be bound to a run about to die",
+            pid_file.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let carol = add("carol", &keys[1]);
+    drop(held);
+    ok(&carol.wait_with_output().unwrap());
+    ok(&stop.wait_with_output().unwrap());
+    let session_dir = host_dir.join("ser");
+    while session_dir.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the broker of ser did not exit: {} is still there",
+            session_dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let listed = ok(&as_user(
+        HOST,
+        bin,
+        &["invite", "list", "--json", "--runtime-dir", &rt],
+    ));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert_eq!(names, ["carol"], "{listed}");
+    let block = String::from_utf8_lossy(&authorized_keys()[original.len()..]).into_owned();
+    assert!(
+        block.contains("pairjail:ser:carol") && !block.contains("pairjail:ser:bob"),
+        "{block}"
+    );
+
+    // The next start binds carol: her line now names that run.
+    ok(&as_user(
+        HOST,
+        bin,
+        &[
+            "start",
+            "--detach",
+            "--session",
+            "ser",
+            "--workspace",
+            &w.workspace().display().to_string(),
+            "--runtime-dir",
+            &rt,
+            "--",
+            "sh",
+        ],
+    ));
+    let store = fs::read_to_string(host_dir.join("invites.toml")).unwrap();
+    assert!(store.contains("[invite.run]"), "{store}");
+    ok(&as_user(
+        HOST,
+        bin,
+        &["stop", "--session", "ser", "--runtime-dir", &rt],
+    ));
+}

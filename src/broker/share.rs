@@ -921,8 +921,8 @@ pub fn serve(config: &mut impl std::io::Read) -> Result<(), ShareError> {
         Ok(()) => server::run(cfg).map_err(ShareError::Broker),
         Err(e) => Err(ShareError::Invites(e)),
     };
-    // The session's invites end with it, whatever else happens.
-    let cleanup = registry::end_session(&at.runtime, &at.host, &a.session);
+    // The run's invites end with it, whatever else happens.
+    let cleanup = registry::end_run(&at.runtime, &at.host, &a.session, run);
     if let (Ok(gone), Some(t)) = (&cleanup, &audit) {
         for i in gone {
             let (_, event) = crate::audit::invite_removed(i, "the session ended");
@@ -931,7 +931,6 @@ pub fn serve(config: &mut impl std::io::Read) -> Result<(), ShareError> {
             }
         }
     }
-    let _ = std::fs::remove_file(&pid_file);
     remove_session_dir(p);
     if let Err(e) = cleanup {
         eprintln!("broker: cannot remove the session's invites: {e}");

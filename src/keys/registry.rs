@@ -290,21 +290,35 @@ pub fn bind_run(runtime: &Path, host: &str, session: &str, run: Run) -> Result<(
         .map_err(Failed)
 }
 
-/// What the broker does when its session ends: the session's invites go.
-pub fn end_session(
+/// What the broker does when its run ends. First its pid file goes (only
+/// if it still names this run), so an `invite add` from then on sees no
+/// live run and waits for the next start; had the file outlived this
+/// step, an add in between would be bound to a run about to die, and the
+/// invite lost. Then, under the store's lock, the invites of this run go,
+/// and any of the session's whose run is over; invites still waiting for
+/// a start stay. Returns the invites removed.
+pub fn end_run(
     runtime: &Path,
     host: &str,
     session: &str,
+    run: Run,
 ) -> Result<Vec<Invite>, RegistryError> {
+    let dir = runtime.join(host);
+    let pid_file = dir.join(session).join("broker.pid");
+    if std::fs::read_to_string(&pid_file).is_ok_and(|t| t == liveness::pid_file_text(&run)) {
+        std::fs::remove_file(&pid_file)
+            .map_err(|e| Failed(format!("cannot remove {}: {e}", pid_file.display())))?;
+    }
     let store = Store::new(runtime, host);
     if !store.path.exists() {
         return Ok(vec![]);
     }
+    let uid = me();
     store
         .update(|b| {
-            let (gone, kept) = std::mem::take(&mut b.invites)
-                .into_iter()
-                .partition(|i| i.session == session);
+            let (gone, kept) = std::mem::take(&mut b.invites).into_iter().partition(|i| {
+                i.session == session && (i.run == Some(run) || i.is_dead(&dir, uid))
+            });
             b.invites = kept;
             sync_block(b, host, runtime)?;
             Ok(gone)
