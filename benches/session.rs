@@ -3,7 +3,9 @@
 //! latency; host keystroke → guest pty latency with 1, 10, 50, 100 and 200
 //! mirror guests against as many recipe clients; output floods with 10
 //! and 50; memory per guest at 100; 500 mirror guests connected at once.
-//! Needs root (users, sshd). Writes README's table.
+//! Needs root (users, sshd). Writes README's table. With
+//! SESSION_BENCH_STOP_AT_100 set it stops after the memory figure and its
+//! breakdown by process (on stderr), and writes nothing.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -106,6 +108,69 @@ fn pairjail_rss() -> u64 {
         i += 1;
     }
     roots.iter().map(|p| rss_kib(*p)).sum()
+}
+
+/// Ends the recipe's tmux server however the benchmark ends.
+struct KillServer(std::path::PathBuf);
+
+impl Drop for KillServer {
+    fn drop(&mut self) {
+        let _ = common::run_as(HOST, "tmux")
+            .arg("-S")
+            .arg(&self.0)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+/// Where pairjail's PSS goes, by kind of process: the broker, its tmux
+/// clients, each guest's `join` and its jail's relay. Printed at 100
+/// guests, so a change can be aimed at the part that grew.
+fn pairjail_breakdown() -> String {
+    let procs = processes();
+    let kind = |pid: u32, cmd: &str| -> Option<&'static str> {
+        // The relay is join's clone, called in the jail: same command line.
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if cmd.contains(" __broker") {
+            Some("broker")
+        } else if comm.trim() == "pairjail-relay" {
+            Some("relay (jail pid 1)")
+        } else if cmd.contains(" join --host ") {
+            Some("join")
+        } else if cmd.starts_with("tmux") || cmd.contains("/tmux ") {
+            let parent = procs
+                .iter()
+                .find(|(p, _, _)| *p == pid)
+                .map(|(_, pp, _)| *pp)?;
+            procs
+                .iter()
+                .any(|(p, _, c)| *p == parent && c.contains(" __broker"))
+                .then_some("the broker's tmux clients")
+        } else {
+            None
+        }
+    };
+    let mut sums: Vec<(&'static str, u64, usize)> = Vec::new();
+    for (pid, _, cmd) in &procs {
+        if let Some(k) = kind(*pid, cmd) {
+            let pss = rss_kib(*pid);
+            match sums.iter_mut().find(|(n, _, _)| *n == k) {
+                Some(e) => {
+                    e.1 += pss;
+                    e.2 += 1;
+                }
+                None => sums.push((k, pss, 1)),
+            }
+        }
+    }
+    sums.iter()
+        .map(|(k, kib, n)| {
+            format!(
+                "{k}: {n} processes, {kib} KiB PSS ({} KiB each)\n",
+                kib / *n as u64
+            )
+        })
+        .collect()
 }
 
 /// An ssh client on a pty of its own that a thread reads to the end. A
@@ -256,6 +321,7 @@ fn main() {
         &format!("echo {MARKER}; exec sh"),
     ]);
     as_host(&["chmod", "0777", rs]);
+    let _recipe_server = KillServer(rsock.clone());
     as_host(&["tmux", "-S", rs, "server-access", "-a", GUEST_USER]);
     let keys = w.dir.join("keys").join(GUEST_USER);
     let text = fs::read_to_string(&keys).unwrap();
@@ -364,6 +430,16 @@ fn main() {
         }
         if n == 100 {
             pj_kib_100 = (pairjail_rss().saturating_sub(broker_alone)) as f64 / 100.0;
+            eprint!(
+                "at 100 guests (the broker alone: {broker_alone} KiB):\n{}",
+                pairjail_breakdown()
+            );
+            // For work on memory: the figure and its breakdown, no more.
+            if std::env::var_os("SESSION_BENCH_STOP_AT_100").is_some() {
+                eprintln!("{pj_kib_100:.0} KiB per guest");
+                let _ = w.host_pairjail(&["stop", "--session", "sbench"]);
+                return;
+            }
             recipe_kib_100 = recipe_pss_kib() as f64 / 100.0;
         }
     }

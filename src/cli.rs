@@ -68,9 +68,6 @@ pub enum Command {
     /// (internal) The broker daemon of one shared session; its config comes on stdin.
     #[command(name = "__broker", hide = true)]
     Broker,
-    /// (internal) The guest's relay client, run inside the jail by `join`.
-    #[command(name = "__relay", hide = true)]
-    Relay(join::RelayArgs),
     /// Validate, print and describe the sandbox profiles in profiles/.
     #[command(subcommand)]
     Profile(profile::ProfileCommand),
@@ -118,7 +115,7 @@ pub fn run() -> ExitCode {
     // sessions and profile names. Never for the pair shell (a guest's
     // login), whose arguments were replaced above.
     // Only when asked: CompleteEnv reads the current directory, a call the
-    // jails' seccomp filters (where `__relay` runs) do not allow.
+    // jails' seccomp filters (where `__probe-attempt` runs) do not allow.
     let internal = args
         .get(1)
         .is_some_and(|a| a == "join" || a.to_string_lossy().starts_with("__"));
@@ -155,8 +152,7 @@ pub fn run() -> ExitCode {
 }
 
 /// The commands started once per guest or per jail: `join` (sshd's forced
-/// command), `__relay` (inside every guest's jail), `exec` and
-/// `__probe-attempt`. Building clap's definition of every subcommand took
+/// command), `exec` and `__probe-attempt`. Building clap's definition of every subcommand took
 /// about a fifth of a millisecond of each start, so these are first parsed
 /// with a definition of their own subcommand only. Whatever that does not
 /// parse cleanly (`--help`, a typo) is parsed again by the full definition,
@@ -171,14 +167,13 @@ fn parse_hot(args: &[std::ffi::OsString]) -> Option<Command> {
     Command::from_arg_matches(&matches).ok()
 }
 
-const HOT: [&str; 4] = ["join", "__relay", "exec", "__probe-attempt"];
+const HOT: [&str; 3] = ["join", "exec", "__probe-attempt"];
 
 fn hot_definition(name: &str) -> Option<clap::Command> {
     use clap::Args;
     let sub = clap::Command::new(HOT.into_iter().find(|h| *h == name)?);
     Some(match name {
         "join" => join::JoinArgs::augment_args(sub),
-        "__relay" => join::RelayArgs::augment_args(sub),
         "exec" => exec::ExecArgs::augment_args(sub),
         _ => probe::AttemptArgs::augment_args(sub),
     })
@@ -201,7 +196,6 @@ fn dispatch(command: Command) -> commands::Outcome {
         Command::Audit(c) => audit::run(c),
         Command::Join(a) => join::run(a),
         Command::Broker => session::broker(),
-        Command::Relay(a) => join::relay(a),
         Command::Profile(c) => profile::run(c),
         Command::Exec(a) => exec::run(a),
         Command::Probe(a) => probe::run(a),
@@ -300,7 +294,6 @@ mod tests {
                 "--runtime-dir",
                 "/run/x",
             ],
-            &["__relay", "--fd", "5"],
             &[
                 "exec",
                 "--profile",
@@ -324,13 +317,12 @@ mod tests {
             &["join", "--help"][..],
             &["join", "--host", "alice"],
             &["join", "--host", "a", "--guest", "b", "--mode", "tyrant"],
-            &["__relay", "--fd", "x"],
             &["exec"],
             &["exec", "--profile"],
             &["exec", "--bogus", "--", "x"],
             &["exec", "--version"],
             // Everything required is there, and something more.
-            &["__relay", "--fd", "5", "--bogus"],
+            &["__probe-attempt", "tiocsti", "--bogus"],
             &["exec", "--profile", "p", "--bogus", "--", "x"],
             &["join", "--host", "a", "--guest", "b", "extra"],
         ];

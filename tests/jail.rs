@@ -8,11 +8,13 @@ use std::process::Command;
 
 use common::*;
 
-fn probe_as_unprivileged(profile: &str) {
+fn probe_as_unprivileged(profile: &str, extra: &[&str]) {
     if !require_kernel() {
         return;
     }
-    let out = pairjail_unprivileged(&["probe", "--profile", profile, "--json"]);
+    let mut args = vec!["probe", "--profile", profile, "--json"];
+    args.extend(extra);
+    let out = pairjail_unprivileged(&args);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "probe output is not JSON ({e}): {}{}",
@@ -32,12 +34,19 @@ fn probe_as_unprivileged(profile: &str) {
 
 #[test]
 fn probe_finds_no_escape_from_guest_relay() {
-    probe_as_unprivileged("guest-relay");
+    probe_as_unprivileged("guest-relay", &[]);
+}
+
+/// A guest's relay is pairjail's own code called in the jail, without an
+/// exec: the same attempts, made that way.
+#[test]
+fn probe_finds_no_escape_from_guest_relay_called_as_the_relay_is() {
+    probe_as_unprivileged("guest-relay", &["--called"]);
 }
 
 #[test]
 fn probe_finds_no_escape_from_guest_direct() {
-    probe_as_unprivileged("guest-direct");
+    probe_as_unprivileged("guest-direct", &[]);
 }
 
 /// guest-relay runs in the host's network namespace (one of its own cost
@@ -237,21 +246,31 @@ fn probe_reports_escapes_from_a_weak_profile() {
         "[landlock]\nenabled = false\n[namespaces]\nnet = true\n[seccomp]\nenabled = false\n[[mount]]\ntype = \"bind\"\nsrc = \"/etc\"\ndst = \"/etc\"\n[[mount]]\ntype = \"bind\"\nsrc = \"/usr\"\ndst = \"/usr\"\n[[mount]]\ntype = \"bind\"\nsrc = \"/bin\"\ndst = \"/bin\"\noptional = true\n[[mount]]\ntype = \"bind\"\nsrc = \"/lib\"\ndst = \"/lib\"\noptional = true\n[[mount]]\ntype = \"bind\"\nsrc = \"/lib64\"\ndst = \"/lib64\"\noptional = true\n",
     )
     .unwrap();
-    let out = pairjail(&["probe", "--profile", weak.to_str().unwrap(), "--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let escaped: Vec<&str> = report["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["verdict"] == "escaped")
-        .map(|a| a["attempt"].as_str().unwrap())
-        .collect();
-    for expected in ["exec-shell", "seccomp-mode", "tiocsti", "socket-inet"] {
-        assert!(
-            escaped.contains(&expected),
-            "{expected} not reported as escaped: {escaped:?}"
+    // Executed, and called in the jail as the relay is: both must see it.
+    for extra in [None, Some("--called")] {
+        let mut args = vec!["probe", "--profile", weak.to_str().unwrap(), "--json"];
+        args.extend(extra);
+        let out = pairjail(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{extra:?}: {}",
+            text(&out.stderr)
         );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let escaped: Vec<&str> = report["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["verdict"] == "escaped")
+            .map(|a| a["attempt"].as_str().unwrap())
+            .collect();
+        for expected in ["exec-shell", "seccomp-mode", "tiocsti", "socket-inet"] {
+            assert!(
+                escaped.contains(&expected),
+                "{extra:?}: {expected} not reported as escaped: {escaped:?}"
+            );
+        }
     }
 }
 

@@ -517,6 +517,33 @@ fn everything_in_the_guests_session_is_confined() {
             .any(|p| p.1 == "sh" || p.1 == "dash" || p.1 == "bash"),
         "{procs:?}"
     );
+    // The relay is called in the jail, not executed: its confinement is
+    // the jail's all the same. No capabilities, namespaces of its own, and
+    // a root with nothing in it.
+    let relay = procs
+        .iter()
+        .find(|p| p.1 == "pairjail-relay")
+        .unwrap_or_else(|| panic!("no relay among {procs:?}"))
+        .0;
+    let status = fs::read_to_string(format!("/proc/{relay}/status")).unwrap();
+    for k in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+        let line = status.lines().find(|l| l.starts_with(k)).unwrap();
+        assert!(line.ends_with("0000000000000000"), "relay {line}");
+    }
+    for ns in ["mnt", "pid", "user", "ipc", "uts"] {
+        let theirs = fs::read_link(format!("/proc/{relay}/ns/{ns}")).unwrap();
+        assert_ne!(
+            theirs,
+            fs::read_link(format!("/proc/self/ns/{ns}")).unwrap(),
+            "{ns}"
+        );
+    }
+    let root: Vec<_> = fs::read_dir(format!("/proc/{relay}/root"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(root.is_empty(), "the relay's root holds {root:?}");
     let _ = w.host_pairjail(&["stop", "--session", "sconf"]);
 }
 

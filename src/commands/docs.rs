@@ -20,7 +20,7 @@ pub fn completions(a: CompletionsArgs, cmd: clap::Command) -> Outcome {
 }
 
 /// The command tree people see: without the hidden internal subcommands
-/// (`__broker`, `__relay`, `__probe-attempt`, which pairjail runs itself),
+/// (`__broker`, `__probe-attempt`, which pairjail runs itself),
 /// which clap's generators would otherwise offer and document.
 pub fn public(cmd: clap::Command) -> clap::Command {
     let visible: Vec<clap::Command> = cmd

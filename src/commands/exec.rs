@@ -46,11 +46,12 @@ pub fn run(a: ExecArgs) -> Outcome {
     let program =
         crate::exe::find_program(first).map_err(|e| Failure::invalid(format!("exec: {e}")))?;
     let cmd = jail::Command {
-        program,
-        argv: a.command.clone(),
         pass_fds: a.pass_fd,
         params,
-        stdio: [None; 3],
+        ..jail::Command::new(jail::Program::File {
+            path: program,
+            argv: a.command.clone(),
+        })
     };
     let status = jail::spawn(&profile, &cmd)?.wait()?;
     Ok(ExitCode::from(status.code().clamp(0, 255) as u8))

@@ -1,9 +1,8 @@
-//! `pairjail join` (sshd's forced command for a guest) and `__relay`, the
-//! part of it that runs inside the guest-relay jail.
+//! `pairjail join`, sshd's forced command for a guest.
 
 use std::process::ExitCode;
 
-use super::{Failure, Outcome, RuntimeDir};
+use super::{Outcome, RuntimeDir};
 use crate::broker::liveness::Run;
 use crate::broker::paths::DEFAULT_SESSION;
 use crate::guest::join::{self, Join, Transport};
@@ -53,16 +52,4 @@ pub fn run(a: JoinArgs) -> Outcome {
         key: a.key,
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-#[derive(Debug, clap::Args)]
-pub struct RelayArgs {
-    /// The broker connection passed in by `join`.
-    #[arg(long)]
-    pub fd: i32,
-}
-
-pub fn relay(a: RelayArgs) -> Outcome {
-    let code = join::relay(a.fd).map_err(|e| Failure::invalid(format!("__relay: {e}")))?;
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

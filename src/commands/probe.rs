@@ -17,6 +17,11 @@ pub struct ProbeArgs {
     /// Run only these attempts (repeatable).
     #[arg(long, value_name = "ATTEMPT")]
     pub only: Vec<String>,
+    /// Call each attempt inside the jail as pairjail's own code, without an
+    /// exec, the way `join` runs a guest's relay (default: execute it as a
+    /// program, the way `exec` runs one).
+    #[arg(long)]
+    pub called: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -35,8 +40,12 @@ pub struct ProbeOutput {
 pub fn run(a: ProbeArgs) -> Outcome {
     let resolved = profile::resolve(&a.profile, &SearchPath::from_env())?;
     let params = profile::params::parse(&a.param).map_err(Failure::invalid)?;
-    let exe = crate::exe::own()?;
-    let reports = probe::run(&resolved.profile, &params, &exe, &a.only)?;
+    let payload = if a.called {
+        probe::Payload::Called
+    } else {
+        probe::Payload::Executed(crate::exe::own()?)
+    };
+    let reports = probe::run(&resolved.profile, &params, &payload, &a.only)?;
     if reports.is_empty() {
         return Err(Failure::invalid("probe: no attempt matched --only"));
     }

@@ -3,7 +3,7 @@
 //! guest-relay jail (or runs the guest's own tmux client in guest-direct).
 
 use std::io::IsTerminal;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
@@ -170,18 +170,15 @@ pub fn join(a: &Join) -> Result<(), JoinError> {
 
     // The terminal is set raw outside the jail and restored after it.
     let raw = terminal::RawMode::enter(stdin.as_fd());
-    let exe = crate::exe::own()?;
-    let fd = sock.as_raw_fd();
+    // The relay is this binary's own code, called in the jail without an
+    // exec (see jail::Program::Function).
     let cmd = jail::Command {
-        program: exe.clone(),
-        argv: vec![
-            exe.into(),
-            "__relay".into(),
-            "--fd".into(),
-            fd.to_string().into(),
-        ],
-        pass_fds: vec![fd],
-        ..Default::default()
+        pass_fds: vec![sock.as_raw_fd()],
+        ..jail::Command::new(jail::Program::Function {
+            name: c"pairjail-relay",
+            args: vec![],
+            run: relay,
+        })
     };
     let result =
         jail::spawn(&profile, &cmd).and_then(|child| child.wait_with(jail::confine_waiter));
@@ -225,12 +222,14 @@ pub fn banner(host: &str, session: &str, mode: Mode, recorded: bool) -> String {
     )
 }
 
-/// `__relay --fd N`, inside the jail: copies between the terminal and the
-/// broker socket it was given. Returns the exit code.
-pub fn relay(fd: i32) -> Result<i32, JailError> {
-    let sock = jail::claim_passed_fd(fd)?;
+/// The relay, inside the jail: copies between the terminal and the broker
+/// socket it was given (the one passed descriptor). Returns the exit code.
+fn relay(fds: &[BorrowedFd], _: &[String]) -> i32 {
+    let [sock] = fds else {
+        return 2;
+    };
     jail::release_free_heap();
-    Ok(crate::relay::run(sock.as_fd()))
+    crate::relay::run(*sock)
 }
 
 /// The direct transport: the guest's own tmux client, in the guest-direct
@@ -256,10 +255,8 @@ fn own_client(
     let mut params = std::collections::BTreeMap::new();
     params.insert("session_socket".to_string(), p.tmux.display().to_string());
     let cmd = jail::Command {
-        program: tmux,
-        argv,
         params,
-        ..Default::default()
+        ..jail::Command::new(jail::Program::File { path: tmux, argv })
     };
     // The broker connection stays here, outside the jail: it keeps the
     // guest in `status`, and when the broker says goodbye (kick, revoke,

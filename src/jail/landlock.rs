@@ -69,11 +69,12 @@ fn e(call: &str) -> impl Fn(landlock::RulesetError) -> JailError + '_ {
 }
 
 /// Restricts the calling process: the profile's path rules, no TCP, the
-/// scopes asked for, and exec of exactly the program file `exe`.
+/// scopes asked for, and exec of exactly the program file `exe` (None: a
+/// program that is called, not executed, so nothing may be).
 pub fn restrict(
     p: &Profile,
     params: &std::collections::BTreeMap<String, String>,
-    exe: BorrowedFd,
+    exe: Option<BorrowedFd>,
 ) -> Result<(), JailError> {
     let ll = &p.landlock;
     if !ll.enabled {
@@ -131,12 +132,14 @@ pub fn restrict(
                 })?;
         }
     }
-    created = created
-        .add_rule(PathBeneath::new(
-            exe,
-            AccessFs::Execute | AccessFs::ReadFile,
-        ))
-        .map_err(e("add_rule(program)"))?;
+    if let Some(exe) = exe {
+        created = created
+            .add_rule(PathBeneath::new(
+                exe,
+                AccessFs::Execute | AccessFs::ReadFile,
+            ))
+            .map_err(e("add_rule(program)"))?;
+    }
     let status = created.restrict_self().map_err(e("restrict_self"))?;
     if ll.compat == Compat::Hard && status.ruleset != RulesetStatus::FullyEnforced {
         return Err(JailError::msg(

@@ -19,7 +19,7 @@ pub mod tty;
 pub(crate) use bpf::tree as bpf_tree;
 pub use confine::{confine_waiter, set_undumpable};
 pub use error::JailError;
-pub use process::{Child, Command, Status, claim_passed_fd, is_open, spawn};
+pub use process::{Child, Command, Function, Program, Status, is_open, spawn};
 pub use tty::die_with_parent_on_exec;
 
 /// Gives the heap's free pages back to the kernel. A guest's `join` and

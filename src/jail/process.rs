@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -29,19 +29,51 @@ use super::{caps as jcaps, fs, landlock, seccomp};
 use crate::profile::plan::Rlimit;
 use crate::profile::{self, Profile};
 
+/// What the jail runs once it is set up.
+#[derive(Debug, Clone)]
+pub enum Program {
+    /// A file, opened (outside the jail) before entry and executed by
+    /// descriptor; `argv` includes argv[0].
+    File { path: PathBuf, argv: Vec<OsString> },
+    /// pairjail's own code, called by the confined child itself: no exec,
+    /// so Landlock lets nothing be executed, and the child keeps sharing
+    /// the pages of the binary it was cloned from (an exec would relocate
+    /// a private copy of them in every jail). `run` gets the passed
+    /// descriptors, in order, and `args`; what it returns is the exit
+    /// code. `name` is the process name (`ps`, at most 15 bytes).
+    Function {
+        name: &'static std::ffi::CStr,
+        args: Vec<String>,
+        run: Function,
+    },
+}
+
+/// pairjail's own code as a jail's program: the passed descriptors and the
+/// arguments in, the exit code out.
+pub type Function = fn(&[BorrowedFd<'_>], &[String]) -> i32;
+
 /// What to run inside the jail.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Command {
-    /// The program, opened (outside the jail) before entry.
-    pub program: PathBuf,
-    /// argv, including argv[0].
-    pub argv: Vec<OsString>,
+    pub program: Program,
     /// Descriptors passed through at the same numbers (besides 0, 1, 2).
     pub pass_fds: Vec<RawFd>,
     /// Values for the profile's `{params}`, over its defaults.
     pub params: BTreeMap<String, String>,
     /// Descriptors to install as 0, 1 and 2 (None: inherit the caller's).
     pub stdio: [Option<RawFd>; 3],
+}
+
+impl Command {
+    /// `program` with stdio inherited, nothing passed, the profile's params.
+    pub fn new(program: Program) -> Command {
+        Command {
+            program,
+            pass_fds: vec![],
+            params: BTreeMap::new(),
+            stdio: [None; 3],
+        }
+    }
 }
 
 /// How the jailed program ended.
@@ -118,6 +150,19 @@ impl Drop for Blocked {
     }
 }
 
+/// How the child starts the program.
+enum Start {
+    Exec {
+        exe: OwnedFd,
+        argv: Vec<CString>,
+    },
+    Call {
+        name: &'static std::ffi::CStr,
+        args: Vec<String>,
+        run: Function,
+    },
+}
+
 /// Everything the child needs, computed before it exists.
 struct Prepared<'a> {
     profile: &'a Profile,
@@ -128,8 +173,7 @@ struct Prepared<'a> {
     reaper_filter: Option<BpfProgram>,
     rlimits: Vec<(Rlimit, u64)>,
     keep_caps: CapsHashSet,
-    exe: OwnedFd,
-    argv: Vec<CString>,
+    start: Start,
     envp: Vec<CString>,
     pass_fds: Vec<RawFd>,
     stdio: [Option<RawFd>; 3],
@@ -157,12 +201,26 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
     };
     let ids = inside_ids(profile);
     let floor = cmd.pass_fds.iter().copied().max().unwrap_or(2).max(2) + 1;
-    let exe = open(
-        &cmd.program,
-        OFlag::O_PATH | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| JailError::sys(format!("open({})", cmd.program.display()), e))?;
+    let start = match &cmd.program {
+        Program::File { path, argv } => {
+            let exe = open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(|e| JailError::sys(format!("open({})", path.display()), e))?;
+            Start::Exec {
+                exe: above(exe, floor)?,
+                argv: cstrings(argv.iter().map(|a| a.as_bytes().to_vec()))?,
+            }
+        }
+        Program::Function { name, args, run } => {
+            // The child gets a copy of this process's memory: nothing of
+            // ours may still sit in stdout's buffer for it to print.
+            let _ = std::io::stdout().flush();
+            Start::Call {
+                name,
+                args: args.clone(),
+                run: *run,
+            }
+        }
+    };
     let blocked = Blocked::now()?;
     let p = Prepared {
         mask: blocked.old(),
@@ -176,8 +234,7 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
         },
         rlimits: plan.rlimits.clone(),
         keep_caps: jcaps::keep_set(&profile.capabilities.keep)?,
-        exe: above(exe, floor)?,
-        argv: cstrings(cmd.argv.iter().map(|a| a.as_bytes().to_vec()))?,
+        start,
         envp: cstrings(environment(profile, &params)?.into_iter())?,
         pass_fds: cmd.pass_fds.clone(),
         stdio: cmd.stdio,
@@ -361,19 +418,13 @@ fn child(p: &Prepared, go: OwnedFd, err_w: OwnedFd, status_w: OwnedFd) -> ! {
     let Some(reaper_filter) = &p.reaper_filter else {
         // 14. The program is pid 1: nothing it does can leave a process to
         // reap. Its status reaches the parent through waitpid.
-        let e = exec_program(p);
-        report(&err_w, &e);
-        // SAFETY: as above.
-        unsafe { libc::_exit(127) }
+        start_program(p, err_w, status_w);
     };
     // 14. The program runs as our child; we stay as its pid-1 reaper.
     // SAFETY: this process is single-threaded (a fresh clone child).
     match unsafe { nix::unistd::fork() } {
         Err(e) => report(&err_w, &JailError::sys("fork(program)", e)),
-        Ok(nix::unistd::ForkResult::Child) => {
-            let e = exec_program(p);
-            report(&err_w, &e);
-        }
+        Ok(nix::unistd::ForkResult::Child) => start_program(p, err_w, status_w),
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             // The program's own copy of the error pipe (close-on-exec)
             // reports a failed exec; ours would keep `spawn` waiting until
@@ -421,7 +472,10 @@ fn setup(p: &Prepared, go: OwnedFd, err_w: &OwnedFd, status_w: &OwnedFd) -> Resu
         }
     }
     let mut keep = p.pass_fds.clone();
-    keep.extend([p.exe.as_raw_fd(), err_w.as_raw_fd(), status_w.as_raw_fd()]);
+    keep.extend([err_w.as_raw_fd(), status_w.as_raw_fd()]);
+    if let Start::Exec { exe, .. } = &p.start {
+        keep.push(exe.as_raw_fd());
+    }
     let ns = &p.profile.namespaces;
     confine_child(
         &Real,
@@ -436,7 +490,11 @@ fn setup(p: &Prepared, go: OwnedFd, err_w: &OwnedFd, status_w: &OwnedFd) -> Resu
     )?;
 
     // 12. Landlock (11, TIOCSTI/TIOCLINUX, is the seccomp ioctl allowlist).
-    landlock::restrict(p.profile, &p.params, p.exe.as_fd())?;
+    let exe = match &p.start {
+        Start::Exec { exe, .. } => Some(exe.as_fd()),
+        Start::Call { .. } => None,
+    };
+    landlock::restrict(p.profile, &p.params, exe)?;
 
     // Changing ids (step 5) may have cleared the parent-death signal
     // (the kernel does when the effective ids change): set again, then make
@@ -525,12 +583,34 @@ fn confine_child(sys: &dyn Sys, s: &Steps) -> Result<(), JailError> {
     Ok(())
 }
 
-fn exec_program(p: &Prepared) -> JailError {
+/// Starts the program in this (the confined) process; what went wrong
+/// goes to the caller through the error pipe.
+fn start_program(p: &Prepared, err_w: OwnedFd, status_w: OwnedFd) -> ! {
     // The program starts with the caller's mask, not the one blocking
     // the forwarded signals while the jail was set up.
-    if let Err(e) = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&p.mask), None) {
-        return JailError::sys("sigprocmask(program)", e);
-    }
+    let e = match nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&p.mask), None) {
+        Err(e) => JailError::sys("sigprocmask(program)", e),
+        Ok(()) => match &p.start {
+            Start::Exec { exe, argv } => exec_program(p, exe, argv),
+            Start::Call { name, args, run } => match prepare_call(p, name) {
+                Err(e) => e,
+                Ok(()) => {
+                    // The jail's pipes go as an exec would close them:
+                    // the caller stops waiting for an error.
+                    drop(err_w);
+                    drop(status_w);
+                    call_program(p, *run, args)
+                }
+            },
+        },
+    };
+    report(&err_w, &e);
+    // SAFETY: leaving the cloned child without running the parent's
+    // destructors or atexit handlers.
+    unsafe { libc::_exit(127) }
+}
+
+fn exec_program(p: &Prepared, exe: &OwnedFd, argv: &[CString]) -> JailError {
     for &fd in &p.pass_fds {
         // SAFETY: fcntl(F_SETFD) takes integers only; a number that is not
         // open fails with EBADF and touches nothing.
@@ -544,7 +624,7 @@ fn exec_program(p: &Prepared) -> JailError {
     {
         return JailError::msg("seccomp: load filter", e.to_string());
     }
-    let mut argv: Vec<*const libc::c_char> = p.argv.iter().map(|a| a.as_ptr()).collect();
+    let mut argv: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = p.envp.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
@@ -553,7 +633,7 @@ fn exec_program(p: &Prepared) -> JailError {
     unsafe {
         libc::syscall(
             libc::SYS_execveat,
-            p.exe.as_raw_fd(),
+            exe.as_raw_fd(),
             c"".as_ptr(),
             argv.as_ptr(),
             envp.as_ptr(),
@@ -561,6 +641,45 @@ fn exec_program(p: &Prepared) -> JailError {
         )
     };
     JailError::sys("execveat(program)", Errno::last())
+}
+
+/// Step 14 without an exec, up to the call: the profile's environment,
+/// the process name, then seccomp (13, last as ever).
+fn prepare_call(p: &Prepared, name: &std::ffi::CStr) -> Result<(), JailError> {
+    // SAFETY: this process is single-threaded (the clone child, or its
+    // fork), so nothing reads the environment while it changes; the
+    // strings putenv keeps live in `p`, which outlives the program (it
+    // never returns: call_program ends in _exit).
+    unsafe {
+        libc::clearenv();
+        for var in &p.envp {
+            if libc::putenv(var.as_ptr().cast_mut()) != 0 {
+                return Err(JailError::sys("putenv", Errno::last()));
+            }
+        }
+    }
+    prctl(libc::PR_SET_NAME, name.as_ptr() as u64, "PR_SET_NAME")?;
+    if let Some(filter) = &p.payload_filter {
+        seccompiler::apply_filter(filter)
+            .map_err(|e| JailError::msg("seccomp: load filter", e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The function, given the passed descriptors; its result is the exit code.
+fn call_program(p: &Prepared, run: Function, args: &[String]) -> ! {
+    let fds: Vec<BorrowedFd> = p
+        .pass_fds
+        .iter()
+        // SAFETY: the passed descriptors were kept open by step 10, and
+        // nothing in this process closes them before it exits.
+        .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
+        .collect();
+    let code = run(&fds, args);
+    let _ = std::io::stdout().flush();
+    // SAFETY: leaving the cloned child without running the parent's
+    // destructors or atexit handlers.
+    unsafe { libc::_exit(code) }
 }
 
 static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
@@ -878,29 +997,6 @@ pub fn is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD takes an integer and reads nothing from memory; a
     // number that is not open fails with EBADF.
     fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0
-}
-
-static CLAIMED: std::sync::Mutex<Vec<RawFd>> = std::sync::Mutex::new(Vec::new());
-
-/// Takes ownership of a descriptor this process was started with (the
-/// `--fd` its parent passed), once: a second claim of the same number, a
-/// number below 3 or one that is not open is refused. Call it before
-/// opening anything else, as the program's first act on the number.
-pub fn claim_passed_fd(fd: RawFd) -> Result<OwnedFd, JailError> {
-    let mut claimed = CLAIMED
-        .lock()
-        .map_err(|_| JailError::msg("claim descriptor", "lock poisoned"))?;
-    if fd < 3 || !is_open(fd) || claimed.contains(&fd) {
-        return Err(JailError::msg(
-            format!("descriptor {fd}"),
-            "not an open descriptor passed to this process",
-        ));
-    }
-    claimed.push(fd);
-    // SAFETY: the number is open, above stdio, and claimed for the first
-    // time: it was inherited across exec and nothing in this process owns
-    // it yet (callers claim before opening anything else).
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn ensure_single_threaded() -> Result<(), JailError> {

@@ -1,6 +1,8 @@
 //! `pairjail probe`: escape attempts run inside a profile's jail, one jail
 //! and one process per attempt (seccomp and Landlock are irreversible).
-//! pairjail executes itself as the payload (`__probe-attempt NAME`).
+//! pairjail executes itself as the payload (`__probe-attempt NAME`), as
+//! `exec` runs a program; or, with [`Payload::Called`], calls the attempt
+//! in the jail without an exec, as `join` runs the guest's relay.
 
 mod attempts;
 
@@ -11,13 +13,13 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 
-use super::{Command, JailError, Status, spawn};
+use super::{Command, JailError, Program, Status, spawn};
 use crate::profile::Profile;
 pub use attempts::{ATTEMPTS, Ctx, Finding};
 
@@ -172,6 +174,15 @@ impl Bait {
     }
 }
 
+/// How each attempt enters its jail.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// This binary (its path), executed as `__probe-attempt NAME`.
+    Executed(PathBuf),
+    /// Called in the confined child, no exec (jail::Program::Function).
+    Called,
+}
+
 /// Runs every attempt (or those named in `only`) in its own jail, from a
 /// new session whose controlling terminal is a fresh pty: the terminal
 /// attacks (TIOCSTI, TIOCLINUX) then aim at a real controlling tty, as a
@@ -179,7 +190,7 @@ impl Bait {
 pub fn run(
     profile: &Profile,
     params: &BTreeMap<String, String>,
-    exe: &Path,
+    payload: &Payload,
     only: &[String],
 ) -> Result<Vec<Report>, JailError> {
     if let Some(unknown) = profile
@@ -201,7 +212,7 @@ pub fn run(
     match unsafe { nix::unistd::fork() }.map_err(|e| JailError::sys("fork", e))? {
         nix::unistd::ForkResult::Child => {
             drop(r);
-            let result = in_session(profile, params, exe, only).map_err(|e| e.encode());
+            let result = in_session(profile, params, payload, only).map_err(|e| e.encode());
             let text = serde_json::to_string(&result).unwrap_or_default();
             let mut f = std::fs::File::from(w);
             let _ = std::io::Write::write_all(&mut f, text.as_bytes());
@@ -223,7 +234,7 @@ pub fn run(
 fn in_session(
     profile: &Profile,
     params: &BTreeMap<String, String>,
-    exe: &Path,
+    payload: &Payload,
     only: &[String],
 ) -> Result<Vec<Report>, JailError> {
     let mut bait = Bait::new()?;
@@ -277,22 +288,34 @@ fn in_session(
     {
         let (r, w) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| JailError::sys("pipe2", e))?;
-        let mut argv: Vec<OsString> = vec![exe.into(), "__probe-attempt".into(), a.name.into()];
-        argv.extend(
-            bait.vars
-                .iter()
-                .map(|(k, v)| OsString::from(format!("{k}={v}"))),
-        );
+        let mut args = vec![a.name.to_string()];
+        args.extend(bait.vars.iter().map(|(k, v)| format!("{k}={v}")));
+        let program = match payload {
+            Payload::Executed(exe) => Program::File {
+                path: exe.clone(),
+                argv: [exe.as_os_str(), "__probe-attempt".as_ref()]
+                    .into_iter()
+                    .map(OsString::from)
+                    .chain(args.into_iter().map(OsString::from))
+                    .collect(),
+            },
+            Payload::Called => Program::Function {
+                name: c"pairjail-probe",
+                args,
+                run: |_, args| match args.split_first() {
+                    Some((name, vars)) => attempt_main(name, vars),
+                    None => 2,
+                },
+            },
+        };
         let cmd = Command {
-            program: exe.to_path_buf(),
-            argv,
-            pass_fds: vec![],
             params: params.clone(),
             stdio: [
                 Some(bait.tty.as_raw_fd()),
                 Some(w.as_raw_fd()),
                 Some(devnull.as_raw_fd()),
             ],
+            ..Command::new(program)
         };
         let child = spawn(profile, &cmd)?;
         drop(w);
