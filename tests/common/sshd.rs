@@ -553,6 +553,22 @@ impl Drop for World {
                 }
             }
         }
+        // Whatever still names this world's directory on its command line
+        // (a tmux server whose socket the kill above did not reach).
+        let dir = format!("{}/", self.dir.display());
+        let me = std::process::id();
+        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+                continue;
+            };
+            let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if pid as u32 != me && String::from_utf8_lossy(&cmd).contains(&dir) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
