@@ -282,9 +282,10 @@ fn recipe_pss_kib() -> u64 {
         .sum()
 }
 
-/// The median of `v`, and its interquartile range.
+/// The median of `v`, and its range (of three runs, quartiles would be
+/// the median itself).
 fn spread(v: &mut [f64]) -> (f64, f64, f64) {
-    (percentile(v, 0.5), percentile(v, 0.25), percentile(v, 0.75))
+    (percentile(v, 0.5), percentile(v, 0.0), percentile(v, 1.0))
 }
 
 fn main() {
@@ -542,7 +543,7 @@ fn main() {
         "| session end → all {} guests disconnected (ssh exited) | {end_ms:.0} ms | | | ≤ 1 s |\n",
         pj_audience.len()
     ));
-    t.push_str("\nKeystroke latency: 100 keystrokes per row, from `tmux send-keys` on the host's server to the bytes arriving on the watched viewer's own terminal (its `ssh -tt` on a pty the benchmark reads), pairjail and the recipe interleaved with both audiences connected. Floods: `seq 1 200000` typed into each session, until its last line reaches the watched viewer. Every viewer is 80×24, so pairjail's mirror guests form one group. Spreads in parentheses are the interquartile range. Join latency includes polling the guest's screen with `tmux capture-pane` (a few ms per poll), the same for both.\n");
+    t.push_str("\nKeystroke latency: 100 keystrokes per row, from `tmux send-keys` on the host's server to the bytes arriving on the watched viewer's own terminal (its `ssh -tt` on a pty the benchmark reads), pairjail and the recipe interleaved with both audiences connected. Floods: `seq 1 200000` typed into each session, until its last line reaches the watched viewer. Every viewer is 80×24, so pairjail's mirror guests form one group. Spreads in parentheses are the range of the three floods. Join latency includes polling the guest's screen with `tmux capture-pane` (a few ms per poll), the same for both.\n");
     println!("{t}");
     let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
     let text = fs::read_to_string(readme).unwrap();

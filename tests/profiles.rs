@@ -452,7 +452,7 @@ fn cli_explains_itself() {
             script.contains("audit") && script.contains("kick"),
             "{shell}"
         );
-        for internal in ["__broker", "__relay", "__probe-attempt"] {
+        for internal in ["__broker", "__probe-attempt"] {
             assert!(
                 !script.contains(internal),
                 "{shell} completion offers {internal}"

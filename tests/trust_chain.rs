@@ -538,6 +538,21 @@ fn everything_in_the_guests_session_is_confined() {
             "{ns}"
         );
     }
+    // Its environment is the profile's (TERM, LANG kept; PATH, HOME set),
+    // also in memory: not join's from sshd, which in no-root mode is the
+    // host's own session environment.
+    let environ = fs::read(format!("/proc/{relay}/environ")).unwrap();
+    let vars: Vec<String> = environ
+        .split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert!(
+        vars.iter().all(|v| ["TERM=", "LANG=", "PATH=", "HOME="]
+            .iter()
+            .any(|k| v.starts_with(k))),
+        "the relay's memory holds an environment beyond its profile's: {vars:?}"
+    );
     let root: Vec<_> = fs::read_dir(format!("/proc/{relay}/root"))
         .unwrap()
         .flatten()

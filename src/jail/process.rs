@@ -646,11 +646,22 @@ fn exec_program(p: &Prepared, exe: &OwnedFd, argv: &[CString]) -> JailError {
 /// Step 14 without an exec, up to the call: the profile's environment,
 /// the process name, then seccomp (13, last as ever).
 fn prepare_call(p: &Prepared, name: &std::ffi::CStr) -> Result<(), JailError> {
+    // The caller's environment is still in this copy of its memory (an
+    // exec would have replaced it): sshd's for the guest's login, which in
+    // no-root mode is the host's own session. Its strings are wiped where
+    // they lie (/proc/PID/environ shows them), not only unlinked.
     // SAFETY: this process is single-threaded (the clone child, or its
-    // fork), so nothing reads the environment while it changes; the
-    // strings putenv keeps live in `p`, which outlives the program (it
-    // never returns: call_program ends in _exit).
+    // fork), so nothing reads the environment while it changes. `environ`
+    // is the C library's NULL-terminated array of NUL-terminated strings;
+    // each is overwritten within its own length. The strings putenv keeps
+    // live in `p`, which outlives the program (it never returns:
+    // call_program ends in _exit).
     unsafe {
+        let mut var = libc::environ;
+        while !var.is_null() && !(*var).is_null() {
+            std::ptr::write_bytes(*var, 0, libc::strlen(*var));
+            var = var.add(1);
+        }
         libc::clearenv();
         for var in &p.envp {
             if libc::putenv(var.as_ptr().cast_mut()) != 0 {
@@ -675,7 +686,10 @@ fn call_program(p: &Prepared, run: Function, args: &[String]) -> ! {
         // nothing in this process closes them before it exits.
         .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
         .collect();
-    let code = run(&fds, args);
+    // A panic must not unwind into the caller's frames, which this copy of
+    // its memory still holds (their destructors are the caller's to run).
+    let code =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&fds, args))).unwrap_or(101);
     let _ = std::io::stdout().flush();
     // SAFETY: leaving the cloned child without running the parent's
     // destructors or atexit handlers.

@@ -305,25 +305,37 @@ pub fn end_run(
 ) -> Result<Vec<Invite>, RegistryError> {
     let dir = runtime.join(host);
     let pid_file = dir.join(session).join("broker.pid");
+    // The invites go whatever happens to the file (it is ours, in our
+    // directory: failing to remove it is not expected, but is reported).
+    let mut unremoved = None;
     if std::fs::read_to_string(&pid_file).is_ok_and(|t| t == liveness::pid_file_text(&run)) {
-        std::fs::remove_file(&pid_file)
-            .map_err(|e| Failed(format!("cannot remove {}: {e}", pid_file.display())))?;
+        match std::fs::remove_file(&pid_file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                unremoved = Some(format!("cannot remove {}: {e}", pid_file.display()));
+            }
+            _ => {}
+        }
     }
     let store = Store::new(runtime, host);
-    if !store.path.exists() {
-        return Ok(vec![]);
+    let gone = if store.path.exists() {
+        let uid = me();
+        store
+            .update(|b| {
+                let (gone, kept) = std::mem::take(&mut b.invites).into_iter().partition(|i| {
+                    i.session == session && (i.run == Some(run) || i.is_dead(&dir, uid))
+                });
+                b.invites = kept;
+                sync_block(b, host, runtime)?;
+                Ok(gone)
+            })
+            .map_err(Failed)?
+    } else {
+        vec![]
+    };
+    match unremoved {
+        Some(e) => Err(Failed(e)),
+        None => Ok(gone),
     }
-    let uid = me();
-    store
-        .update(|b| {
-            let (gone, kept) = std::mem::take(&mut b.invites).into_iter().partition(|i| {
-                i.session == session && (i.run == Some(run) || i.is_dead(&dir, uid))
-            });
-            b.invites = kept;
-            sync_block(b, host, runtime)?;
-            Ok(gone)
-        })
-        .map_err(Failed)
 }
 
 /// The live invite of this run for `guest`, read from the host's own
