@@ -21,6 +21,23 @@ fn write_all(fd: BorrowedFd, mut bytes: &[u8]) -> bool {
     true
 }
 
+/// Writes every slice, in order, with as few writev calls as the terminal
+/// takes.
+fn write_all_vectored(fd: BorrowedFd, mut slices: &mut [std::io::IoSlice]) -> bool {
+    while !slices.is_empty() {
+        match nix::sys::uio::writev(fd, slices) {
+            Ok(0) => return false,
+            Ok(n) => std::io::IoSlice::advance_slices(&mut slices, n),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// The most data frames one writev takes (IOV_MAX is 1024).
+const GATHER: usize = 64;
+
 /// Returns the process exit code.
 pub fn run(sock: BorrowedFd) -> i32 {
     let stdin = std::io::stdin();
@@ -87,18 +104,27 @@ pub fn run(sock: BorrowedFd) -> i32 {
                 }
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
+            // The data frames of one read go to the terminal in one
+            // writev, so sshd reads (and sends) them as one: under a flood a
+            // read holds many.
             let mut at = 0;
+            let mut data: Vec<std::io::IoSlice> = Vec::new();
             loop {
                 match FrameRef::decode(&buf[at..]) {
                     Ok(Some((frame, used))) => {
                         at += used;
                         match frame {
                             FrameRef::Data(d) => {
-                                if !write_all(output, d) {
-                                    return 0;
+                                data.push(std::io::IoSlice::new(d));
+                                if data.len() == GATHER {
+                                    if !write_all_vectored(output, &mut data) {
+                                        return 0;
+                                    }
+                                    data.clear();
                                 }
                             }
                             FrameRef::Msg(Msg::Bye { reason }) => {
+                                write_all_vectored(output, &mut data);
                                 // tmux's goodbye may not have come: the
                                 // terminal is put back here, then the reason.
                                 write_all(output, pty::restore_sequence(true));
@@ -110,11 +136,16 @@ pub fn run(sock: BorrowedFd) -> i32 {
                         }
                     }
                     Ok(None) => {
+                        if !write_all_vectored(output, &mut data) {
+                            return 0;
+                        }
+                        drop(data);
                         // One move of the unfinished frame per read.
                         buf.drain(..at);
                         break;
                     }
                     Err(_) => {
+                        write_all_vectored(output, &mut data);
                         write_all(
                             output,
                             b"\r\n[pairjail] the broker sent a malformed frame\r\n",
