@@ -1008,3 +1008,123 @@ fn an_invite_added_while_the_session_ends_waits_for_the_next_start() {
         &["stop", "--session", "ser", "--runtime-dir", &rt],
     ));
 }
+
+/// `stop` then `start` at once: the new run never begins while the last
+/// one is still removing its invites and files (it would remove the new
+/// run's tmux socket), and `stop` returns only when the run is over. The
+/// window is held open as above: the ending broker waits for the invites
+/// lock, which the test holds.
+#[test]
+fn a_restart_waits_for_the_last_run_to_finish_ending() {
+    let _turn = host_ssh_lock();
+    let Some(w) = World::bare("rs", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    let bin = shared_binary();
+    let rt = w.runtime.display().to_string();
+    write_foreign(0);
+    let workspace = w.workspace().display().to_string();
+    let host = |args: &[&str]| {
+        run_as(HOST, bin)
+            .args(args)
+            .env("HOME", host_home())
+            .current_dir("/")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let start = || {
+        host(&[
+            "start",
+            "--detach",
+            "--session",
+            "srs",
+            "--workspace",
+            &workspace,
+            "--runtime-dir",
+            &rt,
+            "--",
+            "sh",
+        ])
+    };
+    ok(&start().wait_with_output().unwrap());
+    let key = public_keys(&w, "rs", 1);
+    ok(&host(&[
+        "invite",
+        "add",
+        "bob",
+        "--key-file",
+        &key[0],
+        "--session",
+        "srs",
+        "--via",
+        "authorized-keys",
+        "--runtime-dir",
+        &rt,
+    ])
+    .wait_with_output()
+    .unwrap());
+
+    let host_dir = w.runtime.join(HOST);
+    let pid_file = host_dir.join("srs/broker.pid");
+    let old: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let lock = fs::OpenOptions::new()
+        .write(true)
+        .open(host_dir.join(".invites.lock"))
+        .unwrap();
+    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let mut stop = host(&["stop", "--session", "srs", "--runtime-dir", &rt]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pid_file.exists() {
+        assert!(Instant::now() < deadline, "the broker did not start ending");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The old run now waits for the invites lock, its cleanup still ahead.
+    let mut restart = start();
+    let window = Instant::now() + Duration::from_secs(2);
+    while restart.try_wait().unwrap().is_none() && Instant::now() < window {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        stop.try_wait().unwrap().is_none(),
+        "`stop` returned while its run was still ending"
+    );
+    drop(held);
+    let stopped = stop.wait_with_output().unwrap();
+    let restarted = restart.wait_with_output().unwrap();
+    assert!(stopped.status.success(), "stop: {}", text(&stopped.stderr));
+    assert!(
+        restarted.status.success(),
+        "start: {}",
+        text(&restarted.stderr)
+    );
+    let old_cmd = || fs::read(format!("/proc/{old}/cmdline")).unwrap_or_default();
+    while String::from_utf8_lossy(&old_cmd()).contains("__broker") {
+        assert!(Instant::now() < deadline, "the old broker did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The new run is whole: its tmux server answers on its socket.
+    let sock = host_dir.join("srs/tmux/tmux.sock");
+    let answered = run_as(HOST, "tmux")
+        .arg("-S")
+        .arg(&sock)
+        .args(["has-session", "-t", "=srs"])
+        .output()
+        .unwrap();
+    assert!(
+        answered.status.success(),
+        "the restarted session's tmux socket {} is gone: {}",
+        sock.display(),
+        text(&answered.stderr)
+    );
+    ok(&host(&["stop", "--session", "srs", "--runtime-dir", &rt])
+        .wait_with_output()
+        .unwrap());
+}

@@ -12,6 +12,7 @@ pub mod paths;
 pub mod protocol;
 pub mod recorder;
 pub mod roster;
+pub mod run_lock;
 pub mod server;
 pub mod share;
 pub mod state;

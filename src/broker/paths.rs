@@ -156,6 +156,8 @@ pub struct SessionPaths {
     /// The broker's log, beside the session directory (which the broker
     /// removes on the way out) so it outlives the run.
     pub log: PathBuf,
+    /// The run's lock (see `run_lock`), beside it for the same reason.
+    pub lock: PathBuf,
 }
 
 impl SessionPaths {
@@ -166,6 +168,7 @@ impl SessionPaths {
             control: dir.join("control.sock"),
             tmux: dir.join("tmux").join("tmux.sock"),
             log: runtime.join(host).join(format!("{session}.log")),
+            lock: runtime.join(host).join(format!(".{session}.lock")),
             dir,
         }
     }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::liveness::{self, Run};
 use super::paths::{self, SessionPaths, check_session};
 use super::protocol::{Frame, Msg, SessionStatus, read_frame, write_frame};
+use super::run_lock;
 use super::server::{self, Config};
 use super::tmux::{Tmux, TmuxError};
 use super::workspace::{self, Confinement};
@@ -51,6 +52,12 @@ pub enum ShareError {
     AlreadyShared(String),
     #[error("no session {0} is being shared")]
     NotShared(String),
+    #[error(
+        "session {0}'s last run is still ending (its broker is removing its invites and files): try again in a moment; its log is beside the session's directory"
+    )]
+    StillEnding(String),
+    #[error(transparent)]
+    RunLock(#[from] super::run_lock::RunLockError),
     #[error("{0}")]
     Refused(String),
     #[error("--guest-user {0}: no such user")]
@@ -391,10 +398,16 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
 
     // <runtime>/<host>/<session>, each 0711: guests can reach the socket
     // whose name they know, but list nothing.
-    for d in [p.dir.parent().unwrap_or(&p.dir), p.dir.as_path()] {
-        crate::files::dir_711(d).map_err(io("create", d))?;
-    }
+    let host_dir = p.dir.parent().unwrap_or(&p.dir);
+    crate::files::dir_711(host_dir).map_err(io("create", host_dir))?;
     paths::check_host_dir(&at.runtime, &at.host).map_err(ShareError::Runtime)?;
+    // The last run of this session may still be removing its files (its
+    // `stop` gave up waiting): it would remove this run's too.
+    match run_lock::wait_hold(&p.lock, ENDING)? {
+        Some(free) => drop(free),
+        None => return Err(ShareError::StillEnding(a.session.clone())),
+    }
+    crate::files::dir_711(&p.dir).map_err(io("create", &p.dir))?;
     // Invites and managed-block lines of sessions that died (a crash) go now.
     let gone = registry::clean(&at.runtime, &at.host, true)?;
     crate::audit::invites(
@@ -689,14 +702,17 @@ pub fn stop(at: &Located) -> Result<(), ShareError> {
     if !matches!(ask(&p.control, Msg::Stop), Some(Msg::Stopping)) {
         return Err(ShareError::NotShared(at.session.clone()));
     }
-    // The broker removes its sockets on the way out.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while p.control.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+    // Done when the run is over: its broker has removed its invites and
+    // files and let go of the run's lock. Nothing is removed here: a new
+    // run may already be starting, and its files are not the old run's.
+    match run_lock::wait_hold(&p.lock, ENDING)? {
+        Some(_free) => Ok(()),
+        None => Err(ShareError::StillEnding(at.session.clone())),
     }
-    remove_session_dir(p);
-    Ok(())
 }
+
+/// How long `start` and `stop` wait for a run to finish ending.
+const ENDING: Duration = Duration::from_secs(10);
 
 /// What a share leaves in its directory once its broker and server are
 /// gone; the directory itself when nothing else is in it.
@@ -881,6 +897,9 @@ pub fn serve(config: &mut impl std::io::Read) -> Result<(), ShareError> {
     let at = locate(Some(&a.runtime), &a.session)?;
     let p = &at.paths;
     let run = Run::current()?;
+    // Held until this run's last file is gone (see run_lock).
+    let _run_lock =
+        run_lock::try_hold(&p.lock)?.ok_or_else(|| ShareError::StillEnding(a.session.clone()))?;
     let cfg = Config {
         run,
         runtime: at.runtime.clone(),
