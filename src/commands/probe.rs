@@ -7,6 +7,9 @@ use crate::jail::probe::{self, Verdict};
 use crate::profile::{self, SearchPath};
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  pairjail probe --profile guest-relay            # each attempt executed in its own jail\n  pairjail probe --profile guest-relay --called   # called there, as a guest's relay runs\n  pairjail probe --profile ./team.toml --only tiocsti --only socket-inet\n  pairjail probe --profile workspace --param workspace=$PWD --json"
+)]
 pub struct ProbeArgs {
     /// Profile name (on the search path) or file.
     #[arg(long, value_name = "NAME|FILE", add = clap_complete::engine::ArgValueCompleter::new(super::complete::profiles))]
