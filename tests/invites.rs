@@ -1096,6 +1096,10 @@ fn a_restart_waits_for_the_last_run_to_finish_ending() {
         stop.try_wait().unwrap().is_none(),
         "`stop` returned while its run was still ending"
     );
+    assert!(
+        restart.try_wait().unwrap().is_none(),
+        "`start` went on while the last run was still ending"
+    );
     drop(held);
     let stopped = stop.wait_with_output().unwrap();
     let restarted = restart.wait_with_output().unwrap();
@@ -1127,4 +1131,109 @@ fn a_restart_waits_for_the_last_run_to_finish_ending() {
     ok(&host(&["stop", "--session", "srs", "--runtime-dir", &rt])
         .wait_with_output()
         .unwrap());
+}
+
+/// Waits for `child` at most `secs`, killing it then: a hang fails the test
+/// instead of the whole run.
+fn within(mut child: std::process::Child, secs: u64, what: &str) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} still running after {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Two `start`s of one session at once: one shares it, the other is told
+/// it is shared, and the session works (the loser once killed the winner's
+/// tmux server). A session named like a file of the host's directory
+/// (`invites`) starts, takes invites and stops.
+#[test]
+fn concurrent_starts_share_once_and_any_session_name_works() {
+    let _turn = host_ssh_lock();
+    let Some(w) = World::bare("cs", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    let bin = shared_binary();
+    let rt = w.runtime.display().to_string();
+    write_foreign(0);
+    let workspace = w.workspace().display().to_string();
+    let host = |args: &[&str]| {
+        run_as(HOST, bin)
+            .args(args)
+            .env("HOME", host_home())
+            .current_dir("/")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let start = |session: &str| {
+        host(&[
+            "start",
+            "--detach",
+            "--session",
+            session,
+            "--workspace",
+            &workspace,
+            "--runtime-dir",
+            &rt,
+            "--",
+            "sh",
+        ])
+    };
+    let (a, b) = (start("scs"), start("scs"));
+    let outs = [within(a, 60, "start"), within(b, 60, "start")];
+    let won = outs.iter().filter(|o| o.status.success()).count();
+    let told: Vec<String> = outs
+        .iter()
+        .filter(|o| !o.status.success())
+        .map(|o| text(&o.stderr))
+        .collect();
+    assert_eq!(won, 1, "{told:?}");
+    assert!(
+        told[0].contains("session scs is already shared"),
+        "{told:?}"
+    );
+    let sock = w.runtime.join(HOST).join("scs/tmux/tmux.sock");
+    let answered = run_as(HOST, "tmux")
+        .arg("-S")
+        .arg(&sock)
+        .args(["has-session", "-t", "=scs"])
+        .output()
+        .unwrap();
+    assert!(answered.status.success(), "{}", text(&answered.stderr));
+    ok(&within(
+        host(&["stop", "--session", "scs", "--runtime-dir", &rt]),
+        30,
+        "stop",
+    ));
+
+    let key = public_keys(&w, "cs", 1);
+    ok(&within(start("invites"), 60, "start --session invites"));
+    ok(&within(
+        host(&[
+            "invite",
+            "add",
+            "bob",
+            "--key-file",
+            &key[0],
+            "--session",
+            "invites",
+            "--via",
+            "authorized-keys",
+            "--runtime-dir",
+            &rt,
+        ]),
+        30,
+        "invite add --session invites",
+    ));
+    ok(&within(
+        host(&["stop", "--session", "invites", "--runtime-dir", &rt]),
+        30,
+        "stop --session invites",
+    ));
 }

@@ -157,7 +157,10 @@ pub struct SessionPaths {
     /// removes on the way out) so it outlives the run.
     pub log: PathBuf,
     /// The run's lock (see `run_lock`), beside it for the same reason.
+    /// Session names have no '.', so no other file has these names.
     pub lock: PathBuf,
+    /// Held by `start` from its checks until its broker is ready.
+    pub start_lock: PathBuf,
 }
 
 impl SessionPaths {
@@ -168,7 +171,8 @@ impl SessionPaths {
             control: dir.join("control.sock"),
             tmux: dir.join("tmux").join("tmux.sock"),
             log: runtime.join(host).join(format!("{session}.log")),
-            lock: runtime.join(host).join(format!(".{session}.lock")),
+            lock: runtime.join(host).join(format!("{session}.lock")),
+            start_lock: runtime.join(host).join(format!("{session}.starting")),
             dir,
         }
     }

@@ -1,9 +1,11 @@
 //! One run of a session at a time, including its last steps. A run's
-//! broker holds `<runtime>/<host>/.<session>.lock` (flock) from before it
+//! broker holds `<runtime>/<host>/<session>.lock` (flock) from before it
 //! publishes its pid file until it has removed its invites and files.
 //! `start` waits for it to be free, so a new run never begins while the
 //! previous one is still cleaning up (which would remove the new run's
 //! tmux socket); `stop` waits for it, so it returns when the run is over.
+//! `start` also holds `<session>.starting` from its checks until its broker
+//! is ready: a second `start` of the session waits, then finds it shared.
 //!
 //! The file lives beside the session directory, not in it: the run removes
 //! that directory, and a lock file unlinked while held would let the next
@@ -81,7 +83,7 @@ mod tests {
     #[test]
     fn one_holder_at_a_time_and_free_once_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(".s.lock");
+        let path = dir.path().join("s.lock");
         let first = try_hold(&path).unwrap().expect("free at first");
         // flock locks belong to open files: a second open is refused.
         assert!(try_hold(&path).unwrap().is_none());
@@ -99,7 +101,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("elsewhere");
         std::fs::write(&target, b"keep").unwrap();
-        let path = dir.path().join(".s.lock");
+        let path = dir.path().join("s.lock");
         std::os::unix::fs::symlink(&target, &path).unwrap();
         assert!(matches!(try_hold(&path), Err(RunLockError::Open { .. })));
         assert_eq!(std::fs::read(&target).unwrap(), b"keep");

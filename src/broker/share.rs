@@ -53,9 +53,15 @@ pub enum ShareError {
     #[error("no session {0} is being shared")]
     NotShared(String),
     #[error(
-        "session {0}'s last run is still ending (its broker is removing its invites and files): try again in a moment; its log is beside the session's directory"
+        "session {0}'s last run is still ending (its broker is removing its invites and files): try again in a moment, or see its log {1}"
     )]
-    StillEnding(String),
+    StillEnding(String, PathBuf),
+    #[error(
+        "session {0} was told to stop, but its broker has not finished removing its invites and files after 10 s: see its log {1}; a `pairjail start --session {0}` waits for it"
+    )]
+    StopUnfinished(String, PathBuf),
+    #[error("another `pairjail start --session {0}` is still starting it: see `pairjail status`")]
+    Starting(String),
     #[error(transparent)]
     RunLock(#[from] super::run_lock::RunLockError),
     #[error("{0}")]
@@ -401,11 +407,18 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     let host_dir = p.dir.parent().unwrap_or(&p.dir);
     crate::files::dir_711(host_dir).map_err(io("create", host_dir))?;
     paths::check_host_dir(&at.runtime, &at.host).map_err(ShareError::Runtime)?;
+    // One `start` of a session at a time, until its broker is ready; the
+    // next one then finds the session shared.
+    let _starting = run_lock::wait_hold(&p.start_lock, STARTING)?
+        .ok_or_else(|| ShareError::Starting(a.session.clone()))?;
+    if ask(&p.control, Msg::Status).is_some() {
+        return Err(ShareError::AlreadyShared(a.session.clone()));
+    }
     // The last run of this session may still be removing its files (its
     // `stop` gave up waiting): it would remove this run's too.
     match run_lock::wait_hold(&p.lock, ENDING)? {
         Some(free) => drop(free),
-        None => return Err(ShareError::StillEnding(a.session.clone())),
+        None => return Err(ShareError::StillEnding(a.session.clone(), p.log.clone())),
     }
     crate::files::dir_711(&p.dir).map_err(io("create", &p.dir))?;
     // Invites and managed-block lines of sessions that died (a crash) go now.
@@ -707,12 +720,18 @@ pub fn stop(at: &Located) -> Result<(), ShareError> {
     // run may already be starting, and its files are not the old run's.
     match run_lock::wait_hold(&p.lock, ENDING)? {
         Some(_free) => Ok(()),
-        None => Err(ShareError::StillEnding(at.session.clone())),
+        None => Err(ShareError::StopUnfinished(
+            at.session.clone(),
+            p.log.clone(),
+        )),
     }
 }
 
 /// How long `start` and `stop` wait for a run to finish ending.
 const ENDING: Duration = Duration::from_secs(10);
+/// How long a `start` waits for another `start` of the session (which may
+/// wait up to 20 s for its tmux server).
+const STARTING: Duration = Duration::from_secs(40);
 
 /// What a share leaves in its directory once its broker and server are
 /// gone; the directory itself when nothing else is in it.
@@ -897,9 +916,10 @@ pub fn serve(config: &mut impl std::io::Read) -> Result<(), ShareError> {
     let at = locate(Some(&a.runtime), &a.session)?;
     let p = &at.paths;
     let run = Run::current()?;
-    // Held until this run's last file is gone (see run_lock).
-    let _run_lock =
-        run_lock::try_hold(&p.lock)?.ok_or_else(|| ShareError::StillEnding(a.session.clone()))?;
+    // Held until this run's last file is gone (see run_lock). `start` let
+    // go of it just before; a `stop` polling it may hold it for an instant.
+    let _run_lock = run_lock::wait_hold(&p.lock, Duration::from_secs(2))?
+        .ok_or_else(|| ShareError::StillEnding(a.session.clone(), p.log.clone()))?;
     let cfg = Config {
         run,
         runtime: at.runtime.clone(),
