@@ -43,6 +43,10 @@ fn authenticates(w: &World, key: &Path, user: &str) -> bool {
 
 #[test]
 fn pair_user_mode_access_exists_only_while_the_session_is_live() {
+    // Its host's invites go through the same store code as no-root mode's,
+    // which rewrites the host's managed block from this test's store: the
+    // other tests' lines in it would go.
+    let _turn = host_ssh_lock();
     let sd_dir = World::dir_for("pu").join("sshd.d");
     let top = format!("Include {}/*.conf\n", sd_dir.display());
     let Some(mut w) = World::bare("pu", &top, "none") else {
