@@ -9,21 +9,16 @@ use nix::poll::{PollFd, PollFlags};
 use crate::broker::protocol::{self, Frame, FrameRef, Msg};
 use crate::terminal as pty;
 
-fn write_all(fd: BorrowedFd, mut bytes: &[u8]) -> bool {
-    while !bytes.is_empty() {
-        match nix::unistd::write(fd, bytes) {
-            Ok(0) => return false,
-            Ok(n) => bytes = &bytes[n..],
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return false,
-        }
-    }
-    true
+fn write_all(fd: BorrowedFd, bytes: &[u8]) -> bool {
+    write_all_vectored(fd, &mut [std::io::IoSlice::new(bytes)])
 }
 
 /// Writes every slice, in order, with as few writev calls as the terminal
 /// takes.
 fn write_all_vectored(fd: BorrowedFd, mut slices: &mut [std::io::IoSlice]) -> bool {
+    // Empty slices in front go first: a writev of nothing returns 0, which
+    // would read as a terminal that takes nothing more.
+    std::io::IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
         match nix::sys::uio::writev(fd, slices) {
             Ok(0) => return false,
@@ -155,5 +150,31 @@ pub fn run(sock: BorrowedFd) -> i32 {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{IoSlice, Read};
+
+    #[test]
+    fn empty_frames_write_nothing_and_the_rest_arrives_in_order() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        // Only empty data: nothing to write, and not a closed terminal.
+        assert!(write_all_vectored(w.as_fd(), &mut [IoSlice::new(b"")]));
+        assert!(write_all(w.as_fd(), b""));
+        let mut slices = [
+            IoSlice::new(b""),
+            IoSlice::new(b"ab"),
+            IoSlice::new(b""),
+            IoSlice::new(b"cde"),
+            IoSlice::new(b""),
+        ];
+        assert!(write_all_vectored(w.as_fd(), &mut slices));
+        drop(w);
+        let mut got = Vec::new();
+        std::fs::File::from(r).read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"abcde");
     }
 }
