@@ -618,11 +618,8 @@ fn exec_program(p: &Prepared, exe: &OwnedFd, argv: &[CString]) -> JailError {
             return JailError::sys(format!("fcntl({fd}, F_SETFD)"), Errno::last());
         }
     }
-    // 13. seccomp last: from here on only the allowlist exists.
-    if let Some(filter) = &p.payload_filter
-        && let Err(e) = seccompiler::apply_filter(filter)
-    {
-        return JailError::msg("seccomp: load filter", e.to_string());
+    if let Err(e) = load_filter(p) {
+        return e;
     }
     let mut argv: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
@@ -670,11 +667,16 @@ fn prepare_call(p: &Prepared, name: &std::ffi::CStr) -> Result<(), JailError> {
         }
     }
     prctl(libc::PR_SET_NAME, name.as_ptr() as u64, "PR_SET_NAME")?;
-    if let Some(filter) = &p.payload_filter {
-        seccompiler::apply_filter(filter)
-            .map_err(|e| JailError::msg("seccomp: load filter", e.to_string()))?;
+    load_filter(p)
+}
+
+/// 13. seccomp last: from here on only the allowlist exists.
+fn load_filter(p: &Prepared) -> Result<(), JailError> {
+    match &p.payload_filter {
+        Some(filter) => seccompiler::apply_filter(filter)
+            .map_err(|e| JailError::msg("seccomp: load filter", e.to_string())),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The function, given the passed descriptors; its result is the exit code.
