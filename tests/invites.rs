@@ -882,6 +882,101 @@ fn github_keys_are_imported_and_errors_are_clear() {
     }
 }
 
+/// `pairjail ARGS…` as the host (its HOME, from /), started, not waited
+/// for; its output is piped for the failure message.
+fn spawn_host(bin: &Path, args: &[&str]) -> std::process::Child {
+    run_as(HOST, bin)
+        .args(args)
+        .env("HOME", host_home())
+        .current_dir("/")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `start --detach` of a plain `sh` in `session`, in this world.
+fn spawn_start(w: &World, bin: &Path, session: &str) -> std::process::Child {
+    spawn_host(
+        bin,
+        &[
+            "start",
+            "--detach",
+            "--session",
+            session,
+            "--workspace",
+            &w.workspace().display().to_string(),
+            "--runtime-dir",
+            &w.runtime.display().to_string(),
+            "--",
+            "sh",
+        ],
+    )
+}
+
+/// `invite add NAME --key-file KEY --session SESSION --via authorized-keys`.
+fn spawn_add(w: &World, bin: &Path, name: &str, key: &str, session: &str) -> std::process::Child {
+    spawn_host(
+        bin,
+        &[
+            "invite",
+            "add",
+            name,
+            "--key-file",
+            key,
+            "--session",
+            session,
+            "--via",
+            "authorized-keys",
+            "--runtime-dir",
+            &w.runtime.display().to_string(),
+        ],
+    )
+}
+
+/// `stop --session SESSION`.
+fn spawn_stop(w: &World, bin: &Path, session: &str) -> std::process::Child {
+    spawn_host(
+        bin,
+        &[
+            "stop",
+            "--session",
+            session,
+            "--runtime-dir",
+            &w.runtime.display().to_string(),
+        ],
+    )
+}
+
+/// The host's invites lock, held: a broker that ends waits for it before
+/// it removes its run's invites.
+fn hold_invites_lock(w: &World) -> nix::fcntl::Flock<fs::File> {
+    let lock = fs::OpenOptions::new()
+        .write(true)
+        .open(w.runtime.join(HOST).join(".invites.lock"))
+        .unwrap();
+    nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap()
+}
+
+/// Waits until `path` is gone, failing with `why` after the deadline.
+fn wait_gone(path: &Path, deadline: Instant, why: &str) {
+    while path.exists() {
+        assert!(Instant::now() < deadline, "{why}: {}", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Does the session's tmux server answer on its socket?
+fn tmux_answers(w: &World, session: &str) -> std::process::Output {
+    let sock = w.runtime.join(HOST).join(session).join("tmux/tmux.sock");
+    run_as(HOST, "tmux")
+        .arg("-S")
+        .arg(&sock)
+        .args(["has-session", "-t", &format!("={session}")])
+        .output()
+        .unwrap()
+}
+
 /// An invite added while its session is ending is kept for the next start,
 /// never bound to the run that is dying (and so lost with it). The window
 /// is held open: the test holds the invites lock while the broker ends, so
@@ -895,83 +990,33 @@ fn an_invite_added_while_the_session_ends_waits_for_the_next_start() {
     let bin = shared_binary();
     let rt = w.runtime.display().to_string();
     let original = write_foreign(0);
-    let add = |name: &str, key: &str| {
-        run_as(HOST, bin)
-            .args([
-                "invite",
-                "add",
-                name,
-                "--key-file",
-                key,
-                "--session",
-                "ser",
-                "--via",
-                "authorized-keys",
-                "--runtime-dir",
-                &rt,
-            ])
-            .env("HOME", host_home())
-            .current_dir("/")
-            .spawn()
-            .unwrap()
-    };
     let keys = public_keys(&w, "er", 2);
-    ok(&as_user(
-        HOST,
-        bin,
-        &[
-            "start",
-            "--detach",
-            "--session",
-            "ser",
-            "--workspace",
-            &w.workspace().display().to_string(),
-            "--runtime-dir",
-            &rt,
-            "--",
-            "sh",
-        ],
-    ));
-    ok(&add("bob", &keys[0]).wait_with_output().unwrap());
+    ok(&spawn_start(&w, bin, "ser").wait_with_output().unwrap());
+    ok(&spawn_add(&w, bin, "bob", &keys[0], "ser")
+        .wait_with_output()
+        .unwrap());
 
     let host_dir = w.runtime.join(HOST);
-    let lock = fs::OpenOptions::new()
-        .write(true)
-        .open(host_dir.join(".invites.lock"))
-        .unwrap();
-    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
-    let stop = run_as(HOST, bin)
-        .args(["stop", "--session", "ser", "--runtime-dir", &rt])
-        .env("HOME", host_home())
-        .current_dir("/")
-        .spawn()
-        .unwrap();
+    let held = hold_invites_lock(&w);
+    let stop = spawn_stop(&w, bin, "ser");
     // The broker now waits for the lock to remove its run's invites. Its
     // pid file must already be gone: while it names a live run, an add is
     // bound to that run.
-    let pid_file = host_dir.join("ser/broker.pid");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while pid_file.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the ending broker still names its run in {} while it waits for the invites lock: an add now would be bound to a run about to die",
-            pid_file.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let carol = add("carol", &keys[1]);
+    wait_gone(
+        &host_dir.join("ser/broker.pid"),
+        deadline,
+        "the ending broker still names its run while it waits for the invites lock: an add now would be bound to a run about to die",
+    );
+    let carol = spawn_add(&w, bin, "carol", &keys[1], "ser");
     drop(held);
     ok(&carol.wait_with_output().unwrap());
     ok(&stop.wait_with_output().unwrap());
-    let session_dir = host_dir.join("ser");
-    while session_dir.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the broker of ser did not exit: {} is still there",
-            session_dir.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_gone(
+        &host_dir.join("ser"),
+        deadline,
+        "the broker of ser did not exit",
+    );
 
     let listed = ok(&as_user(
         HOST,
@@ -988,29 +1033,10 @@ fn an_invite_added_while_the_session_ends_waits_for_the_next_start() {
     );
 
     // The next start binds carol: her line now names that run.
-    ok(&as_user(
-        HOST,
-        bin,
-        &[
-            "start",
-            "--detach",
-            "--session",
-            "ser",
-            "--workspace",
-            &w.workspace().display().to_string(),
-            "--runtime-dir",
-            &rt,
-            "--",
-            "sh",
-        ],
-    ));
+    ok(&spawn_start(&w, bin, "ser").wait_with_output().unwrap());
     let store = fs::read_to_string(host_dir.join("invites.toml")).unwrap();
     assert!(store.contains("[invite.run]"), "{store}");
-    ok(&as_user(
-        HOST,
-        bin,
-        &["stop", "--session", "ser", "--runtime-dir", &rt],
-    ));
+    ok(&spawn_stop(&w, bin, "ser").wait_with_output().unwrap());
 }
 
 /// `stop` then `start` at once: the new run never begins while the last
@@ -1025,53 +1051,14 @@ fn a_restart_waits_for_the_last_run_to_finish_ending() {
         return;
     };
     let bin = shared_binary();
-    let rt = w.runtime.display().to_string();
     write_foreign(0);
-    let workspace = w.workspace().display().to_string();
-    let host = |args: &[&str]| {
-        run_as(HOST, bin)
-            .args(args)
-            .env("HOME", host_home())
-            .current_dir("/")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let start = || {
-        host(&[
-            "start",
-            "--detach",
-            "--session",
-            "srs",
-            "--workspace",
-            &workspace,
-            "--runtime-dir",
-            &rt,
-            "--",
-            "sh",
-        ])
-    };
-    ok(&start().wait_with_output().unwrap());
+    ok(&spawn_start(&w, bin, "srs").wait_with_output().unwrap());
     let key = public_keys(&w, "rs", 1);
-    ok(&host(&[
-        "invite",
-        "add",
-        "bob",
-        "--key-file",
-        &key[0],
-        "--session",
-        "srs",
-        "--via",
-        "authorized-keys",
-        "--runtime-dir",
-        &rt,
-    ])
-    .wait_with_output()
-    .unwrap());
+    ok(&spawn_add(&w, bin, "bob", &key[0], "srs")
+        .wait_with_output()
+        .unwrap());
 
-    let host_dir = w.runtime.join(HOST);
-    let pid_file = host_dir.join("srs/broker.pid");
+    let pid_file = w.runtime.join(HOST).join("srs/broker.pid");
     let old: i32 = fs::read_to_string(&pid_file)
         .unwrap()
         .split_whitespace()
@@ -1079,19 +1066,12 @@ fn a_restart_waits_for_the_last_run_to_finish_ending() {
         .unwrap()
         .parse()
         .unwrap();
-    let lock = fs::OpenOptions::new()
-        .write(true)
-        .open(host_dir.join(".invites.lock"))
-        .unwrap();
-    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
-    let mut stop = host(&["stop", "--session", "srs", "--runtime-dir", &rt]);
+    let held = hold_invites_lock(&w);
+    let mut stop = spawn_stop(&w, bin, "srs");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while pid_file.exists() {
-        assert!(Instant::now() < deadline, "the broker did not start ending");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_gone(&pid_file, deadline, "the broker did not start ending");
     // The old run now waits for the invites lock, its cleanup still ahead.
-    let mut restart = start();
+    let mut restart = spawn_start(&w, bin, "srs");
     let window = Instant::now() + Duration::from_secs(2);
     while restart.try_wait().unwrap().is_none() && Instant::now() < window {
         std::thread::sleep(Duration::from_millis(20));
@@ -1119,22 +1099,13 @@ fn a_restart_waits_for_the_last_run_to_finish_ending() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // The new run is whole: its tmux server answers on its socket.
-    let sock = host_dir.join("srs/tmux/tmux.sock");
-    let answered = run_as(HOST, "tmux")
-        .arg("-S")
-        .arg(&sock)
-        .args(["has-session", "-t", "=srs"])
-        .output()
-        .unwrap();
+    let answered = tmux_answers(&w, "srs");
     assert!(
         answered.status.success(),
-        "the restarted session's tmux socket {} is gone: {}",
-        sock.display(),
+        "the restarted session's tmux socket is gone: {}",
         text(&answered.stderr)
     );
-    ok(&host(&["stop", "--session", "srs", "--runtime-dir", &rt])
-        .wait_with_output()
-        .unwrap());
+    ok(&spawn_stop(&w, bin, "srs").wait_with_output().unwrap());
 }
 
 /// Waits for `child` at most `secs`, killing it then: a hang fails the test
@@ -1162,34 +1133,8 @@ fn concurrent_starts_share_once_and_any_session_name_works() {
         return;
     };
     let bin = shared_binary();
-    let rt = w.runtime.display().to_string();
     write_foreign(0);
-    let workspace = w.workspace().display().to_string();
-    let host = |args: &[&str]| {
-        run_as(HOST, bin)
-            .args(args)
-            .env("HOME", host_home())
-            .current_dir("/")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let start = |session: &str| {
-        host(&[
-            "start",
-            "--detach",
-            "--session",
-            session,
-            "--workspace",
-            &workspace,
-            "--runtime-dir",
-            &rt,
-            "--",
-            "sh",
-        ])
-    };
-    let (a, b) = (start("scs"), start("scs"));
+    let (a, b) = (spawn_start(&w, bin, "scs"), spawn_start(&w, bin, "scs"));
     let outs = [within(a, 60, "start"), within(b, 60, "start")];
     let won = outs.iter().filter(|o| o.status.success()).count();
     let told: Vec<String> = outs
@@ -1202,41 +1147,23 @@ fn concurrent_starts_share_once_and_any_session_name_works() {
         told[0].contains("session scs is already shared"),
         "{told:?}"
     );
-    let sock = w.runtime.join(HOST).join("scs/tmux/tmux.sock");
-    let answered = run_as(HOST, "tmux")
-        .arg("-S")
-        .arg(&sock)
-        .args(["has-session", "-t", "=scs"])
-        .output()
-        .unwrap();
+    let answered = tmux_answers(&w, "scs");
     assert!(answered.status.success(), "{}", text(&answered.stderr));
-    ok(&within(
-        host(&["stop", "--session", "scs", "--runtime-dir", &rt]),
-        30,
-        "stop",
-    ));
+    ok(&within(spawn_stop(&w, bin, "scs"), 30, "stop"));
 
     let key = public_keys(&w, "cs", 1);
-    ok(&within(start("invites"), 60, "start --session invites"));
     ok(&within(
-        host(&[
-            "invite",
-            "add",
-            "bob",
-            "--key-file",
-            &key[0],
-            "--session",
-            "invites",
-            "--via",
-            "authorized-keys",
-            "--runtime-dir",
-            &rt,
-        ]),
+        spawn_start(&w, bin, "invites"),
+        60,
+        "start --session invites",
+    ));
+    ok(&within(
+        spawn_add(&w, bin, "bob", &key[0], "invites"),
         30,
         "invite add --session invites",
     ));
     ok(&within(
-        host(&["stop", "--session", "invites", "--runtime-dir", &rt]),
+        spawn_stop(&w, bin, "invites"),
         30,
         "stop --session invites",
     ));
