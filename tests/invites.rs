@@ -1168,3 +1168,93 @@ fn concurrent_starts_share_once_and_any_session_name_works() {
         "stop --session invites",
     ));
 }
+
+/// A broker that dies (a crash, `kill -9`, the OOM killer) leaves its
+/// session's tmux server running, its sockets, its pid file and its run's
+/// invites. `stop` ends all of that, says what it found, and the session
+/// can be started again.
+#[test]
+fn stop_after_a_broker_crash_ends_what_it_left() {
+    let _turn = host_ssh_lock();
+    let Some(w) = World::bare("cr", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    let bin = shared_binary();
+    let rt = w.runtime.display().to_string();
+    let original = write_foreign(0);
+    ok(&within(spawn_start(&w, bin, "scr"), 60, "start"));
+    let key = public_keys(&w, "cr", 1);
+    ok(&within(
+        spawn_add(&w, bin, "bob", &key[0], "scr"),
+        30,
+        "invite add",
+    ));
+
+    let dir = w.runtime.join(HOST).join("scr");
+    let pid: i32 = fs::read_to_string(dir.join("broker.pid"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while String::from_utf8_lossy(&fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+        .contains("__broker")
+    {
+        assert!(Instant::now() < deadline, "the broker did not die");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        tmux_answers(&w, "scr").status.success(),
+        "the test needs the dead broker's tmux server still running"
+    );
+
+    let stopped = within(spawn_stop(&w, bin, "scr"), 30, "stop");
+    assert!(
+        stopped.status.success(),
+        "stop after a broker crash: {}",
+        text(&stopped.stderr)
+    );
+    let said = text(&stopped.stdout);
+    assert!(
+        said.contains(&format!("pid {pid}")) && said.contains("1 invite"),
+        "{said}"
+    );
+    assert!(
+        !tmux_answers(&w, "scr").status.success(),
+        "the dead broker's tmux server still runs after stop"
+    );
+    assert!(
+        !dir.exists(),
+        "left behind: {:?}",
+        fs::read_dir(&dir).map(|d| d.count())
+    );
+    let listed = ok(&as_user(
+        HOST,
+        bin,
+        &["invite", "list", "--json", "--runtime-dir", &rt],
+    ));
+    assert_eq!(listed.trim(), "[]", "{listed}");
+    let block = String::from_utf8_lossy(&authorized_keys()[original.len()..]).into_owned();
+    assert!(!block.contains("pairjail:scr:bob"), "{block}");
+
+    // Nothing is left to stop now, and the session starts again.
+    let again = within(spawn_stop(&w, bin, "scr"), 30, "stop");
+    assert!(
+        !again.status.success() && text(&again.stderr).contains("no session scr is being shared"),
+        "{}",
+        text(&again.stderr)
+    );
+    ok(&within(
+        spawn_start(&w, bin, "scr"),
+        60,
+        "start after the crash",
+    ));
+    ok(&within(spawn_stop(&w, bin, "scr"), 30, "stop"));
+}

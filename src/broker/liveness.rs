@@ -63,17 +63,21 @@ impl Run {
     }
 }
 
-/// Field 22 of `/proc/PID/stat`. The command name (field 2) may hold spaces
-/// and parentheses, so fields are counted after the last ')'.
+/// Field 22 of `/proc/PID/stat`, None for a process that has ended (a
+/// zombie not yet reaped serves nothing). The command name (field 2) may
+/// hold spaces and parentheses, so fields are counted after the last ')'.
 pub fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_start(&stat)
 }
 
 fn parse_start(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
     // After ')' come field 3 (state) onwards: field 22 is the 20th.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    if matches!(fields.next()?, "Z" | "X" | "x") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// The effective uid of a process (the `Uid:` line of its status).
@@ -91,6 +95,12 @@ pub fn pid_file_text(run: &Run) -> String {
 /// The live run recorded in `<session dir>/broker.pid`, if the file is a
 /// small regular file owned by `host_uid` and the run it names is alive.
 pub fn live_run(session_dir: &Path, host_uid: u32) -> Option<Run> {
+    recorded_run(session_dir, host_uid).filter(|run| run.is_alive(host_uid))
+}
+
+/// The run `<session dir>/broker.pid` names, alive or not, if the file is
+/// a small regular file owned by `host_uid`.
+pub fn recorded_run(session_dir: &Path, host_uid: u32) -> Option<Run> {
     let path = session_dir.join("broker.pid");
     let mut f = std::fs::OpenOptions::new()
         .read(true)
@@ -107,11 +117,10 @@ pub fn live_run(session_dir: &Path, host_uid: u32) -> Option<Run> {
         .read_to_string(&mut text)
         .ok()?;
     let mut words = text.split_whitespace();
-    let run = Run {
+    Some(Run {
         pid: words.next()?.parse().ok()?,
         start: words.next()?.parse().ok()?,
-    };
-    run.is_alive(host_uid).then_some(run)
+    })
 }
 
 #[cfg(test)]
@@ -124,6 +133,8 @@ mod tests {
             "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 200";
         assert_eq!(parse_start(stat), Some(987654));
         assert_eq!(parse_start("42 (x"), None);
+        // A zombie has ended: its run is over.
+        assert_eq!(parse_start(&stat.replacen(") S ", ") Z ", 1)), None);
     }
 
     #[test]

@@ -60,6 +60,10 @@ pub enum ShareError {
         "session {0} was told to stop, but its broker has not finished removing its invites and files after 10 s: see its log {1}; a `pairjail start --session {0}` waits for it"
     )]
     StopUnfinished(String, PathBuf),
+    #[error(
+        "session {0}'s broker (pid {1}) is running but does not answer: see its log {2}; `kill {1}`, then `pairjail stop --session {0}` ends what it leaves"
+    )]
+    Unresponsive(String, u32, PathBuf),
     #[error("another `pairjail start --session {0}` is still starting it: see `pairjail status`")]
     Starting(String),
     #[error(transparent)]
@@ -709,22 +713,116 @@ pub fn open_in_current_tmux(
     Ok(name)
 }
 
-/// Stops the share: the broker disconnects every guest and ends tmux.
-pub fn stop(at: &Located) -> Result<(), ShareError> {
+/// How a `stop` went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// The broker disconnected every guest, ended tmux and removed the
+    /// run's invites and files.
+    Ended,
+    /// No broker was running: one had died (a crash, `kill -9`, the OOM
+    /// killer), and `stop` ended what it left, as the broker would have.
+    Leftovers {
+        /// The dead broker's pid, from its pid file.
+        pid: Option<u32>,
+        /// Its tmux server was still running (and was ended).
+        server: bool,
+        /// Invites of the dead run (and of any other dead run) removed.
+        invites: usize,
+    },
+}
+
+/// Stops the share: the broker disconnects every guest and ends tmux. If
+/// its broker had died, ends what the broker left behind instead.
+pub fn stop(at: &Located) -> Result<Stopped, ShareError> {
+    let p = &at.paths;
+    if let Some(stopped) = stop_running(at)? {
+        return Ok(stopped);
+    }
+    // Nothing ever shared under this name (the locks live in this directory).
+    if !p.dir.parent().is_some_and(Path::exists) {
+        return Err(ShareError::NotShared(at.session.clone()));
+    }
+    // A `start` holds this until its broker is ready: then the session is
+    // stopped as usual, never mistaken for a dead run's leftovers.
+    let _starting = run_lock::wait_hold(&p.start_lock, STARTING)?
+        .ok_or_else(|| ShareError::Starting(at.session.clone()))?;
+    if let Some(stopped) = stop_running(at)? {
+        return Ok(stopped);
+    }
+    // Every broker holds the run lock until its last file is gone: one
+    // still holding it is ending (or stuck), and is left alone.
+    let Some(_run) = run_lock::try_hold(&p.lock)? else {
+        return Err(ShareError::StillEnding(at.session.clone(), p.log.clone()));
+    };
+    end_leftovers(at)
+}
+
+/// Asks a running broker to stop and waits for its run to be over; None
+/// when no broker answers.
+fn stop_running(at: &Located) -> Result<Option<Stopped>, ShareError> {
     let p = &at.paths;
     if !matches!(ask(&p.control, Msg::Stop), Some(Msg::Stopping)) {
-        return Err(ShareError::NotShared(at.session.clone()));
+        return Ok(None);
     }
     // Done when the run is over: its broker has removed its invites and
     // files and let go of the run's lock. Nothing is removed here: a new
     // run may already be starting, and its files are not the old run's.
     match run_lock::wait_hold(&p.lock, ENDING)? {
-        Some(_free) => Ok(()),
+        Some(_free) => Ok(Some(Stopped::Ended)),
         None => Err(ShareError::StopUnfinished(
             at.session.clone(),
             p.log.clone(),
         )),
     }
+}
+
+/// What a dead broker left: its tmux server (the host's session, which
+/// guests with a grant could still reach), its sockets and pid file, and
+/// its run's invites (refused already, since the run is dead, but listed
+/// and in authorized_keys). The caller holds the start and run locks.
+fn end_leftovers(at: &Located) -> Result<Stopped, ShareError> {
+    let p = &at.paths;
+    let uid = nix::unistd::Uid::effective().as_raw();
+    let run = liveness::recorded_run(&p.dir, uid);
+    if let Some(alive) = run.filter(|r| r.is_alive(uid)) {
+        return Err(ShareError::Unresponsive(
+            at.session.clone(),
+            alive.pid,
+            p.log.clone(),
+        ));
+    }
+    let tmux = at.tmux()?;
+    let server = tmux.has_session(&at.session);
+    let sockets = p.broker.exists() || p.control.exists();
+    if run.is_none() && !server && !sockets {
+        return Err(ShareError::NotShared(at.session.clone()));
+    }
+    if server {
+        tmux.kill_server();
+    }
+    let gone = match run {
+        Some(run) => registry::end_run(&at.runtime, &at.host, &at.session, run)?,
+        None => registry::clean(&at.runtime, &at.host, true)?,
+    };
+    crate::audit::invites(
+        &at.host,
+        gone.iter()
+            .map(|i| crate::audit::invite_removed(i, "its session's broker had died")),
+    );
+    for socket in [&p.broker, &p.control] {
+        match std::fs::remove_file(socket) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("remove", socket)(e));
+            }
+            _ => {}
+        }
+    }
+    remove_session_dir(p);
+    Ok(Stopped::Leftovers {
+        pid: run.map(|r| r.pid),
+        server,
+        invites: gone.len(),
+    })
 }
 
 /// How long `start` and `stop` wait for a run to finish ending.

@@ -255,8 +255,26 @@ pub fn attach(a: SessionArgs) -> Outcome {
 
 pub fn stop(a: SessionArgs) -> Outcome {
     let at = share::locate(a.runtime_dir.get(), &a.session)?;
-    share::stop(&at)?;
-    println!("pairjail: session {} stopped", a.session);
+    match share::stop(&at)? {
+        share::Stopped::Ended => println!("pairjail: session {} stopped", a.session),
+        share::Stopped::Leftovers {
+            pid,
+            server,
+            invites,
+        } => println!(
+            "pairjail: session {}: its broker{} had died (its log: {}); stopped what it left: {}{} invite{} removed",
+            a.session,
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+            at.paths.log.display(),
+            if server {
+                "its tmux server ended, "
+            } else {
+                ""
+            },
+            invites,
+            if invites == 1 { "" } else { "s" },
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
