@@ -504,11 +504,31 @@ pub fn no_share_running(dir: &Path) -> Result<(), SetupError> {
             continue;
         };
         for s in sessions.flatten() {
-            if crate::broker::liveness::live_run(&s.path(), meta.uid()).is_some() {
+            let path = s.path();
+            // A live pid file, or a run lock held: a broker whose pid file
+            // is gone may still be ending (removing its invites and files),
+            // and a `start` holds `.starting` before its broker runs.
+            let session = match path.extension().and_then(|e| e.to_str()) {
+                // Session names have no '.': `.invites.lock` is not a run's.
+                Some("lock" | "starting")
+                    if path
+                        .file_stem()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| crate::broker::paths::check_session(n).is_ok())
+                        && crate::broker::run_lock::held(&path) =>
+                {
+                    path.file_stem()
+                }
+                None if crate::broker::liveness::live_run(&path, meta.uid()).is_some() => {
+                    path.file_name()
+                }
+                _ => None,
+            };
+            if let Some(session) = session {
                 return Err(SetupError::Invalid(format!(
                     "{} is sharing session {} in {}; it must stop first (`pairjail stop --session {1}` as that user), then run this again; nothing was changed",
                     host.file_name().to_string_lossy(),
-                    s.file_name().to_string_lossy(),
+                    session.to_string_lossy(),
                     dir.display()
                 )));
             }

@@ -478,6 +478,29 @@ fn setup_is_remembered_and_undone() {
         })
         .collect();
     assert!(written.len() >= 6, "{written:?}");
+    // A run whose pid file is gone but whose broker still holds its run
+    // lock is still ending (removing its invites and files): undo waits
+    // for it too. The test holds a session's run lock as such a broker.
+    let ending = Path::new(&d).join("prun").join(HOST).join("oend.lock");
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&ending)
+        .unwrap();
+    std::os::unix::fs::chown(&ending, Some(uid_of(HOST)), None).unwrap();
+    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let out = Command::new(&bin.path)
+        .args(["setup", "--undo", "--remove-user", "--config", &config])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains(&format!("{HOST} is sharing session oend")),
+        "{}",
+        text(&out.stderr)
+    );
+    drop(held);
     let said = ok(&Command::new(&bin.path)
         .args(["setup", "--undo", "--remove-user", "--config", &config])
         .output()

@@ -61,6 +61,28 @@ pub fn try_hold(path: &Path) -> Result<Option<RunLock>, RunLockError> {
     }
 }
 
+/// Does a run (or a `start`) hold the lock file at `path` now? For a
+/// caller that is not the lock's owner (root, in `setup --undo`): nothing
+/// is created, no link is followed, no terminal is taken, and a file that
+/// is not a regular file is no run's lock. Taking the lock for an instant
+/// only makes a `start` or broker waiting for it poll once more.
+pub fn held(path: &Path) -> bool {
+    let Ok(file) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+    else {
+        return false;
+    };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    matches!(
+        Flock::lock(file, FlockArg::LockExclusiveNonblock),
+        Err((_, Errno::EWOULDBLOCK))
+    )
+}
+
 /// The lock as soon as no run holds it, or None if one still does after
 /// `limit`. Polled: a blocking flock could not be given up at a deadline.
 pub fn wait_hold(path: &Path, limit: Duration) -> Result<Option<RunLock>, RunLockError> {
