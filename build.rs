@@ -76,11 +76,14 @@ fn main() {
             Err(e) => panic!("built-in profile {name}: {e}"),
         };
         if let Some(seccomp) = plan.seccomp {
-            let bytes = match bpf::tree(&seccomp) {
-                Ok(b) => b,
-                Err(e) => panic!("built-in profile {name}: seccomp: {e}"),
-            };
-            let _ = writeln!(filters, "    ({:?}, &{bytes:?}),", format!("{seccomp:?}"));
+            // Executed programs' plan, and called ones' (no exec calls).
+            for seccomp in [seccomp.for_called(), seccomp] {
+                let bytes = match bpf::tree(&seccomp) {
+                    Ok(b) => b,
+                    Err(e) => panic!("built-in profile {name}: seccomp: {e}"),
+                };
+                let _ = writeln!(filters, "    ({:?}, &{bytes:?}),", format!("{seccomp:?}"));
+            }
         }
     }
     let out = format!("{profiles}];\n\n{filters}];\n");

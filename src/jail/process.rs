@@ -226,7 +226,14 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
         mask: blocked.old(),
         profile,
         entries,
-        payload_filter: plan.seccomp.as_ref().map(seccomp::compile).transpose()?,
+        payload_filter: plan
+            .seccomp
+            .as_ref()
+            .map(|s| match &start {
+                Start::Exec { .. } => seccomp::compile(s),
+                Start::Call { .. } => seccomp::compile(&s.for_called()),
+            })
+            .transpose()?,
         reaper_filter: if plan.needs_reaper() {
             Some(seccomp::compile_reaper()?)
         } else {

@@ -62,6 +62,11 @@ mod tests {
             };
             let built = crate::jail::bpf_tree(&seccomp).unwrap();
             assert_eq!(filter(&seccomp), Some(&built[..]), "{name}");
+            // And a called program's plan (no exec calls), built too.
+            let called = seccomp.for_called();
+            assert!(called.rules.len() < seccomp.rules.len(), "{name}");
+            let built = crate::jail::bpf_tree(&called).unwrap();
+            assert_eq!(filter(&called), Some(&built[..]), "{name}");
             seccomp.rules.pop();
             assert_eq!(filter(&seccomp), None, "{name}");
         }

@@ -163,6 +163,25 @@ pub struct Plan {
 }
 
 impl SeccompPlan {
+    /// The plan for pairjail's own code called in the jail (a relay): the
+    /// profile's allowlist less the exec calls, which only the jail's own
+    /// last step (the exec of a program file) uses. A called program
+    /// executes nothing (Landlock refuses it too); with the calls gone, a
+    /// taken-over relay that tries is killed. Built ahead of time for the
+    /// built-in profiles like their plans (build.rs).
+    pub fn for_called(&self) -> SeccompPlan {
+        const EXEC: [&str; 2] = ["execve", "execveat"];
+        SeccompPlan {
+            default_action: self.default_action,
+            rules: self
+                .rules
+                .iter()
+                .filter(|r| !EXEC.contains(&r.name.as_str()))
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// Can the program start another process (or thread)? Not when none of
     /// the calls that do is allowed and what is not allowed is refused
     /// (a `log` default lets everything through).

@@ -121,6 +121,12 @@ fn create(p: &str) -> Seen {
 /// If the exec works, the new program prints `ran` and the host side
 /// reports the escape from that output.
 fn exec(p: &str) -> Seen {
+    exec_how(p, false)
+}
+
+/// `exec`, by `execveat` (the call the jail's own last step makes, so the
+/// one a profile allows) when `at`.
+fn exec_how(p: &str, at: bool) -> Seen {
     let prog = path(p);
     let (dash_c, script, version) = (path("-c"), path("echo ran"), path("--version"));
     let argv = if p.ends_with("sh") {
@@ -139,6 +145,20 @@ fn exec(p: &str) -> Seen {
         ]
     };
     let envp = [std::ptr::null::<libc::c_char>()];
+    if at {
+        // SAFETY: as below; AT_FDCWD and a NUL-terminated path.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_execveat,
+                libc::AT_FDCWD,
+                prog.as_ptr(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+                0,
+            )
+        };
+        return sys(&format!("execveat({p})"), r);
+    }
     // SAFETY: NUL-terminated argv/envp arrays of live C strings.
     let r = unsafe { libc::execve(prog.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     sys(&format!("execve({p})"), r as libc::c_long)
@@ -397,6 +417,11 @@ pub const ATTEMPTS: &[Attempt] = &[
         name: "exec-shell",
         expected: "/bin/sh cannot be executed",
         run: |_| exec("/bin/sh"),
+    },
+    Attempt {
+        name: "execveat-shell",
+        expected: "/bin/sh cannot be executed by execveat either",
+        run: |_| exec_how("/bin/sh", true),
     },
     Attempt {
         name: "exec-proc-self",
