@@ -738,8 +738,9 @@ pub fn stop(at: &Located) -> Result<Stopped, ShareError> {
     if let Some(stopped) = stop_running(at)? {
         return Ok(stopped);
     }
-    // Nothing ever shared under this name (the locks live in this directory).
-    if !p.dir.parent().is_some_and(Path::exists) {
+    // A dead run leaves its directory (sockets, pid file): without one
+    // there is nothing to end, and no lock file is made for a typo.
+    if !p.dir.exists() {
         return Err(ShareError::NotShared(at.session.clone()));
     }
     // A `start` holds this until its broker is ready: then the session is
