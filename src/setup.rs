@@ -3,6 +3,7 @@
 //! done (`--dry-run` shows them and does nothing). Then sshd's effective
 //! configuration is checked; if it does not hold, the drop-in goes again.
 
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -497,14 +498,28 @@ pub fn no_share_running(dir: &Path) -> Result<(), SetupError> {
         return Ok(());
     };
     for host in hosts.flatten() {
-        let Ok(meta) = std::fs::symlink_metadata(host.path()) else {
+        // Only a host's own directory, never a link (any user may put one
+        // in a shared runtime directory), opened once and read through
+        // that descriptor: a swap after the check leads nowhere else.
+        let flags = nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_DIRECTORY
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_CLOEXEC;
+        let Ok(fd) = nix::fcntl::open(&host.path(), flags, nix::sys::stat::Mode::empty()) else {
             continue;
         };
-        let Ok(sessions) = std::fs::read_dir(host.path()) else {
+        let Ok(owner) = nix::sys::stat::fstat(&fd).map(|m| m.st_uid) else {
             continue;
         };
-        for s in sessions.flatten() {
-            let path = s.path();
+        // Listed through the descriptor (its /proc/self/fd link is the
+        // directory opened, not a path looked up again).
+        let Ok(listing) = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd())) else {
+            continue;
+        };
+        let names: Vec<std::ffi::OsString> = listing.flatten().map(|e| e.file_name()).collect();
+        let dir_fd = fd.as_fd();
+        for name in names {
+            let path = Path::new(&name);
             // A live pid file, or a run lock held: a broker whose pid file
             // is gone may still be ending (removing its invites and files),
             // and a `start` holds `.starting` before its broker runs.
@@ -515,12 +530,15 @@ pub fn no_share_running(dir: &Path) -> Result<(), SetupError> {
                         .file_stem()
                         .and_then(|n| n.to_str())
                         .is_some_and(|n| crate::broker::paths::check_session(n).is_ok())
-                        && crate::broker::run_lock::held(&path) =>
+                        && crate::broker::run_lock::held_in(dir_fd, &name, owner) =>
                 {
                     path.file_stem()
                 }
-                None if crate::broker::liveness::live_run(&path, meta.uid()).is_some() => {
-                    path.file_name()
+                None if crate::broker::paths::check_session(&name.to_string_lossy()).is_ok()
+                    && crate::broker::liveness::live_run(&host.path().join(&name), owner)
+                        .is_some() =>
+                {
+                    Some(std::ffi::OsStr::new(&name))
                 }
                 _ => None,
             };
@@ -686,6 +704,28 @@ pub fn verify_sshd(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Any user may put a link in a shared runtime directory: root's undo
+    /// check must not follow it and lock files elsewhere (it would report
+    /// them as shares, and hold up whoever uses them).
+    #[test]
+    fn undo_checks_run_locks_of_real_host_directories_only() {
+        let d = tempfile::tempdir().unwrap();
+        let runtime = d.path().join("run");
+        let elsewhere = d.path().join("elsewhere");
+        std::fs::create_dir_all(runtime.join("host")).unwrap();
+        std::fs::create_dir(&elsewhere).unwrap();
+        let hold = |path: &Path| {
+            let f = std::fs::File::create(path).unwrap();
+            nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).unwrap()
+        };
+        let _other = hold(&elsewhere.join("xtables.lock"));
+        std::os::unix::fs::symlink(&elsewhere, runtime.join("link")).unwrap();
+        assert!(no_share_running(&runtime).is_ok());
+        let _run = hold(&runtime.join("host").join("sy.lock"));
+        let refused = no_share_running(&runtime).unwrap_err().to_string();
+        assert!(refused.contains("host is sharing session sy"), "{refused}");
+    }
 
     #[test]
     fn root_never_chmods_through_a_link_or_a_directory_others_can_change() {

@@ -1258,3 +1258,50 @@ fn stop_after_a_broker_crash_ends_what_it_left() {
     ));
     ok(&within(spawn_stop(&w, bin, "scr"), 30, "stop"));
 }
+
+/// Another local user made `<runtime>/<host>` first (a shared runtime
+/// directory is 1777) and planted a session with a listening "tmux"
+/// socket: a tmux client obeys its server (it can be told to run a shell
+/// or write files), so `stop` must refuse the directory before it starts
+/// any client there.
+#[test]
+fn stop_never_runs_tmux_on_a_socket_another_user_planted() {
+    let _turn = host_ssh_lock();
+    let Some(w) = World::bare("pl", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    let bin = shared_binary();
+    let planted = w.runtime.join(HOST).join("spl");
+    fs::create_dir_all(planted.join("tmux")).unwrap();
+    for d in [w.runtime.join(HOST), planted.clone(), planted.join("tmux")] {
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let listener = std::os::unix::net::UnixListener::bind(planted.join("tmux/tmux.sock")).unwrap();
+    fs::set_permissions(
+        planted.join("tmux/tmux.sock"),
+        fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    listener.set_nonblocking(true).unwrap();
+
+    let rt = w.runtime.display().to_string();
+    for (what, args) in [
+        ("stop", ["stop", "--session", "spl", "--runtime-dir", &rt]),
+        (
+            "attach",
+            ["attach", "--session", "spl", "--runtime-dir", &rt],
+        ),
+    ] {
+        let out = within(spawn_host(bin, &args), 30, what);
+        assert!(
+            listener.accept().is_err(),
+            "{what} ran a tmux client on a socket the host does not own"
+        );
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains(&format!("is not a directory owned by {HOST}")),
+            "{what}: {}",
+            text(&out.stderr)
+        );
+    }
+}

@@ -61,20 +61,28 @@ pub fn try_hold(path: &Path) -> Result<Option<RunLock>, RunLockError> {
     }
 }
 
-/// Does a run (or a `start`) hold the lock file at `path` now? For a
-/// caller that is not the lock's owner (root, in `setup --undo`): nothing
-/// is created, no link is followed, no terminal is taken, and a file that
-/// is not a regular file is no run's lock. Taking the lock for an instant
-/// only makes a `start` or broker waiting for it poll once more.
-pub fn held(path: &Path) -> bool {
-    let Ok(file) = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(path)
-    else {
+/// Does a run (or a `start`) hold the lock file `name` of the directory
+/// `dir` (opened by the caller without following links) now? For a
+/// caller that is not the lock's owner (root, in `setup --undo`): the
+/// file is opened relative to `dir`, nothing is created, no link is
+/// followed, no terminal is taken, and a file that is not a regular file
+/// owned by `owner` is no run's lock. Taking the lock for an instant only
+/// makes a `start` or broker waiting for it poll once more.
+pub fn held_in(dir: std::os::fd::BorrowedFd, name: &std::ffi::OsStr, owner: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let flags = nix::fcntl::OFlag::O_RDONLY
+        | nix::fcntl::OFlag::O_NOFOLLOW
+        | nix::fcntl::OFlag::O_NONBLOCK
+        | nix::fcntl::OFlag::O_NOCTTY
+        | nix::fcntl::OFlag::O_CLOEXEC;
+    let Ok(fd) = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::empty()) else {
         return false;
     };
-    if !file.metadata().is_ok_and(|m| m.is_file()) {
+    let file = File::from(fd);
+    if !file
+        .metadata()
+        .is_ok_and(|m| m.is_file() && m.uid() == owner)
+    {
         return false;
     }
     matches!(

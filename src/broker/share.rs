@@ -650,6 +650,14 @@ fn launch_broker(p: &SessionPaths, launch: &Launch) -> Result<(), ShareError> {
 /// Attaches the caller's terminal to the session; returns whether the
 /// session is still running afterwards (the host only detached).
 pub fn attach(at: &Located) -> Result<bool, ShareError> {
+    // A tmux client obeys its server: only the host's own socket, in the
+    // host's own directory, is ever given one (see `stop`).
+    if std::fs::symlink_metadata(&at.paths.tmux).is_err() {
+        return Err(ShareError::NotShared(at.session.clone()));
+    }
+    paths::check_host_dir(&at.runtime, &at.host).map_err(ShareError::Runtime)?;
+    own_entry(&at.paths.dir, Kind::Dir)?;
+    own_entry(&at.paths.tmux, Kind::Socket)?;
     let tmux = at.tmux()?;
     if !tmux.has_session(&at.session) {
         return Err(ShareError::NotShared(at.session.clone()));
@@ -740,9 +748,14 @@ pub fn stop(at: &Located) -> Result<Stopped, ShareError> {
     }
     // A dead run leaves its directory (sockets, pid file): without one
     // there is nothing to end, and no lock file is made for a typo.
-    if !p.dir.exists() {
+    if std::fs::symlink_metadata(&p.dir).is_err() {
         return Err(ShareError::NotShared(at.session.clone()));
     }
+    // Nothing here is touched unless it is the host's own: another local
+    // user may have made `<runtime>/<host>` first (a shared runtime is
+    // 1777), and a tmux client obeys whatever server its socket leads to.
+    paths::check_host_dir(&at.runtime, &at.host).map_err(ShareError::Runtime)?;
+    own_entry(&p.dir, Kind::Dir)?;
     // A `start` holds this until its broker is ready: then the session is
     // stopped as usual, never mistaken for a dead run's leftovers.
     let _starting = run_lock::wait_hold(&p.start_lock, STARTING)?
@@ -751,11 +764,42 @@ pub fn stop(at: &Located) -> Result<Stopped, ShareError> {
         return Ok(stopped);
     }
     // Every broker holds the run lock until its last file is gone: one
-    // still holding it is ending (or stuck), and is left alone.
+    // still holding it is ending, or alive and not answering.
     let Some(_run) = run_lock::try_hold(&p.lock)? else {
-        return Err(ShareError::StillEnding(at.session.clone(), p.log.clone()));
+        let uid = nix::unistd::Uid::effective().as_raw();
+        return Err(match liveness::live_run(&p.dir, uid) {
+            Some(alive) => ShareError::Unresponsive(at.session.clone(), alive.pid, p.log.clone()),
+            None => ShareError::StillEnding(at.session.clone(), p.log.clone()),
+        });
     };
     end_leftovers(at)
+}
+
+enum Kind {
+    Dir,
+    Socket,
+}
+
+/// `path` is a `kind` (never a link) owned by the caller.
+fn own_entry(path: &Path, kind: Kind) -> Result<(), ShareError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::symlink_metadata(path).map_err(io("inspect", path))?;
+    let right = match kind {
+        Kind::Dir => meta.is_dir(),
+        Kind::Socket => meta.file_type().is_socket(),
+    };
+    if !right || meta.uid() != nix::unistd::Uid::effective().as_raw() {
+        return Err(ShareError::Runtime(format!(
+            "{} is not yours (or not what a share makes); refusing to use it",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Does a server listen on the tmux socket (whatever its sessions)?
+fn listening(socket: &Path) -> bool {
+    UnixStream::connect(socket).is_ok()
 }
 
 /// Asks a running broker to stop and waits for its run to be over; None
@@ -792,23 +836,46 @@ fn end_leftovers(at: &Located) -> Result<Stopped, ShareError> {
             p.log.clone(),
         ));
     }
-    let tmux = at.tmux()?;
-    let server = tmux.has_session(&at.session);
+    // Any server on the socket, whatever its sessions are called now (a
+    // renamed session, a rogue guest's grouped one): only a socket of our
+    // own is ever given to a tmux client.
+    let server = std::fs::symlink_metadata(&p.tmux).is_ok() && {
+        own_entry(&p.tmux, Kind::Socket)?;
+        listening(&p.tmux)
+    };
     let sockets = p.broker.exists() || p.control.exists();
     if run.is_none() && !server && !sockets {
         return Err(ShareError::NotShared(at.session.clone()));
     }
     if server {
-        tmux.kill_server();
+        at.tmux()?.kill_server();
+        // Its socket goes below: never while it still answers, or its
+        // processes would run on with nothing left to reach them.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while listening(&p.tmux) {
+            if Instant::now() > deadline {
+                return Err(ShareError::Runtime(format!(
+                    "the dead broker's tmux server on {} did not end; end it with `tmux -S {0} kill-server`, then run stop again",
+                    p.tmux.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
-    let gone = match run {
-        Some(run) => registry::end_run(&at.runtime, &at.host, &at.session, run)?,
-        None => registry::clean(&at.runtime, &at.host, true)?,
+    let (gone, why) = match run {
+        Some(run) => (
+            registry::end_run(&at.runtime, &at.host, &at.session, run)?,
+            "its session's broker had died",
+        ),
+        // No pid file to say which run: only invites of dead runs go.
+        None => (
+            registry::clean(&at.runtime, &at.host, true)?,
+            "its session run is over",
+        ),
     };
     crate::audit::invites(
         &at.host,
-        gone.iter()
-            .map(|i| crate::audit::invite_removed(i, "its session's broker had died")),
+        gone.iter().map(|i| crate::audit::invite_removed(i, why)),
     );
     for socket in [&p.broker, &p.control] {
         match std::fs::remove_file(socket) {

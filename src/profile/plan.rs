@@ -167,7 +167,8 @@ impl SeccompPlan {
     /// profile's allowlist less the exec calls, which only the jail's own
     /// last step (the exec of a program file) uses. A called program
     /// executes nothing (Landlock refuses it too); with the calls gone, a
-    /// taken-over relay that tries is killed. Built ahead of time for the
+    /// taken-over relay that tries meets the profile's default action (kill,
+    /// for every built-in). Built ahead of time for the
     /// built-in profiles like their plans (build.rs).
     pub fn for_called(&self) -> SeccompPlan {
         const EXEC: [&str; 2] = ["execve", "execveat"];
