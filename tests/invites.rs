@@ -966,6 +966,17 @@ fn wait_gone(path: &Path, deadline: Instant, why: &str) {
     }
 }
 
+/// Waits until process `pid` no longer runs a broker (it has exited, or
+/// is a zombie, whose command line is empty), failing with `why` after
+/// the deadline.
+fn wait_broker_gone(pid: i32, deadline: Instant, why: &str) {
+    let cmdline = || fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    while String::from_utf8_lossy(&cmdline()).contains("__broker") {
+        assert!(Instant::now() < deadline, "{why}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Does the session's tmux server answer on its socket?
 fn tmux_answers(w: &World, session: &str) -> std::process::Output {
     let sock = w.runtime.join(HOST).join(session).join("tmux/tmux.sock");
@@ -1059,13 +1070,7 @@ fn a_restart_waits_for_the_last_run_to_finish_ending() {
         .unwrap());
 
     let pid_file = w.runtime.join(HOST).join("srs/broker.pid");
-    let old: i32 = fs::read_to_string(&pid_file)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let old = w.broker_pid("srs");
     let held = hold_invites_lock(&w);
     let mut stop = spawn_stop(&w, bin, "srs");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -1093,11 +1098,7 @@ fn a_restart_waits_for_the_last_run_to_finish_ending() {
         "start: {}",
         text(&restarted.stderr)
     );
-    let old_cmd = || fs::read(format!("/proc/{old}/cmdline")).unwrap_or_default();
-    while String::from_utf8_lossy(&old_cmd()).contains("__broker") {
-        assert!(Instant::now() < deadline, "the old broker did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_broker_gone(old, deadline, "the old broker did not exit");
     // The new run is whole: its tmux server answers on its socket.
     let answered = tmux_answers(&w, "srs");
     assert!(
@@ -1190,26 +1191,15 @@ fn stop_after_a_broker_crash_ends_what_it_left() {
         "invite add",
     ));
 
-    let dir = w.runtime.join(HOST).join("scr");
-    let pid: i32 = fs::read_to_string(dir.join("broker.pid"))
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let dir = w.session_paths("scr");
+    let pid = w.broker_pid("scr");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while String::from_utf8_lossy(&fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
-        .contains("__broker")
-    {
-        assert!(Instant::now() < deadline, "the broker did not die");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_broker_gone(pid, deadline, "the broker did not die");
     assert!(
         tmux_answers(&w, "scr").status.success(),
         "the test needs the dead broker's tmux server still running"

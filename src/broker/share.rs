@@ -651,12 +651,11 @@ fn launch_broker(p: &SessionPaths, launch: &Launch) -> Result<(), ShareError> {
 /// session is still running afterwards (the host only detached).
 pub fn attach(at: &Located) -> Result<bool, ShareError> {
     // A tmux client obeys its server: only the host's own socket, in the
-    // host's own directory, is ever given one (see `stop`).
+    // host's own directory, is ever given one.
     if std::fs::symlink_metadata(&at.paths.tmux).is_err() {
         return Err(ShareError::NotShared(at.session.clone()));
     }
-    paths::check_host_dir(&at.runtime, &at.host).map_err(ShareError::Runtime)?;
-    own_entry(&at.paths.dir, Kind::Dir)?;
+    own_session_dir(at)?;
     own_entry(&at.paths.tmux, Kind::Socket)?;
     let tmux = at.tmux()?;
     if !tmux.has_session(&at.session) {
@@ -751,11 +750,7 @@ pub fn stop(at: &Located) -> Result<Stopped, ShareError> {
     if std::fs::symlink_metadata(&p.dir).is_err() {
         return Err(ShareError::NotShared(at.session.clone()));
     }
-    // Nothing here is touched unless it is the host's own: another local
-    // user may have made `<runtime>/<host>` first (a shared runtime is
-    // 1777), and a tmux client obeys whatever server its socket leads to.
-    paths::check_host_dir(&at.runtime, &at.host).map_err(ShareError::Runtime)?;
-    own_entry(&p.dir, Kind::Dir)?;
+    own_session_dir(at)?;
     // A `start` holds this until its broker is ready: then the session is
     // stopped as usual, never mistaken for a dead run's leftovers.
     let _starting = run_lock::wait_hold(&p.start_lock, STARTING)?
@@ -773,6 +768,14 @@ pub fn stop(at: &Located) -> Result<Stopped, ShareError> {
         });
     };
     end_leftovers(at)
+}
+
+/// The host's directory and the session's are the caller's own: another
+/// local user may have made `<runtime>/<host>` first (a shared runtime is
+/// 1777), and a tmux client obeys whatever server its socket leads to.
+fn own_session_dir(at: &Located) -> Result<(), ShareError> {
+    paths::check_host_dir(&at.runtime, &at.host).map_err(ShareError::Runtime)?;
+    own_entry(&at.paths.dir, Kind::Dir)
 }
 
 enum Kind {
