@@ -511,9 +511,10 @@ pub fn no_share_running(dir: &Path) -> Result<(), SetupError> {
         let Ok(owner) = nix::sys::stat::fstat(&fd).map(|m| m.st_uid) else {
             continue;
         };
-        // Listed through the descriptor (its /proc/self/fd link is the
-        // directory opened, not a path looked up again).
-        let Ok(listing) = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd())) else {
+        // Listed and read through the descriptor (its /proc/self/fd link
+        // is the directory opened, not a path looked up again).
+        let through = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        let Ok(listing) = std::fs::read_dir(&through) else {
             continue;
         };
         let names: Vec<std::ffi::OsString> = listing.flatten().map(|e| e.file_name()).collect();
@@ -535,8 +536,7 @@ pub fn no_share_running(dir: &Path) -> Result<(), SetupError> {
                     path.file_stem()
                 }
                 None if crate::broker::paths::check_session(&name.to_string_lossy()).is_ok()
-                    && crate::broker::liveness::live_run(&host.path().join(&name), owner)
-                        .is_some() =>
+                    && crate::broker::liveness::live_run(&through.join(&name), owner).is_some() =>
                 {
                     Some(std::ffi::OsStr::new(&name))
                 }
