@@ -400,16 +400,22 @@ fn setup_is_remembered_and_undone() {
         fs::read_to_string(&config).unwrap(),
         fs::read_to_string(&dropin).unwrap(),
     );
-    let out = Command::new(&bin.path)
-        .args(["setup", "--undo", "--config", &config])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
-    assert!(
-        text(&out.stderr).contains(&format!("{HOST} is sharing session obsu")),
-        "{}",
-        text(&out.stderr)
-    );
+    // `setup --undo ARGS` is refused while `session` is shared.
+    let undo_refused = |args: &[&str], session: &str| {
+        let out = Command::new(&bin.path)
+            .args(["setup", "--undo"])
+            .args(args)
+            .args(["--config", &config])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stderr).contains(&format!("{HOST} is sharing session {session}")),
+            "{}",
+            text(&out.stderr)
+        );
+    };
+    undo_refused(&[], "obsu");
     assert_eq!(fs::read_to_string(&config).unwrap(), conf_before);
     assert_eq!(fs::read_to_string(&dropin).unwrap(), dropin_before);
     // A re-run that fails (sshd's main config is missing) takes back what
@@ -490,16 +496,7 @@ fn setup_is_remembered_and_undone() {
         .unwrap();
     std::os::unix::fs::chown(&ending, Some(uid_of(HOST)), None).unwrap();
     let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
-    let out = Command::new(&bin.path)
-        .args(["setup", "--undo", "--remove-user", "--config", &config])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
-    assert!(
-        text(&out.stderr).contains(&format!("{HOST} is sharing session oend")),
-        "{}",
-        text(&out.stderr)
-    );
+    undo_refused(&["--remove-user"], "oend");
     drop(held);
     let said = ok(&Command::new(&bin.path)
         .args(["setup", "--undo", "--remove-user", "--config", &config])
