@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::io::ErrorKind;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -190,22 +191,31 @@ fn a_scripted_share_is_audited_exactly_verified_and_replayed_with_attributed_inp
     let _ = std::fs::remove_file(&syslog_path);
     let syslog = UnixDatagram::bind(&syslog_path).unwrap();
     // A syslog daemon that reads as lines come (its queue holds only a
-    // few datagrams).
+    // few datagrams), until the share's last line or two minutes; what
+    // ended it is kept for the failure message.
     syslog
-        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .unwrap();
     let collector = std::thread::spawn(move || {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
         let mut copies = vec![];
         let mut buf = vec![0u8; 65536];
-        while let Ok(n) = syslog.recv(&mut buf) {
-            let line = String::from_utf8_lossy(&buf[..n]).into_owned();
-            let last = line.contains("\"session-stop\"") && line.contains("\"saudit\"");
-            copies.push(line);
-            if last {
-                break;
+        let ended = loop {
+            match syslog.recv(&mut buf) {
+                Ok(n) => {
+                    let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let last = line.contains("\"session-stop\"") && line.contains("\"saudit\"");
+                    copies.push(line);
+                    if last {
+                        break "the share's last line".to_string();
+                    }
+                }
+                Err(e) if std::time::Instant::now() >= until => break format!("two minutes: {e}"),
+                Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock) => {}
+                Err(e) => break format!("recv: {e}"),
             }
-        }
-        copies
+        };
+        (copies, ended)
     });
     std::fs::set_permissions(
         &syslog_path,
@@ -325,7 +335,7 @@ fn a_scripted_share_is_audited_exactly_verified_and_replayed_with_attributed_inp
     validate_all(&log);
     tampering_is_named(&log);
     // The syslog copy: the share's lines, each with its own hash.
-    let copies = collector.join().unwrap();
+    let (copies, ended) = collector.join().unwrap();
     let raw = std::fs::read_to_string(&log).unwrap();
     let stop_line = raw
         .lines()
@@ -336,7 +346,8 @@ fn a_scripted_share_is_audited_exactly_verified_and_replayed_with_attributed_inp
         copies
             .iter()
             .any(|c| c.starts_with("<86>pairjail[") && c.ends_with(stop_line)),
-        "no syslog copy of {stop_line}: {copies:?}"
+        "no syslog copy of {stop_line}; the collector ended on {ended}; the broker's log: {:?}; copies: {copies:?}",
+        std::fs::read_to_string(w.runtime.join(HOST).join("saudit.log"))
     );
 
     // The recording: asciinema replays it, the markers are in it, and
