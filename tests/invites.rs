@@ -531,6 +531,72 @@ fn no_root_mode_keeps_foreign_lines_byte_identical() {
 }
 
 #[test]
+fn invites_kept_in_two_runtime_directories_never_drop_each_others_lines() {
+    // One host, two runtime directories (a desktop login's
+    // $XDG_RUNTIME_DIR and an ssh login's private /tmp one): each keeps
+    // its own invites, and both write the one authorized_keys.
+    let _turn = host_ssh_lock();
+    let Some(w) = World::bare("nr2", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    let bin = shared_binary();
+    let rt1 = w.runtime.display().to_string();
+    let second = w.dir.join("run two");
+    fs::create_dir_all(&second).unwrap();
+    fs::set_permissions(&second, fs::Permissions::from_mode(0o1777)).unwrap();
+    let rt2 = second.display().to_string();
+    let original = write_foreign(0);
+    let keys = public_keys(&w, "tworun", 2);
+    let add = |name: &str, key: &str, rt: &str| {
+        ok(&as_user(
+            HOST,
+            bin,
+            &[
+                "invite",
+                "add",
+                name,
+                "--key-file",
+                key,
+                "--session",
+                "stwo",
+                "--via",
+                "authorized-keys",
+                "--runtime-dir",
+                rt,
+            ],
+        ))
+    };
+    let block = || String::from_utf8_lossy(&authorized_keys()[original.len()..]).into_owned();
+    add("carol", &keys[0], &rt1);
+    add("dave", &keys[1], &rt2);
+    let both = block();
+    assert!(
+        both.contains("--guest carol") && both.contains("--guest dave"),
+        "adding dave in the second runtime directory dropped carol: {both}"
+    );
+    ok(&as_user(
+        HOST,
+        bin,
+        &["invite", "revoke", "dave", "--runtime-dir", &rt2],
+    ));
+    let left = block();
+    assert!(
+        left.contains("--guest carol") && !left.contains("--guest dave"),
+        "{left}"
+    );
+    ok(&as_user(
+        HOST,
+        bin,
+        &["invite", "revoke", "carol", "--runtime-dir", &rt1],
+    ));
+    assert_eq!(
+        authorized_keys(),
+        original,
+        "the file is not back as it was"
+    );
+}
+
+#[test]
 fn a_write_that_fails_midway_leaves_the_original_intact() {
     if !is_root() {
         assert!(!in_ci());

@@ -3,7 +3,7 @@
 //! `restrict,pty,expiry-time="…",from="…",command="…" TYPE KEY pairjail:SESSION:GUEST`.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::key::GuestKey;
@@ -132,6 +132,24 @@ pub fn is_well_formed(line: &str) -> bool {
     line.starts_with("restrict,") && !line.chars().any(|c| c.is_control())
 }
 
+/// Was this invite line written for the invites kept in `runtime`? Each
+/// runtime directory keeps its own store (an ssh login's and a desktop
+/// login's differ), and each rewrites only its own lines of the one block.
+pub fn is_for_runtime(line: &str, runtime: &Path) -> bool {
+    let word = format!(
+        " --runtime-dir {}",
+        option_escape(&shell_quote(&runtime.display().to_string()))
+    );
+    line.match_indices(&word)
+        .any(|(i, _)| matches!(line.as_bytes().get(i + word.len()), Some(b' ' | b'"')))
+}
+
+/// An invite line of some runtime directory's store (not a line someone
+/// typed into the block, which a rewrite drops).
+pub fn is_invite_line(line: &str) -> bool {
+    is_well_formed(line) && line.contains(" --runtime-dir ")
+}
+
 fn render_unchecked(f: &Forced, key: &GuestKey, expires: SystemTime, from: &[String]) -> String {
     let mut opts = vec![
         "restrict".to_string(),
@@ -165,6 +183,34 @@ mod tests {
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote(""), "''");
         assert_eq!(option_escape(r#"a"b\c"#), r#"a\"b\\c"#);
+    }
+
+    #[test]
+    fn a_line_belongs_to_the_runtime_directory_it_names_only() {
+        let key = crate::keys::key::parse(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAJCqDurRXeJWQUTSTJqfQpE6rCPegMRmesffVkruZxh c",
+        )
+        .unwrap();
+        let f = |rt: &str| Forced {
+            binary: "/usr/bin/pairjail".into(),
+            host: "h".into(),
+            session: "s".into(),
+            guest: "g".into(),
+            mode: Mode::Mirror,
+            runtime_dir: rt.into(),
+            direct: false,
+            run: None,
+        };
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let plain = render(&f("/run/user/1/pairjail"), &key, t, &[]).unwrap();
+        let odd = render(&f("/tmp/a \"b\" it's"), &key, t, &[]).unwrap();
+        assert!(is_for_runtime(&plain, Path::new("/run/user/1/pairjail")));
+        assert!(!is_for_runtime(&plain, Path::new("/run/user/1")));
+        assert!(!is_for_runtime(&plain, Path::new("/run/user/1/pairjail/x")));
+        assert!(is_for_runtime(&odd, Path::new("/tmp/a \"b\" it's")));
+        assert!(!is_for_runtime(&odd, Path::new("/tmp/a")));
+        assert!(is_invite_line(&plain) && is_invite_line(&odd));
+        assert!(!is_invite_line("ssh-ed25519 AAAA typed-by-hand"));
     }
 
     #[test]

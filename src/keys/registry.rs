@@ -79,8 +79,10 @@ pub fn lines_of(inv: &Invite, f: &Forced) -> Result<Vec<String>, String> {
         .collect()
 }
 
-/// Rewrites the managed block from the store: the lines of every
-/// authorized-keys invite, nothing else.
+/// Rewrites this runtime directory's lines of the managed block from its
+/// store: the lines of every authorized-keys invite. Lines another runtime
+/// directory's store wrote stay (that store rewrites them); anything else
+/// in the block goes.
 fn sync_block(book: &Book, host: &str, runtime: &Path) -> Result<(), String> {
     let bin = binary().map_err(|e| e.to_string())?;
     let mut lines = Vec::new();
@@ -92,7 +94,14 @@ fn sync_block(book: &Book, host: &str, runtime: &Path) -> Result<(), String> {
     if lines.is_empty() && block::read_lines(&path).map_or(true, |l| l.is_empty()) {
         return Ok(());
     }
-    block::update(&path, |_| lines)
+    block::update(&path, |old| {
+        let mut kept: Vec<String> = old
+            .into_iter()
+            .filter(|l| line::is_invite_line(l) && !line::is_for_runtime(l, runtime))
+            .collect();
+        kept.extend(lines);
+        kept
+    })
 }
 
 /// `<runtime>/<host>`: 0711, the host's. Inside a setgid runtime directory
