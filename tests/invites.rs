@@ -1315,6 +1315,70 @@ fn stop_after_a_broker_crash_ends_what_it_left() {
     ok(&within(spawn_stop(&w, bin, "scr"), 30, "stop"));
 }
 
+/// A dead broker's tmux server that does not answer (stopped, or stuck):
+/// `stop` neither hangs on it nor leaves it running with its socket gone;
+/// it ends the server that listens on the host's own socket, then the rest.
+#[test]
+fn stop_after_a_crash_ends_a_tmux_server_that_does_not_answer() {
+    let _turn = host_ssh_lock();
+    let Some(w) = World::bare("crs", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    let bin = shared_binary();
+    ok(&within(spawn_start(&w, bin, "scrs"), 60, "start"));
+    let sock = w.session_paths("scrs").join("tmux/tmux.sock");
+    // The server's pid as this namespace sees it (tmux's own #{pid} is
+    // the one inside a confined session's jail).
+    let server = nix::sys::socket::getsockopt(
+        &std::os::unix::net::UnixStream::connect(&sock).unwrap(),
+        nix::sys::socket::sockopt::PeerCredentials,
+    )
+    .unwrap()
+    .pid();
+    let pid = w.broker_pid("scrs");
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    wait_broker_gone(
+        pid,
+        Instant::now() + Duration::from_secs(10),
+        "the broker did not die",
+    );
+    // Resumed whatever happens, or this world's teardown waits on it too.
+    struct Resume(i32);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = kill(Pid::from_raw(self.0), Signal::SIGCONT);
+        }
+    }
+    kill(Pid::from_raw(server), Signal::SIGSTOP).unwrap();
+    let _resume = Resume(server);
+
+    let stopped = within(spawn_stop(&w, bin, "scrs"), 60, "stop");
+    assert!(
+        stopped.status.success(),
+        "stop with a tmux server that does not answer: {}",
+        text(&stopped.stderr)
+    );
+    let state = || {
+        fs::read_to_string(format!("/proc/{server}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit(") ").next().map(|r| r.chars().next()))
+            .flatten()
+    };
+    assert!(
+        matches!(state(), None | Some('Z' | 'X')),
+        "the tmux server (pid {server}) still runs after stop: {:?}",
+        state()
+    );
+    assert!(
+        !w.session_paths("scrs").exists(),
+        "the session directory is left"
+    );
+    ok(&within(spawn_start(&w, bin, "scrs"), 60, "start again"));
+    ok(&within(spawn_stop(&w, bin, "scrs"), 30, "stop"));
+}
+
 /// Another local user made `<runtime>/<host>` first (a shared runtime
 /// directory is 1777) and planted a session with a listening "tmux"
 /// socket: a tmux client obeys its server (it can be told to run a shell

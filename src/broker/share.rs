@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::listener::{self, Listener};
 use super::liveness::{self, Run};
 use super::paths::{self, SessionPaths, check_session};
 use super::protocol::{Frame, Msg, SessionStatus, read_frame, write_frame};
@@ -800,9 +801,24 @@ fn own_entry(path: &Path, kind: Kind) -> Result<(), ShareError> {
     Ok(())
 }
 
-/// Does a server listen on the tmux socket (whatever its sessions)?
-fn listening(socket: &Path) -> bool {
-    UnixStream::connect(socket).is_ok()
+/// Waits up to `d` for nothing to listen on `socket`; true if nothing does.
+fn unheard_within(socket: &Path, d: Duration) -> bool {
+    let deadline = Instant::now() + d;
+    while listener::probe(socket).is_listening() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Is `pid` one of our own tmux processes? (What is killed when a dead
+/// broker's server does not answer: never another user's process, never
+/// one that is not tmux.)
+fn is_own_tmux(pid: i32, uid: u32) -> bool {
+    uid == nix::unistd::Uid::effective().as_raw()
+        && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with("tmux"))
 }
 
 /// Asks a running broker to stop and waits for its run to be over; None
@@ -842,27 +858,43 @@ fn end_leftovers(at: &Located) -> Result<Stopped, ShareError> {
     // Any server on the socket, whatever its sessions are called now (a
     // renamed session, a rogue guest's grouped one): only a socket of our
     // own is ever given to a tmux client.
-    let server = std::fs::symlink_metadata(&p.tmux).is_ok() && {
-        own_entry(&p.tmux, Kind::Socket)?;
-        listening(&p.tmux)
+    let peer = match std::fs::symlink_metadata(&p.tmux) {
+        Ok(_) => {
+            own_entry(&p.tmux, Kind::Socket)?;
+            listener::probe(&p.tmux)
+        }
+        Err(_) => Listener::Nobody,
     };
+    let server = peer.is_listening();
     let sockets = p.broker.exists() || p.control.exists();
     if run.is_none() && !server && !sockets {
         return Err(ShareError::NotShared(at.session.clone()));
     }
     if server {
         at.tmux()?.kill_server();
-        // Its socket goes below: never while it still answers, or its
-        // processes would run on with nothing left to reach them.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while listening(&p.tmux) {
-            if Instant::now() > deadline {
-                return Err(ShareError::Runtime(format!(
-                    "the dead broker's tmux server on {} did not end; end it with `tmux -S {0} kill-server`, then run stop again",
-                    p.tmux.display()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        // A server that does not answer (stopped, stuck) is killed: it is
+        // the host's own tmux, on the host's own socket. Its socket goes
+        // below, never while it still listens, or its processes would run
+        // on with nothing left to reach them.
+        let mut ended = unheard_within(&p.tmux, Duration::from_secs(5));
+        if let (false, Listener::Peer { pid, uid }) = (ended, peer)
+            && is_own_tmux(pid, uid)
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            ended = unheard_within(&p.tmux, Duration::from_secs(5));
+        }
+        if !ended {
+            let who = match peer {
+                Listener::Peer { pid, .. } => format!("process {pid}"),
+                _ => "the process".to_string(),
+            };
+            return Err(ShareError::Runtime(format!(
+                "the dead broker's tmux server on {} did not end; end {who} that listens on it, then run stop again",
+                p.tmux.display()
+            )));
         }
     }
     let (gone, why) = match run {

@@ -4,12 +4,16 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::profile::Mode;
 
 /// Resizes the client's current window (and the size of new windows) to
 /// that client, unless it is an ignore-size client.
 const SIZE_HOOK: &str = "run-shell -C \"#{?#{m:*ignore-size*,#{client_flags}},set-option -gu @pairjail-noop,resize-window -x #{client_width} -y #{e|-:#{client_height},#{?status,1,0}} ; set-option -g default-size #{client_width}x#{e|-:#{client_height},#{?status,1,0}}}\"";
+
+/// How long `kill-server` may wait for the server's answer.
+const KILL_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TmuxError {
@@ -171,14 +175,30 @@ impl Tmux {
             .is_ok_and(|s| s.success())
     }
 
+    /// Asks the server to end. A server that does not answer (stopped,
+    /// stuck) would hold its client, and the caller, for good: the client
+    /// is given `KILL_WAIT`, then killed. Whether the server ended is the
+    /// caller's to check.
     pub fn kill_server(&self) {
-        let _ = self
+        let Ok(mut client) = self
             .command()
             .arg("kill-server")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status();
+            .spawn()
+        else {
+            return;
+        };
+        let deadline = Instant::now() + KILL_WAIT;
+        while let Ok(None) = client.try_wait() {
+            if Instant::now() >= deadline {
+                let _ = client.kill();
+                let _ = client.wait();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The arguments (after `tmux -S SOCKET`, see [`command`](Tmux::command))
