@@ -263,3 +263,73 @@ fn a_demoted_promoted_or_kicked_guest_leaves_its_group_cleanly() {
     wait_clients(&w, "sgrp", &["100x30:rw"]);
     let _ = w.host_pairjail(&["stop", "--session", "sgrp"]);
 }
+
+/// The session's pane as tmux has it, row by row, trailing blanks cut.
+fn pane_rows(w: &World, session: &str) -> Vec<String> {
+    w.host_tmux(
+        session,
+        &["capture-pane", "-p", "-t", &format!("={session}:")],
+    )
+    .lines()
+    .map(|l| l.trim_end().to_string())
+    .collect()
+}
+
+/// Rows `from..from+n` of a guest's screen, trailing blanks cut.
+fn screen_rows(w: &World, target: &str, from: usize, n: usize) -> Vec<String> {
+    w.screen(target)
+        .lines()
+        .skip(from)
+        .take(n)
+        .map(|l| l.trim_end().to_string())
+        .collect()
+}
+
+#[test]
+fn a_group_members_message_never_stays_in_the_pane_with_the_status_line_on_top_or_off() {
+    let Some((w, guests)) = World::new(
+        "sta",
+        &[
+            ("sta0", "ssta", Some("mirror")),
+            ("sta1", "ssta", Some("mirror")),
+        ],
+    ) else {
+        return;
+    };
+    w.start_session("ssta", "mirror", "echo STA-READY; exec sh");
+    let host = w.attach_host("ssta");
+    w.drv(&["resize-window", "-t", &host, "-x", "100", "-y", "30"]);
+    w.wait_screen(&host, "STA-READY", 20);
+    // The banner is the broker's message to a member; the pane scrolls
+    // under it, line by line, while it is up.
+    let banner = "you are mirror: you watch";
+    let check = |g: &str, status: &str, pane_from: usize, tag: &str| {
+        host_types(
+            &w,
+            "ssta",
+            &format!("for i in $(seq 1 60); do echo {tag}-$i; sleep 0.05; done"),
+        );
+        w.wait_screen(g, &format!("{tag}-60"), 30);
+        common::eventually(30, || {
+            let s = w.screen(g);
+            let want = pane_rows(&w, "ssta");
+            let got = screen_rows(&w, g, pane_from, want.len());
+            if s.contains(banner) || got != want {
+                return Err(format!(
+                    "status {status}: the guest's screen:\n{s}\n---- tmux's pane:\n{}",
+                    want.join("\n")
+                ));
+            }
+            Ok(())
+        });
+    };
+    w.host_tmux("ssta", &["set-option", "-g", "status-position", "top"]);
+    let first = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&first, banner, 20);
+    check(&first, "on top", 1, "TOP");
+    w.host_tmux("ssta", &["set-option", "-g", "status", "off"]);
+    let second = w.join_in_window(&guests[1], 100, 30);
+    w.wait_screen(&second, banner, 20);
+    check(&second, "off", 0, "OFF");
+    let _ = w.host_pairjail(&["stop", "--session", "ssta"]);
+}

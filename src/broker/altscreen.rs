@@ -245,6 +245,14 @@ impl Filter {
         }
     }
 
+    /// The first row (1-based) of the scroll region tmux set last, if it
+    /// set one: 2 when its status line is on top.
+    pub fn region_top(&self) -> Option<u16> {
+        let p = self.region.as_ref()?;
+        let first = p.split(|b| *b == b';').next()?;
+        std::str::from_utf8(first).ok()?.parse().ok()
+    }
+
     /// The sequence that gives a fresh terminal the scroll region tmux
     /// believes it set (it also moves the cursor home).
     pub fn region(&self) -> Vec<u8> {
@@ -332,6 +340,19 @@ mod tests {
                 assert_eq!(run(&[&input[..cut], &input[cut..]]), out, "cut at {cut}");
             }
         }
+    }
+
+    #[test]
+    fn the_first_row_of_the_scroll_region_is_known() {
+        let mut f = Filter::default();
+        let mut out = Vec::new();
+        assert_eq!(f.region_top(), None);
+        f.push(b"\x1b[2;30r", &mut out);
+        assert_eq!(f.region_top(), Some(2));
+        f.push(b"\x1b[1;29r", &mut out);
+        assert_eq!(f.region_top(), Some(1));
+        f.push(b"\x1b[r", &mut out);
+        assert_eq!(f.region_top(), None);
     }
 
     #[test]

@@ -129,31 +129,28 @@ impl Member {
         &self.group.key
     }
 
-    /// A frame that draws `text` on this member's last row (where tmux
-    /// has its status line), in tmux's message colours, leaving the
-    /// cursor and attributes as they were.
+    /// A frame that draws `text` on this member's status row, in tmux's
+    /// message colours, leaving the cursor and attributes as they were.
+    /// The status row is the first when tmux's scroll region starts below
+    /// it (`status-position top`), else the last: the row tmux never
+    /// scrolls, so the message does not move into the pane. (With the
+    /// status line off every row scrolls; `restore` repairs the pane.)
     pub fn message(&self, text: &str) -> Vec<u8> {
         let Key { cols, rows, .. } = self.group.key;
+        let top = lock(&self.group.screen).filter.region_top();
+        let row = if top.is_some_and(|t| t > 1) { 1 } else { rows };
         let text: String = text
             .chars()
             .filter(|c| !c.is_control())
             .take(usize::from(cols.saturating_sub(1)))
             .collect();
-        Frame::data(format!("\x1b7\x1b[{rows};1H\x1b[0;30;43m{text}\x1b[K\x1b[0m\x1b8").as_bytes())
+        Frame::data(format!("\x1b7\x1b[{row};1H\x1b[0;30;43m{text}\x1b[K\x1b[0m\x1b8").as_bytes())
     }
 
-    /// A frame that puts the last row back as the group's screen has it.
+    /// The whole screen as the group has it, over a message and wherever
+    /// the pane scrolled it to (messages are few; a screen is small).
     pub fn restore(&self) -> Vec<u8> {
-        let Key { cols, rows, .. } = self.group.key;
-        let screen = lock(&self.group.screen);
-        let row = screen
-            .model
-            .screen()
-            .rows_formatted(0, cols)
-            .nth(usize::from(rows.saturating_sub(1)))
-            .unwrap_or_default();
-        // DECRC (ESC 8) puts back the cursor and the attributes too.
-        Frame::data(format!("\x1b7\x1b[{rows};1H\x1b[0m\x1b[2K{row}\x1b8").as_bytes())
+        lock(&self.group.screen).redraw()
     }
 }
 

@@ -160,7 +160,6 @@ fn join_group(state: &State, spec: &Spec) -> Result<(Member, Vec<u8>), String> {
 /// A message the broker draws on a group member's own last row.
 struct Overlay {
     text: String,
-    frame: Arc<[u8]>,
     /// None: its time is up; the row is put back once the member has
     /// caught up with the group.
     until: Option<Instant>,
@@ -215,11 +214,9 @@ impl Link {
     /// Was it shown?
     async fn show(&mut self, state: &State, text: &str, ms: u64) -> bool {
         if let Some(member) = &self.member {
-            let frame: Arc<[u8]> = Arc::from(member.message(text));
-            self.to_guest.push(frame.clone());
+            self.to_guest.push_vec(member.message(text));
             self.overlay = Some(Overlay {
                 text: text.to_string(),
-                frame,
                 until: Some(Instant::now() + Duration::from_millis(ms)),
             });
             return true;
@@ -246,7 +243,9 @@ impl Link {
             return;
         };
         match (overlay.until, &self.member) {
-            (Some(_), _) => self.to_guest.push(overlay.frame.clone()),
+            // Drawn anew: tmux may have shown by now where its status is.
+            (Some(_), Some(member)) => self.to_guest.push_vec(member.message(&overlay.text)),
+            (Some(_), None) => {}
             (None, Some(member)) if member.caught_up() => {
                 self.to_guest.push_vec(member.restore());
                 self.overlay = None;
@@ -631,9 +630,8 @@ fn regroup(state: &State, link: &mut Link) -> Result<(), String> {
     // is drawn whole after them.
     link.member = Some(member);
     link.to_guest.push_vec(first);
-    if let (Some(o), Some(m)) = (link.overlay.as_mut(), &link.member) {
-        o.frame = Arc::from(m.message(&o.text));
-        link.to_guest.push(o.frame.clone());
+    if let (Some(o), Some(m)) = (&link.overlay, &link.member) {
+        link.to_guest.push_vec(m.message(&o.text));
     }
     Ok(())
 }
