@@ -1379,6 +1379,88 @@ fn stop_after_a_crash_ends_a_tmux_server_that_does_not_answer() {
     ok(&within(spawn_stop(&w, bin, "scrs"), 30, "stop"));
 }
 
+/// A broker that is alive but stopped (SIGSTOP, a debugger, a machine
+/// under swap) stops accepting; once its control socket's backlog is full
+/// a blocking `connect` waits on it for good. `status` and `stop` must
+/// still answer: status without that share, stop with the line that says
+/// the broker does not answer and names its pid.
+#[test]
+fn status_and_stop_answer_when_a_stopped_brokers_backlog_is_full() {
+    let _turn = host_ssh_lock();
+    let Some(w) = World::bare("bfl", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    let bin = shared_binary();
+    ok(&within(spawn_start(&w, bin, "sbfl"), 60, "start"));
+    let pid = w.broker_pid("sbfl");
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    struct Resume(i32);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = kill(Pid::from_raw(self.0), Signal::SIGCONT);
+        }
+    }
+    kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+    let resume = Resume(pid);
+
+    // Fill the control socket's backlog: connect without blocking until
+    // the kernel says the queue is full.
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    let control = w.session_paths("sbfl").join("control.sock");
+    let addr = nix::sys::socket::UnixAddr::new(&control).unwrap();
+    let mut pending = Vec::new();
+    let full = loop {
+        let fd = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            nix::sys::socket::SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .unwrap();
+        match nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+            Ok(()) => pending.push(fd),
+            Err(nix::errno::Errno::EAGAIN) => break true,
+            Err(e) => panic!("connect to the control socket: {e}"),
+        }
+        if pending.len() > 70_000 {
+            break false;
+        }
+    };
+    assert!(full, "the control socket's backlog never filled");
+
+    let status = within(
+        spawn_host(
+            bin,
+            &[
+                "status",
+                "--json",
+                "--runtime-dir",
+                &w.runtime.display().to_string(),
+            ],
+        ),
+        30,
+        "status",
+    );
+    assert!(status.status.success(), "status: {}", text(&status.stderr));
+    let stopped = within(spawn_stop(&w, bin, "sbfl"), 30, "stop");
+    assert!(
+        !stopped.status.success(),
+        "stop of a stopped broker succeeded"
+    );
+    let said = text(&stopped.stderr);
+    assert!(
+        said.contains(&pid.to_string()) && said.lines().count() == 1,
+        "stop should name the broker that does not answer in one line: {said}"
+    );
+
+    drop(pending);
+    drop(resume);
+    ok(&within(spawn_stop(&w, bin, "sbfl"), 30, "stop"));
+}
+
 /// Another local user made `<runtime>/<host>` first (a shared runtime
 /// directory is 1777) and planted a session with a listening "tmux"
 /// socket: a tmux client obeys its server (it can be told to run a shell

@@ -2,7 +2,8 @@
 //! or stuck server stops accepting, its backlog fills, and a blocking
 //! `connect` would then wait on it for good.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -27,32 +28,47 @@ impl Listener {
 
 /// Connects without blocking and asks the kernel who listens.
 pub fn probe(path: &Path) -> Listener {
-    let Ok(addr) = UnixAddr::new(path) else {
-        return Listener::Nobody;
-    };
-    let Ok(fd) = socket::socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    ) else {
-        // Cannot ask: say someone may be there, so nothing is removed.
-        return Listener::Busy;
-    };
-    match socket::connect(fd.as_raw_fd(), &addr) {
-        Ok(()) => match socket::getsockopt(&fd, sockopt::PeerCredentials) {
+    match connect_now(path) {
+        Ok(fd) => match socket::getsockopt(&fd, sockopt::PeerCredentials) {
             Ok(c) => Listener::Peer {
                 pid: c.pid(),
                 uid: c.uid(),
             },
             Err(_) => Listener::Busy,
         },
+        Err(who) => who,
+    }
+}
+
+/// A stream to the server on `path` if it takes one at once: None when
+/// nobody listens or its backlog is full. The stream blocks again, so the
+/// caller sets its own timeouts.
+pub fn connect(path: &Path) -> Option<UnixStream> {
+    let fd = connect_now(path).ok()?;
+    let stream = UnixStream::from(fd);
+    stream.set_nonblocking(false).ok()?;
+    Some(stream)
+}
+
+/// The connected socket, or who is there instead.
+fn connect_now(path: &Path) -> Result<OwnedFd, Listener> {
+    let addr = UnixAddr::new(path).map_err(|_| Listener::Nobody)?;
+    // Cannot ask: say someone may be there, so nothing is removed.
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|_| Listener::Busy)?;
+    match socket::connect(fd.as_raw_fd(), &addr) {
+        Ok(()) => Ok(fd),
         Err(Errno::ENOENT | Errno::ECONNREFUSED | Errno::ENOTSOCK | Errno::ENOTDIR) => {
-            Listener::Nobody
+            Err(Listener::Nobody)
         }
         // EAGAIN: listening, backlog full; anything else: unsure, so it
         // counts as there.
-        Err(_) => Listener::Busy,
+        Err(_) => Err(Listener::Busy),
     }
 }
 

@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -187,7 +186,9 @@ fn tmux_for(p: &SessionPaths, confinement: Option<&Confinement>) -> Result<Tmux,
 
 /// One question to a running broker over its control socket.
 fn ask(control: &Path, msg: Msg) -> Option<Msg> {
-    let mut s = UnixStream::connect(control).ok()?;
+    // Never a blocking connect: a stopped broker's full backlog would hold
+    // this command for good.
+    let mut s = listener::connect(control)?;
     // Only our own broker answers for our shares: a socket another user
     // put where ours would be gets no question and is not believed.
     let peer = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials).ok()?;
@@ -195,6 +196,7 @@ fn ask(control: &Path, msg: Msg) -> Option<Msg> {
         return None;
     }
     s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(3))).ok()?;
     write_frame(&mut s, &Frame::Msg(msg)).ok()?;
     match read_frame(&mut s) {
         Ok(Frame::Msg(m)) => Some(m),
