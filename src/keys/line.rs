@@ -144,6 +144,28 @@ pub fn is_for_runtime(line: &str, runtime: &Path) -> bool {
         .any(|(i, _)| matches!(line.as_bytes().get(i + word.len()), Some(b' ' | b'"')))
 }
 
+/// Has this invite line's `expiry-time` passed? sshd refuses such a line
+/// already; a rewrite drops it, so lines of a runtime directory that is
+/// gone (a `/tmp` cleared at reboot, a desktop login's ended) do not stay
+/// in the block for good. A line without a readable time is not expired.
+pub fn has_expired(line: &str, now: SystemTime) -> bool {
+    const OPTION: &str = ",expiry-time=\"";
+    let Some(at) = line.find(OPTION) else {
+        return false;
+    };
+    let rest = &line[at + OPTION.len()..];
+    let Some(end) = rest.find('"') else {
+        return false;
+    };
+    let when = &rest[..end];
+    // Both in sshd's fixed-width UTC form, so they compare as text; sshd
+    // still takes the key in the very second it names.
+    when.len() == 15
+        && when.ends_with('Z')
+        && when[..14].bytes().all(|b| b.is_ascii_digit())
+        && when < expiry_time(now).as_str()
+}
+
 /// An invite line of some runtime directory's store (not a line someone
 /// typed into the block, which a rewrite drops).
 pub fn is_invite_line(line: &str) -> bool {
@@ -211,6 +233,35 @@ mod tests {
         assert!(!is_for_runtime(&odd, Path::new("/tmp/a")));
         assert!(is_invite_line(&plain) && is_invite_line(&odd));
         assert!(!is_invite_line("ssh-ed25519 AAAA typed-by-hand"));
+    }
+
+    #[test]
+    fn a_line_expires_at_its_expiry_time() {
+        let key =
+            super::super::key::parse(include_str!("../../tests/data/keys/ed25519.pub")).unwrap();
+        let f = Forced {
+            binary: "/usr/bin/pairjail".into(),
+            host: "h".into(),
+            session: "s".into(),
+            guest: "g".into(),
+            mode: Mode::Mirror,
+            runtime_dir: "/tmp/pj".into(),
+            direct: false,
+            run: None,
+        };
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let second = std::time::Duration::from_secs(1);
+        let line = render(&f, &key, t, &[]).unwrap();
+        assert!(!has_expired(&line, t - second));
+        assert!(!has_expired(&line, t));
+        assert!(has_expired(&line, t + second));
+        // A name that looks like the option changes nothing: only the
+        // option itself counts, and an unreadable time never expires.
+        assert!(!has_expired("restrict,pty ssh-ed25519 AAAA", t));
+        assert!(!has_expired(
+            "restrict,expiry-time=\"2020\" ssh-ed25519 AAAA",
+            t
+        ));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! no-root mode. Commands parse and print; the decisions are here.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::broker::liveness::{self, Run};
 use crate::broker::paths::check_host_dir;
@@ -94,14 +94,25 @@ fn sync_block(book: &Book, host: &str, runtime: &Path) -> Result<(), String> {
     if lines.is_empty() && block::read_lines(&path).map_or(true, |l| l.is_empty()) {
         return Ok(());
     }
+    let now = SystemTime::now();
     block::update(&path, |old| {
-        let mut kept: Vec<String> = old
-            .into_iter()
-            .filter(|l| line::is_invite_line(l) && !line::is_for_runtime(l, runtime))
-            .collect();
+        let mut kept = others_lines(old, runtime, now);
         kept.extend(lines);
         kept
     })
+}
+
+/// The block lines another runtime directory's store wrote, and that are
+/// still valid: this store's own are written again from its invites, and
+/// lines typed by hand or past their expiry go.
+fn others_lines(old: Vec<String>, runtime: &Path, now: SystemTime) -> Vec<String> {
+    old.into_iter()
+        .filter(|l| {
+            line::is_invite_line(l)
+                && !line::is_for_runtime(l, runtime)
+                && !line::has_expired(l, now)
+        })
+        .collect()
 }
 
 /// `<runtime>/<host>`: 0711, the host's. Inside a setgid runtime directory
@@ -368,4 +379,40 @@ pub fn admission(
                 && i.validate().is_ok()
         })
         .ok_or_else(|| format!("{guest} has no live invite to this session"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Mode;
+
+    #[test]
+    fn a_rewrite_keeps_only_other_stores_lines_still_valid() {
+        let key = key::parse(include_str!("../../tests/data/keys/ed25519.pub")).unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let hour = Duration::from_secs(3600);
+        let line = |runtime: &str, expires| {
+            let f = Forced {
+                binary: "/usr/bin/pairjail".into(),
+                host: "h".into(),
+                session: "s".into(),
+                guest: "g".into(),
+                mode: Mode::Mirror,
+                runtime_dir: runtime.into(),
+                direct: false,
+                run: None,
+            };
+            line::render(&f, &key, expires, &[]).unwrap()
+        };
+        let mine = line("/run/user/1/pairjail", now + hour);
+        let other = line("/tmp/pairjail-1", now + hour);
+        let other_expired = line("/tmp/pairjail-1", now - hour);
+        let typed = "ssh-ed25519 AAAA typed-by-hand".to_string();
+        let kept = others_lines(
+            vec![mine, other.clone(), other_expired, typed],
+            Path::new("/run/user/1/pairjail"),
+            now,
+        );
+        assert_eq!(kept, vec![other]);
+    }
 }
