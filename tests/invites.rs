@@ -1382,8 +1382,7 @@ fn stop_after_a_crash_ends_a_tmux_server_that_does_not_answer() {
 /// A broker that is alive but stopped (SIGSTOP, a debugger, a machine
 /// under swap) stops accepting; once its control socket's backlog is full
 /// a blocking `connect` waits on it for good. `status` and `stop` must
-/// still answer: status without that share, stop with the line that says
-/// the broker does not answer and names its pid.
+/// still answer, and say which broker does not answer, with its pid.
 #[test]
 fn status_and_stop_answer_when_a_stopped_brokers_backlog_is_full() {
     let _turn = host_ssh_lock();
@@ -1445,6 +1444,34 @@ fn status_and_stop_answer_when_a_stopped_brokers_backlog_is_full() {
         "status",
     );
     assert!(status.status.success(), "status: {}", text(&status.stderr));
+    // Not "nothing shared": the share is there, and its broker is named.
+    let said = text(&status.stderr);
+    assert!(
+        said.contains("sbfl") && said.contains(&format!("pid {pid}")),
+        "status should say which broker does not answer: {said}"
+    );
+    assert_eq!(text(&status.stdout).trim(), "[]", "status --json");
+    let one = within(
+        spawn_host(
+            bin,
+            &[
+                "status",
+                "--session",
+                "sbfl",
+                "--runtime-dir",
+                &w.runtime.display().to_string(),
+            ],
+        ),
+        30,
+        "status --session",
+    );
+    let said = text(&one.stderr);
+    assert!(
+        !one.status.success()
+            && said.contains(&format!("pid {pid}"))
+            && !said.contains("being shared"),
+        "status --session of a silent share: {said}"
+    );
     let stopped = within(spawn_stop(&w, bin, "sbfl"), 30, "stop");
     assert!(
         !stopped.status.success(),

@@ -1068,6 +1068,21 @@ pub fn sessions(
     runtime_dir: Option<&Path>,
     only: Option<&str>,
 ) -> Result<Vec<SessionStatus>, ShareError> {
+    Ok(survey(runtime_dir, only)?.answered)
+}
+
+/// What asking every share of the calling user found.
+pub struct Survey {
+    /// The shares whose broker answered.
+    pub answered: Vec<SessionStatus>,
+    /// Shares whose broker is alive but did not answer (stopped, stuck),
+    /// each as the error that says so with its pid and log: their guests
+    /// may still be connected, so they are not "not shared".
+    pub silent: Vec<ShareError>,
+}
+
+/// Asks each of the calling user's shares (or only `only`) for its status.
+pub fn survey(runtime_dir: Option<&Path>, only: Option<&str>) -> Result<Survey, ShareError> {
     if let Some(s) = only {
         check_session(s).map_err(ShareError::Name)?;
     }
@@ -1080,7 +1095,10 @@ pub fn sessions(
             runtime.display()
         )));
     }
-    let mut found = Vec::new();
+    let mut found = Survey {
+        answered: Vec::new(),
+        silent: Vec::new(),
+    };
     // A host directory someone else made is not ours to read.
     if paths::check_host_dir(&runtime, &host).is_err() {
         return Ok(found);
@@ -1088,18 +1106,28 @@ pub fn sessions(
     let Ok(entries) = std::fs::read_dir(runtime.join(&host)) else {
         return Ok(found);
     };
-    let mut dirs: Vec<_> = entries
+    let mut names: Vec<String> = entries
         .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
         .collect();
-    dirs.sort();
-    for d in dirs {
-        if only.is_some_and(|s| d.file_name() != Some(std::ffi::OsStr::new(s))) {
+    names.sort();
+    let uid = nix::unistd::Uid::effective().as_raw();
+    for session in names {
+        if only.is_some_and(|s| s != session) {
             continue;
         }
-        if let Some(Msg::StatusReply { session }) = ask(&d.join("control.sock"), Msg::Status) {
-            found.push(*session);
+        let p = SessionPaths::new(&runtime, &host, &session);
+        if let Some(Msg::StatusReply { session }) = ask(&p.control, Msg::Status) {
+            found.answered.push(*session);
+        } else if let Some(run) = liveness::recorded_run(&p.dir, uid).filter(|r| r.is_alive(uid))
+            // Someone listens and did not answer in time: not a broker
+            // still starting (no socket yet) or ending (socket removed).
+            && listener::probe(&p.control).is_listening()
+        {
+            found
+                .silent
+                .push(ShareError::Unresponsive(session, run.pid, p.log));
         }
     }
     Ok(found)

@@ -304,11 +304,22 @@ pub struct StatusArgs {
 }
 
 pub fn status(a: StatusArgs) -> Outcome {
-    let sessions = share::sessions(a.runtime_dir.get(), a.session.as_deref())?;
+    let share::Survey {
+        answered: sessions,
+        mut silent,
+    } = share::survey(a.runtime_dir.get(), a.session.as_deref())?;
+    // A share whose broker is alive but silent is not "not shared": its
+    // guests may still be connected. Said on stderr, so --json stays a list.
     if let Some(s) = &a.session
         && sessions.is_empty()
     {
-        return Err(share::ShareError::NotShared(s.clone()).into());
+        return Err(match silent.pop() {
+            Some(e) => e.into(),
+            None => share::ShareError::NotShared(s.clone()).into(),
+        });
+    }
+    for e in &silent {
+        eprintln!("pairjail: {e}");
     }
     if a.json {
         print_json(&sessions)?;
