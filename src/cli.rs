@@ -73,7 +73,7 @@ pub enum Command {
     Profile(profile::ProfileCommand),
     /// Run a command inside the jail a profile describes.
     Exec(exec::ExecArgs),
-    /// Try to escape a profile's jail (40+ attempts); exit 0 only if all are blocked.
+    /// Try to escape a profile's jail (every attempt `probe --help` lists); exit 0 only if all are blocked.
     Probe(probe::ProbeArgs),
     /// (internal) One probe attempt, run inside the jail by `probe`.
     #[command(name = "__probe-attempt", hide = true)]

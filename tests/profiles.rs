@@ -432,6 +432,30 @@ fn schema_is_json_schema_for_every_section() {
     assert_eq!(v["additionalProperties"], false);
 }
 
+/// A mistyped `--only` name would quietly run fewer attempts (the rest
+/// of a list still ran, and a report of "all blocked" meant less): it is
+/// refused with the names, and `probe --help` lists them, as the error for
+/// a bad `[probe] allowed` name promises.
+#[test]
+fn probe_refuses_an_attempt_name_it_does_not_have() {
+    let out = bin()
+        .args(["probe", "--profile", "guest-relay"])
+        .args(["--only", "tiocsti", "--only", "tiocsti-typo"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("'tiocsti-typo'") && said.contains("tioclinux"),
+        "{said}"
+    );
+    let help = bin().args(["probe", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for name in ["read-etc-shadow", "tiocsti-high-bits", "memory-bomb"] {
+        assert!(help.contains(name), "probe --help does not list {name}");
+    }
+}
+
 #[test]
 fn cli_explains_itself() {
     let out = bin().arg("--help").output().unwrap();

@@ -17,8 +17,9 @@ pub struct ProbeArgs {
     /// Set a profile parameter.
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub param: Vec<String>,
-    /// Run only these attempts (repeatable).
-    #[arg(long, value_name = "ATTEMPT")]
+    /// Run only these attempts (repeatable); a name that is not one of them
+    /// is refused, never skipped.
+    #[arg(long, value_name = "ATTEMPT", value_parser = clap::builder::PossibleValuesParser::new(probe::ATTEMPTS.iter().map(|a| a.name)))]
     pub only: Vec<String>,
     /// Call each attempt inside the jail as pairjail's own code, without an
     /// exec, the way `join` runs a guest's relay (default: execute it as a
