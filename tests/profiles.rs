@@ -432,6 +432,47 @@ fn schema_is_json_schema_for_every_section() {
     assert_eq!(v["additionalProperties"], false);
 }
 
+/// A mistyped `--param` name would leave the profile's default in place
+/// (say, a workspace of "/nonexistent/workspace") without a word.
+#[test]
+fn a_parameter_the_profile_does_not_declare_is_refused() {
+    for args in [
+        &[
+            "exec",
+            "--profile",
+            "workspace",
+            "--param",
+            "worksapce=/tmp",
+            "--",
+            "/bin/true",
+        ][..],
+        &[
+            "probe",
+            "--profile",
+            "workspace",
+            "--param",
+            "worksapce=/tmp",
+        ][..],
+        &[
+            "profile",
+            "oci",
+            "workspace",
+            "--param",
+            "worksapce=/tmp",
+            "--",
+            "/bin/true",
+        ][..],
+    ] {
+        let out = bin().args(args).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert!(
+            said.contains("'worksapce'") && said.contains("home, socket_dir, workspace"),
+            "{args:?}: {said}"
+        );
+    }
+}
+
 /// A mistyped `--only` name would quietly run fewer attempts (the rest
 /// of a list still ran, and a report of "all blocked" meant less): it is
 /// refused with the names, and `probe --help` lists them, as the error for

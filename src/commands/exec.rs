@@ -25,7 +25,7 @@ pub struct ExecArgs {
 
 pub fn run(a: ExecArgs) -> Outcome {
     let profile = profile::load(&a.profile, &SearchPath::from_env())?;
-    let params = profile::params::parse(&a.param).map_err(Failure::invalid)?;
+    let params = profile::params::parse(&a.param, &profile.params).map_err(Failure::invalid)?;
     for fd in &a.pass_fd {
         if *fd < 3 {
             return Err(Failure::invalid(format!(

@@ -43,7 +43,8 @@ pub struct ProbeOutput {
 
 pub fn run(a: ProbeArgs) -> Outcome {
     let resolved = profile::resolve(&a.profile, &SearchPath::from_env())?;
-    let params = profile::params::parse(&a.param).map_err(Failure::invalid)?;
+    let params =
+        profile::params::parse(&a.param, &resolved.profile.params).map_err(Failure::invalid)?;
     let payload = if a.called {
         probe::Payload::Called
     } else {

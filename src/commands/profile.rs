@@ -70,7 +70,9 @@ pub fn run(cmd: ProfileCommand) -> Outcome {
         } => {
             let r = profile::resolve(&profile, &search)?;
             let mut params = r.profile.params.clone();
-            params.extend(profile::params::parse(&param).map_err(Failure::invalid)?);
+            params.extend(
+                profile::params::parse(&param, &r.profile.params).map_err(Failure::invalid)?,
+            );
             let spec = profile::oci::export(&r.profile, &params, &command, host_id_base)
                 .map_err(Failure::failed)?;
             print_json(&serde_json::to_value(&spec).map_err(Failure::failed)?)
