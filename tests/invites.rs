@@ -1315,6 +1315,21 @@ fn stop_after_a_broker_crash_ends_what_it_left() {
     ok(&within(spawn_stop(&w, bin, "scr"), 30, "stop"));
 }
 
+/// SIGSTOPs `pid` until the guard goes: resumed whatever happens, or the
+/// test world's teardown waits on it too.
+fn stop_process(pid: i32) -> impl Drop {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    struct Resume(i32);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = kill(Pid::from_raw(self.0), Signal::SIGCONT);
+        }
+    }
+    kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+    Resume(pid)
+}
+
 /// A dead broker's tmux server that does not answer (stopped, or stuck):
 /// `stop` neither hangs on it nor leaves it running with its socket gone;
 /// it ends the server that listens on the host's own socket, then the rest.
@@ -1344,15 +1359,7 @@ fn stop_after_a_crash_ends_a_tmux_server_that_does_not_answer() {
         Instant::now() + Duration::from_secs(10),
         "the broker did not die",
     );
-    // Resumed whatever happens, or this world's teardown waits on it too.
-    struct Resume(i32);
-    impl Drop for Resume {
-        fn drop(&mut self) {
-            let _ = kill(Pid::from_raw(self.0), Signal::SIGCONT);
-        }
-    }
-    kill(Pid::from_raw(server), Signal::SIGSTOP).unwrap();
-    let _resume = Resume(server);
+    let _resume = stop_process(server);
 
     let stopped = within(spawn_stop(&w, bin, "scrs"), 60, "stop");
     assert!(
@@ -1392,16 +1399,7 @@ fn status_and_stop_answer_when_a_stopped_brokers_backlog_is_full() {
     let bin = shared_binary();
     ok(&within(spawn_start(&w, bin, "sbfl"), 60, "start"));
     let pid = w.broker_pid("sbfl");
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
-    struct Resume(i32);
-    impl Drop for Resume {
-        fn drop(&mut self) {
-            let _ = kill(Pid::from_raw(self.0), Signal::SIGCONT);
-        }
-    }
-    kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
-    let resume = Resume(pid);
+    let resume = stop_process(pid);
 
     // Fill the control socket's backlog: connect without blocking until
     // the kernel says the queue is full.

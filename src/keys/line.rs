@@ -195,7 +195,7 @@ fn render_unchecked(f: &Forced, key: &GuestKey, expires: SystemTime, from: &[Str
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -235,20 +235,26 @@ mod tests {
         assert!(!is_invite_line("ssh-ed25519 AAAA typed-by-hand"));
     }
 
-    #[test]
-    fn a_line_expires_at_its_expiry_time() {
-        let key =
-            super::super::key::parse(include_str!("../../tests/data/keys/ed25519.pub")).unwrap();
-        let f = Forced {
+    /// A mirror invite's command in `runtime`, for tests here and in the
+    /// registry.
+    pub(in crate::keys) fn forced_in(runtime: &str) -> Forced {
+        Forced {
             binary: "/usr/bin/pairjail".into(),
             host: "h".into(),
             session: "s".into(),
             guest: "g".into(),
             mode: Mode::Mirror,
-            runtime_dir: "/tmp/pj".into(),
+            runtime_dir: runtime.into(),
             direct: false,
             run: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_line_expires_at_its_expiry_time() {
+        let key =
+            super::super::key::parse(include_str!("../../tests/data/keys/ed25519.pub")).unwrap();
+        let f = forced_in("/tmp/pj");
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
         let second = std::time::Duration::from_secs(1);
         let line = render(&f, &key, t, &[]).unwrap();

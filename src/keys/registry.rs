@@ -384,7 +384,6 @@ pub fn admission(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::Mode;
 
     #[test]
     fn a_rewrite_keeps_only_other_stores_lines_still_valid() {
@@ -392,17 +391,7 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let hour = Duration::from_secs(3600);
         let line = |runtime: &str, expires| {
-            let f = Forced {
-                binary: "/usr/bin/pairjail".into(),
-                host: "h".into(),
-                session: "s".into(),
-                guest: "g".into(),
-                mode: Mode::Mirror,
-                runtime_dir: runtime.into(),
-                direct: false,
-                run: None,
-            };
-            line::render(&f, &key, expires, &[]).unwrap()
+            line::render(&line::tests::forced_in(runtime), &key, expires, &[]).unwrap()
         };
         let mine = line("/run/user/1/pairjail", now + hour);
         let other = line("/tmp/pairjail-1", now + hour);
