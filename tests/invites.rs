@@ -597,6 +597,60 @@ fn invites_kept_in_two_runtime_directories_never_drop_each_others_lines() {
 }
 
 #[test]
+fn a_runtime_directory_spelled_another_way_is_the_same_store() {
+    // `--runtime-dir /x/run/` at add, `/x/run` at revoke (or a symlink to
+    // it): the same invites, so the revoke must take the line out.
+    let _turn = host_ssh_lock();
+    let Some(w) = World::bare("nrs", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    let bin = shared_binary();
+    let rt = w.runtime.display().to_string();
+    let link = w.dir.join("run-link");
+    std::os::unix::fs::symlink(&w.runtime, &link).unwrap();
+    let original = write_foreign(0);
+    let keys = public_keys(&w, "spelled", 2);
+    let add = |name: &str, key: &str, rt: &str| {
+        ok(&as_user(
+            HOST,
+            bin,
+            &[
+                "invite",
+                "add",
+                name,
+                "--key-file",
+                key,
+                "--session",
+                "sspell",
+                "--via",
+                "authorized-keys",
+                "--runtime-dir",
+                rt,
+            ],
+        ))
+    };
+    add("carol", &keys[0], &format!("{rt}/"));
+    add("dave", &keys[1], &link.display().to_string());
+    for name in ["carol", "dave"] {
+        ok(&as_user(
+            HOST,
+            bin,
+            &["invite", "revoke", name, "--runtime-dir", &rt],
+        ));
+    }
+    let left = String::from_utf8_lossy(&authorized_keys()[original.len()..]).into_owned();
+    assert!(
+        !left.contains("--guest carol") && !left.contains("--guest dave"),
+        "a revoked guest's line is still in authorized_keys: {left}"
+    );
+    assert_eq!(
+        authorized_keys(),
+        original,
+        "the file is not back as it was"
+    );
+}
+
+#[test]
 fn a_write_that_fails_midway_leaves_the_original_intact() {
     if !is_root() {
         assert!(!in_ci());

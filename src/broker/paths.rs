@@ -13,6 +13,10 @@ pub const DEFAULT_RUNTIME: &str = "/run/pairjail";
 pub const DEFAULT_SESSION: &str = "pair";
 
 pub fn runtime_dir(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    settle(chosen_runtime_dir(explicit)?)
+}
+
+fn chosen_runtime_dir(explicit: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
     }
@@ -26,6 +30,40 @@ pub fn runtime_dir(explicit: Option<&Path>) -> Result<PathBuf, String> {
         return Ok(Path::new(&x).join("pairjail"));
     }
     private_tmp_dir()
+}
+
+/// One spelling per runtime directory: invite lines name it, and a store
+/// rewrites only the lines that name it, so `/run/x/`, `/run/x` and a link
+/// to it come out the same. Absolute, with links resolved where it exists
+/// (one not made yet keeps its spelling, tidied), and no control character,
+/// which no authorized_keys line can carry.
+pub fn settle(p: PathBuf) -> Result<PathBuf, String> {
+    if !p.is_absolute() {
+        return Err(format!(
+            "runtime directory {} is not an absolute path: give one that starts with /",
+            p.display()
+        ));
+    }
+    let p = std::fs::canonicalize(&p).unwrap_or_else(|_| p.components().collect());
+    if p.to_string_lossy().chars().any(char::is_control) {
+        return Err(format!(
+            "runtime directory {} has a control character, which an invite's forced command cannot carry: pick another",
+            p.to_string_lossy().escape_debug()
+        ));
+    }
+    Ok(p)
+}
+
+/// Do `a` and `b` name the same directory? Its device and inode where
+/// both exist, else the same settled spelling.
+pub fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => {
+            let plain = |p: &Path| p.components().collect::<PathBuf>();
+            plain(a) == plain(b)
+        }
+    }
 }
 
 /// The runtime directories the default would pick in other circumstances
@@ -47,7 +85,7 @@ pub fn other_defaults(chosen: &Path) -> Vec<PathBuf> {
     if check_private(&private, uid).is_ok() {
         out.push(private);
     }
-    out.retain(|p| p != chosen && p.is_dir());
+    out.retain(|p| !same_dir(p, chosen) && p.is_dir());
     out.dedup();
     out
 }
@@ -212,6 +250,35 @@ pub fn check_host_dir(runtime: &Path, host: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runtime_directory_has_one_spelling() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("run");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, d.path().join("link")).unwrap();
+        let settled = settle(real.clone()).unwrap();
+        for other in ["run/", "./run", "link", "link/.", "run/../run"] {
+            let p = settle(d.path().join(other)).unwrap();
+            assert_eq!(p, settled, "{other}");
+            assert!(same_dir(&p, &real));
+        }
+        // Not made yet: tidied, and still the same as its other spellings.
+        let later = settle(d.path().join("later/")).unwrap();
+        assert_eq!(later, settled.parent().unwrap().join("later"));
+        assert!(same_dir(&later, &d.path().join("./later")));
+        assert!(!same_dir(&later, &real));
+        assert!(
+            settle(PathBuf::from("run"))
+                .unwrap_err()
+                .contains("absolute")
+        );
+        assert!(
+            settle(PathBuf::from("/tmp/a\nb"))
+                .unwrap_err()
+                .contains("control")
+        );
+    }
 
     #[test]
     fn names_are_checked() {

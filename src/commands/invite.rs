@@ -418,8 +418,8 @@ pub fn authorized_keys(a: AuthorizedKeysArgs) -> Outcome {
         return Ok(ExitCode::SUCCESS);
     }
     let runtime = match (a.runtime_dir.get(), &config) {
-        (Some(p), _) => p.to_path_buf(),
-        (None, Some(c)) => c.runtime_dir.clone(),
+        (Some(p), _) => paths::settle(p.to_path_buf()).map_err(Failure::failed)?,
+        (None, Some(c)) => paths::settle(c.runtime_dir.clone()).map_err(Failure::failed)?,
         (None, None) => paths::runtime_dir(None).map_err(Failure::failed)?,
     };
     let bin = crate::exe::own()?;

@@ -3,7 +3,7 @@
 //! `restrict,pty,expiry-time="…",from="…",command="…" TYPE KEY pairjail:SESSION:GUEST`.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use super::key::GuestKey;
@@ -35,9 +35,56 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// Escapes a value for a double-quoted authorized_keys option.
+/// Escapes a value for a double-quoted authorized_keys option. sshd
+/// undoes `\"` and nothing else (OpenSSH's `opt_dequote`): a backslash
+/// stays as it is, so doubling it would put two in the command. (A value
+/// ending in a backslash cannot be written; a command ends with its key's
+/// fingerprint.)
 pub fn option_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+    s.replace('"', "\\\"")
+}
+
+/// An option's quoted value as sshd reads it, from just after its opening
+/// quote: the value and the rest after the closing quote.
+fn option_dequote(s: &str) -> Option<(String, &str)> {
+    let mut out = String::new();
+    let mut chars = s.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, &s[i + 1..])),
+            '\\' if chars.peek().is_some_and(|&(_, n)| n == '"') => {
+                chars.next();
+                out.push('"');
+            }
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// The `command="…"` of a line, as sshd hands it to the shell.
+fn command_of(line: &str) -> Option<String> {
+    let mut rest = line;
+    loop {
+        let end = rest.find(['=', ',', ' ', '\t'])?;
+        let (name, after) = rest.split_at(end);
+        let (value, after) = match after.strip_prefix("=\"") {
+            Some(quoted) => option_dequote(quoted)?,
+            None => (String::new(), after),
+        };
+        if name == "command" {
+            return Some(value);
+        }
+        rest = after.strip_prefix(',')?;
+    }
+}
+
+/// The runtime directory an invite line's forced command names, read the
+/// way sshd and the shell read it.
+pub fn runtime_of(line: &str) -> Option<PathBuf> {
+    let words = shlex::split(&command_of(line)?)?;
+    let at = words.iter().position(|w| w == "--runtime-dir")?;
+    words.get(at + 1).map(PathBuf::from)
 }
 
 impl Forced {
@@ -132,18 +179,6 @@ pub fn is_well_formed(line: &str) -> bool {
     line.starts_with("restrict,") && !line.chars().any(|c| c.is_control())
 }
 
-/// Was this invite line written for the invites kept in `runtime`? Each
-/// runtime directory keeps its own store (an ssh login's and a desktop
-/// login's differ), and each rewrites only its own lines of the one block.
-pub fn is_for_runtime(line: &str, runtime: &Path) -> bool {
-    let word = format!(
-        " --runtime-dir {}",
-        option_escape(&shell_quote(&runtime.display().to_string()))
-    );
-    line.match_indices(&word)
-        .any(|(i, _)| matches!(line.as_bytes().get(i + word.len()), Some(b' ' | b'"')))
-}
-
 /// Has this invite line's `expiry-time` passed? sshd refuses such a line
 /// already; a rewrite drops it, so lines of a runtime directory that is
 /// gone (a `/tmp` cleared at reboot, a desktop login's ended) do not stay
@@ -204,34 +239,32 @@ pub(super) mod tests {
         assert_eq!(shell_quote("/opt/my dir/pj"), "'/opt/my dir/pj'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote(""), "''");
-        assert_eq!(option_escape(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(option_escape(r#"a"b\c"#), r#"a\"b\c"#);
     }
 
     #[test]
-    fn a_line_belongs_to_the_runtime_directory_it_names_only() {
+    fn a_line_names_its_runtime_directory_as_sshd_and_the_shell_read_it() {
         let key = crate::keys::key::parse(
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAJCqDurRXeJWQUTSTJqfQpE6rCPegMRmesffVkruZxh c",
         )
         .unwrap();
-        let f = |rt: &str| Forced {
-            binary: "/usr/bin/pairjail".into(),
-            host: "h".into(),
-            session: "s".into(),
-            guest: "g".into(),
-            mode: Mode::Mirror,
-            runtime_dir: rt.into(),
-            direct: false,
-            run: None,
-        };
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
-        let plain = render(&f("/run/user/1/pairjail"), &key, t, &[]).unwrap();
-        let odd = render(&f("/tmp/a \"b\" it's"), &key, t, &[]).unwrap();
-        assert!(is_for_runtime(&plain, Path::new("/run/user/1/pairjail")));
-        assert!(!is_for_runtime(&plain, Path::new("/run/user/1")));
-        assert!(!is_for_runtime(&plain, Path::new("/run/user/1/pairjail/x")));
-        assert!(is_for_runtime(&odd, Path::new("/tmp/a \"b\" it's")));
-        assert!(!is_for_runtime(&odd, Path::new("/tmp/a")));
-        assert!(is_invite_line(&plain) && is_invite_line(&odd));
+        let from = ["10.0.0.0/8".to_string(), "::1".to_string()];
+        for rt in [
+            "/run/user/1/pairjail",
+            "/tmp/a \"b\" it's",
+            r#"/tmp/back\slash\"quote"#,
+            "/tmp/--runtime-dir x",
+        ] {
+            let line = render(&forced_in(rt), &key, t, &from).unwrap();
+            assert_eq!(runtime_of(&line), Some(PathBuf::from(rt)), "{line}");
+            assert!(is_invite_line(&line));
+        }
+        assert_eq!(runtime_of("ssh-ed25519 AAAA typed-by-hand"), None);
+        assert_eq!(
+            runtime_of(r#"restrict,command="unbalanced ssh-ed25519 AAAA"#),
+            None
+        );
         assert!(!is_invite_line("ssh-ed25519 AAAA typed-by-hand"));
     }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::broker::liveness::{self, Run};
-use crate::broker::paths::check_host_dir;
+use crate::broker::paths::{self, check_host_dir};
 use crate::keys::block;
 use crate::keys::invites::{Book, Invite, Store, Via};
 use crate::keys::key::{self, GuestKey};
@@ -109,7 +109,7 @@ fn others_lines(old: Vec<String>, runtime: &Path, now: SystemTime) -> Vec<String
     old.into_iter()
         .filter(|l| {
             line::is_invite_line(l)
-                && !line::is_for_runtime(l, runtime)
+                && !line::runtime_of(l).is_some_and(|d| paths::same_dir(&d, runtime))
                 && !line::has_expired(l, now)
         })
         .collect()
