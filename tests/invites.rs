@@ -1540,6 +1540,64 @@ fn status_and_stop_answer_when_a_stopped_brokers_backlog_is_full() {
     ok(&within(spawn_stop(&w, bin, "sbfl"), 30, "stop"));
 }
 
+/// `stop` gave up on a stopped broker after 3 s and told the host it does
+/// not answer; the order was still sitting in the socket. Once the broker
+/// runs again it must not carry out an order whose asker is gone (a late
+/// stop, or a kick of a guest who has come back since).
+#[test]
+fn an_order_the_host_gave_up_on_is_not_carried_out_later() {
+    let _turn = host_ssh_lock();
+    let Some(w) = World::bare("lat", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    let bin = shared_binary();
+    ok(&within(spawn_start(&w, bin, "slat"), 60, "start"));
+    let pid = w.broker_pid("slat");
+    let resume = stop_process(pid);
+    let stopped = within(spawn_stop(&w, bin, "slat"), 30, "stop");
+    assert!(
+        !stopped.status.success() && text(&stopped.stderr).contains(&pid.to_string()),
+        "stop of a stopped broker: {}",
+        text(&stopped.stderr)
+    );
+    drop(resume);
+    // The broker takes connections in order: the abandoned one first.
+    let log = w.runtime.join(HOST).join("slat.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let said = fs::read_to_string(&log).unwrap_or_default();
+        if said.contains("stopped waiting") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broker never dropped the abandoned order (alive: {}); its log:\n{said}",
+            Path::new(&format!("/proc/{pid}")).exists()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = within(
+        spawn_host(
+            bin,
+            &[
+                "status",
+                "--session",
+                "slat",
+                "--runtime-dir",
+                &w.runtime.display().to_string(),
+            ],
+        ),
+        30,
+        "status",
+    );
+    assert!(
+        status.status.success(),
+        "the share ended after all: {}",
+        text(&status.stderr)
+    );
+    ok(&within(spawn_stop(&w, bin, "slat"), 30, "stop"));
+}
+
 /// Another local user made `<runtime>/<host>` first (a shared runtime
 /// directory is 1777) and planted a session with a listening "tmux"
 /// socket: a tmux client obeys its server (it can be told to run a shell

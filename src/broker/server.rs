@@ -3,6 +3,7 @@
 //! broker owns. Output is copied to the guest; input only when the guest's
 //! mode allows it, so a mirror guest's keystrokes never reach tmux.
 
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -163,8 +164,34 @@ async fn control_client(state: Arc<State>, mut s: UnixStream) {
     let Ok(Some(Frame::Msg(msg))) = read_frame_async(&mut s, &mut buf).await else {
         return;
     };
+    // An asker that hung up gave up waiting (this broker was stopped or
+    // swamped for its 3 s) and told the host the order failed: carrying it
+    // out now would stop a share or kick a guest, maybe one who came back
+    // since, long after the host was told it did not happen.
+    if asker_gone(&s) {
+        log("dropped an order from a command that stopped waiting for the answer");
+        return;
+    }
     let reply = control(&state, msg).await;
     let _ = s.write_all(&Frame::Msg(reply).encode()).await;
+}
+
+/// Has the other end of a control connection closed? Checked without
+/// waiting: the order it sent is still buffered, but nobody will read the
+/// answer.
+fn asker_gone(s: &UnixStream) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    // A closed peer makes a stream socket report POLLHUP, whatever was
+    // asked for (nix knows no POLLRDHUP, and reports no flags at all when
+    // an unknown one is set).
+    let mut fds = [PollFd::new(s.as_fd(), PollFlags::empty())];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(_) => fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLHUP)),
+        // Cannot tell: answer as before.
+        Err(_) => false,
+    }
 }
 
 /// The host's orders: one question, one answer.
