@@ -333,3 +333,51 @@ fn a_group_members_message_never_stays_in_the_pane_with_the_status_line_on_top_o
     check(&second, "off", 0, "OFF");
     let _ = w.host_pairjail(&["stop", "--session", "ssta"]);
 }
+
+/// A program in the pane sets a scroll region of its own (as vim, less or
+/// a pager does): tmux then sends the group's client a region that starts
+/// below the first row although its status line is at the bottom. A
+/// member's message must still go on the status row, not over the pane.
+#[test]
+fn a_group_members_message_goes_on_the_status_row_whatever_region_a_program_scrolls() {
+    let Some((w, guests)) = World::new(
+        "srg",
+        &[
+            ("srg0", "ssrg", Some("mirror")),
+            ("srg1", "ssrg", Some("mirror")),
+        ],
+    ) else {
+        return;
+    };
+    w.start_session("ssrg", "mirror", "echo SRG-READY; exec sh");
+    let host = w.attach_host("ssrg");
+    w.drv(&["resize-window", "-t", &host, "-x", "100", "-y", "30"]);
+    w.wait_screen(&host, "SRG-READY", 20);
+    let first = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&first, "SRG-READY", 20);
+    // Scrolling inside rows 3-20 of the pane, on and on: tmux sends the
+    // group's client that region with every scroll.
+    host_types(
+        &w,
+        "ssrg",
+        "printf '\\033[3;20r'; i=0; while [ $i -lt 400 ]; do i=$((i+1)); echo SRG-$i; sleep 0.01; done; printf '\\033[r'; clear; echo SRG-DONE",
+    );
+    w.wait_screen(&first, "SRG-2", 20);
+    let banner = "you are mirror: you watch";
+    let second = w.join_in_window(&guests[1], 100, 30);
+    let mut seen = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let s = w.screen(&second);
+        let rows: Vec<&str> = s.lines().collect();
+        if let Some(i) = rows.iter().position(|r| r.contains(banner)) {
+            assert_eq!(i, 29, "the banner is over the pane, on row {}:\n{s}", i + 1);
+            seen += 1;
+        }
+        if s.contains("SRG-DONE") || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    assert!(seen > 0, "the banner was never seen on the last row");
+    let _ = w.host_pairjail(&["stop", "--session", "ssrg"]);
+}

@@ -120,25 +120,21 @@ impl Member {
         }
     }
 
-    /// Has the member been given everything the group has sent?
-    pub fn caught_up(&self) -> bool {
-        self.rx.is_empty()
-    }
-
     pub fn key(&self) -> &Key {
         &self.group.key
     }
 
     /// A frame that draws `text` on this member's status row, in tmux's
     /// message colours, leaving the cursor and attributes as they were.
-    /// The status row is the first when tmux's scroll region starts below
-    /// it (`status-position top`), else the last: the row tmux never
-    /// scrolls, so the message does not move into the pane. (With the
-    /// status line off every row scrolls; `restore` repairs the pane.)
+    /// The status row is the first when the regions tmux sets leave it out
+    /// (`status-position top`), else the last: the row tmux never scrolls,
+    /// so the message does not move into the pane. A program's own region
+    /// in the pane does not move it. (With the status line off every row
+    /// scrolls; `restore` repairs the pane.)
     pub fn message(&self, text: &str) -> Vec<u8> {
         let Key { cols, rows, .. } = self.group.key;
-        let top = lock(&self.group.screen).filter.region_top();
-        let row = if top.is_some_and(|t| t > 1) { 1 } else { rows };
+        let top = lock(&self.group.screen).filter.status_top();
+        let row = if top { 1 } else { rows };
         let text: String = text
             .chars()
             .filter(|c| !c.is_control())
@@ -148,9 +144,14 @@ impl Member {
     }
 
     /// The whole screen as the group has it, over a message and wherever
-    /// the pane scrolled it to (messages are few; a screen is small).
-    pub fn restore(&self) -> Vec<u8> {
-        lock(&self.group.screen).redraw()
+    /// the pane scrolled it to (messages are few; a screen is small); None
+    /// while frames the group sent are still queued for this member. Both
+    /// are looked at under the lock the pump holds while it feeds the
+    /// screen and sends: a frame sent in between would be in the redraw and
+    /// still queued, and drawn twice (a scroll, twice).
+    pub fn restore(&self) -> Option<Vec<u8>> {
+        let screen = lock(&self.group.screen);
+        self.rx.is_empty().then(|| screen.redraw())
     }
 }
 
@@ -181,7 +182,7 @@ impl Audience {
         );
         let (tx, rx) = broadcast::channel(BACKLOG);
         let screen = Arc::new(Mutex::new(Screen {
-            filter: Filter::default(),
+            filter: Filter::with_rows(key.rows),
             model: vt100::Parser::new(rows, cols, 0),
             tx: Some(tx),
         }));

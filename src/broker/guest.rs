@@ -246,11 +246,12 @@ impl Link {
             // Drawn anew: tmux may have shown by now where its status is.
             (Some(_), Some(member)) => self.to_guest.push_vec(member.message(&overlay.text)),
             (Some(_), None) => {}
-            (None, Some(member)) if member.caught_up() => {
-                self.to_guest.push_vec(member.restore());
-                self.overlay = None;
+            (None, Some(member)) => {
+                if let Some(screen) = member.restore() {
+                    self.to_guest.push_vec(screen);
+                    self.overlay = None;
+                }
             }
-            (None, Some(_)) => {}
             (None, None) => self.overlay = None,
         }
     }
