@@ -1384,18 +1384,63 @@ fn stop_process(pid: i32) -> impl Drop {
     Resume(pid)
 }
 
+/// Fills the backlog of a listener that does not accept: connects without
+/// blocking until the kernel says its queue is full. The connections stay
+/// queued while the returned descriptors are open.
+fn fill_backlog(socket: &Path) -> Vec<std::os::fd::OwnedFd> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    let addr = nix::sys::socket::UnixAddr::new(socket).unwrap();
+    let mut pending = Vec::new();
+    loop {
+        let fd = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            nix::sys::socket::SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .unwrap();
+        match nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+            Ok(()) => pending.push(fd),
+            Err(nix::errno::Errno::EAGAIN) => return pending,
+            Err(e) => panic!("connect to {}: {e}", socket.display()),
+        }
+        assert!(
+            pending.len() < 70_000,
+            "the backlog of {} never filled",
+            socket.display()
+        );
+    }
+}
+
 /// A dead broker's tmux server that does not answer (stopped, or stuck):
 /// `stop` neither hangs on it nor leaves it running with its socket gone;
 /// it ends the server that listens on the host's own socket, then the rest.
 #[test]
 fn stop_after_a_crash_ends_a_tmux_server_that_does_not_answer() {
+    stop_ends_a_stopped_server("crs", false);
+}
+
+/// The same with the stopped server's backlog full, so the kernel can no
+/// longer say who listens on its socket (a first `stop` that was cut
+/// short, hung clients, or guests of a direct session connecting): `stop`
+/// knows the server from what `start` recorded (pid, start time, owner).
+#[test]
+fn stop_after_a_crash_ends_a_stopped_tmux_server_whose_backlog_is_full() {
+    stop_ends_a_stopped_server("crf", true);
+}
+
+fn stop_ends_a_stopped_server(tag: &str, full: bool) {
     let _turn = host_ssh_lock();
-    let Some(w) = World::bare("crs", "", ".ssh/authorized_keys") else {
+    let Some(w) = World::bare(tag, "", ".ssh/authorized_keys") else {
         return;
     };
     let bin = shared_binary();
-    ok(&within(spawn_start(&w, bin, "scrs"), 60, "start"));
-    let sock = w.session_paths("scrs").join("tmux/tmux.sock");
+    let session = format!("s{tag}");
+    let session = session.as_str();
+    ok(&within(spawn_start(&w, bin, session), 60, "start"));
+    let sock = w.session_paths(session).join("tmux/tmux.sock");
     // The server's pid as this namespace sees it (tmux's own #{pid} is
     // the one inside a confined session's jail).
     let server = nix::sys::socket::getsockopt(
@@ -1404,7 +1449,7 @@ fn stop_after_a_crash_ends_a_tmux_server_that_does_not_answer() {
     )
     .unwrap()
     .pid();
-    let pid = w.broker_pid("scrs");
+    let pid = w.broker_pid(session);
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
@@ -1414,8 +1459,9 @@ fn stop_after_a_crash_ends_a_tmux_server_that_does_not_answer() {
         "the broker did not die",
     );
     let _resume = stop_process(server);
+    let _pending = full.then(|| fill_backlog(&sock));
 
-    let stopped = within(spawn_stop(&w, bin, "scrs"), 60, "stop");
+    let stopped = within(spawn_stop(&w, bin, session), 60, "stop");
     assert!(
         stopped.status.success(),
         "stop with a tmux server that does not answer: {}",
@@ -1433,11 +1479,11 @@ fn stop_after_a_crash_ends_a_tmux_server_that_does_not_answer() {
         state()
     );
     assert!(
-        !w.session_paths("scrs").exists(),
+        !w.session_paths(session).exists(),
         "the session directory is left"
     );
-    ok(&within(spawn_start(&w, bin, "scrs"), 60, "start again"));
-    ok(&within(spawn_stop(&w, bin, "scrs"), 30, "stop"));
+    ok(&within(spawn_start(&w, bin, session), 60, "start again"));
+    ok(&within(spawn_stop(&w, bin, session), 30, "stop"));
 }
 
 /// A broker that is alive but stopped (SIGSTOP, a debugger, a machine
@@ -1455,32 +1501,7 @@ fn status_and_stop_answer_when_a_stopped_brokers_backlog_is_full() {
     let pid = w.broker_pid("sbfl");
     let resume = stop_process(pid);
 
-    // Fill the control socket's backlog: connect without blocking until
-    // the kernel says the queue is full.
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
-    let control = w.session_paths("sbfl").join("control.sock");
-    let addr = nix::sys::socket::UnixAddr::new(&control).unwrap();
-    let mut pending = Vec::new();
-    let full = loop {
-        let fd = nix::sys::socket::socket(
-            nix::sys::socket::AddressFamily::Unix,
-            nix::sys::socket::SockType::Stream,
-            nix::sys::socket::SockFlag::SOCK_NONBLOCK,
-            None,
-        )
-        .unwrap();
-        match nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
-            Ok(()) => pending.push(fd),
-            Err(nix::errno::Errno::EAGAIN) => break true,
-            Err(e) => panic!("connect to the control socket: {e}"),
-        }
-        if pending.len() > 70_000 {
-            break false;
-        }
-    };
-    assert!(full, "the control socket's backlog never filled");
+    let pending = fill_backlog(&w.session_paths("sbfl").join("control.sock"));
 
     let status = within(
         spawn_host(

@@ -101,7 +101,20 @@ pub fn live_run(session_dir: &Path, host_uid: u32) -> Option<Run> {
 /// The run `<session dir>/broker.pid` names, alive or not, if the file is
 /// a small regular file owned by `host_uid`.
 pub fn recorded_run(session_dir: &Path, host_uid: u32) -> Option<Run> {
-    let path = session_dir.join("broker.pid");
+    recorded(&session_dir.join("broker.pid"), host_uid)
+}
+
+/// The session's tmux server as `start` recorded it in
+/// `<session dir>/tmux.pid` (its pid in the host's pid namespace), alive
+/// or not, with the same checks as the broker's.
+pub fn recorded_server(session_dir: &Path, host_uid: u32) -> Option<Run> {
+    recorded(&session_dir.join(SERVER_FILE), host_uid)
+}
+
+/// Where `start` records the session's tmux server.
+pub const SERVER_FILE: &str = "tmux.pid";
+
+fn recorded(path: &Path, host_uid: u32) -> Option<Run> {
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)

@@ -458,6 +458,10 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
             }
         }
     }
+    if let Err(e) = record_server(p) {
+        tmux.kill_server();
+        return Err(e);
+    }
     let launch = Launch {
         session: a.session.clone(),
         runtime: at.runtime.clone(),
@@ -815,6 +819,50 @@ fn unheard_within(socket: &Path, d: Duration) -> bool {
     true
 }
 
+/// The tmux server to kill when it does not answer: the one `start`
+/// recorded, while a process with its pid, start time and owner runs,
+/// else the one the kernel named as listening (the record is what still
+/// names it once a stopped server's backlog is full and the kernel no
+/// longer can); either only if it is our own tmux.
+fn stuck_server(dir: &Path, peer: Listener) -> Option<i32> {
+    let uid = nix::unistd::Uid::effective().as_raw();
+    if let Some(run) = liveness::recorded_server(dir, uid).filter(|r| r.is_alive(uid)) {
+        let pid = i32::try_from(run.pid).ok()?;
+        return is_own_tmux(pid, uid).then_some(pid);
+    }
+    match peer {
+        Listener::Peer { pid, uid } if is_own_tmux(pid, uid) => Some(pid),
+        _ => None,
+    }
+}
+
+/// Records the session's tmux server (pid, start time) for a `stop` after
+/// a crash. Its pid as this pid namespace sees it comes from the kernel
+/// (tmux's own `#{pid}` is the one inside a confined session's jail).
+/// Nothing is recorded when the kernel does not name it: `stop` then asks
+/// the kernel itself, as before.
+fn record_server(p: &SessionPaths) -> Result<(), ShareError> {
+    let uid = nix::unistd::Uid::effective().as_raw();
+    let Listener::Peer { pid, uid: owner } = listener::probe(&p.tmux) else {
+        return Ok(());
+    };
+    let Some(run) = u32::try_from(pid)
+        .ok()
+        .filter(|_| owner == uid)
+        .and_then(|pid| {
+            Some(Run {
+                pid,
+                start: liveness::start_time(pid)?,
+            })
+        })
+    else {
+        return Ok(());
+    };
+    let file = p.dir.join(liveness::SERVER_FILE);
+    crate::files::write_atomic(&file, liveness::pid_file_text(&run).as_bytes(), 0o644)
+        .map_err(io("write", &file))
+}
+
 /// Is `pid` one of our own tmux processes? (What is killed when a dead
 /// broker's server does not answer: never another user's process, never
 /// one that is not tmux.)
@@ -879,9 +927,8 @@ fn end_leftovers(at: &Located) -> Result<Stopped, ShareError> {
         // below, never while it still listens, or its processes would run
         // on with nothing left to reach them.
         let mut ended = unheard_within(&p.tmux, Duration::from_secs(5));
-        if let (false, Listener::Peer { pid, uid }) = (ended, peer)
-            && is_own_tmux(pid, uid)
-        {
+        let stuck = stuck_server(&p.dir, peer);
+        if let (false, Some(pid)) = (ended, stuck) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -889,8 +936,8 @@ fn end_leftovers(at: &Located) -> Result<Stopped, ShareError> {
             ended = unheard_within(&p.tmux, Duration::from_secs(5));
         }
         if !ended {
-            let who = match peer {
-                Listener::Peer { pid, .. } => format!("process {pid}"),
+            let who = match (stuck, peer) {
+                (Some(pid), _) | (None, Listener::Peer { pid, .. }) => format!("process {pid}"),
                 _ => "the process".to_string(),
             };
             return Err(ShareError::Runtime(format!(
@@ -940,6 +987,7 @@ const STARTING: Duration = Duration::from_secs(40);
 /// gone; the directory itself when nothing else is in it.
 fn remove_session_dir(p: &SessionPaths) {
     let _ = std::fs::remove_file(&p.tmux);
+    let _ = std::fs::remove_file(p.dir.join(liveness::SERVER_FILE));
     if let Some(d) = p.tmux.parent() {
         let _ = std::fs::remove_dir(d);
     }
