@@ -596,6 +596,82 @@ fn invites_kept_in_two_runtime_directories_never_drop_each_others_lines() {
     );
 }
 
+/// One key invited from two runtime directories: sshd uses the first line
+/// that has the key, so the second invite could never be used (and its
+/// guest would land in the first one's session). The second is refused,
+/// naming the first.
+#[test]
+fn a_key_invited_from_another_runtime_directory_is_refused() {
+    let _turn = host_ssh_lock();
+    let Some(w) = World::bare("nrk", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    let bin = shared_binary();
+    let second = w.dir.join("run2");
+    fs::create_dir_all(&second).unwrap();
+    fs::set_permissions(&second, fs::Permissions::from_mode(0o1777)).unwrap();
+    let original = write_foreign(0);
+    let keys = public_keys(&w, "twokey", 1);
+    let add = |name: &str, rt: &Path| {
+        as_user(
+            HOST,
+            bin,
+            &[
+                "invite",
+                "add",
+                name,
+                "--key-file",
+                &keys[0],
+                "--session",
+                "skey",
+                "--via",
+                "authorized-keys",
+                "--runtime-dir",
+                &rt.display().to_string(),
+            ],
+        )
+    };
+    ok(&add("carol", &w.runtime));
+    let again = add("dave", &second);
+    let said = text(&again.stderr);
+    assert!(
+        !again.status.success()
+            && said.contains("pairjail invite revoke carol --session skey --runtime-dir")
+            && said.lines().count() == 1,
+        "the same key from a second runtime directory: {said}"
+    );
+    let block = String::from_utf8_lossy(&authorized_keys()[original.len()..]).into_owned();
+    assert!(!block.contains("--guest dave"), "{block}");
+    ok(&as_user(
+        HOST,
+        bin,
+        &[
+            "invite",
+            "revoke",
+            "carol",
+            "--runtime-dir",
+            &w.runtime.display().to_string(),
+        ],
+    ));
+    ok(&add("dave", &second));
+    ok(&as_user(
+        HOST,
+        bin,
+        &[
+            "invite",
+            "revoke",
+            "dave",
+            "--runtime-dir",
+            &second.display().to_string(),
+        ],
+    ));
+    assert_eq!(
+        authorized_keys(),
+        original,
+        "the file is not back as it was"
+    );
+}
+
 #[test]
 fn a_runtime_directory_spelled_another_way_is_the_same_store() {
     // `--runtime-dir /x/run/` at add, `/x/run` at revoke (or a symlink to

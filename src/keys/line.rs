@@ -62,21 +62,44 @@ fn option_dequote(s: &str) -> Option<(String, &str)> {
     None
 }
 
-/// The `command="…"` of a line, as sshd hands it to the shell.
-fn command_of(line: &str) -> Option<String> {
+/// A line's options as sshd reads them (name, and value if quoted), and
+/// the rest of the line after them: the key and its comment.
+fn options_of(line: &str) -> Option<(Vec<(&str, Option<String>)>, &str)> {
+    let mut options = Vec::new();
     let mut rest = line;
     loop {
         let end = rest.find(['=', ',', ' ', '\t'])?;
         let (name, after) = rest.split_at(end);
         let (value, after) = match after.strip_prefix("=\"") {
-            Some(quoted) => option_dequote(quoted)?,
-            None => (String::new(), after),
+            Some(quoted) => {
+                let (v, after) = option_dequote(quoted)?;
+                (Some(v), after)
+            }
+            None => (None, after),
         };
-        if name == "command" {
-            return Some(value);
+        options.push((name, value));
+        match after.strip_prefix(',') {
+            Some(next) => rest = next,
+            None => return Some((options, after.trim_start())),
         }
-        rest = after.strip_prefix(',')?;
     }
+}
+
+/// The `command="…"` of a line, as sshd hands it to the shell.
+fn command_of(line: &str) -> Option<String> {
+    options_of(line)?
+        .0
+        .into_iter()
+        .find_map(|(name, value)| (name == "command").then_some(value).flatten())
+}
+
+/// The key of an invite line (type, base64 and comment), after its
+/// options. (ssh-key's own parser cuts the options at their first space,
+/// which a forced command has.)
+pub fn key_of(line: &str) -> Option<&str> {
+    options_of(line)
+        .map(|(_, key)| key)
+        .filter(|k| !k.is_empty())
 }
 
 /// The runtime directory an invite line's forced command names, read the
@@ -258,6 +281,10 @@ pub(super) mod tests {
         ] {
             let line = render(&forced_in(rt), &key, t, &from).unwrap();
             assert_eq!(runtime_of(&line), Some(PathBuf::from(rt)), "{line}");
+            assert_eq!(
+                key_of(&line),
+                Some(format!("{} pairjail:s:g", key.openssh).as_str())
+            );
             assert!(is_invite_line(&line));
         }
         assert_eq!(runtime_of("ssh-ed25519 AAAA typed-by-hand"), None);

@@ -102,6 +102,27 @@ fn sync_block(book: &Book, host: &str, runtime: &Path) -> Result<(), String> {
     })
 }
 
+/// A live block line of another runtime directory's store for key `k`:
+/// that directory and the line's `pairjail:SESSION:GUEST` comment.
+fn invited_elsewhere(
+    path: &Path,
+    k: &GuestKey,
+    runtime: &Path,
+) -> Result<Option<(PathBuf, String)>, RegistryError> {
+    let wanted = ssh_key::PublicKey::from_openssh(&k.openssh)
+        .map_err(|e| Failed(format!("cannot decode key: {e}")))?;
+    let lines = block::read_lines(path).map_err(Failed)?;
+    Ok(others_lines(lines, runtime, SystemTime::now())
+        .into_iter()
+        .find_map(|l| {
+            let found = ssh_key::PublicKey::from_openssh(line::key_of(&l)?).ok()?;
+            if found.key_data() != wanted.key_data() {
+                return None;
+            }
+            Some((line::runtime_of(&l)?, found.comment().to_string()))
+        }))
+}
+
 /// The block lines another runtime directory's store wrote, and that are
 /// still valid: this store's own are written again from its invites, and
 /// lines typed by hand or past their expiry go.
@@ -205,6 +226,19 @@ pub fn add(
                     "{} line {n} already lets key {} in without a forced command or jail; sshd would use that line: remove it first",
                     path.display(),
                     gk.fingerprint
+                )));
+            }
+            if let Some((dir, comment)) = invited_elsewhere(&path, &gk, runtime)? {
+                let dir = crate::broker::paths::flag(Some(&dir));
+                let revoke = match comment.split(':').collect::<Vec<_>>()[..] {
+                    ["pairjail", session, guest] => {
+                        format!("pairjail invite revoke {guest} --session {session}{dir}")
+                    }
+                    _ => format!("pairjail invite revoke GUEST{dir}"),
+                };
+                return Err(Invalid(format!(
+                    "key {} is already invited from another runtime directory ({comment}), and sshd would use that line: revoke it first ({revoke})",
+                    gk.fingerprint,
                 )));
             }
         }
