@@ -62,9 +62,12 @@ fn option_dequote(s: &str) -> Option<(String, &str)> {
     None
 }
 
-/// A line's options as sshd reads them (name, and value if quoted), and
-/// the rest of the line after them: the key and its comment.
-fn options_of(line: &str) -> Option<(Vec<(&str, Option<String>)>, &str)> {
+/// An authorized_keys option: its name, and its value if it has one.
+type Opt<'a> = (&'a str, Option<String>);
+
+/// A line's options as sshd reads them, and the rest of the line after
+/// them: the key and its comment.
+fn options_of(line: &str) -> Option<(Vec<Opt<'_>>, &str)> {
     let mut options = Vec::new();
     let mut rest = line;
     loop {
