@@ -1695,6 +1695,74 @@ fn an_order_the_host_gave_up_on_is_not_carried_out_later() {
     ok(&within(spawn_stop(&w, bin, "slat"), 30, "stop"));
 }
 
+/// Another local user made `<runtime>/<host>` first in a shared runtime
+/// directory and put a link there to the host's real share elsewhere: an
+/// order for "their" session must not reach the host's real broker (it
+/// answers the host, so the peer check alone lets it through).
+#[test]
+fn an_order_never_follows_a_link_another_user_planted_to_a_real_share() {
+    let _turn = host_ssh_lock();
+    let Some(w) = World::bare("oln", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    let bin = shared_binary();
+    ok(&within(spawn_start(&w, bin, "soln"), 60, "start"));
+    let shared = w.dir.join("shared");
+    let planted = shared.join(HOST).join("sx");
+    fs::create_dir_all(&planted).unwrap();
+    for d in [shared.clone(), shared.join(HOST), planted.clone()] {
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    std::os::unix::fs::symlink(
+        w.session_paths("soln").join("control.sock"),
+        planted.join("control.sock"),
+    )
+    .unwrap();
+    let rt = shared.display().to_string();
+    for (what, args) in [
+        (
+            "kick",
+            vec!["kick", "carol", "--session", "sx", "--runtime-dir", &rt],
+        ),
+        (
+            "stop",
+            vec!["stop", "--session", "sx", "--runtime-dir", &rt],
+        ),
+    ] {
+        let out = within(spawn_host(bin, &args), 30, what);
+        assert!(
+            !out.status.success(),
+            "{what} of a planted session succeeded"
+        );
+        assert!(
+            !text(&out.stderr).contains("carol"),
+            "{what} reached a broker: {}",
+            text(&out.stderr)
+        );
+        let status = within(
+            spawn_host(
+                bin,
+                &[
+                    "status",
+                    "--session",
+                    "soln",
+                    "--runtime-dir",
+                    &w.runtime.display().to_string(),
+                ],
+            ),
+            30,
+            "status",
+        );
+        assert!(
+            status.status.success(),
+            "{what} through the planted link reached the real share: {}",
+            text(&status.stderr)
+        );
+    }
+    ok(&within(spawn_stop(&w, bin, "soln"), 30, "stop"));
+}
+
 /// Another local user made `<runtime>/<host>` first (a shared runtime
 /// directory is 1777) and planted a session with a listening "tmux"
 /// socket: a tmux client obeys its server (it can be told to run a shell

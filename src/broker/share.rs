@@ -186,6 +186,9 @@ fn tmux_for(p: &SessionPaths, confinement: Option<&Confinement>) -> Result<Tmux,
 
 /// One question to a running broker over its control socket.
 fn ask(control: &Path, msg: Msg) -> Option<Msg> {
+    if !is_own_control(control) {
+        return None;
+    }
     // Never a blocking connect: a stopped broker's full backlog would hold
     // this command for good.
     let mut s = listener::connect(control)?;
@@ -202,6 +205,31 @@ fn ask(control: &Path, msg: Msg) -> Option<Msg> {
         Ok(Frame::Msg(m)) => Some(m),
         _ => None,
     }
+}
+
+/// Is `control` a socket of ours in a session directory and a host
+/// directory of ours, none of them a link? Another local user may have
+/// made `<runtime>/<host>` first (a shared runtime directory is 1777) and
+/// linked a session there to one of our real shares elsewhere, whose
+/// broker answers us: an order for their session would reach it.
+fn is_own_control(control: &Path) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let me = nix::unistd::Uid::effective().as_raw();
+    let ours = |p: &Path, dir: bool| {
+        std::fs::symlink_metadata(p).is_ok_and(|m| {
+            m.uid() == me
+                && if dir {
+                    m.is_dir()
+                } else {
+                    m.file_type().is_socket()
+                }
+        })
+    };
+    let session = control.parent();
+    let host = session.and_then(Path::parent);
+    ours(control, false)
+        && session.is_some_and(|d| ours(d, true))
+        && host.is_some_and(|d| ours(d, true))
 }
 
 /// What the broker daemon is started with, sent on its stdin: one
