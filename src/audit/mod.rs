@@ -75,13 +75,19 @@ impl Sink {
     /// is the record: a syslog failure is reported on stderr (the share's
     /// log) and the line stays written.
     pub fn record(&self, event: Event) -> Result<String, AuditError> {
-        let line = chain::append(&self.path, &self.origin, event)?;
+        let line = self.append(event)?;
         if let Some(socket) = &self.syslog
             && let Err(e) = syslog::send(socket, &line)
         {
             eprintln!("pairjail: audit line not copied to syslog: {e}");
         }
         Ok(line)
+    }
+
+    /// Appends the event to the file only; the broker copies the line to
+    /// syslog through its [`syslog::Copier`].
+    pub fn append(&self, event: Event) -> Result<String, AuditError> {
+        chain::append(&self.path, &self.origin, event)
     }
 }
 

@@ -4,6 +4,9 @@
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, channel, sync_channel};
 use std::time::{Duration, Instant};
 
 use super::AuditError;
@@ -41,5 +44,114 @@ pub fn send(socket: &Path, line: &str) -> Result<(), AuditError> {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(err(e)),
         }
+    }
+}
+
+/// Lines waiting for syslog in a [`Copier`].
+const QUEUE: usize = 256;
+
+/// Copies lines to syslog from a thread of its own, for the broker: a
+/// syslog daemon that stops reading (a full `/dev/log` queue, which any
+/// local user can fill) would otherwise hold a broker worker for `WAIT`
+/// on every event, and guests can cause events. At most `QUEUE` lines
+/// wait; more are dropped, and said so on stderr (the share's log). The
+/// audit file has every line either way.
+pub struct Copier {
+    tx: Mutex<Option<SyncSender<String>>>,
+    /// Told when the thread has sent its last line.
+    done: Mutex<Receiver<()>>,
+    dropped: AtomicU64,
+}
+
+/// How long the end of a share waits for the queued lines.
+const FINISH: Duration = Duration::from_secs(2);
+
+impl Copier {
+    pub fn start(socket: &Path) -> Result<Copier, AuditError> {
+        let (tx, rx) = sync_channel::<String>(QUEUE);
+        let (done_tx, done) = channel();
+        let socket = socket.to_path_buf();
+        let at = socket.clone();
+        std::thread::Builder::new()
+            .name("syslog".into())
+            .spawn(move || {
+                for line in rx {
+                    if let Err(e) = send(&socket, &line) {
+                        eprintln!("pairjail: audit line not copied to syslog: {e}");
+                    }
+                }
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| AuditError::Syslog(at, e))?;
+        Ok(Copier {
+            tx: Mutex::new(Some(tx)),
+            done: Mutex::new(done),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// Queues a line; never waits.
+    pub fn copy(&self, line: String) {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(tx) = tx.as_ref() else {
+            return;
+        };
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(line) {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            // Said once, then every thousand: the log must not fill instead.
+            if n == 1 || n % 1000 == 0 {
+                eprintln!(
+                    "pairjail: syslog does not keep up: {n} audit line(s) not copied to it (the audit file has them)"
+                );
+            }
+        }
+    }
+
+    /// Sends what is queued, for at most `FINISH` (at the end of a share:
+    /// a stalled syslog must not hold up its end either).
+    pub fn finish(&self) {
+        drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        if done.recv_timeout(FINISH).is_err() {
+            eprintln!(
+                "pairjail: syslog did not take the share's last audit lines in time (the audit file has them)"
+            );
+        }
+    }
+
+    /// Lines dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A syslog that never reads (its queue fills, as any local user can
+    /// make /dev/log's): copying never waits for it, what does not fit is
+    /// counted, and the end does not wait for it for long.
+    #[test]
+    fn a_syslog_that_stops_reading_never_holds_the_broker() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("log");
+        let receiver = UnixDatagram::bind(&path).unwrap();
+        let copier = Copier::start(&path).unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for i in 0..2000 {
+                copier.copy(format!("line {i}"));
+            }
+            let _ = tx.send(copier);
+        });
+        // Waiting `WAIT` for each line past the socket's queue would take
+        // minutes; only a copy that waits misses this.
+        let copier = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("copying waited for syslog");
+        assert!(copier.dropped() > 0, "2000 lines cannot all fit the queue");
+        drop(receiver);
+        copier.finish();
     }
 }

@@ -97,6 +97,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
     })
     .await;
     let _ = state.record(Event::SessionStop { reason });
+    state.finish_audit();
     state.cfg.tmux.kill_server();
     let _ = std::fs::remove_file(&state.cfg.paths.broker);
     let _ = std::fs::remove_file(&state.cfg.paths.control);

@@ -92,6 +92,8 @@ pub struct State {
     refusals: Mutex<(f64, std::time::Instant, u64)>,
     /// The tunnel's state, when there is one.
     tunnel: Mutex<Option<super::tunnel::Status>>,
+    /// Copies audit lines to syslog without holding up the broker.
+    syslog: Option<crate::audit::syslog::Copier>,
 }
 
 /// Refusals recorded at once, then one a second.
@@ -106,7 +108,19 @@ impl State {
     pub fn new(cfg: Config) -> (Arc<State>, impl std::future::Future<Output = ()>) {
         let (tx, _) = watch::channel(None);
         let (notices, rx) = mpsc::unbounded_channel();
+        let syslog = cfg
+            .audit
+            .as_ref()
+            .and_then(|a| a.syslog.as_deref())
+            .and_then(|socket| match crate::audit::syslog::Copier::start(socket) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    log(format!("audit lines will not be copied to syslog: {e}"));
+                    None
+                }
+            });
         let state = Arc::new(State {
+            syslog,
             since: crate::clock::now(),
             roster: Roster::default(),
             audience: Default::default(),
@@ -172,11 +186,26 @@ impl State {
         let Some(sink) = &self.cfg.audit else {
             return Ok(());
         };
-        sink.record(event).map(drop).map_err(|e| {
-            let e = e.to_string();
-            log(&e);
-            e
-        })
+        match sink.append(event) {
+            Ok(line) => {
+                if let Some(c) = &self.syslog {
+                    c.copy(line);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let e = e.to_string();
+                log(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends the audit lines still queued for syslog (at the share's end).
+    pub fn finish_audit(&self) {
+        if let Some(c) = &self.syslog {
+            c.finish();
+        }
     }
 
     /// Runs `f` on the recording, if there is one; a recording that
