@@ -99,7 +99,7 @@ impl Copier {
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(line) {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // Said once, then every thousand: the log must not fill instead.
-            if n == 1 || n % 1000 == 0 {
+            if n == 1 || n.is_multiple_of(1000) {
                 eprintln!(
                     "pairjail: syslog does not keep up: {n} audit line(s) not copied to it (the audit file has them)"
                 );
