@@ -111,7 +111,11 @@ fn invited_elsewhere(
 ) -> Result<Option<(PathBuf, String)>, RegistryError> {
     let wanted = ssh_key::PublicKey::from_openssh(&k.openssh)
         .map_err(|e| Failed(format!("cannot decode key: {e}")))?;
-    let lines = block::read_lines(path).map_err(Failed)?;
+    // Unreadable to its owner: the block update that follows refuses the
+    // file with the reason (foreign owner, symlink).
+    let Ok(lines) = block::read_lines(path) else {
+        return Ok(None);
+    };
     Ok(others_lines(lines, runtime, SystemTime::now())
         .into_iter()
         .find_map(|l| {

@@ -17,8 +17,12 @@ pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
 
-/// Creates a Unix user (idempotent). Only as root.
+/// Creates a Unix user (idempotent). Only as root. One at a time: two
+/// tests of a binary making the same user at once raced (one `useradd`
+/// found the user the other had just made, or /etc/passwd locked).
 pub fn ensure_user(name: &str) {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
     let exists = Command::new("id")
         .arg("-u")
         .arg(name)
