@@ -1091,6 +1091,24 @@ fn spawn_host(bin: &Path, args: &[&str]) -> std::process::Child {
         .unwrap()
 }
 
+/// `status --session SESSION` in this world, waited for (30 s at most).
+fn status_of(w: &World, bin: &Path, session: &str) -> std::process::Output {
+    within(
+        spawn_host(
+            bin,
+            &[
+                "status",
+                "--session",
+                session,
+                "--runtime-dir",
+                &w.runtime.display().to_string(),
+            ],
+        ),
+        30,
+        "status --session",
+    )
+}
+
 /// `start --detach` of a plain `sh` in `session`, in this world.
 fn spawn_start(w: &World, bin: &Path, session: &str) -> std::process::Child {
     spawn_host(
@@ -1600,20 +1618,7 @@ fn status_and_stop_answer_when_a_stopped_brokers_backlog_is_full() {
         "status should say which broker does not answer: {said}"
     );
     assert_eq!(text(&status.stdout).trim(), "[]", "status --json");
-    let one = within(
-        spawn_host(
-            bin,
-            &[
-                "status",
-                "--session",
-                "sbfl",
-                "--runtime-dir",
-                &w.runtime.display().to_string(),
-            ],
-        ),
-        30,
-        "status --session",
-    );
+    let one = status_of(&w, bin, "sbfl");
     let said = text(&one.stderr);
     assert!(
         !one.status.success()
@@ -1673,20 +1678,7 @@ fn an_order_the_host_gave_up_on_is_not_carried_out_later() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let status = within(
-        spawn_host(
-            bin,
-            &[
-                "status",
-                "--session",
-                "slat",
-                "--runtime-dir",
-                &w.runtime.display().to_string(),
-            ],
-        ),
-        30,
-        "status",
-    );
+    let status = status_of(&w, bin, "slat");
     assert!(
         status.status.success(),
         "the share ended after all: {}",
@@ -1740,20 +1732,7 @@ fn an_order_never_follows_a_link_another_user_planted_to_a_real_share() {
             "{what} reached a broker: {}",
             text(&out.stderr)
         );
-        let status = within(
-            spawn_host(
-                bin,
-                &[
-                    "status",
-                    "--session",
-                    "soln",
-                    "--runtime-dir",
-                    &w.runtime.display().to_string(),
-                ],
-            ),
-            30,
-            "status",
-        );
+        let status = status_of(&w, bin, "soln");
         assert!(
             status.status.success(),
             "{what} through the planted link reached the real share: {}",
