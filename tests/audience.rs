@@ -326,6 +326,12 @@ fn a_group_members_message_never_stays_in_the_pane_with_the_status_line_on_top_o
     w.host_tmux("ssta", &["set-option", "-g", "status-position", "top"]);
     let first = w.join_in_window(&guests[0], 100, 30);
     w.wait_screen(&first, banner, 20);
+    // On the status row, the first: not over the pane's last row.
+    let s = w.screen(&first);
+    assert!(
+        s.lines().next().is_some_and(|l| l.contains(banner)),
+        "status on top: the banner is not on the first row:\n{s}"
+    );
     check(&first, "on top", 1, "TOP");
     w.host_tmux("ssta", &["set-option", "-g", "status", "off"]);
     let second = w.join_in_window(&guests[1], 100, 30);

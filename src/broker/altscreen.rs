@@ -27,14 +27,6 @@ pub struct Filter {
     /// The parameters of the last scroll region set (`CSI Pt ; Pb r`);
     /// None: the whole screen.
     region: Option<Vec<u8>>,
-    /// The screen's rows, where known (0: not known).
-    rows: u16,
-    /// Is tmux's status line on the first row? Known from the regions
-    /// tmux sets: one reaching the last row leaves the first for the
-    /// status line, one from the first row leaves the last. A region
-    /// inside (a program's own, a split pane's) says nothing, and tmux
-    /// sets the full one again after scrolling in it.
-    status_top: bool,
 }
 
 /// The unit at the start of `rest` (which starts with ESC).
@@ -241,43 +233,16 @@ impl Filter {
         }
     }
 
-    /// A filter for a screen of `rows` rows, which can tell where tmux's
-    /// status line is.
-    pub fn with_rows(rows: u16) -> Filter {
-        Filter {
-            rows,
-            ..Filter::default()
-        }
-    }
-
     /// Remembers the scroll region a sequence sets or resets.
     fn note(&mut self, seq: &[u8]) {
         if seq == b"\x1bc" {
             self.region = None;
-            self.status_top = false;
         } else if seq.len() >= 3 && seq.ends_with(b"r") && seq.starts_with(b"\x1b[") {
             let params = &seq[2..seq.len() - 1];
             if params.iter().all(|b| b.is_ascii_digit() || *b == b';') {
                 self.region = (!params.is_empty()).then(|| params.to_vec());
-                let mut bounds = params
-                    .split(|b| *b == b';')
-                    .map(|p| std::str::from_utf8(p).ok()?.parse::<u16>().ok());
-                match (bounds.next().flatten(), bounds.next().flatten()) {
-                    // `CSI r`, or one from the first row: the last is free.
-                    (None | Some(0 | 1), _) => self.status_top = false,
-                    (Some(_), Some(bottom)) if self.rows != 0 && bottom >= self.rows => {
-                        self.status_top = true;
-                    }
-                    _ => {}
-                }
             }
         }
-    }
-
-    /// Is tmux's status line on the first row, as far as the regions it
-    /// set tell? (Off or at the bottom: false.)
-    pub fn status_top(&self) -> bool {
-        self.status_top
     }
 
     /// The sequence that gives a fresh terminal the scroll region tmux
@@ -367,32 +332,6 @@ mod tests {
                 assert_eq!(run(&[&input[..cut], &input[cut..]]), out, "cut at {cut}");
             }
         }
-    }
-
-    #[test]
-    fn where_the_status_line_is_comes_from_the_regions_tmux_sets() {
-        let mut f = Filter::with_rows(30);
-        let mut out = Vec::new();
-        assert!(!f.status_top());
-        // Status on top: tmux's full region is rows 2-30.
-        f.push(b"\x1b[2;30r", &mut out);
-        assert!(f.status_top());
-        // A program's region inside the pane says nothing.
-        f.push(b"\x1b[4;20r", &mut out);
-        assert!(f.status_top());
-        // Status at the bottom: rows 1-29, then a program's region again.
-        f.push(b"\x1b[1;29r", &mut out);
-        assert!(!f.status_top());
-        f.push(b"\x1b[3;20r", &mut out);
-        assert!(!f.status_top());
-        f.push(b"\x1b[2;30r\x1b[r", &mut out);
-        assert!(!f.status_top());
-        f.push(b"\x1b[2;30r\x1bc", &mut out);
-        assert!(!f.status_top());
-        // Rows not known: never on top.
-        let mut f = Filter::default();
-        f.push(b"\x1b[2;30r", &mut out);
-        assert!(!f.status_top());
     }
 
     #[test]

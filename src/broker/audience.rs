@@ -125,16 +125,14 @@ impl Member {
     }
 
     /// A frame that draws `text` on this member's status row, in tmux's
-    /// message colours, leaving the cursor and attributes as they were.
-    /// The status row is the first when the regions tmux sets leave it out
-    /// (`status-position top`), else the last: the row tmux never scrolls,
-    /// so the message does not move into the pane. A program's own region
-    /// in the pane does not move it. (With the status line off every row
-    /// scrolls; `restore` repairs the pane.)
-    pub fn message(&self, text: &str) -> Vec<u8> {
+    /// message colours, leaving the cursor and attributes as they were:
+    /// the first row with the status line on top (`on_top`, which the
+    /// caller asks tmux), else the last, the row tmux never scrolls, so the
+    /// message does not move into the pane. (With the status line off every
+    /// row scrolls; `restore` repairs the pane.)
+    pub fn message(&self, text: &str, on_top: bool) -> Vec<u8> {
         let Key { cols, rows, .. } = self.group.key;
-        let top = lock(&self.group.screen).filter.status_top();
-        let row = if top { 1 } else { rows };
+        let row = if on_top { 1 } else { rows };
         let text: String = text
             .chars()
             .filter(|c| !c.is_control())
@@ -182,7 +180,7 @@ impl Audience {
         );
         let (tx, rx) = broadcast::channel(BACKLOG);
         let screen = Arc::new(Mutex::new(Screen {
-            filter: Filter::with_rows(key.rows),
+            filter: Filter::default(),
             model: vt100::Parser::new(rows, cols, 0),
             tx: Some(tx),
         }));

@@ -160,6 +160,8 @@ fn join_group(state: &State, spec: &Spec) -> Result<(Member, Vec<u8>), String> {
 /// A message the broker draws on a group member's own last row.
 struct Overlay {
     text: String,
+    /// Drawn on the first row (tmux's status line is on top).
+    on_top: bool,
     /// None: its time is up; the row is put back once the member has
     /// caught up with the group.
     until: Option<Instant>,
@@ -214,9 +216,14 @@ impl Link {
     /// Was it shown?
     async fn show(&mut self, state: &State, text: &str, ms: u64) -> bool {
         if let Some(member) = &self.member {
-            self.to_guest.push_vec(member.message(text));
+            // Not known: the last row, where tmux puts it by default.
+            let on_top = notices::status_on_top(&state.cfg.tmux, &state.cfg.session)
+                .await
+                .unwrap_or(false);
+            self.to_guest.push_vec(member.message(text, on_top));
             self.overlay = Some(Overlay {
                 text: text.to_string(),
+                on_top,
                 until: Some(Instant::now() + Duration::from_millis(ms)),
             });
             return true;
@@ -243,8 +250,10 @@ impl Link {
             return;
         };
         match (overlay.until, &self.member) {
-            // Drawn anew: tmux may have shown by now where its status is.
-            (Some(_), Some(member)) => self.to_guest.push_vec(member.message(&overlay.text)),
+            // Drawn anew: the output may have covered it.
+            (Some(_), Some(member)) => self
+                .to_guest
+                .push_vec(member.message(&overlay.text, overlay.on_top)),
             (Some(_), None) => {}
             (None, Some(member)) => {
                 if let Some(screen) = member.restore() {
@@ -632,7 +641,7 @@ fn regroup(state: &State, link: &mut Link) -> Result<(), String> {
     link.member = Some(member);
     link.to_guest.push_vec(first);
     if let (Some(o), Some(m)) = (&link.overlay, &link.member) {
-        link.to_guest.push_vec(m.message(&o.text));
+        link.to_guest.push_vec(m.message(&o.text, o.on_top));
     }
     Ok(())
 }

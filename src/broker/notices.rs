@@ -137,6 +137,25 @@ pub async fn client_named(t: &Tmux, pid: u32) -> Result<String, NoticeError> {
         })
 }
 
+/// Is the session's status line on top (`status-position top`, and on)?
+/// Asked when a message is drawn: the scroll regions tmux sends do not
+/// tell (it sets the whole screen around redraws, and a program's own
+/// region inside the pane while it scrolls).
+pub async fn status_on_top(t: &Tmux, session: &str) -> Result<bool, NoticeError> {
+    let said = tmux(
+        t,
+        &[
+            "display-message",
+            "-p",
+            "-t",
+            &format!("={session}:"),
+            "#{status-position} #{status}",
+        ],
+    )
+    .await?;
+    Ok(matches!(said.split_whitespace().collect::<Vec<_>>()[..], ["top", on] if on != "off"))
+}
+
 /// Shows `text` on one client's status line for `ms` milliseconds.
 pub async fn show(t: &Tmux, tty: &str, text: &str, ms: u32) -> Result<(), NoticeError> {
     tmux(
