@@ -599,7 +599,7 @@ fn invites_kept_in_two_runtime_directories_never_drop_each_others_lines() {
 /// One key invited from two runtime directories: sshd uses the first line
 /// that has the key, so the second invite could never be used (and its
 /// guest would land in the first one's session). The second is refused,
-/// naming the first.
+/// naming the first, unless the first's store is gone.
 #[test]
 fn a_key_invited_from_another_runtime_directory_is_refused() {
     let _turn = host_ssh_lock();
@@ -654,6 +654,33 @@ fn a_key_invited_from_another_runtime_directory_is_refused() {
         ],
     ));
     ok(&add("dave", &second));
+    ok(&as_user(
+        HOST,
+        bin,
+        &[
+            "invite",
+            "revoke",
+            "dave",
+            "--runtime-dir",
+            &second.display().to_string(),
+        ],
+    ));
+    assert_eq!(
+        authorized_keys(),
+        original,
+        "the file is not back as it was"
+    );
+
+    // A store that is gone (a /tmp cleared at reboot): its line can never
+    // be revoked and lets nobody in, so it neither blocks the key nor stays.
+    ok(&add("carol", &w.runtime));
+    fs::remove_dir_all(w.runtime.join(HOST)).unwrap();
+    ok(&add("dave", &second));
+    let block = String::from_utf8_lossy(&authorized_keys()[original.len()..]).into_owned();
+    assert!(
+        block.contains("--guest dave") && !block.contains("--guest carol"),
+        "{block}"
+    );
     ok(&as_user(
         HOST,
         bin,

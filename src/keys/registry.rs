@@ -96,7 +96,7 @@ fn sync_block(book: &Book, host: &str, runtime: &Path) -> Result<(), String> {
     }
     let now = SystemTime::now();
     block::update(&path, |old| {
-        let mut kept = others_lines(old, runtime, now);
+        let mut kept = others_lines(old, runtime, host, now);
         kept.extend(lines);
         kept
     })
@@ -108,6 +108,7 @@ fn invited_elsewhere(
     path: &Path,
     k: &GuestKey,
     runtime: &Path,
+    host: &str,
 ) -> Result<Option<(PathBuf, String)>, RegistryError> {
     let wanted = ssh_key::PublicKey::from_openssh(&k.openssh)
         .map_err(|e| Failed(format!("cannot decode key: {e}")))?;
@@ -116,7 +117,7 @@ fn invited_elsewhere(
     let Ok(lines) = block::read_lines(path) else {
         return Ok(None);
     };
-    Ok(others_lines(lines, runtime, SystemTime::now())
+    Ok(others_lines(lines, runtime, host, SystemTime::now())
         .into_iter()
         .find_map(|l| {
             let found = ssh_key::PublicKey::from_openssh(line::key_of(&l)?).ok()?;
@@ -129,12 +130,18 @@ fn invited_elsewhere(
 
 /// The block lines another runtime directory's store wrote, and that are
 /// still valid: this store's own are written again from its invites, and
-/// lines typed by hand or past their expiry go.
-fn others_lines(old: Vec<String>, runtime: &Path, now: SystemTime) -> Vec<String> {
+/// lines typed by hand, past their expiry, or of a store that is gone (a
+/// `/tmp` cleared at reboot, a desktop login's ended: nothing could revoke
+/// them, and no guest gets in through them) go.
+fn others_lines(old: Vec<String>, runtime: &Path, host: &str, now: SystemTime) -> Vec<String> {
     old.into_iter()
         .filter(|l| {
+            let Some(dir) = line::runtime_of(l) else {
+                return false;
+            };
             line::is_invite_line(l)
-                && !line::runtime_of(l).is_some_and(|d| paths::same_dir(&d, runtime))
+                && !paths::same_dir(&dir, runtime)
+                && dir.join(host).is_dir()
                 && !line::has_expired(l, now)
         })
         .collect()
@@ -232,7 +239,7 @@ pub fn add(
                     gk.fingerprint
                 )));
             }
-            if let Some((dir, comment)) = invited_elsewhere(&path, &gk, runtime)? {
+            if let Some((dir, comment)) = invited_elsewhere(&path, &gk, runtime, host)? {
                 let dir = crate::broker::paths::flag(Some(&dir));
                 let revoke = match comment.split(':').collect::<Vec<_>>()[..] {
                     ["pairjail", session, guest] => {
@@ -428,16 +435,36 @@ mod tests {
         let key = key::parse(include_str!("../../tests/data/keys/ed25519.pub")).unwrap();
         let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let hour = Duration::from_secs(3600);
-        let line = |runtime: &str, expires| {
-            line::render(&line::tests::forced_in(runtime), &key, expires, &[]).unwrap()
+        let d = tempfile::tempdir().unwrap();
+        let (mine_dir, other_dir, gone_dir) = (
+            d.path().join("mine"),
+            d.path().join("other"),
+            d.path().join("gone"),
+        );
+        // The sample invite's host is "h": a store is `<runtime>/h`.
+        std::fs::create_dir_all(mine_dir.join("h")).unwrap();
+        std::fs::create_dir_all(other_dir.join("h")).unwrap();
+        let line = |runtime: &Path, expires| {
+            let rt = runtime.to_str().unwrap();
+            line::render(&line::tests::forced_in(rt), &key, expires, &[]).unwrap()
         };
-        let mine = line("/run/user/1/pairjail", now + hour);
-        let other = line("/tmp/pairjail-1", now + hour);
-        let other_expired = line("/tmp/pairjail-1", now - hour);
+        let mine = line(&mine_dir, now + hour);
+        let mine_spelled_otherwise = line(&d.path().join("mine/../mine/"), now + hour);
+        let other = line(&other_dir, now + hour);
+        let other_expired = line(&other_dir, now - hour);
+        let gone = line(&gone_dir, now + hour);
         let typed = "ssh-ed25519 AAAA typed-by-hand".to_string();
         let kept = others_lines(
-            vec![mine, other.clone(), other_expired, typed],
-            Path::new("/run/user/1/pairjail"),
+            vec![
+                mine,
+                mine_spelled_otherwise,
+                other.clone(),
+                other_expired,
+                gone,
+                typed,
+            ],
+            &mine_dir,
+            "h",
             now,
         );
         assert_eq!(kept, vec![other]);
