@@ -1689,6 +1689,22 @@ fn an_order_the_host_gave_up_on_is_not_carried_out_later() {
         "stop of a stopped broker: {}",
         text(&stopped.stderr)
     );
+    let rt = w.runtime.display().to_string();
+    let kicked = within(
+        spawn_host(
+            bin,
+            &["kick", "carol", "--session", "slat", "--runtime-dir", &rt],
+        ),
+        30,
+        "kick",
+    );
+    let said = text(&kicked.stderr);
+    assert!(
+        !kicked.status.success()
+            && said.contains(&format!("pid {pid}"))
+            && !said.contains("being shared"),
+        "kick of a stopped broker should say it does not answer: {said}"
+    );
     drop(resume);
     // The broker takes connections in order: the abandoned one first.
     let log = w.runtime.join(HOST).join("slat.log");
@@ -1712,6 +1728,58 @@ fn an_order_the_host_gave_up_on_is_not_carried_out_later() {
         text(&status.stderr)
     );
     ok(&within(spawn_stop(&w, bin, "slat"), 30, "stop"));
+}
+
+/// `invite revoke` promises that a connected guest goes too. With the
+/// share's broker stopped, nobody can say whether the guest is still
+/// connected: the invite goes, and revoke says so instead of reporting
+/// success.
+#[test]
+fn revoke_says_when_it_cannot_disconnect_the_guest() {
+    let _turn = host_ssh_lock();
+    let Some(w) = World::bare("rvs", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    let bin = shared_binary();
+    ok(&within(spawn_start(&w, bin, "srvs"), 60, "start"));
+    let original = write_foreign(0);
+    let keys = public_keys(&w, "revsilent", 1);
+    let rt = w.runtime.display().to_string();
+    ok(&as_user(
+        HOST,
+        bin,
+        &[
+            "invite",
+            "add",
+            "carol",
+            "--key-file",
+            &keys[0],
+            "--session",
+            "srvs",
+            "--via",
+            "authorized-keys",
+            "--runtime-dir",
+            &rt,
+        ],
+    ));
+    let resume = stop_process(w.broker_pid("srvs"));
+    let out = within(
+        spawn_host(bin, &["invite", "revoke", "carol", "--runtime-dir", &rt]),
+        60,
+        "revoke",
+    );
+    drop(resume);
+    let said = text(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("may still be connected") && said.contains("srvs"),
+        "revoke with the share's broker stopped: {said}"
+    );
+    assert_eq!(
+        authorized_keys(),
+        original,
+        "the invite's line is still there"
+    );
+    ok(&within(spawn_stop(&w, bin, "srvs"), 30, "stop"));
 }
 
 /// Another local user made `<runtime>/<host>` first in a shared runtime

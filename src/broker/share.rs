@@ -1025,9 +1025,19 @@ fn remove_session_dir(p: &SessionPaths) {
 
 /// An order to a running share's broker; its answer.
 fn order(at: &Located, msg: Msg) -> Result<String, ShareError> {
-    match ask(&at.paths.control, msg) {
+    let p = &at.paths;
+    match ask(&p.control, msg) {
         Some(Msg::Done { message }) => Ok(message),
         Some(Msg::Failed { reason }) => Err(ShareError::Refused(reason)),
+        // A broker alive and listening that did not answer in time (it
+        // drops the order): not "not shared".
+        None if is_own_control(&p.control) && listener::probe(&p.control).is_listening() => {
+            let uid = nix::unistd::Uid::effective().as_raw();
+            Err(match liveness::live_run(&p.dir, uid) {
+                Some(run) => ShareError::Unresponsive(at.session.clone(), run.pid, p.log.clone()),
+                None => ShareError::NotShared(at.session.clone()),
+            })
+        }
         _ => Err(ShareError::NotShared(at.session.clone())),
     }
 }
@@ -1077,33 +1087,49 @@ pub fn answer(
     )
 }
 
+/// What [`disconnect`] did.
+pub struct Disconnected {
+    /// The sessions the guest was disconnected from.
+    pub gone: Vec<String>,
+    /// Why it may still be connected somewhere: a share whose broker did
+    /// not answer the kick, or does not answer at all.
+    pub unsure: Vec<String>,
+}
+
 /// Disconnects `guest` from `session` (or from every running share of
-/// the caller); the sessions it was disconnected from.
+/// the caller).
 pub fn disconnect(
     runtime_dir: Option<&Path>,
     guest: &str,
     session: Option<&str>,
     reason: &str,
-) -> Result<Vec<String>, ShareError> {
-    let mut gone = vec![];
-    for s in sessions(runtime_dir, session)? {
+) -> Result<Disconnected, ShareError> {
+    let found = survey(runtime_dir, session)?;
+    let mut done = Disconnected {
+        gone: vec![],
+        unsure: found.silent.iter().map(ToString::to_string).collect(),
+    };
+    for s in found.answered {
         if !s.guests.iter().any(|g| g.name == guest) {
             continue;
         }
         let at = locate(runtime_dir, &s.session)?;
-        if ask(
-            &at.paths.control,
-            Msg::Kick {
-                guest: guest.to_string(),
-                reason: reason.to_string(),
-            },
-        )
-        .is_some_and(|m| matches!(m, Msg::Done { .. }))
-        {
-            gone.push(s.session);
+        let kick = Msg::Kick {
+            guest: guest.to_string(),
+            reason: reason.to_string(),
+        };
+        match ask(&at.paths.control, kick) {
+            Some(Msg::Done { .. }) => done.gone.push(s.session),
+            // Refused: the guest left in between.
+            Some(_) => {}
+            // Its broker drops an order nobody waits for any more.
+            None => done.unsure.push(format!(
+                "session {}'s broker did not answer the kick (see `pairjail status`)",
+                s.session
+            )),
         }
     }
-    Ok(gone)
+    Ok(done)
 }
 
 /// The calling user's running shares in runtime directories other than

@@ -354,18 +354,26 @@ fn revoke(name: &str, session: Option<&str>, runtime_dir: &RuntimeDir) -> Outcom
             .map(|i| crate::audit::invite_removed(i, "revoked by the host")),
     );
     // A connected guest goes too, whether or not an invite was left.
-    let gone = share::disconnect(
+    let done = share::disconnect(
         runtime_dir.get(),
         name,
         session,
         "the host revoked your invite",
     )?;
-    if removed.is_empty() && gone.is_empty() {
+    if removed.is_empty() && done.gone.is_empty() && done.unsure.is_empty() {
         return Err(Failure::invalid(format!("no invite named {name}")));
     }
-    println!("revoked {name}");
-    for s in gone {
+    if !removed.is_empty() || !done.gone.is_empty() {
+        println!("revoked {name}");
+    }
+    for s in &done.gone {
         println!("disconnected {name} from session {s}");
+    }
+    if !done.unsure.is_empty() {
+        return Err(Failure::failed(format!(
+            "{name} may still be connected: {}; once it answers, `pairjail kick {name}` ends the connection",
+            done.unsure.join("; ")
+        )));
     }
     Ok(ExitCode::SUCCESS)
 }
