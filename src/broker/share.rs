@@ -66,6 +66,10 @@ pub enum ShareError {
     Unresponsive(String, u32, PathBuf),
     #[error("another `pairjail start --session {0}` is still starting it: see `pairjail status`")]
     Starting(String),
+    #[error(
+        "{0}; and the share it started did not stop when told to (its broker did not answer): `pairjail stop --session {1}`"
+    )]
+    NotUndone(Box<ShareError>, String),
     #[error(transparent)]
     RunLock(#[from] super::run_lock::RunLockError),
     #[error("{0}")]
@@ -508,6 +512,7 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     };
     if let Err(e) = launch_broker(p, &launch) {
         tmux.kill_server();
+        let _ = std::fs::remove_file(p.dir.join(liveness::SERVER_FILE));
         return Err(e);
     }
     for r in requests {
@@ -521,21 +526,30 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
                 Ok(())
             });
         if let Err(e) = invited {
-            let _ = ask(&p.control, Msg::Stop);
-            return Err(e);
+            return Err(undo_start(at, e));
         }
     }
     if let Some(spec) = &tunnel
         && let Err(why) = tunnel_up(&p.control)
     {
-        let _ = ask(&p.control, Msg::Stop);
-        return Err(ShareError::TunnelDown {
+        let e = ShareError::TunnelDown {
             relay: spec.relay.clone(),
             port: spec.listen_port,
             why,
-        });
+        };
+        return Err(undo_start(at, e));
     }
     Ok(())
+}
+
+/// Stops the share a failing `start` launched, waiting for its run to
+/// end: `e`, or `e` saying the share still runs when its broker did not
+/// answer (it drops an order nobody waits for any more).
+fn undo_start(at: &Located, e: ShareError) -> ShareError {
+    match stop_running(at) {
+        Ok(Some(_)) => e,
+        _ => ShareError::NotUndone(Box::new(e), at.session.clone()),
+    }
 }
 
 /// Waits for the tunnel's first attempt: up, or ssh's reason it is not.
