@@ -316,7 +316,13 @@ pub async fn relayed(
         state.roster.remove(serial);
         return;
     }
+    let (mut rd, wr) = s.into_split();
     if link.member.is_some() {
+        // The screen first, as far as the socket takes it now: the banner
+        // waits for tmux to say where its status line is.
+        let _ = link
+            .to_guest
+            .write_with(|slices| wr.try_write_vectored(slices));
         let text = format!("{} · leave: Enter ~ .", banner(&state, mode));
         link.show(&state, &text, super::tmux::BANNER.as_millis() as u64)
             .await;
@@ -328,7 +334,6 @@ pub async fn relayed(
         key: key.clone(),
         source: source.clone(),
     });
-    let (mut rd, wr) = s.into_split();
     let reason = copy(&state, &mut link, &mut rd, &wr, &mut buf, &mut orders).await;
     if let Some(reason) = &reason {
         // A short goodbye; a guest that stopped reading does not get to
