@@ -216,10 +216,13 @@ impl Link {
     /// Was it shown?
     async fn show(&mut self, state: &State, text: &str, ms: u64) -> bool {
         if let Some(member) = &self.member {
-            // Not known: the last row, where tmux puts it by default.
-            let on_top = notices::status_on_top(&state.cfg.tmux, &state.cfg.session)
-                .await
-                .unwrap_or(false);
+            // Not known (tmux failed, or took longer than a guest should
+            // wait): the last row, where tmux puts it by default.
+            let asked = notices::status_on_top(&state.cfg.tmux, &state.cfg.session);
+            let on_top = matches!(
+                tokio::time::timeout(Duration::from_millis(300), asked).await,
+                Ok(Ok(true))
+            );
             self.to_guest.push_vec(member.message(text, on_top));
             self.overlay = Some(Overlay {
                 text: text.to_string(),

@@ -108,9 +108,19 @@ pub fn key_of(line: &str) -> Option<&str> {
 /// The runtime directory an invite line's forced command names, read the
 /// way sshd and the shell read it.
 pub fn runtime_of(line: &str) -> Option<PathBuf> {
-    let words = shlex::split(&command_of(line)?)?;
-    let at = words.iter().position(|w| w == "--runtime-dir")?;
-    words.get(at + 1).map(PathBuf::from)
+    word_after(line, "--runtime-dir").map(PathBuf::from)
+}
+
+/// The host an invite line's forced command names.
+pub fn host_of(line: &str) -> Option<String> {
+    word_after(line, "--host")
+}
+
+/// The word after the first `flag` of a line's forced command.
+fn word_after(line: &str, flag: &str) -> Option<String> {
+    let mut words = shlex::split(&command_of(line)?)?.into_iter();
+    words.find(|w| w == flag)?;
+    words.next()
 }
 
 impl Forced {
@@ -284,6 +294,7 @@ pub(super) mod tests {
         ] {
             let line = render(&forced_in(rt), &key, t, &from).unwrap();
             assert_eq!(runtime_of(&line), Some(PathBuf::from(rt)), "{line}");
+            assert_eq!(host_of(&line).as_deref(), Some("h"));
             assert_eq!(
                 key_of(&line),
                 Some(format!("{} pairjail:s:g", key.openssh).as_str())

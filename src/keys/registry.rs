@@ -95,10 +95,12 @@ fn sync_block(book: &Book, host: &str, runtime: &Path) -> Result<(), String> {
         return Ok(());
     }
     let now = SystemTime::now();
+    // This store's lines first: sshd takes the first line with a key, so a
+    // stale line of a store that is gone (which no revoke can reach, and
+    // which `join` refuses) never shadows an invite made here since.
     block::update(&path, |old| {
-        let mut kept = others_lines(old, runtime, host, now);
-        kept.extend(lines);
-        kept
+        lines.extend(others_lines(old, runtime, now));
+        lines
     })
 }
 
@@ -117,31 +119,31 @@ fn invited_elsewhere(
     let Ok(lines) = block::read_lines(path) else {
         return Ok(None);
     };
-    Ok(others_lines(lines, runtime, host, SystemTime::now())
+    Ok(others_lines(lines, runtime, SystemTime::now())
         .into_iter()
         .find_map(|l| {
             let found = ssh_key::PublicKey::from_openssh(line::key_of(&l)?).ok()?;
             if found.key_data() != wanted.key_data() {
                 return None;
             }
-            Some((line::runtime_of(&l)?, found.comment().to_string()))
+            // A store that is gone (a /tmp cleared at reboot) cannot revoke
+            // its line, and `join` refuses it; this store's line goes first.
+            let dir = line::runtime_of(&l)?;
+            let store = dir.join(line::host_of(&l).unwrap_or_else(|| host.to_string()));
+            store.is_dir().then(|| (dir, found.comment().to_string()))
         }))
 }
 
 /// The block lines another runtime directory's store wrote, and that are
 /// still valid: this store's own are written again from its invites, and
-/// lines typed by hand, past their expiry, or of a store that is gone (a
-/// `/tmp` cleared at reboot, a desktop login's ended: nothing could revoke
-/// them, and no guest gets in through them) go.
-fn others_lines(old: Vec<String>, runtime: &Path, host: &str, now: SystemTime) -> Vec<String> {
+/// lines typed by hand or past their expiry go. (A line of a store that
+/// looks gone stays until it expires: this process may not see a store
+/// another login's mount namespace does, a private /tmp say.)
+fn others_lines(old: Vec<String>, runtime: &Path, now: SystemTime) -> Vec<String> {
     old.into_iter()
         .filter(|l| {
-            let Some(dir) = line::runtime_of(l) else {
-                return false;
-            };
             line::is_invite_line(l)
-                && !paths::same_dir(&dir, runtime)
-                && dir.join(host).is_dir()
+                && !line::runtime_of(l).is_some_and(|d| paths::same_dir(&d, runtime))
                 && !line::has_expired(l, now)
         })
         .collect()
@@ -454,19 +456,20 @@ mod tests {
         let other_expired = line(&other_dir, now - hour);
         let gone = line(&gone_dir, now + hour);
         let typed = "ssh-ed25519 AAAA typed-by-hand".to_string();
+        // A store that looks gone keeps its line until it expires: another
+        // mount namespace may see it.
         let kept = others_lines(
             vec![
                 mine,
                 mine_spelled_otherwise,
                 other.clone(),
                 other_expired,
-                gone,
+                gone.clone(),
                 typed,
             ],
             &mine_dir,
-            "h",
             now,
         );
-        assert_eq!(kept, vec![other]);
+        assert_eq!(kept, vec![other, gone]);
     }
 }
