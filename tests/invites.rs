@@ -1754,11 +1754,22 @@ fn revoke_says_when_it_cannot_disconnect_the_guest() {
         60,
         "revoke",
     );
+    // A name never invited: the silent share is only mentioned.
+    let typo = within(
+        spawn_host(bin, &["invite", "revoke", "nobody", "--runtime-dir", &rt]),
+        60,
+        "revoke",
+    );
     drop(resume);
     let said = text(&out.stderr);
     assert!(
         !out.status.success() && said.contains("may still be connected") && said.contains("srvs"),
         "revoke with the share's broker stopped: {said}"
+    );
+    assert!(
+        text(&typo.stderr).contains("no invite named nobody"),
+        "revoke of a name never invited, with a share silent: {}",
+        text(&typo.stderr)
     );
     assert_eq!(
         authorized_keys(),

@@ -66,10 +66,8 @@ pub enum ShareError {
     Unresponsive(String, u32, PathBuf),
     #[error("another `pairjail start --session {0}` is still starting it: see `pairjail status`")]
     Starting(String),
-    #[error(
-        "{0}; and the share it started did not stop when told to (its broker did not answer): `pairjail stop --session {1}`"
-    )]
-    NotUndone(Box<ShareError>, String),
+    #[error("{0}; and the share it started is not stopped: {1}")]
+    NotUndone(Box<ShareError>, Box<ShareError>),
     #[error(transparent)]
     RunLock(#[from] super::run_lock::RunLockError),
     #[error("{0}")]
@@ -543,13 +541,22 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
 }
 
 /// Stops the share a failing `start` launched, waiting for its run to
-/// end: `e`, or `e` saying the share still runs when its broker did not
-/// answer (it drops an order nobody waits for any more).
+/// end: `e`, or `e` with why the share is not stopped (its broker did not
+/// answer, and drops an order nobody waits for any more; or it has not
+/// finished ending).
 fn undo_start(at: &Located, e: ShareError) -> ShareError {
-    match stop_running(at) {
-        Ok(Some(_)) => e,
-        _ => ShareError::NotUndone(Box::new(e), at.session.clone()),
-    }
+    let p = &at.paths;
+    let uid = nix::unistd::Uid::effective().as_raw();
+    let why = match stop_running(at) {
+        Ok(Some(_)) => return e,
+        Err(why) => why,
+        // Nobody answered: a broker that ended by itself leaves nothing.
+        Ok(None) => match liveness::live_run(&p.dir, uid) {
+            None => return e,
+            Some(run) => ShareError::Unresponsive(at.session.clone(), run.pid, p.log.clone()),
+        },
+    };
+    ShareError::NotUndone(Box::new(e), Box::new(why))
 }
 
 /// Waits for the tunnel's first attempt: up, or ssh's reason it is not.
@@ -1105,9 +1112,9 @@ pub fn answer(
 pub struct Disconnected {
     /// The sessions the guest was disconnected from.
     pub gone: Vec<String>,
-    /// Why it may still be connected somewhere: a share whose broker did
+    /// Shares it may still be connected to, each with why: its broker did
     /// not answer the kick, or does not answer at all.
-    pub unsure: Vec<String>,
+    pub unsure: Vec<(String, String)>,
 }
 
 /// Disconnects `guest` from `session` (or from every running share of
@@ -1121,7 +1128,14 @@ pub fn disconnect(
     let found = survey(runtime_dir, session)?;
     let mut done = Disconnected {
         gone: vec![],
-        unsure: found.silent.iter().map(ToString::to_string).collect(),
+        unsure: found
+            .silent
+            .iter()
+            .filter_map(|e| match e {
+                ShareError::Unresponsive(s, ..) => Some((s.clone(), e.to_string())),
+                _ => None,
+            })
+            .collect(),
     };
     for s in found.answered {
         if !s.guests.iter().any(|g| g.name == guest) {
@@ -1137,10 +1151,13 @@ pub fn disconnect(
             // Refused: the guest left in between.
             Some(_) => {}
             // Its broker drops an order nobody waits for any more.
-            None => done.unsure.push(format!(
-                "session {}'s broker did not answer the kick (see `pairjail status`)",
-                s.session
-            )),
+            None => {
+                let why = format!(
+                    "session {}'s broker did not answer the kick (see `pairjail status`)",
+                    s.session
+                );
+                done.unsure.push((s.session, why));
+            }
         }
     }
     Ok(done)

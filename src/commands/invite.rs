@@ -360,7 +360,13 @@ fn revoke(name: &str, session: Option<&str>, runtime_dir: &RuntimeDir) -> Outcom
         session,
         "the host revoked your invite",
     )?;
-    if removed.is_empty() && done.gone.is_empty() && done.unsure.is_empty() {
+    // A share that could not be checked matters when the guest was invited
+    // there or it was named; any other is only said.
+    let (unsure, unchecked): (Vec<_>, Vec<_>) = done
+        .unsure
+        .into_iter()
+        .partition(|(s, _)| session == Some(s.as_str()) || removed.iter().any(|i| &i.session == s));
+    if removed.is_empty() && done.gone.is_empty() && unsure.is_empty() {
         return Err(Failure::invalid(format!("no invite named {name}")));
     }
     if !removed.is_empty() || !done.gone.is_empty() {
@@ -369,10 +375,14 @@ fn revoke(name: &str, session: Option<&str>, runtime_dir: &RuntimeDir) -> Outcom
     for s in &done.gone {
         println!("disconnected {name} from session {s}");
     }
-    if !done.unsure.is_empty() {
+    for (_, why) in &unchecked {
+        eprintln!("pairjail: warning: could not check whether {name} is connected: {why}");
+    }
+    if !unsure.is_empty() {
+        let why: Vec<_> = unsure.into_iter().map(|(_, why)| why).collect();
         return Err(Failure::failed(format!(
-            "{name} may still be connected: {}; once it answers, `pairjail kick {name}` ends the connection",
-            done.unsure.join("; ")
+            "{name} may still be connected: {}",
+            why.join("; ")
         )));
     }
     Ok(ExitCode::SUCCESS)
