@@ -547,25 +547,7 @@ fn invites_kept_in_two_runtime_directories_never_drop_each_others_lines() {
     let rt2 = second.display().to_string();
     let original = write_foreign(0);
     let keys = public_keys(&w, "tworun", 2);
-    let add = |name: &str, key: &str, rt: &str| {
-        ok(&as_user(
-            HOST,
-            bin,
-            &[
-                "invite",
-                "add",
-                name,
-                "--key-file",
-                key,
-                "--session",
-                "stwo",
-                "--via",
-                "authorized-keys",
-                "--runtime-dir",
-                rt,
-            ],
-        ))
-    };
+    let add = |name: &str, key: &str, rt: &str| ok(&add_invite(bin, name, key, "stwo", rt));
     let block = || String::from_utf8_lossy(&authorized_keys()[original.len()..]).into_owned();
     add("carol", &keys[0], &rt1);
     add("dave", &keys[1], &rt2);
@@ -612,25 +594,8 @@ fn a_key_invited_from_another_runtime_directory_is_refused() {
     fs::set_permissions(&second, fs::Permissions::from_mode(0o1777)).unwrap();
     let original = write_foreign(0);
     let keys = public_keys(&w, "twokey", 1);
-    let add = |name: &str, rt: &Path| {
-        as_user(
-            HOST,
-            bin,
-            &[
-                "invite",
-                "add",
-                name,
-                "--key-file",
-                &keys[0],
-                "--session",
-                "skey",
-                "--via",
-                "authorized-keys",
-                "--runtime-dir",
-                &rt.display().to_string(),
-            ],
-        )
-    };
+    let add =
+        |name: &str, rt: &Path| add_invite(bin, name, &keys[0], "skey", &rt.display().to_string());
     ok(&add("carol", &w.runtime));
     let again = add("dave", &second);
     let said = text(&again.stderr);
@@ -699,25 +664,7 @@ fn a_runtime_directory_spelled_another_way_is_the_same_store() {
     std::os::unix::fs::symlink(&w.runtime, &link).unwrap();
     let original = write_foreign(0);
     let keys = public_keys(&w, "spelled", 2);
-    let add = |name: &str, key: &str, rt: &str| {
-        ok(&as_user(
-            HOST,
-            bin,
-            &[
-                "invite",
-                "add",
-                name,
-                "--key-file",
-                key,
-                "--session",
-                "sspell",
-                "--via",
-                "authorized-keys",
-                "--runtime-dir",
-                rt,
-            ],
-        ))
-    };
+    let add = |name: &str, key: &str, rt: &str| ok(&add_invite(bin, name, key, "sspell", rt));
     add("carol", &keys[0], &format!("{rt}/"));
     add("dave", &keys[1], &link.display().to_string());
     for name in ["carol", "dave"] {
@@ -1102,6 +1049,28 @@ fn spawn_host(bin: &Path, args: &[&str]) -> std::process::Child {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// `invite add NAME --via authorized-keys` as the host, for `session` in
+/// runtime directory `rt`.
+fn add_invite(bin: &Path, name: &str, key: &str, session: &str, rt: &str) -> std::process::Output {
+    as_user(
+        HOST,
+        bin,
+        &[
+            "invite",
+            "add",
+            name,
+            "--key-file",
+            key,
+            "--session",
+            session,
+            "--via",
+            "authorized-keys",
+            "--runtime-dir",
+            rt,
+        ],
+    )
 }
 
 /// `status --session SESSION` in this world, waited for (30 s at most).
@@ -1731,23 +1700,7 @@ fn revoke_says_when_it_cannot_disconnect_the_guest() {
     let original = write_foreign(0);
     let keys = public_keys(&w, "revsilent", 1);
     let rt = w.runtime.display().to_string();
-    ok(&as_user(
-        HOST,
-        bin,
-        &[
-            "invite",
-            "add",
-            "carol",
-            "--key-file",
-            &keys[0],
-            "--session",
-            "srvs",
-            "--via",
-            "authorized-keys",
-            "--runtime-dir",
-            &rt,
-        ],
-    ));
+    ok(&add_invite(bin, "carol", &keys[0], "srvs", &rt));
     let resume = stop_process(w.broker_pid("srvs"));
     let out = within(
         spawn_host(bin, &["invite", "revoke", "carol", "--runtime-dir", &rt]),
