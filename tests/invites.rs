@@ -650,6 +650,82 @@ fn a_key_invited_from_another_runtime_directory_is_refused() {
     );
 }
 
+/// A `start` whose guest-book invite is refused (its key is already
+/// invited from another runtime directory) fails, and leaves no share
+/// running: the broker it had launched is stopped and waited for.
+#[test]
+fn a_start_whose_guest_book_invite_is_refused_leaves_no_share() {
+    let _turn = host_ssh_lock();
+    let Some(w) = World::bare("sgb", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    let bin = shared_binary();
+    write_foreign(0);
+    let keys = public_keys(&w, "book", 1);
+    let second = w.dir.join("run2");
+    fs::create_dir_all(&second).unwrap();
+    fs::set_permissions(&second, fs::Permissions::from_mode(0o1777)).unwrap();
+    ok(&add_invite(
+        bin,
+        "dave",
+        &keys[0],
+        "sother",
+        &second.display().to_string(),
+    ));
+    let book = host_home().join(".config/pairjail/guests.toml");
+    fs::create_dir_all(book.parent().unwrap()).unwrap();
+    fs::write(&book, format!("[carol]\nkey_file = {:?}\n", keys[0])).unwrap();
+    let chown = Command::new("chown")
+        .args(["-R", &format!("{HOST}:{HOST}")])
+        .arg(host_home().join(".config"))
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let out = within(
+        spawn_host(
+            bin,
+            &[
+                "start",
+                "--detach",
+                "--session",
+                "ssgb",
+                "--invite",
+                "carol",
+                "--workspace",
+                &w.workspace().display().to_string(),
+                "--runtime-dir",
+                &w.runtime.display().to_string(),
+                "--",
+                "sh",
+            ],
+        ),
+        60,
+        "start",
+    );
+    fs::remove_file(&book).unwrap();
+    let said = text(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("already invited") && said.lines().count() == 1,
+        "start with a refused guest-book invite: {said}"
+    );
+    let status = status_of(&w, bin, "ssgb");
+    assert!(
+        !status.status.success(),
+        "the share still runs after start failed: {}",
+        text(&status.stdout)
+    );
+    assert!(
+        !w.session_paths("ssgb").exists(),
+        "the failed start's session directory is left"
+    );
+    // Its broker did run, and was stopped.
+    let log = fs::read_to_string(w.runtime.join(HOST).join("ssgb.log")).unwrap_or_default();
+    assert!(
+        log.contains("ending: the host stopped the session"),
+        "{log}"
+    );
+}
+
 #[test]
 fn a_runtime_directory_spelled_another_way_is_the_same_store() {
     // `--runtime-dir /x/run/` at add, `/x/run` at revoke (or a symlink to
