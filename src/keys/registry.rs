@@ -2,6 +2,7 @@
 //! with the session, and the managed block that mirrors the store in
 //! no-root mode. Commands parse and print; the decisions are here.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -126,11 +127,14 @@ fn invited_elsewhere(
             if found.key_data() != wanted.key_data() {
                 return None;
             }
-            // A store that is gone (a /tmp cleared at reboot) cannot revoke
-            // its line, and `join` refuses it; this store's line goes first.
+            // A store that is gone (a /tmp cleared at reboot, maybe made
+            // again by someone else) cannot revoke its line, and `join`
+            // refuses it; this store's line goes first.
             let dir = line::runtime_of(&l)?;
             let store = dir.join(line::host_of(&l).unwrap_or_else(|| host.to_string()));
-            store.is_dir().then(|| (dir, found.comment().to_string()))
+            std::fs::symlink_metadata(&store)
+                .is_ok_and(|m| m.is_dir() && m.uid() == me())
+                .then(|| (dir, found.comment().to_string()))
         }))
 }
 
