@@ -639,8 +639,10 @@ fn a_key_invited_from_another_runtime_directory_is_refused() {
     // A store that is gone (a /tmp cleared at reboot): its line can never
     // be revoked and lets nobody in, so it does not block the key, and the
     // new line goes before it (sshd takes the first line with the key).
+    // Made again by someone else (here root): still not the host's store.
     ok(&add("carol", &w.runtime));
     fs::remove_dir_all(w.runtime.join(HOST)).unwrap();
+    fs::create_dir(w.runtime.join(HOST)).unwrap();
     ok(&add("dave", &second));
     let block = String::from_utf8_lossy(&authorized_keys()[original.len()..]).into_owned();
     let (dave, carol) = (block.find("--guest dave"), block.find("--guest carol"));
