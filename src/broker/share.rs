@@ -550,10 +550,20 @@ fn undo_start(at: &Located, e: ShareError) -> ShareError {
     let why = match stop_running(at) {
         Ok(Some(_)) => return e,
         Err(why) => why,
-        // Nobody answered: a broker that ended by itself leaves nothing.
         Ok(None) => match liveness::live_run(&p.dir, uid) {
-            None => return e,
             Some(run) => ShareError::Unresponsive(at.session.clone(), run.pid, p.log.clone()),
+            // No broker runs: it is ending by itself (it holds the run's
+            // lock until its files are gone), or it died and left its
+            // server and invites, which go as after any crash (this
+            // `start` holds the start lock).
+            None => match run_lock::wait_hold(&p.lock, ENDING) {
+                Ok(Some(_run)) => match end_leftovers(at) {
+                    Ok(_) | Err(ShareError::NotShared(_)) => return e,
+                    Err(why) => why,
+                },
+                Ok(None) => ShareError::StillEnding(at.session.clone(), p.log.clone()),
+                Err(why) => why.into(),
+            },
         },
     };
     ShareError::NotUndone(Box::new(e), Box::new(why))

@@ -360,29 +360,23 @@ fn revoke(name: &str, session: Option<&str>, runtime_dir: &RuntimeDir) -> Outcom
         session,
         "the host revoked your invite",
     )?;
-    // A share that could not be checked matters when the guest was invited
-    // there or it was named; any other is only said.
-    let (unsure, unchecked): (Vec<_>, Vec<_>) = done
-        .unsure
-        .into_iter()
-        .partition(|(s, _)| session == Some(s.as_str()) || removed.iter().any(|i| &i.session == s));
-    if removed.is_empty() && done.gone.is_empty() && unsure.is_empty() {
+    // A share whose broker does not answer cannot say whether the guest
+    // is still there: said, and the revoke does not claim success.
+    for (_, why) in &done.unsure {
+        eprintln!("pairjail: warning: could not check whether {name} is connected: {why}");
+    }
+    if removed.is_empty() && done.gone.is_empty() {
         return Err(Failure::invalid(format!("no invite named {name}")));
     }
-    if !removed.is_empty() || !done.gone.is_empty() {
-        println!("revoked {name}");
-    }
+    println!("revoked {name}");
     for s in &done.gone {
         println!("disconnected {name} from session {s}");
     }
-    for (_, why) in &unchecked {
-        eprintln!("pairjail: warning: could not check whether {name} is connected: {why}");
-    }
-    if !unsure.is_empty() {
-        let why: Vec<_> = unsure.into_iter().map(|(_, why)| why).collect();
+    if !done.unsure.is_empty() {
+        let sessions: Vec<_> = done.unsure.iter().map(|(s, _)| s.as_str()).collect();
         return Err(Failure::failed(format!(
-            "{name} may still be connected: {}",
-            why.join("; ")
+            "{name} may still be connected to session {}: once its broker answers, `pairjail kick {name}` disconnects it",
+            sessions.join(", ")
         )));
     }
     Ok(ExitCode::SUCCESS)

@@ -98,7 +98,9 @@ fn sync_block(book: &Book, host: &str, runtime: &Path) -> Result<(), String> {
     let now = SystemTime::now();
     // This store's lines first: sshd takes the first line with a key, so a
     // stale line of a store that is gone (which no revoke can reach, and
-    // which `join` refuses) never shadows an invite made here since.
+    // which `join` refuses) does not shadow an invite made here since. (A
+    // store only this process cannot see writes its own first again when
+    // it next rewrites; both lines are the host's invites.)
     block::update(&path, |old| {
         lines.extend(others_lines(old, runtime, now));
         lines
