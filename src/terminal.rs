@@ -199,3 +199,29 @@ pub fn restore_sequence(clear: bool) -> &'static [u8] {
     const RESET_CLEAR: &[u8] = b"\x1b[?1049l\x1b[0m\x1b[r\x1b[?25h\x1b[?1l\x1b>\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1004l\x1b[?2004l\x1b[H\x1b[2J";
     if clear { RESET_CLEAR } else { RESET }
 }
+
+/// Text as it may reach a terminal: what came from a guest (a name it
+/// tried, a reason that quotes its frame) cannot move the cursor, retitle
+/// the window or write the clipboard of whoever reads it.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(
+            super::printable("bob\u{1b}]0;x\u{7}\n"),
+            "bob\\u{1b}]0;x\\u{7}\\n"
+        );
+    }
+}

@@ -387,3 +387,31 @@ fn a_group_members_message_goes_on_the_status_row_whatever_region_a_program_scro
     assert!(seen > 0, "the banner was never seen on the last row");
     let _ = w.host_pairjail(&["stop", "--session", "ssrg"]);
 }
+
+/// Every mirror group is a tmux client and a screen model: guests joining
+/// at size after size (one invited guest could, with a few connections)
+/// must not grow the broker without bound. Past the limit a new size is
+/// refused with the sizes that would join.
+#[test]
+fn mirror_screens_of_new_sizes_stop_at_a_limit() {
+    const GROUPS: usize = 16;
+    let names: Vec<String> = (0..=GROUPS).map(|i| format!("grp{i}")).collect();
+    let spec: Vec<(&str, &str, Option<&str>)> = names
+        .iter()
+        .map(|n| (n.as_str(), "sgrp", Some("mirror")))
+        .collect();
+    let Some((w, guests)) = World::new("grp", &spec) else {
+        return;
+    };
+    w.start_session("sgrp", "mirror", "echo GRP-READY; exec sh");
+    let host = w.attach_host("sgrp");
+    w.wait_screen(&host, "GRP-READY", 20);
+    for (i, g) in guests.iter().enumerate().take(GROUPS) {
+        let t = w.join_in_window(g, 60 + i as u16, 20);
+        w.wait_screen(&t, "GRP-READY", 30);
+    }
+    let last = w.join_in_window(&guests[GROUPS], 60 + GROUPS as u16, 20);
+    w.wait_screen(&last, "different sizes", 30);
+    w.wait_screen(&last, "SSH-EXIT=", 30);
+    let _ = w.host_pairjail(&["stop", "--session", "sgrp"]);
+}

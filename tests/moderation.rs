@@ -436,27 +436,29 @@ fn the_door_admits_denies_and_times_out_and_only_the_host_answers() {
     let Some((w, guests)) = World::new(
         "door",
         &[
-            ("oli", "sdoor", Some("pair")),
-            ("pam", "sdoor", Some("pair")),
+            ("oli", "sdoor", Some("mirror")),
+            ("pam", "sdoor", Some("mirror")),
             ("quin", "sdoor", Some("mirror")),
-            ("rex", "sdoor", Some("pair")),
+            ("rex", "sdoor", Some("mirror")),
         ],
     ) else {
         return;
     };
+    // Watch-only: the door's menu is shown only where no guest can type
+    // (see a_pair_guest_cannot_answer_the_door_from_a_client_of_its_own).
     w.start_session_with(
         "sdoor",
-        "mirror,pair",
+        "mirror",
         HOST_PROGRAM,
         &["--approve", "--approve-timeout", "10s"],
     );
     let host = w.attach_host("sdoor");
     w.wait_screen(&host, "HOST-MARKER-4242", 20);
 
-    // oli waits, and is let in with the CLI, as pair.
+    // oli waits, and is let in with the CLI.
     let oli = w.join_in_window(&guests[0], 100, 30);
     w.wait_screen(&oli, &format!("[pairjail] {HOST} must let you in"), 20);
-    wait_listed(&w, "sdoor", &["oli:pair:waiting"]);
+    wait_listed(&w, "sdoor", &["oli:mirror:waiting"]);
     assert!(
         !w.screen(&oli).contains("HOST-MARKER-4242"),
         "oli saw the session before being let in"
@@ -464,39 +466,18 @@ fn the_door_admits_denies_and_times_out_and_only_the_host_answers() {
     let out = w.host_pairjail(&["approve", "oli", "--session", "sdoor"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     w.wait_screen(&oli, "HOST-MARKER-4242", 20);
-    wait_listed(&w, "sdoor", &["oli:pair:connected"]);
+    wait_listed(&w, "sdoor", &["oli:mirror:connected"]);
 
-    // pam waits: the host gets the menu, oli (a pair guest in the same
-    // session) does not, and the host denies from the menu.
+    // pam waits: the host gets the menu, oli (a guest in the same session)
+    // does not, and the host denies from the menu.
     let pam = w.join_in_window(&guests[1], 100, 30);
     w.wait_screen(&pam, "must let you in", 20);
     let menu = w.wait_screen(&host, "Admit as requested", 20);
-    assert!(menu.contains("pam wants to join as pair"), "{menu}");
+    assert!(menu.contains("pam wants to join as mirror"), "{menu}");
     assert!(
         !w.screen(&oli).contains("Admit as"),
         "the door's menu reached a guest"
     );
-    // oli, from inside the (jailed) session, cannot reach the broker's
-    // control socket to answer for the host.
-    let control = w.session_paths("sdoor").join("control.sock");
-    w.drv(&[
-        "send-keys",
-        "-t",
-        &oli,
-        &format!(
-            "test -e {} && echo CTL-$((1+1))-REACHED || echo CTL-$((6*7))-HIDDEN",
-            control.display()
-        ),
-        "Enter",
-    ]);
-    eventually(10, || {
-        if pane_has(&w, "sdoor", "CTL-42-HIDDEN") {
-            Ok(())
-        } else {
-            Err("the guest's probe of the control socket never answered".into())
-        }
-    });
-    assert!(!pane_has(&w, "sdoor", "CTL-2-REACHED"));
     w.drv(&["send-keys", "-t", &host, "d"]);
     let s = w.wait_screen(&pam, "SSH-EXIT=1", 20);
     assert!(s.contains(&format!("{HOST} did not let you in")), "{s}");
@@ -509,13 +490,17 @@ fn the_door_admits_denies_and_times_out_and_only_the_host_answers() {
         "{s}"
     );
 
-    // rex asks for pair; the host admits it as mirror, from the menu.
+    // rex: the host admits it as requested, from the menu.
     let rex = w.join_in_window(&guests[3], 100, 30);
     w.wait_screen(&rex, "must let you in", 20);
-    w.wait_screen(&host, "rex wants to join as pair", 20);
-    w.drv(&["send-keys", "-t", &host, "m"]);
+    w.wait_screen(&host, "rex wants to join as mirror", 20);
+    w.drv(&["send-keys", "-t", &host, "a"]);
     w.wait_screen(&rex, "HOST-MARKER-4242", 20);
-    wait_listed(&w, "sdoor", &["oli:pair:connected", "rex:mirror:connected"]);
+    wait_listed(
+        &w,
+        "sdoor",
+        &["oli:mirror:connected", "rex:mirror:connected"],
+    );
     let out = w.host_pairjail(&["deny", "rex", "--session", "sdoor"]);
     assert_eq!(
         out.status.code(),
@@ -528,4 +513,108 @@ fn the_door_admits_denies_and_times_out_and_only_the_host_answers() {
         text(&out.stderr)
     );
     let _ = w.host_pairjail(&["stop", "--session", "sdoor"]);
+}
+
+/// A pair guest can run tmux in a pane and attach a client of its own to
+/// the session (the host's uid, not started by the broker): the door's
+/// menu must not open there, or the guest (or a script it leaves running)
+/// could let anyone in. In a session where guests can type, the door is
+/// answered only with `pairjail approve` / `deny`, which the jail cannot
+/// reach.
+#[test]
+fn a_pair_guest_cannot_answer_the_door_from_a_client_of_its_own() {
+    let Some((w, guests)) = World::new(
+        "dnest",
+        &[("ned", "sdn", Some("pair")), ("pia", "sdn", Some("pair"))],
+    ) else {
+        return;
+    };
+    w.start_session_with(
+        "sdn",
+        "mirror,pair",
+        HOST_PROGRAM,
+        &["--approve", "--approve-timeout", "60s"],
+    );
+    let host = w.attach_host("sdn");
+    w.wait_screen(&host, "HOST-MARKER-4242", 20);
+    let ned = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&ned, "must let you in", 20);
+    let out = w.host_pairjail(&["approve", "ned", "--session", "sdn"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    w.wait_screen(&ned, "HOST-MARKER-4242", 20);
+
+    // ned, from inside the (jailed) session, cannot reach the broker's
+    // control socket to answer for the host.
+    let control = w.session_paths("sdn").join("control.sock");
+    w.drv(&[
+        "send-keys",
+        "-t",
+        &ned,
+        &format!(
+            "test -e {} && echo CTL-$((1+1))-REACHED || echo CTL-$((6*7))-HIDDEN",
+            control.display()
+        ),
+        "Enter",
+    ]);
+    eventually(10, || {
+        if pane_has(&w, "sdn", "CTL-42-HIDDEN") {
+            Ok(())
+        } else {
+            Err("the guest's probe of the control socket never answered".into())
+        }
+    });
+    assert!(!pane_has(&w, "sdn", "CTL-2-REACHED"));
+
+    // ned attaches a client of its own, from a pane of the session.
+    let clients = || {
+        w.host_tmux("sdn", &["list-clients", "-F", "#{client_pid}"])
+            .lines()
+            .count()
+    };
+    let before = clients();
+    w.drv(&[
+        "send-keys",
+        "-t",
+        &ned,
+        "env -u TMUX tmux -S \"${TMUX%%,*}\" attach -t =sdn",
+        "Enter",
+    ]);
+    eventually(20, || {
+        (clients() > before)
+            .then_some(())
+            .ok_or_else(|| "ned's own client never attached".to_string())
+    });
+
+    let pia = w.join_in_window(&guests[1], 100, 30);
+    w.wait_screen(&pia, "must let you in", 20);
+    // The host is told how to answer (the share's log has the whole line;
+    // the status line cuts it at the key).
+    let log = w.runtime.join(HOST).join("sdn.log");
+    eventually(20, || {
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        (said.contains("pia wants to join")
+            && said.contains("no menu in a session where guests can type")
+            && said.contains("pairjail approve pia"))
+        .then_some(())
+        .ok_or(said)
+    });
+    wait_listed(&w, "sdn", &["ned:pair:connected", "pia:pair:waiting"]);
+    for (who, screen) in [
+        ("the host", w.screen(&host)),
+        ("ned", w.screen(&ned)),
+        (
+            "the session's pane",
+            w.host_tmux("sdn", &["capture-pane", "-p", "-t", "=sdn:"]),
+        ),
+    ] {
+        assert!(
+            !screen.contains("Admit as"),
+            "the door's menu opened where {who} sees it:\n{screen}"
+        );
+    }
+    let out = w.host_pairjail(&["deny", "pia", "--session", "sdn"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = w.wait_screen(&pia, "SSH-EXIT=1", 20);
+    assert!(s.contains(&format!("{HOST} did not let you in")), "{s}");
+    let _ = w.host_pairjail(&["stop", "--session", "sdn"]);
 }

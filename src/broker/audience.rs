@@ -29,6 +29,11 @@ use crate::terminal::PtyChild;
 /// is redrawn from the model instead.
 const BACKLOG: usize = 512;
 
+/// Mirror groups a share keeps at once. Each is a tmux client and a screen
+/// model (up to 16 MB at the largest size): without a bound, one invited
+/// guest could join at size after size until the broker ran out of memory.
+pub const MAX_GROUPS: usize = 16;
+
 /// What makes two mirror guests' screens the same.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
@@ -172,6 +177,23 @@ impl Audience {
                 drop(screen);
                 return Ok((Member { group, rx }, first));
             }
+        }
+        if groups.len() >= MAX_GROUPS {
+            let mut sizes: Vec<String> = groups
+                .keys()
+                .filter(|k| k.term == key.term)
+                .map(|k| format!("{}x{}", k.cols, k.rows))
+                .collect();
+            sizes.sort();
+            sizes.truncate(3);
+            let hint = if sizes.is_empty() {
+                String::new()
+            } else {
+                format!(" (such as {})", sizes.join(", "))
+            };
+            return Err(format!(
+                "this share already shows {MAX_GROUPS} screens of different sizes or terminal types: join with a terminal of one of their sizes{hint}"
+            ));
         }
         let (child, master) = start()?;
         let (cols, rows) = (

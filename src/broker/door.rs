@@ -7,6 +7,15 @@
 //! names carry 128 random bits: only the broker and the menu know them, so
 //! nobody else in the session (a pair guest typing tmux commands) can
 //! answer for the host.
+//!
+//! The menu is shown only in sessions where no guest can ever type, that
+//! is, sessions that allow neither pair nor rogue. A guest who can type
+//! can run tmux in a pane and attach a client of its own to the session:
+//! that client has the host's uid and was not started by the broker, and
+//! tmux knows nothing else about a client that the client could not have
+//! made up (its pid, its tty's name). So the menu would open on it, and
+//! the guest, or a script it left running, could let anyone in. There the
+//! host answers with `pairjail approve` / `pairjail deny` only.
 
 use std::io::Read;
 use std::process::Stdio;
@@ -76,8 +85,17 @@ pub async fn wait(
         v.key.unwrap_or("unknown"),
         v.source.unwrap_or("local")
     );
+    let menus_safe = !cfg
+        .allowed
+        .iter()
+        .any(|m| matches!(m, Mode::Pair | Mode::Rogue));
+    let how = if menus_safe {
+        "answer in the menu, or"
+    } else {
+        "no menu in a session where guests can type; answer with"
+    };
     state.announce(format!(
-        "{who}: answer in the menu, or `pairjail approve {0}` / `pairjail deny {0}`",
+        "{who}: {how} `pairjail approve {0}` / `pairjail deny {0}`",
         v.name
     ));
     let token = token().map_err(|e| Shut::Denied(Decider::Host, e))?;
@@ -86,10 +104,14 @@ pub async fn wait(
     // display-menu returns only when its menu closes: each runs in its own
     // task, dropped (and its tmux client killed) when the door closes.
     let mut menus = tokio::task::JoinSet::new();
-    let shown = notices::host_clients(&cfg.tmux, &cfg.session, cfg.host_uid, &|| {
-        state.own_clients()
-    })
-    .await;
+    let shown = if menus_safe {
+        notices::host_clients(&cfg.tmux, &cfg.session, cfg.host_uid, &|| {
+            state.own_clients()
+        })
+        .await
+    } else {
+        Vec::new()
+    };
     for tty in shown.clone() {
         let (t, title) = (cfg.tmux.clone(), format!("pairjail: {who}"));
         let (option, channel) = (option.clone(), channel.clone());

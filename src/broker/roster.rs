@@ -51,7 +51,14 @@ pub enum RosterError {
     NotWaiting(String),
     #[error("the guest list is unavailable (a task panicked)")]
     Poisoned,
+    #[error("{0} already has {MAX_CONNECTIONS} connections to this session: leave one first")]
+    TooMany(String),
 }
+
+/// Connections one guest may have at once: a few terminals, not a flood
+/// (each costs the broker descriptors, and a mirror one of its own size a
+/// tmux client and a screen).
+pub const MAX_CONNECTIONS: usize = 8;
 
 impl Roster {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<u64, Entry>>, RosterError> {
@@ -64,8 +71,16 @@ impl Roster {
         serial: u64,
         status: GuestStatus,
     ) -> Result<mpsc::UnboundedReceiver<Order>, RosterError> {
+        let mut guests = self.lock()?;
+        let same = guests
+            .values()
+            .filter(|e| e.status.name == status.name)
+            .count();
+        if same >= MAX_CONNECTIONS {
+            return Err(RosterError::TooMany(status.name));
+        }
         let (tx, rx) = mpsc::unbounded_channel();
-        self.lock()?.insert(
+        guests.insert(
             serial,
             Entry {
                 last_input: status.since,
@@ -240,6 +255,24 @@ mod tests {
             ]),
             "3 guests: bob(mirror) carol(pair) dan(waiting)"
         );
+    }
+
+    #[test]
+    fn a_guest_gets_a_few_connections_not_a_flood() {
+        let r = Roster::default();
+        for serial in 0..MAX_CONNECTIONS as u64 {
+            r.add(serial, g("bob", Mode::Mirror, GuestState::Connected))
+                .unwrap();
+        }
+        let more = r.add(100, g("bob", Mode::Mirror, GuestState::Connected));
+        assert!(matches!(more, Err(RosterError::TooMany(n)) if n == "bob"));
+        // Others are not counted against bob, and a connection that ends
+        // frees its place.
+        r.add(101, g("carol", Mode::Mirror, GuestState::Connected))
+            .unwrap();
+        r.remove(0);
+        r.add(102, g("bob", Mode::Mirror, GuestState::Connected))
+            .unwrap();
     }
 
     #[test]

@@ -77,12 +77,18 @@ async fn serve(cfg: Config) -> Result<(), String> {
     loop {
         tokio::select! {
             accepted = guests.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, _)) = accepted else {
+                    out_of_descriptors().await;
+                    continue;
+                };
                 serial += 1;
                 tasks.spawn(admit(state.clone(), stream, serial));
             }
             accepted = control.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, _)) = accepted else {
+                    out_of_descriptors().await;
+                    continue;
+                };
                 tokio::spawn(control_client(state.clone(), stream));
             }
             _ = rx.changed() => break,
@@ -102,6 +108,13 @@ async fn serve(cfg: Config) -> Result<(), String> {
     let _ = std::fs::remove_file(&state.cfg.paths.broker);
     let _ = std::fs::remove_file(&state.cfg.paths.control);
     Ok(())
+}
+
+/// After a failed accept (no descriptor left, EMFILE): the listener stays
+/// ready, so taking the next one at once would spin the broker's only
+/// thread. A pause lets connections end and descriptors come back.
+async fn out_of_descriptors() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 /// A control-mode client that lives exactly as long as the session.

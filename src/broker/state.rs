@@ -99,8 +99,13 @@ pub struct State {
 /// Refusals recorded at once, then one a second.
 const REFUSAL_BURST: f64 = 20.0;
 
+/// One line of the share's log (the broker's stderr), which the host reads
+/// in a terminal: guests put names and frames in front of the broker, and
+/// what they sent may be quoted here (serde quotes an unknown message type
+/// as sent), so control characters are shown, not obeyed.
 pub fn log(msg: impl std::fmt::Display) {
-    eprintln!("{} broker: {msg}", crate::clock::now());
+    let text = crate::terminal::printable(&msg.to_string());
+    eprintln!("{} broker: {text}", crate::clock::now());
 }
 
 impl State {

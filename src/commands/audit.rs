@@ -90,7 +90,7 @@ fn verify(file: PathBuf, head: Option<String>, json: bool) -> Outcome {
             "{}: line {}: {}",
             file.display(),
             p.line,
-            printable(&p.what)
+            crate::terminal::printable(&p.what)
         );
     } else {
         println!(
@@ -118,9 +118,9 @@ fn show(file: PathBuf, session: Option<String>, since: Option<String>, json: boo
             }
             Shown::Line(l) => println!(
                 "{}  {:<12} {}",
-                printable(&l.time),
-                printable(&l.session),
-                printable(&l.event.describe())
+                crate::terminal::printable(&l.time),
+                crate::terminal::printable(&l.session),
+                crate::terminal::printable(&l.event.describe())
             ),
             Shown::Bad { line, why } => {
                 bad += 1;
@@ -136,30 +136,4 @@ fn show(file: PathBuf, session: Option<String>, since: Option<String>, json: boo
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Text from the log as it may reach a terminal: a field that came from a
-/// guest (a name it tried, a reason that quotes it) cannot move the
-/// cursor or retitle the window of whoever reads the log.
-fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn control_characters_are_shown_not_obeyed() {
-        assert_eq!(
-            super::printable("bob\u{1b}]0;x\u{7}\n"),
-            "bob\\u{1b}]0;x\\u{7}\\n"
-        );
-    }
 }
