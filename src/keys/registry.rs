@@ -131,12 +131,14 @@ fn invited_elsewhere(
             }
             // A store that is gone (a /tmp cleared at reboot, maybe made
             // again by someone else) cannot revoke its line, and `join`
-            // refuses it; this store's line goes first.
+            // refuses it; this store's line goes first. Lines name settled
+            // paths: one that now leads through a link is not that store.
             let dir = line::runtime_of(&l)?;
             let store = dir.join(line::host_of(&l).unwrap_or_else(|| host.to_string()));
-            std::fs::symlink_metadata(&store)
-                .is_ok_and(|m| m.is_dir() && m.uid() == me())
-                .then(|| (dir, found.comment().to_string()))
+            let settled = std::fs::canonicalize(&store).is_ok_and(|c| c == store);
+            (settled
+                && std::fs::symlink_metadata(&store).is_ok_and(|m| m.is_dir() && m.uid() == me()))
+            .then(|| (dir, found.comment().to_string()))
         }))
 }
 
