@@ -6,7 +6,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, channel, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 use std::time::{Duration, Instant};
 
 use super::AuditError;
@@ -96,7 +96,8 @@ impl Copier {
         let Some(tx) = tx.as_ref() else {
             return;
         };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(line) {
+        // Full, or the thread gone: either way the line is not copied.
+        if tx.try_send(line).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // Said once, then every thousand: the log must not fill instead.
             if n == 1 || n.is_multiple_of(1000) {

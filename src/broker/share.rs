@@ -215,23 +215,11 @@ fn ask(control: &Path, msg: Msg) -> Option<Msg> {
 /// linked a session there to one of our real shares elsewhere, whose
 /// broker answers us: an order for their session would reach it.
 fn is_own_control(control: &Path) -> bool {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let me = nix::unistd::Uid::effective().as_raw();
-    let ours = |p: &Path, dir: bool| {
-        std::fs::symlink_metadata(p).is_ok_and(|m| {
-            m.uid() == me
-                && if dir {
-                    m.is_dir()
-                } else {
-                    m.file_type().is_socket()
-                }
-        })
-    };
     let session = control.parent();
     let host = session.and_then(Path::parent);
-    ours(control, false)
-        && session.is_some_and(|d| ours(d, true))
-        && host.is_some_and(|d| ours(d, true))
+    own_entry(control, Kind::Socket).is_ok()
+        && session.is_some_and(|d| own_entry(d, Kind::Dir).is_ok())
+        && host.is_some_and(|d| own_entry(d, Kind::Dir).is_ok())
 }
 
 /// What the broker daemon is started with, sent on its stdin: one
@@ -905,18 +893,13 @@ fn record_server(p: &SessionPaths) -> Result<(), ShareError> {
     let Listener::Peer { pid, uid: owner } = listener::probe(&p.tmux) else {
         return Ok(());
     };
-    let Some(run) = u32::try_from(pid)
-        .ok()
-        .filter(|_| owner == uid)
-        .and_then(|pid| {
-            Some(Run {
-                pid,
-                start: liveness::start_time(pid)?,
-            })
-        })
-    else {
+    let (Ok(pid), true) = (u32::try_from(pid), owner == uid) else {
         return Ok(());
     };
+    let Some(start) = liveness::start_time(pid) else {
+        return Ok(());
+    };
+    let run = Run { pid, start };
     let file = p.dir.join(liveness::SERVER_FILE);
     crate::files::write_atomic(&file, liveness::pid_file_text(&run).as_bytes(), 0o644)
         .map_err(io("write", &file))

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use super::{Failure, Outcome, print_json};
 use crate::audit::{self, AuditError, Shown};
+use crate::terminal::printable;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
@@ -90,7 +91,7 @@ fn verify(file: PathBuf, head: Option<String>, json: bool) -> Outcome {
             "{}: line {}: {}",
             file.display(),
             p.line,
-            crate::terminal::printable(&p.what)
+            printable(&p.what)
         );
     } else {
         println!(
@@ -118,9 +119,9 @@ fn show(file: PathBuf, session: Option<String>, since: Option<String>, json: boo
             }
             Shown::Line(l) => println!(
                 "{}  {:<12} {}",
-                crate::terminal::printable(&l.time),
-                crate::terminal::printable(&l.session),
-                crate::terminal::printable(&l.event.describe())
+                printable(&l.time),
+                printable(&l.session),
+                printable(&l.event.describe())
             ),
             Shown::Bad { line, why } => {
                 bad += 1;

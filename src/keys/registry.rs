@@ -250,7 +250,7 @@ pub fn add(
                 )));
             }
             if let Some((dir, comment)) = invited_elsewhere(&path, &gk, runtime, host)? {
-                let dir = crate::broker::paths::flag(Some(&dir));
+                let dir = paths::flag(Some(&dir));
                 let revoke = match comment.split(':').collect::<Vec<_>>()[..] {
                     ["pairjail", session, guest] => {
                         format!("pairjail invite revoke {guest} --session {session}{dir}")
