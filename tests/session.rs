@@ -629,6 +629,84 @@ fn direct_transport_guest_runs_its_own_jailed_tmux_client_read_only() {
 }
 
 #[test]
+fn a_direct_guest_of_one_host_never_reaches_another_hosts_session() {
+    // eve is invited (by the forced command sshd runs) to a direct share of
+    // mallory's, a local user. mallory's "share" is a broker of his own
+    // that welcomes anyone, and a link from his session's tmux directory
+    // to the host's: the pair user, whom the host's direct share lets
+    // attach, would follow it into the host's session.
+    const MALLORY: &str = "pjmallory";
+    let Some((w, guests)) = World::new("dlink", &[("eve", "sdl", Some("pair --transport direct"))])
+    else {
+        return;
+    };
+    common::ensure_user(MALLORY);
+    // The host never invited eve (World invites every guest it makes).
+    let revoke = w.host_pairjail(&["invite", "revoke", "eve"]);
+    assert!(revoke.status.success(), "{}", text(&revoke.stderr));
+    let keys = w.dir.join("keys").join(GUEST_USER);
+    let lines = std::fs::read_to_string(&keys).unwrap();
+    std::fs::write(
+        &keys,
+        lines.replace(&format!("--host {HOST} "), &format!("--host {MALLORY} ")),
+    )
+    .unwrap();
+    w.start_session_with(
+        "sdl",
+        "mirror,pair",
+        HOST_PROGRAM,
+        &["--direct", "--unconfined-session"],
+    );
+    let mine = w.runtime.join(MALLORY);
+    // mallory names his session after the host's.
+    let session = mine.join("sdl");
+    std::fs::create_dir_all(&session).unwrap();
+    std::os::unix::fs::symlink(w.session_paths("sdl").join("tmux"), session.join("tmux")).unwrap();
+    let chown = Command::new("chown")
+        .args(["-hR", &format!("{MALLORY}:{MALLORY}")])
+        .arg(&mine)
+        .output()
+        .unwrap();
+    assert!(chown.status.success(), "{}", text(&chown.stderr));
+    let welcome = msg_frame(br#"{"type":"welcome","session":"sdl","mode":"pair"}"#);
+    let broker = session.join("broker.sock");
+    let script = format!(
+        "import os,socket\ns=socket.socket(socket.AF_UNIX)\ns.bind({p:?})\nos.chmod({p:?}, 0o666)\ns.listen(4)\nkeep=[]\nwhile True:\n  c,_=s.accept()\n  c.recv(65536)\n  c.sendall(bytes.fromhex({h:?}))\n  keep.append(c)\n",
+        p = broker.display().to_string(),
+        h = hex(&welcome)
+    );
+    let mut fake = run_as(MALLORY, "/usr/bin/python3")
+        .args(["-c", &script])
+        .current_dir("/")
+        .spawn()
+        .unwrap();
+    common::eventually(10, || {
+        if broker.exists() {
+            Ok(())
+        } else {
+            Err("mallory's broker never listened".to_string())
+        }
+    });
+    let guest = w.join_in_window(&guests[0], 100, 30);
+    let screen = w.wait_screen(&guest, "SSH-EXIT=", 30);
+    let _ = fake.kill();
+    let _ = fake.wait();
+    assert!(
+        !screen.contains("HOST-MARKER-4242"),
+        "mallory's guest reached the host's session:\n{screen}"
+    );
+    assert!(
+        screen
+            .replace('\n', "")
+            .contains(&format!("not {MALLORY}'s own socket"))
+            && screen.contains("SSH-EXIT=1"),
+        "{screen}"
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "sdl"]);
+    let _ = std::fs::remove_dir_all(&mine);
+}
+
+#[test]
 fn the_direct_transport_is_refused_unless_the_host_enabled_it() {
     let Some((w, guests)) = World::new(
         "nodirect",

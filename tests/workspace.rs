@@ -458,3 +458,94 @@ fn jailed_sessions_refuse_the_direct_transport_and_a_bad_workspace() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("exclude each other"));
 }
+
+/// A profile a pair guest can write, which confines nothing.
+const PLANTED_PROFILE: &str = "description = \"planted\"\n[params]\nsocket_dir = \"/\"\n[namespaces]\nmount = false\npid = false\n[ids]\nuid = \"caller\"\ngid = \"caller\"\n[landlock]\nenabled = false\n[seccomp]\nenabled = false\n[env]\nkeep = [\"TERM\"]\n";
+
+#[test]
+fn a_profile_a_guest_plants_in_the_workspace_never_replaces_the_jails_own() {
+    let Some((w, guests)) = World::new(
+        "wsplant",
+        &[
+            ("pia", "splant", Some("pair")),
+            ("quinn", "splant", Some("mirror")),
+        ],
+    ) else {
+        return;
+    };
+    w.start_session("splant", "mirror,pair", HOST_PROGRAM);
+    let pair = w.join_in_window(&guests[0], 120, 40);
+    w.wait_screen(&pair, "HOST-MARKER-4242", 20);
+    // The broker (and the host's `pairjail attach`) start the session's
+    // tmux clients from the workspace, which the guest can write.
+    let planted = PLANTED_PROFILE.replace('\n', "\\n").replace('"', "\\\"");
+    type_line(
+        &w,
+        &pair,
+        &format!(
+            "mkdir -p profiles && printf \"{planted}\" > profiles/session-client.toml && echo PLANTED-$((40+2))"
+        ),
+    );
+    wait_pane(&w, "splant", "PLANTED-42");
+    assert!(w.workspace().join("profiles/session-client.toml").exists());
+    // A new client: the mirror guest's.
+    let mirror = w.join_in_window(&guests[1], 100, 30);
+    w.wait_screen(&mirror, "HOST-MARKER-4242", 20);
+    let escape = home().join("escape-wsplant");
+    let _ = std::fs::remove_file(&escape);
+    type_line(
+        &w,
+        &pair,
+        &format!(
+            "for c in $(tmux list-clients -F '#{{client_name}}'); do tmux detach-client -t $c -E 'touch {}'; done",
+            escape.display()
+        ),
+    );
+    w.wait_screen(&mirror, "SSH-EXIT=", 30);
+    assert!(
+        !escape.exists(),
+        "a client started after the guest planted a profile ran a command outside the jail"
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "splant"]);
+}
+
+#[test]
+fn the_jailed_session_never_holds_the_hosts_terminal() {
+    let Some((w, guests)) = World::new("wstty", &[("rita", "stty", Some("pair"))]) else {
+        return;
+    };
+    // The host shares from its own terminal (a driver window), as people do.
+    let cmd = format!(
+        "cd {ws} && setpriv --reuid {HOST} --regid {HOST} --init-groups -- env HOME=/home/{HOST} {bin} start --detach --session stty --allow mirror,pair --default-mode pair --guest-user {pair} --runtime-dir {rt} -- sh -c '{HOST_PROGRAM}'; echo START-EXIT=$?; sleep 600",
+        ws = w.workspace().display(),
+        bin = common::shared_binary().display(),
+        pair = common::sshd::GUEST_USER,
+        rt = w.runtime.display(),
+    );
+    w.drv(&["new-window", "-d", "-n", "hostterm", &cmd]);
+    w.wait_screen("drv:hostterm", "START-EXIT=0", 30);
+    let guest = w.join_in_window(&guests[0], 120, 40);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+    // A job tmux runs for the guest (run-shell, #(), hooks) is a child of
+    // the server: were the host's terminal the server's controlling
+    // terminal, the job could open it and read what the host types there.
+    let probe = w.workspace().join("ttyprobe");
+    type_line(
+        &w,
+        &guest,
+        &format!(
+            "tmux run-shell -b 'python3 -c \"open(\\\"/dev/tty\\\", \\\"rb\\\")\" 2>/dev/null && echo TTY-OPEN > {p} || echo NO-TTY > {p}'",
+            p = probe.display()
+        ),
+    );
+    let seen = common::eventually(20, || match std::fs::read_to_string(&probe) {
+        Ok(s) if s.ends_with('\n') => Ok(s),
+        other => Err(format!("{}: {other:?}", probe.display())),
+    });
+    assert_eq!(
+        seen.trim(),
+        "NO-TTY",
+        "a job of the session opened the host's terminal"
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "stty"]);
+}

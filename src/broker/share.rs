@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -177,6 +176,10 @@ impl Located {
 }
 
 fn tmux_for(p: &SessionPaths, confinement: Option<&Confinement>) -> Result<Tmux, ShareError> {
+    if let Some(c) = confinement {
+        workspace::check_search(&crate::profile::SearchPath::from_env(), &c.workspace)
+            .map_err(ShareError::Workspace)?;
+    }
     Ok(match confinement {
         None => Tmux::new(&p.tmux),
         Some(_) => Tmux::jailed(
@@ -642,14 +645,15 @@ fn prepare_server(at: &Located, a: &Start) -> Result<Tmux, ShareError> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| ShareError::Jail("empty command".into()))?;
-    let mut child = Command::new(program)
-        .args(args)
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(append_log(p)?)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| ShareError::Jail(e.to_string()))?;
+        .stderr(append_log(p)?);
+    // Its own session: neither the server nor what it runs for guests
+    // keeps the host's terminal.
+    crate::jail::new_session_on_exec(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| ShareError::Jail(e.to_string()))?;
     // Ready when the server answers on its socket; a jail that could not
     // be built exits with its reason in the log.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -672,19 +676,18 @@ fn prepare_server(at: &Located, a: &Start) -> Result<Tmux, ShareError> {
     }
 }
 
-/// Starts the broker daemon in its own process group, its log at
-/// `p.log`, and waits for its `ready` line.
+/// Starts the broker daemon in a session of its own (no controlling
+/// terminal), its log at `p.log`, and waits for its `ready` line.
 fn launch_broker(p: &SessionPaths, launch: &Launch) -> Result<(), ShareError> {
     let exe = crate::exe::own()?;
     let log = append_log(p)?;
-    let mut child = Command::new(exe)
-        .arg("__broker")
+    let mut cmd = Command::new(exe);
+    cmd.arg("__broker")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| ShareError::Broker(e.to_string()))?;
+        .stderr(log);
+    crate::jail::new_session_on_exec(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| ShareError::Broker(e.to_string()))?;
     let config = serde_json::to_vec(launch).map_err(|e| ShareError::Broker(e.to_string()))?;
     if let Some(mut stdin) = child.stdin.take() {
         // Dropped at the end of this block: the broker reads to EOF.

@@ -34,6 +34,10 @@ pub enum WorkspaceError {
     #[error("--session-profile {0}: {1}")]
     Profile(String, String),
     #[error(
+        "profiles are looked up in {0}, inside the workspace {1}: a guest could write a profile there that the session's next tmux client would run in; move it out of the workspace (or out of $PAIRJAIL_PROFILE_PATH)"
+    )]
+    ProfilesInside(PathBuf, PathBuf),
+    #[error(
         "--direct cannot be used with a jailed session: direct guests' tmux clients run as another user, whom the session's user namespace does not map; use the relay transport, or --unconfined-session"
     )]
     Direct,
@@ -98,6 +102,7 @@ pub fn decide(r: &Request, search: &SearchPath) -> Result<Option<Confinement>, W
         return Err(WorkspaceError::Direct);
     }
     let workspace = check_dir(&dir, r.workspace.is_some(), &r.home, r.host_uid)?;
+    check_search(search, &workspace)?;
     let name = r.profile.clone().unwrap_or_else(|| DEFAULT_PROFILE.into());
     let resolved = profile::resolve(&name, search)
         .map_err(|e| WorkspaceError::Profile(name.clone(), e.to_string()))?;
@@ -124,6 +129,15 @@ pub fn decide(r: &Request, search: &SearchPath) -> Result<Option<Confinement>, W
             "host".into()
         },
     }))
+}
+
+/// No profile a jailed session's tmux clients are started in may come
+/// from where the session can write.
+pub fn check_search(search: &SearchPath, workspace: &Path) -> Result<(), WorkspaceError> {
+    match search.inside(workspace) {
+        Some(d) => Err(WorkspaceError::ProfilesInside(d, workspace.to_path_buf())),
+        None => Ok(()),
+    }
 }
 
 /// A workspace must be the host's own directory, and must not expose what

@@ -120,8 +120,9 @@ private \fI$TMPDIR/pairjail\-UID\fR fallback.
 Used for the runtime directory when there is no config.
 .TP
 \fBPAIRJAIL_PROFILE_PATH\fR
-Extra directories searched for sandbox profiles, before \fI./profiles\fR,
-\fI~/.config/pairjail/profiles\fR and \fI/etc/pairjail/profiles\fR.
+Extra directories searched for sandbox profiles, before
+\fI~/.config/pairjail/profiles\fR and \fI/etc/pairjail/profiles\fR (never the
+working directory). None may lie inside a jailed session's workspace.
 .TP
 \fBPAIRJAIL_AUDIT_LOG\fR, \fBPAIRJAIL_AUDIT_SYSLOG\fR
 The audit log file, and a syslog socket that gets a copy of each line.

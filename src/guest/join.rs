@@ -163,10 +163,14 @@ pub fn join(a: &Join) -> Result<(), JoinError> {
             other => return Err(JoinError::Protocol(format!("{other:?}"))),
         }
     };
-    say(&banner(&a.host, &a.session, mode, recorded));
     if direct {
-        return own_client(&profile, &p, &a.session, mode, sock);
+        // Once the broker let the guest in (the socket is open to it only
+        // then); pinned until the jail binds it.
+        let socket = hosts_socket(&runtime, &a.host, &p)?;
+        say(&banner(&a.host, &a.session, mode, recorded));
+        return own_client(&profile, &p, socket, &a.session, mode, sock);
     }
+    say(&banner(&a.host, &a.session, mode, recorded));
 
     // The terminal is set raw outside the jail and restored after it.
     let raw = terminal::RawMode::enter(stdin.as_fd());
@@ -232,6 +236,63 @@ fn relay(fds: &[BorrowedFd], _: &[String]) -> i32 {
     crate::relay::run(*sock)
 }
 
+/// The session's tmux socket, reached from the runtime directory through
+/// no link, it and every directory on the way the host's own. Every host's
+/// direct guests are the one pair user, whom a direct share lets attach: a
+/// host's link to another host's session would lead a guest there, past
+/// the other host's broker.
+fn hosts_socket(
+    runtime: &std::path::Path,
+    host: &str,
+    p: &SessionPaths,
+) -> Result<jail::FileId, JoinError> {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::{Mode as Perm, SFlag, fstat};
+    let uid = crate::users::by_name(host)
+        .map(|u| u.uid)
+        .ok_or_else(|| JoinError::NotSharing(host.to_string()))?;
+    let refuse = || {
+        JoinError::Runtime(format!(
+            "{} is not {host}'s own socket (a link, or someone else's); refusing to attach there",
+            p.tmux.display()
+        ))
+    };
+    let rel = p.tmux.strip_prefix(runtime).map_err(|_| refuse())?;
+    let mut at = nix::fcntl::open(
+        runtime,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Perm::empty(),
+    )
+    .map_err(|_| JoinError::NotSharing(host.to_string()))?;
+    let parts: Vec<_> = rel.components().collect();
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let mut flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        if !last {
+            flags |= OFlag::O_DIRECTORY;
+        }
+        let fd = openat(&at, part.as_os_str(), flags, Perm::empty()).map_err(|_| refuse())?;
+        let st = fstat(&fd).map_err(|_| refuse())?;
+        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        let want = if last {
+            SFlag::S_IFSOCK
+        } else {
+            SFlag::S_IFDIR
+        };
+        if kind != want || st.st_uid != uid {
+            return Err(refuse());
+        }
+        if last {
+            return Ok(jail::FileId {
+                dev: st.st_dev,
+                ino: st.st_ino,
+            });
+        }
+        at = fd;
+    }
+    Err(refuse())
+}
+
 /// The direct transport: the guest's own tmux client, in the guest-direct
 /// jail, sees the session's tmux socket (bound at /run/tmux.sock) and
 /// nothing else. Read-only rests on tmux (`attach -r` here, and the host's
@@ -239,6 +300,7 @@ fn relay(fds: &[BorrowedFd], _: &[String]) -> i32 {
 fn own_client(
     profile: &Profile,
     p: &SessionPaths,
+    socket: jail::FileId,
     session: &str,
     mode: Mode,
     sock: UnixStream,
@@ -256,6 +318,7 @@ fn own_client(
     params.insert("session_socket".to_string(), p.tmux.display().to_string());
     let cmd = jail::Command {
         params,
+        pins: vec![(p.tmux.clone(), socket)],
         ..jail::Command::new(jail::Program::File { path: tmux, argv })
     };
     // The broker connection stays here, outside the jail: it keeps the

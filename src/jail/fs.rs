@@ -21,6 +21,23 @@ const EMPTY: &str = "/empty";
 /// Device nodes a `dev` mount provides, bound from the host's /dev.
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
+/// A file's identity: its device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl FileId {
+    pub fn of(meta: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
     Bind {
@@ -28,6 +45,9 @@ pub enum Entry {
         dst: PathBuf,
         rw: bool,
         dir: bool,
+        /// The file the source was when planned: the bind, made later by
+        /// path in the child, must have brought in this very file.
+        id: Option<FileId>,
     },
     Tmpfs {
         dst: PathBuf,
@@ -49,10 +69,12 @@ pub enum Entry {
 
 /// Resolves the profile's mounts against the host: `{params}` expanded, bind
 /// sources canonicalized (so symlinks resolve against the host root, not the
-/// half-built jail), missing optional sources dropped.
+/// half-built jail), missing optional sources dropped. A source named in
+/// `pins` must be the file pinned there (its caller checked that file).
 pub fn plan(
     p: &Profile,
     params: &std::collections::BTreeMap<String, String>,
+    pins: &[(PathBuf, FileId)],
 ) -> Result<Vec<Entry>, JailError> {
     let expand =
         |s: &str| profile::expand(s, params).map_err(|e| JailError::msg("profile parameters", e));
@@ -74,11 +96,30 @@ pub fn plan(
                         ));
                     }
                 };
+                let meta = match std::fs::metadata(&real) {
+                    Ok(m) => m,
+                    Err(_) if *optional => continue,
+                    Err(e) => {
+                        return Err(JailError::msg(
+                            format!("bind {src} -> {}", dst.display()),
+                            e.to_string(),
+                        ));
+                    }
+                };
+                let id = FileId::of(&meta);
+                let pinned = pins.iter().find(|(p, _)| p.as_os_str() == src.as_str());
+                if pinned.is_some_and(|(_, pinned)| *pinned != id) {
+                    return Err(JailError::msg(
+                        format!("bind {src}"),
+                        "it is no longer the file that was checked (it was replaced, or leads elsewhere)",
+                    ));
+                }
                 Entry::Bind {
-                    dir: real.is_dir(),
+                    dir: meta.is_dir(),
                     src: real,
                     dst,
                     rw: *rw,
+                    id: Some(id),
                 }
             }
             Mount::Tmpfs { size, mode, .. } => {
@@ -262,10 +303,22 @@ fn nodev_nosuid() -> MsFlags {
 
 fn mount_entry(sys: &dyn Sys, e: &Entry) -> SysResult {
     match e {
-        Entry::Bind { src, dst, rw, dir } => {
+        Entry::Bind {
+            src,
+            dst,
+            rw,
+            dir,
+            id,
+        } => {
             let target = under(NEWROOT, dst);
             prepare_target(sys, &target, *dir)?;
-            bind(sys, &under(OLDROOT, src), &target, *rw, true)
+            bind(sys, &under(OLDROOT, src), &target, *rw, true)?;
+            // The bind went by path: someone who can change a directory on
+            // the way could have put another file there since the plan.
+            match id {
+                Some(id) => sys.same_file(&target, *id),
+                None => Ok(()),
+            }
         }
         Entry::Tmpfs { dst, options } => {
             let target = under(NEWROOT, dst);
@@ -436,6 +489,7 @@ mod tests {
             dst: "/usr/bin/tmux".into(),
             rw: false,
             dir: false,
+            id: None,
         }]);
         let i = c
             .iter()
@@ -459,6 +513,7 @@ mod tests {
             dst: "/work".into(),
             rw: true,
             dir: true,
+            id: None,
         }]);
         assert!(c.contains(&"mkdir /newroot/work 755".to_string()));
         assert!(
@@ -531,17 +586,51 @@ mod tests {
             rw: false,
             optional: true,
         });
-        assert_eq!(plan(&p, &Default::default()).unwrap(), vec![]);
+        assert_eq!(plan(&p, &Default::default(), &[]).unwrap(), vec![]);
         p.mounts[0] = Mount::Bind {
             src: "/nonexistent/x".into(),
             dst: "/x".into(),
             rw: false,
             optional: false,
         };
-        let e = plan(&p, &Default::default()).unwrap_err().to_string();
+        let e = plan(&p, &Default::default(), &[]).unwrap_err().to_string();
         assert!(
             e.starts_with("jail: bind /nonexistent/x -> /x — No such file"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_bind_brings_in_the_file_that_was_checked_or_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let (checked, other) = (d.path().join("checked"), d.path().join("other"));
+        std::fs::write(&checked, "").unwrap();
+        std::fs::write(&other, "").unwrap();
+        let id = |p: &Path| FileId::of(&std::fs::metadata(p).unwrap());
+        let mut p = Profile::default();
+        p.mounts.push(Mount::Bind {
+            src: "{sock}".into(),
+            dst: "/run/sock".into(),
+            rw: true,
+            optional: false,
+        });
+        let params = [("sock".to_string(), checked.display().to_string())].into();
+        let pins = [(checked.clone(), id(&checked))];
+        let planned = plan(&p, &params, &pins).unwrap();
+        assert!(
+            matches!(&planned[..], [Entry::Bind { id: Some(i), .. }] if *i == id(&checked)),
+            "{planned:?}"
+        );
+        // Swapped between the caller's check and the plan: refused.
+        std::fs::rename(&other, &checked).unwrap();
+        let e = plan(&p, &params, &pins).unwrap_err().to_string();
+        assert!(e.contains("no longer the file that was checked"), "{e}");
+        // Between the plan and the mount: the child checks what it bound.
+        let c = calls(&planned);
+        let i = c
+            .iter()
+            .position(|l| l.starts_with("same_file /newroot/run/sock "))
+            .unwrap();
+        assert!(c[i - 1].starts_with("mount - /newroot/run/sock"), "{c:#?}");
     }
 }

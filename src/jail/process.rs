@@ -62,6 +62,10 @@ pub struct Command {
     pub params: BTreeMap<String, String>,
     /// Descriptors to install as 0, 1 and 2 (None: inherit the caller's).
     pub stdio: [Option<RawFd>; 3],
+    /// Bind sources (as the profile names them, params expanded) that must
+    /// be these very files: the caller checked them, and nobody may swap
+    /// them on the way.
+    pub pins: Vec<(PathBuf, fs::FileId)>,
 }
 
 impl Command {
@@ -72,6 +76,7 @@ impl Command {
             pass_fds: vec![],
             params: BTreeMap::new(),
             stdio: [None; 3],
+            pins: vec![],
         }
     }
 }
@@ -195,7 +200,7 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
     let mut params = profile.params.clone();
     params.extend(cmd.params.clone());
     let entries = if profile.namespaces.mount {
-        fs::plan(profile, &params)?
+        fs::plan(profile, &params, &cmd.pins)?
     } else {
         vec![]
     };

@@ -10,6 +10,7 @@ use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
 use super::error::JailError;
+use super::fs::FileId;
 use crate::profile::plan::Rlimit;
 
 pub type SysResult = Result<(), JailError>;
@@ -44,6 +45,8 @@ pub trait Sys {
     fn setrlimit(&self, limit: Rlimit, value: u64) -> SysResult;
     /// close_range(lo, hi, 0).
     fn close_range(&self, lo: u32, hi: u32) -> SysResult;
+    /// Fails unless `path` is the file `id` names.
+    fn same_file(&self, path: &Path, id: FileId) -> SysResult;
 }
 
 pub struct Real;
@@ -171,6 +174,17 @@ impl Sys for Real {
         }
         Ok(())
     }
+    fn same_file(&self, path: &Path, id: FileId) -> SysResult {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| JailError::sys(format!("stat({})", path.display()), io_errno(&e)))?;
+        if FileId::of(&meta) != id {
+            return Err(JailError::msg(
+                format!("bind onto {}", path.display()),
+                "the source was replaced by another file between the plan and the mount",
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn io_errno(e: &std::io::Error) -> Errno {
@@ -263,6 +277,14 @@ impl Sys for Recording {
     }
     fn close_range(&self, lo: u32, hi: u32) -> SysResult {
         self.log(format!("close_range {lo} {hi}"))
+    }
+    fn same_file(&self, path: &Path, id: FileId) -> SysResult {
+        self.log(format!(
+            "same_file {} {}:{}",
+            path.display(),
+            id.dev,
+            id.ino
+        ))
     }
     fn set_caps(&self, set: caps::CapSet, keep: &caps::CapsHashSet) -> SysResult {
         let mut names: Vec<String> = keep.iter().map(|c| c.to_string()).collect();

@@ -24,6 +24,23 @@ pub fn controlling_terminal_on_exec(cmd: &mut std::process::Command) {
     }
 }
 
+/// Makes the child started by `cmd` a session leader with no controlling
+/// terminal: a daemon (the broker, a session's tmux server) must not keep
+/// the terminal `start` ran in, where whatever it runs (a guest's
+/// `run-shell` job) could open `/dev/tty` and read what the host types.
+pub fn new_session_on_exec(cmd: &mut std::process::Command) {
+    // SAFETY: runs between fork and exec; setsid is async-signal-safe and
+    // touches only the child's own state.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, || {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// TIOCSWINSZ (the kernel signals the terminal's foreground group).
 pub fn set_winsize(fd: BorrowedFd, ws: &Winsize) -> Result<(), JailError> {
     // SAFETY: TIOCSWINSZ reads one struct winsize from a live reference.

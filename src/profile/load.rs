@@ -78,8 +78,10 @@ pub struct SearchPath {
 }
 
 impl SearchPath {
-    /// `$PAIRJAIL_PROFILE_PATH` (colon-separated), `./profiles`,
+    /// `$PAIRJAIL_PROFILE_PATH` (colon-separated),
     /// `~/.config/pairjail/profiles`, `/etc/pairjail/profiles`, then built-ins.
+    /// Never the working directory: the broker and `attach` start a jailed
+    /// session's tmux clients from its workspace, which guests can write.
     pub fn from_env() -> SearchPath {
         let mut dirs: Vec<PathBuf> = env::var_os("PAIRJAIL_PROFILE_PATH")
             .map(|p| {
@@ -88,12 +90,25 @@ impl SearchPath {
                     .collect()
             })
             .unwrap_or_default();
-        dirs.push(PathBuf::from("profiles"));
         if let Some(home) = env::var_os("HOME") {
             dirs.push(Path::new(&home).join(".config/pairjail/profiles"));
         }
         dirs.push(PathBuf::from("/etc/pairjail/profiles"));
         SearchPath { dirs }
+    }
+
+    /// The first directory searched that lies inside `dir` (compared
+    /// with links resolved), if any. A relative one counts: it is looked
+    /// up from wherever pairjail runs.
+    pub fn inside(&self, dir: &Path) -> Option<PathBuf> {
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        self.dirs
+            .iter()
+            .find(|d| {
+                let real = d.canonicalize().unwrap_or_else(|_| d.to_path_buf());
+                !real.is_absolute() || real.starts_with(&dir)
+            })
+            .cloned()
     }
 
     pub fn find(&self, name: &str, first: Option<&Path>) -> Option<Result<Source, ProfileError>> {

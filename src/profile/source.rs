@@ -7,6 +7,9 @@ use super::error::ProfileError;
 use super::locate::{self, Seg};
 use super::model::Profile;
 
+/// The largest profile file read (the shipped ones are under 10 KiB).
+pub const MAX_BYTES: u64 = 1 << 20;
+
 /// One file's text and the name it is shown under in errors.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -19,14 +22,51 @@ pub struct Source {
 }
 
 impl Source {
+    /// Reads a profile file, which must be a regular file of at most
+    /// [`MAX_BYTES`] that only its owner, root or the caller, can change: a
+    /// profile decides what a jail lets through.
     pub fn read(path: &Path) -> Result<Source, ProfileError> {
+        use std::io::Read;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
         let name = path.display().to_string();
-        let text = fs::read_to_string(path).map_err(|e| ProfileError {
+        let fail = |message: String| ProfileError {
             file: name.clone(),
             line: 0,
             col: 0,
-            message: format!("cannot read: {e}"),
-        })?;
+            message,
+        };
+        // Non-blocking: a FIFO planted under a profile's name must not hang.
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| fail(format!("cannot read: {e}")))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| fail(format!("cannot read: {e}")))?;
+        if !meta.is_file() {
+            return Err(fail("not a regular file".into()));
+        }
+        let me = nix::unistd::Uid::effective().as_raw();
+        if meta.uid() != 0 && meta.uid() != me {
+            return Err(fail(format!(
+                "owned by uid {}, neither you nor root: a profile decides what a jail allows, so only you or root may own it (copy it, or chown it)",
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(fail(format!(
+                "writable by others (mode {:o}): a profile decides what a jail allows; fix: chmod go-w {name}",
+                meta.mode() & 0o7777
+            )));
+        }
+        let mut text = String::new();
+        file.take(MAX_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| fail(format!("cannot read: {e}")))?;
+        if text.len() as u64 > MAX_BYTES {
+            return Err(fail(format!("larger than {MAX_BYTES} bytes")));
+        }
         Ok(Source {
             name,
             text,
