@@ -772,3 +772,46 @@ fn a_program_that_cannot_start_processes_is_pid_1_and_signals_still_work() {
     signal(&c, SIGTERM);
     assert_eq!(exit_code(&mut c, "with a reaper"), Some(7));
 }
+
+/// `default_action = "log"` lets every call outside the allowlist run, to
+/// learn what a program needs. What no profile may ever allow stays
+/// refused all the same: TIOCSTI, TIOCLINUX and new namespaces.
+#[test]
+fn a_log_default_still_refuses_tiocsti_and_new_namespaces() {
+    if !require_kernel() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("pj-logdefault-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = dir.join("learning.toml");
+    std::fs::write(
+        &file,
+        "extends = [\"guest-relay\"]\n[seccomp]\ndefault_action = \"log\"\n",
+    )
+    .unwrap();
+    let out = pairjail_unprivileged(&["probe", "--profile", file.to_str().unwrap(), "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)));
+    let attempts = report["attempts"].as_array().unwrap();
+    let verdict = |name: &str| {
+        attempts
+            .iter()
+            .find(|a| a["attempt"] == name)
+            .map(|a| (a["verdict"].clone(), a["observed"].clone()))
+            .unwrap_or_else(|| panic!("no attempt {name}"))
+    };
+    // The profile really lets other calls through (the check can fail).
+    assert_eq!(verdict("keyctl").0, "escaped", "{:?}", verdict("keyctl"));
+    for name in [
+        "tiocsti",
+        "tiocsti-high-bits",
+        "tioclinux",
+        "unshare-user",
+        "clone-newuser",
+        "clone3",
+    ] {
+        assert_eq!(verdict(name).0, "blocked", "{name}: {:?}", verdict(name));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -33,6 +33,11 @@ fn alternatives(check: ArgCheck) -> Vec<Vec<ScmpArgCompare>> {
             ScmpCompareOp::MaskedEqual(mask),
             0,
         )]],
+        ArgCheck::AllBits { index, mask } => vec![vec![ScmpArgCompare::new(
+            index as u32,
+            ScmpCompareOp::MaskedEqual(mask),
+            mask,
+        )]],
         // libseccomp has no masked "not equal" and takes one comparison
         // per argument in a rule (and an unconditional rule swallows a
         // conditional one of another action): the low 32 bits differ from
@@ -74,6 +79,22 @@ pub fn tree(plan: &SeccompPlan) -> Result<Vec<u8>, String> {
             for all in alternatives(*check) {
                 ctx.add_rule_conditional_exact(ScmpAction::Allow, syscall, &all)
                     .map_err(err)?;
+            }
+        }
+    }
+    for r in &plan.refused {
+        let nr = i32::try_from(r.nr).map_err(|e| e.to_string())?;
+        let refuse = ScmpAction::Errno(r.errno as i32);
+        let syscall = ScmpSyscall::from(nr);
+        match r.when {
+            None => {
+                ctx.add_rule_exact(refuse, syscall).map_err(err)?;
+            }
+            Some(check) => {
+                for all in alternatives(check) {
+                    ctx.add_rule_conditional_exact(refuse, syscall, &all)
+                        .map_err(err)?;
+                }
             }
         }
     }

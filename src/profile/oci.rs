@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use oci_spec::runtime::{
     Arch, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
     LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, LinuxSeccompAction,
+    LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg,
     LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSeccompOperator, LinuxSyscallBuilder,
     Mount as OciMount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder,
     RootBuilder, Spec, SpecBuilder, UserBuilder,
@@ -101,37 +101,56 @@ fn seccomp(s: &SeccompPlan) -> Result<LinuxSeccomp, String> {
     // Each alternative check is a rule of its own (rules are OR-ed).
     for r in s.rules.iter().filter(|r| !r.any_of.is_empty()) {
         for check in &r.any_of {
-            let arg = match *check {
-                // MASKED_EQ: (arg & value) == valueTwo.
-                ArgCheck::Low32Eq { index, value } => LinuxSeccompArgBuilder::default()
-                    .index(index as usize)
-                    .value(0xffff_ffffu64)
-                    .value_two(value)
-                    .op(LinuxSeccompOperator::ScmpCmpMaskedEq),
-                ArgCheck::NoBits { index, mask } => LinuxSeccompArgBuilder::default()
-                    .index(index as usize)
-                    .value(mask)
-                    .value_two(0u64)
-                    .op(LinuxSeccompOperator::ScmpCmpMaskedEq),
-                // OCI has no masked "not equal": this compares all 64 bits,
-                // so a value with high bits set passes where pairjail's own
-                // filter (low 32 bits, as the kernel reads the int) stops it.
-                ArgCheck::Low32Ne { index, value } => LinuxSeccompArgBuilder::default()
-                    .index(index as usize)
-                    .value(value)
-                    .op(LinuxSeccompOperator::ScmpCmpNe),
-            }
-            .build()
-            .map_err(err)?;
             syscalls.push(
                 allow(vec![r.name.clone()])
-                    .args(vec![arg])
+                    .args(vec![seccomp_arg(*check)?])
                     .build()
                     .map_err(err)?,
             );
         }
     }
+    // What no jail lets through, refused by name under a `log` default.
+    for r in &s.refused {
+        let mut rule = LinuxSyscallBuilder::default()
+            .names(vec![r.name.to_string()])
+            .action(LinuxSeccompAction::ScmpActErrno)
+            .errno_ret(r.errno);
+        if let Some(check) = r.when {
+            rule = rule.args(vec![seccomp_arg(check)?]);
+        }
+        syscalls.push(rule.build().map_err(err)?);
+    }
     b.syscalls(syscalls).build().map_err(err)
+}
+
+fn seccomp_arg(check: ArgCheck) -> Result<LinuxSeccompArg, String> {
+    match check {
+        // MASKED_EQ: (arg & value) == valueTwo.
+        ArgCheck::Low32Eq { index, value } => LinuxSeccompArgBuilder::default()
+            .index(index as usize)
+            .value(0xffff_ffffu64)
+            .value_two(value)
+            .op(LinuxSeccompOperator::ScmpCmpMaskedEq),
+        ArgCheck::NoBits { index, mask } => LinuxSeccompArgBuilder::default()
+            .index(index as usize)
+            .value(mask)
+            .value_two(0u64)
+            .op(LinuxSeccompOperator::ScmpCmpMaskedEq),
+        ArgCheck::AllBits { index, mask } => LinuxSeccompArgBuilder::default()
+            .index(index as usize)
+            .value(mask)
+            .value_two(mask)
+            .op(LinuxSeccompOperator::ScmpCmpMaskedEq),
+        // OCI has no masked "not equal": this compares all 64 bits, so a
+        // value with high bits set passes where pairjail's own filter (low
+        // 32 bits, as the kernel reads the int) stops it.
+        ArgCheck::Low32Ne { index, value } => LinuxSeccompArgBuilder::default()
+            .index(index as usize)
+            .value(value)
+            .op(LinuxSeccompOperator::ScmpCmpNe),
+    }
+    .build()
+    .map_err(err)
 }
 
 fn mount(dst: &str, typ: &str, src: &str, opts: &[&str]) -> Result<OciMount, String> {

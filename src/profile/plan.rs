@@ -116,6 +116,69 @@ pub enum ArgCheck {
     NoBits { index: u8, mask: u64 },
     /// The low 32 bits of argument `index` are anything but `value`.
     Low32Ne { index: u8, value: u64 },
+    /// Argument `index` has every bit in `mask`.
+    AllBits { index: u8, mask: u64 },
+}
+
+/// A call refused with `errno` (when `when` holds, or always) before the
+/// allowlist is consulted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub name: &'static str,
+    pub nr: i64,
+    pub when: Option<ArgCheck>,
+    pub errno: u32,
+}
+
+/// What no jail lets through, whatever its profile says: TIOCSTI and
+/// TIOCLINUX, and new or joined namespaces. Validation keeps them off every
+/// allowlist, so a refusing default action refuses them; a `log` default
+/// lets everything else through, so the filter then refuses these by name.
+/// clone3 gets ENOSYS, on which C libraries fall back to clone.
+pub fn refusals() -> Vec<Refusal> {
+    let mut out = vec![
+        Refusal {
+            name: "clone3",
+            nr: libc::SYS_clone3,
+            when: None,
+            errno: libc::ENOSYS as u32,
+        },
+        Refusal {
+            name: "unshare",
+            nr: libc::SYS_unshare,
+            when: None,
+            errno: libc::EPERM as u32,
+        },
+        Refusal {
+            name: "setns",
+            nr: libc::SYS_setns,
+            when: None,
+            errno: libc::EPERM as u32,
+        },
+    ];
+    for ns in Namespace::ALL {
+        out.push(Refusal {
+            name: "clone",
+            nr: libc::SYS_clone,
+            when: Some(ArgCheck::AllBits {
+                index: 0,
+                mask: ns.clone_flag(),
+            }),
+            errno: libc::EPERM as u32,
+        });
+    }
+    for req in [libc::TIOCSTI, libc::TIOCLINUX] {
+        out.push(Refusal {
+            name: "ioctl",
+            nr: libc::SYS_ioctl,
+            when: Some(ArgCheck::Low32Eq {
+                index: 1,
+                value: req & 0xffff_ffff,
+            }),
+            errno: libc::EPERM as u32,
+        });
+    }
+    out
 }
 
 /// One allowed syscall: always (no checks), or when any one check holds.
@@ -130,6 +193,8 @@ pub struct SyscallRule {
 pub struct SeccompPlan {
     pub default_action: Action,
     pub rules: Vec<SyscallRule>,
+    /// Refused by name (see [`refusals`]): only under a `log` default.
+    pub refused: Vec<Refusal>,
 }
 
 /// Cgroup limits; v1 has shares where v2 has weights.
@@ -180,6 +245,7 @@ impl SeccompPlan {
                 .filter(|r| !EXEC.contains(&r.name.as_str()))
                 .cloned()
                 .collect(),
+            refused: self.refused.clone(),
         }
     }
 
@@ -290,6 +356,11 @@ fn seccomp(p: &Profile) -> Result<SeccompPlan, PlanError> {
     let mut plan = SeccompPlan {
         default_action: p.seccomp.default_action,
         rules,
+        refused: if p.seccomp.default_action == Action::Log {
+            refusals()
+        } else {
+            vec![]
+        },
     };
     // A program that starts no processes runs as its jail's pid 1, tied to
     // its caller by its parent-death signal alone: it may not clear it.

@@ -49,6 +49,9 @@ pub fn of(p: &Profile) -> Vec<String> {
             "seccomp is off: TIOCSTI, ptrace and the rest of the filter's list are allowed".into(),
         );
     }
+    if p.seccomp.enabled && p.seccomp.default_action == Action::Log {
+        out.push("seccomp default_action = \"log\": every call outside the allowlist runs (only TIOCSTI, TIOCLINUX and new namespaces stay refused); use it to learn what a program needs, never for guests".into());
+    }
     if !p.landlock.enabled {
         out.push("landlock is off: the mounts alone limit the files the jail reaches".into());
     }
