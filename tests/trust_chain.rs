@@ -275,6 +275,11 @@ fn hostile_invites_files_neither_hang_nor_stop_other_hosts_guests() {
     fs::write(evil_dir.join("invites.toml"), "[[invite]]\n").unwrap();
     let (said, _) = authorized_keys(&rt, &key);
     assert!(said.contains("--host pjhost"), "{said}");
+    // The runtime directory is open to every local user: 4100 files of
+    // the attacker's there still leave the host's guest its line.
+    sh("cd \"$1/..\" && for i in $(seq 4100); do : > \"junk$i\"; done");
+    let (said, _) = authorized_keys(&rt, &key);
+    assert!(said.contains("--host pjhost"), "4100 files: {said}");
     // The host's own file is not for other local users to read.
     let out = run_as(ATTACKER, "cat")
         .arg(rt.join(HOST).join("invites.toml"))

@@ -58,12 +58,11 @@ pub fn lines_from(
             continue;
         }
         let f = registry::forced(&inv, host, runtime, bin);
-        let Ok(line) = line::render(
-            &f,
-            offered,
-            std::time::UNIX_EPOCH + Duration::from_secs(inv.expires),
-            &inv.from,
-        ) else {
+        let Some(expires) = std::time::UNIX_EPOCH.checked_add(Duration::from_secs(inv.expires))
+        else {
+            continue;
+        };
+        let Ok(line) = line::render(&f, offered, expires, &inv.from) else {
             continue;
         };
         out.push(Found {
@@ -95,10 +94,14 @@ pub fn answer(
         .map(|u| (u.uid, u.name))
         .collect();
     let mut found = Vec::new();
-    for (n, entry) in entries.flatten().enumerate() {
-        if n >= MAX_HOSTS || started.elapsed() > DEADLINE {
+    // Only host directories count towards the limit: the runtime directory
+    // is open to every local user, who could otherwise fill it with files
+    // until no guest gets a line.
+    let mut hosts = 0;
+    for entry in entries.flatten() {
+        if hosts >= MAX_HOSTS || started.elapsed() > DEADLINE {
             warnings.push(format!(
-                "stopped after {n} host directories ({:?}); refusing to guess",
+                "stopped after {hosts} host directories ({:?}); refusing to guess",
                 started.elapsed()
             ));
             return (None, warnings);
@@ -116,6 +119,7 @@ pub fn answer(
         if !meta.is_dir() || meta.mode() & 0o022 != 0 || users.get(&meta.uid()) != Some(&name) {
             continue;
         }
+        hosts += 1;
         // The machine's config names who may host (`setup --host`).
         if !may_host(&name) {
             continue;
@@ -153,5 +157,50 @@ pub fn answer(
             ));
             (None, warnings)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host's own file names an expiry no clock can reach: the invite is
+    /// skipped, and the call (which serves every host's guests) goes on.
+    #[test]
+    fn an_expiry_past_any_date_is_skipped_not_a_crash() {
+        let key =
+            crate::keys::key::parse(include_str!("../../tests/data/keys/ed25519.pub")).unwrap();
+        let run = "run = { pid = 1, start = 1 }";
+        for expires in [u64::MAX, 253_402_300_800, crate::clock::now() + 40 * 86400] {
+            let text = format!(
+                "[[invite]]\nname = \"bob\"\nsession = \"pair\"\nmode = \"mirror\"\nvia = \"pair-user\"\nkeys = [\"{}\"]\nfingerprints = [\"{}\"]\nexpires = {expires}\ncreated = 1\n{run}\n",
+                key.openssh, key.fingerprint
+            );
+            let found = lines_from(
+                text.as_bytes(),
+                "alice",
+                &key,
+                Path::new("/run/pairjail"),
+                Path::new("/usr/bin/pairjail"),
+                |_| true,
+            );
+            assert!(found.is_empty(), "{expires}: {found:?}");
+        }
+        // The same invite a week ahead is served (the check can fail).
+        let text = format!(
+            "[[invite]]\nname = \"bob\"\nsession = \"pair\"\nmode = \"mirror\"\nvia = \"pair-user\"\nkeys = [\"{}\"]\nfingerprints = [\"{}\"]\nexpires = {}\ncreated = 1\n{run}\n",
+            key.openssh,
+            key.fingerprint,
+            crate::clock::now() + 7 * 86400
+        );
+        let found = lines_from(
+            text.as_bytes(),
+            "alice",
+            &key,
+            Path::new("/run/pairjail"),
+            Path::new("/usr/bin/pairjail"),
+            |_| true,
+        );
+        assert_eq!(found.len(), 1);
     }
 }

@@ -105,6 +105,15 @@ impl Invite {
         for f in &self.from {
             check_cidr(f)?;
         }
+        // `invite add` gives at most 30 days; a day more for clock changes.
+        // (A year past 9999 cannot even be written as a date.)
+        let latest = now().saturating_add(super::request::MAX_EXPIRY.as_secs() + 86400);
+        if self.expires > latest {
+            return Err(format!(
+                "invite {}: expires more than 30 days from now",
+                self.name
+            ));
+        }
         if self.direct && self.mode == Mode::Rogue {
             return Err(format!(
                 "invite {}: rogue needs the relay transport",
