@@ -93,6 +93,12 @@ fn a_local_users_own_invites_file_never_yields_an_unrestricted_line() {
     // A live "run": the attacker's own process, with its real start time.
     let mut sleeper = run_as(ATTACKER, "sleep").arg("600").spawn().unwrap();
     let pid = sleeper.id();
+    // An hour ahead: invites expire within 30 days, or are invalid.
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
     let start = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let start: u64 = start[start.rfind(')').unwrap() + 1..]
         .split_whitespace()
@@ -144,7 +150,7 @@ fn a_local_users_own_invites_file_never_yields_an_unrestricted_line() {
             toml.push_str(&format!("{k} = \"{v}\"\n"));
         }
         toml.push_str(&format!(
-            "via = \"pair-user\"\nkeys = [\"{openssh}\"]\nfingerprints = [\"x\"]\nexpires = 4000000000\ncreated = 0\n[invite.run]\npid = {pid}\nstart = {start}\n"
+            "via = \"pair-user\"\nkeys = [\"{openssh}\"]\nfingerprints = [\"x\"]\nexpires = {exp}\ncreated = 0\n[invite.run]\npid = {pid}\nstart = {start}\n"
         ));
         write_as_attacker("invites.toml", &toml);
         let (said, _) = authorized_keys(&rt, &key);
@@ -156,7 +162,7 @@ fn a_local_users_own_invites_file_never_yields_an_unrestricted_line() {
         format!("keys = [\"{openssh}\"]\nfrom = [\"1.2.3.4\\\" ssh-ed25519\"]"),
     ] {
         let toml = format!(
-            "[[invite]]\nname = \"bob\"\nsession = \"s\"\nmode = \"mirror\"\nvia = \"pair-user\"\n{extra}\nfingerprints = [\"x\"]\nexpires = 4000000000\ncreated = 0\n[invite.run]\npid = {pid}\nstart = {start}\n"
+            "[[invite]]\nname = \"bob\"\nsession = \"s\"\nmode = \"mirror\"\nvia = \"pair-user\"\n{extra}\nfingerprints = [\"x\"]\nexpires = {exp}\ncreated = 0\n[invite.run]\npid = {pid}\nstart = {start}\n"
         );
         write_as_attacker("invites.toml", &toml);
         let (said, _) = authorized_keys(&rt, &key);
@@ -167,7 +173,7 @@ fn a_local_users_own_invites_file_never_yields_an_unrestricted_line() {
     write_as_attacker(
         "invites.toml",
         &format!(
-            "[[invite]]\nname = \"bob\"\nsession = \"s\"\nmode = \"mirror\"\nvia = \"pair-user\"\nkeys = [\"{openssh}\"]\nfingerprints = [\"x\"]\nexpires = 4000000000\ncreated = 0\n[invite.run]\npid = {pid}\nstart = {start}\n"
+            "[[invite]]\nname = \"bob\"\nsession = \"s\"\nmode = \"mirror\"\nvia = \"pair-user\"\nkeys = [\"{openssh}\"]\nfingerprints = [\"x\"]\nexpires = {exp}\ncreated = 0\n[invite.run]\npid = {pid}\nstart = {start}\n"
         ),
     );
     let (said, _) = authorized_keys(&rt, &key);
