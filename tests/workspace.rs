@@ -549,3 +549,51 @@ fn the_jailed_session_never_holds_the_hosts_terminal() {
     );
     let _ = w.host_pairjail(&["stop", "--session", "stty"]);
 }
+
+#[test]
+fn a_secret_replaced_or_made_after_the_start_stays_hidden() {
+    let Some((w, guests)) = World::new("wslate", &[("sven", "slate", Some("pair"))]) else {
+        return;
+    };
+    plant_secrets();
+    // Two listed secrets no other test touches: one there at the start,
+    // one whose directory is not.
+    let pypirc = home().join(".pypirc");
+    let kube = home().join(".kube");
+    let _ = std::fs::remove_dir_all(&kube);
+    std::fs::write(&pypirc, "PJ-OLD-PYPI\n").unwrap();
+    let chown = |p: &Path| {
+        let out = Command::new("chown")
+            .args(["-R", &format!("{HOST}:{HOST}")])
+            .arg(p)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "chown: {}", text(&out.stderr));
+    };
+    chown(&pypirc);
+    w.start_session("slate", "mirror,pair", HOST_PROGRAM);
+    let guest = w.join_in_window(&guests[0], 120, 40);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+    // Meanwhile, outside, the host's tools save a listed secret the usual
+    // way (a new file renamed over the old one) and make a new one.
+    let fresh = home().join(".pypirc.pj-new");
+    std::fs::write(&fresh, "PJ-LATE-PYPI\n").unwrap();
+    chown(&fresh);
+    std::fs::rename(&fresh, &pypirc).unwrap();
+    std::fs::create_dir_all(&kube).unwrap();
+    std::fs::write(kube.join("config"), "PJ-LATE-KUBE\n").unwrap();
+    chown(&kube);
+    type_line(
+        &w,
+        &guest,
+        "cat ~/.pypirc ~/.kube/config; ls ~/.kube; echo LATE-$((40+2))",
+    );
+    let p = wait_pane(&w, "slate", "LATE-42");
+    assert!(
+        !p.contains("PJ-LATE"),
+        "a secret saved after the start was read:\n{p}"
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "slate"]);
+    let _ = std::fs::remove_dir_all(&kube);
+    let _ = std::fs::remove_file(&pypirc);
+}

@@ -106,6 +106,7 @@ pub fn restrict(
     }
     let mut created = rs.create().map_err(e("create_ruleset"))?;
 
+    let hidden = hide_patterns(p, params)?;
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
     let read_exec = read | AccessFs::Execute;
     let write = AccessFs::from_all(abi) & !AccessFs::Execute;
@@ -116,20 +117,36 @@ pub fn restrict(
     ] {
         for raw in list {
             let path = profile::expand(raw, params).map_err(|m| JailError::msg("landlock", m))?;
-            // A path the profile made optional may be absent from this jail.
-            let Ok(fd) = PathFd::new(Path::new(&path)) else {
-                continue;
-            };
-            let access = if Path::new(&path).is_dir() {
-                access
-            } else {
-                access & AccessFs::from_file(abi)
-            };
-            created = created
-                .add_rule(PathBeneath::new(fd, access))
-                .map_err(|err| {
-                    JailError::msg(format!("landlock: add_rule({path})"), err.to_string())
-                })?;
+            let mut grants = Grants::default();
+            grants.split(Path::new(&path), &hidden);
+            let listing = access & AccessFs::ReadDir;
+            for (path, access) in grants
+                .whole
+                .iter()
+                .map(|p| (p, access))
+                .chain(grants.listed.iter().map(|p| (p, listing)))
+            {
+                if access.is_empty() {
+                    continue;
+                }
+                // A path the profile made optional may be absent from this jail.
+                let Ok(fd) = PathFd::new(path) else {
+                    continue;
+                };
+                let access = if path.is_dir() {
+                    access
+                } else {
+                    access & AccessFs::from_file(abi)
+                };
+                created = created
+                    .add_rule(PathBeneath::new(fd, access))
+                    .map_err(|err| {
+                        JailError::msg(
+                            format!("landlock: add_rule({})", path.display()),
+                            err.to_string(),
+                        )
+                    })?;
+            }
         }
     }
     if let Some(exe) = exe {
@@ -151,4 +168,123 @@ pub fn restrict(
         ));
     }
     Ok(())
+}
+
+/// The profile's `hide` patterns, split into path components.
+fn hide_patterns(
+    p: &Profile,
+    params: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<Vec<glob::Pattern>>, JailError> {
+    p.hide
+        .iter()
+        .map(|raw| {
+            let path = profile::expand(raw, params).map_err(|m| JailError::msg("hide", m))?;
+            Path::new(&path)
+                .components()
+                .map(|c| {
+                    let text = c.as_os_str().to_string_lossy();
+                    glob::Pattern::new(&text)
+                        .map_err(|e| JailError::msg("hide", format!("{path}: {e}")))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `hide` in Landlock's terms. A mount hides a listed secret only until
+/// the host's tools save it by renaming a new file over it (the kernel
+/// then drops the mount), and only if it existed when the jail started. So
+/// a rule on a directory some pattern lies under is split: the directory
+/// may only be listed, and each entry it has now is granted (split again
+/// if a pattern lies under it), except what a pattern names. What appears
+/// there later, a secret saved by rename or made after the start, is in
+/// no rule, and Landlock refuses it.
+#[derive(Default)]
+struct Grants {
+    /// Granted with the rule's access.
+    whole: Vec<std::path::PathBuf>,
+    /// Split: only listing.
+    listed: Vec<std::path::PathBuf>,
+}
+
+impl Grants {
+    fn split(&mut self, path: &Path, hidden: &[Vec<glob::Pattern>]) {
+        let parts: Vec<String> = path
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let matches = |pattern: &[glob::Pattern]| {
+            parts.len() <= pattern.len()
+                && parts.iter().zip(pattern).all(|(part, p)| p.matches(part))
+        };
+        if hidden.iter().any(|h| h.len() == parts.len() && matches(h)) {
+            return;
+        }
+        if !hidden.iter().any(|h| h.len() > parts.len() && matches(h)) {
+            self.whole.push(path.to_path_buf());
+            return;
+        }
+        // Unreadable: nothing under it is granted.
+        let Ok(entries) = std::fs::read_dir(path) else {
+            return;
+        };
+        self.listed.push(path.to_path_buf());
+        for entry in entries.flatten() {
+            self.split(&entry.path(), hidden);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_above_a_hidden_path_grants_only_what_is_there_now_and_not_hidden() {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path();
+        for dir in [".config/gh", ".config/git", "src/project"] {
+            std::fs::create_dir_all(home.join(dir)).unwrap();
+        }
+        for file in [
+            ".netrc",
+            ".bashrc",
+            ".cargo-credentials.toml",
+            ".config/git/config",
+        ] {
+            std::fs::write(home.join(file), "").unwrap();
+        }
+        let pattern = |rel: &str| -> Vec<glob::Pattern> {
+            home.join(rel)
+                .components()
+                .map(|c| glob::Pattern::new(&c.as_os_str().to_string_lossy()).unwrap())
+                .collect()
+        };
+        let hidden = [
+            pattern(".netrc"),
+            pattern(".config/gh"),
+            pattern(".cargo-credentials*"),
+            pattern(".aws"),
+        ];
+        let mut g = Grants::default();
+        g.split(home, &hidden);
+        let rel = |v: &[std::path::PathBuf]| {
+            let mut v: Vec<String> = v
+                .iter()
+                .map(|p| p.strip_prefix(home).unwrap().display().to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(rel(&g.listed), ["", ".config"]);
+        assert_eq!(rel(&g.whole), [".bashrc", ".config/git", "src"]);
+        // A rule nothing hidden lies under stays one rule.
+        let mut g = Grants::default();
+        g.split(&home.join("src"), &hidden);
+        assert_eq!((g.whole.len(), g.listed.len()), (1, 0));
+        // A hidden path itself is never granted.
+        let mut g = Grants::default();
+        g.split(&home.join(".netrc"), &hidden);
+        assert!(g.whole.is_empty() && g.listed.is_empty());
+    }
 }

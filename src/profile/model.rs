@@ -31,7 +31,11 @@ pub struct Profile {
     /// empty read-only tmpfs over it, a file an empty read-only file. `*` and
     /// `?` match within the last component (`{home}/.cargo/credentials*`).
     /// A path that is a symlink hides what it points to, where that is
-    /// visible. Listed paths that do not exist at entry are skipped.
+    /// visible. Listed paths that do not exist at entry are skipped by the
+    /// mounts; Landlock enforces the list too: a rule on a directory a
+    /// listed path lies under grants its entries one by one, as they are at
+    /// entry, never the listed ones (so one saved again by rename, which
+    /// drops its mount, or made after entry stays unreadable).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hide: Vec<String>,
     pub landlock: Landlock,
