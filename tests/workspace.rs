@@ -26,6 +26,11 @@ const SECRETS: &[(&str, &str)] = &[
     (".config/gh/hosts.yml", "PJ-SECRET-GH"),
     (".vault-token", "PJ-SECRET-VAULT"),
     (".docker/config.json", "PJ-SECRET-DOCKER"),
+    // Earlier shares' recordings hold what other guests typed.
+    (
+        ".local/state/pairjail/recordings/planted.cast",
+        "PJ-SECRET-RECORDING",
+    ),
 ];
 
 /// A setuid-root copy of `id` (nosuid and no_new_privs must defeat it).
