@@ -143,6 +143,23 @@ fn check_warns_about_dangerous_but_valid_settings() {
         "{said}"
     );
     assert!(said.contains("warning: a writable bind of /"), "{said}");
+    // A child of workspace that reads as if it allowed less than it does.
+    let narrow = dir.path().join("narrow.toml");
+    fs::write(
+        &narrow,
+        "extends = [\"workspace\"]\n[seccomp]\nsocket_families = [\"AF_UNIX\"]\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["profile", "check", narrow.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("seccomp.socket_families repeats part of the list it extends")
+            && said.contains("\"AF_INET\", \"AF_INET6\", \"AF_NETLINK\" stay"),
+        "{said}"
+    );
     let out = bin()
         .args(["profile", "check", "guest-relay"])
         .output()

@@ -112,7 +112,8 @@ fn check(files: &[String], json: bool, search: &SearchPath) -> Outcome {
     for file in files {
         match profile::resolve(file, search) {
             Ok(r) => {
-                let warnings = profile::warnings::of(&r.profile);
+                let mut warnings = r.narrowed.clone();
+                warnings.extend(profile::warnings::of(&r.profile));
                 if !json {
                     println!("{file}: ok");
                     for w in &warnings {

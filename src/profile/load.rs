@@ -8,7 +8,7 @@ use toml::{Table, Value};
 
 use super::error::{ProfileError, ProfileErrors};
 use super::locate;
-use super::merge::merge;
+use super::merge::{merge, narrowings};
 use super::model::Profile;
 use super::source::Source;
 use super::validate;
@@ -139,6 +139,9 @@ impl SearchPath {
 pub struct Resolved {
     pub profile: Profile,
     pub sources: Vec<Source>,
+    /// Lists written as if to allow less than their parents' (see
+    /// `merge::narrowings`), each prefixed with its file.
+    pub narrowed: Vec<String>,
 }
 
 /// Is `arg` a file path rather than a profile name?
@@ -175,7 +178,8 @@ pub fn resolve(arg: &str, search: &SearchPath) -> Result<Resolved, ProfileErrors
     };
     let mut sources = Vec::new();
     let mut stack = Vec::new();
-    let table = load(top, search, &mut stack, &mut sources)?;
+    let mut narrowed = Vec::new();
+    let table = load(top, search, &mut stack, &mut sources, &mut narrowed)?;
     let first = &sources[0];
     let profile: Profile = Value::Table(table)
         .try_into()
@@ -183,7 +187,11 @@ pub fn resolve(arg: &str, search: &SearchPath) -> Result<Resolved, ProfileErrors
             first.error_at_offset(0, format!("merged profile is invalid: {}", e.message()))
         })?;
     validate::check(&profile, &sources)?;
-    Ok(Resolved { profile, sources })
+    Ok(Resolved {
+        profile,
+        sources,
+        narrowed,
+    })
 }
 
 /// Parses one file (located type and field errors), then its parents, and
@@ -193,6 +201,7 @@ fn load(
     search: &SearchPath,
     stack: &mut Vec<String>,
     sources: &mut Vec<Source>,
+    narrowed: &mut Vec<String>,
 ) -> Result<Table, ProfileErrors> {
     // One parse on the happy path; only a file with a type or field error
     // is parsed again, with spans, to locate it.
@@ -222,9 +231,15 @@ fn load(
             cycle.push(found.name.clone());
             return Err(at(format!("include cycle: {}", cycle.join(" -> "))).into());
         }
-        let parent_table = load(found, search, stack, sources)?;
+        let parent_table = load(found, search, stack, sources, narrowed)?;
         merge(&mut merged, parent_table);
     }
+    let name = &sources[index].name;
+    narrowed.extend(
+        narrowings(&merged, &table, "")
+            .into_iter()
+            .map(|n| format!("{name}: {n}")),
+    );
     merge(&mut merged, table);
     stack.pop();
     Ok(merged)
