@@ -141,19 +141,24 @@ fn check_pair_user(user: &str, shell: &Path) -> Result<(), String> {
     }
 }
 
-/// Root makes the runtime directory 3777 with `chown`/`chmod`, which follow
-/// symlinks: an existing one must be root's own real directory, and its
-/// parent a directory only root can change (or a sticky one, where nobody
-/// can replace root's entries), or another user could aim root at /etc.
+/// Root makes the runtime directory 3777 with `mkdir`, `chown` and `chmod`,
+/// which follow symlinks: an existing one must be root's own real
+/// directory, and its parent a directory only root can change (or a sticky
+/// one, where nobody can replace root's entries), or another user could aim
+/// root at /etc. A missing one is no entry of root's yet: in a sticky
+/// directory (/tmp) anyone could put a link there between this check and
+/// the chmod, so its parent must be one only root can write.
 fn check_runtime_place(dir: &Path) -> Result<(), String> {
-    if let Ok(m) = std::fs::symlink_metadata(dir)
-        && (!m.is_dir() || m.uid() != 0)
-    {
-        return Err(format!(
-            "--runtime-dir {}: it exists and is not a directory of root's (a symlink, or someone else's); remove it or pick another",
-            dir.display()
-        ));
-    }
+    let exists = match std::fs::symlink_metadata(dir) {
+        Ok(m) if !m.is_dir() || m.uid() != 0 => {
+            return Err(format!(
+                "--runtime-dir {}: it exists and is not a directory of root's (a symlink, or someone else's); remove it or pick another",
+                dir.display()
+            ));
+        }
+        Ok(_) => true,
+        Err(_) => false,
+    };
     let parent = dir.parent().unwrap_or(Path::new("/"));
     let m = std::fs::metadata(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     if !crate::files::only_root_changes(&m) {
@@ -161,6 +166,14 @@ fn check_runtime_place(dir: &Path) -> Result<(), String> {
             "--runtime-dir {}: its parent {} can be changed by users other than root; pick a place under /run",
             dir.display(),
             parent.display()
+        ));
+    }
+    if !exists && m.mode() & 0o022 != 0 {
+        return Err(format!(
+            "--runtime-dir {}: it does not exist, and its parent {} is open to other users, who could put a link there before root makes it 3777; pick a place under /run (or make it yourself first: mkdir -m 3777 {})",
+            dir.display(),
+            parent.display(),
+            dir.display()
         ));
     }
     Ok(())
@@ -750,5 +763,17 @@ mod tests {
                 .contains("can be changed")
         );
         assert!(check_runtime_place(&d.path().join("fresh")).is_ok());
+        // Sticky like /tmp: root's own directory there is fine, a missing
+        // one is not (a link could take its place before the chmod).
+        let sticky = d.path().join("sticky");
+        std::fs::create_dir(&sticky).unwrap();
+        std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(
+            check_runtime_place(&sticky.join("rt"))
+                .unwrap_err()
+                .contains("does not exist")
+        );
+        std::fs::create_dir(sticky.join("rt")).unwrap();
+        assert!(check_runtime_place(&sticky.join("rt")).is_ok());
     }
 }
