@@ -81,6 +81,11 @@ fn sshd_conf(a: &Options, bin: &Path) -> String {
         "# Written by `pairjail setup`. Guests log in as {user} with keys that\n\
          # `pairjail authorized-keys` serves only while their session is live.\n\
          Match User {user}\n\
+         \t# Only the keys below, which carry the forced command: no\n\
+         \t# certificate (its own command), host-based or GSSAPI login.\n\
+         \tAuthenticationMethods publickey\n\
+         \tPubkeyAcceptedAlgorithms -*-cert-v01@openssh.com\n\
+         \tHostbasedAuthentication no\n\
          \tAuthorizedKeysFile none\n\
          \tAuthorizedKeysCommand {bin} authorized-keys --config {conf} %u %k %t\n\
          \tAuthorizedKeysCommandUser {akc}\n\

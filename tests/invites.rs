@@ -48,7 +48,14 @@ fn pair_user_mode_access_exists_only_while_the_session_is_live() {
     // other tests' lines in it would go.
     let _turn = host_ssh_lock();
     let sd_dir = World::dir_for("pu").join("sshd.d");
-    let top = format!("Include {}/*.conf\n", sd_dir.display());
+    // The site trusts a user CA (for its staff's logins): a certificate for
+    // the pair user must not be a way past the forced command.
+    let ca = World::dir_for("pu").join("user-ca");
+    let top = format!(
+        "TrustedUserCAKeys {}.pub\nInclude {}/*.conf\n",
+        ca.display(),
+        sd_dir.display()
+    );
     let Some(mut w) = World::bare("pu", &top, "none") else {
         return;
     };
@@ -88,7 +95,40 @@ fn pair_user_mode_access_exists_only_while_the_session_is_live() {
     ] {
         assert!(conf.contains(want), "{conf}");
     }
+    let keygen = |args: &[&str]| {
+        let out = Command::new("ssh-keygen").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ssh-keygen {args:?}: {}",
+            text(&out.stderr)
+        );
+    };
+    keygen(&["-q", "-t", "ed25519", "-N", "", "-f", ca.to_str().unwrap()]);
     w.start_sshd();
+    // A certificate for the pair user, from the CA sshd trusts, asking for
+    // a command of its own: refused before any shell runs.
+    let certified = w.keygen("certified");
+    keygen(&[
+        "-q",
+        "-s",
+        ca.to_str().unwrap(),
+        "-I",
+        "staff",
+        "-n",
+        PAIR,
+        certified.with_extension("pub").to_str().unwrap(),
+    ]);
+    let out = w
+        .ssh_command(&certified)
+        .arg(format!("{PAIR}@127.0.0.1"))
+        .arg("join --host pjhost --session spu --guest bob")
+        .output()
+        .unwrap();
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        out.status.code() == Some(255) && said.contains("Permission denied"),
+        "a certificate logged in as the pair user: {said}"
+    );
 
     let bob = w.keygen("bob");
     let stranger = w.keygen("stranger");
