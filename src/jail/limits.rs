@@ -51,7 +51,11 @@ pub fn place(c: &CgroupLimits, root: &Path, pid: i32) -> Result<Placement, JailE
     if c.is_empty() {
         return Ok(placement);
     }
-    match try_place(c, root, pid, &mut placement) {
+    let caller = nix::unistd::Uid::effective().as_raw();
+    let own = fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|t| own_v2_group(&t));
+    match try_place(c, root, pid, caller, own.as_deref(), &mut placement) {
         Ok(()) => Ok(placement),
         Err(why) if c.required => Err(JailError::msg(
             "cgroup",
@@ -69,10 +73,55 @@ fn write(dir: &Path, file: &str, value: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}/{file}: {e}", dir.display()))
 }
 
+/// The caller's own cgroup v2 group, from `/proc/self/cgroup` (`0::/a/b`).
+fn own_v2_group(text: &str) -> Option<PathBuf> {
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(PathBuf::from(path.trim().trim_start_matches('/')))
+}
+
+/// Where a v2 jail's group goes, and the groups above it whose
+/// `cgroup.subtree_control` must list the controllers: root makes
+/// `pairjail/PID` at the top of the tree; anyone else uses the subtree
+/// systemd delegates to them (`user@UID.service`): the nearest group above
+/// their own that they own, where `pairjail-PID` goes. A group that holds
+/// processes cannot enable controllers for its children, which is why it
+/// is a group above the caller's own (a slice, which holds none).
+fn v2_place(
+    root: &Path,
+    pid: i32,
+    caller: u32,
+    own: Option<&Path>,
+) -> Result<(PathBuf, Vec<PathBuf>), String> {
+    use std::os::unix::fs::MetadataExt;
+    if caller == 0 {
+        let parent = root.join("pairjail");
+        return Ok((
+            parent.join(pid.to_string()),
+            vec![root.to_path_buf(), parent],
+        ));
+    }
+    let own = own.ok_or("no cgroup v2 group of your own in /proc/self/cgroup")?;
+    let delegated = own
+        .ancestors()
+        .skip(1)
+        .filter(|a| !a.as_os_str().is_empty())
+        .map(|a| root.join(a))
+        .find(|dir| fs::metadata(dir).is_ok_and(|m| m.uid() == caller));
+    match delegated {
+        Some(dir) => Ok((dir.join(format!("pairjail-{pid}")), vec![dir])),
+        None => Err(format!(
+            "no part of the cgroup tree above your own group (/{}) is yours: only root, or a session whose cgroups systemd delegates to you (user@UID.service), can set limits",
+            own.display()
+        )),
+    }
+}
+
 fn try_place(
     c: &CgroupLimits,
     root: &Path,
     pid: i32,
+    caller: u32,
+    own: Option<&Path>,
     placement: &mut Placement,
 ) -> Result<(), String> {
     let name = format!("pairjail/{pid}");
@@ -82,7 +131,7 @@ fn try_place(
         // lists it in cgroup.subtree_control, at every level down to the
         // jail's own group.
         let mut wanted = Vec::new();
-        let dir = root.join(&name);
+        let (dir, above) = v2_place(root, pid, caller, own)?;
         if let Some(m) = c.memory_max {
             wanted.push("memory");
             writes.push((dir.clone(), "memory.max", m.to_string()));
@@ -95,15 +144,15 @@ fn try_place(
             wanted.push("cpu");
             writes.push((dir.clone(), "cpu.weight", w.to_string()));
         }
-        let parent = root.join("pairjail");
-        if !parent.exists() {
-            fs::create_dir(&parent)
-                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-        }
         let enable: Vec<String> = wanted.iter().map(|c| format!("+{c}")).collect();
         let enable = enable.join(" ");
-        write(root, "cgroup.subtree_control", &enable)?;
-        write(&parent, "cgroup.subtree_control", &enable)?;
+        for group in &above {
+            if !group.exists() {
+                fs::create_dir(group)
+                    .map_err(|e| format!("cannot create {}: {e}", group.display()))?;
+            }
+            write(group, "cgroup.subtree_control", &enable)?;
+        }
     } else {
         if let Some(m) = c.memory_max {
             writes.push((
@@ -168,6 +217,64 @@ mod tests {
         assert_eq!(read("pairjail/4242/cpu.weight"), "50");
         assert_eq!(read("pairjail/4242/cgroup.procs"), "4242");
         drop(placed);
+    }
+
+    /// A host who is not root: its own group is a scope in the subtree
+    /// systemd delegates to it; the jail's group goes beside it, under the
+    /// nearest group above that the host owns.
+    #[test]
+    fn v2_without_root_uses_the_subtree_delegated_to_the_caller() {
+        use std::os::unix::fs::MetadataExt;
+        let root = fake_v2();
+        let user = "user.slice/user-4321.slice/user@4321.service";
+        let own = format!("{user}/app.slice/term.scope");
+        fs::create_dir_all(root.path().join(&own)).unwrap();
+        // The delegated groups belong to the caller; as root (CI), a
+        // made-up host owns them.
+        let me = match fs::metadata(root.path()).unwrap().uid() {
+            0 => {
+                let mut dir = PathBuf::new();
+                for part in Path::new(&own).components() {
+                    dir.push(part);
+                    std::os::unix::fs::chown(root.path().join(&dir), Some(4321), Some(4321))
+                        .unwrap();
+                }
+                4321
+            }
+            uid => uid,
+        };
+        // Owned by someone else, the subtree is not the caller's.
+        let other = me + 1;
+        let c = CgroupLimits {
+            memory_max: Some(1 << 30),
+            pids_max: Some(64),
+            cpu_weight: None,
+            required: true,
+        };
+        let mut p = Placement::default();
+        let e = try_place(&c, root.path(), 77, other, Some(Path::new(&own)), &mut p).unwrap_err();
+        assert!(e.contains("is yours"), "{e}");
+        // Its own: the group goes under app.slice, the nearest one above.
+        let mut p = Placement::default();
+        try_place(&c, root.path(), 77, me, Some(Path::new(&own)), &mut p).unwrap();
+        let read = |rel: &str| fs::read_to_string(root.path().join(rel)).unwrap();
+        let slice = format!("{user}/app.slice");
+        assert_eq!(
+            read(&format!("{slice}/cgroup.subtree_control")),
+            "+memory +pids"
+        );
+        assert_eq!(
+            read(&format!("{slice}/pairjail-77/memory.max")),
+            (1u64 << 30).to_string()
+        );
+        assert_eq!(read(&format!("{slice}/pairjail-77/pids.max")), "64");
+        assert_eq!(read(&format!("{slice}/pairjail-77/cgroup.procs")), "77");
+        // The top of the tree is left alone.
+        assert_eq!(read("cgroup.subtree_control"), "");
+        assert_eq!(
+            own_v2_group("12:pids:/x\n0::/user.slice/a.scope\n"),
+            Some(PathBuf::from("user.slice/a.scope"))
+        );
     }
 
     #[test]
