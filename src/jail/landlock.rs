@@ -158,14 +158,23 @@ pub fn restrict(
             .map_err(e("add_rule(program)"))?;
     }
     let status = created.restrict_self().map_err(e("restrict_self"))?;
-    if ll.compat == Compat::Hard && status.ruleset != RulesetStatus::FullyEnforced {
-        return Err(JailError::msg(
-            "landlock: restrict_self",
-            format!(
-                "ruleset only {:?} on this kernel and compat = \"hard\"",
-                status.ruleset
-            ),
-        ));
+    if status.ruleset != RulesetStatus::FullyEnforced {
+        let why = format!(
+            "ruleset only {:?} on this kernel (Landlock ABI {}, the profile's {})",
+            status.ruleset,
+            kernel_abi(),
+            ll.abi
+        );
+        if ll.compat == Compat::Hard {
+            return Err(JailError::msg(
+                "landlock: restrict_self",
+                format!("{why} and compat = \"hard\""),
+            ));
+        }
+        // compat = "best-effort": the jail runs, and says what it lacks.
+        eprintln!(
+            "pairjail: warning: landlock: {why}; rights and scopes this kernel lacks are not enforced"
+        );
     }
     Ok(())
 }
