@@ -524,6 +524,20 @@ fn malformed_frames_and_old_versions_close_that_client_only() {
     // Garbage where a hello should be.
     let said = w.raw_client(HOST, "sproto", &hex(b"\x09\xff\xff\xff\xffgarbage"));
     assert!(said.contains("expected a hello"), "{said:?}");
+    // A message type with control characters in it: the share's log (which
+    // the host reads in a terminal) quotes them back, never obeys them.
+    let mut frames = msg_frame(
+        br#"{"type":"hello","version":1,"guest":"lee","mode":"mirror","term":"xterm","cols":80,"rows":24,"source":null}"#,
+    );
+    frames.extend(msg_frame(br#"{"type":"\u001b]2;PJ-TITLE\u0007\u001b[2J"}"#));
+    w.raw_client(HOST, "sproto", &hex(&frames));
+    let log = std::fs::read(w.runtime.join(HOST).join("sproto.log")).unwrap();
+    let log = String::from_utf8_lossy(&log);
+    assert!(log.contains("PJ-TITLE"), "the frame was not logged:\n{log}");
+    assert!(
+        !log.contains('\u{1b}') && !log.contains('\u{7}'),
+        "control characters reached the log:\n{log:?}"
+    );
     // A hello from a future protocol version.
     let hello = br#"{"type":"hello","version":99,"guest":"zed","mode":"mirror","term":"xterm","cols":80,"rows":24,"source":null}"#;
     let frame = msg_frame(hello);
