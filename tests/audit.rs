@@ -266,6 +266,17 @@ fn a_scripted_share_is_audited_exactly_verified_and_replayed_with_attributed_inp
     w.drv(&["send-keys", "-t", &carol, "-l", "echo CAROL-WAS-HERE"]);
     w.drv(&["send-keys", "-t", &carol, "Enter"]);
     w.wait_screen(&host, "CAROL-WAS-HERE", 20);
+    // She has tmux pass a clipboard write on to every client: whoever
+    // replays the recording would get it.
+    w.drv(&[
+        "send-keys",
+        "-t",
+        &carol,
+        "-l",
+        "tmux set -g set-clipboard on; printf '\\033]52;c;UEotQ0xJUEJPQVJE\\007'; echo CLIP-$((40+2))",
+    ]);
+    w.drv(&["send-keys", "-t", &carol, "Enter"]);
+    w.wait_screen(&host, "CLIP-42", 20);
     w.drv(&["send-keys", "-t", &carol, "C-b", "d"]);
     w.wait_screen(&carol, "SSH-EXIT=0", 10);
     let out = w.host_pairjail(&["stop", "--session", "saudit"]);
@@ -363,6 +374,21 @@ fn a_scripted_share_is_audited_exactly_verified_and_replayed_with_attributed_inp
     assert!(shown.contains("HOST-MARKER-5151"), "{shown}");
     assert!(shown.contains("TYPED-BY-BOB-42"), "{shown}");
     let body = std::fs::read_to_string(cast).unwrap();
+    let output: String = body
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e[1] == "o")
+        .map(|e| e[2].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        output.contains("CLIP-42"),
+        "the recording missed the output"
+    );
+    assert!(
+        !output.contains("\u{1b}]52;"),
+        "the recording holds a clipboard write"
+    );
     let header: serde_json::Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
     assert_eq!(header["version"], 2);
     let markers: Vec<String> = body

@@ -1,5 +1,14 @@
-//! What the broker forwards of a tmux client's output: never the switch
-//! to the alternate screen, and never half an escape sequence.
+//! What the broker forwards of a tmux client's output (to guests, and into
+//! the recording): never the switch to the alternate screen, never a
+//! clipboard write or a string for the terminal itself, and never half an
+//! escape sequence.
+//!
+//! A pair guest can make tmux pass a program's `OSC 52` (clipboard) and
+//! `DCS` strings through to every client (`set -g set-clipboard on`,
+//! `allow-passthrough on`): a mirror guest's clipboard would be set to a
+//! command that runs when pasted, and so would the clipboard of whoever
+//! replays the recording. `OSC 52`, and DCS, APC, PM and SOS strings,
+//! however long, are dropped.
 //!
 //! tmux switches its client's terminal to the alternate screen when it
 //! starts and back when it ends. A guest whose connection ends without
@@ -27,6 +36,34 @@ pub struct Filter {
     /// The parameters of the last scroll region set (`CSI Pt ; Pb r`);
     /// None: the whole screen.
     region: Option<Vec<u8>>,
+    /// A dropped string too long to hold, being skipped to its end (the
+    /// byte that says its kind).
+    skipping: Option<u8>,
+}
+
+/// A string a guest's terminal must never get: a clipboard write, or a
+/// DCS (tmux's passthrough), APC, PM or SOS string.
+fn dropped(seq: &[u8]) -> bool {
+    seq.starts_with(b"\x1b]52;") || matches!(seq, [0x1b, b'P' | b'_' | b'^' | b'X', ..])
+}
+
+/// Where a control string of `kind` being skipped ends in `data`: after
+/// BEL (OSC only) or ST, at an ESC that starts something else, or after a
+/// CAN or SUB. None: not in `data` (a final ESC may start the ST).
+fn string_end(data: &[u8], kind: u8) -> Option<usize> {
+    let mut j = 0;
+    while j < data.len() {
+        match (data[j], data.get(j + 1)) {
+            (0x07, _) if kind == b']' => return Some(j + 1),
+            (0x1b, None) => return None,
+            (0x1b, Some(b'\\')) => return Some(j + 2),
+            (0x1b, Some(_)) => return Some(j),
+            (0x18 | 0x1a, _) => return Some(j + 1),
+            _ => {}
+        }
+        j += 1;
+    }
+    None
 }
 
 /// The unit at the start of `rest` (which starts with ESC).
@@ -164,6 +201,20 @@ impl Filter {
         let mut data = std::mem::take(&mut self.held);
         data.extend_from_slice(input);
         let mut i = 0;
+        if let Some(kind) = self.skipping {
+            match string_end(&data, kind) {
+                Some(end) => {
+                    self.skipping = None;
+                    i = end;
+                }
+                None => {
+                    if data.last() == Some(&0x1b) {
+                        self.held = vec![0x1b];
+                    }
+                    return;
+                }
+            }
+        }
         while i < data.len() {
             if data[i] != 0x1b {
                 // Copy the run up to the next ESC at once.
@@ -215,9 +266,24 @@ impl Filter {
                     self.held = rest.to_vec();
                     return;
                 }
+                Unit::Partial if dropped(rest) => {
+                    // Too long to hold, and never forwarded: skipped to
+                    // its end, in this chunk or a later one.
+                    let kind = rest[1];
+                    match string_end(&rest[2..], kind) {
+                        Some(end) => i += 2 + end,
+                        None => {
+                            self.skipping = Some(kind);
+                            if rest.last() == Some(&0x1b) {
+                                self.held = vec![0x1b];
+                            }
+                            return;
+                        }
+                    }
+                }
                 Unit::Partial => {
-                    // Too long to hold (a huge clipboard string): passed on,
-                    // and the next chunk taken as new output.
+                    // Too long to hold (a huge title): passed on, and the
+                    // next chunk taken as new output.
                     out.extend_from_slice(rest);
                     return;
                 }
@@ -225,8 +291,12 @@ impl Filter {
         }
     }
 
-    /// A whole sequence, minus any alternate-screen switch in it.
+    /// A whole sequence, minus any alternate-screen switch in it; nothing
+    /// of a dropped string.
     fn emit(&mut self, seq: &[u8], out: &mut Vec<u8>) {
+        if dropped(seq) {
+            return;
+        }
         if let Some(seq) = without_switch(seq) {
             self.note(&seq);
             out.extend_from_slice(&seq);
@@ -330,6 +400,31 @@ mod tests {
             assert!(out.ends_with(b"x"), "{input:?} gave {out:?}");
             for cut in 0..input.len() {
                 assert_eq!(run(&[&input[..cut], &input[cut..]]), out, "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn clipboard_writes_and_terminal_strings_never_reach_a_guest() {
+        let input: &[u8] = b"a\x1b]52;c;Y3VybCBldmlsfHNoCg==\x07b\x1b]52;;eA==\x1b\\c\x1bPtmux;\x1b\x1b]52;c;eA==\x07\x1b\\d\x1b_apc\x1b\\e\x1b]2;title\x07f";
+        let want: &[u8] = b"abc\x1b\\de\x1b]2;title\x07f";
+        assert_eq!(run(&[input]), want);
+        for cut in 0..input.len() {
+            assert_eq!(run(&[&input[..cut], &input[cut..]]), want, "cut at {cut}");
+        }
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(run(&bytes), want);
+        // Longer than the filter holds, in pieces, with either ending.
+        for end in [&b"\x07"[..], b"\x1b\\"] {
+            let mut huge = b"x\x1b]52;c;".to_vec();
+            huge.extend(std::iter::repeat_n(b'A', 3 * MAX_HELD));
+            huge.extend_from_slice(end);
+            huge.extend_from_slice(b"y\x1b[1mz");
+            let want: &[u8] = b"xy\x1b[1mz";
+            assert_eq!(run(&[&huge]), want);
+            for size in [1000, 4096, 8191, 8193] {
+                let chunks: Vec<&[u8]> = huge.chunks(size).collect();
+                assert_eq!(run(&chunks), want, "chunks of {size}");
             }
         }
     }

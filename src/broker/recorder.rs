@@ -90,6 +90,10 @@ async fn tap(
     let mut shutdown = state.shutdown.subscribe();
     let mut layout = state.layout.subscribe();
     let mut buf = [0u8; 16384];
+    // What is recorded is what a guest would get: no clipboard write or
+    // terminal string for whoever replays it (see altscreen.rs).
+    let mut filter = super::altscreen::Filter::default();
+    let mut clean = Vec::with_capacity(buf.len());
     let mut skipping = false;
     let why = loop {
         tokio::select! {
@@ -120,12 +124,16 @@ async fn tap(
                 let Ok(mut guard) = ready else { break Some("its terminal failed".to_string()) };
                 match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)) {
                     Ok(Ok(0)) | Ok(Err(_)) => break Some("its tmux client ended".to_string()),
-                    Ok(Ok(n)) => match state.with_cast(|c| c.output(&buf[..n])) {
-                        Wrote::Resumed => { skipping = false; redraw(&state).await }
-                        Wrote::Stopped(_) | Wrote::Ended => break None,
-                        Wrote::Skipped => skipping = true,
-                        Wrote::Written | Wrote::Later => {}
-                    },
+                    Ok(Ok(n)) => {
+                        clean.clear();
+                        filter.push(&buf[..n], &mut clean);
+                        match state.with_cast(|c| c.output(&clean)) {
+                            Wrote::Resumed => { skipping = false; redraw(&state).await }
+                            Wrote::Stopped(_) | Wrote::Ended => break None,
+                            Wrote::Skipped => skipping = true,
+                            Wrote::Written | Wrote::Later => {}
+                        }
+                    }
                     Err(_would_block) => {}
                 }
             }
