@@ -118,7 +118,13 @@ pub fn restrict(
         for raw in list {
             let path = profile::expand(raw, params).map_err(|m| JailError::msg("landlock", m))?;
             let mut grants = Grants::default();
-            grants.split(Path::new(&path), &hidden);
+            // A writable rule is the workspace's: shared by design, and
+            // split it would refuse new files at its top.
+            if access.contains(AccessFs::WriteFile) {
+                grants.whole.push(Path::new(&path).to_path_buf());
+            } else {
+                grants.split(Path::new(&path), &hidden);
+            }
             let listing = access & AccessFs::ReadDir;
             for (path, access) in grants
                 .whole
@@ -179,36 +185,55 @@ pub fn restrict(
     Ok(())
 }
 
-/// The profile's `hide` patterns, split into path components.
+/// The profile's `hide` patterns, split into path components, and what
+/// each names through a link (a dotfile that links into `~/dotfiles`: the
+/// mount hides the file there, and so must Landlock).
 fn hide_patterns(
     p: &Profile,
     params: &std::collections::BTreeMap<String, String>,
 ) -> Result<Vec<Vec<glob::Pattern>>, JailError> {
-    p.hide
-        .iter()
-        .map(|raw| {
-            let path = profile::expand(raw, params).map_err(|m| JailError::msg("hide", m))?;
-            Path::new(&path)
-                .components()
-                .map(|c| {
-                    let text = c.as_os_str().to_string_lossy();
-                    glob::Pattern::new(&text)
-                        .map_err(|e| JailError::msg("hide", format!("{path}: {e}")))
-                })
-                .collect()
-        })
-        .collect()
+    let literal = |path: &Path| -> Vec<glob::Pattern> {
+        path.components()
+            .filter_map(|c| {
+                glob::Pattern::new(&glob::Pattern::escape(&c.as_os_str().to_string_lossy())).ok()
+            })
+            .collect()
+    };
+    let mut out = Vec::new();
+    for raw in &p.hide {
+        let path = profile::expand(raw, params).map_err(|m| JailError::msg("hide", m))?;
+        let pattern: Vec<glob::Pattern> = Path::new(&path)
+            .components()
+            .map(|c| {
+                let text = c.as_os_str().to_string_lossy();
+                glob::Pattern::new(&text)
+                    .map_err(|e| JailError::msg("hide", format!("{path}: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        out.push(pattern);
+        for found in glob::glob(&path).into_iter().flatten().flatten() {
+            if let Ok(real) = found.canonicalize()
+                && real != found
+            {
+                out.push(literal(&real));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `hide` in Landlock's terms. A mount hides a listed secret only until
 /// the host's tools save it by renaming a new file over it (the kernel
 /// then drops the mount), and only if it existed when the jail started. So
-/// a rule on a directory some pattern lies under is split: the directory
-/// may only be listed, and each entry it has now is granted (split again
-/// if a pattern lies under it), except what a pattern names. What appears
+/// a read rule on a directory of the caller's own (where its tools can
+/// save and make files) that some pattern lies under is split: the
+/// directory may only be listed, and each entry it has now is granted
+/// (split again if a pattern lies under it), except what a pattern names
+/// and links (what a link leads to is governed where it is). What appears
 /// there later, a secret saved by rename or made after the start, is in
-/// no rule, and Landlock refuses it.
-#[derive(Default)]
+/// no rule, and Landlock refuses it. The price: a file there that is saved
+/// again during the session is unreadable until the next start.
+#[derive(Debug, Default)]
 struct Grants {
     /// Granted with the rule's access.
     whole: Vec<std::path::PathBuf>,
@@ -229,7 +254,13 @@ impl Grants {
         if hidden.iter().any(|h| h.len() == parts.len() && matches(h)) {
             return;
         }
-        if !hidden.iter().any(|h| h.len() > parts.len() && matches(h)) {
+        // Someone else's directory (/etc): the caller's tools change
+        // nothing there, and the mount holds.
+        let mine = || {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(path).is_ok_and(|m| m.uid() == nix::unistd::Uid::effective().as_raw())
+        };
+        if !hidden.iter().any(|h| h.len() > parts.len() && matches(h)) || !mine() {
             self.whole.push(path.to_path_buf());
             return;
         }
@@ -239,7 +270,9 @@ impl Grants {
         };
         self.listed.push(path.to_path_buf());
         for entry in entries.flatten() {
-            self.split(&entry.path(), hidden);
+            if entry.file_type().is_ok_and(|t| !t.is_symlink()) {
+                self.split(&entry.path(), hidden);
+            }
         }
     }
 }
@@ -275,8 +308,6 @@ mod tests {
             pattern(".cargo-credentials*"),
             pattern(".aws"),
         ];
-        let mut g = Grants::default();
-        g.split(home, &hidden);
         let rel = |v: &[std::path::PathBuf]| {
             let mut v: Vec<String> = v
                 .iter()
@@ -285,6 +316,10 @@ mod tests {
             v.sort();
             v
         };
+        // A link is never granted: what it leads to is governed where it is.
+        std::os::unix::fs::symlink(".", home.join("self")).unwrap();
+        let mut g = Grants::default();
+        g.split(home, &hidden);
         assert_eq!(rel(&g.listed), ["", ".config"]);
         assert_eq!(rel(&g.whole), [".bashrc", ".config/git", "src"]);
         // A rule nothing hidden lies under stays one rule.
@@ -295,5 +330,39 @@ mod tests {
         let mut g = Grants::default();
         g.split(&home.join(".netrc"), &hidden);
         assert!(g.whole.is_empty() && g.listed.is_empty());
+    }
+
+    #[test]
+    fn a_hidden_dotfile_that_links_elsewhere_is_hidden_there_too() {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path();
+        std::fs::create_dir_all(home.join("dotfiles")).unwrap();
+        std::fs::write(home.join("dotfiles/netrc"), "").unwrap();
+        std::fs::write(home.join("dotfiles/vimrc"), "").unwrap();
+        std::os::unix::fs::symlink("dotfiles/netrc", home.join(".netrc")).unwrap();
+        let mut p = Profile::default();
+        p.hide = vec![format!("{}/.netrc", home.display())];
+        let hidden = hide_patterns(&p, &Default::default()).unwrap();
+        let mut g = Grants::default();
+        g.split(home, &hidden);
+        let whole: Vec<_> = g
+            .whole
+            .iter()
+            .map(|p| p.strip_prefix(home).unwrap())
+            .collect();
+        assert_eq!(whole, [Path::new("dotfiles/vimrc")], "{g:?}");
+        // Someone else's directory is not split: its owner's tools, not the
+        // caller's, change it, and the mount holds.
+        if nix::unistd::Uid::effective().is_root() {
+            std::os::unix::fs::chown(home.join("dotfiles"), Some(4321), None).unwrap();
+            let mut g = Grants::default();
+            g.split(home, &hidden);
+            let whole: Vec<_> = g
+                .whole
+                .iter()
+                .map(|p| p.strip_prefix(home).unwrap())
+                .collect();
+            assert_eq!(whole, [Path::new("dotfiles")], "{g:?}");
+        }
     }
 }
