@@ -340,8 +340,10 @@ mod tests {
         std::fs::write(home.join("dotfiles/netrc"), "").unwrap();
         std::fs::write(home.join("dotfiles/vimrc"), "").unwrap();
         std::os::unix::fs::symlink("dotfiles/netrc", home.join(".netrc")).unwrap();
-        let mut p = Profile::default();
-        p.hide = vec![format!("{}/.netrc", home.display())];
+        let p = Profile {
+            hide: vec![format!("{}/.netrc", home.display())],
+            ..Default::default()
+        };
         let hidden = hide_patterns(&p, &Default::default()).unwrap();
         let mut g = Grants::default();
         g.split(home, &hidden);
