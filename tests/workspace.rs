@@ -462,6 +462,34 @@ fn jailed_sessions_refuse_the_direct_transport_and_a_bad_workspace() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("exclude each other"));
+    // A session profile in the workspace (which guests write), or one whose
+    // `extends` would be looked up there first, is refused.
+    let team = w.workspace().join("team");
+    std::fs::create_dir_all(&team).unwrap();
+    std::fs::write(
+        team.join("strict.toml"),
+        "extends = [\"workspace\"]\ndescription = \"the team's\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        team.join("workspace.toml"),
+        PLANTED_PROFILE.replace("[params]\n", "[params]\nworkspace = \"/\"\nhome = \"/\"\n"),
+    )
+    .unwrap();
+    let out = w.try_start_session(
+        "sref",
+        "mirror,pair",
+        HOST_PROGRAM,
+        &["--session-profile", "team/strict.toml"],
+        &[],
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "sref"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("inside the workspace"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// A profile a pair guest can write, which confines nothing.

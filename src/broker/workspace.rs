@@ -34,7 +34,7 @@ pub enum WorkspaceError {
     #[error("--session-profile {0}: {1}")]
     Profile(String, String),
     #[error(
-        "profiles are looked up in {0}, inside the workspace {1}: a guest could write a profile there that the session's next tmux client would run in; move it out of the workspace (or out of $PAIRJAIL_PROFILE_PATH)"
+        "profiles are read from {0}, inside the workspace {1}: a guest could write a profile there that the session's next jail would be built from; move them out of the workspace (or out of $PAIRJAIL_PROFILE_PATH)"
     )]
     ProfilesInside(PathBuf, PathBuf),
     #[error(
@@ -106,6 +106,14 @@ pub fn decide(r: &Request, search: &SearchPath) -> Result<Option<Confinement>, W
     let name = r.profile.clone().unwrap_or_else(|| DEFAULT_PROFILE.into());
     let resolved = profile::resolve(&name, search)
         .map_err(|e| WorkspaceError::Profile(name.clone(), e.to_string()))?;
+    // The files it came from, and where their `extends` were looked up
+    // first, must be out of the guests' reach too.
+    for dir in resolved.sources.iter().filter_map(|s| s.dir.as_deref()) {
+        let real = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        if !real.is_absolute() || real.starts_with(&workspace) {
+            return Err(WorkspaceError::ProfilesInside(real, workspace));
+        }
+    }
     let missing: Vec<&str> = PARAMS
         .into_iter()
         .filter(|p| !resolved.profile.params.contains_key(*p))

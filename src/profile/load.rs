@@ -98,16 +98,13 @@ impl SearchPath {
     }
 
     /// The first directory searched that lies inside `dir` (compared
-    /// with links resolved), if any. A relative one counts: it is looked
-    /// up from wherever pairjail runs.
+    /// with links resolved, also in a part not made yet), if any. A
+    /// relative one counts: it is looked up from wherever pairjail runs.
     pub fn inside(&self, dir: &Path) -> Option<PathBuf> {
         let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         self.dirs
             .iter()
-            .find(|d| {
-                let real = d.canonicalize().unwrap_or_else(|_| d.to_path_buf());
-                !real.is_absolute() || real.starts_with(&dir)
-            })
+            .find(|d| real_path(d).is_none_or(|real| real.starts_with(&dir)))
             .cloned()
     }
 
@@ -131,6 +128,20 @@ impl SearchPath {
             })
         })
     }
+}
+
+/// `path` with links resolved, also where its last parts do not exist yet
+/// (a directory someone may make later); None for a relative path or one
+/// that climbs (`..`) through a part that does not exist.
+fn real_path(path: &Path) -> Option<PathBuf> {
+    if !path.is_absolute() {
+        return None;
+    }
+    if let Ok(real) = path.canonicalize() {
+        return Some(real);
+    }
+    let name = path.file_name()?;
+    Some(real_path(path.parent()?)?.join(name))
 }
 
 /// A profile with every `extends` merged in, and the files it came from
@@ -314,4 +325,26 @@ fn parse_error(src: &Source, e: &toml::de::Error) -> ProfileErrors {
         raw.replace('`', "'")
     };
     src.error_at_offset(offset, message).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_search_directory_inside_the_workspace_is_found_however_spelled() {
+        let d = tempfile::tempdir().unwrap();
+        let ws = d.path().join("ws");
+        std::fs::create_dir(&ws).unwrap();
+        std::os::unix::fs::symlink(&ws, d.path().join("link")).unwrap();
+        let inside = |dir: PathBuf| SearchPath { dirs: vec![dir] }.inside(&ws).is_some();
+        assert!(inside(ws.join("profiles")));
+        // Not made yet, through a link, or climbing out and back in.
+        assert!(inside(d.path().join("link/later/profiles")));
+        assert!(inside(d.path().join("ws/../ws/later")));
+        assert!(inside(d.path().join("ws/later/../../ws/x")));
+        assert!(inside(PathBuf::from("profiles")));
+        assert!(!inside(d.path().join("elsewhere/profiles")));
+        assert!(!inside(PathBuf::from("/etc/pairjail/profiles")));
+    }
 }
