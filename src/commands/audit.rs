@@ -125,9 +125,12 @@ fn show(file: PathBuf, session: Option<String>, since: Option<String>, json: boo
             ),
             Shown::Bad { line, why } => {
                 bad += 1;
+                // The parser quotes the line back: whatever it holds is
+                // shown, not obeyed.
                 eprintln!(
-                    "pairjail: {}: line {line} is not an audit line: {why}",
-                    file.display()
+                    "pairjail: {}: line {line} is not an audit line: {}",
+                    file.display(),
+                    printable(&why.to_string())
                 );
             }
         }

@@ -133,6 +133,20 @@ pub fn plan(
             Mount::Dev { pts, .. } => Entry::Dev { dst, pts: *pts },
         });
     }
+    // A pin no bind used would check nothing: the caller's file would go
+    // in (or not) by a spelling of the profile's own.
+    for (path, _) in pins {
+        let used = p.mounts.iter().any(|m| match m {
+            Mount::Bind { src, .. } => expand(src).is_ok_and(|s| s.as_str() == path.as_os_str()),
+            _ => false,
+        });
+        if !used {
+            return Err(JailError::msg(
+                format!("bind {}", path.display()),
+                "the profile binds no such source: a profile for this use must bind it exactly (see the shipped one)",
+            ));
+        }
+    }
     let mut hidden = Vec::new();
     for pattern in &p.hide {
         let pattern = expand(pattern)?;
@@ -621,6 +635,10 @@ mod tests {
             matches!(&planned[..], [Entry::Bind { id: Some(i), .. }] if *i == id(&checked)),
             "{planned:?}"
         );
+        // A pin the profile does not bind is an error, not a silent pass.
+        let elsewhere = [(d.path().join("elsewhere"), id(&checked))];
+        let e = plan(&p, &params, &elsewhere).unwrap_err().to_string();
+        assert!(e.contains("binds no such source"), "{e}");
         // Swapped between the caller's check and the plan: refused.
         std::fs::rename(&other, &checked).unwrap();
         let e = plan(&p, &params, &pins).unwrap_err().to_string();

@@ -93,6 +93,7 @@ pub fn answer(
         .into_iter()
         .map(|u| (u.uid, u.name))
         .collect();
+    let names: std::collections::HashSet<&str> = users.values().map(String::as_str).collect();
     let mut found = Vec::new();
     // Only host directories count towards the limit: the runtime directory
     // is open to every local user, who could otherwise fill it with files
@@ -107,7 +108,8 @@ pub fn answer(
             return (None, warnings);
         }
         let name = entry.file_name().to_string_lossy().into_owned();
-        if check_user(&name).is_err() {
+        // No lstat for a name that is no user's: junk costs a lookup only.
+        if check_user(&name).is_err() || !names.contains(name.as_str()) {
             continue;
         }
         let dir = entry.path();
