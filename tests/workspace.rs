@@ -490,6 +490,32 @@ fn jailed_sessions_refuse_the_direct_transport_and_a_bad_workspace() {
         "{}",
         text(&out.stderr)
     );
+    // The record where guests could rewrite it (the workspace) or read it
+    // (the home, off the hide list) is refused.
+    let elsewhere = format!("/home/{HOST}/pj-audit-elsewhere.jsonl");
+    for (args, why) in [
+        (vec!["--record", "rec"], "inside the workspace"),
+        (vec!["--audit-log", "audit.jsonl"], "inside the workspace"),
+        (
+            vec!["--audit-log", elsewhere.as_str()],
+            "pair guests could read it",
+        ),
+    ] {
+        let out = w.try_start_session("sref", "mirror,pair", HOST_PROGRAM, &args, &[]);
+        let _ = w.host_pairjail(&["stop", "--session", "sref"]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
+        assert!(
+            text(&out.stderr).contains(why),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let _ = std::fs::remove_file(&elsewhere);
 }
 
 /// A profile a pair guest can write, which confines nothing.

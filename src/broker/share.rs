@@ -384,6 +384,15 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
             fix: "drop --no-audit",
         });
     }
+    if let Some(c) = &a.confinement {
+        let search = crate::profile::SearchPath::from_env();
+        if let Some(audit) = &a.audit {
+            workspace::check_private(c, &search, "the audit log", &audit.path)?;
+        }
+        if let Some(dir) = &a.record {
+            workspace::check_private(c, &search, "the recordings directory", dir)?;
+        }
+    }
     let p = &at.paths;
     if ask(&p.control, Msg::Status).is_some() {
         return Err(ShareError::AlreadyShared(a.session.clone()));

@@ -38,6 +38,10 @@ pub enum WorkspaceError {
     )]
     ProfilesInside(PathBuf, PathBuf),
     #[error(
+        "{0} {1} is {2}; keep it under ~/.local/state/pairjail (the default, which the shipped profiles hide), or add its directory to your session profile's hide list"
+    )]
+    Exposed(&'static str, PathBuf, &'static str),
+    #[error(
         "--direct cannot be used with a jailed session: direct guests' tmux clients run as another user, whom the session's user namespace does not map; use the relay transport, or --unconfined-session"
     )]
     Direct,
@@ -137,6 +141,71 @@ pub fn decide(r: &Request, search: &SearchPath) -> Result<Option<Confinement>, W
             "host".into()
         },
     }))
+}
+
+/// What guests must neither change nor read (`what`: the audit log, the
+/// recordings) is not in the workspace, nor anywhere the session profile
+/// binds into the jail unless its hide list covers it.
+pub fn check_private(
+    c: &Confinement,
+    search: &SearchPath,
+    what: &'static str,
+    path: &Path,
+) -> Result<(), WorkspaceError> {
+    let real = real_or_parent(path);
+    if real.starts_with(&c.workspace) {
+        return Err(WorkspaceError::Exposed(
+            what,
+            path.to_path_buf(),
+            "inside the workspace, where guests could rewrite it",
+        ));
+    }
+    let resolved = profile::resolve(&c.profile, search)
+        .map_err(|e| WorkspaceError::Profile(c.profile.clone(), e.to_string()))?;
+    let params = std::collections::BTreeMap::from([
+        ("workspace".to_string(), c.workspace.display().to_string()),
+        ("home".to_string(), c.home.display().to_string()),
+    ]);
+    // Seen in the jail only through a bind of a directory above it.
+    let bound = resolved.profile.mounts.iter().any(|m| match m {
+        profile::Mount::Bind { src, .. } => profile::expand(src, &params)
+            .is_ok_and(|src| real.starts_with(real_or_parent(Path::new(&src)))),
+        _ => false,
+    });
+    if !bound {
+        return Ok(());
+    }
+    let hidden = resolved.profile.hide.iter().any(|raw| {
+        let Ok(pattern) = profile::expand(raw, &params) else {
+            return false;
+        };
+        let parts: Vec<_> = Path::new(&pattern).components().collect();
+        let mine: Vec<_> = real.components().collect();
+        parts.len() <= mine.len()
+            && parts.iter().zip(&mine).all(|(p, m)| {
+                glob::Pattern::new(&p.as_os_str().to_string_lossy())
+                    .is_ok_and(|g| g.matches(&m.as_os_str().to_string_lossy()))
+            })
+    });
+    if hidden {
+        return Ok(());
+    }
+    Err(WorkspaceError::Exposed(
+        what,
+        path.to_path_buf(),
+        "seen in the jail (a bind shows it, and it is not on the session profile's hide list), where pair guests could read it",
+    ))
+}
+
+/// `path` with links resolved; for a file not made yet, its directory's.
+fn real_or_parent(path: &Path) -> PathBuf {
+    if let Ok(real) = path.canonicalize() {
+        return real;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => real_or_parent(dir).join(name),
+        _ => path.to_path_buf(),
+    }
 }
 
 /// No profile a jailed session's tmux clients are started in may come
