@@ -76,7 +76,37 @@ pub enum Step {
     Run { argv: Vec<String> },
 }
 
-fn sshd_conf(a: &Options, bin: &Path) -> String {
+/// sshd's name for the key types it accepts: `PubkeyAcceptedAlgorithms`
+/// since OpenSSH 8.5, `PubkeyAcceptedKeyTypes` before (an older sshd
+/// refuses the new name). From `sshd -V`; the new name if it says nothing.
+fn accepted_keys_keyword(version: &str) -> &'static str {
+    let old = version
+        .split("OpenSSH_")
+        .nth(1)
+        .and_then(|v| {
+            let mut parts = v.split(|c: char| !c.is_ascii_digit());
+            Some((
+                parts.next()?.parse::<u32>().ok()?,
+                parts.next()?.parse::<u32>().ok()?,
+            ))
+        })
+        .is_some_and(|(major, minor)| (major, minor) < (8, 5));
+    if old {
+        "PubkeyAcceptedKeyTypes"
+    } else {
+        "PubkeyAcceptedAlgorithms"
+    }
+}
+
+fn sshd_version() -> String {
+    Command::new("sshd")
+        .arg("-V")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .unwrap_or_default()
+}
+
+fn sshd_conf(a: &Options, bin: &Path, keys_keyword: &str) -> String {
     format!(
         "# Written by `pairjail setup`. Guests log in as {user} with keys that\n\
          # `pairjail authorized-keys` serves only while their session is live.\n\
@@ -84,7 +114,7 @@ fn sshd_conf(a: &Options, bin: &Path) -> String {
          \t# Only the keys below, which carry the forced command: no\n\
          \t# certificate (its own command), host-based or GSSAPI login.\n\
          \tAuthenticationMethods publickey\n\
-         \tPubkeyAcceptedAlgorithms -*-cert-v01@openssh.com\n\
+         \t{keys_keyword} -*-cert-v01@openssh.com\n\
          \tHostbasedAuthentication no\n\
          \tAuthorizedKeysFile none\n\
          \tAuthorizedKeysCommand {bin} authorized-keys --config {conf} %u %k %t\n\
@@ -287,7 +317,7 @@ pub fn plan(a: &Options, dry_run: bool) -> Result<Plan, SetupError> {
         },
         Step::Write {
             path: sshd_dropin,
-            text: sshd_conf(a, &bin),
+            text: sshd_conf(a, &bin, accepted_keys_keyword(&sshd_version())),
             mode: 0o644,
         },
         Step::Write {
@@ -703,7 +733,20 @@ pub fn verify_sshd(
         "permittty yes".into(),
         "passwordauthentication no".into(),
         "authorizedkeysfile none".into(),
+        "authenticationmethods publickey".into(),
+        "hostbasedauthentication no".into(),
     ];
+    // The first value sshd finds wins: an earlier block of the site's
+    // could still let certificates in.
+    let certs = effective.lines().find(|l| {
+        l.starts_with("pubkeyacceptedalgorithms ") || l.starts_with("pubkeyacceptedkeytypes ")
+    });
+    if certs.is_none_or(|l| l.contains("-cert-v01")) {
+        return Err(undo(format!(
+            "sshd's effective config for {} still accepts certificates (an earlier Match block or line of {} sets the accepted key types first)",
+            a.pair_user, main
+        )));
+    }
     for w in &want {
         if !effective.lines().any(|l| l.starts_with(w.as_str())) {
             return Err(undo(format!(
@@ -743,6 +786,25 @@ mod tests {
         let _run = hold(&runtime.join("host").join("sy.lock"));
         let refused = no_share_running(&runtime).unwrap_err().to_string();
         assert!(refused.contains("host is sharing session sy"), "{refused}");
+    }
+
+    #[test]
+    fn the_accepted_keys_keyword_follows_the_sshd_version() {
+        for (said, want) in [
+            ("OpenSSH_9.2, OpenSSL 3.0.19", "PubkeyAcceptedAlgorithms"),
+            ("OpenSSH_8.5p1, OpenSSL 1.1.1", "PubkeyAcceptedAlgorithms"),
+            (
+                "OpenSSH_8.4p1 Debian-5+deb11u3, OpenSSL 1.1.1w",
+                "PubkeyAcceptedKeyTypes",
+            ),
+            (
+                "unknown option -- V\nOpenSSH_7.4p1, OpenSSL 1.0.2k-fips",
+                "PubkeyAcceptedKeyTypes",
+            ),
+            ("", "PubkeyAcceptedAlgorithms"),
+        ] {
+            assert_eq!(accepted_keys_keyword(said), want, "{said}");
+        }
     }
 
     #[test]
