@@ -132,17 +132,41 @@ fn try_place(
         // jail's own group.
         let mut wanted = Vec::new();
         let (dir, above) = v2_place(root, pid, caller, own)?;
-        if let Some(m) = c.memory_max {
-            wanted.push("memory");
-            writes.push((dir.clone(), "memory.max", m.to_string()));
+        // The controllers the group above has to give (systemd may not
+        // delegate them all): a limit without its controller is left out,
+        // and said, instead of costing the others.
+        let available = above
+            .first()
+            .and_then(|g| fs::read_to_string(g.join("cgroup.controllers")).ok());
+        let has = |name: &str| {
+            available
+                .as_deref()
+                .is_none_or(|a| a.split_whitespace().any(|c| c == name))
+        };
+        let mut missing = Vec::new();
+        for (controller, file, value) in [
+            ("memory", "memory.max", c.memory_max),
+            ("pids", "pids.max", c.pids_max),
+            ("cpu", "cpu.weight", c.cpu_weight),
+        ] {
+            let Some(value) = value else { continue };
+            if !has(controller) {
+                missing.push(controller);
+                continue;
+            }
+            wanted.push(controller);
+            writes.push((dir.clone(), file, value.to_string()));
         }
-        if let Some(p) = c.pids_max {
-            wanted.push("pids");
-            writes.push((dir.clone(), "pids.max", p.to_string()));
-        }
-        if let Some(w) = c.cpu_weight {
-            wanted.push("cpu");
-            writes.push((dir.clone(), "cpu.weight", w.to_string()));
+        if !missing.is_empty() {
+            let why = format!(
+                "the {} controller(s) are not available in {}",
+                missing.join(", "),
+                above.first().map_or(root, |g| g.as_path()).display()
+            );
+            if c.required || wanted.is_empty() {
+                return Err(why);
+            }
+            eprintln!("pairjail: warning: cgroup: {why}; the other limits apply");
         }
         let enable: Vec<String> = wanted.iter().map(|c| format!("+{c}")).collect();
         let enable = enable.join(" ");
@@ -271,6 +295,33 @@ mod tests {
         assert_eq!(read(&format!("{slice}/pairjail-77/cgroup.procs")), "77");
         // The top of the tree is left alone.
         assert_eq!(read("cgroup.subtree_control"), "");
+        drop(p);
+        // A controller the slice does not have costs only its own limit.
+        fs::write(
+            root.path().join(&slice).join("cgroup.controllers"),
+            "memory\n",
+        )
+        .unwrap();
+        let lenient = CgroupLimits {
+            required: false,
+            ..c
+        };
+        let mut p = Placement::default();
+        try_place(&lenient, root.path(), 78, me, Some(Path::new(&own)), &mut p).unwrap();
+        assert_eq!(
+            read(&format!("{slice}/pairjail-78/memory.max")),
+            (1u64 << 30).to_string()
+        );
+        assert!(
+            !root
+                .path()
+                .join(&slice)
+                .join("pairjail-78/pids.max")
+                .exists()
+        );
+        let mut p = Placement::default();
+        let e = try_place(&c, root.path(), 79, me, Some(Path::new(&own)), &mut p).unwrap_err();
+        assert!(e.contains("pids controller(s) are not available"), "{e}");
         assert_eq!(
             own_v2_group("12:pids:/x\n0::/user.slice/a.scope\n"),
             Some(PathBuf::from("user.slice/a.scope"))
