@@ -76,12 +76,39 @@ pub fn dir_700(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)
+        .create(dir)?;
+    // One that was there already must be the caller's own, and only its:
+    // in a shared place someone else could remove or replace what goes in.
+    let m = fs::symlink_metadata(dir)?;
+    if !m.is_dir() || m.uid() != nix::unistd::Uid::effective().as_raw() || m.mode() & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a directory of yours that only you can change (a link, someone else's, or mode {:o}); pick another, or chmod go-w it",
+                dir.display(),
+                m.mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_directory_must_be_the_callers_own() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        dir_700(&d.path().join("new/deeper")).unwrap();
+        let open = d.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(dir_700(&open).is_err());
+        std::os::unix::fs::symlink(d.path().join("new"), d.path().join("link")).unwrap();
+        assert!(dir_700(&d.path().join("link")).is_err());
+    }
 
     #[test]
     fn replaces_the_file_and_leaves_no_temp_file() {
