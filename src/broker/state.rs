@@ -94,6 +94,39 @@ pub struct State {
     tunnel: Mutex<Option<super::tunnel::Status>>,
     /// Copies audit lines to syslog without holding up the broker.
     syslog: Option<crate::audit::syslog::Copier>,
+    /// Events the audit log could not take (a full disk), written before
+    /// the next one that it can: a gap in the record is never silent.
+    unwritten: Mutex<Vec<Event>>,
+}
+
+/// Events kept for a later write, at most; past that only the newest go.
+const MAX_UNWRITTEN: usize = 256;
+
+/// Appends `event` after those the log could not take before, in order;
+/// what still fails stays in `unwritten` (the oldest dropped past
+/// [`MAX_UNWRITTEN`]). `written` gets each line that went in.
+fn write_in_order(
+    unwritten: &mut Vec<Event>,
+    event: Event,
+    mut append: impl FnMut(Event) -> Result<String, String>,
+    mut written: impl FnMut(String),
+) -> Result<(), String> {
+    unwritten.push(event);
+    while let Some(next) = unwritten.first().cloned() {
+        match append(next) {
+            Ok(line) => {
+                unwritten.remove(0);
+                written(line);
+            }
+            Err(e) => {
+                if unwritten.len() > MAX_UNWRITTEN {
+                    unwritten.remove(0);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Refusals recorded at once, then one a second.
@@ -126,6 +159,7 @@ impl State {
             });
         let state = Arc::new(State {
             syslog,
+            unwritten: Mutex::new(Vec::new()),
             since: crate::clock::now(),
             roster: Roster::default(),
             audience: Default::default(),
@@ -191,19 +225,26 @@ impl State {
         let Some(sink) = &self.cfg.audit else {
             return Ok(());
         };
-        match sink.append(event) {
-            Ok(line) => {
+        let mut unwritten = match self.unwritten.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        write_in_order(
+            &mut unwritten,
+            event,
+            |e| sink.append(e).map_err(|e| e.to_string()),
+            |line| {
                 if let Some(c) = &self.syslog {
                     c.copy(line);
                 }
-                Ok(())
-            }
-            Err(e) => {
-                let e = e.to_string();
-                log(&e);
-                Err(e)
-            }
-        }
+            },
+        )
+        .inspect_err(|e| {
+            log(format!(
+                "{e} (kept to write later: {} event(s))",
+                unwritten.len()
+            ))
+        })
     }
 
     /// Sends the audit lines still queued for syslog (at the share's end).
@@ -234,7 +275,8 @@ impl State {
         };
         *guard = None;
         drop(guard);
-        log(format!("recording stopped: {why}"));
+        // The host hears of it in the session, not only in the share's log.
+        self.announce(format!("the recording stopped: {why}"));
         let _ = self.record(Event::RecordingStopped {
             reason: why.clone(),
         });
@@ -309,5 +351,36 @@ async fn announce_loop(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<String
             .await;
         }
         let _ = notices::set_segment(&cfg.tmux, &cfg.session, &state.roster.summary()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full disk: the recording's end is not lost with the line that
+    /// said so, but written first once the log takes lines again.
+    #[test]
+    fn events_the_log_could_not_take_go_in_first_once_it_can() {
+        let stop = |r: &str| Event::RecordingStopped { reason: r.into() };
+        let mut unwritten = Vec::new();
+        let mut log = Vec::new();
+        let full = |_: Event| Err("No space left on device".to_string());
+        assert!(write_in_order(&mut unwritten, stop("disk full"), full, |_| ()).is_err());
+        assert!(write_in_order(&mut unwritten, stop("second"), full, |_| ()).is_err());
+        assert_eq!(unwritten.len(), 2);
+        let ok = |e: Event| Ok(format!("{e:?}"));
+        write_in_order(&mut unwritten, stop("third"), ok, |l| log.push(l)).unwrap();
+        assert!(unwritten.is_empty());
+        assert_eq!(log.len(), 3);
+        assert!(
+            log[0].contains("disk full") && log[2].contains("third"),
+            "{log:?}"
+        );
+        // Bounded: a log that never comes back keeps the newest.
+        for i in 0..MAX_UNWRITTEN + 10 {
+            let _ = write_in_order(&mut unwritten, stop(&i.to_string()), full, |_| ());
+        }
+        assert_eq!(unwritten.len(), MAX_UNWRITTEN);
     }
 }
