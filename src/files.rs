@@ -71,20 +71,24 @@ pub fn dir_711(dir: &Path) -> io::Result<()> {
 }
 
 /// Creates `dir` (and its parents) 0700 if missing; an existing one is
-/// left as its owner made it (what is written inside is 0600).
+/// left as its owner made it (what is written inside is 0600), if nobody
+/// else can remove what goes in.
 pub fn dir_700(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    // One that was there already must be the caller's own, and only its:
-    // in a shared place someone else could remove or replace what goes in.
+    // One that was there already must not let anyone else remove or
+    // replace what goes in: the caller's or root's, not a link, and
+    // writable by others only if sticky (like /tmp).
     let m = fs::symlink_metadata(dir)?;
-    if !m.is_dir() || m.uid() != nix::unistd::Uid::effective().as_raw() || m.mode() & 0o022 != 0 {
+    let owner_ok = m.uid() == nix::unistd::Uid::effective().as_raw() || m.uid() == 0;
+    let shared_ok = m.mode() & 0o022 == 0 || m.mode() & 0o1000 != 0;
+    if !m.is_dir() || !owner_ok || !shared_ok {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
-                "{} is not a directory of yours that only you can change (a link, someone else's, or mode {:o}); pick another, or chmod go-w it",
+                "{} is not a directory where only you can remove what you put (a link, someone else's, or mode {:o}); pick another, or chmod go-w it",
                 dir.display(),
                 m.mode() & 0o7777
             ),
@@ -104,8 +108,11 @@ mod tests {
         dir_700(&d.path().join("new/deeper")).unwrap();
         let open = d.path().join("open");
         fs::create_dir(&open).unwrap();
-        fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
         assert!(dir_700(&open).is_err());
+        // Sticky, like /tmp: nobody removes another's files there.
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(dir_700(&open).is_ok());
         std::os::unix::fs::symlink(d.path().join("new"), d.path().join("link")).unwrap();
         assert!(dir_700(&d.path().join("link")).is_err());
     }
