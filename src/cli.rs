@@ -238,6 +238,23 @@ fn finish(result: commands::Outcome, json: bool) -> ExitCode {
 mod tests {
     use super::*;
 
+    /// `--record` and `--audit-syslog` take their DIR or SOCKET or none.
+    #[test]
+    fn record_and_audit_syslog_need_no_value() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args) {
+            Ok(Cli {
+                command: Command::Start(a),
+            }) => (a.record, a.audit_syslog),
+            other => panic!("{args:?}: {other:?}"),
+        };
+        let (record, _) = parse(&["pairjail", "start", "--record", "--session", "s"]);
+        assert_eq!(record, Some(None));
+        let (record, _) = parse(&["pairjail", "start", "--record", "/tmp/r"]);
+        assert_eq!(record, Some(Some("/tmp/r".into())));
+        let (record, syslog) = parse(&["pairjail", "start", "--audit-syslog", "--approve"]);
+        assert_eq!((record, syslog), (None, Some("/dev/log".into())));
+    }
+
     /// Every flag and argument people can type says what it is for.
     #[test]
     fn every_argument_has_help() {

@@ -67,8 +67,8 @@ pub struct StartArgs {
     /// Record the session as an asciicast v2 file in DIR (default:
     /// ~/.local/state/pairjail/recordings), with each guest's typing
     /// attributed in NAME.inputs.jsonl. Guests are told.
-    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "")]
-    pub record: Option<PathBuf>,
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    pub record: Option<Option<PathBuf>>,
     /// The audit log to append this share's events to (default:
     /// $PAIRJAIL_AUDIT_LOG, else ~/.local/state/pairjail/audit.jsonl).
     #[arg(long, value_name = "FILE")]
@@ -136,14 +136,12 @@ pub fn start(a: StartArgs) -> Outcome {
         .map_err(|e| Failure::failed(format!("start: cannot read the current directory: {e}")))?;
     let record = match a.record {
         None => None,
-        Some(d) if d.as_os_str().is_empty() => {
-            Some(crate::record::default_dir().ok_or_else(|| {
-                Failure::invalid(
-                    "--record: no HOME or XDG_STATE_HOME to record into; give --record DIR",
-                )
-            })?)
-        }
-        Some(d) => Some(cwd.join(d)),
+        Some(None) => Some(crate::record::default_dir().ok_or_else(|| {
+            Failure::invalid(
+                "--record: no HOME or XDG_STATE_HOME to record into; give --record DIR",
+            )
+        })?),
+        Some(Some(d)) => Some(cwd.join(d)),
     };
     let audit = if a.no_audit {
         None
