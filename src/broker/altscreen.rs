@@ -41,10 +41,39 @@ pub struct Filter {
     skipping: Option<u8>,
 }
 
-/// A string a guest's terminal must never get: a clipboard write, or a
+/// The OSC commands a guest's terminal gets (tmux sends them to set the
+/// title, colours, the cursor colour, hyperlinks): anything else, the
+/// clipboard (52) and other terminals' private ones (1337, 5522), is
+/// dropped.
+const OSC_KEPT: [u32; 14] = [0, 1, 2, 4, 7, 8, 10, 11, 12, 104, 110, 111, 112, 133];
+
+/// A string a guest's terminal must never get: an OSC not in
+/// [`OSC_KEPT`] (its number read as a terminal does: `052` is 52), or a
 /// DCS (tmux's passthrough), APC, PM or SOS string.
 fn dropped(seq: &[u8]) -> bool {
-    seq.starts_with(b"\x1b]52;") || matches!(seq, [0x1b, b'P' | b'_' | b'^' | b'X', ..])
+    match seq {
+        [0x1b, b']', rest @ ..] => {
+            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            let number = std::str::from_utf8(&rest[..digits])
+                .ok()
+                .and_then(|d| d.parse::<u32>().ok());
+            !number.is_some_and(|n| OSC_KEPT.contains(&n))
+        }
+        [0x1b, b'P' | b'_' | b'^' | b'X', ..] => true,
+        _ => false,
+    }
+}
+
+/// Never forwarded: a dropped string, or any sequence longer than the
+/// filter holds (no title or sequence of a terminal's is that long; cut
+/// into chunks it could not be judged the same way).
+fn never(seq: &[u8]) -> bool {
+    dropped(seq) || seq.len() > MAX_HELD
+}
+
+/// Is `b` the kind byte of a control string (OSC, DCS, APC, PM, SOS)?
+fn is_string(b: u8) -> bool {
+    matches!(b, b']' | b'P' | b'_' | b'^' | b'X')
 }
 
 /// Where a control string of `kind` being skipped ends in `data`: after
@@ -175,6 +204,21 @@ fn without_switch(seq: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
     Some(Cow::Owned(out))
 }
 
+/// Copies `run` (text: no ESC, no incomplete character at its end) less
+/// any C1 control written as UTF-8 (U+0080 to U+009F): terminals that take
+/// U+009D as OSC or U+009B as CSI would otherwise start what ESC would.
+fn copy_without_c1(run: &[u8], out: &mut Vec<u8>) {
+    let mut rest = run;
+    while let Some(at) = rest
+        .windows(2)
+        .position(|w| w[0] == 0xc2 && (0x80..=0x9f).contains(&w[1]))
+    {
+        out.extend_from_slice(&rest[..at]);
+        rest = &rest[at + 2..];
+    }
+    out.extend_from_slice(rest);
+}
+
 /// Where an incomplete UTF-8 character at the end of `run` starts.
 fn utf8_cut(run: &[u8]) -> usize {
     for back in 1..=run.len().min(3) {
@@ -227,7 +271,7 @@ impl Filter {
                 } else {
                     end
                 };
-                out.extend_from_slice(&data[i..cut]);
+                copy_without_c1(&data[i..cut], out);
                 if cut < end {
                     self.held = data[cut..].to_vec();
                     return;
@@ -249,15 +293,30 @@ impl Filter {
                         }
                     } else {
                         // As a terminal runs it: the controls first, then
-                        // the sequence without them.
-                        out.extend(unit.iter().filter(|b| runs_inside(**b)));
-                        if !abandoned {
-                            let seq: Vec<u8> = unit
-                                .iter()
-                                .copied()
-                                .filter(|b| !runs_inside(*b) && *b != 0x7f)
-                                .collect();
-                            self.emit(&seq, out);
+                        // the sequence without them (an OSC's closing BEL
+                        // is its end, not a control inside). A dropped
+                        // string goes whole, controls and all.
+                        let closing = unit.len() > 2
+                            && unit.last() == Some(&0x07)
+                            && unit.iter().skip(1).find(|b| !runs_inside(**b)) == Some(&b']');
+                        let body = if closing && !abandoned {
+                            &unit[..unit.len() - 1]
+                        } else {
+                            unit
+                        };
+                        let mut seq: Vec<u8> = body
+                            .iter()
+                            .copied()
+                            .filter(|b| !runs_inside(*b) && *b != 0x7f)
+                            .collect();
+                        if !never(&seq) {
+                            out.extend(body.iter().filter(|b| runs_inside(**b)));
+                            if !abandoned {
+                                if closing {
+                                    seq.push(0x07);
+                                }
+                                self.emit(&seq, out);
+                            }
                         }
                     }
                     i += len;
@@ -266,12 +325,20 @@ impl Filter {
                     self.held = rest.to_vec();
                     return;
                 }
-                Unit::Partial if dropped(rest) => {
-                    // Too long to hold, and never forwarded: skipped to
-                    // its end, in this chunk or a later one.
-                    let kind = rest[1];
-                    match string_end(&rest[2..], kind) {
-                        Some(end) => i += 2 + end,
+                Unit::Partial => {
+                    // Too long to hold: never forwarded (no title or
+                    // sequence of a terminal's is this long). A string is
+                    // skipped to its end, in this chunk or a later one;
+                    // anything else is dropped, and the next chunk taken as
+                    // new output.
+                    let at = rest[1..].iter().position(|b| !runs_inside(*b));
+                    let Some(at) = at.filter(|a| is_string(rest[1 + a])) else {
+                        return;
+                    };
+                    let kind = rest[1 + at];
+                    let start = at + 2;
+                    match string_end(&rest[start..], kind) {
+                        Some(end) => i += start + end,
                         None => {
                             self.skipping = Some(kind);
                             if rest.last() == Some(&0x1b) {
@@ -281,12 +348,6 @@ impl Filter {
                         }
                     }
                 }
-                Unit::Partial => {
-                    // Too long to hold (a huge title): passed on, and the
-                    // next chunk taken as new output.
-                    out.extend_from_slice(rest);
-                    return;
-                }
             }
         }
     }
@@ -294,7 +355,7 @@ impl Filter {
     /// A whole sequence, minus any alternate-screen switch in it; nothing
     /// of a dropped string.
     fn emit(&mut self, seq: &[u8], out: &mut Vec<u8>) {
-        if dropped(seq) {
+        if never(seq) {
             return;
         }
         if let Some(seq) = without_switch(seq) {
@@ -414,9 +475,45 @@ mod tests {
         }
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
         assert_eq!(run(&bytes), want);
-        // Longer than the filter holds, in pieces, with either ending.
-        for end in [&b"\x07"[..], b"\x1b\\"] {
-            let mut huge = b"x\x1b]52;c;".to_vec();
+        // Spelled as a terminal still reads it: a leading zero, a C0
+        // control inside, C1 controls written as UTF-8; other terminals'
+        // clipboards.
+        for input in [
+            &b"a\x1b]052;c;eA==\x07b"[..],
+            b"a\x1b\r]52;c;eA==\x07b",
+            b"a\xc2\x9d52;c;eA==\xc2\x9cb",
+            b"a\x1b]1337;Copy=;eA==\x07b",
+            b"a\x1b]5522;type=write\x1b\\b",
+        ] {
+            let out = run(&[input]);
+            // No sequence starts: no ESC, no C1 control (the C1 one's
+            // words stay as plain text, which a terminal only shows).
+            assert!(
+                !out.contains(&0x1b)
+                    && !out
+                        .windows(2)
+                        .any(|w| w[0] == 0xc2 && (0x80..=0x9f).contains(&w[1])),
+                "{input:?} gave {out:?}"
+            );
+            assert!(
+                out.starts_with(b"a") && out.ends_with(b"b"),
+                "{input:?} gave {out:?}"
+            );
+            for cut in 0..input.len() {
+                assert_eq!(run(&[&input[..cut], &input[cut..]]), out, "cut at {cut}");
+            }
+        }
+        // A C1 CSI cannot switch to the alternate screen either.
+        assert_eq!(run(&[b"a\xc2\x9b?1049hb"]), b"a?1049hb");
+        // Longer than the filter holds, in pieces, with either ending, and
+        // with a control inside its start; a long title is dropped too.
+        for (open, end) in [
+            (&b"x\x1b]52;c;"[..], &b"\x07"[..]),
+            (b"x\x1b]52;c;", b"\x1b\\"),
+            (b"x\x1b\r]52;c;", b"\x07"),
+            (b"x\x1b]2;", b"\x07"),
+        ] {
+            let mut huge = open.to_vec();
             huge.extend(std::iter::repeat_n(b'A', 3 * MAX_HELD));
             huge.extend_from_slice(end);
             huge.extend_from_slice(b"y\x1b[1mz");
