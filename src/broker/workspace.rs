@@ -37,9 +37,7 @@ pub enum WorkspaceError {
         "profiles are read from {0}, inside the workspace {1}: a guest could write a profile there that the session's next jail would be built from; move them out of the workspace (or out of $PAIRJAIL_PROFILE_PATH)"
     )]
     ProfilesInside(PathBuf, PathBuf),
-    #[error(
-        "{0} {1} is {2}; keep it under ~/.local/state/pairjail (the default, which the shipped profiles hide), or add its directory to your session profile's hide list"
-    )]
+    #[error("{0} {1} is {2}")]
     Exposed(&'static str, PathBuf, &'static str),
     #[error(
         "--direct cannot be used with a jailed session: direct guests' tmux clients run as another user, whom the session's user namespace does not map; use the relay transport, or --unconfined-session"
@@ -113,6 +111,12 @@ pub fn decide(r: &Request, search: &SearchPath) -> Result<Option<Confinement>, W
     // The files it came from, and where their `extends` were looked up
     // first, must be out of the guests' reach too.
     for dir in resolved.sources.iter().filter_map(|s| s.dir.as_deref()) {
+        // A file named without a directory was read from the current one.
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
         let real = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         if !real.is_absolute() || real.starts_with(&workspace) {
             return Err(WorkspaceError::ProfilesInside(real, workspace));
@@ -157,30 +161,35 @@ pub fn check_private(
         return Err(WorkspaceError::Exposed(
             what,
             path.to_path_buf(),
-            "inside the workspace, where guests could rewrite it",
+            "inside the workspace, where guests could rewrite it; put it elsewhere",
         ));
     }
     let resolved = profile::resolve(&c.profile, search)
         .map_err(|e| WorkspaceError::Profile(c.profile.clone(), e.to_string()))?;
-    let params = std::collections::BTreeMap::from([
-        ("workspace".to_string(), c.workspace.display().to_string()),
-        ("home".to_string(), c.home.display().to_string()),
-    ]);
-    // Seen in the jail only through a bind of a directory above it.
-    let bound = resolved.profile.mounts.iter().any(|m| match m {
-        profile::Mount::Bind { src, .. } => profile::expand(src, &params)
-            .is_ok_and(|src| real.starts_with(real_or_parent(Path::new(&src)))),
-        _ => false,
+    // The jail's own params: the profile's defaults, then what start sets.
+    let mut params = resolved.profile.params.clone();
+    params.insert("workspace".into(), c.workspace.display().to_string());
+    params.insert("home".into(), c.home.display().to_string());
+    // Where the jail shows it: through the last bind of a directory above
+    // it (the last mount wins), at that bind's destination.
+    let shown = resolved.profile.mounts.iter().rev().find_map(|m| {
+        let profile::Mount::Bind { src, dst, .. } = m else {
+            return None;
+        };
+        let src = profile::expand(src, &params).ok()?;
+        let dst = profile::expand(dst, &params).ok()?;
+        let rest = real.strip_prefix(real_or_parent(Path::new(&src))).ok()?;
+        Some(Path::new(&dst).join(rest))
     });
-    if !bound {
+    let Some(shown) = shown else {
         return Ok(());
-    }
+    };
     let hidden = resolved.profile.hide.iter().any(|raw| {
         let Ok(pattern) = profile::expand(raw, &params) else {
             return false;
         };
         let parts: Vec<_> = Path::new(&pattern).components().collect();
-        let mine: Vec<_> = real.components().collect();
+        let mine: Vec<_> = shown.components().collect();
         parts.len() <= mine.len()
             && parts.iter().zip(&mine).all(|(p, m)| {
                 glob::Pattern::new(&p.as_os_str().to_string_lossy())
@@ -193,7 +202,7 @@ pub fn check_private(
     Err(WorkspaceError::Exposed(
         what,
         path.to_path_buf(),
-        "seen in the jail (a bind shows it, and it is not on the session profile's hide list), where pair guests could read it",
+        "seen in the jail (a bind shows it, and it is not on the session profile's hide list), where pair guests could read it; move it out of what the jail shows, or add its directory to the profile's hide list",
     ))
 }
 
