@@ -747,8 +747,13 @@ pub fn verify_sshd(
             a.pair_user, main
         )));
     }
-    for w in &want {
-        if !effective.lines().any(|l| l.starts_with(w.as_str())) {
+    // Whole lines (`authenticationmethods publickey keyboard-interactive`
+    // is not `publickey`), but the keys command, which has arguments.
+    for (i, w) in want.iter().enumerate() {
+        if !effective
+            .lines()
+            .any(|l| l == w.as_str() || (i == 0 && l.starts_with(w.as_str())))
+        {
             return Err(undo(format!(
                 "sshd's effective config for {} lacks '{w}' (is {} included by {}?)",
                 a.pair_user,

@@ -99,11 +99,11 @@ pub struct State {
     unwritten: Mutex<Vec<Event>>,
 }
 
-/// Events kept for a later write, at most; past that only the newest go.
+/// Events kept for a later write, at most; past that the newest are lost.
 const MAX_UNWRITTEN: usize = 256;
 
 /// Appends `event` after those the log could not take before, in order;
-/// what still fails stays in `unwritten` (the oldest dropped past
+/// what still fails stays in `unwritten` (the newest dropped past
 /// [`MAX_UNWRITTEN`]). `written` gets each line that went in.
 fn write_in_order(
     unwritten: &mut Vec<Event>,
@@ -119,9 +119,9 @@ fn write_in_order(
                 written(line);
             }
             Err(e) => {
-                if unwritten.len() > MAX_UNWRITTEN {
-                    unwritten.remove(0);
-                }
+                // The first that failed says most (the recording stopped):
+                // past the bound, the newest go.
+                unwritten.truncate(MAX_UNWRITTEN);
                 return Err(e);
             }
         }
@@ -377,10 +377,11 @@ mod tests {
             log[0].contains("disk full") && log[2].contains("third"),
             "{log:?}"
         );
-        // Bounded: a log that never comes back keeps the newest.
+        // Bounded: a log that never comes back keeps the first ones.
         for i in 0..MAX_UNWRITTEN + 10 {
             let _ = write_in_order(&mut unwritten, stop(&i.to_string()), full, |_| ());
         }
         assert_eq!(unwritten.len(), MAX_UNWRITTEN);
+        assert_eq!(unwritten[0], stop("0"));
     }
 }

@@ -210,6 +210,27 @@ fn hide_patterns(
                     .map_err(|e| JailError::msg("hide", format!("{path}: {e}")))
             })
             .collect::<Result<_, _>>()?;
+        // A path not there yet may lie through a link to another place
+        // (`~/.config` linking to `~/dotfiles/config`): hidden there too.
+        let parts: Vec<&std::ffi::OsStr> = Path::new(&path)
+            .components()
+            .map(|c| c.as_os_str())
+            .collect();
+        let literal_prefix = parts
+            .iter()
+            .take_while(|p| !p.to_string_lossy().contains(['*', '?', '[']))
+            .count();
+        for n in (1..=literal_prefix).rev() {
+            let prefix: std::path::PathBuf = parts[..n].iter().collect();
+            if let Ok(real) = prefix.canonicalize() {
+                if real != prefix {
+                    let mut through = literal(&real);
+                    through.extend(pattern[n..].iter().cloned());
+                    out.push(through);
+                }
+                break;
+            }
+        }
         out.push(pattern);
         for found in glob::glob(&path).into_iter().flatten().flatten() {
             if let Ok(real) = found.canonicalize()
@@ -353,6 +374,32 @@ mod tests {
             .map(|p| p.strip_prefix(home).unwrap())
             .collect();
         assert_eq!(whole, [Path::new("dotfiles/vimrc")], "{g:?}");
+        // A listed path not made yet, under a directory that is a link
+        // (`~/.config` to `~/dotfiles/config`): hidden where it would be.
+        std::fs::create_dir_all(home.join("dotfiles/config/git")).unwrap();
+        std::os::unix::fs::symlink("dotfiles/config", home.join(".config")).unwrap();
+        let p = Profile {
+            hide: vec![format!("{}/.config/gh", home.display())],
+            ..Default::default()
+        };
+        let folded = hide_patterns(&p, &Default::default()).unwrap();
+        let mut g = Grants::default();
+        g.split(home, &folded);
+        let mut whole: Vec<_> = g
+            .whole
+            .iter()
+            .map(|p| p.strip_prefix(home).unwrap())
+            .collect();
+        whole.sort();
+        assert_eq!(
+            whole,
+            [
+                Path::new("dotfiles/config/git"),
+                Path::new("dotfiles/netrc"),
+                Path::new("dotfiles/vimrc")
+            ],
+            "{g:?}"
+        );
         // Someone else's directory is not split: its owner's tools, not the
         // caller's, change it, and the mount holds.
         if nix::unistd::Uid::effective().is_root() {

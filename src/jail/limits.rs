@@ -159,7 +159,7 @@ fn try_place(
         }
         if !missing.is_empty() {
             let why = format!(
-                "the {} controller(s) are not available in {}",
+                "the {} controller(s) are not available in {} (have systemd delegate them, Delegate= in user@.service, or set [cgroup] required = false)",
                 missing.join(", "),
                 above.first().map_or(root, |g| g.as_path()).display()
             );

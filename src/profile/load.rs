@@ -140,8 +140,25 @@ fn real_path(path: &Path) -> Option<PathBuf> {
     if let Ok(real) = path.canonicalize() {
         return Some(real);
     }
+    real_path_through(path, 40)
+}
+
+/// [`real_path`] for a path that does not resolve: a link to a place not
+/// made yet is followed (at most `hops` links), the rest joined as named.
+fn real_path_through(path: &Path, hops: u32) -> Option<PathBuf> {
+    if let Ok(real) = path.canonicalize() {
+        return Some(real);
+    }
+    if let Ok(target) = std::fs::read_link(path) {
+        let next = path.parent()?.join(target);
+        return if hops == 0 || !next.is_absolute() {
+            None
+        } else {
+            real_path_through(&next, hops - 1)
+        };
+    }
     let name = path.file_name()?;
-    Some(real_path(path.parent()?)?.join(name))
+    Some(real_path_through(path.parent()?, hops)?.join(name))
 }
 
 /// A profile with every `extends` merged in, and the files it came from
@@ -344,6 +361,9 @@ mod tests {
         assert!(inside(d.path().join("ws/../ws/later")));
         assert!(inside(d.path().join("ws/later/../../ws/x")));
         assert!(inside(PathBuf::from("profiles")));
+        // A link to a place in the workspace not made yet.
+        std::os::unix::fs::symlink(ws.join("missing"), d.path().join("dangling")).unwrap();
+        assert!(inside(d.path().join("dangling/profiles")));
         assert!(!inside(d.path().join("elsewhere/profiles")));
         assert!(!inside(PathBuf::from("/etc/pairjail/profiles")));
     }

@@ -54,10 +54,9 @@ impl Source {
                 meta.uid()
             )));
         }
-        // Group-writable is fine where the group is the owner's own (a
-        // umask of 002 with one private group per user).
-        let group_ok = meta.gid() == nix::unistd::Gid::effective().as_raw() || meta.gid() == 0;
-        if meta.mode() & 0o002 != 0 || (meta.mode() & 0o020 != 0 && !group_ok) {
+        // Group-writable too: a group that looks private (the caller's
+        // own) can have other members all the same.
+        if meta.mode() & 0o022 != 0 {
             return Err(fail(format!(
                 "writable by others (mode {:o}): a profile decides what a jail allows; fix: chmod go-w {name}",
                 meta.mode() & 0o7777
