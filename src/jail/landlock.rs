@@ -361,57 +361,44 @@ mod tests {
         std::fs::write(home.join("dotfiles/netrc"), "").unwrap();
         std::fs::write(home.join("dotfiles/vimrc"), "").unwrap();
         std::os::unix::fs::symlink("dotfiles/netrc", home.join(".netrc")).unwrap();
-        let p = Profile {
+        let netrc = Profile {
             hide: vec![format!("{}/.netrc", home.display())],
             ..Default::default()
         };
-        let hidden = hide_patterns(&p, &Default::default()).unwrap();
-        let mut g = Grants::default();
-        g.split(home, &hidden);
-        let whole: Vec<_> = g
-            .whole
-            .iter()
-            .map(|p| p.strip_prefix(home).unwrap())
-            .collect();
-        assert_eq!(whole, [Path::new("dotfiles/vimrc")], "{g:?}");
+        // What a rule on the home grants whole, sorted, under the home.
+        let whole = |p: &Profile| {
+            let mut g = Grants::default();
+            g.split(home, &hide_patterns(p, &Default::default()).unwrap());
+            let mut whole: Vec<std::path::PathBuf> = g
+                .whole
+                .iter()
+                .map(|w| w.strip_prefix(home).unwrap().to_path_buf())
+                .collect();
+            whole.sort();
+            whole
+        };
+        assert_eq!(whole(&netrc), [Path::new("dotfiles/vimrc")]);
         // A listed path not made yet, under a directory that is a link
         // (`~/.config` to `~/dotfiles/config`): hidden where it would be.
         std::fs::create_dir_all(home.join("dotfiles/config/git")).unwrap();
         std::os::unix::fs::symlink("dotfiles/config", home.join(".config")).unwrap();
-        let p = Profile {
+        let gh = Profile {
             hide: vec![format!("{}/.config/gh", home.display())],
             ..Default::default()
         };
-        let folded = hide_patterns(&p, &Default::default()).unwrap();
-        let mut g = Grants::default();
-        g.split(home, &folded);
-        let mut whole: Vec<_> = g
-            .whole
-            .iter()
-            .map(|p| p.strip_prefix(home).unwrap())
-            .collect();
-        whole.sort();
         assert_eq!(
-            whole,
+            whole(&gh),
             [
                 Path::new("dotfiles/config/git"),
                 Path::new("dotfiles/netrc"),
                 Path::new("dotfiles/vimrc")
-            ],
-            "{g:?}"
+            ]
         );
         // Someone else's directory is not split: its owner's tools, not the
         // caller's, change it, and the mount holds.
         if nix::unistd::Uid::effective().is_root() {
             std::os::unix::fs::chown(home.join("dotfiles"), Some(4321), None).unwrap();
-            let mut g = Grants::default();
-            g.split(home, &hidden);
-            let whole: Vec<_> = g
-                .whole
-                .iter()
-                .map(|p| p.strip_prefix(home).unwrap())
-                .collect();
-            assert_eq!(whole, [Path::new("dotfiles")], "{g:?}");
+            assert_eq!(whole(&netrc), [Path::new("dotfiles")]);
         }
     }
 }

@@ -40,6 +40,10 @@ pub enum Via {
     AuthorizedKeys,
 }
 
+/// The longest an invite may last: longer is a standing key, not an
+/// invitation (and `100y` is a typo or a mistake).
+pub const MAX_EXPIRY: std::time::Duration = std::time::Duration::from_secs(30 * 86400);
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Invite {
@@ -107,7 +111,7 @@ impl Invite {
         }
         // `invite add` gives at most 30 days; a day more for clock changes.
         // (A year past 9999 cannot even be written as a date.)
-        let latest = now().saturating_add(super::request::MAX_EXPIRY.as_secs() + 86400);
+        let latest = now().saturating_add(MAX_EXPIRY.as_secs() + 86400);
         if self.expires > latest {
             return Err(format!(
                 "invite {}: expires more than 30 days from now",

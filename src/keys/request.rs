@@ -100,9 +100,7 @@ impl KeySource {
     }
 }
 
-/// The longest an invite may last: longer is a standing key, not an
-/// invitation (and `100y` is a typo or a mistake).
-pub const MAX_EXPIRY: Duration = Duration::from_secs(30 * 86400);
+pub use crate::keys::invites::MAX_EXPIRY;
 
 /// `--expires` as seconds since the epoch, in the host's time zone
 /// (`TZ`, else /etc/localtime).
