@@ -197,14 +197,30 @@ pub fn unrestricted_lines(path: &Path, k: &GuestKey) -> Result<Vec<usize>, Regis
         if in_block || t.is_empty() || t.starts_with('#') {
             continue;
         }
-        let Ok(entry) = t.parse::<ssh_key::authorized_keys::Entry>() else {
-            continue;
-        };
-        if entry.public_key().key_data() == wanted.key_data() {
+        if names_key(t, &wanted) {
             found.push(i + 1);
         }
     }
     Ok(found)
+}
+
+/// Does an authorized_keys line let `wanted` in? Read as sshd reads it: the
+/// key first, or after the options (quoted values may hold spaces), its
+/// type and base64 apart by any run of spaces or tabs.
+fn names_key(line: &str, wanted: &ssh_key::PublicKey) -> bool {
+    [Some(line), line::key_of(line)]
+        .into_iter()
+        .flatten()
+        .any(|k| {
+            let mut words = k.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some(kind), Some(blob)) => {
+                    ssh_key::PublicKey::from_openssh(&format!("{kind} {blob}"))
+                        .is_ok_and(|k| k.key_data() == wanted.key_data())
+                }
+                _ => false,
+            }
+        })
 }
 
 /// Lines of the host's authorized_keys (outside the block) that let one
@@ -439,6 +455,27 @@ pub fn admission(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// sshd takes a key after a tab, after two spaces, or after options
+    /// whose quoted values hold spaces: each is a way in without the jail.
+    #[test]
+    fn every_line_sshd_would_use_for_the_key_is_found() {
+        let k = key::parse(include_str!("../../tests/data/keys/ed25519.pub")).unwrap();
+        let (kind, blob) = k.openssh.split_once(' ').unwrap();
+        let other = key::parse(include_str!("../../tests/data/keys/rsa3072.pub")).unwrap();
+        let lines = [
+            format!("# {kind} {blob}"),
+            format!("{kind}\t{blob} bob@laptop"),
+            format!("{kind}  {blob}"),
+            format!("environment=\"A=b c\",no-pty {kind} {blob} bob"),
+            other.openssh.clone(),
+            format!("{kind} {blob}"),
+        ];
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("authorized_keys");
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        assert_eq!(unrestricted_lines(&path, &k).unwrap(), [2, 3, 4, 6]);
+    }
 
     #[test]
     fn a_rewrite_keeps_only_other_stores_lines_still_valid() {
