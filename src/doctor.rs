@@ -235,7 +235,14 @@ fn sshd_listens(
         Some(String::from_utf8_lossy(&buf[..n]).trim().to_string())
     });
     match banner {
-        Some(b) if b.starts_with("SSH-") => ok("sshd", format!("listening on port {port} ({b})")),
+        Some(b) if b.starts_with("SSH-") => ok(
+            "sshd",
+            // Whoever listens there wrote it: shown, never obeyed.
+            format!(
+                "listening on port {port} ({})",
+                crate::terminal::printable(&b)
+            ),
+        ),
         _ if !installed => fail(
             "sshd",
             "not installed".into(),

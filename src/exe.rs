@@ -28,6 +28,26 @@ pub fn find_program(name: &OsStr) -> Result<PathBuf, ExeError> {
     })
 }
 
+/// `name` on PATH, looked up in its absolute directories only: an empty
+/// or relative entry (`:`, `.`, `node_modules/.bin`) would find a file in
+/// whatever directory pairjail runs from, which for a share is the
+/// workspace its guests write.
+pub fn find_trusted(name: &str) -> Result<PathBuf, ExeError> {
+    find_trusted_in(name, &std::env::var_os("PATH").unwrap_or_default())
+}
+
+fn find_trusted_in(name: &str, path: &OsStr) -> Result<PathBuf, ExeError> {
+    let absolute: Vec<PathBuf> = std::env::split_paths(path)
+        .filter(|d| d.is_absolute())
+        .collect();
+    let joined = std::env::join_paths(absolute).map_err(|_| ExeError::NotFound {
+        name: name.to_string(),
+    })?;
+    which::which_in(name, Some(joined), "/").map_err(|_| ExeError::NotFound {
+        name: name.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +62,24 @@ mod tests {
         assert!(find_program(p.as_os_str()).is_err());
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert_eq!(find_program(p.as_os_str()).unwrap(), p);
+    }
+
+    /// A relative PATH entry never finds a program planted where pairjail
+    /// runs (a guest's `./ssh` in the workspace).
+    #[test]
+    fn a_relative_path_entry_is_never_searched() {
+        let d = tempfile::tempdir().unwrap();
+        let planted = d.path().join("pj-planted-tool");
+        std::fs::write(&planted, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let abs = d.path().as_os_str();
+        assert_eq!(find_trusted_in("pj-planted-tool", abs).unwrap(), planted);
+        // The same directory as the working one, named relative or empty.
+        let relative = std::ffi::OsString::from(format!(
+            ".:{}:",
+            d.path().strip_prefix("/").unwrap().display()
+        ));
+        assert!(find_trusted_in("pj-planted-tool", &relative).is_err());
+        assert!(find_trusted_in("sh", std::ffi::OsStr::new(".:/bin:/usr/bin")).is_ok());
     }
 }

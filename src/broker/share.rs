@@ -691,7 +691,9 @@ fn launch_broker(p: &SessionPaths, launch: &Launch) -> Result<(), ShareError> {
     let exe = crate::exe::own()?;
     let log = append_log(p)?;
     let mut cmd = Command::new(exe);
-    cmd.arg("__broker")
+    // Not the workspace: nothing the broker runs is looked up there.
+    cmd.current_dir("/")
+        .arg("__broker")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(log);

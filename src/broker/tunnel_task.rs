@@ -16,7 +16,17 @@ pub async fn keep(state: Arc<State>, spec: Spec) {
     let mut ups = 0u32;
     loop {
         state.set_tunnel(|t| t.state = "connecting".into());
-        let mut cmd = std::process::Command::new("ssh");
+        let ssh = match crate::exe::find_trusted("ssh") {
+            Ok(p) => p,
+            Err(e) => {
+                state.set_tunnel(|t| {
+                    t.state = "down".into();
+                    t.last_error = Some(e.to_string());
+                });
+                return;
+            }
+        };
+        let mut cmd = std::process::Command::new(ssh);
         cmd.args(spec.argv())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -40,7 +50,11 @@ pub async fn keep(state: Arc<State>, spec: Spec) {
                                 t.last_error = None;
                                 t.reconnects = prior_ups;
                             });
-                            log(format!("tunnel: up ({l})"));
+                            if prior_ups > 0 {
+                                st.announce("the tunnel is back: guests can join again".into());
+                            } else {
+                                log(format!("tunnel: up ({l})"));
+                            }
                         } else if !NOISE.iter().any(|n| l.starts_with(n)) {
                             log(format!("tunnel: {l}"));
                             st.set_tunnel(|t| t.last_error = Some(l.clone()));
@@ -75,6 +89,13 @@ pub async fn keep(state: Arc<State>, spec: Spec) {
                 }
                 if was_up {
                     ups += 1;
+                    // In the session, not only in `status`: while it is
+                    // down, whoever else takes the port on the relay gets
+                    // the guests who connect.
+                    state.announce(format!(
+                        "the tunnel to {} dropped: guests cannot join until it is back (if it stays down, someone else on the relay may hold port {})",
+                        spec.relay, spec.listen_port
+                    ));
                 }
             }
             Err(e) => {

@@ -62,6 +62,19 @@ pub enum FetchError {
     Keys { url: String, message: String },
     #[error("{forge} user '{user}' has no public keys")]
     NoKeys { forge: &'static str, user: String },
+    #[error(
+        "{url}: keys are fetched over https only (plain http only from this machine, 127.0.0.1 or localhost); fix the forge's URL"
+    )]
+    Insecure { url: String },
+}
+
+/// Plain http is for a forge on this machine (a mirror, tests); anything
+/// else could be answered by whoever sits on the way.
+fn local_http(url: &str) -> bool {
+    url.strip_prefix("http://").is_some_and(|rest| {
+        let host = rest.split(['/', ':']).next().unwrap_or("");
+        matches!(host, "127.0.0.1" | "localhost")
+    })
 }
 
 fn check_account(user: &str) -> Result<(), FetchError> {
@@ -80,9 +93,17 @@ fn check_account(user: &str) -> Result<(), FetchError> {
 pub fn keys_of(forge: Forge, user: &str) -> Result<Vec<GuestKey>, FetchError> {
     check_account(user)?;
     let url = format!("{}/{user}.keys", forge.base().trim_end_matches('/'));
+    // Keys are who gets in: only over TLS, and only from the forge asked
+    // (a redirect, even to plain http or another host, is not followed).
+    let local = local_http(&url);
+    if !local && !url.starts_with("https://") {
+        return Err(FetchError::Insecure { url });
+    }
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(timeout()))
         .http_status_as_error(false)
+        .https_only(!local)
+        .max_redirects(0)
         .build();
     // Host names go through getent, never the static binary's own
     // getaddrinfo (see `crate::lookup`).
@@ -132,4 +153,18 @@ pub fn keys_of(forge: Forge, user: &str) -> Result<Vec<GuestKey>, FetchError> {
         });
     }
     Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_from_this_machine() {
+        assert!(local_http("http://127.0.0.1:8080/bob.keys"));
+        assert!(local_http("http://localhost/bob.keys"));
+        assert!(!local_http("http://github.example.com/bob.keys"));
+        assert!(!local_http("http://127.0.0.1.evil.example/bob.keys"));
+        assert!(!local_http("https://github.com/bob.keys"));
+    }
 }
