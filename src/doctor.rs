@@ -96,17 +96,19 @@ pub fn checks(pair_user: Option<&str>, runtime_dir: Option<&Path>) -> Vec<Check>
         Some(v) => ok("dev.tty.legacy_tiocsti", v.to_string()),
         None => ok("dev.tty.legacy_tiocsti", "absent (kernel before 6.2: TIOCSTI is always allowed; guest jails block it with seccomp)".into()),
     });
-    checks.push(match Command::new("tmux").arg("-V").output() {
-        Ok(o) if o.status.success() => {
-            let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
-            if tmux_version(&v).is_some_and(|have| have >= (3, 3)) {
-                ok("tmux", v)
-            } else {
-                fail("tmux", v, &admin("apt-get install tmux (3.3 or newer)"))
+    checks.push(
+        match Command::new(crate::exe::program("tmux")).arg("-V").output() {
+            Ok(o) if o.status.success() => {
+                let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                if tmux_version(&v).is_some_and(|have| have >= (3, 3)) {
+                    ok("tmux", v)
+                } else {
+                    fail("tmux", v, &admin("apt-get install tmux (3.3 or newer)"))
+                }
             }
-        }
-        _ => fail("tmux", "not found".into(), &admin("apt-get install tmux")),
-    });
+            _ => fail("tmux", "not found".into(), &admin("apt-get install tmux")),
+        },
+    );
     checks.push(match crate::exe::own() {
         Ok(exe) => ok(
             "binary",
@@ -347,7 +349,14 @@ fn plain_keys(runtime: &Path, host: &str) -> Check {
     let Ok(path) = crate::keys::registry::authorized_keys_path() else {
         return ok("authorized_keys", "no home directory".into());
     };
-    let found = crate::keys::registry::invited_keys_without_jail(runtime, host, &path);
+    // sshd's default reads authorized_keys2 as well.
+    let mut found = crate::keys::registry::invited_keys_without_jail(runtime, host, &path);
+    let second = path.with_file_name("authorized_keys2");
+    found.extend(
+        crate::keys::registry::invited_keys_without_jail(runtime, host, &second)
+            .into_iter()
+            .map(|l| format!("{} {l}", second.display())),
+    );
     if found.is_empty() {
         ok(
             "authorized_keys",

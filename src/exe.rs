@@ -2,7 +2,7 @@
 //! and others found as the caller's shell would find them.
 
 use std::ffi::OsStr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExeError {
@@ -23,9 +23,22 @@ pub fn own() -> Result<PathBuf, ExeError> {
 /// (looked up outside any jail). A file without an execute bit is not a
 /// program.
 pub fn find_program(name: &OsStr) -> Result<PathBuf, ExeError> {
-    which::which(name).map_err(|_| ExeError::NotFound {
-        name: name.to_string_lossy().into_owned(),
-    })
+    // A path is taken as given; a bare name only from PATH's absolute
+    // directories (see `find_trusted`).
+    if name.as_encoded_bytes().contains(&b'/') {
+        return which::which(name).map_err(|_| ExeError::NotFound {
+            name: name.to_string_lossy().into_owned(),
+        });
+    }
+    find_trusted(&name.to_string_lossy())
+}
+
+/// The program to run for a tool pairjail needs (`tmux`, `ssh`, `sshd`):
+/// from PATH's absolute directories, else `/usr/bin/NAME`, so that a
+/// missing tool fails naming that path instead of being looked for where
+/// pairjail runs.
+pub fn program(name: &str) -> PathBuf {
+    find_trusted(name).unwrap_or_else(|_| Path::new("/usr/bin").join(name))
 }
 
 /// `name` on PATH, looked up in its absolute directories only: an empty
@@ -33,7 +46,9 @@ pub fn find_program(name: &OsStr) -> Result<PathBuf, ExeError> {
 /// whatever directory pairjail runs from, which for a share is the
 /// workspace its guests write.
 pub fn find_trusted(name: &str) -> Result<PathBuf, ExeError> {
-    find_trusted_in(name, &std::env::var_os("PATH").unwrap_or_default())
+    // No PATH at all: where execvp would look.
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    find_trusted_in(name, &path)
 }
 
 fn find_trusted_in(name: &str, path: &OsStr) -> Result<PathBuf, ExeError> {

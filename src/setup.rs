@@ -99,7 +99,7 @@ fn accepted_keys_keyword(version: &str) -> &'static str {
 }
 
 fn sshd_version() -> String {
-    Command::new("sshd")
+    Command::new(crate::exe::program("sshd"))
         .arg("-V")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
@@ -682,7 +682,7 @@ fn place(path: &Path, make: impl FnOnce(&Path) -> std::io::Result<()>) -> Result
 
 fn run_cmd(argv: &[impl AsRef<str>]) -> Result<String, SetupError> {
     let argv: Vec<&str> = argv.iter().map(AsRef::as_ref).collect();
-    let out = Command::new(argv[0])
+    let out = Command::new(crate::exe::program(argv[0]))
         .args(&argv[1..])
         .output()
         .map_err(|source| SetupError::Spawn {

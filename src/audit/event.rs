@@ -117,6 +117,9 @@ pub enum Event {
     InviteExpired { guest: String },
     /// The recording stopped before the session did.
     RecordingStopped { reason: String },
+    /// This many events happened here that the audit log could not take
+    /// (a full disk) and that are lost: the gap is in the record.
+    Unrecorded { count: u64 },
 }
 
 /// Who decided at the door.
@@ -149,6 +152,7 @@ impl Event {
             Event::InviteRevoked { .. } => "invite-revoked",
             Event::InviteExpired { .. } => "invite-expired",
             Event::RecordingStopped { .. } => "recording-stopped",
+            Event::Unrecorded { .. } => "unrecorded",
         }
     }
 
@@ -211,6 +215,9 @@ impl Event {
             }
             Event::InviteExpired { guest } => format!("{guest}'s invite expired"),
             Event::RecordingStopped { reason } => format!("recording stopped: {reason}"),
+            Event::Unrecorded { count } => {
+                format!("{count} event(s) here could not be recorded (the audit log was full)")
+            }
         }
     }
 }

@@ -773,7 +773,7 @@ pub fn open_in_current_tmux(
         argv.push("--runtime-dir".into());
         argv.push(d.display().to_string());
     }
-    let out = std::process::Command::new("tmux")
+    let out = std::process::Command::new(crate::exe::program("tmux"))
         .args(["new-window", "-n", &name, "--"])
         .args(&argv)
         .output()

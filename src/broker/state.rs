@@ -120,8 +120,19 @@ fn write_in_order(
             }
             Err(e) => {
                 // The first that failed says most (the recording stopped):
-                // past the bound, the newest go.
-                unwritten.truncate(MAX_UNWRITTEN);
+                // past the bound, the newest go, counted in one event that
+                // stands where they were.
+                if unwritten.len() > MAX_UNWRITTEN {
+                    let count = unwritten
+                        .split_off(MAX_UNWRITTEN - 1)
+                        .iter()
+                        .map(|e| match e {
+                            Event::Unrecorded { count } => *count,
+                            _ => 1,
+                        })
+                        .sum();
+                    unwritten.push(Event::Unrecorded { count });
+                }
                 return Err(e);
             }
         }
@@ -377,11 +388,23 @@ mod tests {
             log[0].contains("disk full") && log[2].contains("third"),
             "{log:?}"
         );
-        // Bounded: a log that never comes back keeps the first ones.
+        // Bounded: a log that never comes back keeps the first ones, and
+        // counts the rest where they were.
         for i in 0..MAX_UNWRITTEN + 10 {
             let _ = write_in_order(&mut unwritten, stop(&i.to_string()), full, |_| ());
         }
         assert_eq!(unwritten.len(), MAX_UNWRITTEN);
         assert_eq!(unwritten[0], stop("0"));
+        assert_eq!(
+            unwritten[MAX_UNWRITTEN - 1],
+            Event::Unrecorded { count: 11 }
+        );
+        let mut log = Vec::new();
+        write_in_order(&mut unwritten, stop("back"), ok, |l| log.push(l)).unwrap();
+        assert!(
+            log[MAX_UNWRITTEN - 1].contains("Unrecorded { count: 11 }"),
+            "{log:?}"
+        );
+        assert!(log[MAX_UNWRITTEN].contains("back"));
     }
 }

@@ -66,7 +66,7 @@ impl Tmux {
                 c.args(args).arg("tmux");
                 c
             }
-            None => Command::new("tmux"),
+            None => Command::new(crate::exe::program("tmux")),
         };
         c.arg("-S").arg(&self.socket);
         c

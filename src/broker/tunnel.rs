@@ -145,15 +145,13 @@ impl Spec {
             .relay
             .rsplit_once('@')
             .map_or(self.relay.as_str(), |(_, h)| h);
-        let out = crate::exe::find_trusted("ssh").ok().and_then(|ssh| {
-            std::process::Command::new(ssh)
-                .args(["-G", "--", bare])
-                .stdin(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .output()
-                .ok()
-        });
-        out.filter(|o| o.status.success())
+        let out = std::process::Command::new(crate::exe::program("ssh"))
+            .args(["-G", "--", bare])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output();
+        out.ok()
+            .filter(|o| o.status.success())
             .and_then(|o| {
                 String::from_utf8_lossy(&o.stdout)
                     .lines()

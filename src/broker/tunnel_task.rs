@@ -16,17 +16,7 @@ pub async fn keep(state: Arc<State>, spec: Spec) {
     let mut ups = 0u32;
     loop {
         state.set_tunnel(|t| t.state = "connecting".into());
-        let ssh = match crate::exe::find_trusted("ssh") {
-            Ok(p) => p,
-            Err(e) => {
-                state.set_tunnel(|t| {
-                    t.state = "down".into();
-                    t.last_error = Some(e.to_string());
-                });
-                return;
-            }
-        };
-        let mut cmd = std::process::Command::new(ssh);
+        let mut cmd = std::process::Command::new(crate::exe::program("ssh"));
         cmd.args(spec.argv())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

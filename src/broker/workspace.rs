@@ -172,31 +172,37 @@ pub fn check_private(
     params.insert("home".into(), c.home.display().to_string());
     // Where the jail shows it: through the last bind of a directory above
     // it (the last mount wins), at that bind's destination.
-    let shown = resolved.profile.mounts.iter().rev().find_map(|m| {
-        let profile::Mount::Bind { src, dst, .. } = m else {
-            return None;
-        };
-        let src = profile::expand(src, &params).ok()?;
-        let dst = profile::expand(dst, &params).ok()?;
-        let rest = real.strip_prefix(real_or_parent(Path::new(&src))).ok()?;
-        Some(Path::new(&dst).join(rest))
-    });
-    let Some(shown) = shown else {
-        return Ok(());
+    // Every place a bind of a directory above it shows it in the jail
+    // (two binds of one directory are two ways to read it).
+    let shown: Vec<PathBuf> = resolved
+        .profile
+        .mounts
+        .iter()
+        .filter_map(|m| {
+            let profile::Mount::Bind { src, dst, .. } = m else {
+                return None;
+            };
+            let src = profile::expand(src, &params).ok()?;
+            let dst = profile::expand(dst, &params).ok()?;
+            let rest = real.strip_prefix(real_or_parent(Path::new(&src))).ok()?;
+            Some(Path::new(&dst).join(rest))
+        })
+        .collect();
+    let hidden = |at: &Path| {
+        resolved.profile.hide.iter().any(|raw| {
+            let Ok(pattern) = profile::expand(raw, &params) else {
+                return false;
+            };
+            let parts: Vec<_> = Path::new(&pattern).components().collect();
+            let mine: Vec<_> = at.components().collect();
+            parts.len() <= mine.len()
+                && parts.iter().zip(&mine).all(|(p, m)| {
+                    glob::Pattern::new(&p.as_os_str().to_string_lossy())
+                        .is_ok_and(|g| g.matches(&m.as_os_str().to_string_lossy()))
+                })
+        })
     };
-    let hidden = resolved.profile.hide.iter().any(|raw| {
-        let Ok(pattern) = profile::expand(raw, &params) else {
-            return false;
-        };
-        let parts: Vec<_> = Path::new(&pattern).components().collect();
-        let mine: Vec<_> = shown.components().collect();
-        parts.len() <= mine.len()
-            && parts.iter().zip(&mine).all(|(p, m)| {
-                glob::Pattern::new(&p.as_os_str().to_string_lossy())
-                    .is_ok_and(|g| g.matches(&m.as_os_str().to_string_lossy()))
-            })
-    });
-    if hidden {
+    if shown.iter().all(|at| hidden(at)) {
         return Ok(());
     }
     Err(WorkspaceError::Exposed(

@@ -215,6 +215,11 @@ fn names_key(line: &str, wanted: &ssh_key::PublicKey) -> bool {
             let mut words = k.split_whitespace();
             match (words.next(), words.next()) {
                 (Some(kind), Some(blob)) => {
+                    // sshd also takes an RSA key under its signature names.
+                    let kind = match kind {
+                        "rsa-sha2-256" | "rsa-sha2-512" => "ssh-rsa",
+                        k => k,
+                    };
                     ssh_key::PublicKey::from_openssh(&format!("{kind} {blob}"))
                         .is_ok_and(|k| k.key_data() == wanted.key_data())
                 }
@@ -258,12 +263,16 @@ pub fn add(
         let path = authorized_keys_path()?;
         for k in &invite.keys {
             let gk = key::parse(k).map_err(Invalid)?;
-            if let Some(n) = unrestricted_lines(&path, &gk)?.first() {
-                return Err(Invalid(format!(
-                    "{} line {n} already lets key {} in without a forced command or jail; sshd would use that line: remove it first",
-                    path.display(),
-                    gk.fingerprint
-                )));
+            // sshd's default reads authorized_keys2 too, where a line is
+            // used when the block's is not (its `from=` does not match).
+            for file in [path.clone(), path.with_file_name("authorized_keys2")] {
+                if let Some(n) = unrestricted_lines(&file, &gk)?.first() {
+                    return Err(Invalid(format!(
+                        "{} line {n} already lets key {} in without a forced command or jail; sshd would use that line: remove it first",
+                        file.display(),
+                        gk.fingerprint
+                    )));
+                }
             }
             if let Some((dir, comment)) = invited_elsewhere(&path, &gk, runtime, host)? {
                 let dir = paths::flag(Some(&dir));
@@ -467,6 +476,7 @@ mod tests {
             format!("# {kind} {blob}"),
             format!("{kind}\t{blob} bob@laptop"),
             format!("{kind}  {blob}"),
+            format!("rsa-sha2-512 {}", other.openssh.split_once(' ').unwrap().1),
             format!("environment=\"A=b c\",no-pty {kind} {blob} bob"),
             other.openssh.clone(),
             format!("{kind} {blob}"),
@@ -474,7 +484,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("authorized_keys");
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-        assert_eq!(unrestricted_lines(&path, &k).unwrap(), [2, 3, 4, 6]);
+        assert_eq!(unrestricted_lines(&path, &k).unwrap(), [2, 3, 5, 7]);
+        assert_eq!(unrestricted_lines(&path, &other).unwrap(), [4, 6]);
     }
 
     #[test]
