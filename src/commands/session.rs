@@ -152,7 +152,11 @@ pub fn start(a: StartArgs) -> Outcome {
         };
         Some(share::AuditTarget {
             path,
-            syslog: a.audit_syslog.filter(|p| !p.as_os_str().is_empty()),
+            // The broker runs from /: a relative socket is the caller's.
+            syslog: a
+                .audit_syslog
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| cwd.join(p)),
         })
     };
     share::start(

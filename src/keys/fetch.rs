@@ -72,8 +72,10 @@ pub enum FetchError {
 /// else could be answered by whoever sits on the way.
 fn local_http(url: &str) -> bool {
     url.strip_prefix("http://").is_some_and(|rest| {
-        let host = rest.split(['/', ':']).next().unwrap_or("");
-        matches!(host, "127.0.0.1" | "localhost")
+        let authority = rest.split('/').next().unwrap_or("");
+        // `localhost:x@elsewhere` names elsewhere.
+        let host = authority.split(':').next().unwrap_or("");
+        !authority.contains('@') && matches!(host, "127.0.0.1" | "localhost")
     })
 }
 
@@ -165,6 +167,7 @@ mod tests {
         assert!(local_http("http://localhost/bob.keys"));
         assert!(!local_http("http://github.example.com/bob.keys"));
         assert!(!local_http("http://127.0.0.1.evil.example/bob.keys"));
+        assert!(!local_http("http://localhost:x@evil.example/bob.keys"));
         assert!(!local_http("https://github.com/bob.keys"));
     }
 }
