@@ -143,6 +143,24 @@ fn check_warns_about_dangerous_but_valid_settings() {
         "{said}"
     );
     assert!(said.contains("warning: a writable bind of /"), "{said}");
+    // A log default: said out loud.
+    let learning = dir.path().join("learning.toml");
+    fs::write(
+        &learning,
+        "extends = [\"guest-relay\"]\n[seccomp]\ndefault_action = \"log\"\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["profile", "check", learning.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(
+            "warning: seccomp default_action = \"log\": every call outside the allowlist runs"
+        ),
+        "{said}"
+    );
     // A child of workspace that reads as if it allowed less than it does.
     let narrow = dir.path().join("narrow.toml");
     fs::write(
@@ -217,6 +235,18 @@ fn value_errors_have_their_own_messages() {
         (
             "[seccomp]\nioctl = [\"TIOCLINUX\"]\n",
             "DIR/p.toml:3:10: ioctl TIOCLINUX can never be allowed: it injects input into the terminal",
+        ),
+        (
+            "[seccomp]\nallow = [\"unshare\"]\n",
+            "DIR/p.toml:3:10: [seccomp] allow must not list unshare: nested namespaces are never allowed inside the jail",
+        ),
+        (
+            "[seccomp]\nallow = [\"setns\"]\n",
+            "DIR/p.toml:3:10: [seccomp] allow must not list setns: nested namespaces are never allowed inside the jail",
+        ),
+        (
+            "[seccomp]\nallow = [\"clone3\"]\n",
+            "DIR/p.toml:3:10: [seccomp] allow must not list clone3: its flags cannot be filtered, so it could create namespaces; programs fall back to clone when clone3 fails with ENOSYS (use default_action = \"errno ENOSYS\")",
         ),
         (
             "[seccomp]\ndefault_action = \"explode\"\n",

@@ -94,3 +94,50 @@ impl Source {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A profile decides what a jail allows: one others could change, a
+    /// FIFO planted under its name or a huge file is never read.
+    #[test]
+    fn only_a_profile_only_its_owner_can_change_is_read() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("p.toml");
+        fs::write(&p, "description = \"x\"\n").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(Source::read(&p).is_ok());
+        for mode in [0o664, 0o646] {
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+            let e = Source::read(&p).unwrap_err().message;
+            assert!(
+                e.contains("writable by others") && e.contains("chmod go-w"),
+                "{e}"
+            );
+        }
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        if nix::unistd::Uid::effective().is_root() {
+            std::os::unix::fs::chown(&p, Some(4321), None).unwrap();
+            let e = Source::read(&p).unwrap_err().message;
+            assert!(e.contains("owned by uid 4321"), "{e}");
+        }
+        let fifo = d.path().join("fifo.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        assert!(
+            Source::read(&fifo)
+                .unwrap_err()
+                .message
+                .contains("not a regular file")
+        );
+        let big = d.path().join("big.toml");
+        fs::write(&big, vec![b'#'; MAX_BYTES as usize + 1]).unwrap();
+        assert!(
+            Source::read(&big)
+                .unwrap_err()
+                .message
+                .contains("larger than")
+        );
+    }
+}
