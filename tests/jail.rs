@@ -815,3 +815,30 @@ fn a_log_default_still_refuses_tiocsti_and_new_namespaces() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A profile the probe's own payload cannot even start in proves nothing:
+/// every attempt is unknown and the probe fails, instead of reporting each
+/// one blocked because seccomp killed the payload before it ran.
+#[test]
+fn a_profile_the_payload_cannot_start_in_is_not_reported_blocked() {
+    if !require_kernel() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("pj-narrow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = dir.join("narrow.toml");
+    std::fs::write(&file, "extends = [\"base\"]\n").unwrap();
+    let out = pairjail_unprivileged(&["probe", "--profile", file.to_str().unwrap(), "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)));
+    let attempts = report["attempts"].as_array().unwrap();
+    assert!(attempts.len() >= 40);
+    let blocked: Vec<_> = attempts
+        .iter()
+        .filter(|a| a["verdict"] == "blocked")
+        .collect();
+    assert!(blocked.is_empty(), "reported blocked: {blocked:#?}");
+    assert_eq!(out.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}

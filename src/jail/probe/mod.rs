@@ -281,6 +281,22 @@ fn in_session(
     }
     let devnull = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| setup_err("open /dev/null", e))?;
+    // Which exec calls get past the filter? An exec attempt killed by
+    // seccomp after one that does was killed once its program started.
+    let exec_allowed: Vec<&str> = match payload {
+        Payload::Called => vec![],
+        Payload::Executed(_) => ["execve", "execveat"]
+            .into_iter()
+            .filter(|call| {
+                crate::profile::plan::plan(profile).ok().is_none_or(|plan| {
+                    plan.seccomp.is_none_or(|s| {
+                        s.default_action == crate::profile::Action::Log
+                            || s.rules.iter().any(|r| r.name == *call)
+                    })
+                })
+            })
+            .collect(),
+    };
     let mut reports = Vec::new();
     for a in ATTEMPTS
         .iter()
@@ -327,7 +343,7 @@ fn in_session(
             );
         }
         let status = child.wait()?;
-        let mut report = judge(a, out.trim(), status);
+        let mut report = judge(a, out.trim(), status, &exec_allowed);
         // A write the attempt saw succeed may have landed in the jail's own
         // tmpfs at the same path; only the host's file says it escaped.
         let host_file = match a.name {
@@ -392,7 +408,36 @@ fn read_with_deadline(r: OwnedFd, ms: u16) -> (String, bool) {
     (String::from_utf8_lossy(&out).into_owned(), false)
 }
 
-fn judge(a: &attempts::Attempt, out: &str, status: Status) -> Report {
+/// The payload's first line, before the attempt: what it prints after is
+/// the attempt's, and a death without it proves nothing about the attempt.
+const TRYING: &str = "trying ";
+
+/// The exec call each exec attempt makes.
+fn exec_call(attempt: &str) -> Option<&'static str> {
+    match attempt {
+        "exec-shell" | "exec-proc-self" => Some("execve"),
+        "execveat-shell" => Some("execveat"),
+        _ => None,
+    }
+}
+
+fn judge(a: &attempts::Attempt, out: &str, status: Status, exec_allowed: &[&str]) -> Report {
+    let Some(out) = out
+        .strip_prefix(TRYING)
+        .map(|rest| rest.split_once('\n').map_or("", |(_, after)| after).trim())
+    else {
+        let observed = match status {
+            Status::Signaled(libc::SIGSYS) => "killed by seccomp before the attempt started: this profile does not let the probe's payload run, so the probe cannot judge it".to_string(),
+            Status::Signaled(s) => format!("killed by signal {s} before the attempt started"),
+            Status::Exited(c) => format!("exited {c} before the attempt started"),
+        };
+        return Report {
+            attempt: a.name.into(),
+            expected: a.expected.into(),
+            observed,
+            verdict: Verdict::Inconclusive,
+        };
+    };
     let (verdict, observed) = if let Some((v, o)) = Verdict::parse(out) {
         (v, o.to_string())
     } else if !out.is_empty() {
@@ -406,6 +451,16 @@ fn judge(a: &attempts::Attempt, out: &str, status: Status) -> Report {
         )
     } else {
         match status {
+            // The exec call itself passes the filter: what seccomp killed
+            // was the program it started.
+            Status::Signaled(libc::SIGSYS)
+                if exec_call(a.name).is_some_and(|c| exec_allowed.contains(&c)) =>
+            {
+                (
+                    Verdict::Escaped,
+                    "a program was executed, then killed by seccomp before it printed".to_string(),
+                )
+            }
             Status::Signaled(libc::SIGSYS) => {
                 (Verdict::Blocked, "killed by seccomp (SIGSYS)".to_string())
             }
@@ -440,6 +495,9 @@ pub fn attempt_main(name: &str, vars: &[String]) -> i32 {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
     };
+    let trying = format!("{TRYING}{name}\n");
+    // SAFETY: writing from a live buffer to stdout.
+    unsafe { libc::write(1, trying.as_ptr().cast(), trying.len()) };
     let line = match (a.run)(&ctx) {
         Ok(seen) => format!("{}{seen}\n", Verdict::Blocked.prefix()),
         Err(Finding::Escaped(seen)) => format!("{}{seen}\n", Verdict::Escaped.prefix()),
@@ -449,4 +507,49 @@ pub fn attempt_main(name: &str, vars: &[String]) -> i32 {
     // SAFETY: writing from a live buffer to stdout.
     unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
     0
+}
+
+#[cfg(test)]
+mod judge_tests {
+    use super::*;
+
+    fn attempt(name: &str) -> &'static attempts::Attempt {
+        ATTEMPTS.iter().find(|a| a.name == name).unwrap()
+    }
+
+    /// A death by seccomp says "blocked" only when the attempt had started,
+    /// and, for an exec, only when the exec call itself could not pass.
+    #[test]
+    fn a_seccomp_kill_blocks_only_what_it_stopped() {
+        let sys = Status::Signaled(libc::SIGSYS);
+        let r = judge(attempt("tiocsti"), "", sys, &[]);
+        assert_eq!(r.verdict, Verdict::Inconclusive, "{r:?}");
+        let r = judge(attempt("tiocsti"), "trying tiocsti", sys, &[]);
+        assert_eq!(r.verdict, Verdict::Blocked, "{r:?}");
+        let r = judge(attempt("exec-shell"), "trying exec-shell", sys, &["execve"]);
+        assert_eq!(r.verdict, Verdict::Escaped, "{r:?}");
+        // exec-shell calls execve: one allowing only execveat killed it there.
+        let r = judge(
+            attempt("exec-shell"),
+            "trying exec-shell",
+            sys,
+            &["execveat"],
+        );
+        assert_eq!(r.verdict, Verdict::Blocked, "{r:?}");
+        // Not an exec at all, whatever its name.
+        let r = judge(
+            attempt("exec-setuid"),
+            "trying exec-setuid",
+            sys,
+            &["execve"],
+        );
+        assert_eq!(r.verdict, Verdict::Blocked, "{r:?}");
+        let r = judge(
+            attempt("exec-shell"),
+            "trying exec-shell\nblocked: execve: Permission denied",
+            Status::Exited(0),
+            &["execve"],
+        );
+        assert_eq!(r.verdict, Verdict::Blocked, "{r:?}");
+    }
 }
