@@ -148,8 +148,12 @@ pub fn plan(
         }
     }
     let mut hidden = Vec::new();
+    // A hide path is a pattern; a parameter's value in it is literal (a
+    // home named `h[x]` must not turn into a pattern matching nothing).
+    let literal = glob_literal(params);
     for pattern in &p.hide {
-        let pattern = expand(pattern)?;
+        let pattern = profile::expand(pattern, &literal)
+            .map_err(|e| JailError::msg("profile parameters", e))?;
         for dst in hidden_paths(&out, Path::new(&pattern))? {
             if !hidden
                 .iter()
@@ -164,6 +168,16 @@ pub fn plan(
     }
     out.extend(hidden);
     Ok(out)
+}
+
+/// `params` with each value escaped for use inside a glob pattern.
+pub fn glob_literal(
+    params: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    params
+        .iter()
+        .map(|(k, v)| (k.clone(), glob::Pattern::escape(v)))
+        .collect()
 }
 
 /// A path mapped through the planned binds, host to jail (`inward`) or

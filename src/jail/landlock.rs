@@ -201,7 +201,8 @@ fn hide_patterns(
     };
     let mut out = Vec::new();
     for raw in &p.hide {
-        let path = profile::expand(raw, params).map_err(|m| JailError::msg("hide", m))?;
+        let path = profile::expand(raw, &super::fs::glob_literal(params))
+            .map_err(|m| JailError::msg("hide", m))?;
         let pattern: Vec<glob::Pattern> = Path::new(&path)
             .components()
             .map(|c| {
@@ -351,6 +352,25 @@ mod tests {
         let mut g = Grants::default();
         g.split(&home.join(".netrc"), &hidden);
         assert!(g.whole.is_empty() && g.listed.is_empty());
+    }
+
+    /// A home whose name holds glob characters still has its secrets
+    /// hidden: the parameter's value is literal in the pattern.
+    #[test]
+    fn a_home_named_like_a_pattern_is_still_split() {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path().join("h[x]");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(home.join(".netrc"), "").unwrap();
+        std::fs::write(home.join(".bashrc"), "").unwrap();
+        let p = Profile {
+            hide: vec!["{home}/.netrc".into()],
+            ..Default::default()
+        };
+        let params = [("home".to_string(), home.display().to_string())].into();
+        let mut g = Grants::default();
+        g.split(&home, &hide_patterns(&p, &params).unwrap());
+        assert_eq!(g.whole, [home.join(".bashrc")], "{g:?}");
     }
 
     #[test]
