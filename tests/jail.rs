@@ -842,3 +842,49 @@ fn a_profile_the_payload_cannot_start_in_is_not_reported_blocked() {
     assert_eq!(out.status.code(), Some(1));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A read-only bind is read-only all the way down: a filesystem mounted
+/// inside the bound directory (a tmpfs in the home) is read-only in the
+/// jail too, even with Landlock off.
+#[test]
+fn a_read_only_bind_is_read_only_below_too() {
+    if !require_kernel() || !root_or_skip() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("pj-rorec-{}", std::process::id()));
+    let sub = dir.join("data/sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let mount = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0777", "tmpfs"])
+        .arg(&sub)
+        .output()
+        .unwrap();
+    assert!(mount.status.success(), "{}", text(&mount.stderr));
+    let profile = dir.join("ro.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "extends = [\"base\"]\n[landlock]\nenabled = false\n[seccomp]\nenabled = false\n\
+             [[mount]]\ntype = \"bind\"\nsrc = \"/usr\"\ndst = \"/usr\"\n\
+             [[mount]]\ntype = \"bind\"\nsrc = \"/lib\"\ndst = \"/lib\"\noptional = true\n\
+             [[mount]]\ntype = \"bind\"\nsrc = \"/lib64\"\ndst = \"/lib64\"\noptional = true\n\
+             [[mount]]\ntype = \"bind\"\nsrc = \"/bin\"\ndst = \"/bin\"\noptional = true\n\
+             [[mount]]\ntype = \"bind\"\nsrc = \"{}\"\ndst = \"/data\"\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = pairjail(&[
+        "exec",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--",
+        "/bin/sh",
+        "-c",
+        "touch /data/sub/x && echo WROTE || echo REFUSED",
+    ]);
+    let _ = Command::new("umount").arg(&sub).output();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(text(&out.stdout).trim(), "REFUSED", "{}", text(&out.stderr));
+}

@@ -457,7 +457,13 @@ fn bind(sys: &dyn Sys, src: &Path, target: &Path, rw: bool, nodev: bool) -> SysR
     if nodev {
         flags |= MsFlags::MS_NODEV;
     }
-    sys.mount(None, target, None, flags, None)
+    sys.mount(None, target, None, flags, None)?;
+    // The remount covers the top mount only: one mounted inside the bound
+    // directory (a tmpfs in the home) would stay writable.
+    if !rw {
+        sys.read_only_below(target)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

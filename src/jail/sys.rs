@@ -47,6 +47,8 @@ pub trait Sys {
     fn close_range(&self, lo: u32, hi: u32) -> SysResult;
     /// Fails unless `path` is the file `id` names.
     fn same_file(&self, path: &Path, id: FileId) -> SysResult;
+    /// Makes the mount at `path` and every mount below it read-only.
+    fn read_only_below(&self, path: &Path) -> SysResult;
 }
 
 pub struct Real;
@@ -174,6 +176,45 @@ impl Sys for Real {
         }
         Ok(())
     }
+    fn read_only_below(&self, path: &Path) -> SysResult {
+        use std::os::unix::ffi::OsStrExt;
+        /// The kernel's `struct mount_attr` (linux/mount.h).
+        #[repr(C)]
+        struct MountAttr {
+            attr_set: u64,
+            attr_clr: u64,
+            propagation: u64,
+            userns_fd: u64,
+        }
+        const MOUNT_ATTR_RDONLY: u64 = 0x1;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| JailError::msg("mount_setattr", "a path with NUL"))?;
+        let attr = MountAttr {
+            attr_set: MOUNT_ATTR_RDONLY,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        // SAFETY: mount_setattr reads `attr` (its size is passed) and the
+        // NUL-terminated path; both live across the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                libc::AT_RECURSIVE,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        };
+        if r < 0 {
+            return Err(JailError::sys(
+                format!("mount_setattr({}, AT_RECURSIVE, RDONLY)", path.display()),
+                Errno::last(),
+            ));
+        }
+        Ok(())
+    }
     fn same_file(&self, path: &Path, id: FileId) -> SysResult {
         let meta = std::fs::metadata(path)
             .map_err(|e| JailError::sys(format!("stat({})", path.display()), io_errno(&e)))?;
@@ -285,6 +326,9 @@ impl Sys for Recording {
             id.dev,
             id.ino
         ))
+    }
+    fn read_only_below(&self, path: &Path) -> SysResult {
+        self.log(format!("read_only_below {}", path.display()))
     }
     fn set_caps(&self, set: caps::CapSet, keep: &caps::CapsHashSet) -> SysResult {
         let mut names: Vec<String> = keep.iter().map(|c| c.to_string()).collect();
