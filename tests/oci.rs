@@ -103,14 +103,14 @@ fn runc_runs_the_export_and_enforces_its_filter() {
     let out = run("guest-direct", "no-new-privs", &format!("pjoci-a-{pid}"));
     assert_eq!(
         text(&out.stdout).trim(),
-        "blocked: no_new_privs = 1",
+        "trying no-new-privs\nblocked: no_new_privs = 1",
         "{}",
         text(&out.stderr)
     );
     let out = run("guest-direct", "seccomp-mode", &format!("pjoci-b-{pid}"));
     assert_eq!(
         text(&out.stdout).trim(),
-        "blocked: seccomp mode 2 (filter)",
+        "trying seccomp-mode\nblocked: seccomp mode 2 (filter)",
         "{}",
         text(&out.stderr)
     );
@@ -121,7 +121,7 @@ fn runc_runs_the_export_and_enforces_its_filter() {
     );
     assert_eq!(
         text(&out.stdout).trim(),
-        "blocked: all five sets empty",
+        "trying capabilities-left\nblocked: all five sets empty",
         "{}",
         text(&out.stderr)
     );

@@ -161,6 +161,22 @@ fn check_warns_about_dangerous_but_valid_settings() {
         ),
         "{said}"
     );
+    // A probe list that calls a real escape "allowed".
+    let blessing = dir.path().join("blessing.toml");
+    fs::write(
+        &blessing,
+        "extends = [\"workspace\"]\n[probe]\nallowed = [\"read-home-secrets\"]\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["profile", "check", blessing.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("warning: probe.allowed lists read-home-secrets"),
+        "{said}"
+    );
     // A child of workspace that reads as if it allowed less than it does.
     let narrow = dir.path().join("narrow.toml");
     fs::write(

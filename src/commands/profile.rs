@@ -75,6 +75,9 @@ pub fn run(cmd: ProfileCommand) -> Outcome {
             );
             let spec = profile::oci::export(&r.profile, &params, &command, host_id_base)
                 .map_err(Failure::failed)?;
+            for loss in profile::oci::losses(&r.profile) {
+                eprintln!("pairjail: warning: not in config.json: {loss}");
+            }
             print_json(&serde_json::to_value(&spec).map_err(Failure::failed)?)
         }
         ProfileCommand::List { json } => list(json, &search),

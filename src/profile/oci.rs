@@ -265,6 +265,26 @@ fn id_map(id: u32, base: u32) -> Result<Vec<oci_spec::runtime::LinuxIdMapping>, 
 }
 
 /// The OCI config for running `args` under profile `p`.
+/// What a `config.json` from [`export`] cannot carry of pairjail's own
+/// jail: said to the user at export (runc enforces none of it).
+pub fn losses(p: &Profile) -> Vec<String> {
+    let mut out = Vec::new();
+    if p.landlock.enabled {
+        out.push("Landlock (path rules, exec of the program file only, no TCP, the abstract-socket and signal scopes, and hide's hold on secrets saved after the start) travels only as an annotation: runc does not apply it".into());
+    }
+    if !p.hide.is_empty() {
+        out.push("hide patterns with * or ? travel only as an annotation".into());
+    }
+    if !p.env.keep.is_empty() {
+        out.push("env.keep travels only as an annotation: the variables are not copied".into());
+    }
+    out.push("OCI has no masked \"not equal\": an argument check of that kind compares all 64 bits (a value with high bits set passes)".into());
+    out.push("the filter is the executed program's: a relay that pairjail calls without an exec has no execve or execveat, this config has them".into());
+    out.push("read-only binds are read-only at their top mount only (pairjail makes mounts below them read-only too)".into());
+    out.push("the root is the rootfs directory, not an empty tmpfs; optional binds are included as this machine has them".into());
+    out
+}
+
 pub fn export(
     p: &Profile,
     params: &BTreeMap<String, String>,
@@ -437,4 +457,24 @@ pub fn export(
     // only the UTS namespace gives the container a name.
     spec.set_hostname(p.namespaces.uts.then(|| p.namespaces.hostname.clone()));
     Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What runc will not enforce is said at export, never dropped quietly.
+    #[test]
+    fn the_export_names_what_it_cannot_carry() {
+        let search = crate::profile::SearchPath { dirs: vec![] };
+        let p = crate::profile::resolve("guest-relay", &search)
+            .unwrap()
+            .profile;
+        let losses = losses(&p);
+        assert!(
+            losses.iter().any(|l| l.starts_with("Landlock")),
+            "{losses:?}"
+        );
+        assert!(losses.iter().any(|l| l.contains("execve")), "{losses:?}");
+    }
 }

@@ -27,6 +27,17 @@ pub fn parse(
                     }
                 ));
             }
+            // Parameters name places: where the jail binds from, what
+            // Landlock allows. A path that climbs or is relative would
+            // point past what the profile means.
+            let climbs = std::path::Path::new(v)
+                .components()
+                .any(|c| c == std::path::Component::ParentDir);
+            if !v.starts_with('/') || climbs || v.contains(['\n', '\0']) {
+                return Err(format!(
+                    "--param {kv}: the value must be an absolute path without '..'"
+                ));
+            }
             Ok((k.to_string(), v.to_string()))
         })
         .collect()
@@ -40,13 +51,18 @@ mod tests {
     fn name_equals_value_of_a_declared_parameter() {
         let declared: BTreeMap<String, String> =
             [("a".into(), "0".into()), ("b".into(), "0".into())].into();
-        let p = super::parse(&["a=1".into(), "b=x=y".into()], &declared).unwrap();
-        assert_eq!(p["b"], "x=y");
-        assert!(super::parse(&["=1".into()], &declared).is_err());
+        let p = super::parse(&["a=/1".into(), "b=/x=y".into()], &declared).unwrap();
+        assert_eq!(p["b"], "/x=y");
+        assert!(super::parse(&["=/1".into()], &declared).is_err());
         assert!(super::parse(&["a".into()], &declared).is_err());
-        let typo = super::parse(&["c=1".into()], &declared).unwrap_err();
+        let typo = super::parse(&["c=/1".into()], &declared).unwrap_err();
         assert!(typo.contains("'c'") && typo.contains("a, b"), "{typo}");
-        let none = super::parse(&["a=1".into()], &BTreeMap::new()).unwrap_err();
+        // A place: absolute, and not climbing out of what it names.
+        for bad in ["a=rel", "a=/x/../../etc", "a=/x\ny"] {
+            let e = super::parse(&[bad.into()], &declared).unwrap_err();
+            assert!(e.contains("absolute path without '..'"), "{bad}: {e}");
+        }
+        let none = super::parse(&["a=/1".into()], &BTreeMap::new()).unwrap_err();
         assert!(none.contains("it has none"), "{none}");
     }
 }

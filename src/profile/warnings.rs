@@ -52,6 +52,34 @@ pub fn of(p: &Profile) -> Vec<String> {
     if p.seccomp.enabled && p.seccomp.default_action == Action::Log {
         out.push("seccomp default_action = \"log\": every call outside the allowlist runs (only TIOCSTI, TIOCLINUX and new namespaces stay refused); use it to learn what a program needs, never for guests".into());
     }
+    // `[probe] allowed` turns an escape into "allowed by the profile":
+    // these are escapes for any profile.
+    const NEVER: [&str; 14] = [
+        "read-home-secrets",
+        "read-caller-ssh",
+        "read-etc-shadow",
+        "tiocsti",
+        "tiocsti-high-bits",
+        "tioclinux",
+        "seccomp-mode",
+        "no-new-privs",
+        "capabilities-left",
+        "setuid-root",
+        "ptrace-host",
+        "signal-host",
+        "unshare-user",
+        "clone-newuser",
+    ];
+    for name in p
+        .probe
+        .allowed
+        .iter()
+        .filter(|n| NEVER.contains(&n.as_str()))
+    {
+        out.push(format!(
+            "probe.allowed lists {name}: `pairjail probe` will call that escape \"allowed by the profile\""
+        ));
+    }
     if !p.landlock.enabled {
         out.push("landlock is off: the mounts alone limit the files the jail reaches".into());
     }
