@@ -125,36 +125,34 @@ fn every_error_of_a_file_is_reported_in_one_run() {
 #[test]
 fn check_warns_about_dangerous_but_valid_settings() {
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("risky.toml");
-    fs::write(
-        &p,
+    // `profile check FILE` of a profile with `text`: it passes, and says
+    // this on stdout.
+    let check = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        fs::write(&p, text).unwrap();
+        let out = bin()
+            .args(["profile", "check", p.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{said}{err}");
+        said
+    };
+    let said = check(
+        "risky.toml",
         "extends = [\"guest-relay\"]\n[capabilities]\nkeep = [\"CAP_SYS_ADMIN\"]\n[[mount]]\ntype = \"bind\"\nsrc = \"/\"\ndst = \"/host\"\nrw = true\n",
-    )
-    .unwrap();
-    let out = bin()
-        .args(["profile", "check", p.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{said}{err}");
+    );
     assert!(
         said.contains("warning: capabilities.keep has CAP_SYS_ADMIN"),
         "{said}"
     );
     assert!(said.contains("warning: a writable bind of /"), "{said}");
     // A log default: said out loud.
-    let learning = dir.path().join("learning.toml");
-    fs::write(
-        &learning,
+    let said = check(
+        "learning.toml",
         "extends = [\"guest-relay\"]\n[seccomp]\ndefault_action = \"log\"\n",
-    )
-    .unwrap();
-    let out = bin()
-        .args(["profile", "check", learning.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
+    );
     assert!(
         said.contains(
             "warning: seccomp default_action = \"log\": every call outside the allowlist runs"
@@ -162,33 +160,19 @@ fn check_warns_about_dangerous_but_valid_settings() {
         "{said}"
     );
     // A probe list that calls a real escape "allowed".
-    let blessing = dir.path().join("blessing.toml");
-    fs::write(
-        &blessing,
+    let said = check(
+        "blessing.toml",
         "extends = [\"workspace\"]\n[probe]\nallowed = [\"read-home-secrets\"]\n",
-    )
-    .unwrap();
-    let out = bin()
-        .args(["profile", "check", blessing.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
+    );
     assert!(
         said.contains("warning: probe.allowed lists read-home-secrets"),
         "{said}"
     );
     // A child of workspace that reads as if it allowed less than it does.
-    let narrow = dir.path().join("narrow.toml");
-    fs::write(
-        &narrow,
+    let said = check(
+        "narrow.toml",
         "extends = [\"workspace\"]\n[seccomp]\nsocket_families = [\"AF_UNIX\"]\n",
-    )
-    .unwrap();
-    let out = bin()
-        .args(["profile", "check", narrow.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
+    );
     assert!(
         said.contains("seccomp.socket_families repeats part of the list it extends")
             && said.contains("\"AF_INET\", \"AF_INET6\", \"AF_NETLINK\" stay"),
