@@ -1672,9 +1672,17 @@ fn stop_ends_a_stopped_server(tag: &str, full: bool) {
         "the tmux server (pid {server}) still runs after stop: {:?}",
         state()
     );
+    let left: Vec<String> = fs::read_dir(w.session_paths(session))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
     assert!(
         !w.session_paths(session).exists(),
-        "the session directory is left"
+        "the session directory is left, with {left:?}; stop said: {}",
+        text(&stopped.stdout)
     );
     ok(&within(spawn_start(&w, bin, session), 60, "start again"));
     ok(&within(spawn_stop(&w, bin, session), 30, "stop"));
