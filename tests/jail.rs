@@ -888,3 +888,42 @@ fn a_read_only_bind_is_read_only_below_too() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(text(&out.stdout).trim(), "REFUSED", "{}", text(&out.stderr));
 }
+
+/// The probe's `write-home` attempt judges by a file it looks for in the
+/// home; one that was already there is the user's: kept, and the attempt
+/// says it cannot judge instead of counting it.
+#[test]
+fn the_probe_never_removes_a_users_own_file() {
+    if !require_kernel() {
+        return;
+    }
+    let home = std::env::temp_dir().join(format!("pj-probehome-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(home.join("pwned"), "MINE\n").unwrap();
+    std::fs::set_permissions(home.join("pwned"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    // The prober's own home, as a real one is.
+    let chown = Command::new("chown")
+        .args(["-R", TEST_USER])
+        .arg(&home)
+        .output()
+        .unwrap();
+    assert!(chown.status.success(), "{}", text(&chown.stderr));
+    let param = format!("home={}", home.display());
+    let out = pairjail_unprivileged(&[
+        "probe",
+        "--profile",
+        "workspace",
+        "--param",
+        &param,
+        "--only",
+        "write-home",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)));
+    let kept = std::fs::read_to_string(home.join("pwned")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&home);
+    assert_eq!(kept, "MINE\n", "the user's file was removed or changed");
+    assert_eq!(report["attempts"][0]["verdict"], "inconclusive", "{report}");
+}

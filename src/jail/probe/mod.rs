@@ -333,6 +333,17 @@ fn in_session(
             ],
             ..Command::new(program)
         };
+        // A write the attempt saw succeed may have landed in the jail's own
+        // tmpfs at the same path; only the host's file says it escaped. One
+        // that was there before is the user's: never judged by, nor removed.
+        let host_file = match a.name {
+            "write-host-dir" => Some(bait.dir.join("pwned")),
+            "write-home" => Some(PathBuf::from(bait.vars["home"].clone()).join("pwned")),
+            _ => None,
+        };
+        let existed = host_file
+            .as_ref()
+            .is_some_and(|f| f.symlink_metadata().is_ok());
         let child = spawn(profile, &cmd)?;
         drop(w);
         let (out, timed_out) = read_with_deadline(r, ATTEMPT_TIMEOUT_MS);
@@ -344,14 +355,16 @@ fn in_session(
         }
         let status = child.wait()?;
         let mut report = judge(a, out.trim(), status, &exec_allowed);
-        // A write the attempt saw succeed may have landed in the jail's own
-        // tmpfs at the same path; only the host's file says it escaped.
-        let host_file = match a.name {
-            "write-host-dir" => Some(bait.dir.join("pwned")),
-            "write-home" => Some(PathBuf::from(bait.vars["home"].clone()).join("pwned")),
-            _ => None,
-        };
-        if let Some(f) = host_file {
+        if existed {
+            report.verdict = Verdict::Inconclusive;
+            report.observed = format!(
+                "{} was there before the attempt: move it away and probe again",
+                host_file
+                    .as_ref()
+                    .map_or(String::new(), |f| f.display().to_string())
+            );
+        }
+        if let Some(f) = host_file.filter(|_| !existed) {
             if report.verdict == Verdict::Escaped && !f.exists() {
                 report.verdict = Verdict::Blocked;
                 report.observed = format!(
