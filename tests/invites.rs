@@ -1672,13 +1672,19 @@ fn stop_ends_a_stopped_server(tag: &str, full: bool) {
         "the tmux server (pid {server}) still runs after stop: {:?}",
         state()
     );
-    let left: Vec<String> = fs::read_dir(w.session_paths(session))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let list = |dir: std::path::PathBuf| -> Vec<String> {
+        fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let left = (
+        list(w.session_paths(session)),
+        list(w.session_paths(session).join("tmux")),
+    );
     assert!(
         !w.session_paths(session).exists(),
         "the session directory is left, with {left:?}; stop said: {}",

@@ -1045,6 +1045,16 @@ fn remove_session_dir(p: &SessionPaths) {
     let _ = std::fs::remove_file(&p.tmux);
     let _ = std::fs::remove_file(p.dir.join(liveness::SERVER_FILE));
     if let Some(d) = p.tmux.parent() {
+        // The session's own tmux directory (0700): whatever tmux left in
+        // it goes too (a client that started the server under load can
+        // leave its `tmux.sock.lock`, and the directory would stay).
+        if let Ok(entries) = std::fs::read_dir(d) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| !t.is_dir()) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         let _ = std::fs::remove_dir(d);
     }
     let _ = std::fs::remove_file(workspace::record_path(&p.dir));
