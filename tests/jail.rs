@@ -773,6 +773,21 @@ fn a_program_that_cannot_start_processes_is_pid_1_and_signals_still_work() {
     assert_eq!(exit_code(&mut c, "with a reaper"), Some(7));
 }
 
+/// `pairjail probe --json` of a profile file holding `profile` (in a directory
+/// the unprivileged prober can read): its report and exit code.
+fn probe_file(tag: &str, profile: &str) -> (serde_json::Value, Option<i32>) {
+    let dir = std::env::temp_dir().join(format!("pj-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = dir.join(format!("{tag}.toml"));
+    std::fs::write(&file, profile).unwrap();
+    let out = pairjail_unprivileged(&["probe", "--profile", file.to_str().unwrap(), "--json"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)));
+    (report, out.status.code())
+}
+
 /// `default_action = "log"` lets every call outside the allowlist run, to
 /// learn what a program needs. What no profile may ever allow stays
 /// refused all the same: TIOCSTI, TIOCLINUX and new namespaces.
@@ -781,18 +796,10 @@ fn a_log_default_still_refuses_tiocsti_and_new_namespaces() {
     if !require_kernel() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("pj-logdefault-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let file = dir.join("learning.toml");
-    std::fs::write(
-        &file,
+    let (report, _) = probe_file(
+        "learning",
         "extends = [\"guest-relay\"]\n[seccomp]\ndefault_action = \"log\"\n",
-    )
-    .unwrap();
-    let out = pairjail_unprivileged(&["probe", "--profile", file.to_str().unwrap(), "--json"]);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)));
+    );
     let attempts = report["attempts"].as_array().unwrap();
     let verdict = |name: &str| {
         attempts
@@ -813,7 +820,6 @@ fn a_log_default_still_refuses_tiocsti_and_new_namespaces() {
     ] {
         assert_eq!(verdict(name).0, "blocked", "{name}: {:?}", verdict(name));
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A profile the probe's own payload cannot even start in proves nothing:
@@ -824,14 +830,7 @@ fn a_profile_the_payload_cannot_start_in_is_not_reported_blocked() {
     if !require_kernel() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("pj-narrow-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let file = dir.join("narrow.toml");
-    std::fs::write(&file, "extends = [\"base\"]\n").unwrap();
-    let out = pairjail_unprivileged(&["probe", "--profile", file.to_str().unwrap(), "--json"]);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)));
+    let (report, code) = probe_file("narrow", "extends = [\"base\"]\n");
     let attempts = report["attempts"].as_array().unwrap();
     assert!(attempts.len() >= 40);
     let blocked: Vec<_> = attempts
@@ -839,8 +838,7 @@ fn a_profile_the_payload_cannot_start_in_is_not_reported_blocked() {
         .filter(|a| a["verdict"] == "blocked")
         .collect();
     assert!(blocked.is_empty(), "reported blocked: {blocked:#?}");
-    assert_eq!(out.status.code(), Some(1));
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, Some(1));
 }
 
 /// A read-only bind is read-only all the way down: a filesystem mounted

@@ -212,15 +212,10 @@ pub fn check_private(
     ))
 }
 
-/// `path` with links resolved; for a file not made yet, its directory's.
+/// `path` with links resolved, also where it is not made yet (as the
+/// search path is judged); as given where that cannot be said.
 fn real_or_parent(path: &Path) -> PathBuf {
-    if let Ok(real) = path.canonicalize() {
-        return real;
-    }
-    match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) => real_or_parent(dir).join(name),
-        _ => path.to_path_buf(),
-    }
+    profile::real_path(path).unwrap_or_else(|| path.to_path_buf())
 }
 
 /// No profile a jailed session's tmux clients are started in may come

@@ -133,7 +133,7 @@ impl SearchPath {
 /// `path` with links resolved, also where its last parts do not exist yet
 /// (a directory someone may make later); None for a relative path or one
 /// that climbs (`..`) through a part that does not exist.
-fn real_path(path: &Path) -> Option<PathBuf> {
+pub fn real_path(path: &Path) -> Option<PathBuf> {
     if !path.is_absolute() {
         return None;
     }

@@ -18,7 +18,7 @@ mod validate;
 pub mod warnings;
 
 pub use error::{ProfileError, ProfileErrors};
-pub use load::{Resolved, SearchPath, available, builtin_names, is_path, resolve};
+pub use load::{Resolved, SearchPath, available, builtin_names, is_path, real_path, resolve};
 pub use model::*;
 pub use source::Source;
 pub use units::{Action, HumanDuration, Size};

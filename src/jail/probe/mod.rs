@@ -535,34 +535,47 @@ mod judge_tests {
     #[test]
     fn a_seccomp_kill_blocks_only_what_it_stopped() {
         let sys = Status::Signaled(libc::SIGSYS);
-        let r = judge(attempt("tiocsti"), "", sys, &[]);
-        assert_eq!(r.verdict, Verdict::Inconclusive, "{r:?}");
-        let r = judge(attempt("tiocsti"), "trying tiocsti", sys, &[]);
-        assert_eq!(r.verdict, Verdict::Blocked, "{r:?}");
-        let r = judge(attempt("exec-shell"), "trying exec-shell", sys, &["execve"]);
-        assert_eq!(r.verdict, Verdict::Escaped, "{r:?}");
-        // exec-shell calls execve: one allowing only execveat killed it there.
-        let r = judge(
-            attempt("exec-shell"),
-            "trying exec-shell",
-            sys,
-            &["execveat"],
-        );
-        assert_eq!(r.verdict, Verdict::Blocked, "{r:?}");
-        // Not an exec at all, whatever its name.
-        let r = judge(
-            attempt("exec-setuid"),
-            "trying exec-setuid",
-            sys,
-            &["execve"],
-        );
-        assert_eq!(r.verdict, Verdict::Blocked, "{r:?}");
-        let r = judge(
-            attempt("exec-shell"),
-            "trying exec-shell\nblocked: execve: Permission denied",
-            Status::Exited(0),
-            &["execve"],
-        );
-        assert_eq!(r.verdict, Verdict::Blocked, "{r:?}");
+        // (attempt, its output, how it ended, exec calls the filter passes,
+        // the verdict)
+        let cases: &[(&str, &str, Status, &[&str], Verdict)] = &[
+            // Killed before it started: proves nothing.
+            ("tiocsti", "", sys, &[], Verdict::Inconclusive),
+            ("tiocsti", "trying tiocsti", sys, &[], Verdict::Blocked),
+            // The exec call passes the filter: its program started.
+            (
+                "exec-shell",
+                "trying exec-shell",
+                sys,
+                &["execve"],
+                Verdict::Escaped,
+            ),
+            // exec-shell calls execve: one allowing only execveat killed it there.
+            (
+                "exec-shell",
+                "trying exec-shell",
+                sys,
+                &["execveat"],
+                Verdict::Blocked,
+            ),
+            // Not an exec at all, whatever its name.
+            (
+                "exec-setuid",
+                "trying exec-setuid",
+                sys,
+                &["execve"],
+                Verdict::Blocked,
+            ),
+            (
+                "exec-shell",
+                "trying exec-shell\nblocked: execve: Permission denied",
+                Status::Exited(0),
+                &["execve"],
+                Verdict::Blocked,
+            ),
+        ];
+        for (name, out, status, execs, want) in cases {
+            let r = judge(attempt(name), out, *status, execs);
+            assert_eq!(r.verdict, *want, "{name} {out:?}: {r:?}");
+        }
     }
 }
