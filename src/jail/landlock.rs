@@ -199,10 +199,10 @@ fn hide_patterns(
             })
             .collect()
     };
+    let params = super::fs::glob_literal(params);
     let mut out = Vec::new();
     for raw in &p.hide {
-        let path = profile::expand(raw, &super::fs::glob_literal(params))
-            .map_err(|m| JailError::msg("hide", m))?;
+        let path = profile::expand(raw, &params).map_err(|m| JailError::msg("hide", m))?;
         let pattern: Vec<glob::Pattern> = Path::new(&path)
             .components()
             .map(|c| {
