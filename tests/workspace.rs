@@ -656,3 +656,94 @@ fn a_secret_replaced_or_made_after_the_start_stays_hidden() {
     let _ = std::fs::remove_dir_all(&kube);
     let _ = std::fs::remove_file(&pypirc);
 }
+
+#[test]
+fn a_pair_guest_never_reaches_the_hosts_clipboard_or_terminal() {
+    let Some((w, guests)) = World::new("wsclip", &[("cleo", "clip", Some("pair"))]) else {
+        return;
+    };
+    w.start_session("clip", "mirror,pair", HOST_PROGRAM);
+    // The host attaches from an xterm, as tmux sees it (its clipboard
+    // feature is on by default); every byte its terminal gets is kept.
+    let raw = World::dir_for("wsclip").join("host-terminal.raw");
+    let cmd = format!(
+        "read _; setpriv --reuid {HOST} --regid {HOST} --init-groups -- env HOME=/home/{HOST} TERM=xterm-256color {bin} attach --session clip --runtime-dir {rt}; echo ATTACH-EXIT=$?; sleep 600",
+        bin = common::shared_binary().display(),
+        rt = w.runtime.display(),
+    );
+    w.drv(&["new-window", "-d", "-n", "host-clip", &cmd]);
+    w.drv(&[
+        "pipe-pane",
+        "-O",
+        "-t",
+        "drv:host-clip",
+        &format!("cat > {}", raw.display()),
+    ]);
+    w.drv(&["send-keys", "-t", "drv:host-clip", "Enter"]);
+    w.wait_screen("drv:host-clip", "HOST-MARKER-4242", 30);
+    let guest = w.join_in_window(&guests[0], 120, 40);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+    // The guest makes tmux pass a clipboard write and a terminal string
+    // to every client, and asks each client's terminal for its clipboard
+    // (whatever the host copied: a password, a token).
+    type_line(
+        &w,
+        &guest,
+        "tmux set -g set-clipboard on; tmux set -g allow-passthrough on; echo SET-$((40+2))",
+    );
+    w.wait_screen("drv:host-clip", "SET-42", 20);
+    type_line(
+        &w,
+        &guest,
+        r"printf '\033]52;c;UEotQ0xJUA==\007'; printf '\033Ptmux;\033\033]1337;PJ-PASS\007\033\\'; for c in $(tmux list-clients -F '#{client_name}'); do tmux refresh-client -l -t $c; done; echo CLIP-$((40+2))",
+    );
+    w.wait_screen("drv:host-clip", "CLIP-42", 20);
+    let got = common::eventually(20, || {
+        let b = std::fs::read(&raw).map_err(|e| e.to_string())?;
+        if b.windows(7).any(|x| x == b"CLIP-42") {
+            Ok(b)
+        } else {
+            Err(format!("CLIP-42 not yet in {}", raw.display()))
+        }
+    });
+    for (what, needle) in [
+        ("a clipboard write or query", &b"\x1b]52;"[..]),
+        ("a passthrough string", b"\x1b]1337"),
+    ] {
+        assert!(
+            !got.windows(needle.len()).any(|x| x == needle),
+            "the host's terminal got {what} from a pair guest:\n{}",
+            String::from_utf8_lossy(&got).escape_debug()
+        );
+    }
+    // The host's own terminal still works as one: the alternate screen,
+    // its keys, its size.
+    assert!(
+        got.windows(8).any(|x| x == b"\x1b[?1049h"),
+        "the host's client never entered the alternate screen"
+    );
+    type_line(&w, "drv:host-clip", "echo HOST-KEYS-$((40+2))");
+    w.wait_screen("drv:host-clip", "HOST-KEYS-42", 20);
+    w.drv(&[
+        "resize-window",
+        "-t",
+        "drv:host-clip",
+        "-x",
+        "111",
+        "-y",
+        "33",
+    ]);
+    common::eventually(20, || {
+        let sizes = w.host_tmux(
+            "clip",
+            &["list-clients", "-F", "#{client_width}x#{client_height}"],
+        );
+        if sizes.lines().any(|l| l.trim() == "111x33") {
+            Ok(())
+        } else {
+            Err(format!("the host's client never got 111x33: {sizes:?}"))
+        }
+    });
+    let _ = w.host_pairjail(&["stop", "--session", "clip"]);
+    let _ = std::fs::remove_file(&raw);
+}

@@ -1,7 +1,8 @@
 //! What the broker forwards of a tmux client's output (to guests, and into
 //! the recording): never the switch to the alternate screen, never a
 //! clipboard write or a string for the terminal itself, and never half an
-//! escape sequence.
+//! escape sequence. The host's own client of a jailed session gets the
+//! same, the alternate screen aside (see `host_client`).
 //!
 //! A pair guest can make tmux pass a program's `OSC 52` (clipboard) and
 //! `DCS` strings through to every client (`set -g set-clipboard on`,
@@ -39,6 +40,9 @@ pub struct Filter {
     /// A dropped string too long to hold, being skipped to its end (the
     /// byte that says its kind).
     skipping: Option<u8>,
+    /// The host's own terminal keeps the alternate-screen switch: its
+    /// client is never cut off without tmux's goodbye.
+    keep_alternate: bool,
 }
 
 /// The OSC commands a guest's terminal gets (tmux sends them to set the
@@ -239,6 +243,15 @@ fn utf8_cut(run: &[u8]) -> usize {
 }
 
 impl Filter {
+    /// The filter for the host's own client of a jailed session: the same
+    /// strings dropped, the alternate screen kept.
+    pub fn for_host() -> Filter {
+        Filter {
+            keep_alternate: true,
+            ..Filter::default()
+        }
+    }
+
     /// Appends `input`, minus the alternate-screen switches and any
     /// incomplete unit at its end, to `out`.
     pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
@@ -352,13 +365,16 @@ impl Filter {
         }
     }
 
-    /// A whole sequence, minus any alternate-screen switch in it; nothing
-    /// of a dropped string.
+    /// A whole sequence, minus any alternate-screen switch in it (unless
+    /// kept); nothing of a dropped string.
     fn emit(&mut self, seq: &[u8], out: &mut Vec<u8>) {
         if never(seq) {
             return;
         }
-        if let Some(seq) = without_switch(seq) {
+        if self.keep_alternate {
+            self.note(seq);
+            out.extend_from_slice(seq);
+        } else if let Some(seq) = without_switch(seq) {
             self.note(&seq);
             out.extend_from_slice(&seq);
         }
@@ -463,6 +479,17 @@ mod tests {
                 assert_eq!(run(&[&input[..cut], &input[cut..]]), out, "cut at {cut}");
             }
         }
+    }
+
+    #[test]
+    fn the_hosts_filter_keeps_the_alternate_screen_and_drops_the_same_strings() {
+        let mut f = Filter::for_host();
+        let mut out = Vec::new();
+        f.push(
+            b"\x1b[?1049ha\x1b]52;c;eA==\x07b\x1bPtmux;x\x1b\\c\x1b]0;t\x07\x1b[?1049l",
+            &mut out,
+        );
+        assert_eq!(out, b"\x1b[?1049habc\x1b]0;t\x07\x1b[?1049l".to_vec());
     }
 
     #[test]

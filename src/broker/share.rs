@@ -35,6 +35,8 @@ pub enum ShareError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Tunnel(#[from] super::tunnel::TunnelError),
+    #[error(transparent)]
+    HostClient(#[from] super::host_client::HostClientError),
     #[error(
         "the tunnel to {relay} did not come up: {why}; check it by hand with `ssh -N -R {port}:127.0.0.1:22 {relay}` (the relay's host key must be known, your key accepted, and GatewayPorts set there for guests from outside); the share was stopped"
     )]
@@ -731,12 +733,18 @@ pub fn attach(at: &Located) -> Result<bool, ShareError> {
     }
     // The share's server is not the one $TMUX names: attaching to it from
     // inside another tmux is nesting, which tmux refuses while $TMUX is set.
-    let status = tmux
-        .command()
+    let mut client = tmux.command();
+    client
         .env_remove("TMUX")
-        .args(["attach-session", "-t", &format!("={}", at.session)])
-        .status()
-        .map_err(TmuxError::Run)?;
+        .args(["attach-session", "-t", &format!("={}", at.session)]);
+    // Guests command a jailed session's server, which writes to the
+    // host's terminal: the host's client gets only what guests get.
+    let on_terminal = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
+    let status = if tmux.is_jailed() && on_terminal {
+        super::host_client::run(client)?
+    } else {
+        client.status().map_err(TmuxError::Run)?
+    };
     let running = tmux.has_session(&at.session);
     // 128 + SIGSYS from `pairjail exec`: the client jail stopped the
     // client when it tried to start a program, which only a

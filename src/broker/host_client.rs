@@ -1,0 +1,125 @@
+//! The host's own tmux client of a jailed session, on a pty of ours.
+//!
+//! A pair guest commands a jailed session's tmux server from any pane
+//! (`tmux set …`), and the server writes to every client's terminal. With
+//! `set -g set-clipboard on` and an `OSC 52`, the host's clipboard would
+//! hold a command that runs when pasted; `refresh-client -l` asks the
+//! host's terminal for its clipboard (whatever the host copied last: a
+//! password, a token) and files the answer where the guest reads it;
+//! `allow-passthrough on` hands any string to the host's terminal
+//! emulator (file transfers, its own commands). So the client runs on a
+//! pty this process holds, and what it prints reaches the host's terminal
+//! through the filter guests get, which keeps only the OSC commands tmux
+//! itself uses and drops every terminal string. Unlike a guest's, the
+//! host's terminal keeps the alternate screen: tmux always says goodbye to
+//! it. Keys go to the client as typed.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::process::{Command, ExitStatus};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags};
+
+use super::altscreen::Filter;
+use crate::jail::JailError;
+use crate::terminal as pty;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostClientError {
+    #[error("cannot start the tmux client on a terminal of its own: {0}")]
+    Pty(JailError),
+    #[error("cannot wait for the tmux client: {0}")]
+    Wait(std::io::Error),
+}
+
+fn write_all(fd: BorrowedFd, mut bytes: &[u8]) -> bool {
+    while !bytes.is_empty() {
+        match nix::unistd::write(fd, bytes) {
+            Ok(0) => return false,
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EINTR) => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Runs `client` with the caller's terminal between it and the host: the
+/// caller's stdin must be a terminal (as tmux requires of its own).
+pub fn run(client: Command) -> Result<ExitStatus, HostClientError> {
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let input = stdin.as_fd();
+    // tmux draws on the terminal of its stdin; so does this, unless
+    // stdout is a terminal too.
+    let output = if nix::unistd::isatty(stdout.as_fd()).unwrap_or(false) {
+        stdout.as_fd()
+    } else {
+        input
+    };
+    let (cols, rows) = pty::get_size(input).unwrap_or((80, 24));
+    let (mut child, master) =
+        pty::spawn_on_pty_blocking(client, cols, rows).map_err(HostClientError::Pty)?;
+    // Watched only once the client runs: it would inherit the blocked
+    // signal. A resize meanwhile raised no flag, so the size is set again.
+    let mask = pty::watch_winch().map_err(HostClientError::Pty)?;
+    if let Some((cols, rows)) = pty::get_size(input) {
+        let _ = pty::set_size(master.as_fd(), cols, rows);
+    }
+    let raw = pty::RawMode::enter(input);
+    let mut filter = Filter::for_host();
+    let mut chunk = vec![0u8; 16384];
+    let mut shown = Vec::with_capacity(chunk.len());
+    let mut input_open = true;
+    loop {
+        let mut fds = vec![PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+        if input_open {
+            fds.push(PollFd::new(input, PollFlags::POLLIN));
+        }
+        match nix::poll::ppoll(&mut fds, None, Some(mask)) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => break,
+        }
+        let master_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+        let input_ready = fds
+            .get(1)
+            .and_then(|f| f.revents())
+            .is_some_and(|r| !r.is_empty());
+        drop(fds);
+        if pty::take_winch()
+            && let Some((cols, rows)) = pty::get_size(input)
+        {
+            // A size the client cannot get is only a stale picture.
+            let _ = pty::set_size(master.as_fd(), cols, rows);
+        }
+        if input_ready {
+            match nix::unistd::read(input, &mut chunk) {
+                Ok(0) | Err(Errno::EIO | Errno::EBADF) => input_open = false,
+                Ok(n) => {
+                    if !write_all(master.as_fd(), &chunk[..n]) {
+                        break;
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        if master_ready {
+            match nix::unistd::read(master.as_fd(), &mut chunk) {
+                // EIO: every copy of the client's side is closed.
+                Ok(0) | Err(Errno::EIO) => break,
+                Ok(n) => {
+                    shown.clear();
+                    filter.push(&chunk[..n], &mut shown);
+                    if !write_all(output, &shown) {
+                        break;
+                    }
+                }
+                Err(Errno::EINTR | Errno::EAGAIN) => {}
+                Err(_) => break,
+            }
+        }
+    }
+    drop(master);
+    drop(raw);
+    child.wait().map_err(HostClientError::Wait)
+}
