@@ -565,6 +565,24 @@ fn a_pair_guest_cannot_answer_the_door_from_a_client_of_its_own() {
     });
     assert!(!pane_has(&w, "sdn", "CTL-2-REACHED"));
 
+    // ned makes the tmux commands the door used answer at once, and with
+    // "pair": a door that asked tmux would let the next guest in.
+    w.drv(&[
+        "send-keys",
+        "-t",
+        &ned,
+        "-l",
+        "tmux set -s 'command-alias[98]' 'wait-for=display-message -p x'; tmux set -s 'command-alias[99]' 'show-options=display-message -p pair ; show-options -q'; echo ALIASED-$((40+2))",
+    ]);
+    w.drv(&["send-keys", "-t", &ned, "Enter"]);
+    eventually(10, || {
+        if pane_has(&w, "sdn", "ALIASED-42") {
+            Ok(())
+        } else {
+            Err("ned's aliases never answered".into())
+        }
+    });
+
     // ned attaches a client of its own, from a pane of the session.
     let clients = || {
         w.host_tmux("sdn", &["list-clients", "-F", "#{client_pid}"])
@@ -599,6 +617,11 @@ fn a_pair_guest_cannot_answer_the_door_from_a_client_of_its_own() {
         .ok_or(said)
     });
     wait_listed(&w, "sdn", &["ned:pair:connected", "pia:pair:waiting"]);
+    assert!(
+        !w.screen(&pia).contains("HOST-MARKER-4242"),
+        "pia was let in without the host:\n{}",
+        w.screen(&pia)
+    );
     for (who, screen) in [
         ("the host", w.screen(&host)),
         ("ned", w.screen(&ned)),

@@ -121,7 +121,8 @@ pub async fn wait(
             }
         });
     }
-    let decided = decide(state, s, answer, &channel, &option, orders).await;
+    let menu = menus_safe.then_some((channel.as_str(), option.as_str()));
+    let decided = decide(state, s, answer, menu, orders).await;
     // The menus still open on the host's clients go with the door.
     menus.abort_all();
     for name in &shown {
@@ -145,35 +146,53 @@ pub async fn wait(
     }
 }
 
-/// Waits for the first answer: the control socket, the menu, the clock,
-/// a kick, the end of the share, or the guest giving up.
+/// Waits for the first answer: the control socket, the menu (its
+/// `wait-for` channel and option, only where no guest can type), the
+/// clock, a kick, the end of the share, or the guest giving up.
+///
+/// Where guests can type, tmux is never asked: they command the server,
+/// and `command-alias` makes any command answer what they like (a
+/// `wait-for` that returns at once, a `show-options` that says "pair").
 async fn decide(
     state: &State,
     s: &mut UnixStream,
     answer: tokio::sync::oneshot::Receiver<Answer>,
-    channel: &str,
-    option: &str,
+    menu: Option<(&str, &str)>,
     orders: &mut UnboundedReceiver<Order>,
 ) -> Result<Answer, Shut> {
     let cfg = &state.cfg;
-    let mut waiter = tokio::process::Command::from(cfg.tmux.command());
-    waiter
-        .args(["wait-for", channel])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    let mut waiter = waiter.spawn().map_err(|e| {
-        Shut::Denied(
-            Decider::Host,
-            format!("the door cannot wait for the menu: {e}"),
-        )
-    })?;
+    let mut waiter = match menu {
+        Some((channel, _)) => {
+            let mut waiter = tokio::process::Command::from(cfg.tmux.command());
+            waiter
+                .args(["wait-for", channel])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true);
+            Some(waiter.spawn().map_err(|e| {
+                Shut::Denied(
+                    Decider::Host,
+                    format!("the door cannot wait for the menu: {e}"),
+                )
+            })?)
+        }
+        None => None,
+    };
+    let menu_closed = async {
+        match (waiter.as_mut(), menu) {
+            (Some(w), Some((_, option))) => {
+                let _ = w.wait().await;
+                menu_answer(state, option).await
+            }
+            _ => std::future::pending().await,
+        }
+    };
     let mut shutdown = state.shutdown.subscribe();
     let mut probe = [0u8; 1];
     let decided = tokio::select! {
         a = answer => a.unwrap_or(Answer::Deny),
-        _ = waiter.wait() => menu_answer(state, option).await,
+        a = menu_closed => a,
         _ = tokio::time::sleep(cfg.approve_timeout) => {
             return Err(Shut::Denied(Decider::Timeout, format!("{} did not answer within {} s", cfg.host, cfg.approve_timeout.as_secs())));
         }
