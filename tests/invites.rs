@@ -1518,6 +1518,17 @@ fn stop_after_a_broker_crash_ends_what_it_left() {
         tmux_answers(&w, "scr").status.success(),
         "the test needs the dead broker's tmux server still running"
     );
+    // A new run never takes over the dead one's server, which its guests
+    // may have set up (hooks, command aliases).
+    let taken = within(spawn_start(&w, bin, "scr"), 60, "start after the crash");
+    assert!(
+        !taken.status.success()
+            && text(&taken.stderr).contains("left its tmux server running")
+            && text(&taken.stderr).contains("pairjail stop --session scr"),
+        "start took over a dead run's server: {}{}",
+        text(&taken.stdout),
+        text(&taken.stderr)
+    );
 
     let stopped = within(spawn_stop(&w, bin, "scr"), 30, "stop");
     assert!(

@@ -747,3 +747,104 @@ fn a_pair_guest_never_reaches_the_hosts_clipboard_or_terminal() {
     let _ = w.host_pairjail(&["stop", "--session", "clip"]);
     let _ = std::fs::remove_file(&raw);
 }
+
+/// Processes of `uid` whose command line is exactly `argv`.
+fn processes(uid: u32, argv: &[&str]) -> Vec<u32> {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    let mut found = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let owner = std::fs::metadata(e.path()).map(|m| m.uid());
+        let cmdline = std::fs::read(e.path().join("cmdline"));
+        if let (Ok(o), Ok(c)) = (owner, cmdline)
+            && o == uid
+            && c == want
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn nothing_a_pair_guest_starts_outlives_the_share() {
+    let Some((w, guests)) = World::new("wslinger", &[("lina", "linger", Some("pair"))]) else {
+        return;
+    };
+    let uid = std::fs::metadata(home()).unwrap().uid();
+    w.start_session("linger", "mirror,pair", HOST_PROGRAM);
+    let guest = w.join_in_window(&guests[0], 120, 40);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+    // The guest makes tmux's kill-server a no-op and leaves a job behind
+    // in a session of its own: were the jail ended by asking tmux, the
+    // server and the job would run on after the share, as the host, with
+    // the workspace writable (and a later `start` would take that server).
+    type_line(
+        &w,
+        &guest,
+        "tmux set -s 'command-alias[99]' 'kill-server=display-message ok'; setsid sleep 31337 </dev/null >/dev/null 2>&1 & echo LINGER-$((40+2))",
+    );
+    wait_pane(&w, "linger", "LINGER-42");
+    // The server's pid as the host sees it, which `start` recorded.
+    let dir = w.session_paths("linger");
+    let server: u32 = std::fs::read_to_string(dir.join("tmux.pid"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(Path::new(&format!("/proc/{server}")).exists());
+    common::eventually(20, || match processes(uid, &["sleep", "31337"]).len() {
+        1 => Ok(()),
+        n => Err(format!("{n} lingering jobs, not 1")),
+    });
+    let out = w.host_pairjail(&["stop", "--session", "linger"]);
+    assert!(out.status.success(), "stop: {}", text(&out.stderr));
+    // Gone once stop returns: no wait.
+    let left = processes(uid, &["sleep", "31337"]);
+    assert!(
+        left.is_empty(),
+        "the guest's job outlived the share: {left:?}"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{server}")).exists(),
+        "the session's tmux server outlived the share"
+    );
+    assert!(!dir.exists(), "the session's directory outlived the share");
+
+    // The same after a crash: `stop` ends the dead broker's jail.
+    w.start_session("linger", "mirror,pair", HOST_PROGRAM);
+    let server: u32 = std::fs::read_to_string(dir.join("tmux.pid"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let broker = w.broker_pid("linger");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(broker),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    common::eventually(20, || {
+        match std::fs::read_to_string(format!("/proc/{broker}/stat")) {
+            Ok(s) if !s.contains(") Z ") => Err(format!("broker {broker} still runs")),
+            _ => Ok(()),
+        }
+    });
+    assert!(Path::new(&format!("/proc/{server}")).exists());
+    let out = w.host_pairjail(&["stop", "--session", "linger"]);
+    assert!(out.status.success(), "stop: {}", text(&out.stderr));
+    assert!(
+        !Path::new(&format!("/proc/{server}")).exists(),
+        "the dead broker's tmux server outlived stop"
+    );
+    assert!(!dir.exists(), "the session's directory outlived stop");
+}

@@ -114,6 +114,57 @@ pub fn recorded_server(session_dir: &Path, host_uid: u32) -> Option<Run> {
 /// Where `start` records the session's tmux server.
 pub const SERVER_FILE: &str = "tmux.pid";
 
+/// The jail `start` recorded in `<session dir>/jail.pid`, alive or not,
+/// with the same checks as the broker's.
+pub fn recorded_jail(session_dir: &Path, host_uid: u32) -> Option<Run> {
+    recorded(&session_dir.join(JAIL_FILE), host_uid)
+}
+
+/// Where `start` records a jailed session's jail: the `pairjail exec`
+/// that holds the session's tmux server and everything it runs.
+pub const JAIL_FILE: &str = "jail.pid";
+
+/// How long a jail that was killed may take to be gone.
+pub const JAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Ends a jailed session's jail, with everything in it, and waits up to
+/// `wait` for it to be gone; true when no jail `start` recorded runs.
+///
+/// Never by asking tmux: guests command that server, and can make
+/// `kill-server` do nothing (`command-alias`) or leave jobs that outlive
+/// it. The jail's `pairjail exec` is killed; its pid 1 dies of its
+/// parent-death signal, and the kernel kills every process of its pid
+/// namespace with it.
+pub fn end_jail(session_dir: &Path, host_uid: u32, wait: std::time::Duration) -> bool {
+    let Some(jail) = recorded_jail(session_dir, host_uid) else {
+        return true;
+    };
+    let server = recorded_server(session_dir, host_uid);
+    let deadline = std::time::Instant::now() + wait;
+    let mut killed = false;
+    loop {
+        let jail_alive = jail.is_alive(host_uid);
+        // The server is in the jail's pid namespace: gone with it.
+        let server_alive = server.is_some_and(|r| r.is_alive(host_uid));
+        if !jail_alive && !server_alive {
+            return true;
+        }
+        if jail_alive && !killed {
+            if let Ok(pid) = i32::try_from(jail.pid) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            killed = true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn recorded(path: &Path, host_uid: u32) -> Option<Run> {
     let mut f = std::fs::OpenOptions::new()
         .read(true)

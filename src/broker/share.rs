@@ -38,6 +38,10 @@ pub enum ShareError {
     #[error(transparent)]
     HostClient(#[from] super::host_client::HostClientError),
     #[error(
+        "an earlier run of session {0} left its tmux server running (its broker died); `pairjail stop --session {0}` ends it"
+    )]
+    Leftover(String),
+    #[error(
         "the tunnel to {relay} did not come up: {why}; check it by hand with `ssh -N -R {port}:127.0.0.1:22 {relay}` (the relay's host key must be known, your key accepted, and GatewayPorts set there for guests from outside); the share was stopped"
     )]
     TunnelDown {
@@ -459,6 +463,14 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
         Some(free) => drop(free),
         None => return Err(ShareError::StillEnding(a.session.clone(), p.log.clone())),
     }
+    // A server or jail an earlier run left (its broker died) is never
+    // taken over: that run's guests may have set it up (hooks, aliases).
+    // Its log and invites stay for `stop`.
+    let uid = nix::unistd::Uid::effective().as_raw();
+    let jail = liveness::recorded_jail(&p.dir, uid).filter(|r| r.is_alive(uid));
+    if jail.is_some() || listener::probe(&p.tmux).is_listening() {
+        return Err(ShareError::Leftover(a.session.clone()));
+    }
     crate::files::dir_711(&p.dir).map_err(io("create", &p.dir))?;
     // Invites and managed-block lines of sessions that died (a crash) go now.
     let gone = registry::clean(&at.runtime, &at.host, true)?;
@@ -469,29 +481,27 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     );
     truncate_log(p)?;
     let tmux = prepare_server(at, a)?;
-    if !tmux.has_session(&a.session) {
-        let cwd = a.confinement.as_ref().map(|c| c.workspace.as_path());
-        if let Err(e) = tmux.start(&a.session, &a.command, a.allow.contains(&Mode::Rogue), cwd) {
-            tmux.kill_server();
-            return Err(e.into());
-        }
+    let cwd = a.confinement.as_ref().map(|c| c.workspace.as_path());
+    if let Err(e) = tmux.start(&a.session, &a.command, a.allow.contains(&Mode::Rogue), cwd) {
+        end_server(&tmux, p);
+        return Err(e.into());
     }
     if a.direct {
         let host_uid = nix::unistd::Uid::effective().as_raw();
         if guest_users.is_empty() || guest_uids.contains(&host_uid) {
-            tmux.kill_server();
+            end_server(&tmux, p);
             return Err(ShareError::DirectNeedsGuestUser);
         }
         let read_only = !a.allow.contains(&Mode::Pair);
         for u in &guest_users {
             if let Err(e) = tmux.grant(u, read_only) {
-                tmux.kill_server();
+                end_server(&tmux, p);
                 return Err(e.into());
             }
         }
     }
     if let Err(e) = record_server(p) {
-        tmux.kill_server();
+        end_server(&tmux, p);
         return Err(e);
     }
     let launch = Launch {
@@ -511,7 +521,7 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
         tunnel: tunnel.clone(),
     };
     if let Err(e) = launch_broker(p, &launch) {
-        tmux.kill_server();
+        end_server(&tmux, p);
         let _ = std::fs::remove_file(p.dir.join(liveness::SERVER_FILE));
         return Err(e);
     }
@@ -648,9 +658,6 @@ fn prepare_server(at: &Located, a: &Start) -> Result<Tmux, ShareError> {
     let text = serde_json::to_vec_pretty(c).map_err(|e| ShareError::Record(e.to_string()))?;
     crate::files::write_atomic(&record, &text, 0o644).map_err(io("write", &record))?;
     let tmux = tmux_for(p, Some(c))?;
-    if tmux.has_session(&a.session) {
-        return Ok(tmux);
-    }
     let exe = crate::exe::own()?;
     let argv = c.server_argv(&exe, &p.tmux);
     let (program, args) = argv
@@ -665,6 +672,28 @@ fn prepare_server(at: &Located, a: &Start) -> Result<Tmux, ShareError> {
     // keeps the host's terminal.
     crate::jail::new_session_on_exec(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| ShareError::Jail(e.to_string()))?;
+    // What ends the jail, whatever its server is told (see
+    // `liveness::end_jail`).
+    let jail = liveness::start_time(child.id()).map(|start| Run {
+        pid: child.id(),
+        start,
+    });
+    let jail_file = p.dir.join(liveness::JAIL_FILE);
+    let recorded = match jail {
+        Some(run) => {
+            crate::files::write_atomic(&jail_file, liveness::pid_file_text(&run).as_bytes(), 0o644)
+                .map_err(io("write", &jail_file))
+        }
+        None => Err(ShareError::Jail(format!(
+            "its jail (process {}) ended at once",
+            child.id()
+        ))),
+    };
+    if let Err(e) = recorded {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
     // Ready when the server answers on its socket; a jail that could not
     // be built exits with its reason in the log.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -969,6 +998,18 @@ fn end_leftovers(at: &Located) -> Result<Stopped, ShareError> {
             p.log.clone(),
         ));
     }
+    // A jailed session's jail goes first, with everything in it, before
+    // anything there is looked at: its guests could otherwise still
+    // change what `stop` reads (the socket the jail can write).
+    let jail = liveness::recorded_jail(&p.dir, uid).filter(|r| r.is_alive(uid));
+    if let Some(j) = jail
+        && !liveness::end_jail(&p.dir, uid, liveness::JAIL_WAIT)
+    {
+        return Err(ShareError::Runtime(format!(
+            "the dead broker's jail (process {}) did not end; end it, then run stop again",
+            j.pid
+        )));
+    }
     // Any server on the socket, whatever its sessions are called now (a
     // renamed session, a rogue guest's grouped one): only a socket of our
     // own is ever given to a tmux client.
@@ -981,7 +1022,7 @@ fn end_leftovers(at: &Located) -> Result<Stopped, ShareError> {
     };
     let server = peer.is_listening();
     let sockets = p.broker.exists() || p.control.exists();
-    if run.is_none() && !server && !sockets {
+    if run.is_none() && jail.is_none() && !server && !sockets {
         return Err(ShareError::NotShared(at.session.clone()));
     }
     if server {
@@ -1041,6 +1082,16 @@ fn end_leftovers(at: &Located) -> Result<Stopped, ShareError> {
     })
 }
 
+/// Ends this run's tmux server: tmux is asked, and a jail is killed with
+/// everything it holds (see `liveness::end_jail`).
+fn end_server(tmux: &Tmux, p: &SessionPaths) {
+    tmux.kill_server();
+    let uid = nix::unistd::Uid::effective().as_raw();
+    if liveness::end_jail(&p.dir, uid, liveness::JAIL_WAIT) {
+        let _ = std::fs::remove_file(p.dir.join(liveness::JAIL_FILE));
+    }
+}
+
 /// How long `start` and `stop` wait for a run to finish ending.
 const ENDING: Duration = Duration::from_secs(10);
 /// How long a `start` waits for another `start` of the session (which may
@@ -1050,20 +1101,21 @@ const STARTING: Duration = Duration::from_secs(40);
 /// What a share leaves in its directory once its broker and server are
 /// gone; the directory itself when nothing else is in it.
 fn remove_session_dir(p: &SessionPaths) {
+    // A jail that would not end keeps what names it, for `stop`.
+    let uid = nix::unistd::Uid::effective().as_raw();
+    if !liveness::end_jail(&p.dir, uid, liveness::JAIL_WAIT) {
+        return;
+    }
     let _ = std::fs::remove_file(&p.tmux);
     let _ = std::fs::remove_file(p.dir.join(liveness::SERVER_FILE));
+    let _ = std::fs::remove_file(p.dir.join(liveness::JAIL_FILE));
     if let Some(d) = p.tmux.parent() {
-        // The session's own tmux directory (0700): whatever tmux left in
-        // it goes too (a client that started the server under load can
-        // leave its `tmux.sock.lock`, and the directory would stay).
-        if let Ok(entries) = std::fs::read_dir(d) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| !t.is_dir()) {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
-        let _ = std::fs::remove_dir(d);
+        // The session's own tmux directory: whatever is in it goes too
+        // (a client that started the server under load can leave its
+        // `tmux.sock.lock`; a jailed session's guests could write
+        // anything there, directories and links included, which are
+        // removed, never followed).
+        let _ = std::fs::remove_dir_all(d);
     }
     let _ = std::fs::remove_file(workspace::record_path(&p.dir));
     let _ = std::fs::remove_dir(&p.dir);
