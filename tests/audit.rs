@@ -574,3 +574,42 @@ fn profiles_that_require_recording_and_auditing_are_enforced_at_start_and_at_the
     w.assert_join_refused(&guests[1], "requires an audit log");
     let _ = w.host_pairjail(&["stop", "--session", "sreq"]);
 }
+
+#[test]
+fn a_pair_guest_who_detaches_the_recording_ends_the_share() {
+    let Some((w, guests)) = World::new("arecstop", &[("rex", "srec", Some("pair"))]) else {
+        return;
+    };
+    let rec = host_dir("arecstop", "rec");
+    w.start_session_with(
+        "srec",
+        "pair",
+        "echo HOST-MARKER-4242; exec sh",
+        &["--record", rec.to_str().unwrap()],
+    );
+    let rex = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&rex, "HOST-MARKER-4242", 20);
+    // The recording's tmux client is a client of the server guests
+    // command: rex detaches every read-only one (the recording's is the
+    // only one here), to go on where nothing records the screen.
+    w.drv(&[
+        "send-keys",
+        "-t",
+        &rex,
+        "-l",
+        "tmux list-clients -F '#{client_name} #{client_readonly} #{client_control_mode}' | while read n r c; do [ $r = 1 ] && [ $c = 0 ] && tmux detach-client -t $n; done; echo DETACHED-$((40+2))",
+    ]);
+    w.drv(&["send-keys", "-t", &rex, "Enter"]);
+    // The share does not go on unrecorded.
+    let screen = w.wait_screen(&rex, "SSH-EXIT=", 30);
+    assert!(
+        screen.contains("recording"),
+        "rex was disconnected without the reason:\n{screen}"
+    );
+    let status = w.host_pairjail(&["status", "--json"]);
+    assert!(
+        !text(&status.stdout).contains("\"srec\""),
+        "the share went on unrecorded: {}",
+        text(&status.stdout)
+    );
+}

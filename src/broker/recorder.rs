@@ -143,14 +143,19 @@ async fn tap(
     if let Some(why) = why
         && state.shutdown.borrow().is_none()
     {
-        // The client went away while the share goes on: the recording
-        // cannot continue, and says so.
+        // The client went away while the share goes on. A pair guest can
+        // detach it (it is a client of the server guests command), to go
+        // on where nothing records the screen: the recording says so, and
+        // the share ends with it.
         log(format!("recording client: {why}"));
         state.with_cast(|_| {
             Ok(Wrote::Stopped(format!(
                 "the recording's tmux client ended ({why})"
             )))
         });
+        state.end(format!(
+            "the recording stopped ({why}); a recorded share does not go on unrecorded"
+        ));
     }
 }
 
