@@ -51,6 +51,39 @@ pub fn find_trusted(name: &str) -> Result<PathBuf, ExeError> {
     find_trusted_in(name, &path)
 }
 
+/// PATH without its relative entries and without those inside `inside`
+/// (a jailed share's workspace): what pairjail runs for a share is never
+/// a file that share's guests could have written (an activated venv's
+/// `.venv/bin`, direnv's `PATH_add bin`). A directory is inside when its
+/// path is, as given or with its links resolved.
+pub fn path_outside(inside: &Path) -> std::ffi::OsString {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    path_outside_of(&path, inside)
+}
+
+fn path_outside_of(path: &OsStr, inside: &Path) -> std::ffi::OsString {
+    let real = inside.canonicalize().ok();
+    let within = |d: &Path| {
+        let resolved = d.canonicalize().ok();
+        [Some(d), resolved.as_deref()]
+            .into_iter()
+            .flatten()
+            .any(|d| d.starts_with(inside) || real.as_deref().is_some_and(|r| d.starts_with(r)))
+    };
+    let kept: Vec<PathBuf> = std::env::split_paths(path)
+        .filter(|d| d.is_absolute() && !within(d))
+        .collect();
+    // Cannot fail: every entry came from splitting a PATH.
+    std::env::join_paths(kept).unwrap_or_default()
+}
+
+/// [`program`], never from a directory inside `inside` (see
+/// [`path_outside`]).
+pub fn program_outside(name: &str, inside: &Path) -> PathBuf {
+    find_trusted_in(name, &path_outside(inside))
+        .unwrap_or_else(|_| Path::new("/usr/bin").join(name))
+}
+
 fn find_trusted_in(name: &str, path: &OsStr) -> Result<PathBuf, ExeError> {
     let absolute: Vec<PathBuf> = std::env::split_paths(path)
         .filter(|d| d.is_absolute())
@@ -96,5 +129,28 @@ mod tests {
         ));
         assert!(find_trusted_in("pj-planted-tool", &relative).is_err());
         assert!(find_trusted_in("sh", std::ffi::OsStr::new(".:/bin:/usr/bin")).is_ok());
+    }
+
+    /// A PATH directory in a jailed share's workspace, named as it is or
+    /// through a link, is never searched for what pairjail runs.
+    #[test]
+    fn a_path_directory_in_the_workspace_is_never_searched() {
+        let d = tempfile::tempdir().unwrap();
+        let ws = d.path().join("ws");
+        std::fs::create_dir_all(ws.join("bin")).unwrap();
+        std::fs::create_dir_all(d.path().join("tools")).unwrap();
+        std::os::unix::fs::symlink(ws.join("bin"), d.path().join("linked")).unwrap();
+        let path = std::env::join_paths([
+            ws.join("bin"),
+            ws.join("not-made-yet"),
+            d.path().join("linked"),
+            d.path().join("tools"),
+            PathBuf::from("."),
+        ])
+        .unwrap();
+        assert_eq!(
+            path_outside_of(&path, &ws),
+            d.path().join("tools").into_os_string()
+        );
     }
 }

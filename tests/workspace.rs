@@ -848,3 +848,55 @@ fn nothing_a_pair_guest_starts_outlives_the_share() {
     );
     assert!(!dir.exists(), "the session's directory outlived stop");
 }
+
+#[test]
+fn a_tmux_a_guest_plants_on_the_hosts_path_is_never_run() {
+    let Some((w, guests)) = World::new("wspath", &[("pat", "spath", Some("pair"))]) else {
+        return;
+    };
+    // The host's PATH starts in the workspace (an activated venv, direnv's
+    // PATH_add), where a guest of an earlier share left a `tmux`.
+    let bin = w.workspace().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let marker = w.workspace().join("planted-tmux-ran");
+    let planted = bin.join("tmux");
+    std::fs::write(
+        &planted,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\nexec /usr/bin/tmux \"$@\"\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let chown = Command::new("chown")
+        .args(["-R", &format!("{HOST}:{HOST}")])
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert!(chown.status.success());
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display());
+    let out = w.try_start_session(
+        "spath",
+        "mirror,pair",
+        HOST_PROGRAM,
+        &[],
+        &[("PATH", &path)],
+    );
+    assert!(out.status.success(), "start: {}", text(&out.stderr));
+    // The host attaches with that PATH; a guest joins (the broker's
+    // client for it).
+    let cmd = format!(
+        "setpriv --reuid {HOST} --regid {HOST} --init-groups -- env HOME=/home/{HOST} PATH={path} {} attach --session spath --runtime-dir {}; echo ATTACH-EXIT=$?; sleep 600",
+        common::shared_binary().display(),
+        w.runtime.display()
+    );
+    w.drv(&["new-window", "-d", "-n", "host-spath", &cmd]);
+    w.wait_screen("drv:host-spath", "HOST-MARKER-4242", 30);
+    let guest = w.join_in_window(&guests[0], 120, 40);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+    let ran = std::fs::read_to_string(&marker).unwrap_or_default();
+    let _ = w.host_pairjail(&["stop", "--session", "spath"]);
+    assert!(ran.is_empty(), "the planted tmux ran, for: {ran}");
+}

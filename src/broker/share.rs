@@ -188,9 +188,10 @@ fn tmux_for(p: &SessionPaths, confinement: Option<&Confinement>) -> Result<Tmux,
     }
     Ok(match confinement {
         None => Tmux::new(&p.tmux),
-        Some(_) => Tmux::jailed(
+        Some(c) => Tmux::jailed(
             &p.tmux,
             workspace::client_prefix(&crate::exe::own()?, &p.tmux),
+            c.tmux(),
         ),
     })
 }
@@ -659,7 +660,7 @@ fn prepare_server(at: &Located, a: &Start) -> Result<Tmux, ShareError> {
     crate::files::write_atomic(&record, &text, 0o644).map_err(io("write", &record))?;
     let tmux = tmux_for(p, Some(c))?;
     let exe = crate::exe::own()?;
-    let argv = c.server_argv(&exe, &p.tmux);
+    let argv = c.server_argv(&exe, &c.tmux(), &p.tmux);
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| ShareError::Jail("empty command".into()))?;
@@ -728,6 +729,11 @@ fn launch_broker(p: &SessionPaths, launch: &Launch) -> Result<(), ShareError> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(log);
+    // What the broker runs (the tunnel's ssh, pairjail's own jails) is
+    // never found in the workspace of a jailed share.
+    if let Some(c) = &launch.confinement {
+        cmd.env("PATH", crate::exe::path_outside(&c.workspace));
+    }
     crate::jail::new_session_on_exec(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| ShareError::Broker(e.to_string()))?;
     let config = serde_json::to_vec(launch).map_err(|e| ShareError::Broker(e.to_string()))?;
@@ -810,7 +816,12 @@ pub fn open_in_current_tmux(
         argv.push("--runtime-dir".into());
         argv.push(d.display().to_string());
     }
-    let out = std::process::Command::new(crate::exe::program("tmux"))
+    // The host's own tmux, never one from the workspace of a jailed share.
+    let tmux = match workspace::read_record(&at.paths.dir).map_err(ShareError::Record)? {
+        Some(c) => c.tmux(),
+        None => crate::exe::program("tmux"),
+    };
+    let out = std::process::Command::new(tmux)
         .args(["new-window", "-n", &name, "--"])
         .args(&argv)
         .output()

@@ -33,6 +33,8 @@ pub struct Tmux {
     pub socket: PathBuf,
     /// What runs before `tmux` (a jail for clients of a jailed session).
     prefix: Vec<OsString>,
+    /// The tmux program.
+    program: PathBuf,
 }
 
 impl Tmux {
@@ -41,14 +43,17 @@ impl Tmux {
         Tmux {
             socket: socket.to_path_buf(),
             prefix: vec![],
+            program: crate::exe::program("tmux"),
         }
     }
 
-    /// The server of a jailed session: every client runs inside `prefix`.
-    pub fn jailed(socket: &Path, prefix: Vec<OsString>) -> Tmux {
+    /// The server of a jailed session: every client is `program` run
+    /// inside `prefix`.
+    pub fn jailed(socket: &Path, prefix: Vec<OsString>, program: PathBuf) -> Tmux {
         Tmux {
             socket: socket.to_path_buf(),
             prefix,
+            program,
         }
     }
 
@@ -63,10 +68,10 @@ impl Tmux {
         let mut c = match self.prefix.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg("tmux");
+                c.args(args).arg(&self.program);
                 c
             }
-            None => Command::new(crate::exe::program("tmux")),
+            None => Command::new(&self.program),
         };
         c.arg("-S").arg(&self.socket);
         c

@@ -278,9 +278,15 @@ fn exec_prefix(exe: &Path, profile: &str, params: &[(&str, &Path)]) -> Vec<OsStr
 }
 
 impl Confinement {
+    /// The tmux program for this share's server and clients: never one
+    /// from a PATH directory inside the workspace, which guests write.
+    pub fn tmux(&self) -> PathBuf {
+        crate::exe::program_outside("tmux", &self.workspace)
+    }
+
     /// The command line of the jailed tmux server (`-D`: it stays in the
     /// foreground, so the jail lives exactly as long as the server).
-    pub fn server_argv(&self, exe: &Path, socket: &Path) -> Vec<OsString> {
+    pub fn server_argv(&self, exe: &Path, tmux: &Path, socket: &Path) -> Vec<OsString> {
         let socket_dir = socket.parent().unwrap_or(Path::new("/"));
         let mut v = exec_prefix(
             exe,
@@ -291,7 +297,7 @@ impl Confinement {
                 ("socket_dir", socket_dir),
             ],
         );
-        v.extend(["tmux".into(), "-D".into(), "-S".into(), socket.into()]);
+        v.extend([tmux.into(), "-D".into(), "-S".into(), socket.into()]);
         v
     }
 }
