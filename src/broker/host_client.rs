@@ -120,6 +120,14 @@ pub fn run(client: Command) -> Result<ExitStatus, HostClientError> {
         }
     }
     drop(master);
+    let status = child.wait().map_err(HostClientError::Wait);
+    // Guests can make tmux leave modes on (mouse, keypad: its
+    // terminal-overrides are theirs to set) and ask the terminal things
+    // whose answers would arrive after the client is gone: the modes are
+    // reset, and what the terminal sent that nobody read is dropped
+    // rather than typed into the host's shell.
+    write_all(output, pty::restore_sequence(false));
+    let _ = nix::sys::termios::tcflush(input, nix::sys::termios::FlushArg::TCIFLUSH);
     drop(raw);
-    child.wait().map_err(HostClientError::Wait)
+    status
 }
