@@ -230,7 +230,9 @@ impl State {
                 | Event::RecordingStopped { .. }
         );
         if marker {
-            let text = format!("pairjail: {}", event.describe());
+            // A reason can quote what a guest sent (a malformed frame):
+            // whoever replays the recording sees its controls, not obeys.
+            let text = crate::terminal::printable(&format!("pairjail: {}", event.describe()));
             self.with_cast(|c| c.marker(&text));
         }
         let Some(sink) = &self.cfg.audit else {
