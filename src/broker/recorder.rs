@@ -14,6 +14,10 @@ use crate::terminal as pty;
 
 const TERM: &str = "xterm-256color";
 
+/// How long the recording's client may end before the session's own end
+/// is seen (see `tap`).
+const SESSION_END_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The size a client of the session's current window has: the window,
 /// plus the status lines.
 async fn size(state: &State) -> Result<(u16, u16), String> {
@@ -140,8 +144,20 @@ async fn tap(
         }
     };
     let _ = child.kill().await;
+    // The client also ends when the session does (its last shell exits):
+    // the watcher says so within moments, and that is the reason the
+    // share ends with, not the recording.
+    let normal_end = tokio::time::timeout(SESSION_END_WAIT, async {
+        while state.shutdown.borrow().is_none() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await
+    .is_ok();
     if let Some(why) = why
-        && state.shutdown.borrow().is_none()
+        && !normal_end
     {
         // The client went away while the share goes on. A pair guest can
         // detach it (it is a client of the server guests command), to go

@@ -212,8 +212,16 @@ impl State {
         self.tunnel.lock().ok().and_then(|t| t.clone())
     }
 
+    /// Ends the share; the first reason given is the one it ends with.
     pub fn end(&self, reason: impl Into<String>) {
-        let _ = self.shutdown.send(Some(reason.into()));
+        let reason = reason.into();
+        self.shutdown.send_if_modified(|r| {
+            if r.is_some() {
+                return false;
+            }
+            *r = Some(reason);
+            true
+        });
     }
 
     /// Writes an audit event (and a marker in the recording for what
