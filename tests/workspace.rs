@@ -900,3 +900,37 @@ fn a_tmux_a_guest_plants_on_the_hosts_path_is_never_run() {
     let _ = w.host_pairjail(&["stop", "--session", "spath"]);
     assert!(ran.is_empty(), "the planted tmux ran, for: {ran}");
 }
+
+#[test]
+fn a_pair_guest_cannot_have_the_host_told_the_share_is_over() {
+    let Some((w, guests)) = World::new("wsover", &[("otto", "sover", Some("pair"))]) else {
+        return;
+    };
+    // The host shares from its own terminal, attached.
+    let cmd = format!(
+        "cd {ws} && setpriv --reuid {HOST} --regid {HOST} --init-groups -- env -u TMUX HOME=/home/{HOST} TERM=xterm {bin} start --session sover --allow mirror,pair --default-mode pair --guest-user {pair} --runtime-dir {rt} -- sh -c '{HOST_PROGRAM}'; echo START-EXIT=$?; sleep 600",
+        ws = w.workspace().display(),
+        bin = common::shared_binary().display(),
+        pair = common::sshd::GUEST_USER,
+        rt = w.runtime.display(),
+    );
+    w.drv(&["new-window", "-d", "-n", "hostover", &cmd]);
+    w.wait_screen("drv:hostover", "HOST-MARKER-4242", 30);
+    let guest = w.join_in_window(&guests[0], 120, 40);
+    w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+    // The guest makes has-session fail, as for a session that is gone.
+    type_line(
+        &w,
+        &guest,
+        "tmux set -s 'command-alias[97]' 'has-session=run-shell false'; echo OVER-$((40+2))",
+    );
+    wait_pane(&w, "sover", "OVER-42");
+    // The host detaches (C-b d).
+    w.drv(&["send-keys", "-t", "drv:hostover", "C-b", "d"]);
+    let said = w.wait_screen("drv:hostover", "START-EXIT=", 20);
+    assert!(
+        said.contains("is still shared") && !said.contains("ended"),
+        "the host was told something else than that the share goes on:\n{said}"
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "sover"]);
+}

@@ -220,6 +220,9 @@ async fn control(state: &State, msg: Msg) -> Msg {
         Err(reason) => Msg::Failed { reason },
     };
     match msg {
+        // A share that is ending says so: `attach` learns from it, not
+        // from tmux (whose answers a guest can forge), that it is over.
+        Msg::Status if state.shutdown.borrow().is_some() => Msg::Stopping,
         Msg::Status => Msg::StatusReply {
             session: Box::new(status(state)),
         },

@@ -780,7 +780,11 @@ pub fn attach(at: &Located) -> Result<bool, ShareError> {
     } else {
         client.status().map_err(TmuxError::Run)?
     };
-    let running = tmux.has_session(&at.session);
+    let running = if tmux.is_jailed() {
+        broker_runs_on(&at.paths.control)
+    } else {
+        tmux.has_session(&at.session)
+    };
     // 128 + SIGSYS from `pairjail exec`: the client jail stopped the
     // client when it tried to start a program, which only a
     // `detach-client -E` or `lock-client` from inside the session asks.
@@ -796,6 +800,27 @@ pub fn attach(at: &Located) -> Result<bool, ShareError> {
     }
     Ok(running)
 }
+
+/// After the host's client of a jailed session ended: does the share go
+/// on? Its broker says, never its tmux server, where a guest can make
+/// `has-session` answer what it likes (and so have the host told the
+/// share is over while guests stay). A session that ended takes its
+/// broker a moment to notice: it is given `BROKER_NOTICES`.
+fn broker_runs_on(control: &Path) -> bool {
+    let deadline = Instant::now() + BROKER_NOTICES;
+    loop {
+        if !matches!(ask(control, Msg::Status), Some(Msg::StatusReply { .. })) {
+            return false;
+        }
+        if Instant::now() >= deadline {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// How long a broker may take to see its session end.
+const BROKER_NOTICES: Duration = Duration::from_millis(500);
 
 /// Started from inside tmux: the share opens in a new window of the tmux
 /// the host is in (running `attach`), instead of nesting a client in the
