@@ -780,14 +780,15 @@ fn nothing_a_pair_guest_starts_outlives_the_share() {
     w.start_session("linger", "mirror,pair", HOST_PROGRAM);
     let guest = w.join_in_window(&guests[0], 120, 40);
     w.wait_screen(&guest, "HOST-MARKER-4242", 20);
-    // The guest makes tmux's kill-server a no-op and leaves a job behind
-    // in a session of its own: were the jail ended by asking tmux, the
+    // The guest makes tmux's kill-server a no-op, leaves a directory it
+    // made unreadable where the socket is, and a job behind in a session
+    // of its own: were the jail ended by asking tmux, the
     // server and the job would run on after the share, as the host, with
     // the workspace writable (and a later `start` would take that server).
     type_line(
         &w,
         &guest,
-        "tmux set -s 'command-alias[99]' 'kill-server=display-message ok'; setsid sleep 31337 </dev/null >/dev/null 2>&1 & echo LINGER-$((40+2))",
+        "tmux set -s 'command-alias[99]' 'kill-server=display-message ok'; D=$(dirname ${TMUX%%,*}); mkdir -p $D/keep/x; chmod 000 $D/keep; setsid sleep 31337 </dev/null >/dev/null 2>&1 & echo LINGER-$((40+2))",
     );
     wait_pane(&w, "linger", "LINGER-42");
     // The server's pid as the host sees it, which `start` recorded.

@@ -104,11 +104,15 @@ async fn serve(cfg: Config) -> Result<(), String> {
     .await;
     let _ = state.record(Event::SessionStop { reason });
     state.finish_audit();
-    state.cfg.tmux.kill_server();
-    // Guests command a jailed session's server: what ends it is the jail.
-    let uid = nix::unistd::Uid::effective().as_raw();
-    if !super::liveness::end_jail(&state.cfg.paths.dir, uid, super::liveness::JAIL_WAIT) {
-        log("the session's jail did not end when killed".to_string());
+    // Guests command a jailed session's server (its kill-server may be
+    // aliased to nothing, or to a wait): what ends it is the jail, killed.
+    if state.cfg.tmux.is_jailed() {
+        let uid = nix::unistd::Uid::effective().as_raw();
+        if !super::liveness::end_jail(&state.cfg.paths.dir, uid, super::liveness::JAIL_WAIT) {
+            log("the session's jail did not end when killed".to_string());
+        }
+    } else {
+        state.cfg.tmux.kill_server();
     }
     let _ = std::fs::remove_file(&state.cfg.paths.broker);
     let _ = std::fs::remove_file(&state.cfg.paths.control);

@@ -38,9 +38,9 @@ pub enum ShareError {
     #[error(transparent)]
     HostClient(#[from] super::host_client::HostClientError),
     #[error(
-        "an earlier run of session {0} left its tmux server running (its broker died); `pairjail stop --session {0}` ends it"
+        "an earlier run of session {0} left its tmux server running (its broker died); `pairjail stop --session {0}{1}` ends it"
     )]
-    Leftover(String),
+    Leftover(String, String),
     #[error(
         "the tunnel to {relay} did not come up: {why}; check it by hand with `ssh -N -R {port}:127.0.0.1:22 {relay}` (the relay's host key must be known, your key accepted, and GatewayPorts set there for guests from outside); the share was stopped"
     )]
@@ -470,7 +470,10 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     let uid = nix::unistd::Uid::effective().as_raw();
     let jail = liveness::recorded_jail(&p.dir, uid).filter(|r| r.is_alive(uid));
     if jail.is_some() || listener::probe(&p.tmux).is_listening() {
-        return Err(ShareError::Leftover(a.session.clone()));
+        return Err(ShareError::Leftover(
+            a.session.clone(),
+            paths::flag(Some(&at.runtime)),
+        ));
     }
     crate::files::dir_711(&p.dir).map_err(io("create", &p.dir))?;
     // Invites and managed-block lines of sessions that died (a crash) go now.
@@ -633,6 +636,13 @@ fn append_log(p: &SessionPaths) -> Result<std::fs::File, ShareError> {
 fn prepare_server(at: &Located, a: &Start) -> Result<Tmux, ShareError> {
     let p = &at.paths;
     let socket_dir = p.tmux.parent().unwrap_or(&p.dir);
+    // Made new for each run: what an earlier run's guests left there (no
+    // server or jail of that run is alive: `start` checked) goes first.
+    if let Err(e) = crate::files::remove_tree(socket_dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(io("remove", socket_dir)(e));
+    }
     let mode = if a.direct { 0o711 } else { 0o700 };
     std::fs::DirBuilder::new()
         .mode(mode)
@@ -1042,7 +1052,7 @@ fn end_leftovers(at: &Located) -> Result<Stopped, ShareError> {
         && !liveness::end_jail(&p.dir, uid, liveness::JAIL_WAIT)
     {
         return Err(ShareError::Runtime(format!(
-            "the dead broker's jail (process {}) did not end; end it, then run stop again",
+            "the dead broker's jail (process {0}) did not end when killed; check it with `ps -p {0} -o pid,stat,cmd`, then run stop again",
             j.pid
         )));
     }
@@ -1151,7 +1161,7 @@ fn remove_session_dir(p: &SessionPaths) {
         // `tmux.sock.lock`; a jailed session's guests could write
         // anything there, directories and links included, which are
         // removed, never followed).
-        let _ = std::fs::remove_dir_all(d);
+        let _ = crate::files::remove_tree(d);
     }
     let _ = std::fs::remove_file(workspace::record_path(&p.dir));
     let _ = std::fs::remove_dir(&p.dir);
