@@ -62,26 +62,38 @@ pub fn path_outside(inside: &Path) -> std::ffi::OsString {
 }
 
 fn path_outside_of(path: &OsStr, inside: &Path) -> std::ffi::OsString {
-    let real = inside.canonicalize().ok();
-    let within = |d: &Path| {
-        let resolved = d.canonicalize().ok();
-        [Some(d), resolved.as_deref()]
-            .into_iter()
-            .flatten()
-            .any(|d| d.starts_with(inside) || real.as_deref().is_some_and(|r| d.starts_with(r)))
-    };
     let kept: Vec<PathBuf> = std::env::split_paths(path)
-        .filter(|d| d.is_absolute() && !within(d))
+        .filter(|d| d.is_absolute() && !within(d, inside))
         .collect();
     // Cannot fail: every entry came from splitting a PATH.
     std::env::join_paths(kept).unwrap_or_default()
 }
 
-/// [`program`], never from a directory inside `inside` (see
-/// [`path_outside`]).
+/// Is `p` inside `dir`, as named or where its links lead (also a place
+/// not made yet, reached through a link: a guest could make it later)?
+fn within(p: &Path, dir: &Path) -> bool {
+    let real_dir = crate::profile::real_path(dir);
+    let real = crate::profile::real_path(p);
+    [Some(p), real.as_deref()]
+        .into_iter()
+        .flatten()
+        .any(|p| p.starts_with(dir) || real_dir.as_deref().is_some_and(|r| p.starts_with(r)))
+}
+
+/// [`program`], never from a directory inside `inside`, nor a file there
+/// reached through a link from elsewhere (see [`path_outside`]).
 pub fn program_outside(name: &str, inside: &Path) -> PathBuf {
-    find_trusted_in(name, &path_outside(inside))
-        .unwrap_or_else(|_| Path::new("/usr/bin").join(name))
+    let path = path_outside(inside);
+    std::env::split_paths(&path)
+        .filter_map(|d| which::which_in(name, Some(&d), "/").ok())
+        .find(|found| !within(found, inside))
+        .unwrap_or_else(|| Path::new("/usr/bin").join(name))
+}
+
+/// Is `p` (pairjail's own binary) inside `dir`? A jailed share's broker
+/// and jails must not run a file its guests can rewrite.
+pub fn is_inside(p: &Path, dir: &Path) -> bool {
+    within(p, dir)
 }
 
 fn find_trusted_in(name: &str, path: &OsStr) -> Result<PathBuf, ExeError> {
@@ -152,5 +164,18 @@ mod tests {
             path_outside_of(&path, &ws),
             d.path().join("tools").into_os_string()
         );
+        // A link elsewhere to a place in the workspace not made yet.
+        std::os::unix::fs::symlink(ws.join("later"), d.path().join("later-link")).unwrap();
+        assert!(within(&d.path().join("later-link").join("bin"), &ws));
+        assert!(!within(&d.path().join("tools"), &ws));
+        // A program elsewhere that is a link to a file in the workspace.
+        std::fs::write(ws.join("bin/pj-tool"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            ws.join("bin/pj-tool"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(ws.join("bin/pj-tool"), d.path().join("tools/pj-tool")).unwrap();
+        assert!(within(&d.path().join("tools/pj-tool"), &ws));
     }
 }

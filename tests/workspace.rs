@@ -462,6 +462,36 @@ fn jailed_sessions_refuse_the_direct_transport_and_a_bad_workspace() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("exclude each other"));
+    // pairjail's own binary in the workspace, where guests could rewrite
+    // it before the broker or a jail runs it again.
+    let inside = w.workspace().join("pj-bin");
+    std::fs::create_dir_all(&inside).unwrap();
+    std::fs::copy(common::shared_binary(), inside.join("pairjail")).unwrap();
+    common::wait_executable(&inside.join("pairjail"));
+    let out = run_as(HOST, inside.join("pairjail"))
+        .args([
+            "start",
+            "--detach",
+            "--session",
+            "sref",
+            "--allow",
+            "mirror,pair",
+        ])
+        .args(["--default-mode", "pair", "--runtime-dir"])
+        .arg(&w.runtime)
+        .args(["--", "sh", "-c", HOST_PROGRAM])
+        .env("HOME", format!("/home/{HOST}"))
+        .env("TERM", "xterm")
+        .current_dir(w.workspace())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("is inside the workspace"),
+        "start ran a binary in the workspace: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(&inside).unwrap();
     // A session profile in the workspace (which guests write), or one whose
     // `extends` would be looked up there first, is refused.
     let team = w.workspace().join("team");

@@ -38,6 +38,10 @@ pub enum ShareError {
     #[error(transparent)]
     HostClient(#[from] super::host_client::HostClientError),
     #[error(
+        "pairjail's own binary {0} is inside the workspace {1}, where guests could rewrite it before the broker or a jail runs it again; install it elsewhere (`cargo install --path .` puts it in ~/.cargo/bin) or share another directory"
+    )]
+    OwnBinaryInWorkspace(PathBuf, PathBuf),
+    #[error(
         "an earlier run of session {0} left its tmux server running (its broker died); `pairjail stop --session {0}{1}` ends it"
     )]
     Leftover(String, String),
@@ -464,6 +468,14 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
         Some(free) => drop(free),
         None => return Err(ShareError::StillEnding(a.session.clone(), p.log.clone())),
     }
+    // The broker and every jail run pairjail's own binary: never a file
+    // the share's guests can rewrite.
+    if let Some(c) = &a.confinement {
+        let own = crate::exe::own()?;
+        if crate::exe::is_inside(&own, &c.workspace) {
+            return Err(ShareError::OwnBinaryInWorkspace(own, c.workspace.clone()));
+        }
+    }
     // A server or jail an earlier run left (its broker died) is never
     // taken over: that run's guests may have set it up (hooks, aliases).
     // Its log and invites stay for `stop`.
@@ -741,8 +753,12 @@ fn launch_broker(p: &SessionPaths, launch: &Launch) -> Result<(), ShareError> {
         .stderr(log);
     // What the broker runs (the tunnel's ssh, pairjail's own jails) is
     // never found in the workspace of a jailed share.
+    // Nor does a library the dynamic loader would take from there.
     if let Some(c) = &launch.confinement {
-        cmd.env("PATH", crate::exe::path_outside(&c.workspace));
+        cmd.env("PATH", crate::exe::path_outside(&c.workspace))
+            .env_remove("LD_PRELOAD")
+            .env_remove("LD_AUDIT")
+            .env_remove("LD_LIBRARY_PATH");
     }
     crate::jail::new_session_on_exec(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| ShareError::Broker(e.to_string()))?;
