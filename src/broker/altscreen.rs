@@ -68,6 +68,39 @@ fn dropped(seq: &[u8]) -> bool {
     }
 }
 
+/// A sequence that makes a terminal answer (a report typed back as if
+/// from the keyboard): status and cursor reports, device attributes and
+/// version, window reports (the title among them), mode and parameter
+/// requests, keyboard and graphics queries, colour queries. A guest can
+/// make tmux send any of them to the host's terminal (its
+/// terminal-overrides are theirs to set); the answer goes to the session,
+/// or, arriving after the client ended, to the host's shell.
+fn asks_terminal(seq: &[u8]) -> bool {
+    if let Some(body) = seq.strip_prefix(b"\x1b]") {
+        return body.contains(&b'?');
+    }
+    let Some(body) = seq.strip_prefix(b"\x1b[") else {
+        return false;
+    };
+    let Some((&last, rest)) = body.split_last() else {
+        return false;
+    };
+    let private = rest.first().copied();
+    let first: Option<u32> = rest
+        .split(|b| *b == b';')
+        .next()
+        .and_then(|p| std::str::from_utf8(p).ok())
+        .and_then(|p| p.parse().ok());
+    match last {
+        b'n' | b'c' | b'x' => true,
+        b'q' => private == Some(b'>'),
+        b't' => matches!(first, Some(11 | 13 | 14 | 15 | 16 | 18 | 19 | 20 | 21)),
+        b'p' => rest.last() == Some(&b'$'),
+        b'u' | b'S' | b'm' => private == Some(b'?'),
+        _ => false,
+    }
+}
+
 /// Never forwarded: a dropped string, or any sequence longer than the
 /// filter holds (no title or sequence of a terminal's is that long; cut
 /// into chunks it could not be judged the same way).
@@ -372,8 +405,10 @@ impl Filter {
             return;
         }
         if self.keep_alternate {
-            self.note(seq);
-            out.extend_from_slice(seq);
+            if !asks_terminal(seq) {
+                self.note(seq);
+                out.extend_from_slice(seq);
+            }
         } else if let Some(seq) = without_switch(seq) {
             self.note(&seq);
             out.extend_from_slice(&seq);
@@ -490,6 +525,14 @@ mod tests {
             &mut out,
         );
         assert_eq!(out, b"\x1b[?1049habc\x1b]0;t\x07\x1b[?1049l".to_vec());
+        // Nothing that makes the host's terminal answer; the same kinds
+        // of sequence that do not, kept.
+        let mut out = Vec::new();
+        f.push(
+            b"\x1b[6n\x1b[>c\x1b[>q\x1b[21t\x1b[14t\x1b[?2004$p\x1b[?u\x1b[?1;1S\x1b[?4m\x1b]11;?\x07\x1b[22;0;0t\x1b[2 q\x1b[>4;1m\x1b[1;31mx",
+            &mut out,
+        );
+        assert_eq!(out, b"\x1b[22;0;0t\x1b[2 q\x1b[>4;1m\x1b[1;31mx".to_vec());
     }
 
     #[test]

@@ -38,11 +38,27 @@ fn write_all(fd: BorrowedFd, mut bytes: &[u8]) -> bool {
             Ok(0) => return false,
             Ok(n) => bytes = &bytes[n..],
             Err(Errno::EINTR) => {}
+            // A terminal another program made non-blocking: wait until it
+            // takes more.
+            Err(Errno::EAGAIN) => {
+                let mut out = [PollFd::new(fd, PollFlags::POLLOUT)];
+                if matches!(
+                    nix::poll::poll(&mut out, nix::poll::PollTimeout::NONE),
+                    Err(e) if e != Errno::EINTR
+                ) {
+                    return false;
+                }
+            }
             Err(_) => return false,
         }
     }
     true
 }
+
+/// How often the loop looks whether the client ended without its pty
+/// saying so (the session's server holds a copy of the client's terminal,
+/// and a guest can stop that server).
+const CHECK_EXIT: nix::sys::time::TimeSpec = nix::sys::time::TimeSpec::new(1, 0);
 
 /// Runs `client` with the caller's terminal between it and the host: the
 /// caller's stdin must be a terminal (as tmux requires of its own).
@@ -76,7 +92,12 @@ pub fn run(client: Command) -> Result<ExitStatus, HostClientError> {
         if input_open {
             fds.push(PollFd::new(input, PollFlags::POLLIN));
         }
-        match nix::poll::ppoll(&mut fds, None, Some(mask)) {
+        match nix::poll::ppoll(&mut fds, Some(CHECK_EXIT), Some(mask)) {
+            Ok(0) => {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    break;
+                }
+            }
             Ok(_) | Err(Errno::EINTR) => {}
             Err(_) => break,
         }

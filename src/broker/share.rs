@@ -42,6 +42,10 @@ pub enum ShareError {
     )]
     OwnBinaryInWorkspace(PathBuf, PathBuf),
     #[error(
+        "attaching to session {0} needs a terminal: run `pairjail attach --session {0}` from one (its standard input is not)"
+    )]
+    NoTerminal(String),
+    #[error(
         "an earlier run of session {0} left its tmux server running (its broker died); `pairjail stop --session {0}{1}` ends it"
     )]
     Leftover(String, String),
@@ -801,10 +805,10 @@ pub fn attach(at: &Located) -> Result<bool, ShareError> {
     // Guests command a jailed session's server, which writes to the
     // host's terminal: the host's client gets only what guests get.
     let on_terminal = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
-    let status = if tmux.is_jailed() && on_terminal {
-        super::host_client::run(client)?
-    } else {
-        client.status().map_err(TmuxError::Run)?
+    let status = match (tmux.is_jailed(), on_terminal) {
+        (true, true) => super::host_client::run(client)?,
+        (true, false) => return Err(ShareError::NoTerminal(at.session.clone())),
+        (false, _) => client.status().map_err(TmuxError::Run)?,
     };
     let running = if tmux.is_jailed() {
         broker_runs_on(&at.paths.control)
