@@ -80,6 +80,18 @@ fn parse_start(stat: &str) -> Option<u64> {
     fields.nth(18)?.parse().ok()
 }
 
+/// The children of a running process (`/proc/PID/task/PID/children`),
+/// as runs; none when it has ended, or where the kernel does not list
+/// them (then `end_jail` waits for the exec and the server only).
+fn children(pid: u32) -> Vec<Run> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .filter_map(|pid| start_time(pid).map(|start| Run { pid, start }))
+        .collect()
+}
+
 /// The effective uid of a process (the `Uid:` line of its status).
 fn owner(pid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -140,13 +152,19 @@ pub fn end_jail(session_dir: &Path, host_uid: u32, wait: std::time::Duration) ->
         return true;
     };
     let server = recorded_server(session_dir, host_uid);
+    // The jail's pid 1 (the child of `pairjail exec`): its namespace is
+    // gone once it is.
+    let inits = children(jail.pid);
     let deadline = std::time::Instant::now() + wait;
     let mut killed = false;
     loop {
         let jail_alive = jail.is_alive(host_uid);
         // The server is in the jail's pid namespace: gone with it.
-        let server_alive = server.is_some_and(|r| r.is_alive(host_uid));
-        if !jail_alive && !server_alive {
+        let inside_alive = server
+            .iter()
+            .chain(inits.iter())
+            .any(|r| r.is_alive(host_uid));
+        if !jail_alive && !inside_alive {
             return true;
         }
         if jail_alive && !killed {
