@@ -613,3 +613,62 @@ fn a_pair_guest_who_detaches_the_recording_ends_the_share() {
         text(&status.stdout)
     );
 }
+
+#[test]
+fn a_guest_cannot_grow_the_brokers_memory_through_tmux() {
+    let Some((w, guests)) = World::new("abig", &[("bea", "sbig", Some("pair"))]) else {
+        return;
+    };
+    let rec = host_dir("abig", "rec");
+    w.start_session_with(
+        "sbig",
+        "pair",
+        "echo HOST-MARKER-4242; exec sh",
+        &["--record", rec.to_str().unwrap()],
+    );
+    let bea = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&bea, "HOST-MARKER-4242", 20);
+    // The broker watches the session with a control-mode client: bea has
+    // tmux send it a line of 100 MB.
+    w.drv(&[
+        "send-keys",
+        "-t",
+        &bea,
+        "-l",
+        "for c in $(tmux list-clients -F '#{client_name}:#{client_control_mode}' | grep ':1$' | cut -d: -f1); do tmux refresh-client -t $c -B 'x::#{p100000000:x}'; done; sleep 2; tmux resize-window -x 111 -y 29; echo BIG-$((40+2))",
+    ]);
+    w.drv(&["send-keys", "-t", &bea, "Enter"]);
+    w.wait_screen(&bea, "BIG-42", 20);
+    // tmux sends subscriptions once a second: bea's resize, after that,
+    // reaches the watcher after the line. The watcher has read past the
+    // line once the recording follows the resize.
+    let cast = eventually(10, || {
+        std::fs::read_dir(&rec)
+            .map_err(|e| e.to_string())?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "cast"))
+            .ok_or_else(|| "no recording yet".to_string())
+    });
+    eventually(60, || {
+        let body = std::fs::read_to_string(&cast).map_err(|e| e.to_string())?;
+        if body.contains("\"r\", \"111x") || body.contains("\"r\",\"111x") {
+            Ok(())
+        } else {
+            Err("the recording never followed the resize".to_string())
+        }
+    });
+    let broker = w.broker_pid("sbig");
+    let status = std::fs::read_to_string(format!("/proc/{broker}/status")).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let _ = w.host_pairjail(&["stop", "--session", "sbig"]);
+    assert!(
+        peak_kib < 60 * 1024,
+        "the broker's memory peaked at {peak_kib} KiB after a guest's 100 MB line"
+    );
+}

@@ -21,22 +21,61 @@ pub enum NoticeError {
     Failed { command: String, stderr: String },
 }
 
+/// The most of a tmux answer the broker reads.
+const MAX_ANSWER: u64 = 1 << 20;
+/// How long one tmux command may take.
+const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs one tmux command on the session's server; its stdout.
+///
+/// Where pair guests are, they command that server: `command-alias` can
+/// make any command never return, or answer with a format that expands
+/// to gigabytes. So an answer is read up to `MAX_ANSWER` and waited for
+/// `ANSWER_WAIT`, and its client is killed past either.
 pub async fn tmux(t: &Tmux, args: &[&str]) -> Result<String, NoticeError> {
+    use tokio::io::AsyncReadExt;
+    let command = args.first().unwrap_or(&"").to_string();
     let mut c = tokio::process::Command::from(t.command());
     c.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let out = c.output().await.map_err(NoticeError::Run)?;
-    if !out.status.success() {
+    let mut child = c.spawn().map_err(NoticeError::Run)?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(NoticeError::Failed {
-            command: args.first().unwrap_or(&"").to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            command,
+            stderr: "no output pipes".into(),
+        });
+    };
+    let answer = async {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let (mut stdout, mut stderr) = (stdout.take(MAX_ANSWER), stderr.take(MAX_ANSWER));
+        let (o, e) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+        o.and(e).map_err(NoticeError::Run)?;
+        if out.len() as u64 >= MAX_ANSWER || err.len() as u64 >= MAX_ANSWER {
+            let _ = child.kill().await;
+            return Err(NoticeError::Failed {
+                command: command.clone(),
+                stderr: format!("an answer of {MAX_ANSWER} bytes or more"),
+            });
+        }
+        let status = child.wait().await.map_err(NoticeError::Run)?;
+        Ok::<_, NoticeError>((status, out, err))
+    };
+    let (status, out, err) = tokio::time::timeout(ANSWER_WAIT, answer)
+        .await
+        .map_err(|_| NoticeError::Failed {
+            command: command.clone(),
+            stderr: format!("no answer within {} s", ANSWER_WAIT.as_secs()),
+        })??;
+    if !status.success() {
+        return Err(NoticeError::Failed {
+            command,
+            stderr: String::from_utf8_lossy(&err).trim().to_string(),
         });
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// One attached client: tmux's name for it (its tty, or `client-PID`),

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::door::{self, Shut, Visitor};
@@ -126,6 +126,9 @@ async fn out_of_descriptors() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
+/// How much of a line from the watcher is kept (its start names it).
+const LINE_HEAD: usize = 64;
+
 /// A control-mode client that lives exactly as long as the session.
 async fn watch_session(state: Arc<State>) {
     let mut cmd = tokio::process::Command::from(state.cfg.tmux.command());
@@ -147,20 +150,31 @@ async fn watch_session(state: Arc<State>) {
             let _stdin = child.stdin.take();
             let out = child.stdout.take();
             let mut shutdown = state.shutdown.subscribe();
-            if let Some(o) = out {
-                // Bytes, not text: a pane's name need not be UTF-8.
-                let mut reader = tokio::io::BufReader::new(o);
-                let mut line = Vec::new();
+            if let Some(mut o) = out {
+                // Only the start of each line is kept: a guest can send
+                // this client a line of any length (`refresh-client -B`
+                // with a format that expands to gigabytes). Bytes, not
+                // text: a pane's name need not be UTF-8.
+                let mut chunk = [0u8; 8192];
+                let mut head: Vec<u8> = Vec::with_capacity(LINE_HEAD);
                 loop {
-                    line.clear();
                     tokio::select! {
-                        n = reader.read_until(b'\n', &mut line) => match n {
+                        n = o.read(&mut chunk) => match n {
                             Ok(0) | Err(_) => break,
-                            Ok(_) => {
-                                // A window resized or another one shown:
-                                // the recording follows its size.
-                                if line.starts_with(b"%layout-change") || line.starts_with(b"%session-window-changed") {
-                                    state.layout.send_modify(|n| *n += 1);
+                            Ok(n) => {
+                                for &b in &chunk[..n] {
+                                    if b != b'\n' {
+                                        if head.len() < LINE_HEAD {
+                                            head.push(b);
+                                        }
+                                        continue;
+                                    }
+                                    // A window resized or another one
+                                    // shown: the recording follows its size.
+                                    if head.starts_with(b"%layout-change") || head.starts_with(b"%session-window-changed") {
+                                        state.layout.send_modify(|n| *n += 1);
+                                    }
+                                    head.clear();
                                 }
                             }
                         },
