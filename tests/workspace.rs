@@ -963,5 +963,9 @@ fn a_pair_guest_cannot_have_the_host_told_the_share_is_over() {
         said.contains("is still shared") && !said.contains("ended"),
         "the host was told something else than that the share goes on:\n{said}"
     );
+    // And the host gets back in.
+    let back = w.attach_host("sover");
+    let screen = w.wait_screen(&back, "HOST-MARKER-4242", 20);
+    assert!(!screen.contains("ATTACH-EXIT"), "{screen}");
     let _ = w.host_pairjail(&["stop", "--session", "sover"]);
 }

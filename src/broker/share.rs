@@ -793,7 +793,17 @@ pub fn attach(at: &Located) -> Result<bool, ShareError> {
     own_session_dir(at)?;
     own_entry(&at.paths.tmux, Kind::Socket)?;
     let tmux = at.tmux()?;
-    if !tmux.has_session(&at.session) {
+    // Whether a jailed session is shared, its broker says: its tmux server
+    // is the guests' to make answer what they like.
+    let shared = if tmux.is_jailed() {
+        matches!(
+            ask(&at.paths.control, Msg::Status),
+            Some(Msg::StatusReply { .. })
+        )
+    } else {
+        tmux.has_session(&at.session)
+    };
+    if !shared {
         return Err(ShareError::NotShared(at.session.clone()));
     }
     // The share's server is not the one $TMUX names: attaching to it from
