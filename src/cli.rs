@@ -47,6 +47,12 @@ pub enum Command {
     /// Check the kernel, tmux, sshd and pairjail's own setup; print a fix for each problem.
     Doctor(doctor::DoctorArgs),
     /// Attach your terminal to a session you are sharing.
+    ///
+    /// In a jailed session your tmux client runs on a terminal pairjail
+    /// holds, and what tmux sends reaches yours without clipboard writes,
+    /// terminal strings or queries (guests command that tmux). Enter, `~`,
+    /// `.` leaves even when tmux takes no key (`~~` types one `~`); the
+    /// session goes on. Example: `pairjail attach --session pair`.
     Attach(session::SessionArgs),
     /// End a shared session: every guest is disconnected.
     Stop(session::SessionArgs),

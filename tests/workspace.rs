@@ -967,5 +967,23 @@ fn a_pair_guest_cannot_have_the_host_told_the_share_is_over() {
     let back = w.attach_host("sover");
     let screen = w.wait_screen(&back, "HOST-MARKER-4242", 20);
     assert!(!screen.contains("ATTACH-EXIT"), "{screen}");
+    // The guest has tmux drop every client's keys (the host's too), which
+    // leaves the host no tmux key to get out with: Enter ~ . still does.
+    type_line(
+        &w,
+        &guest,
+        "tmux list-clients -F '#{client_name} #{client_control_mode}' | while read c m; do [ $m = 0 ] && tmux suspend-client -t $c; done",
+    );
+    common::eventually(20, || {
+        let flags = w.host_tmux("sover", &["list-clients", "-F", "#{client_flags}"]);
+        if flags.lines().filter(|f| f.contains("suspended")).count() >= 2 {
+            Ok(())
+        } else {
+            Err(format!("not every client is suspended yet: {flags}"))
+        }
+    });
+    w.drv(&["send-keys", "-t", &back, "Enter", "~", "."]);
+    let left = w.wait_screen(&back, "ATTACH-EXIT=", 20);
+    assert!(left.contains("ATTACH-EXIT=0"), "{left}");
     let _ = w.host_pairjail(&["stop", "--session", "sover"]);
 }

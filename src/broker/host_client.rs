@@ -60,9 +60,49 @@ fn write_all(fd: BorrowedFd, mut bytes: &[u8]) -> bool {
 /// and a guest can stop that server).
 const CHECK_EXIT: nix::sys::time::TimeSpec = nix::sys::time::TimeSpec::new(1, 0);
 
+/// The host's own way out, as ssh's: Enter, `~`, `.`. A guest can make
+/// tmux drop the host's keys (`suspend-client` on the host's client): the
+/// host still leaves, and the client is killed.
+#[derive(Debug, Default)]
+struct Escape {
+    /// Not at the start of a line (the first key of the session is).
+    mid_line: bool,
+    /// A `~` at the start of a line, held until the next key says what
+    /// it is.
+    tilde: bool,
+}
+
+impl Escape {
+    /// Appends what of `keys` goes to the client to `out`; true when the
+    /// host asked to leave.
+    fn keys(&mut self, keys: &[u8], out: &mut Vec<u8>) -> bool {
+        for &k in keys {
+            if std::mem::take(&mut self.tilde) {
+                match k {
+                    b'.' => return true,
+                    // `~~` is one `~`.
+                    b'~' => {
+                        out.push(b'~');
+                        self.mid_line = true;
+                        continue;
+                    }
+                    _ => out.push(b'~'),
+                }
+            } else if !self.mid_line && k == b'~' {
+                self.tilde = true;
+                continue;
+            }
+            out.push(k);
+            self.mid_line = !matches!(k, b'\r' | b'\n');
+        }
+        false
+    }
+}
+
 /// Runs `client` with the caller's terminal between it and the host: the
-/// caller's stdin must be a terminal (as tmux requires of its own).
-pub fn run(client: Command) -> Result<ExitStatus, HostClientError> {
+/// caller's stdin must be a terminal (as tmux requires of its own). None:
+/// the host left with Enter `~` `.`, and the client was killed.
+pub fn run(client: Command) -> Result<Option<ExitStatus>, HostClientError> {
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let input = stdin.as_fd();
@@ -87,6 +127,9 @@ pub fn run(client: Command) -> Result<ExitStatus, HostClientError> {
     let mut chunk = vec![0u8; 16384];
     let mut shown = Vec::with_capacity(chunk.len());
     let mut input_open = true;
+    let mut escape = Escape::default();
+    let mut keys = Vec::with_capacity(chunk.len());
+    let mut left = false;
     loop {
         let mut fds = vec![PollFd::new(master.as_fd(), PollFlags::POLLIN)];
         if input_open {
@@ -117,7 +160,9 @@ pub fn run(client: Command) -> Result<ExitStatus, HostClientError> {
             match nix::unistd::read(input, &mut chunk) {
                 Ok(0) | Err(Errno::EIO | Errno::EBADF) => input_open = false,
                 Ok(n) => {
-                    if !write_all(master.as_fd(), &chunk[..n]) {
+                    keys.clear();
+                    left = escape.keys(&chunk[..n], &mut keys);
+                    if left || !write_all(master.as_fd(), &keys) {
                         break;
                     }
                 }
@@ -141,6 +186,9 @@ pub fn run(client: Command) -> Result<ExitStatus, HostClientError> {
         }
     }
     drop(master);
+    if left {
+        let _ = child.kill();
+    }
     let status = child.wait().map_err(HostClientError::Wait);
     // Guests can make tmux leave modes on (mouse, keypad: its
     // terminal-overrides are theirs to set) and ask the terminal things
@@ -150,5 +198,35 @@ pub fn run(client: Command) -> Result<ExitStatus, HostClientError> {
     write_all(output, pty::restore_sequence(false));
     let _ = nix::sys::termios::tcflush(input, nix::sys::termios::FlushArg::TCIFLUSH);
     drop(raw);
-    status
+    if left {
+        return status.map(|_| None);
+    }
+    status.map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Escape;
+
+    fn typed(chunks: &[&[u8]]) -> (Vec<u8>, bool) {
+        let mut e = Escape::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            if e.keys(c, &mut out) {
+                return (out, true);
+            }
+        }
+        (out, false)
+    }
+
+    #[test]
+    fn only_enter_tilde_dot_leaves_and_everything_else_is_typed() {
+        assert_eq!(typed(&[b"~."]), (vec![], true));
+        assert_eq!(typed(&[b"ls\r", b"~", b"."]), (b"ls\r".to_vec(), true));
+        assert_eq!(typed(&[b"a~.\r"]), (b"a~.\r".to_vec(), false));
+        assert_eq!(typed(&[b"\r~~.\r"]), (b"\r~.\r".to_vec(), false));
+        assert_eq!(typed(&[b"\r~x"]), (b"\r~x".to_vec(), false));
+        // A held tilde waits for the next key.
+        assert_eq!(typed(&[b"\r~"]), (b"\r".to_vec(), false));
+    }
 }

@@ -816,7 +816,11 @@ pub fn attach(at: &Located) -> Result<bool, ShareError> {
     // host's terminal: the host's client gets only what guests get.
     let on_terminal = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
     let status = match (tmux.is_jailed(), on_terminal) {
-        (true, true) => super::host_client::run(client)?,
+        (true, true) => match super::host_client::run(client)? {
+            Some(status) => status,
+            // The host left with Enter ~ . : the share goes on.
+            None => return Ok(broker_runs_on(&at.paths.control)),
+        },
         (true, false) => return Err(ShareError::NoTerminal(at.session.clone())),
         (false, _) => client.status().map_err(TmuxError::Run)?,
     };
