@@ -489,6 +489,12 @@ fn the_door_admits_denies_and_times_out_and_only_the_host_answers() {
         s.contains(&format!("{HOST} did not answer within 10 s")),
         "{s}"
     );
+    // The menu stayed up the whole 10 s: it went with the door, not before.
+    let log = std::fs::read_to_string(w.runtime.join(HOST).join("sdoor.log")).unwrap();
+    assert!(
+        !log.contains("no door menu on"),
+        "the door's menu did not last:\n{log}"
+    );
 
     // rex: the host admits it as requested, from the menu.
     let rex = w.join_in_window(&guests[3], 100, 30);

@@ -123,11 +123,18 @@ pub async fn wait(
     }
     let menu = menus_safe.then_some((channel.as_str(), option.as_str()));
     let decided = decide(state, s, answer, menu, orders).await;
-    // The menus still open on the host's clients go with the door.
-    menus.abort_all();
+    // The menus still open on the host's clients go with the door: closed
+    // first, so each display-menu returns as tmux's own would, and the
+    // next guest's menu finds none left open; a client that still waits
+    // after that is killed.
     for name in &shown {
         let _ = notices::close_menu(&cfg.tmux, name).await;
     }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while menus.join_next().await.is_some() {}
+    })
+    .await;
+    menus.abort_all();
     let decided = decided?;
     match decided {
         Answer::Deny => Err(Shut::Denied(

@@ -33,6 +33,16 @@ const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// to gigabytes. So an answer is read up to `MAX_ANSWER` and waited for
 /// `ANSWER_WAIT`, and its client is killed past either.
 pub async fn tmux(t: &Tmux, args: &[&str]) -> Result<String, NoticeError> {
+    answer(t, args, Some(ANSWER_WAIT)).await
+}
+
+/// [`tmux`], waited for as long as it takes (`wait`: None): only for a
+/// command that lasts by design, in a session where no guest can type.
+async fn answer(
+    t: &Tmux,
+    args: &[&str],
+    wait: Option<std::time::Duration>,
+) -> Result<String, NoticeError> {
     use tokio::io::AsyncReadExt;
     let command = args.first().unwrap_or(&"").to_string();
     let mut c = tokio::process::Command::from(t.command());
@@ -48,7 +58,7 @@ pub async fn tmux(t: &Tmux, args: &[&str]) -> Result<String, NoticeError> {
             stderr: "no output pipes".into(),
         });
     };
-    let answer = async {
+    let reading = async {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let (mut stdout, mut stderr) = (stdout.take(MAX_ANSWER), stderr.take(MAX_ANSWER));
         let (o, e) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
@@ -63,12 +73,17 @@ pub async fn tmux(t: &Tmux, args: &[&str]) -> Result<String, NoticeError> {
         let status = child.wait().await.map_err(NoticeError::Run)?;
         Ok::<_, NoticeError>((status, out, err))
     };
-    let (status, out, err) = tokio::time::timeout(ANSWER_WAIT, answer)
-        .await
-        .map_err(|_| NoticeError::Failed {
-            command: command.clone(),
-            stderr: format!("no answer within {} s", ANSWER_WAIT.as_secs()),
-        })??;
+    let (status, out, err) = match wait {
+        Some(wait) => {
+            tokio::time::timeout(wait, reading)
+                .await
+                .map_err(|_| NoticeError::Failed {
+                    command: command.clone(),
+                    stderr: format!("no answer within {} s", wait.as_secs()),
+                })??
+        }
+        None => reading.await?,
+    };
     if !status.success() {
         return Err(NoticeError::Failed {
             command,
@@ -291,7 +306,9 @@ pub async fn door_menu(
     let item =
         |answer: &str| format!("set-option -s {answer_option} {answer} ; wait-for -S {channel}");
     let (pair, mirror, deny) = (item("pair"), item("mirror"), item("deny"));
-    tmux(
+    // display-menu returns when the menu closes: the host takes its time.
+    // Menus are only shown where no guest can type (see door.rs).
+    answer(
         t,
         &[
             "display-menu",
@@ -317,6 +334,7 @@ pub async fn door_menu(
             "d",
             &deny,
         ],
+        None,
     )
     .await
     .map(drop)
