@@ -69,7 +69,7 @@ fn dropped(seq: &[u8]) -> bool {
 }
 
 /// A sequence that makes a terminal answer (a report typed back as if
-/// from the keyboard): status and cursor reports, device attributes and
+/// from the keyboard), or changes how it sends keys: status and cursor reports, device attributes and
 /// version, window reports (the title among them), mode and parameter
 /// requests, keyboard and graphics queries, colour queries. A guest can
 /// make tmux send any of them to the host's terminal (its
@@ -96,7 +96,10 @@ fn asks_terminal(seq: &[u8]) -> bool {
         b'q' => private == Some(b'>'),
         b't' => matches!(first, Some(11 | 13 | 14 | 15 | 16 | 18 | 19 | 20 | 21)),
         b'p' => rest.last() == Some(&b'$'),
-        b'u' | b'S' | b'm' => private == Some(b'?'),
+        b'S' | b'm' => private == Some(b'?'),
+        // The kitty keyboard protocol (push, set, pop, query): once on,
+        // every key arrives encoded, and the host's Enter ~ . with it.
+        b'u' => matches!(private, Some(b'?' | b'>' | b'=' | b'<')),
         _ => false,
     }
 }
@@ -529,7 +532,7 @@ mod tests {
         // of sequence that do not, kept.
         let mut out = Vec::new();
         f.push(
-            b"\x1b[6n\x1b[>c\x1b[>q\x1b[21t\x1b[14t\x1b[?2004$p\x1b[?u\x1b[?1;1S\x1b[?4m\x1b]11;?\x07\x1b[22;0;0t\x1b[2 q\x1b[>4;1m\x1b[1;31mx",
+            b"\x1b[6n\x1b[>c\x1b[>q\x1b[21t\x1b[14t\x1b[?2004$p\x1b[?u\x1b[>8u\x1b[=8;1u\x1b[<u\x1b[?1;1S\x1b[?4m\x1b]11;?\x07\x1b[22;0;0t\x1b[2 q\x1b[>4;1m\x1b[1;31mx",
             &mut out,
         );
         assert_eq!(out, b"\x1b[22;0;0t\x1b[2 q\x1b[>4;1m\x1b[1;31mx".to_vec());

@@ -55,6 +55,9 @@ fn write_all(fd: BorrowedFd, mut bytes: &[u8]) -> bool {
     true
 }
 
+/// The most keys that wait for a client that does not take them.
+const MAX_PENDING: usize = 1 << 20;
+
 /// How often the loop looks whether the client ended without its pty
 /// saying so (the session's server holds a copy of the client's terminal,
 /// and a guest can stop that server).
@@ -70,13 +73,35 @@ struct Escape {
     /// A `~` at the start of a line, held until the next key says what
     /// it is.
     tilde: bool,
+    /// Inside a bracketed paste (`ESC [200~` … `ESC [201~`): what is
+    /// pasted is typed as it is, `~.` lines included.
+    pasting: bool,
+    /// The last keys, to see the paste's brackets across reads.
+    recent: Vec<u8>,
 }
+
+const PASTE_START: &[u8] = b"\x1b[200~";
+const PASTE_END: &[u8] = b"\x1b[201~";
 
 impl Escape {
     /// Appends what of `keys` goes to the client to `out`; true when the
     /// host asked to leave.
     fn keys(&mut self, keys: &[u8], out: &mut Vec<u8>) -> bool {
         for &k in keys {
+            if self.recent.len() == PASTE_START.len() {
+                self.recent.remove(0);
+            }
+            self.recent.push(k);
+            if self.recent == PASTE_START {
+                self.pasting = true;
+            } else if self.recent == PASTE_END {
+                self.pasting = false;
+                self.mid_line = true;
+            }
+            if self.pasting {
+                out.push(k);
+                continue;
+            }
             if std::mem::take(&mut self.tilde) {
                 match k {
                     b'.' => return true,
@@ -123,6 +148,15 @@ pub fn run(client: Command) -> Result<Option<ExitStatus>, HostClientError> {
         let _ = pty::set_size(master.as_fd(), cols, rows);
     }
     let raw = pty::RawMode::enter(input);
+    // Keys wait here while the client does not take them (a guest can
+    // have tmux stop reading them): the loop goes on reading the host's
+    // terminal, so Enter ~ . is always seen. Past `MAX_PENDING` keys
+    // nobody takes are dropped.
+    let _ = nix::fcntl::fcntl(
+        master.as_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    );
+    let mut pending: Vec<u8> = Vec::new();
     let mut filter = Filter::for_host();
     let mut chunk = vec![0u8; 16384];
     let mut shown = Vec::with_capacity(chunk.len());
@@ -131,7 +165,11 @@ pub fn run(client: Command) -> Result<Option<ExitStatus>, HostClientError> {
     let mut keys = Vec::with_capacity(chunk.len());
     let mut left = false;
     loop {
-        let mut fds = vec![PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+        let mut toward = PollFlags::POLLIN;
+        if !pending.is_empty() {
+            toward |= PollFlags::POLLOUT;
+        }
+        let mut fds = vec![PollFd::new(master.as_fd(), toward)];
         if input_open {
             fds.push(PollFd::new(input, PollFlags::POLLIN));
         }
@@ -144,7 +182,7 @@ pub fn run(client: Command) -> Result<Option<ExitStatus>, HostClientError> {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(_) => break,
         }
-        let master_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+        let master_events = fds[0].revents().unwrap_or(PollFlags::empty());
         let input_ready = fds
             .get(1)
             .and_then(|f| f.revents())
@@ -162,14 +200,25 @@ pub fn run(client: Command) -> Result<Option<ExitStatus>, HostClientError> {
                 Ok(n) => {
                     keys.clear();
                     left = escape.keys(&chunk[..n], &mut keys);
-                    if left || !write_all(master.as_fd(), &keys) {
+                    if left {
                         break;
                     }
+                    let room = MAX_PENDING.saturating_sub(pending.len());
+                    pending.extend_from_slice(&keys[..keys.len().min(room)]);
                 }
                 Err(_) => {}
             }
         }
-        if master_ready {
+        if master_events.contains(PollFlags::POLLOUT) && !pending.is_empty() {
+            match nix::unistd::write(master.as_fd(), &pending) {
+                Ok(n) => {
+                    pending.drain(..n);
+                }
+                Err(Errno::EINTR | Errno::EAGAIN) => {}
+                Err(_) => break,
+            }
+        }
+        if master_events.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
             match nix::unistd::read(master.as_fd(), &mut chunk) {
                 // EIO: every copy of the client's side is closed.
                 Ok(0) | Err(Errno::EIO) => break,
@@ -228,5 +277,10 @@ mod tests {
         assert_eq!(typed(&[b"\r~x"]), (b"\r~x".to_vec(), false));
         // A held tilde waits for the next key.
         assert_eq!(typed(&[b"\r~"]), (b"\r".to_vec(), false));
+        // A paste is typed as it is, its brackets seen across reads.
+        assert_eq!(
+            typed(&[b"\x1b[20", b"0~a\r~.\r~~\x1b[201~"]),
+            (b"\x1b[200~a\r~.\r~~\x1b[201~".to_vec(), false)
+        );
     }
 }

@@ -144,6 +144,10 @@ async fn tap(
         }
     };
     let _ = child.kill().await;
+    // Whatever comes next, the recording says where its screen stopped.
+    if why.is_some() && state.shutdown.borrow().is_none() {
+        state.with_cast(|c| c.marker("pairjail: the recording's tmux client ended"));
+    }
     // The client also ends when the session does (its last shell exits):
     // the watcher says so within moments, and that is the reason the
     // share ends with, not the recording.
