@@ -148,6 +148,24 @@ fn type_line(w: &World, target: &str, line: &str) {
     w.drv(&["send-keys", "-t", target, "Enter"]);
 }
 
+/// The host's own terminal: a driver window `window` running `pairjail
+/// SUBCOMMAND REST` as the host, from the workspace, with `env` (`NAME=value
+/// …`) added; it shows `EXIT=<status>` when pairjail ends. `gated`: it
+/// waits for an Enter first (time to set up `pipe-pane`). Returns the
+/// window's target.
+fn host_terminal(w: &World, window: &str, env: &str, command: &str, gated: bool) -> String {
+    let (sub, rest) = command.split_once(' ').unwrap_or((command, ""));
+    let cmd = format!(
+        "{gate}cd {ws} && setpriv --reuid {HOST} --regid {HOST} --init-groups -- env -u TMUX HOME=/home/{HOST} {env} {bin} {sub} --runtime-dir {rt} {rest}; echo EXIT=$?; sleep 600",
+        gate = if gated { "read _; " } else { "" },
+        ws = w.workspace().display(),
+        bin = common::shared_binary().display(),
+        rt = w.runtime.display(),
+    );
+    w.drv(&["new-window", "-d", "-n", window, &cmd]);
+    format!("drv:{window}")
+}
+
 /// What a pair guest types to reach the host's things; every probe ends
 /// with a marker line.
 fn attack_lines(agent: &str, tag: &str) -> Vec<String> {
@@ -604,15 +622,17 @@ fn the_jailed_session_never_holds_the_hosts_terminal() {
         return;
     };
     // The host shares from its own terminal (a driver window), as people do.
-    let cmd = format!(
-        "cd {ws} && setpriv --reuid {HOST} --regid {HOST} --init-groups -- env HOME=/home/{HOST} {bin} start --detach --session stty --allow mirror,pair --default-mode pair --guest-user {pair} --runtime-dir {rt} -- sh -c '{HOST_PROGRAM}'; echo START-EXIT=$?; sleep 600",
-        ws = w.workspace().display(),
-        bin = common::shared_binary().display(),
-        pair = common::sshd::GUEST_USER,
-        rt = w.runtime.display(),
+    let host = host_terminal(
+        &w,
+        "hostterm",
+        "",
+        &format!(
+            "start --detach --session stty --allow mirror,pair --default-mode pair --guest-user {} -- sh -c '{HOST_PROGRAM}'",
+            common::sshd::GUEST_USER
+        ),
+        false,
     );
-    w.drv(&["new-window", "-d", "-n", "hostterm", &cmd]);
-    w.wait_screen("drv:hostterm", "START-EXIT=0", 30);
+    w.wait_screen(&host, "EXIT=0", 30);
     let guest = w.join_in_window(&guests[0], 120, 40);
     w.wait_screen(&guest, "HOST-MARKER-4242", 20);
     // A job tmux runs for the guest (run-shell, #(), hooks) is a child of
@@ -696,12 +716,13 @@ fn a_pair_guest_never_reaches_the_hosts_clipboard_or_terminal() {
     // The host attaches from an xterm, as tmux sees it (its clipboard
     // feature is on by default); every byte its terminal gets is kept.
     let raw = World::dir_for("wsclip").join("host-terminal.raw");
-    let cmd = format!(
-        "read _; setpriv --reuid {HOST} --regid {HOST} --init-groups -- env HOME=/home/{HOST} TERM=xterm-256color {bin} attach --session clip --runtime-dir {rt}; echo ATTACH-EXIT=$?; sleep 600",
-        bin = common::shared_binary().display(),
-        rt = w.runtime.display(),
+    host_terminal(
+        &w,
+        "host-clip",
+        "TERM=xterm-256color",
+        "attach --session clip",
+        true,
     );
-    w.drv(&["new-window", "-d", "-n", "host-clip", &cmd]);
     w.drv(&[
         "pipe-pane",
         "-O",
@@ -918,12 +939,13 @@ fn a_tmux_a_guest_plants_on_the_hosts_path_is_never_run() {
     assert!(out.status.success(), "start: {}", text(&out.stderr));
     // The host attaches with that PATH; a guest joins (the broker's
     // client for it).
-    let cmd = format!(
-        "setpriv --reuid {HOST} --regid {HOST} --init-groups -- env HOME=/home/{HOST} PATH={path} {} attach --session spath --runtime-dir {}; echo ATTACH-EXIT=$?; sleep 600",
-        common::shared_binary().display(),
-        w.runtime.display()
+    host_terminal(
+        &w,
+        "host-spath",
+        &format!("PATH={path}"),
+        "attach --session spath",
+        false,
     );
-    w.drv(&["new-window", "-d", "-n", "host-spath", &cmd]);
     w.wait_screen("drv:host-spath", "HOST-MARKER-4242", 30);
     let guest = w.join_in_window(&guests[0], 120, 40);
     w.wait_screen(&guest, "HOST-MARKER-4242", 20);
@@ -938,14 +960,16 @@ fn a_pair_guest_cannot_have_the_host_told_the_share_is_over() {
         return;
     };
     // The host shares from its own terminal, attached.
-    let cmd = format!(
-        "cd {ws} && setpriv --reuid {HOST} --regid {HOST} --init-groups -- env -u TMUX HOME=/home/{HOST} TERM=xterm {bin} start --session sover --allow mirror,pair --default-mode pair --guest-user {pair} --runtime-dir {rt} -- sh -c '{HOST_PROGRAM}'; echo START-EXIT=$?; sleep 600",
-        ws = w.workspace().display(),
-        bin = common::shared_binary().display(),
-        pair = common::sshd::GUEST_USER,
-        rt = w.runtime.display(),
+    host_terminal(
+        &w,
+        "hostover",
+        "TERM=xterm",
+        &format!(
+            "start --session sover --allow mirror,pair --default-mode pair --guest-user {} -- sh -c '{HOST_PROGRAM}'",
+            common::sshd::GUEST_USER
+        ),
+        false,
     );
-    w.drv(&["new-window", "-d", "-n", "hostover", &cmd]);
     w.wait_screen("drv:hostover", "HOST-MARKER-4242", 30);
     let guest = w.join_in_window(&guests[0], 120, 40);
     w.wait_screen(&guest, "HOST-MARKER-4242", 20);
@@ -958,7 +982,7 @@ fn a_pair_guest_cannot_have_the_host_told_the_share_is_over() {
     wait_pane(&w, "sover", "OVER-42");
     // The host detaches (C-b d).
     w.drv(&["send-keys", "-t", "drv:hostover", "C-b", "d"]);
-    let said = w.wait_screen("drv:hostover", "START-EXIT=", 20);
+    let said = w.wait_screen("drv:hostover", "EXIT=", 20);
     assert!(
         said.contains("is still shared") && !said.contains("ended"),
         "the host was told something else than that the share goes on:\n{said}"
