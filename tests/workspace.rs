@@ -1009,5 +1009,12 @@ fn a_pair_guest_cannot_have_the_host_told_the_share_is_over() {
     w.drv(&["send-keys", "-t", &back, "Enter", "~", "."]);
     let left = w.wait_screen(&back, "ATTACH-EXIT=", 20);
     assert!(left.contains("ATTACH-EXIT=0"), "{left}");
+    // Leaving is not stopping: the share goes on.
+    let status = w.host_pairjail(&["status", "--json"]);
+    assert!(
+        text(&status.stdout).contains("\"sover\""),
+        "the share ended when the host left: {}",
+        text(&status.stdout)
+    );
     let _ = w.host_pairjail(&["stop", "--session", "sover"]);
 }

@@ -76,6 +76,10 @@ fn dropped(seq: &[u8]) -> bool {
 /// terminal-overrides are theirs to set); the answer goes to the session,
 /// or, arriving after the client ended, to the host's shell.
 fn asks_terminal(seq: &[u8]) -> bool {
+    // DECID, the oldest way to ask for device attributes.
+    if seq == b"\x1bZ" {
+        return true;
+    }
     if let Some(body) = seq.strip_prefix(b"\x1b]") {
         return body.contains(&b'?');
     }
@@ -95,7 +99,13 @@ fn asks_terminal(seq: &[u8]) -> bool {
         b'n' | b'c' | b'x' => true,
         b'q' => private == Some(b'>'),
         b't' => matches!(first, Some(11 | 13 | 14 | 15 | 16 | 18 | 19 | 20 | 21)),
-        b'p' => rest.last() == Some(&b'$'),
+        // Mode, presentation and tab-stop reports (DECRQM, DECRQPSR, and
+        // DECRQTSR; the kitty forms of `u` are below).
+        b'p' | b'w' => rest.last() == Some(&b'$'),
+        b'u' if rest.last() == Some(&b'$') => true,
+        // win32-input-mode, among other private modes set: every key would
+        // arrive encoded.
+        b'h' => private == Some(b'?') && rest[1..].split(|b| *b == b';').any(|m| m == b"9001"),
         b'S' | b'm' => private == Some(b'?'),
         // The kitty keyboard protocol (push, set, pop, query): once on,
         // every key arrives encoded, and the host's Enter ~ . with it.
@@ -532,10 +542,13 @@ mod tests {
         // of sequence that do not, kept.
         let mut out = Vec::new();
         f.push(
-            b"\x1b[6n\x1b[>c\x1b[>q\x1b[21t\x1b[14t\x1b[?2004$p\x1b[?u\x1b[>8u\x1b[=8;1u\x1b[<u\x1b[?1;1S\x1b[?4m\x1b]11;?\x07\x1b[22;0;0t\x1b[2 q\x1b[>4;1m\x1b[1;31mx",
+            b"\x1b[6n\x1b[>c\x1b[>q\x1b[21t\x1b[14t\x1b[?2004$p\x1b[?u\x1b[>8u\x1b[=8;1u\x1b[<u\x1b[?1;1S\x1b[?4m\x1b]11;?\x07\x1bZ\x1b[1$w\x1b[2$u\x1b[?9001h\x1b[?25;9001h\x1b[22;0;0t\x1b[2 q\x1b[>4;1m\x1b[?25h\x1b[1;31mx",
             &mut out,
         );
-        assert_eq!(out, b"\x1b[22;0;0t\x1b[2 q\x1b[>4;1m\x1b[1;31mx".to_vec());
+        assert_eq!(
+            out,
+            b"\x1b[22;0;0t\x1b[2 q\x1b[>4;1m\x1b[?25h\x1b[1;31mx".to_vec()
+        );
     }
 
     #[test]

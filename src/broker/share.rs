@@ -431,7 +431,16 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
             let spec = super::tunnel::parse(relay, listen, reach.port)?;
             // Guests come through the relay; the host keys they check are
             // still this machine's (the tunnel leads to its sshd).
-            reach.host = a.public_host.clone().unwrap_or_else(|| spec.relay_host());
+            // Its ssh, like every program a jailed share runs, never
+            // comes from the workspace.
+            let ssh = match &a.confinement {
+                Some(c) => crate::exe::program_outside("ssh", &c.workspace),
+                None => crate::exe::program("ssh"),
+            };
+            reach.host = a
+                .public_host
+                .clone()
+                .unwrap_or_else(|| spec.relay_host(&ssh));
             reach.port = spec.listen_port;
             reach.via_relay = true;
             Some(spec)

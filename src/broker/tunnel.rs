@@ -140,12 +140,12 @@ impl Spec {
     }
 
     /// The relay's real name, as ssh resolves an alias (`ssh -G`).
-    pub fn relay_host(&self) -> String {
+    pub fn relay_host(&self, ssh: &std::path::Path) -> String {
         let bare = self
             .relay
             .rsplit_once('@')
             .map_or(self.relay.as_str(), |(_, h)| h);
-        let out = std::process::Command::new(crate::exe::program("ssh"))
+        let out = std::process::Command::new(ssh)
             .args(["-G", "--", bare])
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
