@@ -26,13 +26,20 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
 
 /// Gives every directory under `path` (not through a link) u+rwx.
 fn open_up(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
     let meta = fs::symlink_metadata(path)?;
     if !meta.is_dir() {
         return Ok(());
     }
+    // The directory itself, by descriptor: never where a link put in its
+    // place since would lead.
+    let dir = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_DIRECTORY)
+        .open(path)?;
     fs::set_permissions(
-        path,
+        format!("/proc/self/fd/{}", dir.as_raw_fd()),
         fs::Permissions::from_mode(meta.permissions().mode() | 0o700),
     )?;
     for e in fs::read_dir(path)? {
@@ -89,12 +96,24 @@ pub fn only_root_changes(m: &fs::Metadata) -> bool {
 /// may reach a socket inside by name but list nothing. chmod only if
 /// needed: a chmod by an owner outside the directory's group would drop
 /// the setgid bit it inherited (pair-user mode relies on it).
+///
+/// Only a real directory of the caller's is ever changed: one a link leads
+/// to, or someone else's, is refused before any chmod (in a shared, sticky
+/// runtime directory another user can plant either where the host's
+/// directory goes, and a chmod through a link would open a directory of
+/// the host's own to everyone).
 pub fn dir_711(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o711)
         .create(dir)?;
-    let m = fs::metadata(dir)?;
+    let m = fs::symlink_metadata(dir)?;
+    if m.file_type().is_symlink() || !m.is_dir() || m.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(io::Error::other(format!(
+            "{} is a link, not a directory, or not yours (someone else made it first); ask root to remove it",
+            dir.display()
+        )));
+    }
     if m.mode() & 0o777 != 0o711 {
         let setgid = m.mode() & 0o2000;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o711 | setgid))?;
@@ -131,6 +150,26 @@ pub fn dir_700(dir: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_711_directory_is_never_one_a_link_leads_to() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        // What another local user plants where the host's directory goes
+        // (a sticky 3777 runtime directory): a link to a directory of the
+        // host's, whose mode the chmod would change.
+        let home = d.path().join("home");
+        fs::create_dir(&home).unwrap();
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o750)).unwrap();
+        let planted = d.path().join("host");
+        std::os::unix::fs::symlink(&home, &planted).unwrap();
+        assert!(super::dir_711(&planted).is_err());
+        assert_eq!(fs::metadata(&home).unwrap().mode() & 0o7777, 0o750);
+        // A real directory is made, or made 0711.
+        let real = d.path().join("real");
+        super::dir_711(&real).unwrap();
+        assert_eq!(fs::symlink_metadata(&real).unwrap().mode() & 0o777, 0o711);
+    }
+
     #[test]
     fn a_tree_others_made_unreadable_is_removed_and_no_link_followed() {
         use std::os::unix::fs::PermissionsExt;
