@@ -118,7 +118,7 @@ fn asks_terminal(seq: &[u8]) -> bool {
 /// filter holds (no title or sequence of a terminal's is that long; cut
 /// into chunks it could not be judged the same way).
 fn never(seq: &[u8]) -> bool {
-    dropped(seq) || seq.len() > MAX_HELD
+    dropped(seq) || seq.len() > MAX_HELD || holds_c1(seq)
 }
 
 /// Is `b` the kind byte of a control string (OSC, DCS, APC, PM, SOS)?
@@ -255,18 +255,41 @@ fn without_switch(seq: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
 }
 
 /// Copies `run` (text: no ESC, no incomplete character at its end) less
-/// any C1 control written as UTF-8 (U+0080 to U+009F): terminals that take
-/// U+009D as OSC or U+009B as CSI would otherwise start what ESC would.
+/// any C1 control, written as UTF-8 (U+0080 to U+009F) or as a bare byte
+/// (0x80 to 0x9F, which no UTF-8 character starts with), and less any
+/// other byte that is not UTF-8: terminals that take U+009D or 0x9D as
+/// OSC, or U+009B as CSI, would otherwise start what ESC would.
 fn copy_without_c1(run: &[u8], out: &mut Vec<u8>) {
-    let mut rest = run;
-    while let Some(at) = rest
-        .windows(2)
-        .position(|w| w[0] == 0xc2 && (0x80..=0x9f).contains(&w[1]))
-    {
-        out.extend_from_slice(&rest[..at]);
-        rest = &rest[at + 2..];
+    if run.is_ascii() {
+        out.extend_from_slice(run);
+        return;
     }
-    out.extend_from_slice(rest);
+    for chunk in run.utf8_chunks() {
+        let text = chunk.valid();
+        if text.chars().any(is_c1) {
+            let mut buf = [0u8; 4];
+            for c in text.chars().filter(|c| !is_c1(*c)) {
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        } else {
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+}
+
+fn is_c1(c: char) -> bool {
+    ('\u{80}'..='\u{9f}').contains(&c)
+}
+
+/// Does a sequence hold a C1 control (as UTF-8 or a bare byte) or a byte
+/// that is not UTF-8? Inside a kept string (a title), U+009C would end it
+/// for some terminals and U+009D start another: `OSC 0 ; t` + U+009C
+/// U+009D + `52;…` is a clipboard write to them.
+fn holds_c1(seq: &[u8]) -> bool {
+    !seq.is_ascii()
+        && seq
+            .utf8_chunks()
+            .any(|c| !c.invalid().is_empty() || c.valid().chars().any(is_c1))
 }
 
 /// Where an incomplete UTF-8 character at the end of `run` starts.
@@ -527,6 +550,18 @@ mod tests {
                 assert_eq!(run(&[&input[..cut], &input[cut..]]), out, "cut at {cut}");
             }
         }
+    }
+
+    #[test]
+    fn no_c1_control_reaches_a_terminal_in_text_or_inside_a_kept_string() {
+        // A title that ends itself and starts a clipboard write for a
+        // terminal that reads C1 (UTF-8 or bare), then bare C1 in text;
+        // UTF-8 whose bytes include 0x80 to 0x9F (the euro sign) stays.
+        let out = run(&[
+            b"a\x1b]0;t\xc2\x9c\xc2\x9d52;c;eA==\x07b",
+            b"\x1b]2;t\x9c\x9d52;c;eA==\x07c\x9d52;d\x9b6n\xe2\x82\xac\xff",
+        ]);
+        assert_eq!(out, b"abc52;d6n\xe2\x82\xac".to_vec());
     }
 
     #[test]
