@@ -95,23 +95,52 @@ fn asks_terminal(seq: &[u8]) -> bool {
         .next()
         .and_then(|p| std::str::from_utf8(p).ok())
         .and_then(|p| p.parse().ok());
+    let intermediate = rest.last().copied();
     match last {
         b'n' | b'c' | b'x' => true,
         b'q' => private == Some(b'>'),
         b't' => matches!(first, Some(11 | 13 | 14 | 15 | 16 | 18 | 19 | 20 | 21)),
-        // Mode, presentation and tab-stop reports (DECRQM, DECRQPSR, and
-        // DECRQTSR; the kitty forms of `u` are below).
-        b'p' | b'w' => rest.last() == Some(&b'$'),
-        b'u' if rest.last() == Some(&b'$') => true,
-        // win32-input-mode, among other private modes set: every key would
-        // arrive encoded.
-        b'h' => private == Some(b'?') && rest[1..].split(|b| *b == b';').any(|m| m == b"9001"),
+        // Mode, presentation, tab-stop, checksum, locator and other
+        // reports (DECRQM, DECRQPSR, DECRQTSR, DECRQCRA, DECRQUPSS,
+        // DECRQDE, DECRQLP, XTREPORTCOLORS; the kitty forms of `u` are
+        // below).
+        b'p' | b'w' => intermediate == Some(b'$'),
+        b'u' if matches!(intermediate, Some(b'$' | b'&')) => true,
+        b'y' => intermediate == Some(b'*'),
+        b'v' => intermediate == Some(b'"'),
+        b'|' => intermediate == Some(b'\''),
+        b'R' => intermediate == Some(b'#'),
+        // Modes: only those tmux itself sets. Others change what keys send
+        // (win32-input-mode encodes every key, Enter ~ . with it) or make
+        // the terminal write on its own (in-band resize reports).
+        b'h' | b'l' => !modes_tmux_sets(rest),
         b'S' | b'm' => private == Some(b'?'),
         // The kitty keyboard protocol (push, set, pop, query): once on,
         // every key arrives encoded, and the host's Enter ~ . with it.
         b'u' => matches!(private, Some(b'?' | b'>' | b'=' | b'<')),
         _ => false,
     }
+}
+
+/// Are the modes of `CSI params h` (or `l`) all ones tmux sets on its
+/// client's terminal (cursor keys, flash, wrap, cursor, alternate screen,
+/// margins, mouse, focus, bracketed paste, synchronized output; insert
+/// mode)? Numbers are read as a terminal reads them (`09001` is 9001).
+fn modes_tmux_sets(params: &[u8]) -> bool {
+    const PRIVATE: [u32; 19] = [
+        1, 5, 7, 12, 25, 47, 69, 1000, 1002, 1003, 1004, 1005, 1006, 1015, 1047, 1048, 1049, 2004,
+        2026,
+    ];
+    let (list, allowed): (&[u8], &[u32]) = match params.split_first() {
+        Some((b'?', list)) => (list, &PRIVATE),
+        _ => (params, &[4]),
+    };
+    list.split(|b| *b == b';').all(|m| {
+        std::str::from_utf8(m)
+            .ok()
+            .and_then(|m| m.parse::<u32>().ok())
+            .is_some_and(|n| allowed.contains(&n))
+    })
 }
 
 /// Never forwarded: a dropped string, or any sequence longer than the
@@ -353,7 +382,19 @@ impl Filter {
                 } else {
                     end
                 };
+                let from = out.len();
                 copy_without_c1(&data[i..cut], out);
+                // ENQ makes some terminals answer (PuTTY: its name).
+                if self.keep_alternate && out[from..].contains(&0x05) {
+                    let mut k = from;
+                    for j in from..out.len() {
+                        if out[j] != 0x05 {
+                            out[k] = out[j];
+                            k += 1;
+                        }
+                    }
+                    out.truncate(k);
+                }
                 if cut < end {
                     self.held = data[cut..].to_vec();
                     return;
@@ -573,16 +614,20 @@ mod tests {
             &mut out,
         );
         assert_eq!(out, b"\x1b[?1049habc\x1b]0;t\x07\x1b[?1049l".to_vec());
+        let mut out = Vec::new();
+        f.push(b"a\x05b", &mut out);
+        assert_eq!(out, b"ab".to_vec());
         // Nothing that makes the host's terminal answer; the same kinds
         // of sequence that do not, kept.
         let mut out = Vec::new();
         f.push(
-            b"\x1b[6n\x1b[>c\x1b[>q\x1b[21t\x1b[14t\x1b[?2004$p\x1b[?u\x1b[>8u\x1b[=8;1u\x1b[<u\x1b[?1;1S\x1b[?4m\x1b]11;?\x07\x1bZ\x1b[1$w\x1b[2$u\x1b[?9001h\x1b[?25;9001h\x1b[22;0;0t\x1b[2 q\x1b[>4;1m\x1b[?25h\x1b[1;31mx",
+            b"\x1b[6n\x1b[>c\x1b[>q\x1b[21t\x1b[14t\x1b[?2004$p\x1b[?u\x1b[>8u\x1b[=8;1u\x1b[<u\x1b[?1;1S\x1b[?4m\x1b]11;?\x07\x1bZ\x1b[1$w\x1b[2$u\x1b[?9001h\x1b[?09001h\x1b[?25;9001h\x1b[?2048h\x1b[20h\x1b[1;1;1;1;1*y\x1b[22;0;0t\x1b[2 q\x1b[>4;1m\x1b[?25h\x1b[?12;25h\x1b[?1049l\x1b[4l\x1b[1;31mx",
             &mut out,
         );
         assert_eq!(
             out,
-            b"\x1b[22;0;0t\x1b[2 q\x1b[>4;1m\x1b[?25h\x1b[1;31mx".to_vec()
+            b"\x1b[22;0;0t\x1b[2 q\x1b[>4;1m\x1b[?25h\x1b[?12;25h\x1b[?1049l\x1b[4l\x1b[1;31mx"
+                .to_vec()
         );
     }
 
