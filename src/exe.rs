@@ -2,6 +2,7 @@
 //! and others found as the caller's shell would find them.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -81,13 +82,62 @@ fn within(p: &Path, dir: &Path) -> bool {
 }
 
 /// [`program`], never from a directory inside `inside`, nor a file there
-/// reached through a link from elsewhere (see [`path_outside`]).
+/// reached through a link from elsewhere (see [`path_outside`]). The
+/// program is named by its real path: a link on the way that a guest
+/// could change later (`~/bin/tmux` → `WORKSPACE/t` → `/usr/bin/tmux`) is
+/// not followed again when it runs.
 pub fn program_outside(name: &str, inside: &Path) -> PathBuf {
     let path = path_outside(inside);
     std::env::split_paths(&path)
         .filter_map(|d| which::which_in(name, Some(&d), "/").ok())
-        .find(|found| !within(found, inside))
+        .filter(|found| !within(found, inside) && !link_chain_within(found, inside))
+        .find_map(|found| found.canonicalize().ok())
+        .filter(|real| !within(real, inside))
         .unwrap_or_else(|| Path::new("/usr/bin").join(name))
+}
+
+/// Does a link on the way from `p` to its real path (each hop of its last
+/// component) lie inside `dir`?
+fn link_chain_within(p: &Path, dir: &Path) -> bool {
+    let mut at = p.to_path_buf();
+    for _ in 0..40 {
+        let Ok(target) = std::fs::read_link(&at) else {
+            return false;
+        };
+        at = match at.parent() {
+            Some(parent) => parent.join(target),
+            None => target,
+        };
+        if within(&at, dir) {
+            return true;
+        }
+    }
+    // A loop of links: not a program.
+    true
+}
+
+/// The names of variables in this process's environment whose value
+/// names a place inside `inside` (a jailed share's workspace), among
+/// paths separated by `:` or spaces: `OPENSSL_CONF`, `GCONV_PATH`,
+/// `SSH_ASKPASS`, `LD_LIBRARY_PATH` and the like would have what the
+/// broker runs load a guest's file.
+pub fn env_naming(inside: &Path) -> Vec<std::ffi::OsString> {
+    naming(std::env::vars_os(), inside)
+}
+
+fn naming(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    inside: &Path,
+) -> Vec<std::ffi::OsString> {
+    vars.filter(|(_, value)| {
+        value
+            .as_encoded_bytes()
+            .split(|b| *b == b':' || b.is_ascii_whitespace())
+            .filter(|part| part.first() == Some(&b'/'))
+            .any(|part| within(Path::new(OsStr::from_bytes(part)), inside))
+    })
+    .map(|(name, _)| name)
+    .collect()
 }
 
 /// Is `p` (pairjail's own binary) inside `dir`? A jailed share's broker
@@ -177,5 +227,28 @@ mod tests {
         .unwrap();
         std::os::unix::fs::symlink(ws.join("bin/pj-tool"), d.path().join("tools/pj-tool")).unwrap();
         assert!(within(&d.path().join("tools/pj-tool"), &ws));
+        // A link whose real path is outside, through a link in the
+        // workspace a guest could change later.
+        std::os::unix::fs::symlink("/bin/sh", ws.join("bin/via")).unwrap();
+        std::os::unix::fs::symlink(ws.join("bin/via"), d.path().join("tools/pj-via")).unwrap();
+        assert!(!within(&d.path().join("tools/pj-via"), &ws));
+        assert!(link_chain_within(&d.path().join("tools/pj-via"), &ws));
+        assert!(!link_chain_within(Path::new("/bin/sh"), &ws));
+        // Variables that name a place in the workspace, among others.
+        let vars = [
+            ("OPENSSL_CONF", format!("{}/ssl.cnf", ws.display())),
+            ("LD_PRELOAD", format!("/usr/lib/x.so {}/y.so", ws.display())),
+            (
+                "GCONV_PATH",
+                format!("/usr/lib:{}/later", d.path().join("later-link").display()),
+            ),
+            ("HOME", d.path().display().to_string()),
+            ("LANG", "C.UTF-8".to_string()),
+        ]
+        .map(|(k, v)| (k.into(), v.into()));
+        assert_eq!(
+            naming(vars.into_iter(), &ws),
+            ["OPENSSL_CONF", "LD_PRELOAD", "GCONV_PATH"].map(std::ffi::OsString::from)
+        );
     }
 }

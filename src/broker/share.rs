@@ -772,6 +772,11 @@ fn launch_broker(p: &SessionPaths, launch: &Launch) -> Result<(), ShareError> {
             .env_remove("LD_PRELOAD")
             .env_remove("LD_AUDIT")
             .env_remove("LD_LIBRARY_PATH");
+        // Nor a file any other variable names there (OPENSSL_CONF,
+        // GCONV_PATH, SSH_ASKPASS, …).
+        for name in crate::exe::env_naming(&c.workspace) {
+            cmd.env_remove(name);
+        }
     }
     crate::jail::new_session_on_exec(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| ShareError::Broker(e.to_string()))?;

@@ -16,7 +16,13 @@ pub async fn keep(state: Arc<State>, spec: Spec) {
     let mut ups = 0u32;
     loop {
         state.set_tunnel(|t| t.state = "connecting".into());
-        let mut cmd = std::process::Command::new(crate::exe::program("ssh"));
+        // Looked up again at each start: never from a jailed share's
+        // workspace (a link there put on PATH meanwhile included).
+        let ssh = match &state.cfg.confinement {
+            Some(c) => crate::exe::program_outside("ssh", &c.workspace),
+            None => crate::exe::program("ssh"),
+        };
+        let mut cmd = std::process::Command::new(ssh);
         cmd.args(spec.argv())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
