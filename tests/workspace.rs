@@ -538,6 +538,28 @@ fn jailed_sessions_refuse_the_direct_transport_and_a_bad_workspace() {
         "{}",
         text(&out.stderr)
     );
+    // A session profile without a pid namespace: what guests start would
+    // outlive the share, which ends the jail through its pid 1.
+    let nopid = World::dir_for("wsrefuse").join("nopid.toml");
+    std::fs::write(
+        &nopid,
+        "extends = [\"workspace\"]\n[namespaces]\npid = false\n",
+    )
+    .unwrap();
+    let out = w.try_start_session(
+        "sref",
+        "mirror,pair",
+        HOST_PROGRAM,
+        &["--session-profile", nopid.to_str().unwrap()],
+        &[],
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "sref"]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("pid = true"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     // The record where guests could rewrite it (the workspace) or read it
     // (the home, off the hide list) is refused.
     let elsewhere = format!("/home/{HOST}/pj-audit-elsewhere.jsonl");

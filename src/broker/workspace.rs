@@ -135,6 +135,15 @@ pub fn decide(r: &Request, search: &SearchPath) -> Result<Option<Confinement>, W
             ),
         ));
     }
+    // The share ends its jail by killing the jail's pid 1, which takes
+    // every process of its pid namespace with it: without one, what a
+    // guest started would outlive the share.
+    if !resolved.profile.namespaces.pid {
+        return Err(WorkspaceError::Profile(
+            name,
+            "a session profile must keep [namespaces] pid = true: the share ends everything its guests started by ending the jail's pid namespace".into(),
+        ));
+    }
     Ok(Some(Confinement {
         profile: name,
         workspace,
