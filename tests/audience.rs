@@ -366,7 +366,7 @@ fn a_group_members_message_goes_on_the_status_row_whatever_region_a_program_scro
     host_types(
         &w,
         "ssrg",
-        "printf '\\033[3;20r'; i=0; while [ $i -lt 400 ]; do i=$((i+1)); echo SRG-$i; sleep 0.01; done; printf '\\033[r'; clear; echo SRG-DONE",
+        "printf '\\033[3;20r'; i=0; while [ $i -lt 400 ]; do i=$((i+1)); echo SRG-$i; sleep 0.01; done; printf '\\033[r'; clear; echo SRG-FIN-$((40+2))",
     );
     w.wait_screen(&first, "SRG-2", 20);
     let banner = "you are mirror: you watch";
@@ -380,7 +380,7 @@ fn a_group_members_message_goes_on_the_status_row_whatever_region_a_program_scro
             assert_eq!(i, 29, "the banner is over the pane, on row {}:\n{s}", i + 1);
             seen += 1;
         }
-        if s.contains("SRG-DONE") || std::time::Instant::now() > deadline {
+        if s.contains("SRG-FIN-42") || std::time::Instant::now() > deadline {
             break;
         }
     }

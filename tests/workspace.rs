@@ -356,8 +356,10 @@ fn the_opt_out_is_explicit_and_then_a_pair_guest_acts_as_the_host() {
     w.wait_screen(&host, "HOST-MARKER-4242", 20);
     let guest = w.join_in_window(&guests[0], 120, 40);
     w.wait_screen(&guest, "HOST-MARKER-4242", 20);
-    type_line(&w, &guest, "cat $HOME/.ssh/id_ed25519; echo READ-DONE");
-    let p = wait_pane(&w, "sopen", "READ-DONE");
+    // The marker is computed: the typed line itself must not satisfy the
+    // wait before the output is there.
+    type_line(&w, &guest, "cat $HOME/.ssh/id_ed25519; echo READ-$((40+2))");
+    let p = wait_pane(&w, "sopen", "READ-42");
     assert!(p.contains("PJ-SECRET-SSH-KEY"), "{p}");
     // The host's plain tmux client runs what the session tells it.
     let escape = home().join("escape-wsoptout");
