@@ -91,8 +91,12 @@ pub fn program_outside(name: &str, inside: &Path) -> PathBuf {
     std::env::split_paths(&path)
         .filter_map(|d| which::which_in(name, Some(&d), "/").ok())
         .filter(|found| !within(found, inside) && !link_chain_within(found, inside))
-        .find_map(|found| found.canonicalize().ok())
-        .filter(|real| !within(real, inside))
+        .find_map(|found| {
+            found
+                .canonicalize()
+                .ok()
+                .filter(|real| !within(real, inside))
+        })
         .unwrap_or_else(|| Path::new("/usr/bin").join(name))
 }
 

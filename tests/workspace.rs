@@ -973,9 +973,20 @@ fn a_tmux_a_guest_plants_on_the_hosts_path_is_never_run() {
     w.wait_screen("drv:host-spath", "HOST-MARKER-4242", 30);
     let guest = w.join_in_window(&guests[0], 120, 40);
     w.wait_screen(&guest, "HOST-MARKER-4242", 20);
+    // The broker keeps PATH's other directories (it looks up its tunnel's
+    // ssh there).
+    let broker = w.broker_pid("spath");
+    let environ = std::fs::read(format!("/proc/{broker}/environ")).unwrap();
     let ran = std::fs::read_to_string(&marker).unwrap_or_default();
     let _ = w.host_pairjail(&["stop", "--session", "spath"]);
     assert!(ran.is_empty(), "the planted tmux ran, for: {ran}");
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|v| v == b"PATH=/usr/local/bin:/usr/bin:/bin"),
+        "the broker's PATH: {:?}",
+        String::from_utf8_lossy(&environ)
+    );
 }
 
 #[test]

@@ -46,10 +46,11 @@ pub struct Filter {
 }
 
 /// The OSC commands a guest's terminal gets (tmux sends them to set the
-/// title, colours, the cursor colour, hyperlinks): anything else, the
-/// clipboard (52) and other terminals' private ones (1337, 5522), is
-/// dropped.
-const OSC_KEPT: [u32; 14] = [0, 1, 2, 4, 7, 8, 10, 11, 12, 104, 110, 111, 112, 133];
+/// title, the cursor colour, hyperlinks): anything else, the clipboard
+/// (52), the palette and default colours (4, 10, 11 and their resets,
+/// which tmux never sends and which would outlast the share on whoever
+/// reads it) and other terminals' private ones (1337, 5522), is dropped.
+const OSC_KEPT: [u32; 8] = [0, 1, 2, 7, 8, 12, 112, 133];
 
 /// A string a guest's terminal must never get: an OSC not in
 /// [`OSC_KEPT`] (its number read as a terminal does: `052` is 52), or a
@@ -124,16 +125,17 @@ fn asks_terminal(seq: &[u8]) -> bool {
 
 /// Are the modes of `CSI params h` (or `l`) all ones tmux sets on its
 /// client's terminal (cursor keys, flash, wrap, cursor, alternate screen,
-/// margins, mouse, focus, bracketed paste, synchronized output; insert
-/// mode)? Numbers are read as a terminal reads them (`09001` is 9001).
+/// margins, mouse, focus, bracketed paste, synchronized output, mintty's
+/// escape key; insert mode and cursor blink)? Numbers are read as a terminal reads them (`09001` is 9001).
 fn modes_tmux_sets(params: &[u8]) -> bool {
-    const PRIVATE: [u32; 19] = [
+    const PRIVATE: [u32; 20] = [
         1, 5, 7, 12, 25, 47, 69, 1000, 1002, 1003, 1004, 1005, 1006, 1015, 1047, 1048, 1049, 2004,
-        2026,
+        2026, 7727,
     ];
     let (list, allowed): (&[u8], &[u32]) = match params.split_first() {
         Some((b'?', list)) => (list, &PRIVATE),
-        _ => (params, &[4]),
+        // Insert mode; 34, the cursor's blink where TERM is screen or tmux.
+        _ => (params, &[4, 34]),
     };
     list.split(|b| *b == b';').all(|m| {
         std::str::from_utf8(m)
@@ -433,7 +435,13 @@ impl Filter {
                             .filter(|b| !runs_inside(*b) && *b != 0x7f)
                             .collect();
                         if !never(&seq) {
-                            out.extend(body.iter().filter(|b| runs_inside(**b)));
+                            // ENQ makes some terminals answer: never to
+                            // the host's (see below for text).
+                            let host = self.keep_alternate;
+                            out.extend(
+                                body.iter()
+                                    .filter(|b| runs_inside(**b) && !(host && **b == 0x05)),
+                            );
                             if !abandoned {
                                 if closing {
                                     seq.push(0x07);
@@ -615,8 +623,8 @@ mod tests {
         );
         assert_eq!(out, b"\x1b[?1049habc\x1b]0;t\x07\x1b[?1049l".to_vec());
         let mut out = Vec::new();
-        f.push(b"a\x05b", &mut out);
-        assert_eq!(out, b"ab".to_vec());
+        f.push(b"a\x05b\x1b[\x05?25h\x1b[?7727h\x1b[34h", &mut out);
+        assert_eq!(out, b"ab\x1b[?25h\x1b[?7727h\x1b[34h".to_vec());
         // Nothing that makes the host's terminal answer; the same kinds
         // of sequence that do not, kept.
         let mut out = Vec::new();

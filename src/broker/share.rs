@@ -768,15 +768,15 @@ fn launch_broker(p: &SessionPaths, launch: &Launch) -> Result<(), ShareError> {
     // never found in the workspace of a jailed share.
     // Nor does a library the dynamic loader would take from there.
     if let Some(c) = &launch.confinement {
-        cmd.env("PATH", crate::exe::path_outside(&c.workspace))
-            .env_remove("LD_PRELOAD")
+        cmd.env_remove("LD_PRELOAD")
             .env_remove("LD_AUDIT")
             .env_remove("LD_LIBRARY_PATH");
         // Nor a file any other variable names there (OPENSSL_CONF,
-        // GCONV_PATH, SSH_ASKPASS, …).
+        // GCONV_PATH, SSH_ASKPASS, …); PATH keeps its other directories.
         for name in crate::exe::env_naming(&c.workspace) {
             cmd.env_remove(name);
         }
+        cmd.env("PATH", crate::exe::path_outside(&c.workspace));
     }
     crate::jail::new_session_on_exec(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| ShareError::Broker(e.to_string()))?;
