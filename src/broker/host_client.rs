@@ -12,7 +12,8 @@
 //! through the filter guests get, which keeps only the OSC commands tmux
 //! itself uses and drops every terminal string. Unlike a guest's, the
 //! host's terminal keeps the alternate screen: tmux always says goodbye to
-//! it. Keys go to the client as typed.
+//! it. Keys go to the client as typed, but for the host's own way out,
+//! Enter `~` `.` (see [`Escape`]).
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::process::{Command, ExitStatus};
