@@ -823,18 +823,6 @@ fn a_pair_guest_never_reaches_the_hosts_clipboard_or_terminal() {
     let _ = std::fs::remove_file(&raw);
 }
 
-/// The session's tmux server as `start` recorded it (its pid as the host
-/// sees it).
-fn recorded_server(session_dir: &Path) -> u32 {
-    std::fs::read_to_string(session_dir.join("tmux.pid"))
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 /// Processes of `uid` whose command line is exactly `argv`.
 fn processes(uid: u32, argv: &[&str]) -> Vec<u32> {
     let want: Vec<u8> = argv
@@ -880,7 +868,7 @@ fn nothing_a_pair_guest_starts_outlives_the_share() {
     wait_pane(&w, "linger", "LINGER-42");
     // The server's pid as the host sees it, which `start` recorded.
     let dir = w.session_paths("linger");
-    let server = recorded_server(&dir);
+    let server = w.server_pid("linger");
     assert!(Path::new(&format!("/proc/{server}")).exists());
     common::eventually(20, || match processes(uid, &["sleep", "31337"]).len() {
         1 => Ok(()),
@@ -902,7 +890,7 @@ fn nothing_a_pair_guest_starts_outlives_the_share() {
 
     // The same after a crash: `stop` ends the dead broker's jail.
     w.start_session("linger", "mirror,pair", HOST_PROGRAM);
-    let server = recorded_server(&dir);
+    let server = w.server_pid("linger");
     let broker = w.broker_pid("linger");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(broker),

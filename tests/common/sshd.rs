@@ -359,13 +359,13 @@ impl World {
 
     /// The pid of the session's broker (`broker.pid` holds `PID START`).
     pub fn broker_pid(&self, session: &str) -> i32 {
-        fs::read_to_string(self.session_paths(session).join("broker.pid"))
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
+        first_pid(&self.session_paths(session).join("broker.pid"))
+    }
+
+    /// The session's tmux server as `start` recorded it in `tmux.pid`
+    /// (its pid as the host sees it).
+    pub fn server_pid(&self, session: &str) -> i32 {
+        first_pid(&self.session_paths(session).join("tmux.pid"))
     }
 
     pub fn session_paths(&self, session: &str) -> PathBuf {
@@ -502,6 +502,17 @@ impl World {
         self.drv(&["new-window", "-d", "-n", &format!("host-{session}"), &cmd]);
         target
     }
+}
+
+/// The pid in a pid file (`PID START`).
+fn first_pid(path: &Path) -> i32 {
+    fs::read_to_string(path)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// A message frame written by hand (kind 0, u32 length, JSON), so the tests
