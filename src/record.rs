@@ -106,6 +106,10 @@ fn create(path: &Path) -> Result<File, RecordError> {
 }
 
 /// The side file of a cast: `x.cast` → `x.inputs.jsonl`.
+/// Room kept below `max_size` for the terminal reset that ends every
+/// recording (its event line, escaped, is about 300 bytes).
+const RESET_ROOM: u64 = 512;
+
 pub fn inputs_path(cast: &Path) -> PathBuf {
     cast.with_extension("inputs.jsonl")
 }
@@ -264,13 +268,15 @@ impl Cast {
 
     /// Past `max_size` with `more` bytes: the recording ends here.
     fn over_max(&mut self, more: u64) -> Result<Option<String>, RecordError> {
-        if self.written + more <= self.budget.max_size {
+        // Room is kept for the terminal reset that ends every recording.
+        if self.written + more + RESET_ROOM <= self.budget.max_size {
             return Ok(None);
         }
         let why = format!(
             "the recording reached its size limit ({} bytes)",
             self.budget.max_size
         );
+        self.put_reset()?;
         let last = self.event(
             "m",
             &format!("pairjail: {why}; nothing after this is recorded"),
@@ -278,6 +284,26 @@ impl Cast {
         self.put_cast(&last)?;
         self.ended = true;
         Ok(Some(why))
+    }
+
+    /// The terminal put back the way a shell expects it (modes, screen,
+    /// character set), as the last output: whoever replays a recording
+    /// cut anywhere gets their terminal back. Outside the budgets.
+    fn put_reset(&mut self) -> Result<(), RecordError> {
+        let text = String::from_utf8_lossy(crate::terminal::restore_sequence(false)).into_owned();
+        let line = self.event("o", &text)?;
+        self.put_cast(&line)
+    }
+
+    /// Ends the recording (the share is over, its last events written):
+    /// the terminal reset goes last.
+    pub fn close(&mut self) -> Result<Wrote, RecordError> {
+        if self.ended {
+            return Ok(Wrote::Ended);
+        }
+        self.put_reset()?;
+        self.ended = true;
+        Ok(Wrote::Ended)
     }
 
     /// Session output, as the recording client got it.
@@ -440,6 +466,26 @@ mod tests {
         }
         assert_eq!(out, "é→x");
         assert_eq!(utf8(&mut carry, b"a\xffb"), "a\u{fffd}b");
+    }
+
+    #[test]
+    fn a_recording_ends_with_the_terminal_put_back() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut c =
+            Cast::create(d.path(), "s", "t", (80, 24), "xterm", Budget::default()).expect("create");
+        c.output(b"\x1b[?1000h").expect("output");
+        c.close().expect("close");
+        assert!(matches!(c.output(b"more"), Ok(Wrote::Ended)));
+        let body = std::fs::read_to_string(c.path()).expect("read");
+        let last: serde_json::Value =
+            serde_json::from_str(body.lines().last().expect("a line")).expect("json");
+        assert_eq!(last[1], "o");
+        assert!(
+            last[2]
+                .as_str()
+                .is_some_and(|t| t.contains("\u{1b}[?1000l")),
+            "{last}"
+        );
     }
 
     #[test]

@@ -387,7 +387,7 @@ impl Filter {
                 let from = out.len();
                 copy_without_c1(&data[i..cut], out);
                 // ENQ makes some terminals answer (PuTTY: its name).
-                if self.keep_alternate && out[from..].contains(&0x05) {
+                if out[from..].contains(&0x05) {
                     let mut k = from;
                     for j in from..out.len() {
                         if out[j] != 0x05 {
@@ -435,13 +435,9 @@ impl Filter {
                             .filter(|b| !runs_inside(*b) && *b != 0x7f)
                             .collect();
                         if !never(&seq) {
-                            // ENQ makes some terminals answer: never to
-                            // the host's (see below for text).
-                            let host = self.keep_alternate;
-                            out.extend(
-                                body.iter()
-                                    .filter(|b| runs_inside(**b) && !(host && **b == 0x05)),
-                            );
+                            // ENQ makes some terminals answer (see below
+                            // for text).
+                            out.extend(body.iter().filter(|b| runs_inside(**b) && **b != 0x05));
                             if !abandoned {
                                 if closing {
                                     seq.push(0x07);
@@ -489,15 +485,22 @@ impl Filter {
         if never(seq) {
             return;
         }
-        if self.keep_alternate {
-            if !asks_terminal(seq) {
-                self.note(seq);
-                out.extend_from_slice(seq);
+        let seq = if self.keep_alternate {
+            std::borrow::Cow::Borrowed(seq)
+        } else {
+            match without_switch(seq) {
+                Some(seq) => seq,
+                None => return,
             }
-        } else if let Some(seq) = without_switch(seq) {
-            self.note(&seq);
-            out.extend_from_slice(&seq);
+        };
+        // Whoever reads it (a guest, the host, someone replaying the
+        // recording with `cat` or asciinema): nothing that makes their
+        // terminal answer or changes how it sends keys.
+        if asks_terminal(&seq) {
+            return;
         }
+        self.note(&seq);
+        out.extend_from_slice(&seq);
     }
 
     /// Remembers the scroll region a sequence sets or resets.
@@ -599,6 +602,17 @@ mod tests {
                 assert_eq!(run(&[&input[..cut], &input[cut..]]), out, "cut at {cut}");
             }
         }
+    }
+
+    #[test]
+    fn no_guest_or_replay_gets_a_query_or_a_key_mode() {
+        // What a guest's terminal, or one replaying the recording, would
+        // answer or keep after the share (kitty's "every key encoded",
+        // win32-input-mode, in-band resize reports, ENQ).
+        assert_eq!(
+            run(&[b"\x1b[>8u\x1b[6n\x1b[?9001h\x1b[?2048h\x05\x1b[?25hx"]),
+            b"\x1b[?25hx".to_vec()
+        );
     }
 
     #[test]

@@ -103,6 +103,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
     })
     .await;
     let _ = state.record(Event::SessionStop { reason });
+    state.with_cast(|c| c.close());
     state.finish_audit();
     // Guests command a jailed session's server (its kill-server may be
     // aliased to nothing, or to a wait): what ends it is the jail, killed.
