@@ -106,6 +106,52 @@ fn create(path: &Path) -> Result<File, RecordError> {
 }
 
 /// The side file of a cast: `x.cast` → `x.inputs.jsonl`.
+/// A JSON line whose strings hold no character that changes how a
+/// terminal or an editor shows the text around it: C1 controls (U+009B
+/// starts a CSI in some terminals), bidi overrides (U+202E shows text
+/// backwards), zero-width characters and line separators are written
+/// `\uXXXX`. The string is the same to any JSON reader; `cat`, `grep` or
+/// `tail` of the file show nothing a guest typed to rewrite the review.
+fn json_line<T: serde::Serialize>(value: &T) -> Result<String, serde_json::Error> {
+    let mut buf = Vec::new();
+    value.serialize(&mut serde_json::Serializer::with_formatter(
+        &mut buf, Escaping,
+    ))?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+struct Escaping;
+
+impl serde_json::ser::Formatter for Escaping {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if hides_text(c) {
+                writer.write_all(&fragment.as_bytes()[start..i])?;
+                write!(writer, "\\u{:04x}", u32::from(c))?;
+                start = i + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+fn hides_text(c: char) -> bool {
+    matches!(
+        c,
+        '\u{80}'..='\u{9f}'
+            | '\u{61c}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{feff}'
+    )
+}
+
 /// Room kept below `max_size` for the terminal reset that ends every
 /// recording (its event line, escaped, is about 300 bytes).
 const RESET_ROOM: u64 = 512;
@@ -260,8 +306,7 @@ impl Cast {
     }
 
     fn event(&self, code: &str, data: &str) -> Result<String, RecordError> {
-        let mut s =
-            serde_json::to_string(&(self.time(), code, data)).map_err(RecordError::Encode)?;
+        let mut s = json_line(&(self.time(), code, data)).map_err(RecordError::Encode)?;
         s.push('\n');
         Ok(s)
     }
@@ -398,11 +443,10 @@ impl Cast {
         self.in_tokens = (self.in_tokens + dt * self.budget.input_rate as f64).min(burst);
         let data = String::from_utf8_lossy(bytes);
         let t = self.time();
-        let line = serde_json::to_string(&(t, "i", &data)).map_err(RecordError::Encode)? + "\n";
-        let side =
-            serde_json::to_string(&serde_json::json!({"time": t, "guest": guest, "data": data}))
-                .map_err(RecordError::Encode)?
-                + "\n";
+        let line = json_line(&(t, "i", &data)).map_err(RecordError::Encode)? + "\n";
+        let side = json_line(&serde_json::json!({"time": t, "guest": guest, "data": data}))
+            .map_err(RecordError::Encode)?
+            + "\n";
         let cost = (line.len() + side.len()) as u64;
         // A chunk bigger than the whole bucket goes when the bucket is full.
         if self.in_tokens < (cost as f64).min(burst) {
@@ -466,6 +510,27 @@ mod tests {
         }
         assert_eq!(out, "é→x");
         assert_eq!(utf8(&mut carry, b"a\xffb"), "a\u{fffd}b");
+    }
+
+    #[test]
+    fn what_a_guest_typed_is_stored_with_nothing_that_rewrites_the_review() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut c =
+            Cast::create(d.path(), "s", "t", (80, 24), "xterm", Budget::default()).expect("create");
+        let typed = "rm -rf ~\u{9b}2K\u{202e}txt.exe\u{200b}";
+        c.input("bob", typed.as_bytes()).expect("input");
+        for path in [c.path().to_path_buf(), inputs_path(c.path())] {
+            let body = std::fs::read_to_string(&path).expect("read");
+            assert!(
+                !body.chars().any(hides_text),
+                "{}: {body:?}",
+                path.display()
+            );
+            let last: serde_json::Value =
+                serde_json::from_str(body.lines().last().expect("a line")).expect("json");
+            let data = last.get("data").unwrap_or(&last[2]);
+            assert_eq!(data, typed, "{}", path.display());
+        }
     }
 
     #[test]

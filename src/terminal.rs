@@ -211,7 +211,17 @@ pub fn restore_sequence(clear: bool) -> &'static [u8] {
 pub fn printable(s: &str) -> String {
     s.chars()
         .map(|c| {
-            if c.is_control() {
+            // Controls, and what changes how the text around it shows:
+            // bidi overrides (U+202E), zero-width characters, separators.
+            let hides = matches!(
+                c,
+                '\u{61c}'
+                    | '\u{200b}'..='\u{200f}'
+                    | '\u{2028}'..='\u{202e}'
+                    | '\u{2060}'..='\u{2069}'
+                    | '\u{feff}'
+            );
+            if c.is_control() || hides {
                 c.escape_default().to_string()
             } else {
                 c.to_string()
@@ -228,5 +238,6 @@ mod tests {
             super::printable("bob\u{1b}]0;x\u{7}\n"),
             "bob\\u{1b}]0;x\\u{7}\\n"
         );
+        assert_eq!(super::printable("a\u{202e}b"), "a\\u{202e}b");
     }
 }
