@@ -93,6 +93,9 @@ pub struct Cast {
     ended: bool,
     /// The start of a UTF-8 sequence cut by the end of the last read.
     carry: Vec<u8>,
+    /// The same for each guest's input (a character cut between two of
+    /// its frames).
+    in_carry: std::collections::HashMap<String, Vec<u8>>,
 }
 
 fn create(path: &Path) -> Result<File, RecordError> {
@@ -263,6 +266,7 @@ impl Cast {
             skipping: false,
             ended: false,
             carry: Vec::new(),
+            in_carry: std::collections::HashMap::new(),
         };
         let text = header.to_string() + "\n";
         c.spend(text.len() as u64);
@@ -441,7 +445,14 @@ impl Cast {
         self.in_refilled = now;
         let burst = self.budget.input_burst as f64;
         self.in_tokens = (self.in_tokens + dt * self.budget.input_rate as f64).min(burst);
-        let data = String::from_utf8_lossy(bytes);
+        // The carry is the guest's only once these bytes are written: a
+        // `Later` is retried with the same bytes.
+        let mut carry = self.in_carry.get(guest).cloned().unwrap_or_default();
+        let data = utf8(&mut carry, bytes);
+        if data.is_empty() {
+            self.in_carry.insert(guest.to_string(), carry);
+            return Ok(Wrote::Written);
+        }
         let t = self.time();
         let line = json_line(&(t, "i", &data)).map_err(RecordError::Encode)? + "\n";
         let side = json_line(&serde_json::json!({"time": t, "guest": guest, "data": data}))
@@ -461,6 +472,7 @@ impl Cast {
             .write_all(side.as_bytes())
             .map_err(|e| RecordError::Io(inputs_path(&self.path), e))?;
         self.written += side.len() as u64;
+        self.in_carry.insert(guest.to_string(), carry);
         Ok(Wrote::Written)
     }
 
@@ -531,6 +543,30 @@ mod tests {
             let data = last.get("data").unwrap_or(&last[2]);
             assert_eq!(data, typed, "{}", path.display());
         }
+    }
+
+    #[test]
+    fn a_character_a_guest_typed_across_two_frames_is_recorded_whole() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut c =
+            Cast::create(d.path(), "s", "t", (80, 24), "xterm", Budget::default()).expect("create");
+        let euro = "€".as_bytes();
+        c.input("bob", &euro[..1]).expect("input");
+        c.input("ann", b"x").expect("input");
+        c.input("bob", &euro[1..]).expect("input");
+        let side = std::fs::read_to_string(inputs_path(c.path())).expect("read");
+        let typed: Vec<(String, String)> = side
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+            .map(|e| (e["guest"].to_string(), e["data"].to_string()))
+            .collect();
+        assert_eq!(
+            typed,
+            [
+                ("\"ann\"".into(), "\"x\"".into()),
+                ("\"bob\"".into(), "\"€\"".into())
+            ]
+        );
     }
 
     #[test]
