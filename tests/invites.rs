@@ -1506,14 +1506,7 @@ fn stop_after_a_broker_crash_ends_what_it_left() {
     ));
 
     let dir = w.session_paths("scr");
-    let pid = w.broker_pid("scr");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    wait_broker_gone(pid, deadline, "the broker did not die");
+    let pid = w.crash_broker("scr");
     assert!(
         tmux_answers(&w, "scr").status.success(),
         "the test needs the dead broker's tmux server still running"

@@ -891,18 +891,7 @@ fn nothing_a_pair_guest_starts_outlives_the_share() {
     // The same after a crash: `stop` ends the dead broker's jail.
     w.start_session("linger", "mirror,pair", HOST_PROGRAM);
     let server = w.server_pid("linger");
-    let broker = w.broker_pid("linger");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(broker),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    common::eventually(20, || {
-        match std::fs::read_to_string(format!("/proc/{broker}/stat")) {
-            Ok(s) if !s.contains(") Z ") => Err(format!("broker {broker} still runs")),
-            _ => Ok(()),
-        }
-    });
+    w.crash_broker("linger");
     assert!(Path::new(&format!("/proc/{server}")).exists());
     let out = w.host_pairjail(&["stop", "--session", "linger"]);
     assert!(out.status.success(), "stop: {}", text(&out.stderr));

@@ -362,6 +362,26 @@ impl World {
         first_pid(&self.session_paths(session).join("broker.pid"))
     }
 
+    /// Kills the session's broker with SIGKILL, as a crash would, and
+    /// waits until it is gone; its pid.
+    pub fn crash_broker(&self, session: &str) -> i32 {
+        let pid = self.broker_pid(session);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        eventually(10, || {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("__broker") {
+                Err(format!("the broker {pid} did not die"))
+            } else {
+                Ok(())
+            }
+        });
+        pid
+    }
+
     /// The session's tmux server as `start` recorded it in `tmux.pid`
     /// (its pid as the host sees it).
     pub fn server_pid(&self, session: &str) -> i32 {
