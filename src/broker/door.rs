@@ -168,8 +168,9 @@ async fn decide(
     orders: &mut UnboundedReceiver<Order>,
 ) -> Result<Answer, Shut> {
     let cfg = &state.cfg;
+    // The menu's waiter, and the option it answers in.
     let mut waiter = match menu {
-        Some((channel, _)) => {
+        Some((channel, option)) => {
             let mut waiter = tokio::process::Command::from(cfg.tmux.command());
             waiter
                 .args(["wait-for", channel])
@@ -177,22 +178,23 @@ async fn decide(
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .kill_on_drop(true);
-            Some(waiter.spawn().map_err(|e| {
+            let child = waiter.spawn().map_err(|e| {
                 Shut::Denied(
                     Decider::Host,
                     format!("the door cannot wait for the menu: {e}"),
                 )
-            })?)
+            })?;
+            Some((child, option))
         }
         None => None,
     };
     let menu_closed = async {
-        match (waiter.as_mut(), menu) {
-            (Some(w), Some((_, option))) => {
-                let _ = w.wait().await;
+        match waiter.as_mut() {
+            Some((child, option)) => {
+                let _ = child.wait().await;
                 menu_answer(state, option).await
             }
-            _ => std::future::pending().await,
+            None => std::future::pending().await,
         }
     };
     let mut shutdown = state.shutdown.subscribe();
