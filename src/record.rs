@@ -143,16 +143,9 @@ impl serde_json::ser::Formatter for Escaping {
     }
 }
 
+/// A C1 control, or what hides text (see `terminal::hides_text`).
 fn hides_text(c: char) -> bool {
-    matches!(
-        c,
-        '\u{80}'..='\u{9f}'
-            | '\u{61c}'
-            | '\u{200b}'..='\u{200f}'
-            | '\u{2028}'..='\u{202e}'
-            | '\u{2060}'..='\u{2069}'
-            | '\u{feff}'
-    )
+    ('\u{80}'..='\u{9f}').contains(&c) || crate::terminal::hides_text(c)
 }
 
 /// Room kept below `max_size` for the terminal reset that ends every

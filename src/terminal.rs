@@ -211,23 +211,27 @@ pub fn restore_sequence(clear: bool) -> &'static [u8] {
 pub fn printable(s: &str) -> String {
     s.chars()
         .map(|c| {
-            // Controls, and what changes how the text around it shows:
-            // bidi overrides (U+202E), zero-width characters, separators.
-            let hides = matches!(
-                c,
-                '\u{61c}'
-                    | '\u{200b}'..='\u{200f}'
-                    | '\u{2028}'..='\u{202e}'
-                    | '\u{2060}'..='\u{2069}'
-                    | '\u{feff}'
-            );
-            if c.is_control() || hides {
+            if c.is_control() || hides_text(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()
             }
         })
         .collect()
+}
+
+/// Does `c` change how the text around it shows, unseen: a bidi mark or
+/// override (U+202E shows what follows backwards), a zero-width
+/// character, a line or paragraph separator?
+pub fn hides_text(c: char) -> bool {
+    matches!(
+        c,
+        '\u{61c}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{feff}'
+    )
 }
 
 #[cfg(test)]
