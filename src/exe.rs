@@ -72,7 +72,8 @@ fn path_outside_of(path: &OsStr, inside: &Path) -> std::ffi::OsString {
 
 /// Is `p` inside `dir`, as named or where its links lead (also a place
 /// not made yet, reached through a link: a guest could make it later)?
-fn within(p: &Path, dir: &Path) -> bool {
+/// (`start` asks it of pairjail's own binary and the workspace.)
+pub fn within(p: &Path, dir: &Path) -> bool {
     let real_dir = crate::profile::real_path(dir);
     let real = crate::profile::real_path(p);
     [Some(p), real.as_deref()]
@@ -142,12 +143,6 @@ fn naming(
     })
     .map(|(name, _)| name)
     .collect()
-}
-
-/// Is `p` (pairjail's own binary) inside `dir`? A jailed share's broker
-/// and jails must not run a file its guests can rewrite.
-pub fn is_inside(p: &Path, dir: &Path) -> bool {
-    within(p, dir)
 }
 
 fn find_trusted_in(name: &str, path: &OsStr) -> Result<PathBuf, ExeError> {

@@ -104,6 +104,12 @@ pub fn pid_file_text(run: &Run) -> String {
     format!("{} {}\n", run.pid, run.start)
 }
 
+/// Writes `run` to the pid file `path`, atomically, readable by all (the
+/// readers check its owner and mode).
+pub fn write_pid_file(path: &Path, run: &Run) -> std::io::Result<()> {
+    crate::files::write_atomic(path, pid_file_text(run).as_bytes(), 0o644)
+}
+
 /// The live run recorded in `<session dir>/broker.pid`, if the file is a
 /// small regular file owned by `host_uid` and the run it names is alive.
 pub fn live_run(session_dir: &Path, host_uid: u32) -> Option<Run> {
@@ -130,6 +136,11 @@ pub const SERVER_FILE: &str = "tmux.pid";
 /// with the same checks as the broker's.
 pub fn recorded_jail(session_dir: &Path, host_uid: u32) -> Option<Run> {
     recorded(&session_dir.join(JAIL_FILE), host_uid)
+}
+
+/// The same, only while it runs.
+pub fn live_jail(session_dir: &Path, host_uid: u32) -> Option<Run> {
+    recorded_jail(session_dir, host_uid).filter(|run| run.is_alive(host_uid))
 }
 
 /// Where `start` records a jailed session's jail: the `pairjail exec`

@@ -485,7 +485,7 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     // the share's guests can rewrite.
     if let Some(c) = &a.confinement {
         let own = crate::exe::own()?;
-        if crate::exe::is_inside(&own, &c.workspace) {
+        if crate::exe::within(&own, &c.workspace) {
             return Err(ShareError::OwnBinaryInWorkspace(own, c.workspace.clone()));
         }
     }
@@ -493,7 +493,7 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     // taken over: that run's guests may have set it up (hooks, aliases).
     // Its log and invites stay for `stop`.
     let uid = nix::unistd::Uid::effective().as_raw();
-    let jail = liveness::recorded_jail(&p.dir, uid).filter(|r| r.is_alive(uid));
+    let jail = liveness::live_jail(&p.dir, uid);
     if jail.is_some() || listener::probe(&p.tmux).is_listening() {
         return Err(ShareError::Leftover(
             a.session.clone(),
@@ -716,10 +716,7 @@ fn prepare_server(at: &Located, a: &Start) -> Result<Tmux, ShareError> {
     });
     let jail_file = p.dir.join(liveness::JAIL_FILE);
     let recorded = match jail {
-        Some(run) => {
-            crate::files::write_atomic(&jail_file, liveness::pid_file_text(&run).as_bytes(), 0o644)
-                .map_err(io("write", &jail_file))
-        }
+        Some(run) => liveness::write_pid_file(&jail_file, &run).map_err(io("write", &jail_file)),
         None => Err(ShareError::Jail(format!(
             "its jail (process {}) ended at once",
             child.id()
@@ -810,10 +807,7 @@ pub fn attach(at: &Located) -> Result<bool, ShareError> {
     // Whether a jailed session is shared, its broker says: its tmux server
     // is the guests' to make answer what they like.
     let shared = if tmux.is_jailed() {
-        matches!(
-            ask(&at.paths.control, Msg::Status),
-            Some(Msg::StatusReply { .. })
-        )
+        broker_answers(&at.paths.control)
     } else {
         tmux.has_session(&at.session)
     };
@@ -867,7 +861,7 @@ pub fn attach(at: &Located) -> Result<bool, ShareError> {
 fn broker_runs_on(control: &Path) -> bool {
     let deadline = Instant::now() + BROKER_NOTICES;
     loop {
-        if !matches!(ask(control, Msg::Status), Some(Msg::StatusReply { .. })) {
+        if !broker_answers(control) {
             return false;
         }
         if Instant::now() >= deadline {
@@ -875,6 +869,11 @@ fn broker_runs_on(control: &Path) -> bool {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Does the share's broker answer that it runs (not that it is ending)?
+fn broker_answers(control: &Path) -> bool {
+    matches!(ask(control, Msg::Status), Some(Msg::StatusReply { .. }))
 }
 
 /// How long a broker may take to see its session end.
@@ -1046,8 +1045,7 @@ fn record_server(p: &SessionPaths) -> Result<(), ShareError> {
     };
     let run = Run { pid, start };
     let file = p.dir.join(liveness::SERVER_FILE);
-    crate::files::write_atomic(&file, liveness::pid_file_text(&run).as_bytes(), 0o644)
-        .map_err(io("write", &file))
+    liveness::write_pid_file(&file, &run).map_err(io("write", &file))
 }
 
 /// Is `pid` one of our own tmux processes? (What is killed when a dead
@@ -1095,7 +1093,7 @@ fn end_leftovers(at: &Located) -> Result<Stopped, ShareError> {
     // A jailed session's jail goes first, with everything in it, before
     // anything there is looked at: its guests could otherwise still
     // change what `stop` reads (the socket the jail can write).
-    let jail = liveness::recorded_jail(&p.dir, uid).filter(|r| r.is_alive(uid));
+    let jail = liveness::live_jail(&p.dir, uid);
     if let Some(j) = jail
         && !liveness::end_jail(&p.dir, uid, liveness::JAIL_WAIT)
     {
@@ -1487,8 +1485,7 @@ pub fn serve(config: &mut impl std::io::Read) -> Result<(), ShareError> {
     // Liveness for `authorized-keys`, `join` and invites: pid, start time
     // and owner, written atomically.
     let pid_file = p.dir.join("broker.pid");
-    crate::files::write_atomic(&pid_file, liveness::pid_file_text(&run).as_bytes(), 0o644)
-        .map_err(io("write", &pid_file))?;
+    liveness::write_pid_file(&pid_file, &run).map_err(io("write", &pid_file))?;
     let audit = cfg.audit.clone();
     // The invites waiting for this session are this run's, and no later one's.
     let result = match registry::bind_run(&at.runtime, &at.host, &a.session, run) {
