@@ -672,3 +672,62 @@ fn a_guest_cannot_grow_the_brokers_memory_through_tmux() {
         "the broker's memory peaked at {peak_kib} KiB after a guest's 100 MB line"
     );
 }
+
+/// A local user who is not the host, knocking on the broker's socket as
+/// fast as it can, never grows the share's log or the audit log beyond the
+/// refusals' rate: the share's log lives in the runtime directory, often a
+/// tmpfs, and a full disk would take the audit log down with it.
+#[test]
+fn a_local_user_cannot_grow_the_shares_logs_by_knocking() {
+    let Some((w, _guests)) = World::new("aknock", &[("kay", "sknock", Some("mirror"))]) else {
+        return;
+    };
+    let stranger = "pjevil";
+    common::ensure_user(stranger);
+    w.start_session("sknock", "mirror", "echo HOST-MARKER-4242; exec sh");
+    let share_log = w.runtime.join(HOST).join("sknock.log");
+    let logged_before = std::fs::metadata(&share_log).map_or(0, |m| m.len());
+    let audited_before = lines_of(&host_log()).len();
+    let sock = w.session_paths("sknock").join("broker.sock");
+    // N connections, each refused for its uid; the last one reads the
+    // broker's answer.
+    let knock = |n: u32| {
+        let script = format!(
+            "import socket\nfor i in range({n}):\n  s=socket.socket(socket.AF_UNIX)\n  s.connect({:?})\n  if i == {n} - 1:\n    s.settimeout(5)\n    print(s.recv(4096).decode('utf-8','replace'))\n  s.close()\n",
+            sock.display().to_string()
+        );
+        let out = common::run_as(stranger, "/usr/bin/python3")
+            .args(["-c", &script])
+            .current_dir("/")
+            .output()
+            .unwrap();
+        text(&out.stdout) + &text(&out.stderr)
+    };
+    let said = knock(20000);
+    assert!(said.contains("may not join this session"), "{said}");
+    let grown = std::fs::metadata(&share_log).unwrap().len() - logged_before;
+    assert!(
+        grown < 64 * 1024,
+        "20000 knocks grew the share's log by {grown} bytes"
+    );
+    // The refusals the limit held back are counted in the next one it lets
+    // through.
+    eventually(10, || {
+        let said = knock(1);
+        let log = std::fs::read_to_string(&share_log).map_err(|e| e.to_string())?;
+        if !said.contains("may not join this session") {
+            return Err(format!("the broker answered {said:?}"));
+        }
+        if log.contains("earlier refusals not recorded") {
+            Ok(())
+        } else {
+            Err("no refusal was counted as held back".to_string())
+        }
+    });
+    let refusals = events(&host_log(), "sknock", audited_before)
+        .iter()
+        .filter(|e| e.starts_with("refused"))
+        .count();
+    let _ = w.host_pairjail(&["stop", "--session", "sknock"]);
+    assert!(refusals < 100, "20000 knocks made {refusals} audit lines");
+}

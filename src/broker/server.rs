@@ -349,6 +349,10 @@ fn valid_fingerprint(k: &str) -> bool {
 
 async fn refuse(s: &mut UnixStream, reason: String) {
     log(format!("refused: {reason}"));
+    answer_refused(s, reason).await;
+}
+
+async fn answer_refused(s: &mut UnixStream, reason: String) {
     let _ = s
         .write_all(&Frame::Msg(Msg::Refused { reason }).encode())
         .await;
@@ -388,6 +392,9 @@ async fn admit(state: Arc<State>, mut s: UnixStream, serial: u64) {
     let admitted = check(&state, &mut s, &mut buf, serial, &mut who).await;
     let a = match admitted {
         Ok(a) => a,
+        // Anyone who can reach the socket can be refused, as fast as it
+        // connects: the share's log (often on a tmpfs) and the audit log
+        // take refusals at the same bounded rate, and count the rest.
         Err(Turned::Refused(reason)) => {
             if let Some(dropped) = state.refusal_recorded() {
                 let noted = if dropped > 0 {
@@ -397,6 +404,7 @@ async fn admit(state: Arc<State>, mut s: UnixStream, serial: u64) {
                 } else {
                     reason.clone()
                 };
+                log(format!("refused: {noted}"));
                 let _ = state.record(Event::Refused {
                     guest: who.guest,
                     key: who.key,
@@ -404,7 +412,7 @@ async fn admit(state: Arc<State>, mut s: UnixStream, serial: u64) {
                     reason: noted,
                 });
             }
-            return refuse(&mut s, reason).await;
+            return answer_refused(&mut s, reason).await;
         }
         Err(Turned::Denied(reason) | Turned::Gone(reason)) => return refuse(&mut s, reason).await,
     };
