@@ -2,50 +2,135 @@
 //! the 0711 directories guests pass through. One place for each, so every
 //! writer gets the same guarantees (no half-written file, ever).
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
+use nix::dir::{Dir, Type};
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, openat};
 use nix::sys::resource::{Resource, getrlimit};
+use nix::sys::stat::{Mode, fstat, fstatat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
 
 /// Removes `path` and, for a directory, everything in it, following no
 /// link. Made for a tree others wrote (a jail's guests, once the jail is
 /// gone): a directory they made unreadable (`chmod 000`) is given back its
-/// owner's rights first, where `remove_dir_all` alone would stop.
+/// owner's rights first, where `remove_dir_all` alone would stop, and a
+/// tree of any depth goes with a few descriptors and no path longer than a
+/// name (a guest can nest directories past PATH_MAX, and past the
+/// descriptor limit `remove_dir_all` needs, one per level).
 pub fn remove_tree(path: &Path) -> io::Result<()> {
-    match fs::remove_dir_all(path) {
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            open_up(path)?;
-            fs::remove_dir_all(path)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotADirectory => fs::remove_file(path),
-        other => other,
+    if !fs::symlink_metadata(path)?.is_dir() {
+        return fs::remove_file(path);
     }
+    let mut dir = open_dir(AT_FDCWD, path.as_os_str())?;
+    // The walk down: each level's name in its parent, its identity (to
+    // check the way back up), and the subdirectories it still holds.
+    let mut levels = vec![Level {
+        name: OsString::new(),
+        id: identity(&dir)?,
+        pending: clear(&dir)?,
+    }];
+    while let Some(top) = levels.last_mut() {
+        if let Some(name) = top.pending.pop() {
+            let child = open_dir(dir.as_fd(), &name)?;
+            levels.push(Level {
+                name,
+                id: identity(&child)?,
+                pending: clear(&child)?,
+            });
+            dir = child;
+            continue;
+        }
+        let Some(done) = levels.pop() else { break };
+        let Some(parent_level) = levels.last() else {
+            break;
+        };
+        let parent = openat(
+            &dir,
+            "..",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io::Error::from)?;
+        if identity(&parent)? != parent_level.id {
+            return Err(io::Error::other(format!(
+                "{} changed while it was being removed",
+                path.display()
+            )));
+        }
+        unlinkat(&parent, done.name.as_os_str(), UnlinkatFlags::RemoveDir)
+            .map_err(io::Error::from)?;
+        dir = parent;
+    }
+    drop(dir);
+    fs::remove_dir(path)
 }
 
-/// Gives every directory under `path` (not through a link) u+rwx.
-fn open_up(path: &Path) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    let meta = fs::symlink_metadata(path)?;
-    if !meta.is_dir() {
-        return Ok(());
+/// One directory on the way down `remove_tree`'s walk.
+struct Level {
+    name: OsString,
+    id: (u64, u64),
+    pending: Vec<OsString>,
+}
+
+fn identity(fd: &OwnedFd) -> io::Result<(u64, u64)> {
+    let st = fstat(fd).map_err(io::Error::from)?;
+    Ok((st.st_dev as u64, st.st_ino as u64))
+}
+
+/// The directory `name` under `at`, never through a link, opened for
+/// reading after its owner's rights are given back when it lacks them.
+fn open_dir(at: BorrowedFd, name: &OsStr) -> io::Result<OwnedFd> {
+    let flags = OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let handle = openat(at, name, flags | OFlag::O_PATH, Mode::empty()).map_err(io::Error::from)?;
+    let mode = fstat(&handle).map_err(io::Error::from)?.st_mode;
+    if mode & 0o700 != 0o700 {
+        // By descriptor: never where a link swapped in since would lead.
+        fs::set_permissions(
+            format!("/proc/self/fd/{}", handle.as_raw_fd()),
+            fs::Permissions::from_mode((mode | 0o700) & 0o7777),
+        )?;
     }
-    // The directory itself, by descriptor: never where a link put in its
-    // place since would lead.
-    let dir = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_DIRECTORY)
-        .open(path)?;
-    fs::set_permissions(
-        format!("/proc/self/fd/{}", dir.as_raw_fd()),
-        fs::Permissions::from_mode(meta.permissions().mode() | 0o700),
-    )?;
-    for e in fs::read_dir(path)? {
-        open_up(&e?.path())?;
+    openat(&handle, ".", OFlag::O_RDONLY | flags, Mode::empty()).map_err(io::Error::from)
+}
+
+/// Removes everything in `dir` but its subdirectories, and names those.
+fn clear(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
+    let listing = openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io::Error::from)?;
+    let mut entries = Dir::from_fd(listing).map_err(io::Error::from)?;
+    let mut subdirs = Vec::new();
+    for entry in entries.iter() {
+        let entry = entry.map_err(io::Error::from)?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if name == "." || name == ".." {
+            continue;
+        }
+        let is_dir = match entry.file_type() {
+            Some(t) => t == Type::Directory,
+            None => {
+                let st =
+                    fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(io::Error::from)?;
+                st.st_mode & libc::S_IFMT == libc::S_IFDIR
+            }
+        };
+        if is_dir {
+            subdirs.push(name.to_os_string());
+        } else {
+            unlinkat(dir, name, UnlinkatFlags::NoRemoveDir).map_err(io::Error::from)?;
+        }
     }
-    Ok(())
+    Ok(subdirs)
 }
 
 /// Replaces `path` with `bytes` (mode `mode`): a temp file beside it,
