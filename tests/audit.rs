@@ -675,10 +675,11 @@ fn a_guest_cannot_grow_the_brokers_memory_through_tmux() {
 
 /// A local user who is not the host, knocking on the broker's socket as
 /// fast as it can, never grows the share's log or the audit log beyond the
-/// refusals' rate: the share's log lives in the runtime directory, often a
-/// tmpfs, and a full disk would take the audit log down with it.
+/// refusals' rate (the share's log lives in the runtime directory, often a
+/// tmpfs, and a full disk would take the audit log down with it), nor the
+/// broker's memory.
 #[test]
-fn a_local_user_cannot_grow_the_shares_logs_by_knocking() {
+fn a_local_user_cannot_grow_the_shares_logs_or_the_broker_by_knocking() {
     let Some((w, _guests)) = World::new("aknock", &[("kay", "sknock", Some("mirror"))]) else {
         return;
     };
@@ -709,6 +710,24 @@ fn a_local_user_cannot_grow_the_shares_logs_by_knocking() {
     assert!(
         grown < 64 * 1024,
         "20000 knocks grew the share's log by {grown} bytes"
+    );
+    // Nor the broker's memory: what it kept of each connection it took.
+    let broker = w.broker_pid("sknock");
+    let rss_kib = || -> u64 {
+        std::fs::read_to_string(format!("/proc/{broker}/status"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let before = rss_kib();
+    knock(60000);
+    let after = rss_kib();
+    assert!(
+        after < before + 4 * 1024,
+        "60000 more knocks took the broker from {before} to {after} KiB"
     );
     // The refusals the limit held back are counted in the next one it lets
     // through.

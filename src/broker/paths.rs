@@ -159,13 +159,15 @@ pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid {kind} name '{}': use 1-32 letters, digits, '-', '_' or '.', not starting with '-' or '.'",
-            name.escape_debug()
-        ))
+        return Ok(());
     }
+    // The name is quoted into logs: a client's hello may carry a megabyte.
+    let shown: String = name.chars().take(40).collect();
+    let cut = if shown.len() < name.len() { "…" } else { "" };
+    Err(format!(
+        "invalid {kind} name '{}{cut}': use 1-32 letters, digits, '-', '_' or '.', not starting with '-' or '.'",
+        shown.escape_debug()
+    ))
 }
 
 /// A session name: a name tmux keeps as given. tmux turns '.' and ':'
@@ -250,6 +252,15 @@ pub fn check_host_dir(runtime: &Path, host: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_name_is_quoted_short() {
+        let e = check_name("guest", &format!("{}\u{1b}", "a".repeat(1 << 20))).unwrap_err();
+        assert!(e.len() < 200, "{} bytes", e.len());
+        assert!(e.contains(&format!("'{}…'", "a".repeat(40))), "{e}");
+        let e = check_name("guest", "-x").unwrap_err();
+        assert!(e.contains("'-x'"), "{e}");
+    }
 
     #[test]
     fn a_runtime_directory_has_one_spelling() {

@@ -81,9 +81,18 @@ async fn serve(cfg: Config) -> Result<(), String> {
                     out_of_descriptors().await;
                     continue;
                 };
+                // Anyone can reach the socket: a uid that may not join is
+                // turned away here, with no task (knocks spawned faster
+                // than they ran grew the broker by hundreds of MB).
+                if let Err(reason) = uid_may_join(&state.cfg, &stream) {
+                    turn_away(&state, stream, reason);
+                    continue;
+                }
                 serial += 1;
                 tasks.spawn(admit(state.clone(), stream, serial));
             }
+            // A finished connection's task is kept until joined.
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = control.accept() => {
                 let Ok((stream, _)) = accepted else {
                     out_of_descriptors().await;
@@ -352,10 +361,54 @@ async fn refuse(s: &mut UnixStream, reason: String) {
     answer_refused(s, reason).await;
 }
 
+/// How long a refused client has to take its answer: one that never reads
+/// does not keep its connection.
+const ANSWER_WAIT: Duration = Duration::from_secs(2);
+
 async fn answer_refused(s: &mut UnixStream, reason: String) {
-    let _ = s
-        .write_all(&Frame::Msg(Msg::Refused { reason }).encode())
-        .await;
+    let frame = Frame::Msg(Msg::Refused { reason }).encode();
+    let _ = tokio::time::timeout(ANSWER_WAIT, s.write_all(&frame)).await;
+}
+
+/// The peer's uid, if it is one that may join: the host's or a guest
+/// user's.
+fn uid_may_join(cfg: &Config, s: &UnixStream) -> Result<(), String> {
+    let uid = peer_uid(s);
+    if uid.is_some_and(|u| u == cfg.host_uid || cfg.guest_uids.contains(&u)) {
+        return Ok(());
+    }
+    Err(format!(
+        "this user (uid {}) may not join this session",
+        uid.map_or("unknown".into(), |u| u.to_string())
+    ))
+}
+
+/// A connection refused before it is given a task: the answer goes out
+/// only if the socket takes it at once.
+fn turn_away(state: &State, s: UnixStream, reason: String) {
+    note_refusal(state, Who::default(), &reason);
+    let _ = s.try_write(&Frame::Msg(Msg::Refused { reason }).encode());
+}
+
+/// Anyone who can reach the socket can be refused, as fast as it connects:
+/// the share's log (often on a tmpfs) and the audit log take refusals at
+/// the same bounded rate, and the next one written counts the rest.
+fn note_refusal(state: &State, who: Who, reason: &str) {
+    let Some(dropped) = state.refusal_recorded() else {
+        return;
+    };
+    let noted = if dropped > 0 {
+        format!("{reason} ({dropped} earlier refusals not recorded: more than one a second)")
+    } else {
+        reason.to_string()
+    };
+    log(format!("refused: {noted}"));
+    let _ = state.record(Event::Refused {
+        guest: who.guest,
+        key: who.key,
+        source: who.source,
+        reason: noted,
+    });
 }
 
 /// Who is knocking, as far as the broker knows yet (for the audit log).
@@ -392,26 +445,8 @@ async fn admit(state: Arc<State>, mut s: UnixStream, serial: u64) {
     let admitted = check(&state, &mut s, &mut buf, serial, &mut who).await;
     let a = match admitted {
         Ok(a) => a,
-        // Anyone who can reach the socket can be refused, as fast as it
-        // connects: the share's log (often on a tmpfs) and the audit log
-        // take refusals at the same bounded rate, and count the rest.
         Err(Turned::Refused(reason)) => {
-            if let Some(dropped) = state.refusal_recorded() {
-                let noted = if dropped > 0 {
-                    format!(
-                        "{reason} ({dropped} earlier refusals not recorded: more than one a second)"
-                    )
-                } else {
-                    reason.clone()
-                };
-                log(format!("refused: {noted}"));
-                let _ = state.record(Event::Refused {
-                    guest: who.guest,
-                    key: who.key,
-                    source: who.source,
-                    reason: noted,
-                });
-            }
+            note_refusal(&state, who, &reason);
             return answer_refused(&mut s, reason).await;
         }
         Err(Turned::Denied(reason) | Turned::Gone(reason)) => return refuse(&mut s, reason).await,
@@ -442,14 +477,7 @@ async fn check(
     who: &mut Who,
 ) -> Result<Admission, Turned> {
     let cfg = &state.cfg;
-    let uid = peer_uid(s);
-    if !uid.is_some_and(|u| u == cfg.host_uid || cfg.guest_uids.contains(&u)) {
-        return Err(format!(
-            "this user (uid {}) may not join this session",
-            uid.map_or("unknown".into(), |u| u.to_string())
-        )
-        .into());
-    }
+    uid_may_join(cfg, s)?;
     let hello = tokio::time::timeout(Duration::from_secs(5), read_frame_async(s, buf)).await;
     let Ok(Ok(Some(Frame::Msg(Msg::Hello {
         version,
