@@ -41,7 +41,16 @@ struct Entry {
 #[derive(Default)]
 pub struct Roster {
     guests: Mutex<BTreeMap<u64, Entry>>,
+    /// Each invited name's join allowance: what is left of the burst, and
+    /// when it was last counted. Only names with a live invite get here.
+    joins: Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
 }
+
+/// Joins one name may make at once, then one every `JOIN_EVERY`: each join
+/// and leave writes audit lines, notices and recording markers, and an
+/// invited guest's script could loop them.
+pub const JOIN_BURST: f64 = 20.0;
+pub const JOIN_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RosterError {
@@ -53,6 +62,10 @@ pub enum RosterError {
     Poisoned,
     #[error("{0} already has {MAX_CONNECTIONS} connections to this session: leave one first")]
     TooMany(String),
+    #[error(
+        "{0} joined this session too often (20 times, then one every 3 s): wait a few seconds and join again"
+    )]
+    TooOften(String),
 }
 
 /// Connections one guest may have at once: a few terminals, not a flood
@@ -63,6 +76,24 @@ pub const MAX_CONNECTIONS: usize = 8;
 impl Roster {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<u64, Entry>>, RosterError> {
         self.guests.lock().map_err(|_| RosterError::Poisoned)
+    }
+
+    /// Takes one join from `name`'s allowance, or says it has none left.
+    pub fn may_join(&self, name: &str) -> Result<(), RosterError> {
+        self.may_join_at(name, std::time::Instant::now())
+    }
+
+    fn may_join_at(&self, name: &str, now: std::time::Instant) -> Result<(), RosterError> {
+        let mut joins = self.joins.lock().map_err(|_| RosterError::Poisoned)?;
+        let (left, at) = joins.entry(name.to_string()).or_insert((JOIN_BURST, now));
+        let earned = now.saturating_duration_since(*at).as_secs_f64() / JOIN_EVERY.as_secs_f64();
+        *left = (*left + earned).min(JOIN_BURST);
+        *at = now;
+        if *left < 1.0 {
+            return Err(RosterError::TooOften(name.to_string()));
+        }
+        *left -= 1.0;
+        Ok(())
     }
 
     /// Puts a guest on the list; returns the receiving end of its orders.
@@ -226,6 +257,26 @@ pub fn summarize(guests: &[GuestStatus]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guest_joining_in_a_loop_is_held_to_its_allowance() {
+        let r = Roster::default();
+        let t0 = std::time::Instant::now();
+        for _ in 0..JOIN_BURST as usize {
+            r.may_join_at("loop", t0).unwrap();
+        }
+        assert!(matches!(
+            r.may_join_at("loop", t0),
+            Err(RosterError::TooOften(n)) if n == "loop"
+        ));
+        // Another name has its own allowance; time gives one back.
+        r.may_join_at("other", t0).unwrap();
+        assert!(r.may_join_at("loop", t0 + JOIN_EVERY / 2).is_err());
+        let later = t0 + JOIN_EVERY * 2;
+        r.may_join_at("loop", later).unwrap();
+        r.may_join_at("loop", later).unwrap();
+        assert!(r.may_join_at("loop", later).is_err());
+    }
 
     fn g(name: &str, mode: Mode, state: GuestState) -> GuestStatus {
         GuestStatus {

@@ -534,6 +534,7 @@ async fn check(
         None => None,
     };
     who.key = key.clone();
+    state.roster.may_join(&guest).map_err(|e| e.to_string())?;
     let requested = invite.mode;
     let attempt = state.record(Event::JoinAttempt {
         guest: guest.clone(),
