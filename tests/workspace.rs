@@ -860,15 +860,17 @@ fn nothing_a_pair_guest_starts_outlives_the_share() {
     // of its own: were the jail ended by asking tmux, the
     // server and the job would run on after the share, as the host, with
     // the workspace writable (and a later `start` would take that server).
-    // It also leaves a tree deeper than PATH_MAX there (built from the top
-    // down, as no shell can `cd` that deep), unreadable at the bottom: what
-    // removes the socket's directory must not need the paths inside it.
+    // It also leaves a tree deeper than PATH_MAX there (25 levels of
+    // 200-character names, built from the top down, as no shell can `cd`
+    // that deep), unreadable at the bottom: what removes the socket's
+    // directory must not need the paths inside it.
     type_line(
         &w,
         &guest,
-        "tmux set -s 'command-alias[99]' 'kill-server=display-message ok'; D=$(dirname ${TMUX%%,*}); mkdir -p $D/keep/x; chmod 000 $D/keep; (cd $D && mkdir -p t/y/x && chmod 000 t/y && for i in $(seq 2200); do mkdir n && mv t n/t && mv n t || exit; done); setsid sleep 31337 </dev/null >/dev/null 2>&1 & echo LINGER-$((40+2))",
+        "tmux set -s 'command-alias[99]' 'kill-server=display-message ok'; D=$(dirname ${TMUX%%,*}); mkdir -p $D/keep/x; chmod 000 $D/keep; (cd $D && L=$(printf '%0200d' 0) && mkdir -p t/y/x && chmod 000 t/y && for i in $(seq 25); do mkdir n && mv t n/$L && mv n t || exit; done && echo TREE-$((40+2))); setsid sleep 31337 </dev/null >/dev/null 2>&1 & echo LINGER-$((40+2))",
     );
     wait_pane(&w, "linger", "LINGER-42");
+    wait_pane(&w, "linger", "TREE-42");
     // The server's pid as the host sees it, which `start` recorded.
     let dir = w.session_paths("linger");
     let server = w.server_pid("linger");

@@ -384,17 +384,21 @@ fn uid_may_join(cfg: &Config, s: &UnixStream) -> Result<(), String> {
 }
 
 /// A connection refused before it is given a task: the answer goes out
-/// only if the socket takes it at once.
+/// only if the socket takes it at once. Written past tokio, whose
+/// readiness for a stream just accepted is not known yet.
 fn turn_away(state: &State, s: UnixStream, reason: String) {
-    note_refusal(state, Who::default(), &reason);
-    let _ = s.try_write(&Frame::Msg(Msg::Refused { reason }).encode());
+    note_refusal(state, Who::default(), &reason, true);
+    if let Ok(s) = s.into_std() {
+        let frame = Frame::Msg(Msg::Refused { reason }).encode();
+        let _ = std::io::Write::write(&mut &s, &frame);
+    }
 }
 
 /// Anyone who can reach the socket can be refused, as fast as it connects:
 /// the share's log (often on a tmpfs) and the audit log take refusals at
 /// the same bounded rate, and the next one written counts the rest.
-fn note_refusal(state: &State, who: Who, reason: &str) {
-    let Some(dropped) = state.refusal_recorded() else {
+fn note_refusal(state: &State, who: Who, reason: &str, knock: bool) {
+    let Some(dropped) = state.refusal_recorded(knock) else {
         return;
     };
     let noted = if dropped > 0 {
@@ -446,7 +450,7 @@ async fn admit(state: Arc<State>, mut s: UnixStream, serial: u64) {
     let a = match admitted {
         Ok(a) => a,
         Err(Turned::Refused(reason)) => {
-            note_refusal(&state, who, &reason);
+            note_refusal(&state, who, &reason, false);
             return answer_refused(&mut s, reason).await;
         }
         Err(Turned::Denied(reason) | Turned::Gone(reason)) => return refuse(&mut s, reason).await,

@@ -90,6 +90,9 @@ pub struct State {
     /// Refusals in the audit log: any local user can knock, so they are
     /// rate-limited (tokens, last refill, how many went unrecorded).
     refusals: Mutex<(f64, std::time::Instant, u64)>,
+    /// The same for uids that may not join at all, counted apart: a local
+    /// user's flood of knocks never hides a guest's refusal.
+    knocks: Mutex<(f64, std::time::Instant, u64)>,
     /// The tunnel's state, when there is one.
     tunnel: Mutex<Option<super::tunnel::Status>>,
     /// Copies audit lines to syslog without holding up the broker.
@@ -180,6 +183,7 @@ impl State {
             recorder: Mutex::new(None),
             layout: watch::channel(0).0,
             refusals: Mutex::new((REFUSAL_BURST, std::time::Instant::now(), 0)),
+            knocks: Mutex::new((REFUSAL_BURST, std::time::Instant::now(), 0)),
             tunnel: Mutex::new(cfg.tunnel.as_ref().map(|t| super::tunnel::Status {
                 relay: t.relay.clone(),
                 listen_port: t.listen_port,
@@ -311,8 +315,9 @@ impl State {
 
     /// May this refusal go into the audit log? Some(n): yes, and `n`
     /// before it did not (the flood it was part of).
-    pub fn refusal_recorded(&self) -> Option<u64> {
-        let mut g = match self.refusals.lock() {
+    pub fn refusal_recorded(&self, knock: bool) -> Option<u64> {
+        let bucket = if knock { &self.knocks } else { &self.refusals };
+        let mut g = match bucket.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
