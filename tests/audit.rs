@@ -48,6 +48,17 @@ fn events(path: &Path, session: &str, from: usize) -> Vec<String> {
         .collect()
 }
 
+/// One memory figure (KiB) of a process's /proc/PID/status.
+fn status_kib(pid: i32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
 /// A directory the host may write into.
 fn host_dir(tag: &str, name: &str) -> PathBuf {
     let d = World::dir_for(tag).join(name);
@@ -658,14 +669,7 @@ fn a_guest_cannot_grow_the_brokers_memory_through_tmux() {
             Err("the recording never followed the resize".to_string())
         }
     });
-    let broker = w.broker_pid("sbig");
-    let status = std::fs::read_to_string(format!("/proc/{broker}/status")).unwrap();
-    let peak_kib: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let peak_kib = status_kib(w.broker_pid("sbig"), "VmHWM:");
     let _ = w.host_pairjail(&["stop", "--session", "sbig"]);
     assert!(
         peak_kib < 60 * 1024,
@@ -713,15 +717,7 @@ fn a_local_user_cannot_grow_the_shares_logs_or_the_broker_by_knocking() {
     );
     // Nor the broker's memory: what it kept of each connection it took.
     let broker = w.broker_pid("sknock");
-    let rss_kib = || -> u64 {
-        std::fs::read_to_string(format!("/proc/{broker}/status"))
-            .unwrap()
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
+    let rss_kib = || status_kib(broker, "VmRSS:");
     let before = rss_kib();
     knock(60000);
     let after = rss_kib();
