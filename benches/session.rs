@@ -2,10 +2,13 @@
 //! with the blog-post recipe `command="tmux -S sock attach -r"`: join
 //! latency; host keystroke → guest pty latency with 1, 10, 50, 100 and 200
 //! mirror guests against as many recipe clients; output floods with 10
-//! and 50; memory per guest at 100; 500 mirror guests connected at once.
+//! and 50; memory per guest at 100; 500 mirror guests connected at once;
+//! the end of a session with 499 guests, and of the recipe with 499.
 //! Needs root (users, sshd). Writes README's table. With
 //! SESSION_BENCH_STOP_AT_100 set it stops after the memory figure and its
-//! breakdown by process (on stderr), and writes nothing.
+//! breakdown by process (on stderr), and writes nothing; with
+//! SESSION_BENCH_END_ONLY set it measures only the session's end with 499
+//! guests (on stderr), and writes nothing.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -229,6 +232,68 @@ fn viewer(w: &World, key: &std::path::Path, watched: bool) -> Viewer {
     }
 }
 
+/// For work on the session's end: the audience joins, the session ends,
+/// then the recipe's; the times go to stderr, nothing else is measured and
+/// nothing is written.
+fn end_only(w: &World, guests: &[Guest], recipe: &RecipeEnd) {
+    let keys: Vec<std::path::PathBuf> = guests[..AUDIENCE - 1]
+        .iter()
+        .map(|g| g.key.clone())
+        .collect();
+    let mut audience = viewers(w, &keys);
+    let (end, stopped) = ending(&mut audience, stop_command(w));
+    eprintln!(
+        "session end → all {} guests disconnected: {end:.0} ms (`stop` returned after {stopped:.0} ms)",
+        audience.len()
+    );
+    drop(audience);
+    let (end, _) = recipe.end(w, AUDIENCE - 1);
+    eprintln!(
+        "the recipe's end → all {} clients disconnected: {end:.0} ms",
+        AUDIENCE - 1
+    );
+}
+
+/// `pairjail stop` of the benchmark's session, as the host.
+fn stop_command(w: &World) -> std::process::Command {
+    let mut stop = common::run_as(HOST, common::shared_binary());
+    stop.args(["stop", "--session", "sbench", "--runtime-dir"])
+        .arg(&w.runtime)
+        .env("HOME", format!("/home/{HOST}"))
+        .current_dir("/");
+    stop
+}
+
+/// Runs `end` and waits until every viewer's ssh has exited: the
+/// milliseconds until the last did, and until `end` returned.
+fn ending(audience: &mut [Viewer], mut end: std::process::Command) -> (f64, f64) {
+    let start = Instant::now();
+    let mut end = end.spawn().expect("the end command");
+    for v in audience.iter_mut() {
+        let _ = v.child.wait();
+    }
+    let last = start.elapsed().as_secs_f64() * 1000.0;
+    let _ = end.wait();
+    (last, start.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// The recipe's server, for its end with a full audience.
+struct RecipeEnd {
+    socket: String,
+    key: std::path::PathBuf,
+}
+
+impl RecipeEnd {
+    /// `n` recipe clients join, then the host kills the recipe's tmux
+    /// server, as a host ends that recipe: see [`ending`].
+    fn end(&self, w: &World, n: usize) -> (f64, f64) {
+        let mut audience = viewers(w, &vec![self.key.clone(); n]);
+        let mut kill = common::run_as(HOST, "tmux");
+        kill.args(["-S", &self.socket, "kill-server"]);
+        ending(&mut audience, kill)
+    }
+}
+
 /// Starts `n` viewers, a few at a time (sshd refuses bursts of
 /// unauthenticated connections), each on screen before the next batch.
 fn viewers(w: &World, keys: &[std::path::PathBuf]) -> Vec<Viewer> {
@@ -339,6 +404,14 @@ fn main() {
     w.start_session("sbench", "mirror", &format!("echo {MARKER}; exec sh"));
     let host = w.attach_host("sbench");
     w.wait_screen(&host, MARKER, 20);
+    let recipe_end = RecipeEnd {
+        socket: rs.to_string(),
+        key: guests[AUDIENCE].key.clone(),
+    };
+    if std::env::var_os("SESSION_BENCH_END_ONLY").is_some() {
+        end_only(&w, &guests, &recipe_end);
+        return;
+    }
 
     // Join latency, interleaved.
     let (mut pj, mut recipe) = (Vec::new(), Vec::new());
@@ -483,13 +556,10 @@ fn main() {
         .count()
         + usize::from(matches!(pj_watch.child.try_wait(), Ok(None)));
     // Ending the session: time until every one of the guests has been
-    // told and disconnected.
-    let start = Instant::now();
-    let _ = w.host_pairjail(&["stop", "--session", "sbench"]);
-    for v in pj_audience.iter_mut() {
-        let _ = v.child.wait();
-    }
-    let end_ms = start.elapsed().as_secs_f64() * 1000.0;
+    // told and disconnected; then the recipe's, with as many clients (its
+    // host kills its tmux server), alone on the machine as pairjail's was.
+    let (end_ms, _) = ending(&mut pj_audience, stop_command(&w));
+    let (recipe_end_ms, _) = recipe_end.end(&w, pj_audience.len());
 
     let mut t = String::new();
     t.push_str("| measure | pairjail | peer | ratio | goal |\n|---|---|---|---|---|\n");
@@ -540,8 +610,9 @@ fn main() {
         "| {AUDIENCE} mirror guests join one session (same terminal size) and stay connected | {still} of {alive} still connected ({connected} listed by `status`); keystroke p50 {p50:.1} ms, p99 {p99:.1} ms | | | all |\n"
     ));
     t.push_str(&format!(
-        "| session end → all {} guests disconnected (ssh exited) | {end_ms:.0} ms | | | ≤ 1 s |\n",
-        pj_audience.len()
+        "| session end → all {} guests disconnected (ssh exited) | {end_ms:.0} ms | {recipe_end_ms:.0} ms (as many recipe clients, `tmux kill-server`) | {:.2}× | ≤ 1 s |\n",
+        pj_audience.len(),
+        end_ms / recipe_end_ms
     ));
     t.push_str("\nKeystroke latency: 100 keystrokes per row, from `tmux send-keys` on the host's server to the bytes arriving on the watched viewer's own terminal (its `ssh -tt` on a pty the benchmark reads), pairjail and the recipe interleaved with both audiences connected. Floods: `seq 1 200000` typed into each session, until its last line reaches the watched viewer. Every viewer is 80×24, so pairjail's mirror guests form one group. Spreads in parentheses are the range of the three floods. Join latency includes polling the guest's screen with `tmux capture-pane` (a few ms per poll), the same for both.\n");
     println!("{t}");

@@ -746,3 +746,79 @@ fn a_local_user_cannot_grow_the_shares_logs_or_the_broker_by_knocking() {
     let _ = w.host_pairjail(&["stop", "--session", "sknock"]);
     assert!(refusals < 100, "20000 knocks made {refusals} audit lines");
 }
+
+/// The broker has one thread for every guest's screen: an audit log that
+/// cannot be written for a while must not stop it. While the log's lock
+/// is held (another writer that hangs: the same wait as a stalled disk or
+/// a hung network home), a guest joins and every guest keeps seeing the
+/// host type; a guest whose profile requires the audit log waits at the
+/// door until its attempt is on disk; once the lock is let go, the log
+/// has every event.
+#[test]
+fn an_audit_log_that_cannot_be_written_never_freezes_the_guests_screens() {
+    let Some((w, guests)) = World::new(
+        "afreeze",
+        &[
+            ("ann", "sfreeze", Some("mirror")),
+            ("bob", "sfreeze", Some("mirror")),
+            ("cyd", "sfreeze", Some("mirror")),
+        ],
+    ) else {
+        return;
+    };
+    let log = host_dir("afreeze", "log").join("audit.jsonl");
+    w.guest_profile("cyd", "aud", "require_audit_log = true");
+    w.start_session_with(
+        "sfreeze",
+        "mirror",
+        "echo HOST-MARKER-4242; exec sh",
+        &["--audit-log", log.to_str().unwrap()],
+    );
+    let host = w.attach_host("sfreeze");
+    w.wait_screen(&host, "HOST-MARKER-4242", 20);
+    let ann = w.join_in_window(&guests[0], 80, 24);
+    w.wait_screen(&ann, "HOST-MARKER-4242", 30);
+
+    // The lock every writer of the log takes, held.
+    let file = std::fs::File::open(&log).unwrap();
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let cyd = w.join_in_window(&guests[2], 80, 24);
+    let bob = w.join_in_window(&guests[1], 80, 24);
+    w.wait_screen(&bob, "HOST-MARKER-4242", 30);
+    w.host_tmux(
+        "sfreeze",
+        &[
+            "send-keys",
+            "-t",
+            "=sfreeze:",
+            "echo FROZEN-$((40+2))",
+            "Enter",
+        ],
+    );
+    w.wait_screen(&ann, "FROZEN-42", 30);
+    w.wait_screen(&bob, "FROZEN-42", 30);
+    // cyd asked first, and is still at the door: its attempt is not on
+    // disk yet.
+    let listed: Vec<String> = w
+        .guests("sfreeze")
+        .iter()
+        .filter_map(|g| g["name"].as_str().map(String::from))
+        .collect();
+    assert!(
+        !listed.contains(&"cyd".to_string()),
+        "cyd was let in before its attempt was on disk: {listed:?}"
+    );
+    assert!(!w.screen(&cyd).contains("HOST-MARKER-4242"));
+
+    drop(held);
+    w.wait_screen(&cyd, "FROZEN-42", 30);
+    eventually(20, || {
+        let got = events(&log, "sfreeze", 0);
+        let want = ["joined ann", "joined bob", "joined cyd"];
+        want.iter()
+            .all(|e| got.iter().any(|g| g == e))
+            .then_some(())
+            .ok_or(format!("{got:?}"))
+    });
+    let _ = w.host_pairjail(&["stop", "--session", "sfreeze"]);
+}

@@ -96,6 +96,37 @@ fn last_line(f: &mut File) -> std::io::Result<Option<Vec<u8>>> {
 /// it; returns the line written (without its newline). Writers in other
 /// processes (the broker, `invite add`) wait on the file's lock.
 pub fn append(path: &Path, origin: &Origin, event: Event) -> Result<String, AuditError> {
+    let (mut lines, done) = append_all(path, origin, std::slice::from_ref(&event));
+    done?;
+    lines.pop().ok_or_else(|| {
+        AuditError::Io(
+            path.to_path_buf(),
+            std::io::Error::other("no line was written"),
+        )
+    })
+}
+
+/// Appends `events` in order under one lock, each chained to the one
+/// before, then one flush to disk for all: a burst (a share's end, an
+/// audience arriving) waits for the disk once, not once per line. The
+/// lines that went in (without newlines), and what stopped the rest or
+/// the flush.
+pub fn append_all(
+    path: &Path,
+    origin: &Origin,
+    events: &[Event],
+) -> (Vec<String>, Result<(), AuditError>) {
+    let mut lines = Vec::new();
+    let done = append_into(path, origin, events, &mut lines);
+    (lines, done)
+}
+
+fn append_into(
+    path: &Path,
+    origin: &Origin,
+    events: &[Event],
+    lines: &mut Vec<String>,
+) -> Result<(), AuditError> {
     let io = |e| AuditError::Io(path.to_path_buf(), e);
     let f = open(path)?;
     let mut f =
@@ -112,7 +143,7 @@ pub fn append(path: &Path, origin: &Origin, event: Event) -> Result<String, Audi
             f.write_all(b"\n").map_err(io)?;
         }
     }
-    let (prev, seq) = match &last {
+    let (mut prev, mut seq) = match &last {
         None => (ANCHOR.to_string(), 1),
         Some(bytes) => {
             // The next number follows the last line's; a last line that
@@ -125,24 +156,30 @@ pub fn append(path: &Path, origin: &Origin, event: Event) -> Result<String, Audi
             (hash(bytes), seq)
         }
     };
-    let line = Line {
-        v: VERSION,
-        seq,
-        time: now_rfc3339(),
-        machine: origin.machine.clone(),
-        host: origin.host.clone(),
-        session: origin.session.clone(),
-        event,
-        prev,
-    };
-    let mut text = serde_json::to_string(&line).map_err(AuditError::Encode)?;
-    text.push('\n');
-    // One write of the whole line (O_APPEND), then to disk: an audit line
-    // that was acknowledged is not lost with the machine.
-    f.write_all(text.as_bytes()).map_err(io)?;
-    f.sync_data().map_err(io)?;
-    text.pop();
-    Ok(text)
+    for event in events {
+        let line = Line {
+            v: VERSION,
+            seq,
+            time: now_rfc3339(),
+            machine: origin.machine.clone(),
+            host: origin.host.clone(),
+            session: origin.session.clone(),
+            event: event.clone(),
+            prev,
+        };
+        let mut text = serde_json::to_string(&line).map_err(AuditError::Encode)?;
+        text.push('\n');
+        // One write per whole line (O_APPEND): a failure leaves the lines
+        // before it whole.
+        f.write_all(text.as_bytes()).map_err(io)?;
+        text.pop();
+        prev = hash(text.as_bytes());
+        seq += 1;
+        lines.push(text);
+    }
+    // Then to disk: an audit line that was acknowledged is not lost with
+    // the machine.
+    f.sync_data().map_err(io)
 }
 
 /// Now, RFC 3339 in UTC with milliseconds.

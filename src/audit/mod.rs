@@ -9,6 +9,7 @@
 pub mod chain;
 pub mod event;
 pub mod syslog;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;

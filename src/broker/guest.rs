@@ -306,7 +306,7 @@ pub async fn relayed(
     };
     if let Err(e) = link.attach(&state, mode) {
         log(&e);
-        let _ = state.record(Event::Left {
+        state.record(Event::Left {
             guest: name.clone(),
             reason: e.clone(),
         });
@@ -331,7 +331,7 @@ pub async fn relayed(
             .await;
     }
     state.announce(format!("{name} joined as {mode}"));
-    let _ = state.record(Event::Joined {
+    state.record(Event::Joined {
         guest: name.clone(),
         mode,
         key: key.clone(),
@@ -356,7 +356,7 @@ pub async fn relayed(
     state.roster.remove(serial);
     let reason = reason.unwrap_or_else(|| "disconnected".into());
     state.announce(format!("{name} left ({reason})"));
-    let _ = state.record(Event::Left {
+    state.record(Event::Left {
         guest: name,
         reason,
     });
@@ -496,7 +496,7 @@ async fn copy(
             }
             order = orders.recv() => match order {
                 Some(Order::Kick(reason)) => {
-                    let _ = state.record(Event::Kicked { guest: link.spec.name.clone(), reason: reason.clone() });
+                    state.record(Event::Kicked { guest: link.spec.name.clone(), reason: reason.clone() });
                     return Some(reason);
                 }
                 Some(Order::Mode(mode, reply)) => {
@@ -748,7 +748,7 @@ async fn change_mode(state: &State, link: &mut Link, mode: Mode) -> Result<Strin
     let text = format!("pairjail: the host made you {mode}");
     link.show(state, &text, 5000).await;
     state.announce(format!("{name} is now {mode} (was {old})"));
-    let _ = state.record(Event::ModeChanged {
+    state.record(Event::ModeChanged {
         guest: name.clone(),
         from: old,
         to: mode,

@@ -58,14 +58,16 @@ async fn serve(cfg: Config) -> Result<(), String> {
         None => None,
     };
     let c = &state.cfg;
-    state.record(Event::SessionStart {
-        allowed_modes: c.allowed.clone(),
-        default_mode: c.default_mode,
-        approve: c.approve,
-        direct: c.direct,
-        confined: c.confinement.is_some(),
-        recording: recording.map(|p| p.display().to_string()),
-    })?;
+    state
+        .record_on_disk(Event::SessionStart {
+            allowed_modes: c.allowed.clone(),
+            default_mode: c.default_mode,
+            approve: c.approve,
+            direct: c.direct,
+            confined: c.confinement.is_some(),
+            recording: recording.map(|p| p.display().to_string()),
+        })
+        .await?;
     tokio::spawn(announcer);
     tokio::spawn(watch_session(state.clone()));
     if let Some(spec) = state.cfg.tunnel.clone() {
@@ -111,7 +113,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
         while tasks.join_next().await.is_some() {}
     })
     .await;
-    let _ = state.record(Event::SessionStop { reason });
+    state.record(Event::SessionStop { reason });
     state.with_cast(|c| c.close());
     state.finish_audit();
     // Guests command a jailed session's server (its kill-server may be
@@ -407,7 +409,7 @@ fn note_refusal(state: &State, who: Who, reason: &str, knock: bool) {
         reason.to_string()
     };
     log(format!("refused: {noted}"));
-    let _ = state.record(Event::Refused {
+    state.record(Event::Refused {
         guest: who.guest,
         key: who.key,
         source: who.source,
@@ -540,7 +542,7 @@ async fn check(
     who.key = key.clone();
     state.roster.may_join(&guest).map_err(|e| e.to_string())?;
     let requested = invite.mode;
-    let attempt = state.record(Event::JoinAttempt {
+    let attempt = Event::JoinAttempt {
         guest: guest.clone(),
         key: key.clone(),
         source: who.source.clone(),
@@ -550,13 +552,17 @@ async fn check(
         } else {
             Transport::Relay
         },
-    });
+    };
+    // A profile that requires the audit log lets a guest in only once its
+    // attempt is on disk; otherwise the join does not wait for the disk.
     if limits.require_audit_log {
-        match (&cfg.audit, attempt) {
+        match (&cfg.audit, state.record_on_disk(attempt).await) {
             (None, _) => return Err("the guest's jail profile requires an audit log, and the host started the share with --no-audit".to_string().into()),
             (Some(_), Err(e)) => return Err(format!("the guest's jail profile requires an audit log, which cannot be written: {e}").into()),
             (Some(_), Ok(())) => {}
         }
+    } else {
+        state.record(attempt);
     }
     if limits.require_recording && state.recording().is_none() {
         return Err("the guest's jail profile requires a recording, and this share is not recorded (the host starts it with --record)".to_string().into());
@@ -606,7 +612,7 @@ async fn check(
                 return Err(match shut {
                     Shut::Denied(by, reason) => {
                         state.announce(format!("{guest} was not let in: {reason}"));
-                        let _ = state.record(Event::Denied {
+                        state.record(Event::Denied {
                             guest: guest.clone(),
                             by,
                             reason: reason.clone(),
@@ -614,7 +620,7 @@ async fn check(
                         Turned::Denied(reason)
                     }
                     Shut::Gone(reason) => {
-                        let _ = state.record(Event::Left {
+                        state.record(Event::Left {
                             guest: guest.clone(),
                             reason: format!("at the door: {reason}"),
                         });
@@ -633,7 +639,7 @@ async fn check(
             g.since = now();
         });
     }
-    let _ = state.record(Event::Admitted {
+    state.record(Event::Admitted {
         guest: guest.clone(),
         mode,
         by,
@@ -715,14 +721,14 @@ async fn direct_guest(state: &State, mut s: UnixStream, serial: u64, a: Admissio
     .encode();
     if s.write_all(&welcome).await.is_err() {
         state.roster.remove(serial);
-        let _ = state.record(Event::Left {
+        state.record(Event::Left {
             guest,
             reason: "gone before the welcome".into(),
         });
         return;
     }
     state.announce(format!("{guest} joined as {mode} (direct)"));
-    let _ = state.record(Event::Joined {
+    state.record(Event::Joined {
         guest: guest.clone(),
         mode,
         key: a.key,
@@ -739,7 +745,7 @@ async fn direct_guest(state: &State, mut s: UnixStream, serial: u64, a: Admissio
             _ = shutdown.changed() => break shutdown.borrow().clone(),
             order = orders.recv() => match order {
                 Some(Order::Kick(reason)) => {
-                    let _ = state.record(Event::Kicked { guest: guest.clone(), reason: reason.clone() });
+                    state.record(Event::Kicked { guest: guest.clone(), reason: reason.clone() });
                     break Some(reason);
                 }
                 Some(Order::Mode(_, reply)) => {
@@ -764,5 +770,5 @@ async fn direct_guest(state: &State, mut s: UnixStream, serial: u64, a: Admissio
     state.roster.remove(serial);
     let reason = reason.unwrap_or_else(|| "disconnected".into());
     state.announce(format!("{guest} (direct) left ({reason})"));
-    let _ = state.record(Event::Left { guest, reason });
+    state.record(Event::Left { guest, reason });
 }

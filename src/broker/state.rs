@@ -95,52 +95,9 @@ pub struct State {
     knocks: Mutex<(f64, std::time::Instant, u64)>,
     /// The tunnel's state, when there is one.
     tunnel: Mutex<Option<super::tunnel::Status>>,
-    /// Copies audit lines to syslog without holding up the broker.
-    syslog: Option<crate::audit::syslog::Copier>,
-    /// Events the audit log could not take (a full disk), written before
-    /// the next one that it can: a gap in the record is never silent.
-    unwritten: Mutex<Vec<Event>>,
-}
-
-/// Events kept for a later write, at most; past that the newest are lost.
-const MAX_UNWRITTEN: usize = 256;
-
-/// Appends `event` after those the log could not take before, in order;
-/// what still fails stays in `unwritten` (the newest dropped past
-/// [`MAX_UNWRITTEN`]). `written` gets each line that went in.
-fn write_in_order(
-    unwritten: &mut Vec<Event>,
-    event: Event,
-    mut append: impl FnMut(Event) -> Result<String, String>,
-    mut written: impl FnMut(String),
-) -> Result<(), String> {
-    unwritten.push(event);
-    while let Some(next) = unwritten.first().cloned() {
-        match append(next) {
-            Ok(line) => {
-                unwritten.remove(0);
-                written(line);
-            }
-            Err(e) => {
-                // The first that failed says most (the recording stopped):
-                // past the bound, the newest go, counted in one event that
-                // stands where they were.
-                if unwritten.len() > MAX_UNWRITTEN {
-                    let count = unwritten
-                        .split_off(MAX_UNWRITTEN - 1)
-                        .iter()
-                        .map(|e| match e {
-                            Event::Unrecorded { count } => *count,
-                            _ => 1,
-                        })
-                        .sum();
-                    unwritten.push(Event::Unrecorded { count });
-                }
-                return Err(e);
-            }
-        }
-    }
-    Ok(())
+    /// Writes audit events, and copies them to syslog, off the broker's
+    /// thread (None: `start --no-audit`, or the writer could not start).
+    audit: Option<crate::audit::writer::Writer>,
 }
 
 /// Refusals recorded at once, then one a second.
@@ -160,20 +117,18 @@ impl State {
     pub fn new(cfg: Config) -> (Arc<State>, impl std::future::Future<Output = ()>) {
         let (tx, _) = watch::channel(None);
         let (notices, rx) = mpsc::unbounded_channel();
-        let syslog = cfg
-            .audit
-            .as_ref()
-            .and_then(|a| a.syslog.as_deref())
-            .and_then(|socket| match crate::audit::syslog::Copier::start(socket) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    log(format!("audit lines will not be copied to syslog: {e}"));
-                    None
-                }
+        let audit = cfg.audit.as_ref().and_then(|sink| {
+            let syslog = sink.syslog.as_deref().and_then(|socket| {
+                crate::audit::syslog::Copier::start(socket)
+                    .inspect_err(|e| log(format!("audit lines will not be copied to syslog: {e}")))
+                    .ok()
             });
+            crate::audit::writer::Writer::start(sink.clone(), syslog, log)
+                .inspect_err(|e| log(format!("no audit writer: {e}")))
+                .ok()
+        });
         let state = Arc::new(State {
-            syslog,
-            unwritten: Mutex::new(Vec::new()),
+            audit,
             since: crate::clock::now(),
             roster: Roster::default(),
             audience: Default::default(),
@@ -229,8 +184,33 @@ impl State {
     }
 
     /// Writes an audit event (and a marker in the recording for what
-    /// happens to guests). Err: the audit log could not be written.
-    pub fn record(&self, event: Event) -> Result<(), String> {
+    /// happens to guests) without waiting for the disk; a failure goes to
+    /// the share's log and the event is written later.
+    pub fn record(&self, event: Event) {
+        self.mark(&event);
+        if let Some(w) = &self.audit {
+            w.record(event, None);
+        }
+    }
+
+    /// Writes an audit event and waits until it is on disk. Err: the
+    /// audit log could not take it (or the share has no audit writer).
+    pub async fn record_on_disk(&self, event: Event) -> Result<(), String> {
+        self.mark(&event);
+        if self.cfg.audit.is_none() {
+            return Ok(());
+        }
+        let Some(w) = &self.audit else {
+            return Err("the audit writer did not start (see the share's log)".into());
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        w.record(event, Some(tx));
+        rx.await
+            .unwrap_or_else(|_| Err("the audit writer has stopped".into()))
+    }
+
+    /// A marker in the recording for what happens to guests.
+    fn mark(&self, event: &Event) {
         let marker = !matches!(
             event,
             Event::JoinAttempt { .. }
@@ -247,35 +227,13 @@ impl State {
             let text = crate::terminal::printable(&format!("pairjail: {}", event.describe()));
             self.with_cast(|c| c.marker(&text));
         }
-        let Some(sink) = &self.cfg.audit else {
-            return Ok(());
-        };
-        let mut unwritten = match self.unwritten.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        write_in_order(
-            &mut unwritten,
-            event,
-            |e| sink.append(e).map_err(|e| e.to_string()),
-            |line| {
-                if let Some(c) = &self.syslog {
-                    c.copy(line);
-                }
-            },
-        )
-        .inspect_err(|e| {
-            log(format!(
-                "{e} (kept to write later: {} event(s))",
-                unwritten.len()
-            ))
-        })
     }
 
-    /// Sends the audit lines still queued for syslog (at the share's end).
+    /// Writes the audit events still queued and sends the lines still
+    /// queued for syslog (at the share's end).
     pub fn finish_audit(&self) {
-        if let Some(c) = &self.syslog {
-            c.finish();
+        if let Some(w) = &self.audit {
+            w.finish();
         }
     }
 
@@ -302,7 +260,7 @@ impl State {
         drop(guard);
         // The host hears of it in the session, not only in the share's log.
         self.announce(format!("the recording stopped: {why}"));
-        let _ = self.record(Event::RecordingStopped {
+        self.record(Event::RecordingStopped {
             reason: why.clone(),
         });
         if self.cfg.require_recording {
@@ -377,49 +335,5 @@ async fn announce_loop(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<String
             .await;
         }
         let _ = notices::set_segment(&cfg.tmux, &cfg.session, &state.roster.summary()).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A full disk: the recording's end is not lost with the line that
-    /// said so, but written first once the log takes lines again.
-    #[test]
-    fn events_the_log_could_not_take_go_in_first_once_it_can() {
-        let stop = |r: &str| Event::RecordingStopped { reason: r.into() };
-        let mut unwritten = Vec::new();
-        let mut log = Vec::new();
-        let full = |_: Event| Err("No space left on device".to_string());
-        assert!(write_in_order(&mut unwritten, stop("disk full"), full, |_| ()).is_err());
-        assert!(write_in_order(&mut unwritten, stop("second"), full, |_| ()).is_err());
-        assert_eq!(unwritten.len(), 2);
-        let ok = |e: Event| Ok(format!("{e:?}"));
-        write_in_order(&mut unwritten, stop("third"), ok, |l| log.push(l)).unwrap();
-        assert!(unwritten.is_empty());
-        assert_eq!(log.len(), 3);
-        assert!(
-            log[0].contains("disk full") && log[2].contains("third"),
-            "{log:?}"
-        );
-        // Bounded: a log that never comes back keeps the first ones, and
-        // counts the rest where they were.
-        for i in 0..MAX_UNWRITTEN + 10 {
-            let _ = write_in_order(&mut unwritten, stop(&i.to_string()), full, |_| ());
-        }
-        assert_eq!(unwritten.len(), MAX_UNWRITTEN);
-        assert_eq!(unwritten[0], stop("0"));
-        assert_eq!(
-            unwritten[MAX_UNWRITTEN - 1],
-            Event::Unrecorded { count: 11 }
-        );
-        let mut log = Vec::new();
-        write_in_order(&mut unwritten, stop("back"), ok, |l| log.push(l)).unwrap();
-        assert!(
-            log[MAX_UNWRITTEN - 1].contains("Unrecorded { count: 11 }"),
-            "{log:?}"
-        );
-        assert!(log[MAX_UNWRITTEN].contains("back"));
     }
 }

@@ -1,0 +1,266 @@
+//! The broker's audit writer: one thread that appends the share's events
+//! in the order they were recorded, as many as are waiting under one lock
+//! and one flush to disk, then copies the lines to syslog.
+//!
+//! The broker runs on one thread: a flush there (a fraction of a
+//! millisecond on an SSD, far more on a busy or slow disk) held up every
+//! guest's screen for each line, and a share's end with hundreds of
+//! guests waited for hundreds of flushes before the last goodbye went out.
+
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use super::event::Event;
+use super::{AuditError, Sink};
+
+/// Events waiting for the thread, at most: past that `record` waits (the
+/// disk sets the pace, as it did when every line was written in place).
+const QUEUE: usize = 1024;
+
+/// Events kept for a later write, at most; past that the newest are lost,
+/// counted in one event that stands where they were.
+const MAX_UNWRITTEN: usize = 256;
+
+/// Told whether an event reached the disk.
+pub type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+struct Job {
+    event: Event,
+    ack: Option<Ack>,
+}
+
+pub struct Writer {
+    tx: Mutex<Option<SyncSender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    /// Starts the thread. `report` gets each failure (the share's log).
+    pub fn start(
+        sink: Sink,
+        syslog: Option<super::syslog::Copier>,
+        report: impl Fn(String) + Send + 'static,
+    ) -> Result<Writer, AuditError> {
+        let (tx, rx) = sync_channel::<Job>(QUEUE);
+        let path = sink.path.clone();
+        let thread = std::thread::Builder::new()
+            .name("audit".into())
+            .spawn(move || run(&sink, syslog, &rx, &report))
+            .map_err(|e| AuditError::Io(path, e))?;
+        Ok(Writer {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues `event`; `ack`, if given, is told once it is on disk or
+    /// could not be written. Waits only while the queue is full.
+    pub fn record(&self, event: Event, ack: Option<Ack>) {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let job = Job { event, ack };
+        let refused = match tx.as_ref() {
+            Some(tx) => tx.send(job).err().map(|e| e.0),
+            None => Some(job),
+        };
+        // The thread is gone (finished, or it panicked): said, not lost
+        // silently.
+        if let Some(Job { ack: Some(ack), .. }) = refused {
+            let _ = ack.send(Err("the audit writer has stopped".into()));
+        }
+    }
+
+    /// Writes everything queued, then ends the thread (the share's end).
+    pub fn finish(&self) {
+        drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// However the broker ends, what was queued is written.
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn run(
+    sink: &Sink,
+    syslog: Option<super::syslog::Copier>,
+    rx: &Receiver<Job>,
+    report: &dyn Fn(String),
+) {
+    let mut unwritten: Vec<Event> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < QUEUE {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let (events, acks): (Vec<Event>, Vec<Option<Ack>>) =
+            jobs.into_iter().map(|j| (j.event, j.ack)).unzip();
+        let result = write_in_order(
+            &mut unwritten,
+            events,
+            |batch| {
+                let (lines, done) = super::chain::append_all(&sink.path, &sink.origin, batch);
+                (lines, done.map_err(|e| e.to_string()))
+            },
+            |line| {
+                if let Some(c) = &syslog {
+                    c.copy(line);
+                }
+            },
+        );
+        if let Err(e) = &result {
+            report(format!(
+                "{e} (kept to write later: {} event(s))",
+                unwritten.len()
+            ));
+        }
+        for ack in acks.into_iter().flatten() {
+            let _ = ack.send(result.clone());
+        }
+    }
+    if let Some(c) = &syslog {
+        c.finish();
+    }
+}
+
+/// Appends `events` after those the log could not take before, in order;
+/// what was not written stays in `unwritten` (the newest dropped past
+/// [`MAX_UNWRITTEN`]). `written` gets each line that went in. Err: some
+/// did not go in, or the flush to disk failed.
+fn write_in_order(
+    unwritten: &mut Vec<Event>,
+    events: Vec<Event>,
+    mut append: impl FnMut(&[Event]) -> (Vec<String>, Result<(), String>),
+    mut written: impl FnMut(String),
+) -> Result<(), String> {
+    unwritten.extend(events);
+    let (lines, done) = append(unwritten);
+    // A line that went in is not written again, even if the flush
+    // failed: the file has it, and a second copy would be a second event.
+    unwritten.drain(..lines.len().min(unwritten.len()));
+    for line in lines {
+        written(line);
+    }
+    if unwritten.len() > MAX_UNWRITTEN {
+        // The first that failed says most (the recording stopped): past
+        // the bound, the newest go, counted in one event that stands
+        // where they were.
+        let count = unwritten
+            .split_off(MAX_UNWRITTEN - 1)
+            .iter()
+            .map(|e| match e {
+                Event::Unrecorded { count } => *count,
+                _ => 1,
+            })
+            .sum();
+        unwritten.push(Event::Unrecorded { count });
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stop(r: &str) -> Event {
+        Event::RecordingStopped { reason: r.into() }
+    }
+
+    /// A full disk: the recording's end is not lost with the line that
+    /// said so, but written first once the log takes lines again.
+    #[test]
+    fn events_the_log_could_not_take_go_in_first_once_it_can() {
+        let mut unwritten = Vec::new();
+        let mut log = Vec::new();
+        let full = |_: &[Event]| (Vec::new(), Err("No space left on device".to_string()));
+        assert!(write_in_order(&mut unwritten, vec![stop("disk full")], full, |_| ()).is_err());
+        assert!(write_in_order(&mut unwritten, vec![stop("second")], full, |_| ()).is_err());
+        assert_eq!(unwritten.len(), 2);
+        let ok = |b: &[Event]| (b.iter().map(|e| format!("{e:?}")).collect(), Ok(()));
+        write_in_order(&mut unwritten, vec![stop("third")], ok, |l| log.push(l)).unwrap();
+        assert!(unwritten.is_empty());
+        assert_eq!(log.len(), 3);
+        assert!(
+            log[0].contains("disk full") && log[2].contains("third"),
+            "{log:?}"
+        );
+        // Bounded: a log that never comes back keeps the first ones, and
+        // counts the rest where they were.
+        for i in 0..MAX_UNWRITTEN + 10 {
+            let _ = write_in_order(&mut unwritten, vec![stop(&i.to_string())], full, |_| ());
+        }
+        assert_eq!(unwritten.len(), MAX_UNWRITTEN);
+        assert_eq!(unwritten[0], stop("0"));
+        assert_eq!(
+            unwritten[MAX_UNWRITTEN - 1],
+            Event::Unrecorded { count: 11 }
+        );
+        let mut log = Vec::new();
+        write_in_order(&mut unwritten, vec![stop("back")], ok, |l| log.push(l)).unwrap();
+        assert!(
+            log[MAX_UNWRITTEN - 1].contains("Unrecorded { count: 11 }"),
+            "{log:?}"
+        );
+        assert!(log[MAX_UNWRITTEN].contains("back"));
+    }
+
+    /// A write that stops part way (the disk filled): what went in is not
+    /// written twice, what did not is kept, in order.
+    #[test]
+    fn a_batch_cut_short_keeps_only_what_did_not_go_in() {
+        let mut unwritten = Vec::new();
+        let two = |b: &[Event]| {
+            let lines = b.iter().take(2).map(|e| format!("{e:?}")).collect();
+            (lines, Err("No space left on device".to_string()))
+        };
+        let mut log = Vec::new();
+        let events = ["a", "b", "c", "d"].map(stop).to_vec();
+        assert!(write_in_order(&mut unwritten, events, two, |l| log.push(l)).is_err());
+        assert_eq!(log.len(), 2);
+        assert_eq!(unwritten, vec![stop("c"), stop("d")]);
+    }
+
+    /// A burst goes to the file as one batch, chained in order, and every
+    /// waiter hears that it is on disk.
+    #[test]
+    fn a_burst_is_written_in_order_and_acknowledged() {
+        let d = tempfile::tempdir().unwrap();
+        let sink = Sink {
+            path: d.path().join("audit.jsonl"),
+            syslog: None,
+            origin: super::super::Origin {
+                machine: "m".into(),
+                host: "h".into(),
+                session: "s".into(),
+            },
+        };
+        let w = Writer::start(sink.clone(), None, |e| panic!("{e}")).unwrap();
+        let mut acks = Vec::new();
+        for i in 0..500 {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            w.record(stop(&i.to_string()), Some(tx));
+            acks.push(rx);
+        }
+        w.finish();
+        for rx in acks {
+            assert_eq!(rx.blocking_recv(), Ok(Ok(())));
+        }
+        let text = std::fs::read_to_string(&sink.path).unwrap();
+        let report = super::super::verify(text.as_bytes(), None).unwrap();
+        assert_eq!((report.lines, report.problem), (500, None));
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(last["reason"], "499", "{last}");
+        // Finished: a late event is refused out loud, not dropped.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        w.record(stop("late"), Some(tx));
+        assert!(rx.blocking_recv().unwrap().is_err());
+    }
+}
