@@ -7,15 +7,17 @@
 //! guest's screen for each line, and a share's end with hundreds of
 //! guests waited for hundreds of flushes before the last goodbye went out.
 
-use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::event::Event;
 use super::{AuditError, Sink};
 
-/// Events waiting for the thread, at most: past that `record` waits (the
-/// disk sets the pace, as it did when every line was written in place).
+/// Events waiting for the thread, at most: past that they are counted,
+/// not queued, and one `unrecorded` event stands for them (the broker
+/// never waits for the disk, not even when it stalls for good).
 const QUEUE: usize = 1024;
 
 /// Events kept for a later write, at most; past that the newest are lost,
@@ -33,6 +35,8 @@ struct Job {
 pub struct Writer {
     tx: Mutex<Option<SyncSender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Events that found the queue full, not yet counted in the log.
+    lost: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -44,29 +48,41 @@ impl Writer {
     ) -> Result<Writer, AuditError> {
         let (tx, rx) = sync_channel::<Job>(QUEUE);
         let path = sink.path.clone();
+        let lost = Arc::new(AtomicU64::new(0));
+        let counted = lost.clone();
         let thread = std::thread::Builder::new()
             .name("audit".into())
-            .spawn(move || run(&sink, syslog, &rx, &report))
+            .spawn(move || run(&sink, syslog, &rx, &counted, &report))
             .map_err(|e| AuditError::Io(path, e))?;
         Ok(Writer {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
+            lost,
         })
     }
 
-    /// Queues `event`; `ack`, if given, is told once it is on disk or
-    /// could not be written. Waits only while the queue is full.
+    /// Queues `event`, never waiting; `ack`, if given, is told once it is
+    /// on disk or could not be written.
     pub fn record(&self, event: Event, ack: Option<Ack>) {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         let job = Job { event, ack };
-        let refused = match tx.as_ref() {
-            Some(tx) => tx.send(job).err().map(|e| e.0),
-            None => Some(job),
+        let Some(tx) = tx.as_ref() else {
+            // The thread is gone (finished): said, not lost silently.
+            if let Some(ack) = job.ack {
+                let _ = ack.send(Err("the audit writer has stopped".into()));
+            }
+            return;
         };
-        // The thread is gone (finished, or it panicked): said, not lost
-        // silently.
-        if let Some(Job { ack: Some(ack), .. }) = refused {
-            let _ = ack.send(Err("the audit writer has stopped".into()));
+        let refused = match tx.try_send(job) {
+            Ok(()) => return,
+            Err(TrySendError::Full(job)) => {
+                self.lost.fetch_add(1, Ordering::Relaxed);
+                (job, "the audit log is not keeping up (its disk stalls?)")
+            }
+            Err(TrySendError::Disconnected(job)) => (job, "the audit writer has stopped"),
+        };
+        if let (Job { ack: Some(ack), .. }, why) = refused {
+            let _ = ack.send(Err(why.into()));
         }
     }
 
@@ -90,6 +106,7 @@ fn run(
     sink: &Sink,
     syslog: Option<super::syslog::Copier>,
     rx: &Receiver<Job>,
+    lost: &AtomicU64,
     report: &dyn Fn(String),
 ) {
     let mut unwritten: Vec<Event> = Vec::new();
@@ -101,8 +118,16 @@ fn run(
                 Err(_) => break,
             }
         }
-        let (events, acks): (Vec<Event>, Vec<Option<Ack>>) =
+        let (mut events, acks): (Vec<Event>, Vec<Option<Ack>>) =
             jobs.into_iter().map(|j| (j.event, j.ack)).unzip();
+        // Those that found the queue full came after the ones in it.
+        let count = lost.swap(0, Ordering::Relaxed);
+        if count > 0 {
+            report(format!(
+                "{count} audit event(s) found the audit log's queue full: one `unrecorded` event counts them"
+            ));
+            events.push(Event::Unrecorded { count });
+        }
         let result = write_in_order(
             &mut unwritten,
             events,
@@ -124,6 +149,14 @@ fn run(
         }
         for ack in acks.into_iter().flatten() {
             let _ = ack.send(result.clone());
+        }
+    }
+    let count = lost.swap(0, Ordering::Relaxed);
+    if count > 0 {
+        let (_, done) =
+            super::chain::append_all(&sink.path, &sink.origin, &[Event::Unrecorded { count }]);
+        if let Err(e) = done {
+            report(format!("{count} audit event(s) lost: {e}"));
         }
     }
     if let Some(c) = &syslog {
@@ -228,20 +261,70 @@ mod tests {
         assert_eq!(unwritten, vec![stop("c"), stop("d")]);
     }
 
-    /// A burst goes to the file as one batch, chained in order, and every
-    /// waiter hears that it is on disk.
+    /// A log that cannot be written for good (its lock held; a disk that
+    /// hangs): recording never waits, what does not fit the queue is
+    /// counted, and once the log comes back one `unrecorded` event stands
+    /// for it.
     #[test]
-    fn a_burst_is_written_in_order_and_acknowledged() {
+    fn a_log_that_hangs_never_holds_up_the_recorder_and_the_gap_is_counted() {
         let d = tempfile::tempdir().unwrap();
-        let sink = Sink {
-            path: d.path().join("audit.jsonl"),
+        let sink = sink_in(d.path());
+        std::fs::write(&sink.path, "").unwrap();
+        let held = nix::fcntl::Flock::lock(
+            std::fs::File::open(&sink.path).unwrap(),
+            nix::fcntl::FlockArg::LockExclusive,
+        )
+        .unwrap();
+        let w = Writer::start(sink.clone(), None, |_| ()).unwrap();
+        let n = QUEUE + 100;
+        let mut late = None;
+        for i in 0..n {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            w.record(stop(&i.to_string()), Some(tx));
+            late = Some(rx);
+        }
+        // The last found the queue full, and was told at once.
+        let told = late.unwrap().blocking_recv().unwrap();
+        assert!(told.unwrap_err().contains("not keeping up"));
+        drop(held);
+        w.finish();
+        let text = std::fs::read_to_string(&sink.path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let written = lines
+            .iter()
+            .filter(|l| l["event"] == "recording-stopped")
+            .count();
+        let counted: u64 = lines
+            .iter()
+            .filter(|l| l["event"] == "unrecorded")
+            .map(|l| l["count"].as_u64().unwrap())
+            .sum();
+        assert!(counted > 0, "nothing was counted");
+        assert_eq!(written as u64 + counted, n as u64);
+        assert_eq!(lines.last().unwrap()["event"], "unrecorded");
+    }
+
+    fn sink_in(dir: &std::path::Path) -> Sink {
+        Sink {
+            path: dir.join("audit.jsonl"),
             syslog: None,
             origin: super::super::Origin {
                 machine: "m".into(),
                 host: "h".into(),
                 session: "s".into(),
             },
-        };
+        }
+    }
+
+    /// A burst goes to the file as one batch, chained in order, and every
+    /// waiter hears that it is on disk.
+    #[test]
+    fn a_burst_is_written_in_order_and_acknowledged() {
+        let d = tempfile::tempdir().unwrap();
+        let sink = sink_in(d.path());
         let w = Writer::start(sink.clone(), None, |e| panic!("{e}")).unwrap();
         let mut acks = Vec::new();
         for i in 0..500 {
