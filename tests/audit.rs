@@ -797,8 +797,9 @@ fn an_audit_log_that_cannot_be_written_never_freezes_the_guests_screens() {
     );
     w.wait_screen(&ann, "FROZEN-42", 30);
     w.wait_screen(&bob, "FROZEN-42", 30);
-    // cyd asked first, and is still at the door: its attempt is not on
-    // disk yet.
+    // cyd reached the broker and waits at the door, told why: its
+    // attempt is not on disk yet.
+    w.wait_screen(&cyd, "waiting for the host's audit log", 30);
     let listed: Vec<String> = w
         .guests("sfreeze")
         .iter()
@@ -812,13 +813,65 @@ fn an_audit_log_that_cannot_be_written_never_freezes_the_guests_screens() {
 
     drop(held);
     w.wait_screen(&cyd, "FROZEN-42", 30);
+    let out = w.host_pairjail(&["stop", "--session", "sfreeze"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Every event, in order, chained: cyd's attempt before it was let in.
+    let got = events(&log, "sfreeze", 0);
+    let at = |e: &str| {
+        got.iter()
+            .position(|g| g == e)
+            .unwrap_or_else(|| panic!("no {e} in {got:?}"))
+    };
+    assert!(at("join-attempt cyd") < at("admitted cyd"), "{got:?}");
+    assert!(at("admitted cyd") < at("joined cyd"), "{got:?}");
+    for e in ["joined ann", "joined bob", "session-stop"] {
+        at(e);
+    }
+    assert!(!got.iter().any(|g| g == "unrecorded"), "{got:?}");
+    let check = pairjail(&["audit", "verify", log.to_str().unwrap()]);
+    assert!(
+        check.status.success(),
+        "{}",
+        text(&check.stdout) + &text(&check.stderr)
+    );
+}
+
+/// An admin's SIGTERM (or the machine shutting down) ends a share as
+/// `stop` does: the guest is told, and the record is complete (the
+/// broker's audit events are written by a thread of their own, so a
+/// broker killed outright would lose those still queued).
+#[test]
+fn a_broker_ended_by_a_signal_tells_its_guests_and_completes_the_record() {
+    let Some((w, guests)) = World::new("asig", &[("dee", "ssig", Some("mirror"))]) else {
+        return;
+    };
+    let log = host_dir("asig", "log").join("audit.jsonl");
+    w.start_session_with(
+        "ssig",
+        "mirror",
+        "echo HOST-MARKER-4242; exec sh",
+        &["--audit-log", log.to_str().unwrap()],
+    );
+    let dee = w.join_in_window(&guests[0], 80, 24);
+    w.wait_screen(&dee, "HOST-MARKER-4242", 30);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(w.broker_pid("ssig")),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    w.wait_screen(&dee, "got SIGTERM", 30);
+    w.wait_screen(&dee, "SSH-EXIT=", 30);
     eventually(20, || {
-        let got = events(&log, "sfreeze", 0);
-        let want = ["joined ann", "joined bob", "joined cyd"];
-        want.iter()
-            .all(|e| got.iter().any(|g| g == e))
+        let got = events(&log, "ssig", 0);
+        (got.ends_with(&["left dee".to_string(), "session-stop".to_string()]))
             .then_some(())
             .ok_or(format!("{got:?}"))
     });
-    let _ = w.host_pairjail(&["stop", "--session", "sfreeze"]);
+    let stop = lines_of(&log).pop().unwrap();
+    assert!(
+        stop["reason"].as_str().unwrap_or("").contains("SIGTERM"),
+        "{stop}"
+    );
+    // The run is over: the invite with it.
+    w.assert_join_refused(&guests[0], "");
 }

@@ -24,6 +24,9 @@ const QUEUE: usize = 1024;
 /// counted in one event that stands where they were.
 const MAX_UNWRITTEN: usize = 256;
 
+/// How long the share's end waits for the last events to be written.
+const FINISH: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Told whether an event reached the disk.
 pub type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
 
@@ -35,6 +38,8 @@ struct Job {
 pub struct Writer {
     tx: Mutex<Option<SyncSender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Told when the thread has written its last event.
+    done: Mutex<Receiver<()>>,
     /// Events that found the queue full, not yet counted in the log.
     lost: Arc<AtomicU64>,
 }
@@ -50,13 +55,18 @@ impl Writer {
         let path = sink.path.clone();
         let lost = Arc::new(AtomicU64::new(0));
         let counted = lost.clone();
+        let (done_tx, done) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("audit".into())
-            .spawn(move || run(&sink, syslog, &rx, &counted, &report))
+            .spawn(move || {
+                run(&sink, syslog, &rx, &counted, &report);
+                let _ = done_tx.send(());
+            })
             .map_err(|e| AuditError::Io(path, e))?;
         Ok(Writer {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
+            done: Mutex::new(done),
             lost,
         })
     }
@@ -86,11 +96,22 @@ impl Writer {
         }
     }
 
-    /// Writes everything queued, then ends the thread (the share's end).
-    pub fn finish(&self) {
+    /// Writes everything queued, then ends the thread (the share's end),
+    /// waiting at most [`FINISH`]: a log that cannot be written must not
+    /// keep the share's jail and tmux server from ending. False: the
+    /// thread was still writing.
+    pub fn finish(&self) -> bool {
         drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
-        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = t.join();
+        let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return true;
+        };
+        let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        match done.recv_timeout(FINISH) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
+            _ => {
+                let _ = thread.join();
+                true
+            }
         }
     }
 }
@@ -98,7 +119,7 @@ impl Writer {
 /// However the broker ends, what was queued is written.
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.finish();
+        let _ = self.finish();
     }
 }
 
@@ -109,6 +130,15 @@ fn run(
     lost: &AtomicU64,
     report: &dyn Fn(String),
 ) {
+    let append = |batch: &[Event]| {
+        let (lines, done) = super::chain::append_all(&sink.path, &sink.origin, batch);
+        (lines, done.map_err(|e| e.to_string()))
+    };
+    let copy = |line: String| {
+        if let Some(c) = &syslog {
+            c.copy(line);
+        }
+    };
     let mut unwritten: Vec<Event> = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
@@ -128,19 +158,7 @@ fn run(
             ));
             events.push(Event::Unrecorded { count });
         }
-        let result = write_in_order(
-            &mut unwritten,
-            events,
-            |batch| {
-                let (lines, done) = super::chain::append_all(&sink.path, &sink.origin, batch);
-                (lines, done.map_err(|e| e.to_string()))
-            },
-            |line| {
-                if let Some(c) = &syslog {
-                    c.copy(line);
-                }
-            },
-        );
+        let result = write_in_order(&mut unwritten, events, append, copy);
         if let Err(e) = &result {
             report(format!(
                 "{e} (kept to write later: {} event(s))",
@@ -151,13 +169,21 @@ fn run(
             let _ = ack.send(result.clone());
         }
     }
+    // The last chance for what is still waiting, and for the count of
+    // those that found the queue full.
     let count = lost.swap(0, Ordering::Relaxed);
-    if count > 0 {
-        let (_, done) =
-            super::chain::append_all(&sink.path, &sink.origin, &[Event::Unrecorded { count }]);
-        if let Err(e) = done {
-            report(format!("{count} audit event(s) lost: {e}"));
-        }
+    let last = if count > 0 {
+        vec![Event::Unrecorded { count }]
+    } else {
+        Vec::new()
+    };
+    if (count > 0 || !unwritten.is_empty())
+        && let Err(e) = write_in_order(&mut unwritten, last, append, copy)
+    {
+        report(format!(
+            "{} audit event(s) are lost with the share's end: {e}",
+            unwritten.len()
+        ));
     }
     if let Some(c) = &syslog {
         c.finish();
@@ -276,7 +302,9 @@ mod tests {
         )
         .unwrap();
         let w = Writer::start(sink.clone(), None, |_| ()).unwrap();
-        let n = QUEUE + 100;
+        // One batch at most is taken (and waits on the lock), one queue
+        // full waits behind it: the rest find the queue full.
+        let n = 2 * QUEUE + 2;
         let mut late = None;
         for i in 0..n {
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -284,7 +312,7 @@ mod tests {
             late = Some(rx);
         }
         // The last found the queue full, and was told at once.
-        let told = late.unwrap().blocking_recv().unwrap();
+        let told = late.unwrap().try_recv().expect("told at once");
         assert!(told.unwrap_err().contains("not keeping up"));
         drop(held);
         w.finish();

@@ -70,6 +70,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
         .await?;
     tokio::spawn(announcer);
     tokio::spawn(watch_session(state.clone()));
+    tokio::spawn(end_on_signals(state.clone()));
     if let Some(spec) = state.cfg.tunnel.clone() {
         tokio::spawn(super::tunnel_task::keep(state.clone(), spec));
     }
@@ -129,6 +130,63 @@ async fn serve(cfg: Config) -> Result<(), String> {
     let _ = std::fs::remove_file(&state.cfg.paths.broker);
     let _ = std::fs::remove_file(&state.cfg.paths.control);
     Ok(())
+}
+
+/// SIGTERM (an admin, the machine shutting down), SIGINT or SIGHUP end the
+/// share as `stop` does: guests are told, and the audit events still
+/// queued are written before the broker exits.
+async fn end_on_signals(state: Arc<State>) {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let listen = |kind: SignalKind, name: &str| {
+        signal(kind)
+            .inspect_err(|e| log(format!("{name} will end the broker at once: {e}")))
+            .ok()
+    };
+    async fn next(s: &mut Option<Signal>) {
+        match s {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+    let mut term = listen(SignalKind::terminate(), "SIGTERM");
+    let mut int = listen(SignalKind::interrupt(), "SIGINT");
+    let mut hup = listen(SignalKind::hangup(), "SIGHUP");
+    let name = tokio::select! {
+        () = next(&mut term) => "SIGTERM",
+        () = next(&mut int) => "SIGINT",
+        () = next(&mut hup) => "SIGHUP",
+    };
+    state.end(format!("the share's broker got {name}"));
+}
+
+/// How long a guest whose profile requires the audit log waits for its
+/// line to be on disk before it is turned away.
+const AUDIT_WAIT: Duration = Duration::from_secs(10);
+
+/// Records `event` and waits until it is on disk, for a guest whose
+/// profile requires the audit log; past a moment the guest is told why it
+/// waits, past [`AUDIT_WAIT`] it is an error.
+async fn on_disk(state: &State, s: &mut UnixStream, event: Event) -> Result<(), String> {
+    let written = state.record_on_disk(event);
+    tokio::pin!(written);
+    tokio::select! {
+        done = &mut written => return done,
+        _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+    }
+    let waiting = Frame::Msg(Msg::Waiting {
+        text: "waiting for the host's audit log to take your join (its disk is slow)".into(),
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(1), s.write_all(&waiting.encode())).await;
+    tokio::time::timeout(AUDIT_WAIT, written)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "the audit log did not take the line within {} s",
+                AUDIT_WAIT.as_secs()
+            ))
+        })
 }
 
 /// After a failed accept (no descriptor left, EMFILE): the listener stays
@@ -556,11 +614,13 @@ async fn check(
     // A profile that requires the audit log lets a guest in only once its
     // attempt is on disk; otherwise the join does not wait for the disk.
     if limits.require_audit_log {
-        match (&cfg.audit, state.record_on_disk(attempt).await) {
+        match (&cfg.audit, on_disk(state, s, attempt).await) {
             (None, _) => return Err("the guest's jail profile requires an audit log, and the host started the share with --no-audit".to_string().into()),
             (Some(_), Err(e)) => return Err(format!("the guest's jail profile requires an audit log, which cannot be written: {e}").into()),
             (Some(_), Ok(())) => {}
         }
+        // The host may have revoked the invite while the guest waited.
+        registry::admission(&cfg.runtime, &cfg.host, &cfg.session, &guest, cfg.run)?;
     } else {
         state.record(attempt);
     }
@@ -639,11 +699,22 @@ async fn check(
             g.since = now();
         });
     }
-    state.record(Event::Admitted {
+    let admitted = Event::Admitted {
         guest: guest.clone(),
         mode,
         by,
-    });
+    };
+    if limits.require_audit_log {
+        if let Err(e) = on_disk(state, s, admitted).await {
+            state.roster.remove(serial);
+            return Err(format!(
+                "the guest's jail profile requires an audit log, which cannot be written: {e}"
+            )
+            .into());
+        }
+    } else {
+        state.record(admitted);
+    }
     // The end of a direct guest: the invite's expiry or the profile's
     // max_duration.
     let mut end = Duration::from_secs(invite.expires.saturating_sub(now()));

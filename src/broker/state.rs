@@ -108,8 +108,11 @@ const REFUSAL_BURST: f64 = 20.0;
 /// what they sent may be quoted here (serde quotes an unknown message type
 /// as sent), so control characters are shown, not obeyed.
 pub fn log(msg: impl std::fmt::Display) {
+    use std::io::Write;
     let text = crate::terminal::printable(&msg.to_string());
-    eprintln!("{} broker: {text}", crate::clock::now());
+    // Not eprintln!, which panics when the log cannot be written (a full
+    // runtime directory): a line lost is better than a broker gone.
+    let _ = writeln!(std::io::stderr(), "{} broker: {text}", crate::clock::now());
 }
 
 impl State {
@@ -232,8 +235,10 @@ impl State {
     /// Writes the audit events still queued and sends the lines still
     /// queued for syslog (at the share's end).
     pub fn finish_audit(&self) {
-        if let Some(w) = &self.audit {
-            w.finish();
+        if let Some(w) = &self.audit
+            && !w.finish()
+        {
+            log("the audit log did not take the share's last events in time: they are lost");
         }
     }
 
