@@ -861,13 +861,20 @@ fn a_broker_ended_by_a_signal_tells_its_guests_and_completes_the_record() {
     .unwrap();
     w.wait_screen(&dee, "got SIGTERM", 30);
     w.wait_screen(&dee, "SSH-EXIT=", 30);
-    eventually(20, || {
+    // The run's invite is revoked after the broker's last line.
+    let got = eventually(20, || {
         let got = events(&log, "ssig", 0);
-        (got.ends_with(&["left dee".to_string(), "session-stop".to_string()]))
-            .then_some(())
+        got.iter()
+            .any(|e| e == "invite-revoked dee")
+            .then_some(got.clone())
             .ok_or(format!("{got:?}"))
     });
-    let stop = lines_of(&log).pop().unwrap();
+    let tail = ["left dee", "session-stop", "invite-revoked dee"].map(String::from);
+    assert!(got.ends_with(&tail), "{got:?}");
+    let stop = lines_of(&log)
+        .into_iter()
+        .find(|l| l["event"] == "session-stop")
+        .unwrap();
     assert!(
         stop["reason"].as_str().unwrap_or("").contains("SIGTERM"),
         "{stop}"

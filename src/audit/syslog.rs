@@ -79,7 +79,9 @@ impl Copier {
             .spawn(move || {
                 for line in rx {
                     if let Err(e) = send(&socket, &line) {
-                        eprintln!("pairjail: audit line not copied to syslog: {e}");
+                        super::writer::say(&format!(
+                            "pairjail: audit line not copied to syslog: {e}"
+                        ));
                     }
                 }
                 let _ = done_tx.send(());
@@ -103,9 +105,9 @@ impl Copier {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // Said once, then every thousand: the log must not fill instead.
             if n == 1 || n.is_multiple_of(1000) {
-                eprintln!(
+                super::writer::say(&format!(
                     "pairjail: syslog does not keep up: {n} audit line(s) not copied to it (the audit file has them)"
-                );
+                ));
             }
         }
     }
@@ -116,8 +118,8 @@ impl Copier {
         drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
         let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
         if done.recv_timeout(FINISH).is_err() {
-            eprintln!(
-                "pairjail: syslog did not take the share's last audit lines in time (the audit file has them)"
+            super::writer::say(
+                "pairjail: syslog did not take the share's last audit lines in time (the audit file has them)",
             );
         }
     }

@@ -25,7 +25,8 @@ const QUEUE: usize = 1024;
 const MAX_UNWRITTEN: usize = 256;
 
 /// How long the share's end waits for the last events to be written.
-const FINISH: std::time::Duration = std::time::Duration::from_secs(10);
+/// (`stop` waits 10 s for the whole end, guests' goodbyes included.)
+const FINISH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Told whether an event reached the disk.
 pub type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
@@ -89,7 +90,10 @@ impl Writer {
                 self.lost.fetch_add(1, Ordering::Relaxed);
                 (job, "the audit log is not keeping up (its disk stalls?)")
             }
-            Err(TrySendError::Disconnected(job)) => (job, "the audit writer has stopped"),
+            Err(TrySendError::Disconnected(job)) => {
+                say("pairjail: the audit writer has stopped: an audit event is lost");
+                (job, "the audit writer has stopped")
+            }
         };
         if let (Job { ack: Some(ack), .. }, why) = refused {
             let _ = ack.send(Err(why.into()));
@@ -114,6 +118,13 @@ impl Writer {
             }
         }
     }
+}
+
+/// A line on stderr (the share's log) that is lost, not a panic, when
+/// the log cannot take it.
+pub fn say(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{text}");
 }
 
 /// However the broker ends, what was queued is written.

@@ -158,6 +158,17 @@ async fn end_on_signals(state: Arc<State>) {
         () = next(&mut int) => "SIGINT",
         () = next(&mut hup) => "SIGHUP",
     };
+    // A second signal ends the broker at once, as it did before it handled
+    // any: an end that hangs (a log's lock held for good) is not forever.
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        if let Err(e) = crate::jail::default_signal_action(sig) {
+            log(format!("a second {sig} will not end the broker: {e}"));
+        }
+    }
     state.end(format!("the share's broker got {name}"));
 }
 
@@ -167,19 +178,27 @@ const AUDIT_WAIT: Duration = Duration::from_secs(10);
 
 /// Records `event` and waits until it is on disk, for a guest whose
 /// profile requires the audit log; past a moment the guest is told why it
-/// waits, past [`AUDIT_WAIT`] it is an error.
-async fn on_disk(state: &State, s: &mut UnixStream, event: Event) -> Result<(), String> {
+/// waits (once: `told`), past [`AUDIT_WAIT`] in all it is an error.
+async fn on_disk(
+    state: &State,
+    s: &mut UnixStream,
+    event: Event,
+    told: &mut bool,
+) -> Result<(), String> {
     let written = state.record_on_disk(event);
     tokio::pin!(written);
+    let start = tokio::time::Instant::now();
     tokio::select! {
         done = &mut written => return done,
         _ = tokio::time::sleep(Duration::from_millis(300)) => {}
     }
-    let waiting = Frame::Msg(Msg::Waiting {
-        text: "waiting for the host's audit log to take your join (its disk is slow)".into(),
-    });
-    let _ = tokio::time::timeout(Duration::from_secs(1), s.write_all(&waiting.encode())).await;
-    tokio::time::timeout(AUDIT_WAIT, written)
+    if !std::mem::replace(told, true) {
+        let waiting = Frame::Msg(Msg::Waiting {
+            text: "waiting for the host's audit log to take your join (its disk is slow)".into(),
+        });
+        let _ = tokio::time::timeout(Duration::from_secs(1), s.write_all(&waiting.encode())).await;
+    }
+    tokio::time::timeout_at(start + AUDIT_WAIT, written)
         .await
         .unwrap_or_else(|_| {
             Err(format!(
@@ -600,6 +619,8 @@ async fn check(
     who.key = key.clone();
     state.roster.may_join(&guest).map_err(|e| e.to_string())?;
     let requested = invite.mode;
+    // Said once to a guest that waits for the audit log.
+    let mut told = false;
     let attempt = Event::JoinAttempt {
         guest: guest.clone(),
         key: key.clone(),
@@ -614,7 +635,7 @@ async fn check(
     // A profile that requires the audit log lets a guest in only once its
     // attempt is on disk; otherwise the join does not wait for the disk.
     if limits.require_audit_log {
-        match (&cfg.audit, on_disk(state, s, attempt).await) {
+        match (&cfg.audit, on_disk(state, s, attempt, &mut told).await) {
             (None, _) => return Err("the guest's jail profile requires an audit log, and the host started the share with --no-audit".to_string().into()),
             (Some(_), Err(e)) => return Err(format!("the guest's jail profile requires an audit log, which cannot be written: {e}").into()),
             (Some(_), Ok(())) => {}
@@ -705,12 +726,18 @@ async fn check(
         by,
     };
     if limits.require_audit_log {
-        if let Err(e) = on_disk(state, s, admitted).await {
+        if let Err(e) = on_disk(state, s, admitted, &mut told).await {
+            // Its attempt and admission are in the log (or on their way):
+            // what ended it is said the same way, never rate-limited.
             state.roster.remove(serial);
-            return Err(format!(
+            let reason = format!(
                 "the guest's jail profile requires an audit log, which cannot be written: {e}"
-            )
-            .into());
+            );
+            state.record(Event::Left {
+                guest: guest.clone(),
+                reason: format!("at the door: {reason}"),
+            });
+            return Err(Turned::Gone(reason));
         }
     } else {
         state.record(admitted);

@@ -74,7 +74,7 @@ pub enum ShareError {
     )]
     StopUnfinished(String, PathBuf),
     #[error(
-        "session {0}'s broker (pid {1}) is running but does not answer: see its log {2}; `kill {1}`, then `pairjail stop --session {0}` ends what it leaves"
+        "session {0}'s broker (pid {1}) is running but does not answer: see its log {2}; `kill -9 {1}`, then `pairjail stop --session {0}` ends what it leaves"
     )]
     Unresponsive(String, u32, PathBuf),
     #[error("another `pairjail start --session {0}` is still starting it: see `pairjail status`")]
@@ -1498,13 +1498,13 @@ pub fn serve(config: &mut impl std::io::Read) -> Result<(), ShareError> {
         for i in gone {
             let (_, event) = crate::audit::invite_removed(i, "the session ended");
             if let Err(e) = t.record(event) {
-                eprintln!("broker: {e}");
+                crate::audit::writer::say(&format!("broker: {e}"));
             }
         }
     }
     remove_session_dir(p);
     if let Err(e) = cleanup {
-        eprintln!("broker: cannot remove the session's invites: {e}");
+        crate::audit::writer::say(&format!("broker: cannot remove the session's invites: {e}"));
     }
     result
 }

@@ -20,7 +20,9 @@ pub(crate) use bpf::tree as bpf_tree;
 pub use confine::{confine_waiter, set_undumpable};
 pub use error::JailError;
 pub use fs::FileId;
-pub use process::{Child, Command, Function, Program, Status, is_open, spawn};
+pub use process::{
+    Child, Command, Function, Program, Status, default_signal_action, is_open, spawn,
+};
 pub use tty::{die_with_parent_on_exec, new_session_on_exec};
 
 /// Gives the heap's free pages back to the kernel. A guest's `join` and

@@ -408,6 +408,16 @@ impl Child {
     }
 }
 
+/// Gives `sig` back its default action (the process ends), replacing a
+/// handler installed for it: the broker's second SIGTERM ends it even when
+/// the first one's graceful end hangs.
+pub fn default_signal_action(sig: Signal) -> Result<(), JailError> {
+    // SAFETY: setting the default action, no handler code.
+    unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) }
+        .map(drop)
+        .map_err(|e| JailError::sys("signal", e))
+}
+
 /// Runs in the new namespaces as pid 1; never returns.
 fn child(p: &Prepared, go: OwnedFd, err_w: OwnedFd, status_w: OwnedFd) -> ! {
     // The caller's handlers, copied by the clone, are not ours: a
