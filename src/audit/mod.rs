@@ -80,7 +80,7 @@ impl Sink {
         if let Some(socket) = &self.syslog
             && let Err(e) = syslog::send(socket, &line)
         {
-            writer::say(&format!("pairjail: audit line not copied to syslog: {e}"));
+            syslog::say(&format!("pairjail: audit line not copied to syslog: {e}"));
         }
         Ok(line)
     }
@@ -170,7 +170,7 @@ pub fn invites(host: &str, changes: impl IntoIterator<Item = (String, Event)>) {
     for (session, event) in changes {
         let done = Sink::host(host, &session).and_then(|s| s.record(event));
         if let Err(e) = done {
-            writer::say(&format!("pairjail: warning: not in the audit log: {e}"));
+            syslog::say(&format!("pairjail: warning: not in the audit log: {e}"));
         }
     }
 }

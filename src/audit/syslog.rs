@@ -47,6 +47,13 @@ pub fn send(socket: &Path, line: &str) -> Result<(), AuditError> {
     }
 }
 
+/// A line on stderr (the share's log) that is lost, not a panic, when
+/// the log cannot take it.
+pub fn say(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
 /// Lines waiting for syslog in a [`Copier`]: more than the audit writer
 /// hands over at once (its whole queue and the events it retries), so
 /// that only a syslog that stops reading loses lines.
@@ -79,9 +86,7 @@ impl Copier {
             .spawn(move || {
                 for line in rx {
                     if let Err(e) = send(&socket, &line) {
-                        super::writer::say(&format!(
-                            "pairjail: audit line not copied to syslog: {e}"
-                        ));
+                        say(&format!("pairjail: audit line not copied to syslog: {e}"));
                     }
                 }
                 let _ = done_tx.send(());
@@ -105,7 +110,7 @@ impl Copier {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // Said once, then every thousand: the log must not fill instead.
             if n == 1 || n.is_multiple_of(1000) {
-                super::writer::say(&format!(
+                say(&format!(
                     "pairjail: syslog does not keep up: {n} audit line(s) not copied to it (the audit file has them)"
                 ));
             }
@@ -118,7 +123,7 @@ impl Copier {
         drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
         let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
         if done.recv_timeout(FINISH).is_err() {
-            super::writer::say(
+            say(
                 "pairjail: syslog did not take the share's last audit lines in time (the audit file has them)",
             );
         }

@@ -91,7 +91,9 @@ impl Writer {
                 (job, "the audit log is not keeping up (its disk stalls?)")
             }
             Err(TrySendError::Disconnected(job)) => {
-                say("pairjail: the audit writer has stopped: an audit event is lost");
+                super::syslog::say(
+                    "pairjail: the audit writer has stopped: an audit event is lost",
+                );
                 (job, "the audit writer has stopped")
             }
         };
@@ -118,13 +120,6 @@ impl Writer {
             }
         }
     }
-}
-
-/// A line on stderr (the share's log) that is lost, not a panic, when
-/// the log cannot take it.
-pub fn say(text: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{text}");
 }
 
 /// However the broker ends, what was queued is written.

@@ -1498,13 +1498,13 @@ pub fn serve(config: &mut impl std::io::Read) -> Result<(), ShareError> {
         for i in gone {
             let (_, event) = crate::audit::invite_removed(i, "the session ended");
             if let Err(e) = t.record(event) {
-                crate::audit::writer::say(&format!("broker: {e}"));
+                crate::audit::syslog::say(&format!("broker: {e}"));
             }
         }
     }
     remove_session_dir(p);
     if let Err(e) = cleanup {
-        crate::audit::writer::say(&format!("broker: cannot remove the session's invites: {e}"));
+        crate::audit::syslog::say(&format!("broker: cannot remove the session's invites: {e}"));
     }
     result
 }
