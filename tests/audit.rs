@@ -882,3 +882,81 @@ fn a_broker_ended_by_a_signal_tells_its_guests_and_completes_the_record() {
     // The run is over: the invite with it.
     w.assert_join_refused(&guests[0], "");
 }
+
+/// A host who presses Ctrl-C while `start` waits for the broker: the
+/// broker cannot tell anyone the share runs, so it ends it and cleans up
+/// as `stop` would, instead of dying on the closed pipe and leaving the
+/// session's directory, invites and tmux server behind. (The audit log's
+/// lock, held, keeps the broker from saying it is ready until `start` is
+/// gone.)
+#[test]
+fn a_start_that_stops_waiting_leaves_no_share_behind() {
+    let Some((w, _guests)) = World::new("aready", &[("gil", "sready", Some("mirror"))]) else {
+        return;
+    };
+    let log = host_dir("aready", "log").join("audit.jsonl");
+    std::fs::write(&log, "").unwrap();
+    let owned = Command::new("chown")
+        .arg(format!("{HOST}:{HOST}"))
+        .arg(&log)
+        .status()
+        .unwrap();
+    assert!(owned.success());
+    std::fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let file = std::fs::File::open(&log).unwrap();
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let rt = w.runtime.display().to_string();
+    let mut start = common::run_as(HOST, shared_binary())
+        .args([
+            "start",
+            "--detach",
+            "--session",
+            "sready",
+            "--allow",
+            "mirror",
+        ])
+        .args([
+            "--guest-user",
+            common::sshd::GUEST_USER,
+            "--runtime-dir",
+            &rt,
+        ])
+        .arg("--audit-log")
+        .arg(&log)
+        .args(["--", "sh", "-c", "exec sh"])
+        .env("HOME", format!("/home/{HOST}"))
+        .env("TERM", "xterm")
+        .current_dir(w.workspace())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let dir = w.session_paths("sready");
+    eventually(30, || {
+        dir.join("broker.pid")
+            .exists()
+            .then_some(())
+            .ok_or("no broker yet".to_string())
+    });
+    start.kill().unwrap();
+    let _ = start.wait();
+    drop(held);
+    eventually(30, || {
+        (!dir.exists()).then_some(()).ok_or(format!(
+            "the session's directory is left: {}",
+            dir.display()
+        ))
+    });
+    // Its record says it ended, and why.
+    let stop = lines_of(&log)
+        .into_iter()
+        .find(|l| l["session"] == "sready" && l["event"] == "session-stop")
+        .expect("no session-stop line");
+    assert!(
+        stop["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("stopped waiting"),
+        "{stop}"
+    );
+}

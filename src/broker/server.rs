@@ -74,7 +74,19 @@ async fn serve(cfg: Config) -> Result<(), String> {
     if let Some(spec) = state.cfg.tunnel.clone() {
         tokio::spawn(super::tunnel_task::keep(state.clone(), spec));
     }
-    println!("ready");
+    // `start` waits for this line. If it stopped waiting (the host pressed
+    // Ctrl-C), nobody was told the share runs: it ends, cleaning up as
+    // `stop` would (println! would panic here and leave it all behind).
+    let told = {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ready").and_then(|()| out.flush())
+    };
+    if let Err(e) = told {
+        state.end(format!(
+            "`start` stopped waiting before the share was ready ({e})"
+        ));
+    }
     let mut serial = 0u64;
     let mut tasks = tokio::task::JoinSet::new();
     loop {
