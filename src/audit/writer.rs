@@ -122,7 +122,7 @@ impl Writer {
     }
 }
 
-/// However the broker ends, what was queued is written.
+/// However the broker ends, what was queued is written (within [`FINISH`]).
 impl Drop for Writer {
     fn drop(&mut self) {
         let _ = self.finish();
