@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::sshd::{HOST, World};
-use common::{run_as, text};
+use common::{run_as, shared_binary, text};
 
 const HOST_PROGRAM: &str = "echo HOST-MARKER-4242; exec sh";
 
@@ -1034,4 +1034,101 @@ fn a_pair_guest_cannot_have_the_host_told_the_share_is_over() {
         text(&status.stdout)
     );
     let _ = w.host_pairjail(&["stop", "--session", "sover"]);
+}
+
+/// The share's control socket obeys any process of the host's uid, and
+/// everything in a jailed session runs as the host's uid: a runtime
+/// directory the jail shows (under the home, which the workspace profile
+/// shows read-only; a read-only mount does not stop a connect) would hand
+/// a pair guest the host's orders. `start` refuses one. Were it accepted,
+/// this test makes the attack (a `stop` order from inside the jail) and
+/// says whether it worked.
+#[test]
+fn a_runtime_directory_the_jail_shows_is_refused() {
+    let Some((w, _guests)) = World::new("wsrt", &[]) else {
+        return;
+    };
+    let rt = PathBuf::from(format!("/home/{HOST}/pj-rt-{}", std::process::id()));
+    std::fs::create_dir_all(&rt).unwrap();
+    let owned = std::process::Command::new("chown")
+        .arg(format!("{HOST}:{HOST}"))
+        .arg(&rt)
+        .status()
+        .unwrap();
+    assert!(owned.success());
+    let start = |session: &str| {
+        run_as(HOST, shared_binary())
+            .args(["start", "--detach", "--session", session])
+            .args(["--allow", "mirror,pair", "--default-mode", "pair"])
+            .args(["--guest-user", common::sshd::GUEST_USER, "--runtime-dir"])
+            .arg(&rt)
+            .args(["--", "sh", "-c", HOST_PROGRAM])
+            .env("HOME", format!("/home/{HOST}"))
+            .env("TERM", "xterm")
+            .current_dir(w.workspace())
+            .output()
+            .unwrap()
+    };
+    let out = start("swsrt");
+    if out.status.success() {
+        let listed = || {
+            let status = run_as(HOST, shared_binary())
+                .args(["status", "--json", "--runtime-dir"])
+                .arg(&rt)
+                .env("HOME", format!("/home/{HOST}"))
+                .output()
+                .unwrap();
+            assert!(status.status.success(), "{}", text(&status.stderr));
+            text(&status.stdout).contains("\"swsrt\"")
+        };
+        assert!(listed(), "the share is not listed before the attack");
+        // The attack, from the jailed session's own shell (what a pair
+        // guest types in): a `stop` order on the control socket.
+        let sock = rt.join(HOST).join("swsrt").join("control.sock");
+        let tmux_sock = rt.join(HOST).join("swsrt").join("tmux").join("tmux.sock");
+        let script = format!(
+            "python3 -c 'import socket,struct;s=socket.socket(socket.AF_UNIX);s.connect(\"{}\");j=b\"{{\\\"type\\\":\\\"stop\\\"}}\";s.sendall(b\"\\0\"+struct.pack(\">I\",len(j))+j);print(\"SENT\",s.recv(99))'",
+            sock.display()
+        );
+        let sent = run_as(HOST, "tmux")
+            .arg("-S")
+            .arg(&tmux_sock)
+            .args(["send-keys", "-t", "=swsrt:", "-l", &script])
+            .output()
+            .unwrap();
+        let _ = run_as(HOST, "tmux")
+            .arg("-S")
+            .arg(&tmux_sock)
+            .args(["send-keys", "-t", "=swsrt:", "Enter"])
+            .output();
+        // Up to 10 s for the order to land (a wait on the share's state).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut running = listed();
+        while running && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            running = listed();
+        }
+        let _ = run_as(HOST, shared_binary())
+            .args(["stop", "--session", "swsrt", "--runtime-dir"])
+            .arg(&rt)
+            .env("HOME", format!("/home/{HOST}"))
+            .output();
+        let _ = std::fs::remove_dir_all(&rt);
+        panic!(
+            "start accepted a runtime directory the jail shows; a stop order sent from inside the jail ({}) left the share {}",
+            text(&sent.stderr),
+            if running {
+                "running"
+            } else {
+                "STOPPED: a pair guest gave the host's order"
+            }
+        );
+    }
+    let _ = std::fs::remove_dir_all(&rt);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("the runtime directory") && said.contains("give the host's orders"),
+        "{said}"
+    );
 }

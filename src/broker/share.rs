@@ -402,11 +402,21 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     if let Some(c) = &a.confinement {
         let search = crate::profile::SearchPath::from_env();
         if let Some(audit) = &a.audit {
-            workspace::check_private(c, &search, "the audit log", &audit.path)?;
+            workspace::check_private(c, &search, "the audit log", &audit.path, None)?;
         }
         if let Some(dir) = &a.record {
-            workspace::check_private(c, &search, "the recordings directory", dir)?;
+            workspace::check_private(c, &search, "the recordings directory", dir, None)?;
         }
+        // Its control socket obeys any process of the host's uid, which
+        // everything in the jailed session is; a read-only mount does not
+        // stop a connect.
+        workspace::check_private(
+            c,
+            &search,
+            "the runtime directory",
+            &at.runtime.join(&at.host),
+            Some("connect to the share's control socket and give the host's orders"),
+        )?;
     }
     let p = &at.paths;
     if ask(&p.control, Msg::Status).is_some() {

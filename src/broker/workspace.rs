@@ -38,7 +38,7 @@ pub enum WorkspaceError {
     )]
     ProfilesInside(PathBuf, PathBuf),
     #[error("{0} {1} is {2}")]
-    Exposed(&'static str, PathBuf, &'static str),
+    Exposed(&'static str, PathBuf, String),
     #[error(
         "--direct cannot be used with a jailed session: direct guests' tmux clients run as another user, whom the session's user namespace does not map; use the relay transport, or --unconfined-session"
     )]
@@ -157,20 +157,27 @@ pub fn decide(r: &Request, search: &SearchPath) -> Result<Option<Confinement>, W
 }
 
 /// What guests must neither change nor read (`what`: the audit log, the
-/// recordings) is not in the workspace, nor anywhere the session profile
-/// binds into the jail unless its hide list covers it.
+/// recordings; the runtime directory, whose sockets a process of the
+/// host's uid reaches through any mount) is not in the workspace, nor
+/// anywhere the session profile binds into the jail unless its hide list
+/// covers it. `harm`: what guests could do with it there (None: rewrite
+/// it in the workspace, read it elsewhere).
 pub fn check_private(
     c: &Confinement,
     search: &SearchPath,
     what: &'static str,
     path: &Path,
+    harm: Option<&str>,
 ) -> Result<(), WorkspaceError> {
     let real = real_or_parent(path);
     if real.starts_with(&c.workspace) {
         return Err(WorkspaceError::Exposed(
             what,
             path.to_path_buf(),
-            "inside the workspace, where guests could rewrite it; put it elsewhere",
+            format!(
+                "inside the workspace, where guests could {}; put it elsewhere",
+                harm.unwrap_or("rewrite it")
+            ),
         ));
     }
     let resolved = profile::resolve(&c.profile, search)
@@ -217,7 +224,10 @@ pub fn check_private(
     Err(WorkspaceError::Exposed(
         what,
         path.to_path_buf(),
-        "seen in the jail (a bind shows it, and it is not on the session profile's hide list), where pair guests could read it; move it out of what the jail shows, or add its directory to the profile's hide list",
+        format!(
+            "seen in the jail (a bind shows it, and it is not on the session profile's hide list), where pair guests could {}; move it out of what the jail shows, or add its directory to the profile's hide list",
+            harm.unwrap_or("read it")
+        ),
     ))
 }
 
