@@ -1280,3 +1280,98 @@ while True:
     );
     let _ = fs::remove_dir_all(&tmp);
 }
+
+/// The relay of `start --tunnel` is someone else's machine, and ssh shows
+/// what its sshd sends before login (banners, as many and as long as it
+/// likes) on the stderr the broker reads. A hostile relay's 100 MB line
+/// without an end and 20000 "remote forward success" lines must not grow
+/// the broker's memory or the share's log, nor reach the host's terminal
+/// as control characters. Here `ssh` on the host's PATH plays that relay.
+#[test]
+fn a_hostile_relay_cannot_grow_the_broker_or_its_log() {
+    let _turn = host_turn();
+    let Some(mut w) = World::bare("ob-hostile", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    w.start_sshd();
+    let bin = shared_binary();
+    let fake = w.dir.join("fakessh");
+    fs::create_dir_all(&fake).unwrap();
+    fs::set_permissions(&w.dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(
+        fake.join("ssh"),
+        "#!/bin/sh\n\
+         case \"$1\" in -G) echo 'hostname 127.0.0.1'; exit 0;; esac\n\
+         head -c 100000000 /dev/zero | tr '\\0' A >&2\n\
+         printf '\\n' >&2\n\
+         i=0; while [ $i -lt 20000 ]; do echo 'debug1: remote forward success for: listen 1' >&2; i=$((i+1)); done\n\
+         printf 'FAKE-SSH-\\rDONE\\n' >&2\n\
+         exec sleep 600\n",
+    )
+    .unwrap();
+    fs::set_permissions(fake.join("ssh"), fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", fake.display());
+    let env = [("PATH", path.as_str())];
+    let _ = as_login_host(bin, &["stop", "--session", "obhost"], &env);
+    let out = as_login_host(
+        bin,
+        &[
+            "start",
+            "--detach",
+            "--session",
+            "obhost",
+            "--ssh-port",
+            &w.port.to_string(),
+            "--tunnel",
+            "pjrelay",
+            "--tunnel-port",
+            "127.0.0.1:2",
+            "--",
+            "sh",
+            "-c",
+            "exec sh",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Everything the fake relay said has been read once its last line is
+    // the tunnel's last complaint, its carriage return shown, not obeyed.
+    let status = eventually(120, || {
+        let st = as_login_host(bin, &["status", "--json"], &env);
+        let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap_or_default();
+        let t = v[0]["tunnel"].clone();
+        let last = t["last_error"].as_str().unwrap_or("").to_string();
+        last.contains("DONE").then_some(t).ok_or(format!("{v}"))
+    });
+    let last = status["last_error"].as_str().unwrap().to_string();
+    // The broker and its log.
+    let broker = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let meta = fs::metadata(format!("/proc/{pid}"));
+            String::from_utf8_lossy(&cmd).contains("__broker")
+                && meta.is_ok_and(|m| m.uid() == uid_of(HOST))
+        })
+        .expect("no broker");
+    let peak_kib: u64 = fs::read_to_string(format!("/proc/{broker}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    let log = fs::read_link(format!("/proc/{broker}/fd/2")).unwrap();
+    let logged = fs::metadata(&log).unwrap().len();
+    let said = fs::read_to_string(&log).unwrap_or_default();
+    let ups = said.matches("tunnel: up").count();
+    let _ = as_login_host(bin, &["stop", "--session", "obhost"], &env);
+    assert!(
+        peak_kib < 64 * 1024,
+        "a 100 MB line from the relay took the broker to {peak_kib} KiB"
+    );
+    assert!(logged < 64 * 1024, "the share's log grew to {logged} bytes");
+    assert_eq!(ups, 1, "the tunnel came up {ups} times in the log");
+    assert!(!last.contains('\r'), "{last:?}");
+}

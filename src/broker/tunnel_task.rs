@@ -4,10 +4,40 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::AsyncBufReadExt;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use super::state::{State, log};
 use super::tunnel::{BACKOFF_FIRST, BACKOFF_MAX, NOISE, STABLE, Spec};
+
+/// How much of a line of ssh's stderr is kept.
+const LINE_HEAD: usize = 512;
+
+/// Lines of ssh's stderr logged per run of ssh.
+const LOGGED: u32 = 20;
+
+/// The next line of `r`, its first [`LINE_HEAD`] bytes shown printable
+/// (the rest read and dropped); None at the end.
+async fn next_line(r: &mut (impl AsyncBufRead + Unpin)) -> Option<String> {
+    let mut head: Vec<u8> = Vec::new();
+    loop {
+        let chunk = match r.fill_buf().await {
+            Ok(c) if !c.is_empty() => c,
+            _ if head.is_empty() => return None,
+            _ => break,
+        };
+        let (line, used, ended) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], i + 1, true),
+            None => (chunk, chunk.len(), false),
+        };
+        let room = LINE_HEAD.saturating_sub(head.len());
+        head.extend_from_slice(&line[..line.len().min(room)]);
+        r.consume(used);
+        if ended {
+            break;
+        }
+    }
+    Some(crate::terminal::printable(&String::from_utf8_lossy(&head)))
+}
 
 /// Keeps the tunnel up until the share ends.
 pub async fn keep(state: Arc<State>, spec: Spec) {
@@ -38,9 +68,18 @@ pub async fn keep(state: Arc<State>, spec: Spec) {
                 let prior_ups = ups;
                 let reader = async move {
                     let Some(e) = stderr else { return };
-                    let mut lines = tokio::io::BufReader::new(e).lines();
-                    while let Ok(Some(l)) = lines.next_line().await {
+                    let mut e = tokio::io::BufReader::new(e);
+                    // The relay writes some of this (its banners, as many
+                    // and as long as it likes): lines are cut short, the
+                    // log takes a few per run, and only the first success
+                    // changes anything.
+                    let mut logged = 0;
+                    let mut up = false;
+                    while let Some(l) = next_line(&mut e).await {
                         if l.contains("remote forward success") {
+                            if std::mem::replace(&mut up, true) {
+                                continue;
+                            }
                             st.set_tunnel(|t| {
                                 t.state = "up".into();
                                 t.last_error = None;
@@ -52,7 +91,12 @@ pub async fn keep(state: Arc<State>, spec: Spec) {
                                 log(format!("tunnel: up ({l})"));
                             }
                         } else if !NOISE.iter().any(|n| l.starts_with(n)) {
-                            log(format!("tunnel: {l}"));
+                            logged += 1;
+                            if logged <= LOGGED {
+                                log(format!("tunnel: {l}"));
+                            } else if logged == LOGGED + 1 {
+                                log("tunnel: ssh says more; not logged until it starts again");
+                            }
                             st.set_tunnel(|t| t.last_error = Some(l.clone()));
                         }
                     }
