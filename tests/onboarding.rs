@@ -905,7 +905,8 @@ fn a_tunnel_through_a_relay_comes_back_after_the_relay_restarts() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains("the tunnel to pjrelay did not come up: Host key verification failed")
-            && err.contains("the share was stopped"),
+            && err.contains("the share was stopped")
+            && !err.contains("\\r"),
         "{err}"
     );
     let st = ok(&as_login_host(bin, &["status"], &[]));

@@ -36,6 +36,10 @@ async fn next_line(r: &mut (impl AsyncBufRead + Unpin)) -> Option<String> {
             break;
         }
     }
+    // ssh ends its messages with "\r\n" (a terminal may be raw).
+    if head.last() == Some(&b'\r') {
+        head.pop();
+    }
     Some(crate::terminal::printable(&String::from_utf8_lossy(&head)))
 }
 
