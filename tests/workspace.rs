@@ -1132,3 +1132,95 @@ fn a_runtime_directory_the_jail_shows_is_refused() {
         "{said}"
     );
 }
+
+/// The same order from a jailed session to another share of the host's:
+/// an unconfined one whose runtime directory is under the home (allowed
+/// for it: nothing of it is jailed), which the jailed session shows
+/// read-only. The control socket takes orders only from the host's own
+/// user namespace, never from a jail's.
+#[test]
+fn a_pair_guest_in_one_share_cannot_order_another() {
+    let Some((w, _guests)) = World::new("wsother", &[]) else {
+        return;
+    };
+    let rt = PathBuf::from(format!("/home/{HOST}/pj-rt-other-{}", std::process::id()));
+    std::fs::create_dir_all(&rt).unwrap();
+    let owned = std::process::Command::new("chown")
+        .arg(format!("{HOST}:{HOST}"))
+        .arg(&rt)
+        .status()
+        .unwrap();
+    assert!(owned.success());
+    let as_host = |args: &[&str]| {
+        // Before the arguments: after start's `--` it would be the
+        // program's.
+        run_as(HOST, shared_binary())
+            .arg(args[0])
+            .arg("--runtime-dir")
+            .arg(&rt)
+            .args(&args[1..])
+            .env("HOME", format!("/home/{HOST}"))
+            .env("TERM", "xterm")
+            .current_dir(w.workspace())
+            .output()
+            .unwrap()
+    };
+    let listed = || {
+        let st = as_host(&["status", "--json"]);
+        assert!(st.status.success(), "{}", text(&st.stderr));
+        text(&st.stdout).contains("\"sother\"")
+    };
+    let out = as_host(&[
+        "start",
+        "--detach",
+        "--session",
+        "sother",
+        "--unconfined-session",
+        "--allow",
+        "mirror",
+        "--guest-user",
+        common::sshd::GUEST_USER,
+        "--",
+        "sh",
+        "-c",
+        HOST_PROGRAM,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(listed());
+    // A jailed share (in the tests' runtime directory, which the jail does
+    // not show), and from its shell, the order.
+    w.start_session("sjail", "mirror,pair", HOST_PROGRAM);
+    wait_pane(&w, "sjail", "HOST-MARKER-4242");
+    let sock = rt.join(HOST).join("sother").join("control.sock");
+    // In the workspace, which the jailed session sees.
+    std::fs::write(
+        w.workspace().join("order.py"),
+        format!(
+            "import socket, struct\n\
+             s = socket.socket(socket.AF_UNIX)\n\
+             s.connect({:?})\n\
+             j = b'{{\"type\":\"stop\"}}'\n\
+             try:\n    s.sendall(b'\\0' + struct.pack('>I', len(j)) + j)\n    n = len(s.recv(99))\n\
+             except OSError as e:\n    n = 0\n\
+             print('ORDER' + '-SENT', n)\n",
+            sock.display().to_string()
+        ),
+    )
+    .unwrap();
+    let script = "python3 order.py";
+    w.host_tmux("sjail", &["send-keys", "-t", "=sjail:", "-l", script]);
+    w.host_tmux("sjail", &["send-keys", "-t", "=sjail:", "Enter"]);
+    let shown = wait_pane(&w, "sjail", "ORDER-SENT");
+    let still = listed();
+    let _ = as_host(&["stop", "--session", "sother"]);
+    let _ = w.host_pairjail(&["stop", "--session", "sjail"]);
+    let _ = std::fs::remove_dir_all(&rt);
+    assert!(
+        still,
+        "a stop order from the jailed session stopped another share:\n{shown}"
+    );
+    assert!(
+        shown.contains("ORDER-SENT 0"),
+        "the jail got an answer:\n{shown}"
+    );
+}

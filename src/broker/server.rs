@@ -293,9 +293,29 @@ fn peer_uid(s: &UnixStream) -> Option<u32> {
     s.peer_cred().ok().map(|c| c.uid())
 }
 
+/// Is the peer in the broker's own user namespace? Everything in a jailed
+/// session, and every guest's jail, runs in one of its own, often with the
+/// host's uid (a workspace jail; guests in no-root mode): only the host's
+/// own processes share the broker's. A peer whose namespace cannot be
+/// read (a jail's non-dumpable pid 1, a process gone) is not.
+fn peer_shares_my_user_namespace(s: &UnixStream) -> bool {
+    let Some(pid) = s.peer_cred().ok().and_then(|c| c.pid()) else {
+        return false;
+    };
+    let mine = std::fs::read_link("/proc/self/ns/user");
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/user"));
+    matches!((mine, theirs), (Ok(a), Ok(b)) if a == b)
+}
+
 async fn control_client(state: Arc<State>, mut s: UnixStream) {
     if peer_uid(&s) != Some(state.cfg.host_uid) {
         log("control connection from another uid refused");
+        return;
+    }
+    // A pair guest in a jailed session (this share's or another's) runs as
+    // the host's uid, and may see this socket through a bind of the home.
+    if !peer_shares_my_user_namespace(&s) {
+        log("control connection from a jail (another user namespace) refused");
         return;
     }
     let mut buf = Vec::new();
