@@ -297,14 +297,17 @@ fn peer_uid(s: &UnixStream) -> Option<u32> {
 /// session, and every guest's jail, runs in one of its own, often with the
 /// host's uid (a workspace jail; guests in no-root mode): only the host's
 /// own processes share the broker's. A peer whose namespace cannot be
-/// read (a jail's non-dumpable pid 1, a process gone) is not.
-fn peer_shares_my_user_namespace(s: &UnixStream) -> bool {
+/// read (a jail's non-dumpable pid 1) is not. None: the peer is gone.
+fn peer_shares_my_user_namespace(s: &UnixStream) -> Option<bool> {
     let Some(pid) = s.peer_cred().ok().and_then(|c| c.pid()) else {
-        return false;
+        return Some(false);
     };
-    let mine = std::fs::read_link("/proc/self/ns/user");
-    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/user"));
-    matches!((mine, theirs), (Ok(a), Ok(b)) if a == b)
+    let theirs = match std::fs::read_link(format!("/proc/{pid}/ns/user")) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(_) => return Some(false),
+        Ok(t) => t,
+    };
+    Some(std::fs::read_link("/proc/self/ns/user").is_ok_and(|mine| mine == theirs))
 }
 
 async fn control_client(state: Arc<State>, mut s: UnixStream) {
@@ -313,10 +316,24 @@ async fn control_client(state: Arc<State>, mut s: UnixStream) {
         return;
     }
     // A pair guest in a jailed session (this share's or another's) runs as
-    // the host's uid, and may see this socket through a bind of the home.
-    if !peer_shares_my_user_namespace(&s) {
-        log("control connection from a jail (another user namespace) refused");
-        return;
+    // the host's uid, and may see this socket through a bind of the home:
+    // refused before anything is read. A peer whose process is gone is
+    // refused too (it may have handed the socket on); mostly it is an
+    // asker that stopped waiting.
+    match peer_shares_my_user_namespace(&s) {
+        Some(true) => {}
+        Some(false) => {
+            log("control connection from a jail (another user namespace) refused");
+            return;
+        }
+        None if asker_gone(&s) => {
+            log("dropped an order from a command that stopped waiting for the answer");
+            return;
+        }
+        None => {
+            log("control connection whose process is gone refused");
+            return;
+        }
     }
     let mut buf = Vec::new();
     let Ok(Some(Frame::Msg(msg))) = read_frame_async(&mut s, &mut buf).await else {
