@@ -1036,6 +1036,20 @@ fn a_pair_guest_cannot_have_the_host_told_the_share_is_over() {
     let _ = w.host_pairjail(&["stop", "--session", "sover"]);
 }
 
+/// A runtime directory of the host's under its home (which the workspace
+/// profile shows read-only in the jail).
+fn runtime_dir_in_home(name: &str) -> PathBuf {
+    let rt = PathBuf::from(format!("/home/{HOST}/{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&rt).unwrap();
+    let owned = std::process::Command::new("chown")
+        .arg(format!("{HOST}:{HOST}"))
+        .arg(&rt)
+        .status()
+        .unwrap();
+    assert!(owned.success());
+    rt
+}
+
 /// The share's control socket obeys any process of the host's uid, and
 /// everything in a jailed session runs as the host's uid: a runtime
 /// directory the jail shows (under the home, which the workspace profile
@@ -1048,14 +1062,7 @@ fn a_runtime_directory_the_jail_shows_is_refused() {
     let Some((w, _guests)) = World::new("wsrt", &[]) else {
         return;
     };
-    let rt = PathBuf::from(format!("/home/{HOST}/pj-rt-{}", std::process::id()));
-    std::fs::create_dir_all(&rt).unwrap();
-    let owned = std::process::Command::new("chown")
-        .arg(format!("{HOST}:{HOST}"))
-        .arg(&rt)
-        .status()
-        .unwrap();
-    assert!(owned.success());
+    let rt = runtime_dir_in_home("pj-rt");
     let start = |session: &str| {
         run_as(HOST, shared_binary())
             .args(["start", "--detach", "--session", session])
@@ -1143,14 +1150,7 @@ fn a_pair_guest_in_one_share_cannot_order_another() {
     let Some((w, _guests)) = World::new("wsother", &[]) else {
         return;
     };
-    let rt = PathBuf::from(format!("/home/{HOST}/pj-rt-other-{}", std::process::id()));
-    std::fs::create_dir_all(&rt).unwrap();
-    let owned = std::process::Command::new("chown")
-        .arg(format!("{HOST}:{HOST}"))
-        .arg(&rt)
-        .status()
-        .unwrap();
-    assert!(owned.success());
+    let rt = runtime_dir_in_home("pj-rt-other");
     let as_host = |args: &[&str]| {
         // Before the arguments: after start's `--` it would be the
         // program's.
