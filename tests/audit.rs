@@ -782,7 +782,6 @@ fn an_audit_log_that_cannot_be_written_never_freezes_the_guests_screens() {
     // The lock every writer of the log takes, held.
     let file = std::fs::File::open(&log).unwrap();
     let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).unwrap();
-    let cyd = w.join_in_window(&guests[2], 80, 24);
     let bob = w.join_in_window(&guests[1], 80, 24);
     w.wait_screen(&bob, "HOST-MARKER-4242", 30);
     w.host_tmux(
@@ -797,8 +796,9 @@ fn an_audit_log_that_cannot_be_written_never_freezes_the_guests_screens() {
     );
     w.wait_screen(&ann, "FROZEN-42", 30);
     w.wait_screen(&bob, "FROZEN-42", 30);
-    // cyd reached the broker and waits at the door, told why: its
-    // attempt is not on disk yet.
+    // cyd reaches the broker and waits at the door, told why: its attempt
+    // is not on disk yet. (Joined last: it waits 10 s at most.)
+    let cyd = w.join_in_window(&guests[2], 80, 24);
     w.wait_screen(&cyd, "waiting for the host's audit log", 30);
     let listed: Vec<String> = w
         .guests("sfreeze")

@@ -1304,6 +1304,7 @@ fn a_hostile_relay_cannot_grow_the_broker_or_its_log() {
         fake.join("ssh"),
         "#!/bin/sh\n\
          case \"$1\" in -G) echo 'hostname 127.0.0.1'; exit 0;; esac\n\
+         echo 'debug1: remote forward success for: listen 1' >&2\n\
          head -c 100000000 /dev/zero | tr '\\0' A >&2\n\
          printf '\\n' >&2\n\
          i=0; while [ $i -lt 20000 ]; do echo 'debug1: remote forward success for: listen 1' >&2; i=$((i+1)); done\n\
@@ -1314,32 +1315,46 @@ fn a_hostile_relay_cannot_grow_the_broker_or_its_log() {
     fs::set_permissions(fake.join("ssh"), fs::Permissions::from_mode(0o755)).unwrap();
     let path = format!("{}:/usr/local/bin:/usr/bin:/bin", fake.display());
     let env = [("PATH", path.as_str())];
-    let _ = as_login_host(bin, &["stop", "--session", "obhost"], &env);
-    let out = as_login_host(
-        bin,
-        &[
-            "start",
-            "--detach",
-            "--session",
-            "obhost",
-            "--ssh-port",
-            &w.port.to_string(),
-            "--tunnel",
-            "pjrelay",
-            "--tunnel-port",
-            "127.0.0.1:2",
-            "--",
-            "sh",
-            "-c",
-            "exec sh",
-        ],
-        &env,
-    );
+    // The test's own runtime directory: its share and broker are found
+    // there, never another test's.
+    let rt = w.runtime.display().to_string();
+    let host = |args: &[&str]| {
+        let mut all = vec![args[0], "--runtime-dir", &rt];
+        all.extend_from_slice(&args[1..]);
+        as_login_host(bin, &all, &env)
+    };
+    let out = host(&[
+        "start",
+        "--detach",
+        "--session",
+        "obhost",
+        "--ssh-port",
+        &w.port.to_string(),
+        "--tunnel",
+        "pjrelay",
+        "--tunnel-port",
+        "127.0.0.1:2",
+        "--",
+        "sh",
+        "-c",
+        "exec sh",
+    ]);
+    // Stopped however the test ends.
+    struct Stop<'a>(&'a dyn Fn());
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            (self.0)();
+        }
+    }
+    let stop = || {
+        let _ = host(&["stop", "--session", "obhost"]);
+    };
+    let _stop = Stop(&stop);
     assert!(out.status.success(), "{}", text(&out.stderr));
     // Everything the fake relay said has been read once its last line is
-    // the tunnel's last complaint, its carriage return shown, not obeyed.
+    // the tunnel's last complaint.
     let status = eventually(120, || {
-        let st = as_login_host(bin, &["status", "--json"], &env);
+        let st = host(&["status", "--json", "--session", "obhost"]);
         let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap_or_default();
         let t = v[0]["tunnel"].clone();
         let last = t["last_error"].as_str().unwrap_or("").to_string();
@@ -1347,32 +1362,23 @@ fn a_hostile_relay_cannot_grow_the_broker_or_its_log() {
     });
     let last = status["last_error"].as_str().unwrap().to_string();
     // The broker and its log.
-    let broker = fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let meta = fs::metadata(format!("/proc/{pid}"));
-            String::from_utf8_lossy(&cmd).contains("__broker")
-                && meta.is_ok_and(|m| m.uid() == uid_of(HOST))
-        })
-        .expect("no broker");
+    let broker = w.broker_pid("obhost");
     let peak_kib: u64 = fs::read_to_string(format!("/proc/{broker}/status"))
         .unwrap()
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap();
-    let log = fs::read_link(format!("/proc/{broker}/fd/2")).unwrap();
+    let log = w.runtime.join(HOST).join("obhost.log");
     let logged = fs::metadata(&log).unwrap().len();
     let said = fs::read_to_string(&log).unwrap_or_default();
     let ups = said.matches("tunnel: up").count();
-    let _ = as_login_host(bin, &["stop", "--session", "obhost"], &env);
     assert!(
         peak_kib < 64 * 1024,
         "a 100 MB line from the relay took the broker to {peak_kib} KiB"
     );
     assert!(logged < 64 * 1024, "the share's log grew to {logged} bytes");
     assert_eq!(ups, 1, "the tunnel came up {ups} times in the log");
+    // Its carriage return shown, not obeyed.
     assert!(!last.contains('\r'), "{last:?}");
 }

@@ -1041,6 +1041,7 @@ fn a_pair_guest_cannot_have_the_host_told_the_share_is_over() {
 fn runtime_dir_in_home(name: &str) -> PathBuf {
     let rt = PathBuf::from(format!("/home/{HOST}/{name}-{}", std::process::id()));
     std::fs::create_dir_all(&rt).unwrap();
+    std::fs::set_permissions(&rt, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let owned = std::process::Command::new("chown")
         .arg(format!("{HOST}:{HOST}"))
         .arg(&rt)
@@ -1185,6 +1186,18 @@ fn a_pair_guest_in_one_share_cannot_order_another() {
         "-c",
         HOST_PROGRAM,
     ]);
+    // Stopped, and its directory gone, however the test ends.
+    struct Gone<'a>(&'a dyn Fn());
+    impl Drop for Gone<'_> {
+        fn drop(&mut self) {
+            (self.0)();
+        }
+    }
+    let gone = || {
+        let _ = as_host(&["stop", "--session", "sother"]);
+        let _ = std::fs::remove_dir_all(&rt);
+    };
+    let _gone = Gone(&gone);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(listed());
     // A jailed share (in the tests' runtime directory, which the jail does
@@ -1212,9 +1225,7 @@ fn a_pair_guest_in_one_share_cannot_order_another() {
     w.host_tmux("sjail", &["send-keys", "-t", "=sjail:", "Enter"]);
     let shown = wait_pane(&w, "sjail", "ORDER-SENT");
     let still = listed();
-    let _ = as_host(&["stop", "--session", "sother"]);
     let _ = w.host_pairjail(&["stop", "--session", "sjail"]);
-    let _ = std::fs::remove_dir_all(&rt);
     assert!(
         still,
         "a stop order from the jailed session stopped another share:\n{shown}"
