@@ -1340,16 +1340,9 @@ fn a_hostile_relay_cannot_grow_the_broker_or_its_log() {
         "exec sh",
     ]);
     // Stopped however the test ends.
-    struct Stop<'a>(&'a dyn Fn());
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            (self.0)();
-        }
-    }
-    let stop = || {
+    let _stop = OnDrop(|| {
         let _ = host(&["stop", "--session", "obhost"]);
-    };
-    let _stop = Stop(&stop);
+    });
     assert!(out.status.success(), "{}", text(&out.stderr));
     // Everything the fake relay said has been read once its last line is
     // the tunnel's last complaint.

@@ -1187,17 +1187,10 @@ fn a_pair_guest_in_one_share_cannot_order_another() {
         HOST_PROGRAM,
     ]);
     // Stopped, and its directory gone, however the test ends.
-    struct Gone<'a>(&'a dyn Fn());
-    impl Drop for Gone<'_> {
-        fn drop(&mut self) {
-            (self.0)();
-        }
-    }
-    let gone = || {
+    let _gone = common::OnDrop(|| {
         let _ = as_host(&["stop", "--session", "sother"]);
         let _ = std::fs::remove_dir_all(&rt);
-    };
-    let _gone = Gone(&gone);
+    });
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(listed());
     // A jailed share (in the tests' runtime directory, which the jail does

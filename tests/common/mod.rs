@@ -245,3 +245,13 @@ pub fn root_or_skip() -> bool {
     eprintln!("SKIPPED: needs root (users)");
     false
 }
+
+/// Runs its closure when dropped: clean-up that happens however a test
+/// ends (a share it started, a directory it made outside its world).
+pub struct OnDrop<F: FnMut()>(pub F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
