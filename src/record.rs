@@ -108,7 +108,6 @@ fn create(path: &Path) -> Result<File, RecordError> {
         .map_err(|e| RecordError::Io(path.to_path_buf(), e))
 }
 
-/// The side file of a cast: `x.cast` → `x.inputs.jsonl`.
 /// A JSON line whose strings hold no character that changes how a
 /// terminal or an editor shows the text around it: C1 controls (U+009B
 /// starts a CSI in some terminals), bidi overrides (U+202E shows text
@@ -145,13 +144,14 @@ impl serde_json::ser::Formatter for Escaping {
 
 /// A C1 control, or what hides text (see `terminal::hides_text`).
 fn hides_text(c: char) -> bool {
-    ('\u{80}'..='\u{9f}').contains(&c) || crate::terminal::hides_text(c)
+    crate::terminal::is_c1(c) || crate::terminal::hides_text(c)
 }
 
 /// Room kept below `max_size` for the terminal reset that ends every
 /// recording (its event line, escaped, is about 300 bytes).
 const RESET_ROOM: u64 = 512;
 
+/// The side file of a cast: `x.cast` → `x.inputs.jsonl`.
 pub fn inputs_path(cast: &Path) -> PathBuf {
     cast.with_extension("inputs.jsonl")
 }

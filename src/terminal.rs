@@ -220,6 +220,12 @@ pub fn printable(s: &str) -> String {
         .collect()
 }
 
+/// A C1 control (U+0080 to U+009F): some terminals take U+009B as CSI and
+/// U+009D as OSC, as they would ESC [ and ESC ].
+pub fn is_c1(c: char) -> bool {
+    ('\u{80}'..='\u{9f}').contains(&c)
+}
+
 /// Does `c` change how the text around it shows, unseen: a bidi mark or
 /// override (U+202E shows what follows backwards), a zero-width
 /// character, a line or paragraph separator?

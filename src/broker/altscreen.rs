@@ -297,19 +297,15 @@ fn copy_without_c1(run: &[u8], out: &mut Vec<u8>) {
     }
     for chunk in run.utf8_chunks() {
         let text = chunk.valid();
-        if text.chars().any(is_c1) {
+        if text.chars().any(crate::terminal::is_c1) {
             let mut buf = [0u8; 4];
-            for c in text.chars().filter(|c| !is_c1(*c)) {
+            for c in text.chars().filter(|c| !crate::terminal::is_c1(*c)) {
                 out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
             }
         } else {
             out.extend_from_slice(text.as_bytes());
         }
     }
-}
-
-fn is_c1(c: char) -> bool {
-    ('\u{80}'..='\u{9f}').contains(&c)
 }
 
 /// Does a sequence hold a C1 control (as UTF-8 or a bare byte) or a byte
@@ -320,7 +316,7 @@ fn holds_c1(seq: &[u8]) -> bool {
     !seq.is_ascii()
         && seq
             .utf8_chunks()
-            .any(|c| !c.invalid().is_empty() || c.valid().chars().any(is_c1))
+            .any(|c| !c.invalid().is_empty() || c.valid().chars().any(crate::terminal::is_c1))
 }
 
 /// Where an incomplete UTF-8 character at the end of `run` starts.
@@ -388,14 +384,8 @@ impl Filter {
                 copy_without_c1(&data[i..cut], out);
                 // ENQ makes some terminals answer (PuTTY: its name).
                 if out[from..].contains(&0x05) {
-                    let mut k = from;
-                    for j in from..out.len() {
-                        if out[j] != 0x05 {
-                            out[k] = out[j];
-                            k += 1;
-                        }
-                    }
-                    out.truncate(k);
+                    let kept: Vec<u8> = out.drain(from..).filter(|b| *b != 0x05).collect();
+                    out.extend(kept);
                 }
                 if cut < end {
                     self.held = data[cut..].to_vec();
