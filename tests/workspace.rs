@@ -1228,3 +1228,102 @@ fn a_pair_guest_in_one_share_cannot_order_another() {
         "the jail got an answer:\n{shown}"
     );
 }
+
+/// In no-root mode a guest's `join` runs as the host, so the broker's
+/// guest socket takes a hello from any process of the host's uid, and
+/// everything in a jailed session runs as the host's uid. A pair guest who
+/// sees another share's guest socket (a runtime directory under the home)
+/// could join that share as one of its invitees, with no jail, typing into
+/// the host's unconfined session. The attack, from the jailed shell.
+#[test]
+fn a_pair_guest_in_one_share_cannot_join_another_as_its_invitee() {
+    let Some((w, _guests)) = World::new("wsjoin", &[]) else {
+        return;
+    };
+    let rt = runtime_dir_in_home("pj-rt-join");
+    let rt_arg = rt.display().to_string();
+    let as_host = |args: &[&str]| {
+        run_as(HOST, shared_binary())
+            .args(args)
+            .env("HOME", format!("/home/{HOST}"))
+            .env("TERM", "xterm")
+            .current_dir(w.workspace())
+            .output()
+            .unwrap()
+    };
+    let out = as_host(&[
+        "start",
+        "--runtime-dir",
+        &rt_arg,
+        "--detach",
+        "--session",
+        "sother",
+        "--unconfined-session",
+        "--allow",
+        "mirror,pair",
+        "--",
+        "sh",
+        "-c",
+        HOST_PROGRAM,
+    ]);
+    let _gone = common::OnDrop(|| {
+        let _ = as_host(&["stop", "--runtime-dir", &rt_arg, "--session", "sother"]);
+        let _ = std::fs::remove_dir_all(&rt);
+    });
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bob = w.keygen("bob").with_extension("pub").display().to_string();
+    let invited = as_host(&[
+        "invite",
+        "add",
+        "bob",
+        "--runtime-dir",
+        &rt_arg,
+        "--key-file",
+        &bob,
+        "--session",
+        "sother",
+        "--mode",
+        "pair",
+        "--via",
+        "authorized-keys",
+    ]);
+    assert!(invited.status.success(), "{}", text(&invited.stderr));
+    w.start_session("sjail", "mirror,pair", HOST_PROGRAM);
+    wait_pane(&w, "sjail", "HOST-MARKER-4242");
+    let sock = rt.join(HOST).join("sother").join("broker.sock");
+    // A hello as `join` would send it, naming the other share's invitee;
+    // then whatever the broker answers (a refusal may come before the
+    // hello is taken).
+    std::fs::write(
+        w.workspace().join("hello.py"),
+        format!(
+            "import json, socket, struct\n\
+             s = socket.socket(socket.AF_UNIX)\n\
+             s.connect({sock:?})\n\
+             j = json.dumps(dict(type='hello', version=1, guest='bob', mode=None, term='xterm', cols=80, rows=24, source=None)).encode()\n\
+             said = 'closed'\n\
+             try:\n    s.sendall(b'\\0' + struct.pack('>I', len(j)) + j)\n\
+             except OSError:\n    pass\n\
+             try:\n    f = s.makefile('rb')\n    while True:\n        h = f.read(5)\n        if len(h) < 5: break\n        p = f.read(struct.unpack('>I', h[1:])[0])\n        if h[0] == 0:\n            said = json.loads(p)['type']\n            if said != 'waiting': break\n\
+             except OSError as e:\n    said = 'error'\n\
+             print('JOIN' + '-ANSWER', said)\n",
+            sock = sock.display().to_string()
+        ),
+    )
+    .unwrap();
+    w.host_tmux(
+        "sjail",
+        &["send-keys", "-t", "=sjail:", "-l", "python3 hello.py"],
+    );
+    w.host_tmux("sjail", &["send-keys", "-t", "=sjail:", "Enter"]);
+    let shown = wait_pane(&w, "sjail", "JOIN-ANSWER");
+    let _ = w.host_pairjail(&["stop", "--session", "sjail"]);
+    assert!(
+        !shown.contains("JOIN-ANSWER welcome"),
+        "the jail was welcomed into the other share:\n{shown}"
+    );
+    assert!(
+        shown.contains("JOIN-ANSWER refused") || shown.contains("JOIN-ANSWER closed"),
+        "the hello got no refusal:\n{shown}"
+    );
+}

@@ -498,10 +498,20 @@ async fn answer_refused(s: &mut UnixStream, reason: String) {
     let _ = tokio::time::timeout(ANSWER_WAIT, s.write_all(&frame)).await;
 }
 
-/// The peer's uid, if it is one that may join: the host's or a guest
-/// user's.
+/// May the peer join: is it a guest's `join`? Its uid is the host's or a
+/// guest user's, and with the host's uid (no-root mode, where sshd runs
+/// `join` as the host) it is in the broker's own user namespace: a pair
+/// guest's shell in a jailed session (this share's or another's) has the
+/// host's uid too, and naming an invitee would join it to a share with no
+/// jail around it. A guest user's processes come only from sshd's forced
+/// command, and their namespace cannot be read by the host's uid.
 fn uid_may_join(cfg: &Config, s: &UnixStream) -> Result<(), String> {
     let uid = peer_uid(s);
+    if uid == Some(cfg.host_uid) && peer_shares_my_user_namespace(s) != Some(true) {
+        return Err(
+            "a jail (another user namespace) may not join: guests join through ssh".to_string(),
+        );
+    }
     if uid.is_some_and(|u| u == cfg.host_uid || cfg.guest_uids.contains(&u)) {
         return Ok(());
     }
