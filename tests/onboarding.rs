@@ -1375,3 +1375,85 @@ fn a_hostile_relay_cannot_grow_the_broker_or_its_log() {
     // Its carriage return shown, not obeyed.
     assert!(!last.contains('\r'), "{last:?}");
 }
+
+/// A Ctrl-C on `start` after its broker is ready, while `start` still adds
+/// the invites or waits for the tunnel, must not leave a share running
+/// that the host was never told of (and with none of its invites). Here
+/// the tunnel's relay never answers (`ssh` on the host's PATH says
+/// nothing), so `start` waits for it; then it is killed as Ctrl-C would.
+#[test]
+fn a_start_stopped_while_it_sets_up_the_share_leaves_no_share_behind() {
+    let _turn = host_turn();
+    let Some(mut w) = World::bare("ob-ctrlc", "", ".ssh/authorized_keys") else {
+        return;
+    };
+    w.start_sshd();
+    let bin = shared_binary();
+    let fake = w.dir.join("fakessh");
+    fs::create_dir_all(&fake).unwrap();
+    fs::set_permissions(&w.dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(
+        fake.join("ssh"),
+        "#!/bin/sh\n\
+         case \"$1\" in -G) echo 'hostname 127.0.0.1'; exit 0;; esac\n\
+         exec sleep 600\n",
+    )
+    .unwrap();
+    fs::set_permissions(fake.join("ssh"), fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", fake.display());
+    let env = [("PATH", path.as_str())];
+    let rt = w.runtime.display().to_string();
+    let host = |args: &[&str]| {
+        let mut all = vec![args[0], "--runtime-dir", &rt];
+        all.extend_from_slice(&args[1..]);
+        as_login_host(bin, &all, &env)
+    };
+    let _stop = OnDrop(|| {
+        let _ = host(&["stop", "--session", "obctrlc"]);
+    });
+    let mut start = run_as(HOST, bin)
+        .args([
+            "start",
+            "--runtime-dir",
+            &rt,
+            "--detach",
+            "--session",
+            "obctrlc",
+        ])
+        .args(["--ssh-port", &w.port.to_string(), "--tunnel", "pjrelay"])
+        .args(["--tunnel-port", "127.0.0.1:2", "--", "sh", "-c", "exec sh"])
+        .env("HOME", format!("/home/{HOST}"))
+        .env("PATH", &path)
+        .env("TERM", "xterm")
+        .current_dir("/")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The broker is ready (the share is listed); `start` waits for the
+    // tunnel, which never comes up.
+    eventually(30, || {
+        let st = host(&["status", "--json", "--session", "obctrlc"]);
+        let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap_or_default();
+        (v[0]["session"] == "obctrlc")
+            .then_some(())
+            .ok_or(format!("not listed yet: {v}"))
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(start.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let _ = start.wait();
+    let dir = w.session_paths("obctrlc");
+    eventually(30, || {
+        (!dir.exists()).then_some(()).ok_or(format!(
+            "the share runs on after its `start` was stopped: {}",
+            dir.display()
+        ))
+    });
+    // Its log says why it ended.
+    let said = fs::read_to_string(w.runtime.join(HOST).join("obctrlc.log")).unwrap_or_default();
+    assert!(said.contains("`start` ended before"), "{said}");
+}

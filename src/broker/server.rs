@@ -3,6 +3,7 @@
 //! broker owns. Output is copied to the guest; input only when the guest's
 //! mode allows it, so a mirror guest's keystrokes never reach tmux.
 
+use std::io::BufRead;
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -26,13 +27,14 @@ use crate::clock::now;
 use crate::keys::registry;
 use crate::profile::Mode;
 
-/// Runs until the shared session ends or the host stops it.
-pub fn run(cfg: Config) -> Result<(), String> {
+/// Runs until the shared session ends or the host stops it. `from_start`
+/// is `start`'s line, which says `go` once the share is set up.
+pub fn run(cfg: Config, from_start: Box<dyn BufRead + Send>) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    rt.block_on(serve(cfg))
+    rt.block_on(serve(cfg, from_start))
 }
 
 fn bind(path: &std::path::Path, mode: u32) -> Result<UnixListener, String> {
@@ -44,7 +46,7 @@ fn bind(path: &std::path::Path, mode: u32) -> Result<UnixListener, String> {
     Ok(l)
 }
 
-async fn serve(cfg: Config) -> Result<(), String> {
+async fn serve(cfg: Config, from_start: Box<dyn BufRead + Send>) -> Result<(), String> {
     // Guests reach the broker socket (the session directory is 0711, the
     // socket 0666, and each peer's uid is checked); only the host reaches
     // the control socket.
@@ -87,6 +89,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
             "`start` stopped waiting before the share was ready ({e})"
         ));
     }
+    wait_for_go(state.clone(), from_start);
     let mut serial = 0u64;
     let mut tasks = tokio::task::JoinSet::new();
     loop {
@@ -287,6 +290,31 @@ async fn watch_session(state: Arc<State>) {
         }
     };
     state.end(reason);
+}
+
+/// After `ready`, `start` still adds the invites and waits for the tunnel,
+/// then says `go`. If it ends first (the host pressed Ctrl-C), the host
+/// was never told the share runs, and it would run with none of its
+/// invites: it ends. A thread of its own, since a read of a pipe does not
+/// end when the runtime does.
+fn wait_for_go(state: Arc<State>, mut from_start: Box<dyn BufRead + Send>) {
+    let waiting = std::thread::Builder::new()
+        .name("start-line".into())
+        .spawn({
+            let state = state.clone();
+            move || {
+                let mut line = String::new();
+                let said = from_start.read_line(&mut line);
+                if said.is_err() || line.trim_end() != "go" {
+                    state.end(
+                        "`start` ended before it finished setting up the share (stopped with Ctrl-C?)",
+                    );
+                }
+            }
+        });
+    if let Err(e) = waiting {
+        state.end(format!("cannot wait for `start`: {e}"));
+    }
 }
 
 fn peer_uid(s: &UnixStream) -> Option<u32> {

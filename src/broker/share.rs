@@ -559,11 +559,16 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
         reach: reach.clone(),
         tunnel: tunnel.clone(),
     };
-    if let Err(e) = launch_broker(p, &launch) {
-        end_server(&tmux, p);
-        let _ = std::fs::remove_file(p.dir.join(liveness::SERVER_FILE));
-        return Err(e);
-    }
+    // Held while the share is set up: dropped on any return below, it
+    // ends the share if `undo_start` could not.
+    let starting = match launch_broker(p, &launch) {
+        Ok(s) => s,
+        Err(e) => {
+            end_server(&tmux, p);
+            let _ = std::fs::remove_file(p.dir.join(liveness::SERVER_FILE));
+            return Err(e);
+        }
+    };
     for r in requests {
         let invited = r
             .into_invite(crate::clock::now(), config.is_some())
@@ -588,7 +593,7 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
         };
         return Err(undo_start(at, e));
     }
-    Ok(())
+    starting.go(p)
 }
 
 /// Stops the share a failing `start` launched, waiting for its run to
@@ -759,9 +764,27 @@ fn prepare_server(at: &Located, a: &Start) -> Result<Tmux, ShareError> {
     }
 }
 
+/// `start`'s line to its broker, open while `start` sets the share up
+/// (its invites, the tunnel). Dropped without [`go`](Starting::go) (the
+/// host pressed Ctrl-C, or setting up failed), the broker ends the share:
+/// nobody was told it runs.
+struct Starting {
+    line: std::process::ChildStdin,
+}
+
+impl Starting {
+    /// The share is set up: the broker serves on once `start` is gone.
+    fn go(mut self, p: &SessionPaths) -> Result<(), ShareError> {
+        writeln!(self.line, "go").map_err(|e| {
+            let why = std::fs::read_to_string(&p.log).unwrap_or_else(|_| e.to_string());
+            ShareError::Broker(why.trim().to_string())
+        })
+    }
+}
+
 /// Starts the broker daemon in a session of its own (no controlling
 /// terminal), its log at `p.log`, and waits for its `ready` line.
-fn launch_broker(p: &SessionPaths, launch: &Launch) -> Result<(), ShareError> {
+fn launch_broker(p: &SessionPaths, launch: &Launch) -> Result<Starting, ShareError> {
     let exe = crate::exe::own()?;
     let log = append_log(p)?;
     let mut cmd = Command::new(exe);
@@ -787,20 +810,23 @@ fn launch_broker(p: &SessionPaths, launch: &Launch) -> Result<(), ShareError> {
     }
     crate::jail::new_session_on_exec(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| ShareError::Broker(e.to_string()))?;
-    let config = serde_json::to_vec(launch).map_err(|e| ShareError::Broker(e.to_string()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // Dropped at the end of this block: the broker reads to EOF.
-        let _ = stdin.write_all(&config);
-    }
-    let mut line = String::new();
+    // One line (serde_json writes no newline).
+    let mut config = serde_json::to_vec(launch).map_err(|e| ShareError::Broker(e.to_string()))?;
+    config.push(b'\n');
+    let mut line = child
+        .stdin
+        .take()
+        .ok_or_else(|| ShareError::Broker("no line to the broker".into()))?;
+    let _ = line.write_all(&config);
+    let mut ready = String::new();
     if let Some(out) = child.stdout.take() {
-        let _ = BufReader::new(out).read_line(&mut line);
+        let _ = BufReader::new(out).read_line(&mut ready);
     }
-    if line.trim() != "ready" {
+    if ready.trim() != "ready" {
         let why = std::fs::read_to_string(&p.log).unwrap_or_else(|e| e.to_string());
         return Err(ShareError::Broker(why.trim().to_string()));
     }
-    Ok(())
+    Ok(Starting { line })
 }
 
 /// Attaches the caller's terminal to the session; returns whether the
@@ -1445,15 +1471,16 @@ pub fn survey(runtime_dir: Option<&Path>, only: Option<&str>) -> Result<Survey, 
     Ok(found)
 }
 
-/// The broker daemon: reads its [`Launch`] from stdin, publishes its run,
-/// serves until the session ends, then removes the session's invites and
-/// files whatever happened.
-pub fn serve(config: &mut impl std::io::Read) -> Result<(), ShareError> {
-    let mut text = Vec::new();
-    config
-        .read_to_end(&mut text)
+/// The broker daemon: reads its [`Launch`] from `start`'s line (one line
+/// of JSON; `start` says `go` on it later), publishes its run, serves until
+/// the session ends, then removes the session's invites and files whatever
+/// happened.
+pub fn serve(mut from_start: impl BufRead + Send + 'static) -> Result<(), ShareError> {
+    let mut text = String::new();
+    from_start
+        .read_line(&mut text)
         .map_err(|e| ShareError::Broker(format!("cannot read the launch config: {e}")))?;
-    let a: Launch = serde_json::from_slice(&text)
+    let a: Launch = serde_json::from_str(&text)
         .map_err(|e| ShareError::Broker(format!("bad launch config: {e}")))?;
     raise_nofile();
     let at = locate(Some(&a.runtime), &a.session)?;
@@ -1499,7 +1526,7 @@ pub fn serve(config: &mut impl std::io::Read) -> Result<(), ShareError> {
     let audit = cfg.audit.clone();
     // The invites waiting for this session are this run's, and no later one's.
     let result = match registry::bind_run(&at.runtime, &at.host, &a.session, run) {
-        Ok(()) => server::run(cfg).map_err(ShareError::Broker),
+        Ok(()) => server::run(cfg, Box::new(from_start)).map_err(ShareError::Broker),
         Err(e) => Err(ShareError::Invites(e)),
     };
     // The run's invites end with it, whatever else happens.

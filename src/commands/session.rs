@@ -404,8 +404,9 @@ pub fn status(a: StatusArgs) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `__broker`: its launch config arrives on stdin.
+/// `__broker`: its launch config arrives on stdin, which stays `start`'s
+/// line to it while the share is set up.
 pub fn broker() -> Outcome {
-    share::serve(&mut std::io::stdin().lock())?;
+    share::serve(std::io::BufReader::new(std::io::stdin()))?;
     Ok(ExitCode::SUCCESS)
 }
