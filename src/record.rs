@@ -17,12 +17,20 @@
 //! `burst + rate × seconds` bytes (markers, which are never dropped, may
 //! overdraw it by one line each), and never more than `max_size`: there
 //! it stops with a last marker.
+//!
+//! The files are written by a thread of their own ([`Disk`]): a disk that
+//! stalls (a hung network home, a frozen filesystem) holds up the
+//! recording, never the broker, whose one thread copies every guest's
+//! screen. While the disk is behind, output is skipped as over the budget
+//! (the marker says the disk did not keep up) and guests' input waits.
 
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -30,6 +38,107 @@ pub enum RecordError {
     Io(PathBuf, std::io::Error),
     #[error("cannot encode a recording event: {0}")]
     Encode(serde_json::Error),
+    #[error(
+        "recording {0}: the disk did not take its last {1} bytes within {secs} s",
+        secs = FINISH.as_secs()
+    )]
+    Behind(PathBuf, usize),
+}
+
+/// How far the disk may fall behind before output is skipped and guests'
+/// input waits: more than a burst, so a disk that keeps up loses nothing.
+const BEHIND: usize = 4 * 1024 * 1024;
+/// How long the end of a recording waits for the disk (inside `stop`'s
+/// wait, with the audit log's).
+const FINISH: Duration = Duration::from_secs(3);
+
+/// The recording's two files, written in order by a thread of their own.
+struct Disk {
+    path: PathBuf,
+    lines: Option<mpsc::Sender<(Target, String)>>,
+    /// Bytes handed to the thread and not yet written.
+    queued: Arc<AtomicUsize>,
+    /// The first write that failed; nothing is written after it.
+    failed: Arc<Mutex<Option<RecordError>>>,
+    done: mpsc::Receiver<()>,
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    Cast = 0,
+    Inputs = 1,
+}
+
+impl Disk {
+    fn start(path: PathBuf, cast: File, inputs: File) -> Result<Disk, RecordError> {
+        let (lines, to_write) = mpsc::channel::<(Target, String)>();
+        let (finished, done) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(Mutex::new(None));
+        let mut files = [(cast, path.clone()), (inputs, inputs_path(&path))];
+        let (q, f) = (queued.clone(), failed.clone());
+        std::thread::Builder::new()
+            .name("recording".into())
+            .spawn(move || {
+                let mut broken = false;
+                for (to, line) in to_write {
+                    let (file, p) = &mut files[to as usize];
+                    if !broken && let Err(e) = file.write_all(line.as_bytes()) {
+                        broken = true;
+                        *f.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(RecordError::Io(p.clone(), e));
+                    }
+                    q.fetch_sub(line.len(), Ordering::Relaxed);
+                }
+                let _ = finished.send(());
+            })
+            .map_err(|e| RecordError::Io(path.clone(), e))?;
+        Ok(Disk {
+            path,
+            lines: Some(lines),
+            queued,
+            failed,
+            done,
+        })
+    }
+
+    fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    fn failure(&self) -> Result<(), RecordError> {
+        match self.failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Hands a line to the thread; the last write's failure, if any.
+    fn put(&self, to: Target, line: String) -> Result<(), RecordError> {
+        self.failure()?;
+        let gone = || {
+            RecordError::Io(
+                self.path.clone(),
+                std::io::Error::other("the recording's writer ended"),
+            )
+        };
+        let lines = self.lines.as_ref().ok_or_else(gone)?;
+        let n = line.len();
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        lines.send((to, line)).map_err(|_| gone())
+    }
+
+    /// No more lines: waits for the last ones to be written, at most
+    /// [`FINISH`].
+    fn finish(&mut self) -> Result<(), RecordError> {
+        self.lines = None;
+        match self.done.recv_timeout(FINISH) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                Err(RecordError::Behind(self.path.clone(), self.queued()))
+            }
+            _ => self.failure(),
+        }
+    }
 }
 
 /// How big a recording may grow.
@@ -79,8 +188,7 @@ pub enum Wrote {
 
 pub struct Cast {
     path: PathBuf,
-    cast: File,
-    inputs: File,
+    disk: Disk,
     start: Instant,
     budget: Budget,
     tokens: f64,
@@ -90,6 +198,8 @@ pub struct Cast {
     written: u64,
     skipped: u64,
     skipping: bool,
+    /// Some of what was skipped was for the disk, not the budget.
+    disk_behind: bool,
     ended: bool,
     /// The start of a UTF-8 sequence cut by the end of the last read.
     carry: Vec<u8>,
@@ -236,6 +346,20 @@ impl Cast {
             }
         };
         let inputs = create(&inputs_path(&path))?;
+        Cast::over(path, cast, inputs, title, size, term, budget)
+    }
+
+    /// A recording into `cast` and `inputs` (files just created), starting
+    /// with its header.
+    fn over(
+        path: PathBuf,
+        cast: File,
+        inputs: File,
+        title: &str,
+        size: (u16, u16),
+        term: &str,
+        budget: Budget,
+    ) -> Result<Cast, RecordError> {
         let header = serde_json::json!({
             "version": 2,
             "width": size.0,
@@ -245,9 +369,8 @@ impl Cast {
             "env": {"TERM": term, "SHELL": "/bin/sh"},
         });
         let mut c = Cast {
+            disk: Disk::start(path.clone(), cast, inputs)?,
             path,
-            cast,
-            inputs,
             start: Instant::now(),
             tokens: budget.burst as f64,
             refilled: Instant::now(),
@@ -257,13 +380,14 @@ impl Cast {
             written: 0,
             skipped: 0,
             skipping: false,
+            disk_behind: false,
             ended: false,
             carry: Vec::new(),
             in_carry: std::collections::HashMap::new(),
         };
         let text = header.to_string() + "\n";
         c.spend(text.len() as u64);
-        c.put_cast(&text)?;
+        c.put_cast(text)?;
         Ok(c)
     }
 
@@ -294,12 +418,9 @@ impl Cast {
         self.tokens = (self.tokens - n as f64).max(-(self.budget.burst as f64));
     }
 
-    fn put_cast(&mut self, text: &str) -> Result<(), RecordError> {
-        self.cast
-            .write_all(text.as_bytes())
-            .map_err(|e| RecordError::Io(self.path.clone(), e))?;
+    fn put_cast(&mut self, text: String) -> Result<(), RecordError> {
         self.written += text.len() as u64;
-        Ok(())
+        self.disk.put(Target::Cast, text)
     }
 
     fn event(&self, code: &str, data: &str) -> Result<String, RecordError> {
@@ -323,8 +444,10 @@ impl Cast {
             "m",
             &format!("pairjail: {why}; nothing after this is recorded"),
         )?;
-        self.put_cast(&last)?;
+        self.put_cast(last)?;
+        // Written by the thread as it can; only the share's end waits.
         self.ended = true;
+        self.disk.lines = None;
         Ok(Some(why))
     }
 
@@ -334,7 +457,7 @@ impl Cast {
     fn put_reset(&mut self) -> Result<(), RecordError> {
         let text = String::from_utf8_lossy(crate::terminal::restore_sequence(false)).into_owned();
         let line = self.event("o", &text)?;
-        self.put_cast(&line)
+        self.put_cast(line)
     }
 
     /// Ends the recording (the share is over, its last events written):
@@ -345,6 +468,7 @@ impl Cast {
         }
         self.put_reset()?;
         self.ended = true;
+        self.disk.finish()?;
         Ok(Wrote::Ended)
     }
 
@@ -367,8 +491,10 @@ impl Cast {
         }
         let line = self.event("o", &text)?;
         let cost = line.len() as u64;
-        if self.tokens < cost as f64 {
+        let disk_behind = self.disk.queued() > BEHIND;
+        if self.tokens < cost as f64 || disk_behind {
             self.skipping = true;
+            self.disk_behind |= disk_behind;
             self.skipped += bytes.len() as u64;
             self.carry.clear();
             return Ok(Wrote::Skipped);
@@ -377,7 +503,7 @@ impl Cast {
             return Ok(Wrote::Stopped(why));
         }
         self.spend(cost);
-        self.put_cast(&line)?;
+        self.put_cast(line)?;
         Ok(Wrote::Written)
     }
 
@@ -392,22 +518,25 @@ impl Cast {
     /// tmux sends from here on continues a stream whose middle is gone,
     /// so the chunk at hand is dropped too; the redraw makes it whole.
     fn try_resume(&mut self) -> Result<Wrote, RecordError> {
-        if self.tokens < self.resume_at() {
+        if self.tokens < self.resume_at() || self.disk.queued() > BEHIND / 2 {
             return Ok(Wrote::Skipped);
         }
+        let why = if self.disk_behind {
+            "the disk did not keep up".to_string()
+        } else {
+            format!("more than {} bytes a second", self.budget.rate)
+        };
         let note = self.event(
             "m",
-            &format!(
-                "pairjail: {} bytes were not recorded (more than {} bytes a second)",
-                self.skipped, self.budget.rate
-            ),
+            &format!("pairjail: {} bytes were not recorded ({why})", self.skipped),
         )?;
         if let Some(why) = self.over_max(note.len() as u64)? {
             return Ok(Wrote::Stopped(why));
         }
         self.spend(note.len() as u64);
-        self.put_cast(&note)?;
+        self.put_cast(note)?;
         self.skipping = false;
+        self.disk_behind = false;
         self.skipped = 0;
         self.carry.clear();
         Ok(Wrote::Resumed)
@@ -453,18 +582,17 @@ impl Cast {
             + "\n";
         let cost = (line.len() + side.len()) as u64;
         // A chunk bigger than the whole bucket goes when the bucket is full.
-        if self.in_tokens < (cost as f64).min(burst) {
+        // A disk that is behind takes no more keys until it catches up.
+        if self.in_tokens < (cost as f64).min(burst) || self.disk.queued() > BEHIND {
             return Ok(Wrote::Later);
         }
         if let Some(why) = self.over_max(cost)? {
             return Ok(Wrote::Stopped(why));
         }
         self.in_tokens -= cost as f64;
-        self.put_cast(&line)?;
-        self.inputs
-            .write_all(side.as_bytes())
-            .map_err(|e| RecordError::Io(inputs_path(&self.path), e))?;
+        self.put_cast(line)?;
         self.written += side.len() as u64;
+        self.disk.put(Target::Inputs, side)?;
         self.in_carry.insert(guest.to_string(), carry);
         Ok(Wrote::Written)
     }
@@ -481,7 +609,7 @@ impl Cast {
             return Ok(Wrote::Stopped(why));
         }
         self.spend(line.len() as u64);
-        self.put_cast(&line)?;
+        self.put_cast(line)?;
         Ok(Wrote::Written)
     }
 
@@ -496,7 +624,7 @@ impl Cast {
             return Ok(Wrote::Stopped(why));
         }
         self.spend(line.len() as u64);
-        self.put_cast(&line)?;
+        self.put_cast(line)?;
         Ok(Wrote::Written)
     }
 }
@@ -524,6 +652,7 @@ mod tests {
             Cast::create(d.path(), "s", "t", (80, 24), "xterm", Budget::default()).expect("create");
         let typed = "rm -rf ~\u{9b}2K\u{202e}txt.exe\u{200b}";
         c.input("bob", typed.as_bytes()).expect("input");
+        c.close().expect("close");
         for path in [c.path().to_path_buf(), inputs_path(c.path())] {
             let body = std::fs::read_to_string(&path).expect("read");
             assert!(
@@ -531,10 +660,11 @@ mod tests {
                 "{}: {body:?}",
                 path.display()
             );
-            let last: serde_json::Value =
-                serde_json::from_str(body.lines().last().expect("a line")).expect("json");
-            let data = last.get("data").unwrap_or(&last[2]);
-            assert_eq!(data, typed, "{}", path.display());
+            let found = body
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+                .any(|e| e.get("data").unwrap_or(&e[2]) == typed);
+            assert!(found, "{}: {body}", path.display());
         }
     }
 
@@ -547,6 +677,7 @@ mod tests {
         c.input("bob", &euro[..1]).expect("input");
         c.input("ann", b"x").expect("input");
         c.input("bob", &euro[1..]).expect("input");
+        c.close().expect("close");
         let side = std::fs::read_to_string(inputs_path(c.path())).expect("read");
         let typed: Vec<(String, String)> = side
             .lines()
@@ -627,8 +758,64 @@ mod tests {
             }
         }
         assert!(later > 0, "the input budget never held anything back");
+        c.close().expect("close");
         let side = std::fs::read_to_string(inputs_path(c.path())).expect("side file");
         assert_eq!(side.lines().count(), 20);
+    }
+
+    /// A disk that stops taking writes (a hung network home) must not
+    /// hold up whoever records: here the cast is a pipe nobody reads.
+    #[test]
+    fn a_disk_that_stops_holds_up_the_recording_never_its_caller() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (mut reader, writer) = std::io::pipe().expect("pipe");
+        let cast = File::from(std::os::fd::OwnedFd::from(writer));
+        let inputs = create(&d.path().join("i")).expect("inputs");
+        let budget = Budget {
+            rate: 1 << 30,
+            burst: 1 << 30,
+            ..Budget::default()
+        };
+        let mut c = Cast::over(
+            d.path().join("c"),
+            cast,
+            inputs,
+            "t",
+            (80, 24),
+            "xterm",
+            budget,
+        )
+        .expect("cast");
+        let chunk = vec![b'y'; 64 * 1024];
+        let mut skipped = false;
+        // Each call returns although nothing is written past the pipe's
+        // 64 KiB; past 4 MiB behind, output is skipped and keys wait.
+        for _ in 0..100 {
+            skipped |= c.output(&chunk).expect("output") == Wrote::Skipped;
+        }
+        assert!(skipped, "output was never skipped for the disk");
+        assert_eq!(c.input("bob", b"x").expect("input"), Wrote::Later);
+        // The disk comes back: the recording goes on, and says what it
+        // lost and why.
+        let drain = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut reader, &mut all);
+            all
+        });
+        let resumed = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            c.poll().expect("poll") == Wrote::Resumed
+        });
+        assert!(resumed, "the recording never resumed");
+        assert_eq!(c.input("bob", b"x").expect("input"), Wrote::Written);
+        c.close().expect("close");
+        drop(c);
+        let all = String::from_utf8(drain.join().expect("drain")).expect("utf-8");
+        assert!(
+            all.contains("bytes were not recorded (the disk did not keep up)"),
+            "{}",
+            &all[all.len().saturating_sub(500)..]
+        );
     }
 
     #[test]

@@ -836,6 +836,93 @@ fn an_audit_log_that_cannot_be_written_never_freezes_the_guests_screens() {
     );
 }
 
+/// The broker copies every guest's screen on one thread, which also
+/// records. A recordings directory on a disk that stalls (a hung network
+/// home; here a filesystem frozen with `fsfreeze`, whose writes wait until
+/// it thaws) must hold up the recording only: the guests' screens go on,
+/// a guest still gets in, and once the disk is back nothing is lost.
+#[test]
+fn a_recordings_disk_that_stalls_never_freezes_the_guests_screens() {
+    let Some((w, guests)) = World::new(
+        "rfreeze",
+        &[
+            ("ann", "srfreeze", Some("mirror")),
+            ("bob", "srfreeze", Some("mirror")),
+        ],
+    ) else {
+        return;
+    };
+    // A filesystem of its own, owned by the host, that can be frozen.
+    let mnt = host_dir("rfreeze", "rec");
+    let image = World::dir_for("rfreeze").join("rec.img");
+    let made = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "truncate -s 64M '{img}' && mkfs.ext4 -q -F '{img}' && mount -o loop '{img}' '{mnt}' && chown {HOST}:{HOST} '{mnt}'",
+            img = image.display(),
+            mnt = mnt.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(made.success(), "cannot mount a loop filesystem to freeze");
+    let thaw = || {
+        let _ = Command::new("fsfreeze").arg("-u").arg(&mnt).status();
+    };
+    // Thawed and unmounted however the test ends (a frozen filesystem
+    // would hold every writer forever).
+    let _mounted = common::OnDrop(|| {
+        thaw();
+        let _ = Command::new("umount").arg("-l").arg(&mnt).status();
+    });
+    w.start_session_with(
+        "srfreeze",
+        "mirror",
+        "echo HOST-MARKER-4242; exec sh",
+        &["--record", mnt.to_str().unwrap()],
+    );
+    let host = w.attach_host("srfreeze");
+    w.wait_screen(&host, "HOST-MARKER-4242", 20);
+    let ann = w.join_in_window(&guests[0], 80, 24);
+    w.wait_screen(&ann, "HOST-MARKER-4242", 30);
+
+    let frozen = Command::new("fsfreeze")
+        .arg("-f")
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(frozen.success());
+    w.host_tmux(
+        "srfreeze",
+        &[
+            "send-keys",
+            "-t",
+            "=srfreeze:",
+            "echo STALLED-$((40+2))",
+            "Enter",
+        ],
+    );
+    w.wait_screen(&ann, "STALLED-42", 30);
+    // A join writes a marker into the recording, and is not held up.
+    let bob = w.join_in_window(&guests[1], 80, 24);
+    w.wait_screen(&bob, "STALLED-42", 30);
+
+    thaw();
+    let out = w.host_pairjail(&["stop", "--session", "srfreeze"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cast = std::fs::read_dir(&mnt)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "cast"))
+        .expect("a recording");
+    let body = std::fs::read_to_string(&cast).unwrap();
+    assert!(
+        body.contains("STALLED-42"),
+        "the recording lost the stall:\n{body}"
+    );
+    assert!(body.contains("bob joined"), "no marker for bob:\n{body}");
+}
+
 /// An admin's SIGTERM (or the machine shutting down) ends a share as
 /// `stop` does: the guest is told, and the record is complete (the
 /// broker's audit events are written by a thread of their own, so a
