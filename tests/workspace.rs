@@ -1039,7 +1039,14 @@ fn a_pair_guest_cannot_have_the_host_told_the_share_is_over() {
 /// A runtime directory of the host's under its home (which the workspace
 /// profile shows read-only in the jail).
 fn runtime_dir_in_home(name: &str) -> PathBuf {
-    let rt = PathBuf::from(format!("/home/{HOST}/{name}-{}", std::process::id()));
+    runtime_dir_at(PathBuf::from(format!(
+        "/home/{HOST}/{name}-{}",
+        std::process::id()
+    )))
+}
+
+/// A runtime directory of the host's at `rt` (0700).
+fn runtime_dir_at(rt: PathBuf) -> PathBuf {
     std::fs::create_dir_all(&rt).unwrap();
     std::fs::set_permissions(&rt, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let owned = std::process::Command::new("chown")
@@ -1142,16 +1149,18 @@ fn a_runtime_directory_the_jail_shows_is_refused() {
 }
 
 /// The same order from a jailed session to another share of the host's:
-/// an unconfined one whose runtime directory is under the home (allowed
-/// for it: nothing of it is jailed), which the jailed session shows
-/// read-only. The control socket takes orders only from the host's own
-/// user namespace, never from a jail's.
+/// an unconfined one whose runtime directory the jailed session shows
+/// (inside its workspace, which the other share's `start` cannot know of;
+/// under the home is refused, see
+/// `a_pair_guest_in_one_share_cannot_drive_another_through_its_tmux`).
+/// The control socket takes orders only from the host's own user
+/// namespace, never from a jail's.
 #[test]
 fn a_pair_guest_in_one_share_cannot_order_another() {
     let Some((w, _guests)) = World::new("wsother", &[]) else {
         return;
     };
-    let rt = runtime_dir_in_home("pj-rt-other");
+    let rt = runtime_dir_at(w.workspace().join("rt-other"));
     let as_host = |args: &[&str]| {
         // Before the arguments: after start's `--` it would be the
         // program's.
@@ -1232,15 +1241,16 @@ fn a_pair_guest_in_one_share_cannot_order_another() {
 /// In no-root mode a guest's `join` runs as the host, so the broker's
 /// guest socket takes a hello from any process of the host's uid, and
 /// everything in a jailed session runs as the host's uid. A pair guest who
-/// sees another share's guest socket (a runtime directory under the home)
-/// could join that share as one of its invitees, with no jail, typing into
-/// the host's unconfined session. The attack, from the jailed shell.
+/// sees another share's guest socket (its runtime directory inside the
+/// jailed share's workspace) could join that share as one of its
+/// invitees, with no jail, typing into the host's unconfined session. The
+/// attack, from the jailed shell.
 #[test]
 fn a_pair_guest_in_one_share_cannot_join_another_as_its_invitee() {
     let Some((w, _guests)) = World::new("wsjoin", &[]) else {
         return;
     };
-    let rt = runtime_dir_in_home("pj-rt-join");
+    let rt = runtime_dir_at(w.workspace().join("rt-join"));
     let rt_arg = rt.display().to_string();
     let as_host = |args: &[&str]| {
         run_as(HOST, shared_binary())
@@ -1325,5 +1335,76 @@ fn a_pair_guest_in_one_share_cannot_join_another_as_its_invitee() {
     assert!(
         shown.contains("JOIN-ANSWER refused") || shown.contains("JOIN-ANSWER closed"),
         "the hello got no refusal:\n{shown}"
+    );
+}
+
+/// Every share's tmux server obeys any process of the host's uid (tmux
+/// checks nothing else), and everything in a jailed session runs as the
+/// host's uid. Another share's runtime directory under the home, which
+/// the workspace profile shows read-only (a read-only mount does not stop
+/// a connect), would hand a pair guest that share's session, unconfined.
+/// `start` refuses such a runtime directory for every share, jailed or
+/// not. Were it accepted, this test makes the attack: tmux, from the
+/// jailed shell, typing into the other share.
+#[test]
+fn a_pair_guest_in_one_share_cannot_drive_another_through_its_tmux() {
+    let Some((w, _guests)) = World::new("wstmux", &[]) else {
+        return;
+    };
+    let rt = runtime_dir_in_home("pj-rt-tmux");
+    let rt_arg = rt.display().to_string();
+    let as_host = |args: &[&str]| {
+        run_as(HOST, shared_binary())
+            .args(args)
+            .env("HOME", format!("/home/{HOST}"))
+            .env("TERM", "xterm")
+            .current_dir(w.workspace())
+            .output()
+            .unwrap()
+    };
+    let out = as_host(&[
+        "start",
+        "--runtime-dir",
+        &rt_arg,
+        "--detach",
+        "--session",
+        "sother",
+        "--unconfined-session",
+        "--",
+        "sh",
+        "-c",
+        HOST_PROGRAM,
+    ]);
+    let _gone = common::OnDrop(|| {
+        let _ = as_host(&["stop", "--runtime-dir", &rt_arg, "--session", "sother"]);
+        let _ = std::fs::remove_dir_all(&rt);
+    });
+    if out.status.success() {
+        w.start_session("sjail", "mirror,pair", HOST_PROGRAM);
+        wait_pane(&w, "sjail", "HOST-MARKER-4242");
+        let sock = rt.join(HOST).join("sother").join("tmux").join("tmux.sock");
+        let attack = format!(
+            "tmux -S {} send-keys -t =sother: 'echo DROVE-$((40+2))' Enter; echo TMUX-$((1+1))-TRIED",
+            sock.display()
+        );
+        w.host_tmux("sjail", &["send-keys", "-t", "=sjail:", "-l", &attack]);
+        w.host_tmux("sjail", &["send-keys", "-t", "=sjail:", "Enter"]);
+        let shown = wait_pane(&w, "sjail", "TMUX-2-TRIED");
+        let _ = w.host_pairjail(&["stop", "--session", "sjail"]);
+        let theirs = run_as(HOST, "tmux")
+            .arg("-S")
+            .arg(&sock)
+            .args(["capture-pane", "-p", "-t", "=sother:"])
+            .output()
+            .unwrap();
+        panic!(
+            "a runtime directory under the home was accepted; from the jail:\n{shown}\nthe other share's screen:\n{}",
+            text(&theirs.stdout)
+        );
+    }
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("runtime directory") && said.contains("--runtime-dir"),
+        "{said}"
     );
 }

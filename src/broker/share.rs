@@ -418,6 +418,13 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
             Some("connect to the share's control socket and give the host's orders"),
         )?;
     }
+    // Every share's tmux server obeys the host's uid, which every jailed
+    // session (another share's too) runs as.
+    workspace::check_unseen_by_jails(
+        &crate::profile::SearchPath::from_env(),
+        &a.home,
+        &at.runtime,
+    )?;
     let p = &at.paths;
     if ask(&p.control, Msg::Status).is_some() {
         return Err(ShareError::AlreadyShared(a.session.clone()));

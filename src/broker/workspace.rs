@@ -40,6 +40,10 @@ pub enum WorkspaceError {
     #[error("{0} {1} is {2}")]
     Exposed(&'static str, PathBuf, String),
     #[error(
+        "the runtime directory {0} is in what every jailed share shows its pair guests (your home, read-only): they run as your uid, and could connect to this share's tmux server and type into it; give --runtime-dir a directory outside your home, such as the default ($XDG_RUNTIME_DIR/pairjail)"
+    )]
+    SeenByJails(PathBuf),
+    #[error(
         "--direct cannot be used with a jailed session: direct guests' tmux clients run as another user, whom the session's user namespace does not map; use the relay transport, or --unconfined-session"
     )]
     Direct,
@@ -180,12 +184,56 @@ pub fn check_private(
             ),
         ));
     }
-    let resolved = profile::resolve(&c.profile, search)
-        .map_err(|e| WorkspaceError::Profile(c.profile.clone(), e.to_string()))?;
+    if shown_in_jail(&c.profile, search, Some(&c.workspace), &c.home, &real)? {
+        return Err(WorkspaceError::Exposed(
+            what,
+            path.to_path_buf(),
+            format!(
+                "seen in the jail (a bind shows it, and it is not on the session profile's hide list), where pair guests could {}; move it out of what the jail shows, or add its directory to the profile's hide list",
+                harm.unwrap_or("read it")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Every share's sockets obey any process of the host's uid (its tmux
+/// server checks nothing else), which is what every jailed session runs
+/// as: a runtime directory that the `workspace` profile shows (the home,
+/// read-only; a read-only mount does not stop a connect) would hand the
+/// pair guests of any jailed share this share's session. Refused for every
+/// share, jailed or not. (A runtime directory inside another share's
+/// workspace is not found by this check.)
+pub fn check_unseen_by_jails(
+    search: &SearchPath,
+    home: &Path,
+    runtime: &Path,
+) -> Result<(), WorkspaceError> {
+    let real = real_or_parent(runtime);
+    if shown_in_jail("workspace", search, None, home, &real)? {
+        return Err(WorkspaceError::SeenByJails(runtime.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// Does a jail of `profile` (with this workspace; none: the profile's
+/// default, which shows nothing) show `real`, through a bind its hide list
+/// does not cover?
+fn shown_in_jail(
+    profile_name: &str,
+    search: &SearchPath,
+    workspace: Option<&Path>,
+    home: &Path,
+    real: &Path,
+) -> Result<bool, WorkspaceError> {
+    let resolved = profile::resolve(profile_name, search)
+        .map_err(|e| WorkspaceError::Profile(profile_name.to_string(), e.to_string()))?;
     // The jail's own params: the profile's defaults, then what start sets.
     let mut params = resolved.profile.params.clone();
-    params.insert("workspace".into(), c.workspace.display().to_string());
-    params.insert("home".into(), c.home.display().to_string());
+    if let Some(w) = workspace {
+        params.insert("workspace".into(), w.display().to_string());
+    }
+    params.insert("home".into(), home.display().to_string());
     // Where the jail shows it: through the last bind of a directory above
     // it (the last mount wins), at that bind's destination.
     // Every place a bind of a directory above it shows it in the jail
@@ -218,17 +266,7 @@ pub fn check_private(
                 })
         })
     };
-    if shown.iter().all(|at| hidden(at)) {
-        return Ok(());
-    }
-    Err(WorkspaceError::Exposed(
-        what,
-        path.to_path_buf(),
-        format!(
-            "seen in the jail (a bind shows it, and it is not on the session profile's hide list), where pair guests could {}; move it out of what the jail shows, or add its directory to the profile's hide list",
-            harm.unwrap_or("read it")
-        ),
-    ))
+    Ok(!shown.iter().all(|at| hidden(at)))
 }
 
 /// `path` with links resolved, also where it is not made yet (as the

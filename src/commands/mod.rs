@@ -116,6 +116,7 @@ impl From<crate::exe::ExeError> for Failure {
 pub struct RuntimeDir {
     /// Where session sockets and invites live (default: $PAIRJAIL_RUNTIME_DIR,
     /// else /run/pairjail if `pairjail setup` made it, else $XDG_RUNTIME_DIR/pairjail).
+    /// `start` refuses one under your home, which every jailed session shows.
     #[arg(long = "runtime-dir", value_name = "DIR", global = false)]
     pub path: Option<PathBuf>,
 }
