@@ -43,10 +43,16 @@ pub enum RecordError {
         secs = FINISH.as_secs()
     )]
     Behind(PathBuf, usize),
+    #[error(
+        "recording {0}: the disk has not kept up for {1} s ({2} bytes waiting): the recording stops"
+    )]
+    Stalled(PathBuf, u64, usize),
 }
 
 /// How far the disk may fall behind before output is skipped and guests'
 /// input waits: more than a burst, so a disk that keeps up loses nothing.
+/// Four times as much (markers and resizes still queue) stops the
+/// recording at once: memory stays bounded however long the disk hangs.
 const BEHIND: usize = 4 * 1024 * 1024;
 /// How long the end of a recording waits for the disk (inside `stop`'s
 /// wait, with the audit log's).
@@ -61,6 +67,8 @@ struct Disk {
     /// The first write that failed; nothing is written after it.
     failed: Arc<Mutex<Option<RecordError>>>,
     done: mpsc::Receiver<()>,
+    /// Since when it has been more than [`BEHIND`] behind.
+    behind_since: Option<Instant>,
 }
 
 #[derive(Clone, Copy)]
@@ -99,7 +107,27 @@ impl Disk {
             queued,
             failed,
             done,
+            behind_since: None,
         })
+    }
+
+    /// Is the disk more than [`BEHIND`] behind? An error once it has been
+    /// for `stall`, or is four times that far behind.
+    fn behind(&mut self, stall: Duration) -> Result<bool, RecordError> {
+        let queued = self.queued();
+        if queued <= BEHIND {
+            self.behind_since = None;
+            return Ok(false);
+        }
+        let since = *self.behind_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= stall || queued > 4 * BEHIND {
+            return Err(RecordError::Stalled(
+                self.path.clone(),
+                since.elapsed().as_secs(),
+                queued,
+            ));
+        }
+        Ok(true)
     }
 
     fn queued(&self) -> usize {
@@ -156,6 +184,10 @@ pub struct Budget {
     /// Ctrl-C).
     pub input_rate: u64,
     pub input_burst: u64,
+    /// A disk more than [`BEHIND`] behind for this long stops the
+    /// recording: guests' keys wait for it, and would wait forever on a
+    /// disk that hung.
+    pub stall: Duration,
 }
 
 impl Default for Budget {
@@ -166,6 +198,7 @@ impl Default for Budget {
             max_size: 1024 * 1024 * 1024,
             input_rate: 16 * 1024,
             input_burst: 256 * 1024,
+            stall: Duration::from_secs(10),
         }
     }
 }
@@ -491,7 +524,7 @@ impl Cast {
         }
         let line = self.event("o", &text)?;
         let cost = line.len() as u64;
-        let disk_behind = self.disk.queued() > BEHIND;
+        let disk_behind = self.disk.behind(self.budget.stall)?;
         if self.tokens < cost as f64 || disk_behind {
             self.skipping = true;
             self.disk_behind |= disk_behind;
@@ -551,6 +584,7 @@ impl Cast {
         if !self.skipping {
             return Ok(Wrote::Written);
         }
+        self.disk.behind(self.budget.stall)?;
         self.refill();
         self.try_resume()
     }
@@ -583,7 +617,7 @@ impl Cast {
         let cost = (line.len() + side.len()) as u64;
         // A chunk bigger than the whole bucket goes when the bucket is full.
         // A disk that is behind takes no more keys until it catches up.
-        if self.in_tokens < (cost as f64).min(burst) || self.disk.queued() > BEHIND {
+        if self.disk.behind(self.budget.stall)? || self.in_tokens < (cost as f64).min(burst) {
             return Ok(Wrote::Later);
         }
         if let Some(why) = self.over_max(cost)? {
@@ -603,6 +637,7 @@ impl Cast {
         if self.ended {
             return Ok(Wrote::Ended);
         }
+        self.disk.behind(self.budget.stall)?;
         self.refill();
         let line = self.event("m", text)?;
         if let Some(why) = self.over_max(line.len() as u64)? {
@@ -618,6 +653,7 @@ impl Cast {
         if self.ended {
             return Ok(Wrote::Ended);
         }
+        self.disk.behind(self.budget.stall)?;
         self.refill();
         let line = self.event("r", &format!("{cols}x{rows}"))?;
         if let Some(why) = self.over_max(line.len() as u64)? {
@@ -816,6 +852,44 @@ mod tests {
             "{}",
             &all[all.len().saturating_sub(500)..]
         );
+    }
+
+    /// A disk that hangs for good would hold guests' keys back forever:
+    /// past `stall` (or four times [`BEHIND`]) the recording stops, and
+    /// says why.
+    #[test]
+    fn a_disk_that_hangs_stops_the_recording() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        let cast = File::from(std::os::fd::OwnedFd::from(writer));
+        let inputs = create(&d.path().join("i")).expect("inputs");
+        let budget = Budget {
+            rate: 1 << 30,
+            burst: 1 << 30,
+            stall: Duration::from_millis(200),
+            ..Budget::default()
+        };
+        let mut c = Cast::over(
+            d.path().join("c"),
+            cast,
+            inputs,
+            "t",
+            (80, 24),
+            "xterm",
+            budget,
+        )
+        .expect("cast");
+        let chunk = vec![b'y'; 64 * 1024];
+        while c.output(&chunk).expect("output") != Wrote::Skipped {}
+        assert_eq!(c.input("bob", b"x").expect("input"), Wrote::Later);
+        std::thread::sleep(Duration::from_millis(300));
+        let stopped = c.input("bob", b"x");
+        assert!(
+            matches!(stopped, Err(RecordError::Stalled(..))),
+            "{stopped:?}"
+        );
+        // The writer, stuck in its write, is let go.
+        drop(reader);
     }
 
     #[test]

@@ -662,8 +662,17 @@ fn release(state: &State, link: &mut Link) {
     }
     let held = &link.held;
     let name = &link.spec.name;
-    if state.with_cast(|c| c.input(name, held)) == crate::record::Wrote::Later {
-        return;
+    match state.with_cast(|c| c.input(name, held)) {
+        crate::record::Wrote::Later => return,
+        // The recording stopped (the share ends with it): the keys it did
+        // not record go nowhere.
+        crate::record::Wrote::Stopped(_) | crate::record::Wrote::Ended
+            if state.cfg.require_recording =>
+        {
+            link.held.clear();
+            return;
+        }
+        _ => {}
     }
     link.to_tmux.append(&mut link.held);
 }

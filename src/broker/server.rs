@@ -532,12 +532,15 @@ async fn answer_refused(s: &mut UnixStream, reason: String) {
 /// guest's shell in a jailed session (this share's or another's) has the
 /// host's uid too, and naming an invitee would join it to a share with no
 /// jail around it. A guest user's processes come only from sshd's forced
-/// command, and their namespace cannot be read by the host's uid.
+/// command, and their namespace cannot be read by the host's uid. (A
+/// broker inside a container's user namespace refuses sshd's `join`s of
+/// the host's uid too: a namespace cannot see its parent to tell a
+/// container's host from a jail.)
 fn uid_may_join(cfg: &Config, s: &UnixStream) -> Result<(), String> {
     let uid = peer_uid(s);
     if uid == Some(cfg.host_uid) && peer_shares_my_user_namespace(s) != Some(true) {
         return Err(
-            "a jail (another user namespace) may not join: guests join through ssh".to_string(),
+            "a process in another user namespace (a jail) may not join: guests join through ssh (a share started inside a container, such as toolbox, takes no-root guests only from its own namespace: start it outside, or use pair-user mode)".to_string(),
         );
     }
     if uid.is_some_and(|u| u == cfg.host_uid || cfg.guest_uids.contains(&u)) {

@@ -600,7 +600,9 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
         };
         return Err(undo_start(at, e));
     }
-    starting.go(p)
+    // A broker that died after the checks above leaves what it could not
+    // clean up; undone as any failed start is.
+    starting.go(p).map_err(|e| undo_start(at, e))
 }
 
 /// Stops the share a failing `start` launched, waiting for its run to
@@ -1227,8 +1229,10 @@ fn end_server(tmux: &Tmux, p: &SessionPaths) {
     }
 }
 
-/// How long `start` and `stop` wait for a run to finish ending.
-const ENDING: Duration = Duration::from_secs(10);
+/// How long `start` and `stop` wait for a run to finish ending: more than
+/// the broker's own end may take (its guests 3 s, the recording's last
+/// lines 3 s, the audit log's 5 s, a jailed session's jail 5 s).
+const ENDING: Duration = Duration::from_secs(20);
 /// How long a `start` waits for another `start` of the session (which may
 /// wait up to 20 s for its tmux server).
 const STARTING: Duration = Duration::from_secs(40);

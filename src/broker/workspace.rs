@@ -210,7 +210,7 @@ pub fn check_unseen_by_jails(
     runtime: &Path,
 ) -> Result<(), WorkspaceError> {
     let real = real_or_parent(runtime);
-    if shown_in_jail("workspace", search, None, home, &real)? {
+    if shown_in_jail(DEFAULT_PROFILE, search, None, home, &real)? {
         return Err(WorkspaceError::SeenByJails(runtime.to_path_buf()));
     }
     Ok(())
