@@ -217,6 +217,10 @@ fn value_errors_have_their_own_messages() {
             "DIR/p.toml:5:8: [[mount]] #1: mode 0o17777 is not a permission mode (0o0..0o7777)",
         ),
         (
+            "[[mount]]\ntype = \"bind\"\nsrc = \"/x\"\ndst = \"/x\"\nrw = true\noverlay = true\n",
+            "DIR/p.toml:7:11: [[mount]] #1: overlay = true shows src read-only: drop rw, or overlay",
+        ),
+        (
             "[[mount]]\ntype = \"bind\"\nsrc = \"{nope}\"\ndst = \"/x\"\n",
             "DIR/p.toml:4:7: [[mount]] #1: unknown parameter '{nope}' in '{nope}' (declare it in [params])",
         ),

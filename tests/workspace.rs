@@ -1408,3 +1408,77 @@ fn a_pair_guest_in_one_share_cannot_drive_another_through_its_tmux() {
         "{said}"
     );
 }
+
+/// Landlock cannot stop a `connect`, and a read-only bind does not: every
+/// Unix socket under the home (an ssh-agent such as 1Password's, an ssh
+/// master connection, Docker Desktop's, the host's own tmux with
+/// TMUX_TMPDIR in the home) would answer the jailed session, which runs as
+/// the host's uid. The workspace profile shows the home through a
+/// read-only overlay, through which no socket takes a connection. The
+/// attack, from the jailed shell: the host's tmux (run a command outside)
+/// and an ssh-agent.
+#[test]
+fn sockets_under_the_home_refuse_the_jailed_session() {
+    let Some((w, _guests)) = World::new("wssock", &[]) else {
+        return;
+    };
+    let dir = runtime_dir_in_home("pj-sock");
+    let tmux_sock = dir.join("tmux.sock");
+    let agent_sock = dir.join("agent.sock");
+    let pwned = dir.join("PWNED");
+    let started = run_as(HOST, "tmux")
+        .arg("-S")
+        .arg(&tmux_sock)
+        .args(["new-session", "-d", "sleep 600"])
+        .env("HOME", format!("/home/{HOST}"))
+        .status()
+        .unwrap();
+    assert!(started.success());
+    let mut agent = run_as(HOST, "ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&agent_sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _gone = common::OnDrop(|| {
+        let _ = run_as(HOST, "tmux")
+            .arg("-S")
+            .arg(&tmux_sock)
+            .arg("kill-server")
+            .status();
+        let _ = agent.kill();
+        let _ = agent.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+    common::eventually(10, || {
+        agent_sock
+            .exists()
+            .then_some(())
+            .ok_or("no agent socket yet".to_string())
+    });
+    w.start_session("ssock", "mirror,pair", HOST_PROGRAM);
+    wait_pane(&w, "ssock", "HOST-MARKER-4242");
+    let attack = format!(
+        "tmux -S {} run-shell 'touch {}'; SSH_AUTH_SOCK={} ssh-add -l; echo SOCK-$((1+1))-TRIED",
+        tmux_sock.display(),
+        pwned.display(),
+        agent_sock.display()
+    );
+    w.host_tmux("ssock", &["send-keys", "-t", "=ssock:", "-l", &attack]);
+    w.host_tmux("ssock", &["send-keys", "-t", "=ssock:", "Enter"]);
+    let shown = wait_pane(&w, "ssock", "SOCK-2-TRIED");
+    let _ = w.host_pairjail(&["stop", "--session", "ssock"]);
+    assert!(
+        !pwned.exists(),
+        "the jailed session ran a command through the host's tmux under the home:\n{shown}"
+    );
+    assert!(
+        !shown.contains("no identities"),
+        "the jailed session reached the host's ssh-agent under the home:\n{shown}"
+    );
+    assert!(
+        shown.contains("refused") || shown.contains("Could not open"),
+        "neither socket said why:\n{shown}"
+    );
+}

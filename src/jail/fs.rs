@@ -17,6 +17,8 @@ const NEWROOT: &str = "/newroot";
 const OLDROOT: &str = "/oldroot";
 /// An empty file on the scratch tmpfs, bound over hidden files.
 const EMPTY: &str = "/empty";
+/// An overlay's second, empty lower layer, on the scratch root.
+const EMPTY_DIR: &str = "/empty-dir";
 
 /// Device nodes a `dev` mount provides, bound from the host's /dev.
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -60,6 +62,14 @@ pub enum Entry {
         dst: PathBuf,
         pts: bool,
     },
+    /// A directory shown through a read-only overlay (a bind with
+    /// `overlay = true`): its sockets refuse connections.
+    Overlay {
+        src: PathBuf,
+        dst: PathBuf,
+        /// The directory the source was when planned.
+        id: FileId,
+    },
     /// An empty, read-only stand-in over a path (a profile's `hide`).
     Hide {
         dst: PathBuf,
@@ -83,7 +93,11 @@ pub fn plan(
         let dst = PathBuf::from(expand(m.dst())?);
         out.push(match m {
             Mount::Bind {
-                src, rw, optional, ..
+                src,
+                rw,
+                optional,
+                overlay,
+                ..
             } => {
                 let src = expand(src)?;
                 let real = match std::fs::canonicalize(&src) {
@@ -114,12 +128,17 @@ pub fn plan(
                         "it is no longer the file that was checked (it was replaced, or leads elsewhere)",
                     ));
                 }
-                Entry::Bind {
-                    dir: meta.is_dir(),
-                    src: real,
-                    dst,
-                    rw: *rw,
-                    id: Some(id),
+                if *overlay {
+                    overlay_source(&src, &real, meta.is_dir())?;
+                    Entry::Overlay { src: real, dst, id }
+                } else {
+                    Entry::Bind {
+                        dir: meta.is_dir(),
+                        src: real,
+                        dst,
+                        rw: *rw,
+                        id: Some(id),
+                    }
                 }
             }
             Mount::Tmpfs { size, mode, .. } => {
@@ -170,6 +189,34 @@ pub fn plan(
     Ok(out)
 }
 
+/// An overlay's lower directory goes in its options string, where ',' and
+/// ':' separate (and '\\' escapes): a path with them is refused rather
+/// than escaped.
+fn overlay_source(src: &str, real: &Path, dir: bool) -> Result<(), JailError> {
+    let what = || format!("bind {src} (overlay)");
+    if !dir {
+        return Err(JailError::msg(
+            what(),
+            "an overlay shows a directory: bind a file without `overlay`",
+        ));
+    }
+    if real
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .any(|b| matches!(b, b',' | b':' | b'\\'))
+    {
+        return Err(JailError::msg(
+            what(),
+            format!(
+                "{} has ',', ':' or '\\', which an overlay's options cannot hold: bind it without `overlay`, or move it",
+                real.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// `params` with each value escaped for use inside a glob pattern.
 pub fn glob_literal(
     params: &std::collections::BTreeMap<String, String>,
@@ -184,7 +231,7 @@ pub fn glob_literal(
 /// jail to host; the last bind covering it wins, as the last mount does.
 fn through_binds(entries: &[Entry], path: &Path, inward: bool) -> Option<PathBuf> {
     entries.iter().rev().find_map(|e| match e {
-        Entry::Bind { src, dst, .. } => {
+        Entry::Bind { src, dst, .. } | Entry::Overlay { src, dst, .. } => {
             let (from, to) = if inward { (src, dst) } else { (dst, src) };
             path.strip_prefix(from).ok().map(|rest| {
                 if rest.as_os_str().is_empty() {
@@ -271,6 +318,9 @@ pub fn build(sys: &dyn Sys, entries: &[Entry]) -> SysResult {
     {
         sys.touch(Path::new(EMPTY))?;
     }
+    if entries.iter().any(|e| matches!(e, Entry::Overlay { .. })) {
+        sys.mkdir_all(Path::new(EMPTY_DIR), 0o755)?;
+    }
 
     let newroot = Path::new(NEWROOT);
     sys.mount(
@@ -347,6 +397,23 @@ fn mount_entry(sys: &dyn Sys, e: &Entry) -> SysResult {
                 Some(id) => sys.same_file(&target, *id),
                 None => Ok(()),
             }
+        }
+        Entry::Overlay { src, dst, id } => {
+            let target = under(NEWROOT, dst);
+            sys.mkdir_all(&target, 0o755)?;
+            // The overlay takes its lower directory by path: checked as
+            // the plan found it, just before (it is pinned once mounted).
+            let lower = under(OLDROOT, src);
+            sys.same_file(&lower, *id)?;
+            // Without an upper layer an overlay needs two lower ones: the
+            // second, empty, on the scratch root (never in the jail).
+            sys.mount(
+                Some(Path::new("overlay")),
+                &target,
+                Some("overlay"),
+                nodev_nosuid() | MsFlags::MS_RDONLY,
+                Some(&format!("lowerdir={}:{EMPTY_DIR}", lower.display())),
+            )
         }
         Entry::Tmpfs { dst, options } => {
             let target = under(NEWROOT, dst);
@@ -541,6 +608,62 @@ mod tests {
     }
 
     #[test]
+    fn an_overlay_is_read_only_over_the_checked_directory_and_an_empty_one() {
+        let id = FileId { dev: 8, ino: 42 };
+        let c = calls(&[Entry::Overlay {
+            src: "/home/h".into(),
+            dst: "/home/h".into(),
+            id,
+        }]);
+        let i = c
+            .iter()
+            .position(|l| l == "same_file /oldroot/home/h 8:42")
+            .expect("the lower directory is checked");
+        assert!(
+            c[..i].contains(&"mkdir /empty-dir 755".to_string()),
+            "{c:#?}"
+        );
+        assert_eq!(
+            c[i + 1],
+            "mount overlay /newroot/home/h overlay MS_RDONLY | MS_NOSUID | MS_NODEV lowerdir=/oldroot/home/h:/empty-dir"
+        );
+    }
+
+    #[test]
+    fn an_overlay_of_a_file_or_of_a_path_its_options_cannot_hold_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("f");
+        let odd = d.path().join("a,b");
+        std::fs::write(&file, "").unwrap();
+        std::fs::create_dir(&odd).unwrap();
+        for (src, why) in [(&file, "shows a directory"), (&odd, "',', ':' or")] {
+            let mut p = Profile::default();
+            p.mounts.push(Mount::Bind {
+                src: src.display().to_string(),
+                dst: "/x".into(),
+                rw: false,
+                optional: false,
+                overlay: true,
+            });
+            let e = plan(&p, &Default::default(), &[]).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+        let mut p = Profile::default();
+        p.mounts.push(Mount::Bind {
+            src: d.path().display().to_string(),
+            dst: "/x".into(),
+            rw: false,
+            optional: false,
+            overlay: true,
+        });
+        let planned = plan(&p, &Default::default(), &[]).unwrap();
+        assert!(
+            matches!(&planned[..], [Entry::Overlay { dst, .. }] if dst == Path::new("/x")),
+            "{planned:?}"
+        );
+    }
+
+    #[test]
     fn rw_bind_stays_writable_but_nosuid() {
         let c = calls(&[Entry::Bind {
             src: "/w".into(),
@@ -619,6 +742,7 @@ mod tests {
             dst: "/x".into(),
             rw: false,
             optional: true,
+            overlay: false,
         });
         assert_eq!(plan(&p, &Default::default(), &[]).unwrap(), vec![]);
         p.mounts[0] = Mount::Bind {
@@ -626,6 +750,7 @@ mod tests {
             dst: "/x".into(),
             rw: false,
             optional: false,
+            overlay: false,
         };
         let e = plan(&p, &Default::default(), &[]).unwrap_err().to_string();
         assert!(
@@ -647,6 +772,7 @@ mod tests {
             dst: "/run/sock".into(),
             rw: true,
             optional: false,
+            overlay: false,
         });
         let params = [("sock".to_string(), checked.display().to_string())].into();
         let pins = [(checked.clone(), id(&checked))];

@@ -172,6 +172,14 @@ pub enum Mount {
         /// Skip silently when `src` does not exist.
         #[serde(default, skip_serializing_if = "is_false")]
         optional: bool,
+        /// Shown through a read-only overlay instead of a bind: the same
+        /// files, but every Unix socket under it refuses connections (a
+        /// read-only bind does not stop a `connect`: an ssh-agent, a
+        /// Docker or tmux socket in the home would be reachable), and
+        /// filesystems mounted under it are not shown. A directory only;
+        /// not with `rw`.
+        #[serde(default, skip_serializing_if = "is_false")]
+        overlay: bool,
     },
     /// A private, empty, size-limited tmpfs.
     Tmpfs {

@@ -169,9 +169,20 @@ fn mounts(p: &Profile, params: &BTreeMap<String, String>) -> Result<Vec<OciMount
         let dst = expand(m.dst(), params).map_err(err)?;
         let made = match m {
             Mount::Bind {
-                src, rw, optional, ..
+                src,
+                rw,
+                optional,
+                overlay,
+                ..
             } => {
                 let src = expand(src, params).map_err(err)?;
+                // A bind in its place would let the container connect to
+                // the sockets the profile closes: no export at all.
+                if *overlay {
+                    return Err(format!(
+                        "the bind of {src} has overlay = true, which has no OCI form (an overlay without an upper layer needs an empty host directory, which a spec cannot name): copy the profile without it (the sockets under {src} are then reachable) and export that"
+                    ));
+                }
                 // As in the jail: an optional bind whose source is absent is left out.
                 if *optional && !std::path::Path::new(&src).exists() {
                     continue;

@@ -74,6 +74,17 @@ fn check_values(own: &Profile, merged: &Profile, src: &Source, errors: &mut Vec<
             }
         }
         match m {
+            Mount::Bind {
+                rw: true,
+                overlay: true,
+                ..
+            } => err(
+                at("overlay"),
+                format!(
+                    "[[mount]] #{}: overlay = true shows src read-only: drop rw, or overlay",
+                    i + 1
+                ),
+            ),
             Mount::Bind { src: s, .. } => match expand(s, &merged.params) {
                 Err(e) => err(at("src"), format!("[[mount]] #{}: {e}", i + 1)),
                 Ok(s) => {

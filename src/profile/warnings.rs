@@ -125,6 +125,7 @@ mod tests {
             dst: "/host".into(),
             rw: true,
             optional: false,
+            overlay: false,
         });
         p.namespaces.net = false;
         p.landlock.scopes.clear();
