@@ -29,6 +29,10 @@ mod profile {
 #[path = "src/jail/bpf.rs"]
 mod bpf;
 
+#[allow(dead_code)]
+#[path = "src/workspaces.rs"]
+mod workspaces;
+
 fn main() {
     println!("cargo:rerun-if-changed=profiles");
     println!("cargo:rerun-if-changed=src/profile");
@@ -40,7 +44,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", lib.display());
     }
     // Only the built-ins: no directory is searched.
-    let search = profile::load::SearchPath { dirs: vec![] };
+    let search = profile::load::SearchPath::only(vec![]);
     let mut profiles = String::from(
         "/// (name, the built-ins it is made of, the resolved profile as JSON)\n\
          const COMPILED: &[(&str, &[&str], &str)] = &[\n",

@@ -26,3 +26,4 @@ pub mod relay;
 pub mod setup;
 pub mod terminal;
 pub mod users;
+pub mod workspaces;

@@ -15,12 +15,10 @@ fn bin() -> Command {
 }
 
 fn search(dir: &Path) -> SearchPath {
-    SearchPath {
-        dirs: vec![
-            dir.to_path_buf(),
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("profiles"),
-        ],
-    }
+    SearchPath::only(vec![
+        dir.to_path_buf(),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("profiles"),
+    ])
 }
 
 /// Writes `files` into a temp dir and returns the error lines of resolving

@@ -535,8 +535,11 @@ fn jailed_sessions_refuse_the_direct_transport_and_a_bad_workspace() {
     );
     let _ = w.host_pairjail(&["stop", "--session", "sref"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    // Refused as in this share's workspace, or (once a jailed share of it
+    // ran) as in a workspace guests wrote before.
     assert!(
-        text(&out.stderr).contains("inside the workspace"),
+        text(&out.stderr).contains("inside the workspace")
+            || text(&out.stderr).contains("the workspace of an earlier jailed share"),
         "{}",
         text(&out.stderr)
     );
@@ -1480,5 +1483,89 @@ fn sockets_under_the_home_refuse_the_jailed_session() {
     assert!(
         shown.contains("refused") || shown.contains("Could not open"),
         "neither socket said why:\n{shown}"
+    );
+}
+
+/// A pair guest writes, as the host's uid, anywhere in a jailed share's
+/// workspace. Linked from the host's configuration (a dotfiles repository
+/// shared once, stowed later), a profile or a guest book written there
+/// would decide a later share's jail, or invite the guest's own key as a
+/// partner. `start` remembers every jailed share's workspace and reads
+/// neither from one. The attack: a guest of the first share plants both;
+/// the host's next share, of another directory, would read them.
+#[test]
+fn what_a_pair_guest_wrote_in_a_shared_workspace_is_never_trusted_later() {
+    let Some((w, _guests)) = World::new("wstaint", &[]) else {
+        return;
+    };
+    let home = runtime_dir_at(w.dir.join("home"));
+    let dotfiles = runtime_dir_at(w.dir.join("dotfiles"));
+    let project = runtime_dir_at(w.dir.join("project"));
+    let config = home.join(".config/pairjail");
+    std::fs::create_dir_all(&config).unwrap();
+    std::os::unix::fs::symlink(dotfiles.join("guests.toml"), config.join("guests.toml")).unwrap();
+    let owned = Command::new("chown")
+        .args(["-R", "-h", &format!("{HOST}:{HOST}")])
+        .arg(&home)
+        .status()
+        .unwrap();
+    assert!(owned.success());
+    let home_env = home.display().to_string();
+    let start = |session: &str, dir: &Path, extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["--workspace", dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let mut all = vec![("HOME", home_env.as_str())];
+        all.extend_from_slice(env);
+        w.try_start_session(session, "mirror,pair", HOST_PROGRAM, &args, &all)
+    };
+    let _stop = common::OnDrop(|| {
+        for s in ["staint1", "staint2"] {
+            let _ = w.host_pairjail(&["stop", "--session", s]);
+        }
+    });
+    let first = start("staint1", &dotfiles, &[], &[]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    wait_pane(&w, "staint1", "HOST-MARKER-4242");
+    // What a pair guest types: its own key as alice's, a profile of its own.
+    let key = std::fs::read_to_string(w.keygen("mallory").with_extension("pub")).unwrap();
+    let plant = format!(
+        "printf 'alice = {{ key = \"{}\", mode = \"pair\" }}\\n' > {}/guests.toml; mkdir -p {d}/profiles; printf 'extends = [\"workspace-strict\"]\\n' > {d}/profiles/workspace.toml; echo PLANTED-$((1+1))",
+        key.trim(),
+        dotfiles.display(),
+        d = dotfiles.display()
+    );
+    w.host_tmux("staint1", &["send-keys", "-t", "=staint1:", "-l", &plant]);
+    w.host_tmux("staint1", &["send-keys", "-t", "=staint1:", "Enter"]);
+    wait_pane(&w, "staint1", "PLANTED-2");
+    let out = w.host_pairjail(&["stop", "--session", "staint1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // The profile, on the search path of a later share.
+    let profiles = dotfiles.join("profiles").display().to_string();
+    let second = start(
+        "staint2",
+        &project,
+        &[],
+        &[("PAIRJAIL_PROFILE_PATH", &profiles)],
+    );
+    let said = text(&second.stderr);
+    assert!(
+        !second.status.success(),
+        "a later share's jail was built from the profile a guest planted"
+    );
+    assert!(
+        said.contains("the workspace of an earlier jailed share"),
+        "{said}"
+    );
+    // The guest book, for a later share's --invite.
+    let second = start("staint2", &project, &["--invite", "alice"], &[]);
+    let said = text(&second.stderr);
+    assert!(
+        !second.status.success(),
+        "a later share invited the key a guest planted in the guest book"
+    );
+    assert!(
+        said.contains("the guest book") && said.contains("earlier jailed share"),
+        "{said}"
     );
 }

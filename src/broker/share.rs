@@ -477,8 +477,10 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     // The guest book is read before anything starts: a typo stops here.
+    // Never from where pair guests could write (their keys, as anyone's).
+    let shared = crate::workspaces::shared(&a.home).map_err(workspace::WorkspaceError::from)?;
     let book_path = book::path_in(&a.home);
-    let requests = book::requests(&book_path, &a.invite, &a.session, a.default_mode)?;
+    let requests = book::requests(&book_path, &a.invite, &a.session, a.default_mode, &shared)?;
 
     // <runtime>/<host>/<session>, each 0711: guests can reach the socket
     // whose name they know, but list nothing.
@@ -566,6 +568,14 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
         reach: reach.clone(),
         tunnel: tunnel.clone(),
     };
+    // From the broker's start on, pair guests may write there.
+    if let Some(c) = &a.confinement
+        && let Err(e) = workspace::remember(&a.home, &c.workspace)
+    {
+        end_server(&tmux, p);
+        let _ = std::fs::remove_file(p.dir.join(liveness::SERVER_FILE));
+        return Err(e.into());
+    }
     // Held while the share is set up: dropped on any return below, it
     // ends the share if `undo_start` could not.
     let starting = match launch_broker(p, &launch) {

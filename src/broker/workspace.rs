@@ -40,6 +40,12 @@ pub enum WorkspaceError {
     #[error("{0} {1} is {2}")]
     Exposed(&'static str, PathBuf, String),
     #[error(
+        "cannot remember the workspace in {0}: {1} (pairjail keeps every jailed share's workspace there, to never trust a profile or guest book from one later)"
+    )]
+    Remember(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Shared(#[from] crate::workspaces::WorkspacesError),
+    #[error(
         "the runtime directory {0} is in what every jailed share shows its pair guests (your home, read-only): they run as your uid, and could connect to this share's tmux server and type into it; give --runtime-dir a directory outside your home, such as the default ($XDG_RUNTIME_DIR/pairjail)"
     )]
     SeenByJails(PathBuf),
@@ -267,6 +273,36 @@ fn shown_in_jail(
         })
     };
     Ok(!shown.iter().all(|at| hidden(at)))
+}
+
+/// Adds a jailed share's `workspace` (a real path) to the list of those
+/// pair guests could write (see `crate::workspaces`), once.
+pub fn remember(home: &Path, workspace: &Path) -> Result<(), WorkspaceError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if crate::workspaces::shared(home)?
+        .iter()
+        .any(|w| w == workspace)
+    {
+        return Ok(());
+    }
+    let path = crate::workspaces::list_path(home);
+    let fail = |e| WorkspaceError::Remember(path.clone(), e);
+    if let Some(dir) = path.parent() {
+        crate::files::dir_700(dir).map_err(fail)?;
+    }
+    let line = serde_json::to_string(workspace)
+        .map_err(|e| fail(std::io::Error::other(e.to_string())))?
+        + "\n";
+    // One append of one line: the lines of two starts never mix.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .map_err(fail)
 }
 
 /// `path` with links resolved, also where it is not made yet (as the

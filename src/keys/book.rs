@@ -20,6 +20,22 @@ pub enum BookError {
     Parse { path: PathBuf, message: String },
     #[error("--invite {name}: not in {path}")]
     Missing { name: String, path: PathBuf },
+    #[error(
+        "--invite: {what} {path} is inside {workspace}, the workspace of an earlier jailed share, where pair guests could have written their own keys into it: move it out (or, if no guest ever wrote there, remove its line from ~/.local/state/pairjail/workspaces)"
+    )]
+    Shared {
+        what: &'static str,
+        path: PathBuf,
+        workspace: PathBuf,
+    },
+    #[error(
+        "{book}: {name}'s key_file {path} is relative, read from wherever `start` runs (often a workspace guests can write): write it absolute"
+    )]
+    RelativeKeyFile {
+        book: PathBuf,
+        name: String,
+        path: PathBuf,
+    },
 }
 
 /// One partner.
@@ -42,16 +58,27 @@ pub fn path_in(home: &Path) -> PathBuf {
 }
 
 /// Invite requests for `names` into `session`, in the order given; a
-/// partner with no mode gets `default_mode`.
+/// partner with no mode gets `default_mode`. Neither the book nor a key
+/// file it names may be inside one of the `shared` workspaces.
 pub fn requests(
     book: &Path,
     names: &[String],
     session: &str,
     default_mode: Mode,
+    shared: &[PathBuf],
 ) -> Result<Vec<Request>, BookError> {
     if names.is_empty() {
         return Ok(Vec::new());
     }
+    let outside = |what, path: &Path| match crate::workspaces::holding(shared, path) {
+        Some(w) => Err(BookError::Shared {
+            what,
+            path: path.to_path_buf(),
+            workspace: w.to_path_buf(),
+        }),
+        None => Ok(()),
+    };
+    outside("the guest book", book)?;
     let text = std::fs::read_to_string(book).map_err(|source| BookError::Read {
         path: book.to_path_buf(),
         source,
@@ -67,6 +94,16 @@ pub fn requests(
                 name: name.clone(),
                 path: book.to_path_buf(),
             })?;
+            if let Some(f) = &e.key_file {
+                if !f.is_absolute() {
+                    return Err(BookError::RelativeKeyFile {
+                        book: book.to_path_buf(),
+                        name: name.clone(),
+                        path: f.clone(),
+                    });
+                }
+                outside("the key file", f)?;
+            }
             Ok(Request {
                 name: name.clone(),
                 source: KeySource {

@@ -38,7 +38,7 @@ mod tests {
     use crate::profile::{builtin_names, load, resolve};
 
     fn nothing_on_disk() -> SearchPath {
-        SearchPath { dirs: vec![] }
+        SearchPath::only(vec![])
     }
 
     #[test]
@@ -76,9 +76,7 @@ mod tests {
     #[test]
     fn a_file_that_shadows_a_built_in_or_its_parent_wins() {
         let dir = tempfile::tempdir().unwrap();
-        let search = SearchPath {
-            dirs: vec![dir.path().to_path_buf()],
-        };
+        let search = SearchPath::only(vec![dir.path().to_path_buf()]);
         assert!(builtin("guest-relay", &search).is_some());
         let shipped = include_str!("../../profiles/base.toml");
         assert!(shipped.contains("uid = 1000"));

@@ -75,6 +75,10 @@ pub fn available(search: &SearchPath) -> Vec<(String, String)> {
 #[derive(Debug, Clone)]
 pub struct SearchPath {
     pub dirs: Vec<PathBuf>,
+    /// Workspaces jailed shares made writable to pair guests (see
+    /// `workspaces`): a profile found in one is refused. Err: the list
+    /// could not be read, and a profile on disk cannot be trusted.
+    pub shared: Result<Vec<PathBuf>, String>,
 }
 
 impl SearchPath {
@@ -94,7 +98,19 @@ impl SearchPath {
             dirs.push(Path::new(&home).join(".config/pairjail/profiles"));
         }
         dirs.push(PathBuf::from("/etc/pairjail/profiles"));
-        SearchPath { dirs }
+        let shared = match env::var_os("HOME") {
+            Some(home) => crate::workspaces::shared(Path::new(&home)).map_err(|e| e.to_string()),
+            None => Ok(Vec::new()),
+        };
+        SearchPath { dirs, shared }
+    }
+
+    /// Only `dirs`, with no shared workspace known.
+    pub fn only(dirs: Vec<PathBuf>) -> SearchPath {
+        SearchPath {
+            dirs,
+            shared: Ok(Vec::new()),
+        }
     }
 
     /// The first directory searched that lies inside `dir` (compared
@@ -116,7 +132,7 @@ impl SearchPath {
         {
             let p = dir.join(&file);
             if p.is_file() {
-                return Some(Source::read(&p));
+                return Some(self.trusted(&p).and_then(|()| Source::read(&p)));
             }
         }
         BUILTIN.iter().find(|(n, _)| *n == name).map(|(n, text)| {
@@ -127,6 +143,32 @@ impl SearchPath {
                 own: None,
             })
         })
+    }
+}
+
+impl SearchPath {
+    /// A profile decides what a jail allows: one a pair guest could have
+    /// written, in the workspace of an earlier jailed share, is refused.
+    fn trusted(&self, path: &Path) -> Result<(), ProfileError> {
+        let fail = |message: String| ProfileError {
+            file: path.display().to_string(),
+            line: 0,
+            col: 0,
+            message,
+        };
+        let shared = self.shared.as_ref().map_err(|e| fail(e.clone()))?;
+        match crate::workspaces::holding(shared, path) {
+            Some(w) => Err(fail(format!(
+                "inside {}, the workspace of an earlier jailed share, where pair guests could write it: a profile decides what a jail allows; move your profiles out of it (or, if no guest ever wrote there, remove its line from {})",
+                w.display(),
+                std::env::var_os("HOME")
+                    .map(|h| crate::workspaces::list_path(Path::new(&h))
+                        .display()
+                        .to_string())
+                    .unwrap_or_else(|| "~/.local/state/pairjail/workspaces".into())
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -354,7 +396,7 @@ mod tests {
         let ws = d.path().join("ws");
         std::fs::create_dir(&ws).unwrap();
         std::os::unix::fs::symlink(&ws, d.path().join("link")).unwrap();
-        let inside = |dir: PathBuf| SearchPath { dirs: vec![dir] }.inside(&ws).is_some();
+        let inside = |dir: PathBuf| SearchPath::only(vec![dir]).inside(&ws).is_some();
         assert!(inside(ws.join("profiles")));
         // Not made yet, through a link, or climbing out and back in.
         assert!(inside(d.path().join("link/later/profiles")));

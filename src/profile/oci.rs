@@ -477,7 +477,7 @@ mod tests {
     /// What runc will not enforce is said at export, never dropped quietly.
     #[test]
     fn the_export_names_what_it_cannot_carry() {
-        let search = crate::profile::SearchPath { dirs: vec![] };
+        let search = crate::profile::SearchPath::only(vec![]);
         let p = crate::profile::resolve("guest-relay", &search)
             .unwrap()
             .profile;

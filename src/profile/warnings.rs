@@ -111,7 +111,7 @@ mod tests {
 
     #[test]
     fn the_shipped_guest_profiles_have_nothing_to_say_and_a_risky_one_does() {
-        let search = crate::profile::SearchPath { dirs: vec![] };
+        let search = crate::profile::SearchPath::only(vec![]);
         for name in ["guest-relay", "guest-direct"] {
             let p = crate::profile::resolve(name, &search).unwrap().profile;
             assert_eq!(of(&p), Vec::<String>::new(), "{name}");

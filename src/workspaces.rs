@@ -1,0 +1,89 @@
+//! Workspaces that jailed shares made writable to pair guests. What
+//! pairjail trusts later (profiles, the guest book and the key files it
+//! names) is never read from one: a guest could have written it there,
+//! as the host's uid, in any earlier share (a dotfiles repository shared
+//! once, and linked from `~/.config/pairjail`). The list is
+//! `~/.local/state/pairjail/workspaces`, which the workspace jail hides,
+//! one JSON string per line; `start` adds to it
+//! (`broker::workspace::remember`). Plain std and serde: the build script
+//! resolves the built-in profiles with the code that reads it.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspacesError {
+    #[error(
+        "cannot read the list of shared workspaces {0}: {1} (fix it, or remove the file to start a new list)"
+    )]
+    Read(PathBuf, String),
+}
+
+/// Where the list of the user whose home is `home` is kept.
+pub fn list_path(home: &Path) -> PathBuf {
+    home.join(".local/state/pairjail/workspaces")
+}
+
+/// The workspaces remembered for the user whose home is `home`.
+pub fn shared(home: &Path) -> Result<Vec<PathBuf>, WorkspacesError> {
+    let path = list_path(home);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(WorkspacesError::Read(path, e.to_string())),
+    };
+    // Only whole lines: a line without its end is another `start`'s
+    // append under way, whose share has no guest yet.
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+    whole
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str::<PathBuf>(line)
+                .map_err(|e| WorkspacesError::Read(path.clone(), format!("line {}: {e}", i + 1)))
+        })
+        .collect()
+}
+
+/// The workspace of `shared` that `path` lies in, compared with links
+/// resolved (a link from `~/.config` into a workspace leads into it).
+pub fn holding<'a>(shared: &'a [PathBuf], path: &Path) -> Option<&'a Path> {
+    let real = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    shared
+        .iter()
+        .find(|w| real.starts_with(w))
+        .map(PathBuf::as_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workspace_is_found_through_a_link() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let home = d.path().join("home");
+        let ws = d.path().join("ws");
+        std::fs::create_dir_all(ws.join("profiles")).expect("ws");
+        std::fs::create_dir_all(&home).expect("home");
+        let list = vec![ws.clone()];
+        let link = home.join("profiles");
+        std::os::unix::fs::symlink(ws.join("profiles"), &link).expect("link");
+        assert_eq!(holding(&list, &link), Some(ws.as_path()));
+        assert_eq!(holding(&list, &home), None);
+    }
+
+    #[test]
+    fn a_list_that_cannot_be_read_is_an_error_not_an_empty_list() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = list_path(d.path());
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("dir");
+        std::fs::write(&path, "\"/ok\"\n\"/half").expect("write");
+        assert_eq!(
+            shared(d.path()).expect("whole lines"),
+            [PathBuf::from("/ok")]
+        );
+        std::fs::write(&path, "\"/ok\"\nnot json\n").expect("write");
+        let e = shared(d.path()).expect_err("a bad line").to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+}
