@@ -13,9 +13,28 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspacesError {
     #[error(
-        "cannot read the list of shared workspaces {0}: {1} (fix it, or remove the file to start a new list)"
+        "cannot read the list of shared workspaces {0}: {1} (fix the bad line: removing the file would trust again what guests wrote in every workspace listed)"
     )]
     Read(PathBuf, String),
+}
+
+/// The caller's home: `$HOME`, else the password database's (as `start`
+/// finds it), so the list is read where it was written.
+pub fn caller_home() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::Uid::effective())
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+        })
+}
+
+/// The caller's list (none without a home).
+pub fn shared_of_caller() -> Result<Vec<PathBuf>, WorkspacesError> {
+    caller_home().map_or(Ok(Vec::new()), |h| shared(&h))
 }
 
 /// Where the list of the user whose home is `home` is kept.
@@ -47,11 +66,32 @@ pub fn shared(home: &Path) -> Result<Vec<PathBuf>, WorkspacesError> {
 /// The workspace of `shared` that `path` lies in, compared with links
 /// resolved (a link from `~/.config` into a workspace leads into it).
 pub fn holding<'a>(shared: &'a [PathBuf], path: &Path) -> Option<&'a Path> {
-    let real = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let real = real(path, 40);
     shared
         .iter()
         .find(|w| real.starts_with(w))
         .map(PathBuf::as_path)
+}
+
+/// `path` with links resolved, also a link to a file not made yet (a
+/// guest could make it later): the link's target, its directory resolved.
+fn real(path: &Path, hops: u32) -> PathBuf {
+    if let Ok(r) = path.canonicalize() {
+        return r;
+    }
+    if hops > 0
+        && let Ok(target) = std::fs::read_link(path)
+    {
+        let next = match path.parent() {
+            Some(dir) if target.is_relative() => dir.join(target),
+            _ => target,
+        };
+        return real(&next, hops - 1);
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) if hops > 0 => real(dir, hops - 1).join(name),
+        _ => path.to_path_buf(),
+    }
 }
 
 #[cfg(test)]
@@ -70,6 +110,10 @@ mod tests {
         std::os::unix::fs::symlink(ws.join("profiles"), &link).expect("link");
         assert_eq!(holding(&list, &link), Some(ws.as_path()));
         assert_eq!(holding(&list, &home), None);
+        // A link to a file a guest has not made yet leads there too.
+        let later = home.join("guests.toml");
+        std::os::unix::fs::symlink(ws.join("guests.toml"), &later).expect("link");
+        assert_eq!(holding(&list, &later), Some(ws.as_path()));
     }
 
     #[test]

@@ -1557,6 +1557,18 @@ fn what_a_pair_guest_wrote_in_a_shared_workspace_is_never_trusted_later() {
         said.contains("the workspace of an earlier jailed share"),
         "{said}"
     );
+    // The same profile, named by its path.
+    let named = dotfiles
+        .join("profiles/workspace.toml")
+        .display()
+        .to_string();
+    let second = start("staint2", &project, &["--session-profile", &named], &[]);
+    let said = text(&second.stderr);
+    assert!(
+        !second.status.success(),
+        "a later share's jail was built from the profile file a guest planted"
+    );
+    assert!(said.contains("inside the workspace"), "{said}");
     // The guest book, for a later share's --invite.
     let second = start("staint2", &project, &["--invite", "alice"], &[]);
     let said = text(&second.stderr);
@@ -1566,6 +1578,46 @@ fn what_a_pair_guest_wrote_in_a_shared_workspace_is_never_trusted_later() {
     );
     assert!(
         said.contains("the guest book") && said.contains("earlier jailed share"),
+        "{said}"
+    );
+}
+
+/// The home is shown through an overlay, which the kernel refuses over a
+/// directory with filesystems mounted below it (a disk, an sshfs under
+/// the home) that a user namespace cannot take apart. `start` says so,
+/// naming the mounts and the way out, instead of failing with EINVAL.
+#[test]
+fn a_home_with_mounts_below_it_is_refused_with_the_mounts_named() {
+    let Some((w, _guests)) = World::new("wsmnt", &[]) else {
+        return;
+    };
+    let home = runtime_dir_at(w.dir.join("home"));
+    let disk = home.join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "pjdisk"])
+        .arg(&disk)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let _unmounted = common::OnDrop(|| {
+        let _ = Command::new("umount").arg("-l").arg(&disk).status();
+    });
+    let home_env = home.display().to_string();
+    let out = w.try_start_session(
+        "smnt",
+        "mirror,pair",
+        HOST_PROGRAM,
+        &[],
+        &[("HOME", home_env.as_str())],
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "smnt"]);
+    let said = text(&out.stderr);
+    assert!(!out.status.success(), "a jail was built over the mount");
+    assert!(
+        said.contains("filesystems mounted below it")
+            && said.contains(&disk.display().to_string())
+            && said.contains("overlay = true"),
         "{said}"
     );
 }

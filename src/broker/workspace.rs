@@ -132,6 +132,18 @@ pub fn decide(r: &Request, search: &SearchPath) -> Result<Option<Confinement>, W
             return Err(WorkspaceError::ProfilesInside(real, workspace));
         }
     }
+    // Nor in the workspace of an earlier jailed share (a profile named by
+    // its path is read as given, not looked up on the search path).
+    let shared = crate::workspaces::shared_of_caller()?;
+    for file in resolved.sources.iter().filter(|s| s.dir.is_some()) {
+        let path = Path::new(&file.name);
+        if let Some(w) = crate::workspaces::holding(&shared, path) {
+            return Err(WorkspaceError::ProfilesInside(
+                path.to_path_buf(),
+                w.to_path_buf(),
+            ));
+        }
+    }
     let missing: Vec<&str> = PARAMS
         .into_iter()
         .filter(|p| !resolved.profile.params.contains_key(*p))

@@ -84,6 +84,15 @@ impl KeySource {
                 path: p.clone(),
                 message,
             };
+            // A key file is who gets in: never one a pair guest could
+            // have rewritten, in the workspace of a jailed share.
+            let shared = crate::workspaces::shared_of_caller().map_err(|e| bad(e.to_string()))?;
+            if let Some(w) = crate::workspaces::holding(&shared, p) {
+                return Err(bad(format!(
+                    "inside {}, the workspace of a jailed share, where pair guests could have written their own keys into it: keep key files elsewhere",
+                    w.display()
+                )));
+            }
             let text = std::fs::read_to_string(p).map_err(|e| bad(e.to_string()))?;
             let keys = key::parse_text(&text).map_err(bad)?;
             if keys.is_empty() {

@@ -98,10 +98,7 @@ impl SearchPath {
             dirs.push(Path::new(&home).join(".config/pairjail/profiles"));
         }
         dirs.push(PathBuf::from("/etc/pairjail/profiles"));
-        let shared = match env::var_os("HOME") {
-            Some(home) => crate::workspaces::shared(Path::new(&home)).map_err(|e| e.to_string()),
-            None => Ok(Vec::new()),
-        };
+        let shared = crate::workspaces::shared_of_caller().map_err(|e| e.to_string());
         SearchPath { dirs, shared }
     }
 
@@ -161,10 +158,8 @@ impl SearchPath {
             Some(w) => Err(fail(format!(
                 "inside {}, the workspace of an earlier jailed share, where pair guests could write it: a profile decides what a jail allows; move your profiles out of it (or, if no guest ever wrote there, remove its line from {})",
                 w.display(),
-                std::env::var_os("HOME")
-                    .map(|h| crate::workspaces::list_path(Path::new(&h))
-                        .display()
-                        .to_string())
+                crate::workspaces::caller_home()
+                    .map(|h| crate::workspaces::list_path(&h).display().to_string())
                     .unwrap_or_else(|| "~/.local/state/pairjail/workspaces".into())
             ))),
             None => Ok(()),
