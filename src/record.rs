@@ -66,7 +66,8 @@ struct Disk {
     queued: Arc<AtomicUsize>,
     /// The first write that failed; nothing is written after it.
     failed: Arc<Mutex<Option<RecordError>>>,
-    done: mpsc::Receiver<()>,
+    /// Told when the thread has written everything; None once waited for.
+    done_waiting: Option<mpsc::Receiver<()>>,
     /// Since when it has been more than [`BEHIND`] behind.
     behind_since: Option<Instant>,
 }
@@ -106,7 +107,7 @@ impl Disk {
             lines: Some(lines),
             queued,
             failed,
-            done,
+            done_waiting: Some(done),
             behind_since: None,
         })
     }
@@ -160,7 +161,10 @@ impl Disk {
     /// [`FINISH`].
     fn finish(&mut self) -> Result<(), RecordError> {
         self.lines = None;
-        match self.done.recv_timeout(FINISH) {
+        let Some(done) = self.done_waiting.take() else {
+            return self.failure();
+        };
+        match done.recv_timeout(FINISH) {
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 Err(RecordError::Behind(self.path.clone(), self.queued()))
             }
@@ -497,6 +501,10 @@ impl Cast {
     /// the terminal reset goes last.
     pub fn close(&mut self) -> Result<Wrote, RecordError> {
         if self.ended {
+            // Ended by its size limit: its last lines are waited for here.
+            if self.disk.done_waiting.is_some() {
+                self.disk.finish()?;
+            }
             return Ok(Wrote::Ended);
         }
         self.put_reset()?;
@@ -866,7 +874,7 @@ mod tests {
         let budget = Budget {
             rate: 1 << 30,
             burst: 1 << 30,
-            stall: Duration::from_millis(200),
+            stall: Duration::from_millis(500),
             ..Budget::default()
         };
         let mut c = Cast::over(
@@ -880,9 +888,20 @@ mod tests {
         )
         .expect("cast");
         let chunk = vec![b'y'; 64 * 1024];
-        while c.output(&chunk).expect("output") != Wrote::Skipped {}
-        assert_eq!(c.input("bob", b"x").expect("input"), Wrote::Later);
-        std::thread::sleep(Duration::from_millis(300));
+        let mut tries = 0;
+        while c.output(&chunk).expect("output") != Wrote::Skipped {
+            tries += 1;
+            assert!(tries < 1000, "output was never skipped for the disk");
+        }
+        // Held back, unless this thread was slow enough for the stall.
+        assert!(
+            matches!(
+                c.input("bob", b"x"),
+                Ok(Wrote::Later) | Err(RecordError::Stalled(..))
+            ),
+            "keys went on while the disk was behind"
+        );
+        std::thread::sleep(Duration::from_millis(600));
         let stopped = c.input("bob", b"x");
         assert!(
             matches!(stopped, Err(RecordError::Stalled(..))),
@@ -911,7 +930,12 @@ mod tests {
             }
         }
         assert!(stopped);
-        let size = std::fs::metadata(c.path()).expect("meta").len();
-        assert!(size <= 2000 + 200, "{size}");
+        c.close().expect("close");
+        let body = std::fs::read_to_string(c.path()).expect("read");
+        assert!(body.len() <= 2000 + 200, "{}", body.len());
+        assert!(
+            body.contains("nothing after this is recorded"),
+            "no last marker:\n{body}"
+        );
     }
 }

@@ -101,8 +101,10 @@ mod tests {
     #[test]
     fn a_workspace_is_found_through_a_link() {
         let d = tempfile::tempdir().expect("tempdir");
-        let home = d.path().join("home");
-        let ws = d.path().join("ws");
+        // Compared as real paths: the temporary directory may be a link.
+        let root = d.path().canonicalize().expect("real");
+        let home = root.join("home");
+        let ws = root.join("ws");
         std::fs::create_dir_all(ws.join("profiles")).expect("ws");
         std::fs::create_dir_all(&home).expect("home");
         let list = vec![ws.clone()];
