@@ -807,29 +807,29 @@ mod tests {
         assert_eq!(side.lines().count(), 20);
     }
 
+    /// A recording whose cast is a pipe nobody reads yet (a disk that
+    /// stops), with no output budget to speak of.
+    fn cast_on_a_pipe(dir: &Path, stall: Duration) -> (Cast, std::io::PipeReader) {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        let cast = File::from(std::os::fd::OwnedFd::from(writer));
+        let inputs = create(&dir.join("i")).expect("inputs");
+        let budget = Budget {
+            rate: 1 << 30,
+            burst: 1 << 30,
+            stall,
+            ..Budget::default()
+        };
+        let c =
+            Cast::over(dir.join("c"), cast, inputs, "t", (80, 24), "xterm", budget).expect("cast");
+        (c, reader)
+    }
+
     /// A disk that stops taking writes (a hung network home) must not
     /// hold up whoever records: here the cast is a pipe nobody reads.
     #[test]
     fn a_disk_that_stops_holds_up_the_recording_never_its_caller() {
         let d = tempfile::tempdir().expect("tempdir");
-        let (mut reader, writer) = std::io::pipe().expect("pipe");
-        let cast = File::from(std::os::fd::OwnedFd::from(writer));
-        let inputs = create(&d.path().join("i")).expect("inputs");
-        let budget = Budget {
-            rate: 1 << 30,
-            burst: 1 << 30,
-            ..Budget::default()
-        };
-        let mut c = Cast::over(
-            d.path().join("c"),
-            cast,
-            inputs,
-            "t",
-            (80, 24),
-            "xterm",
-            budget,
-        )
-        .expect("cast");
+        let (mut c, mut reader) = cast_on_a_pipe(d.path(), Budget::default().stall);
         let chunk = vec![b'y'; 64 * 1024];
         let mut skipped = false;
         // Each call returns although nothing is written past the pipe's
@@ -868,25 +868,7 @@ mod tests {
     #[test]
     fn a_disk_that_hangs_stops_the_recording() {
         let d = tempfile::tempdir().expect("tempdir");
-        let (reader, writer) = std::io::pipe().expect("pipe");
-        let cast = File::from(std::os::fd::OwnedFd::from(writer));
-        let inputs = create(&d.path().join("i")).expect("inputs");
-        let budget = Budget {
-            rate: 1 << 30,
-            burst: 1 << 30,
-            stall: Duration::from_millis(500),
-            ..Budget::default()
-        };
-        let mut c = Cast::over(
-            d.path().join("c"),
-            cast,
-            inputs,
-            "t",
-            (80, 24),
-            "xterm",
-            budget,
-        )
-        .expect("cast");
+        let (mut c, reader) = cast_on_a_pipe(d.path(), Duration::from_millis(500));
         let chunk = vec![b'y'; 64 * 1024];
         let mut tries = 0;
         while c.output(&chunk).expect("output") != Wrote::Skipped {

@@ -1282,6 +1282,26 @@ while True:
     let _ = fs::remove_dir_all(&tmp);
 }
 
+/// A PATH whose `ssh` plays the tunnel's relay: it answers `ssh -G`, says
+/// `script` on its stderr, then hangs as a connection would.
+fn fake_ssh(w: &World, script: &str) -> String {
+    let fake = w.dir.join("fakessh");
+    fs::create_dir_all(&fake).unwrap();
+    fs::set_permissions(&w.dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(
+        fake.join("ssh"),
+        format!(
+            "#!/bin/sh\n\
+             case \"$1\" in -G) echo 'hostname 127.0.0.1'; exit 0;; esac\n\
+             {script}exec sleep 600\n"
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(fake.join("ssh"), fs::Permissions::from_mode(0o755)).unwrap();
+    format!("{}:/usr/local/bin:/usr/bin:/bin", fake.display())
+}
+
 /// The relay of `start --tunnel` is someone else's machine, and ssh shows
 /// what its sshd sends before login (banners, as many and as long as it
 /// likes) on the stderr the broker reads. A hostile relay's 100 MB line
@@ -1296,24 +1316,14 @@ fn a_hostile_relay_cannot_grow_the_broker_or_its_log() {
     };
     w.start_sshd();
     let bin = shared_binary();
-    let fake = w.dir.join("fakessh");
-    fs::create_dir_all(&fake).unwrap();
-    fs::set_permissions(&w.dir, fs::Permissions::from_mode(0o755)).unwrap();
-    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
-    fs::write(
-        fake.join("ssh"),
-        "#!/bin/sh\n\
-         case \"$1\" in -G) echo 'hostname 127.0.0.1'; exit 0;; esac\n\
-         echo 'debug1: remote forward success for: listen 1' >&2\n\
+    let path = fake_ssh(
+        &w,
+        "echo 'debug1: remote forward success for: listen 1' >&2\n\
          head -c 100000000 /dev/zero | tr '\\0' A >&2\n\
          printf '\\n' >&2\n\
          i=0; while [ $i -lt 20000 ]; do echo 'debug1: remote forward success for: listen 1' >&2; i=$((i+1)); done\n\
-         printf 'FAKE-SSH-\\rDONE\\n' >&2\n\
-         exec sleep 600\n",
-    )
-    .unwrap();
-    fs::set_permissions(fake.join("ssh"), fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", fake.display());
+         printf 'FAKE-SSH-\\rDONE\\n' >&2\n",
+    );
     let env = [("PATH", path.as_str())];
     // The test's own runtime directory: its share and broker are found
     // there, never another test's.
@@ -1389,19 +1399,7 @@ fn a_start_stopped_while_it_sets_up_the_share_leaves_no_share_behind() {
     };
     w.start_sshd();
     let bin = shared_binary();
-    let fake = w.dir.join("fakessh");
-    fs::create_dir_all(&fake).unwrap();
-    fs::set_permissions(&w.dir, fs::Permissions::from_mode(0o755)).unwrap();
-    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
-    fs::write(
-        fake.join("ssh"),
-        "#!/bin/sh\n\
-         case \"$1\" in -G) echo 'hostname 127.0.0.1'; exit 0;; esac\n\
-         exec sleep 600\n",
-    )
-    .unwrap();
-    fs::set_permissions(fake.join("ssh"), fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", fake.display());
+    let path = fake_ssh(&w, "");
     let env = [("PATH", path.as_str())];
     let rt = w.runtime.display().to_string();
     let host = |args: &[&str]| {

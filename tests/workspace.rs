@@ -1041,6 +1041,15 @@ fn a_pair_guest_cannot_have_the_host_told_the_share_is_over() {
 
 /// A runtime directory of the host's under its home (which the workspace
 /// profile shows read-only in the jail).
+/// `line` typed into the jailed session's shell (what a pair guest
+/// types), then its screen once `marker` shows.
+fn typed_in(w: &World, session: &str, line: &str, marker: &str) -> String {
+    let target = format!("={session}:");
+    w.host_tmux(session, &["send-keys", "-t", &target, "-l", line]);
+    w.host_tmux(session, &["send-keys", "-t", &target, "Enter"]);
+    wait_pane(w, session, marker)
+}
+
 fn runtime_dir_in_home(name: &str) -> PathBuf {
     runtime_dir_at(PathBuf::from(format!(
         "/home/{HOST}/{name}-{}",
@@ -1226,9 +1235,7 @@ fn a_pair_guest_in_one_share_cannot_order_another() {
     )
     .unwrap();
     let script = "python3 order.py";
-    w.host_tmux("sjail", &["send-keys", "-t", "=sjail:", "-l", script]);
-    w.host_tmux("sjail", &["send-keys", "-t", "=sjail:", "Enter"]);
-    let shown = wait_pane(&w, "sjail", "ORDER-SENT");
+    let shown = typed_in(&w, "sjail", script, "ORDER-SENT");
     let still = listed();
     let _ = w.host_pairjail(&["stop", "--session", "sjail"]);
     assert!(
@@ -1324,12 +1331,7 @@ fn a_pair_guest_in_one_share_cannot_join_another_as_its_invitee() {
         ),
     )
     .unwrap();
-    w.host_tmux(
-        "sjail",
-        &["send-keys", "-t", "=sjail:", "-l", "python3 hello.py"],
-    );
-    w.host_tmux("sjail", &["send-keys", "-t", "=sjail:", "Enter"]);
-    let shown = wait_pane(&w, "sjail", "JOIN-ANSWER");
+    let shown = typed_in(&w, "sjail", "python3 hello.py", "JOIN-ANSWER");
     let _ = w.host_pairjail(&["stop", "--session", "sjail"]);
     assert!(
         !shown.contains("JOIN-ANSWER welcome"),
@@ -1390,9 +1392,7 @@ fn a_pair_guest_in_one_share_cannot_drive_another_through_its_tmux() {
             "tmux -S {} send-keys -t =sother: 'echo DROVE-$((40+2))' Enter; echo TMUX-$((1+1))-TRIED",
             sock.display()
         );
-        w.host_tmux("sjail", &["send-keys", "-t", "=sjail:", "-l", &attack]);
-        w.host_tmux("sjail", &["send-keys", "-t", "=sjail:", "Enter"]);
-        let shown = wait_pane(&w, "sjail", "TMUX-2-TRIED");
+        let shown = typed_in(&w, "sjail", &attack, "TMUX-2-TRIED");
         let _ = w.host_pairjail(&["stop", "--session", "sjail"]);
         let theirs = run_as(HOST, "tmux")
             .arg("-S")
@@ -1468,9 +1468,7 @@ fn sockets_under_the_home_refuse_the_jailed_session() {
         pwned.display(),
         agent_sock.display()
     );
-    w.host_tmux("ssock", &["send-keys", "-t", "=ssock:", "-l", &attack]);
-    w.host_tmux("ssock", &["send-keys", "-t", "=ssock:", "Enter"]);
-    let shown = wait_pane(&w, "ssock", "SOCK-2-TRIED");
+    let shown = typed_in(&w, "ssock", &attack, "SOCK-2-TRIED");
     let _ = w.host_pairjail(&["stop", "--session", "ssock"]);
     assert!(
         !pwned.exists(),
@@ -1534,9 +1532,7 @@ fn what_a_pair_guest_wrote_in_a_shared_workspace_is_never_trusted_later() {
         dotfiles.display(),
         d = dotfiles.display()
     );
-    w.host_tmux("staint1", &["send-keys", "-t", "=staint1:", "-l", &plant]);
-    w.host_tmux("staint1", &["send-keys", "-t", "=staint1:", "Enter"]);
-    wait_pane(&w, "staint1", "PLANTED-2");
+    typed_in(&w, "staint1", &plant, "PLANTED-2");
     let out = w.host_pairjail(&["stop", "--session", "staint1"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 
