@@ -27,33 +27,45 @@ pub const DEADLINE: Duration = Duration::from_secs(2);
 /// Host directories looked at, at most.
 pub const MAX_HOSTS: usize = 4096;
 
-/// One match: the host, the invite, its line.
+/// One match: the host, the invite, its line, and whether its share runs
+/// now (else it waits for its share's start).
 #[derive(Debug, Clone)]
 pub struct Found {
     pub host: String,
     pub invite: Invite,
     pub line: String,
+    pub live: bool,
+}
+
+/// Where an invite stands: its share runs, it waits for its share's
+/// start, or it is over (expired, or its run ended).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Live,
+    Waiting,
+    Over,
 }
 
 /// The lines one invites file yields for `offered` (pure: the caller says
-/// which invites are live). Invalid invites are skipped, never rendered.
+/// where each invite stands). Invalid invites are skipped, never rendered.
 pub fn lines_from(
     text: &[u8],
     host: &str,
     offered: &GuestKey,
     runtime: &Path,
     bin: &Path,
-    live: impl Fn(&Invite) -> bool,
+    standing: impl Fn(&Invite) -> Standing,
 ) -> Vec<Found> {
     let Ok(book) = Book::parse(text, Path::new("invites.toml")) else {
         return vec![];
     };
     let mut out = Vec::new();
     for inv in book.invites {
+        let now = standing(&inv);
         if inv.via != Via::PairUser
             || inv.validate().is_err()
             || !inv.keys.contains(&offered.openssh)
-            || !live(&inv)
+            || now == Standing::Over
         {
             continue;
         }
@@ -69,6 +81,7 @@ pub fn lines_from(
             host: host.to_string(),
             invite: inv,
             line,
+            live: now == Standing::Live,
         });
     }
     out
@@ -140,25 +153,52 @@ pub fn answer(
             }
         };
         found.extend(lines_from(&text, &name, offered, runtime, bin, |inv| {
-            inv.usable(&dir, uid)
+            if inv.usable(&dir, uid) {
+                Standing::Live
+            } else if inv.is_dead(&dir, uid) {
+                Standing::Over
+            } else {
+                Standing::Waiting
+            }
         }));
     }
-    match found.len() {
-        0 => (None, warnings),
-        1 => (found.pop().map(|f| f.line), warnings),
-        _ => {
-            let who: Vec<String> = found
-                .iter()
-                .map(|f| format!("{}/{}/{}", f.host, f.invite.session, f.invite.name))
-                .collect();
-            warnings.push(format!(
-                "key {} is invited {} times ({}); letting it in nowhere",
-                offered.fingerprint,
-                found.len(),
-                who.join(", ")
-            ));
-            (None, warnings)
+    let (line, warning) = choose(found, &offered.fingerprint);
+    warnings.extend(warning);
+    (line, warnings)
+}
+
+/// The one line to print, if there is exactly one. A key invited to two
+/// running shares gets none: sshd would take the first, and a local user
+/// could steer a guest into a session it did not mean to join. Nor does a
+/// key another host has invited to a share not started yet: the one
+/// running would take that host's guest meanwhile.
+fn choose(found: Vec<Found>, fingerprint: &str) -> (Option<String>, Option<String>) {
+    let who = |f: &Found| format!("{}/{}/{}", f.host, f.invite.session, f.invite.name);
+    let (mut live, waiting): (Vec<Found>, Vec<Found>) = found.into_iter().partition(|f| f.live);
+    match live.len() {
+        0 => (None, None),
+        1 => {
+            let host = live[0].host.clone();
+            let others: Vec<String> = waiting.iter().filter(|f| f.host != host).map(who).collect();
+            if others.is_empty() {
+                return (live.pop().map(|f| f.line), None);
+            }
+            (
+                None,
+                Some(format!(
+                    "key {fingerprint} is invited by {host} ({}) and, for a share not running now, by {}; letting it in nowhere",
+                    who(&live[0]),
+                    others.join(", ")
+                )),
+            )
         }
+        n => (
+            None,
+            Some(format!(
+                "key {fingerprint} is invited {n} times ({}); letting it in nowhere",
+                live.iter().map(who).collect::<Vec<_>>().join(", ")
+            )),
+        ),
     }
 }
 
@@ -183,7 +223,7 @@ mod tests {
                 &key,
                 Path::new("/run/pairjail"),
                 Path::new("/usr/bin/pairjail"),
-                |_| true,
+                |_| Standing::Live,
             );
             found.len()
         };
@@ -193,5 +233,48 @@ mod tests {
         }
         // The same invite a week ahead is served (the check can fail).
         assert_eq!(served(now + 7 * 86400), 1);
+    }
+
+    /// A local user who may host invites a guest's public key (GitHub
+    /// publishes it) while the guest's real host has invited it to a share
+    /// not started yet: the guest, logging in meanwhile, must not land in
+    /// the local user's session.
+    #[test]
+    fn a_key_another_host_waits_to_use_is_let_in_nowhere() {
+        let key =
+            crate::keys::key::parse(include_str!("../../tests/data/keys/ed25519.pub")).unwrap();
+        let text = format!(
+            "[[invite]]\nname = \"bob\"\nsession = \"pair\"\nmode = \"pair\"\nvia = \"pair-user\"\nkeys = [\"{}\"]\nfingerprints = [\"{}\"]\nexpires = {}\ncreated = 1\n",
+            key.openssh,
+            key.fingerprint,
+            crate::clock::now() + 3600
+        );
+        let found = |host: &str, standing: Standing| {
+            lines_from(
+                text.as_bytes(),
+                host,
+                &key,
+                Path::new("/run/pairjail"),
+                Path::new("/usr/bin/pairjail"),
+                |_| standing,
+            )
+        };
+        let mallory = found("mallory", Standing::Live);
+        let alice_waits = found("alice", Standing::Waiting);
+        assert_eq!(mallory.len(), 1);
+        assert_eq!(alice_waits.len(), 1);
+        assert!(found("alice", Standing::Over).is_empty());
+        let both = [mallory.clone(), alice_waits].concat();
+        let (line, warning) = choose(both, &key.fingerprint);
+        assert_eq!(line, None, "the guest was let into mallory's session");
+        assert!(warning.is_some_and(|w| w.contains("alice/pair/bob")));
+        // Alone, or beside the same host's waiting invite, it is let in.
+        assert!(choose(mallory.clone(), &key.fingerprint).0.is_some());
+        let own = found("mallory", Standing::Waiting);
+        assert!(
+            choose([mallory, own].concat(), &key.fingerprint)
+                .0
+                .is_some()
+        );
     }
 }
