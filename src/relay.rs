@@ -34,6 +34,13 @@ fn write_all_vectored(fd: BorrowedFd, mut slices: &mut [std::io::IoSlice]) -> bo
 const GATHER: usize = 64;
 
 /// Returns the process exit code.
+/// The broker's last word to the guest, shown, never obeyed: the relay
+/// trusts no broker with the guest's terminal beyond its screen (a local
+/// user's socket in a session directory of theirs is a broker too).
+fn goodbye(reason: &str) -> String {
+    format!("[pairjail] {}\r\n", pty::printable(reason))
+}
+
 pub fn run(sock: BorrowedFd) -> i32 {
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
@@ -123,8 +130,7 @@ pub fn run(sock: BorrowedFd) -> i32 {
                                 // tmux's goodbye may not have come: the
                                 // terminal is put back here, then the reason.
                                 write_all(output, pty::restore_sequence(true));
-                                let line = format!("[pairjail] {reason}\r\n");
-                                write_all(output, line.as_bytes());
+                                write_all(output, goodbye(&reason).as_bytes());
                                 return 0;
                             }
                             FrameRef::Msg(_) => {}
@@ -157,6 +163,16 @@ pub fn run(sock: BorrowedFd) -> i32 {
 mod tests {
     use super::*;
     use std::io::{IoSlice, Read};
+
+    #[test]
+    fn a_goodbye_cannot_write_to_the_guests_terminal() {
+        let said = goodbye("bye\x1b]52;c;cHduZWQ=\x07\x1b[2K\u{9b}2J");
+        assert!(!said.contains('\x1b') && !said.contains('\x07') && !said.contains('\u{9b}'));
+        assert!(
+            said.starts_with("[pairjail] bye") && said.ends_with("\r\n"),
+            "{said:?}"
+        );
+    }
 
     #[test]
     fn empty_frames_write_nothing_and_the_rest_arrives_in_order() {

@@ -158,7 +158,9 @@ pub fn join(a: &Join) -> Result<(), JoinError> {
         match read_frame(&mut sock) {
             Ok(Frame::Msg(Msg::Welcome { mode, recorded, .. })) => break (mode, recorded),
             Ok(Frame::Msg(Msg::Waiting { text })) => say(&text),
-            Ok(Frame::Msg(Msg::Refused { reason })) => return Err(JoinError::Refused(reason)),
+            Ok(Frame::Msg(Msg::Refused { reason })) => {
+                return Err(JoinError::Refused(terminal::printable(&reason)));
+            }
             Err(FrameError::Closed) => return Err(not_sharing()),
             other => return Err(JoinError::Protocol(format!("{other:?}"))),
         }
@@ -202,10 +204,11 @@ pub fn join(a: &Join) -> Result<(), JoinError> {
 }
 
 /// One line for the guest, before or after the session.
+/// A line to the guest; what the broker said is shown, never obeyed.
 fn say(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout();
-    let _ = write!(out, "[pairjail] {text}\r\n");
+    let _ = write!(out, "[pairjail] {}\r\n", terminal::printable(text));
     let _ = out.flush();
 }
 
