@@ -327,14 +327,32 @@ fn peer_uid(s: &UnixStream) -> Option<u32> {
 /// own processes share the broker's. A peer whose namespace cannot be
 /// read (a jail's non-dumpable pid 1) is not. None: the peer is gone.
 fn peer_shares_my_user_namespace(s: &UnixStream) -> Option<bool> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::socket::{getsockopt, sockopt::PeerPidfd};
     let Some(pid) = s.peer_cred().ok().and_then(|c| c.pid()) else {
         return Some(false);
+    };
+    // The peer itself, pinned (Linux 6.5 on): its pid, read next in /proc,
+    // could name another process if the peer ended and the pid was taken.
+    let pinned = match getsockopt(s, PeerPidfd) {
+        Ok(fd) => Some(fd),
+        Err(nix::errno::Errno::ENOPROTOOPT) => None,
+        Err(_) => return None,
     };
     let theirs = match std::fs::read_link(format!("/proc/{pid}/ns/user")) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(_) => return Some(false),
         Ok(t) => t,
     };
+    // Still running after the read: the pid was the peer's all along. A
+    // pidfd is readable once its process has ended.
+    if let Some(fd) = &pinned {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        let ended = poll(&mut fds, PollTimeout::ZERO).map_or(true, |n| n > 0);
+        if ended {
+            return None;
+        }
+    }
     Some(std::fs::read_link("/proc/self/ns/user").is_ok_and(|mine| mine == theirs))
 }
 
