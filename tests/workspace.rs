@@ -1410,6 +1410,31 @@ fn a_pair_guest_in_one_share_cannot_drive_another_through_its_tmux() {
         said.contains("runtime directory") && said.contains("--runtime-dir"),
         "{said}"
     );
+    // Nor inside the workspace of a jailed share that ran before (its jail
+    // shows it writable).
+    w.start_session("sjail", "mirror,pair", HOST_PROGRAM);
+    let _ = w.host_pairjail(&["stop", "--session", "sjail"]);
+    let inside = runtime_dir_at(w.workspace().join("rt-tmux"));
+    let inside_arg = inside.display().to_string();
+    let out = as_host(&[
+        "start",
+        "--runtime-dir",
+        &inside_arg,
+        "--detach",
+        "--session",
+        "sother",
+        "--unconfined-session",
+        "--",
+        "sh",
+        "-c",
+        HOST_PROGRAM,
+    ]);
+    let _ = as_host(&["stop", "--runtime-dir", &inside_arg, "--session", "sother"]);
+    let said = text(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("the workspace of a jailed share"),
+        "a runtime directory inside a shared workspace was accepted: {said}"
+    );
 }
 
 /// Landlock cannot stop a `connect`, and a read-only bind does not: every

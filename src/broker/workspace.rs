@@ -50,6 +50,10 @@ pub enum WorkspaceError {
     )]
     SeenByJails(PathBuf),
     #[error(
+        "the runtime directory {0} is inside {1}, the workspace of a jailed share, which that share's pair guests can reach as your uid: they could connect to this share's tmux server and type into it; give --runtime-dir a directory outside every shared workspace, such as the default ($XDG_RUNTIME_DIR/pairjail)"
+    )]
+    InSharedWorkspace(PathBuf, PathBuf),
+    #[error(
         "--direct cannot be used with a jailed session: direct guests' tmux clients run as another user, whom the session's user namespace does not map; use the relay transport, or --unconfined-session"
     )]
     Direct,
@@ -230,6 +234,14 @@ pub fn check_unseen_by_jails(
     let real = real_or_parent(runtime);
     if shown_in_jail(DEFAULT_PROFILE, search, None, home, &real)? {
         return Err(WorkspaceError::SeenByJails(runtime.to_path_buf()));
+    }
+    // Nor inside the workspace of a jailed share, which its jail shows
+    // (one shared before this start is known; one shared later is not).
+    if let Some(w) = crate::workspaces::holding(&crate::workspaces::shared(home)?, &real) {
+        return Err(WorkspaceError::InSharedWorkspace(
+            runtime.to_path_buf(),
+            w.to_path_buf(),
+        ));
     }
     Ok(())
 }
