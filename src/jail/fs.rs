@@ -189,9 +189,10 @@ pub fn plan(
     Ok(out)
 }
 
-/// An overlay's lower directory goes in its options string, where ',' and
-/// ':' separate (and '\\' escapes): a path with them is refused rather
-/// than escaped.
+/// Can `real` be shown through an overlay? A directory, with nothing
+/// mounted below it, whose path the overlay's options string can hold
+/// (',' and ':' separate there, '\\' escapes: such a path is refused
+/// rather than escaped).
 fn overlay_source(src: &str, real: &Path, dir: bool) -> Result<(), JailError> {
     let what = || format!("bind {src} (overlay)");
     if !dir {
