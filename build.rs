@@ -33,6 +33,9 @@ mod bpf;
 #[path = "src/workspaces.rs"]
 mod workspaces;
 
+#[path = "src/realpath.rs"]
+mod realpath;
+
 fn main() {
     println!("cargo:rerun-if-changed=profiles");
     println!("cargo:rerun-if-changed=src/profile");

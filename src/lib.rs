@@ -21,6 +21,7 @@ pub mod keys;
 pub mod lookup;
 pub mod profile;
 pub mod reach;
+pub mod realpath;
 pub mod record;
 pub mod relay;
 pub mod setup;

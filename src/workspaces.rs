@@ -66,32 +66,11 @@ pub fn shared(home: &Path) -> Result<Vec<PathBuf>, WorkspacesError> {
 /// The workspace of `shared` that `path` lies in, compared with links
 /// resolved (a link from `~/.config` into a workspace leads into it).
 pub fn holding<'a>(shared: &'a [PathBuf], path: &Path) -> Option<&'a Path> {
-    let real = real(path, 40);
+    let real = crate::realpath::real_path(path).unwrap_or_else(|| path.to_path_buf());
     shared
         .iter()
         .find(|w| real.starts_with(w))
         .map(PathBuf::as_path)
-}
-
-/// `path` with links resolved, also a link to a file not made yet (a
-/// guest could make it later): the link's target, its directory resolved.
-fn real(path: &Path, hops: u32) -> PathBuf {
-    if let Ok(r) = path.canonicalize() {
-        return r;
-    }
-    if hops > 0
-        && let Ok(target) = std::fs::read_link(path)
-    {
-        let next = match path.parent() {
-            Some(dir) if target.is_relative() => dir.join(target),
-            _ => target,
-        };
-        return real(&next, hops - 1);
-    }
-    match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) if hops > 0 => real(dir, hops - 1).join(name),
-        _ => path.to_path_buf(),
-    }
 }
 
 #[cfg(test)]

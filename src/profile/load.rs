@@ -12,6 +12,7 @@ use super::merge::{merge, narrowings};
 use super::model::Profile;
 use super::source::Source;
 use super::validate;
+pub use crate::realpath::real_path;
 
 /// The profiles shipped with pairjail, compiled in so a bare binary (and
 /// sshd's forced command) always finds them. Files on the search path win.
@@ -165,37 +166,6 @@ impl SearchPath {
             None => Ok(()),
         }
     }
-}
-
-/// `path` with links resolved, also where its last parts do not exist yet
-/// (a directory someone may make later); None for a relative path or one
-/// that climbs (`..`) through a part that does not exist.
-pub fn real_path(path: &Path) -> Option<PathBuf> {
-    if !path.is_absolute() {
-        return None;
-    }
-    if let Ok(real) = path.canonicalize() {
-        return Some(real);
-    }
-    real_path_through(path, 40)
-}
-
-/// [`real_path`] for a path that does not resolve: a link to a place not
-/// made yet is followed (at most `hops` links), the rest joined as named.
-fn real_path_through(path: &Path, hops: u32) -> Option<PathBuf> {
-    if let Ok(real) = path.canonicalize() {
-        return Some(real);
-    }
-    if let Ok(target) = std::fs::read_link(path) {
-        let next = path.parent()?.join(target);
-        return if hops == 0 || !next.is_absolute() {
-            None
-        } else {
-            real_path_through(&next, hops - 1)
-        };
-    }
-    let name = path.file_name()?;
-    Some(real_path_through(path.parent()?, hops)?.join(name))
 }
 
 /// A profile with every `extends` merged in, and the files it came from

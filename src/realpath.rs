@@ -1,0 +1,35 @@
+//! A path's real place, also where it is not made yet. Plain std: the
+//! build script resolves the built-in profiles with the code that uses it.
+
+use std::path::{Path, PathBuf};
+
+/// `path` with links resolved, also where its last parts do not exist yet
+/// (a directory someone may make later); None for a relative path or one
+/// that climbs (`..`) through a part that does not exist.
+pub fn real_path(path: &Path) -> Option<PathBuf> {
+    if !path.is_absolute() {
+        return None;
+    }
+    if let Ok(real) = path.canonicalize() {
+        return Some(real);
+    }
+    real_path_through(path, 40)
+}
+
+/// [`real_path`] for a path that does not resolve: a link to a place not
+/// made yet is followed (at most `hops` links), the rest joined as named.
+fn real_path_through(path: &Path, hops: u32) -> Option<PathBuf> {
+    if let Ok(real) = path.canonicalize() {
+        return Some(real);
+    }
+    if let Ok(target) = std::fs::read_link(path) {
+        let next = path.parent()?.join(target);
+        return if hops == 0 || !next.is_absolute() {
+            None
+        } else {
+            real_path_through(&next, hops - 1)
+        };
+    }
+    let name = path.file_name()?;
+    Some(real_path_through(path.parent()?, hops)?.join(name))
+}
