@@ -66,7 +66,9 @@ pub fn shared(home: &Path) -> Result<Vec<PathBuf>, WorkspacesError> {
 /// The workspace of `shared` that `path` lies in, compared with links
 /// resolved (a link from `~/.config` into a workspace leads into it).
 pub fn holding<'a>(shared: &'a [PathBuf], path: &Path) -> Option<&'a Path> {
-    let real = crate::realpath::real_path(path).unwrap_or_else(|| path.to_path_buf());
+    // A relative path (`invite add --key-file bob.pub`) is the caller's.
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let real = crate::realpath::real_path(&path).unwrap_or(path);
     shared
         .iter()
         .find(|w| real.starts_with(w))
