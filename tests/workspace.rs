@@ -1590,6 +1590,27 @@ fn what_a_pair_guest_wrote_in_a_shared_workspace_is_never_trusted_later() {
         "a later share's jail was built from the profile file a guest planted"
     );
     assert!(said.contains("inside the workspace"), "{said}");
+    // A key file there, named from inside it as the host would.
+    std::fs::write(dotfiles.join("alice.pub"), &key).unwrap();
+    let added = run_as(HOST, shared_binary())
+        .args([
+            "invite",
+            "add",
+            "alice",
+            "--key-file",
+            "alice.pub",
+            "--runtime-dir",
+        ])
+        .arg(&w.runtime)
+        .env("HOME", &home)
+        .current_dir(&dotfiles)
+        .output()
+        .unwrap();
+    let said = text(&added.stderr);
+    assert!(
+        !added.status.success() && said.contains("the workspace of a jailed share"),
+        "a key file a guest could have written was read: {said}"
+    );
     // The guest book, for a later share's --invite.
     let second = start("staint2", &project, &["--invite", "alice"], &[]);
     let said = text(&second.stderr);
