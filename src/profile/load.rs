@@ -142,9 +142,7 @@ impl SearchPath {
             })
         })
     }
-}
 
-impl SearchPath {
     /// A profile decides what a jail allows: one a pair guest could have
     /// written, in the workspace of an earlier jailed share, is refused.
     fn trusted(&self, path: &Path) -> Result<(), ProfileError> {
