@@ -1041,6 +1041,17 @@ fn a_pair_guest_cannot_have_the_host_told_the_share_is_over() {
 
 /// A runtime directory of the host's under its home (which the workspace
 /// profile shows read-only in the jail).
+/// `pairjail ARGS` as the host, from the world's workspace.
+fn host_in_workspace(w: &World, args: &[&str]) -> std::process::Output {
+    run_as(HOST, shared_binary())
+        .args(args)
+        .env("HOME", format!("/home/{HOST}"))
+        .env("TERM", "xterm")
+        .current_dir(w.workspace())
+        .output()
+        .unwrap()
+}
+
 /// `line` typed into the jailed session's shell (what a pair guest
 /// types), then its screen once `marker` shows.
 fn typed_in(w: &World, session: &str, line: &str, marker: &str) -> String {
@@ -1173,19 +1184,13 @@ fn a_pair_guest_in_one_share_cannot_order_another() {
         return;
     };
     let rt = runtime_dir_at(w.workspace().join("rt-other"));
+    let rt_arg = rt.display().to_string();
     let as_host = |args: &[&str]| {
         // Before the arguments: after start's `--` it would be the
         // program's.
-        run_as(HOST, shared_binary())
-            .arg(args[0])
-            .arg("--runtime-dir")
-            .arg(&rt)
-            .args(&args[1..])
-            .env("HOME", format!("/home/{HOST}"))
-            .env("TERM", "xterm")
-            .current_dir(w.workspace())
-            .output()
-            .unwrap()
+        let mut all = vec![args[0], "--runtime-dir", &rt_arg];
+        all.extend_from_slice(&args[1..]);
+        host_in_workspace(&w, &all)
     };
     let listed = || {
         let st = as_host(&["status", "--json"]);
@@ -1262,15 +1267,7 @@ fn a_pair_guest_in_one_share_cannot_join_another_as_its_invitee() {
     };
     let rt = runtime_dir_at(w.workspace().join("rt-join"));
     let rt_arg = rt.display().to_string();
-    let as_host = |args: &[&str]| {
-        run_as(HOST, shared_binary())
-            .args(args)
-            .env("HOME", format!("/home/{HOST}"))
-            .env("TERM", "xterm")
-            .current_dir(w.workspace())
-            .output()
-            .unwrap()
-    };
+    let as_host = |args: &[&str]| host_in_workspace(&w, args);
     let out = as_host(&[
         "start",
         "--runtime-dir",
@@ -1358,15 +1355,7 @@ fn a_pair_guest_in_one_share_cannot_drive_another_through_its_tmux() {
     };
     let rt = runtime_dir_in_home("pj-rt-tmux");
     let rt_arg = rt.display().to_string();
-    let as_host = |args: &[&str]| {
-        run_as(HOST, shared_binary())
-            .args(args)
-            .env("HOME", format!("/home/{HOST}"))
-            .env("TERM", "xterm")
-            .current_dir(w.workspace())
-            .output()
-            .unwrap()
-    };
+    let as_host = |args: &[&str]| host_in_workspace(&w, args);
     let out = as_host(&[
         "start",
         "--runtime-dir",
