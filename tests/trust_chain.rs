@@ -573,6 +573,45 @@ fn everything_in_the_guests_session_is_confined() {
     let _ = w.host_pairjail(&["stop", "--session", "sconf"]);
 }
 
+/// A site whose sshd lets a guest's own variables through (`AcceptEnv
+/// PAIRJAIL_*`, or `*`): what the guest sends must not pick the profile
+/// its jail is built from, by the search path or by the home (this sshd
+/// sets HOME after the guest's variables; join does not rely on that).
+#[test]
+fn a_guests_environment_never_picks_the_files_its_jail_is_built_from() {
+    let Some((w, guests)) = World::new_with(
+        "guestenv",
+        "AcceptEnv PAIRJAIL_* HOME\n",
+        &[("vera", "senv", Some("mirror"))],
+    ) else {
+        return;
+    };
+    // Somewhere a guest could have written (a jailed share's workspace):
+    // a guest-relay profile that is not one, so that join says whether
+    // it read it.
+    let planted = w.dir.join("planted");
+    let in_home = planted.join(".config/pairjail/profiles");
+    fs::create_dir_all(&in_home).unwrap();
+    for dir in [&planted, &in_home] {
+        fs::write(dir.join("guest-relay.toml"), "planted by a guest = [\n").unwrap();
+    }
+    Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&planted)
+        .status()
+        .unwrap();
+    let marker = format!("HOST-MARKER-{}", 40 + 3);
+    w.start_session("senv", "mirror", &format!("echo {marker}; exec sh"));
+    let sent = format!(
+        "'SetEnv=PAIRJAIL_PROFILE_PATH={p} HOME={p}'",
+        p = planted.display()
+    );
+    let guest = w.join_in_window_with(&guests[0], GUEST_USER, 80, 24, &["-o", &sent]);
+    let screen = w.wait_screen(&guest, &marker, 20);
+    assert!(!screen.contains("planted"), "{screen}");
+    let _ = w.host_pairjail(&["stop", "--session", "senv"]);
+}
+
 #[test]
 fn the_pair_shell_runs_join_and_nothing_else() {
     if !root_or_skip() {

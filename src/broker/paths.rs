@@ -32,6 +32,30 @@ fn chosen_runtime_dir(explicit: Option<&Path>) -> Result<PathBuf, String> {
     private_tmp_dir()
 }
 
+/// `join`'s: `--runtime-dir`, else the one `/etc/pairjail/config.toml`
+/// names, else `/run/user/UID/pairjail` where it exists, else the private
+/// /tmp one. Never from the environment, which a guest adds to wherever
+/// sshd's `AcceptEnv` lets it.
+pub fn runtime_dir_for_guest(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = explicit {
+        return settle(p.to_path_buf());
+    }
+    let config = Path::new(crate::config::DEFAULT_PATH);
+    if let Some(c) = crate::config::load_from(config).map_err(|e| e.to_string())? {
+        return settle(c.runtime_dir);
+    }
+    let uid = nix::unistd::Uid::effective().as_raw();
+    let user = PathBuf::from(format!("/run/user/{uid}"));
+    if user.is_dir() {
+        return settle(user.join("pairjail"));
+    }
+    let dir = Path::new("/tmp").join(format!("pairjail-{uid}"));
+    if dir.exists() {
+        check_private(&dir, uid)?;
+    }
+    settle(dir)
+}
+
 /// One spelling per runtime directory: invite lines name it, and a store
 /// rewrites only the lines that name it, so `/run/x/`, `/run/x` and a link
 /// to it come out the same. Absolute, with links resolved where it exists

@@ -123,6 +123,9 @@ Used for the runtime directory when there is no config.
 Extra directories searched for sandbox profiles, before
 \fI~/.config/pairjail/profiles\fR and \fI/etc/pairjail/profiles\fR (never the
 working directory). None may lie inside a jailed session's workspace.
+.PP
+\fBjoin\fR reads none of the variables above: sshd builds its environment, and a
+guest adds to it wherever \fBAcceptEnv\fR allows.
 .TP
 \fBPAIRJAIL_AUDIT_LOG\fR, \fBPAIRJAIL_AUDIT_SYSLOG\fR
 The audit log file, and a syslog socket that gets a copy of each line.

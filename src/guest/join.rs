@@ -99,7 +99,7 @@ pub fn join(a: &Join) -> Result<(), JoinError> {
         "guest-relay"
     };
     let profile_name = a.profile.as_deref().unwrap_or(default_profile);
-    let profile = profile::load(profile_name, &SearchPath::from_env())
+    let profile = profile::load(profile_name, &SearchPath::for_guest())
         .map_err(|e| JoinError::Profile(e.to_string()))?;
     // The profile's [session] rules travel to the broker, which enforces
     // them (it sees every byte and owns the guest's client).
@@ -118,7 +118,8 @@ pub fn join(a: &Join) -> Result<(), JoinError> {
         require_recording: profile.session.require_recording,
         require_audit_log: profile.session.require_audit_log,
     };
-    let runtime = paths::runtime_dir(a.runtime_dir.as_deref()).map_err(JoinError::Runtime)?;
+    let runtime =
+        paths::runtime_dir_for_guest(a.runtime_dir.as_deref()).map_err(JoinError::Runtime)?;
     let p = SessionPaths::new(&runtime, &a.host, &a.session);
     if p.dir.parent().is_some_and(|d| d.exists()) {
         paths::check_host_dir(&runtime, &a.host).map_err(JoinError::Runtime)?;

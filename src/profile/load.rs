@@ -103,6 +103,26 @@ impl SearchPath {
         SearchPath { dirs, shared }
     }
 
+    /// For `join`, whose environment sshd builds and a guest adds to
+    /// wherever `AcceptEnv` lets it: no `$PAIRJAIL_PROFILE_PATH`, and the
+    /// home from the password database, never `$HOME`. A guest's own
+    /// variable must not pick the files its jail is built from.
+    pub fn for_guest() -> SearchPath {
+        let home = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
+            .ok()
+            .flatten()
+            .map(|u| u.dir);
+        let mut dirs = Vec::new();
+        if let Some(home) = &home {
+            dirs.push(home.join(".config/pairjail/profiles"));
+        }
+        dirs.push(PathBuf::from("/etc/pairjail/profiles"));
+        let shared = home
+            .map_or(Ok(Vec::new()), |h| crate::workspaces::shared(&h))
+            .map_err(|e| e.to_string());
+        SearchPath { dirs, shared }
+    }
+
     /// Only `dirs`, with no shared workspace known.
     pub fn only(dirs: Vec<PathBuf>) -> SearchPath {
         SearchPath {

@@ -46,9 +46,18 @@ impl World {
     /// Guests get `restrict,pty,command="pairjail join …"` lines written for
     /// the guest user, the way a host would write them by hand.
     pub fn new(tag: &str, guests: &[(&str, &str, Option<&str>)]) -> Option<(World, Vec<Guest>)> {
+        World::new_with(tag, "", guests)
+    }
+
+    /// Like `new`, with `top` at the start of sshd's config.
+    pub fn new_with(
+        tag: &str,
+        top: &str,
+        guests: &[(&str, &str, Option<&str>)],
+    ) -> Option<(World, Vec<Guest>)> {
         let mut w = World::bare(
             tag,
-            "",
+            top,
             &format!("{}/keys/%u", World::dir_for(tag).display()),
         )?;
         let bin = shared_binary();
@@ -289,11 +298,25 @@ impl World {
 
     /// Like `join_in_window`, as another ssh user.
     pub fn join_in_window_as(&self, g: &Guest, user: &str, cols: u16, rows: u16) -> String {
+        self.join_in_window_with(g, user, cols, rows, &[])
+    }
+
+    /// Like `join_in_window_as`, with more ssh options (`-o …`), each one
+    /// word for the window's shell.
+    pub fn join_in_window_with(
+        &self,
+        g: &Guest,
+        user: &str,
+        cols: u16,
+        rows: u16,
+        more: &[&str],
+    ) -> String {
         // ssh starts once the window has its size (the Enter sent after
         // the resize), so the guest joins at that size.
         let cmd = format!(
-            "read _; ssh -tt {} {user}@127.0.0.1; echo SSH-EXIT=$?; sleep 600",
-            self.ssh_args(&g.key).join(" ")
+            "read _; ssh -tt {} {} {user}@127.0.0.1; echo SSH-EXIT=$?; sleep 600",
+            self.ssh_args(&g.key).join(" "),
+            more.join(" ")
         );
         let target = format!("drv:{}", g.name);
         self.drv(&["new-window", "-d", "-n", &g.name, &cmd]);
