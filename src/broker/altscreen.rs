@@ -70,8 +70,9 @@ fn dropped(seq: &[u8]) -> bool {
 }
 
 /// A sequence that makes a terminal answer (a report typed back as if
-/// from the keyboard), or changes how it sends keys: status and cursor reports, device attributes and
-/// version, window reports (the title among them), mode and parameter
+/// from the keyboard), or changes how it sends keys or where its window
+/// is: status and cursor reports, device attributes and
+/// version, window reports and operations (the title among them), mode and parameter
 /// requests, keyboard and graphics queries, colour queries. A guest can
 /// make tmux send any of them to the host's terminal (its
 /// terminal-overrides are theirs to set); the answer goes to the session,
@@ -100,7 +101,10 @@ fn asks_terminal(seq: &[u8]) -> bool {
     match last {
         b'n' | b'c' | b'x' => true,
         b'q' => private == Some(b'>'),
-        b't' => matches!(first, Some(11 | 13 | 14 | 15 | 16 | 18 | 19 | 20 | 21)),
+        // Window operations: reports, and resizing, moving, raising or
+        // iconifying the reader's window. Only the title stack, which
+        // tmux uses, stays.
+        b't' => !matches!(first, Some(22 | 23)),
         // Mode, presentation, tab-stop, checksum, locator and other
         // reports (DECRQM, DECRQPSR, DECRQTSR, DECRQCRA, DECRQUPSS,
         // DECRQDE, DECRQLP, XTREPORTCOLORS; the kitty forms of `u` are
@@ -149,7 +153,24 @@ fn modes_tmux_sets(params: &[u8]) -> bool {
 /// filter holds (no title or sequence of a terminal's is that long; cut
 /// into chunks it could not be judged the same way).
 fn never(seq: &[u8]) -> bool {
-    dropped(seq) || seq.len() > MAX_HELD || holds_c1(seq)
+    dropped(seq) || seq.len() > MAX_HELD || holds_c1(seq) || changes_how_bytes_are_read(seq)
+}
+
+/// An escape with intermediates other than the ones tmux sends: a
+/// character set designation (`ESC ( 0`), a line's size (`ESC # 6`),
+/// or the switch back to UTF-8 (`ESC % G`). Anything else changes how
+/// the terminal reads what follows or how it answers: `ESC % @` leaves
+/// UTF-8, after which a byte inside a valid UTF-8 character (0x9D in
+/// U+035D) is a C1 control that starts an OSC; `ESC SP G` makes answers
+/// 8-bit.
+fn changes_how_bytes_are_read(seq: &[u8]) -> bool {
+    match seq {
+        [0x1b, b'(' | b')' | b'*' | b'+' | b'-' | b'.' | b'/', _] => false,
+        [0x1b, b'#', b'3'..=b'6' | b'8'] => false,
+        [0x1b, b'%', b'G'] => false,
+        [0x1b, 0x20..=0x2f, ..] => true,
+        _ => false,
+    }
 }
 
 /// Is `b` the kind byte of a control string (OSC, DCS, APC, PM, SOS)?
@@ -603,6 +624,26 @@ mod tests {
             run(&[b"\x1b[>8u\x1b[6n\x1b[?9001h\x1b[?2048h\x05\x1b[?25hx"]),
             b"\x1b[?25hx".to_vec()
         );
+    }
+
+    #[test]
+    fn no_terminal_is_taken_out_of_utf8_or_has_its_window_moved() {
+        // `ESC % @` leaves UTF-8: the terminal then reads the second byte
+        // of U+035D (0x9D) as OSC, and of U+06DB (0x9B) as CSI, so valid
+        // UTF-8 text becomes a clipboard write or a report. Window
+        // operations resize, move or iconify the reader's window; 8-bit
+        // answers (`ESC SP G`) are not what tmux reads. The character
+        // sets tmux uses, UTF-8's own switch and the title stack stay.
+        let input: &[u8] = b"a\x1b%@\xcd\x9d52;c;eA==\x07b\x1b%Gc\x1b(0d\x1b)0\x1b(Be\x1b[8;1;1tf\x1b[2t\x1b[3;0;0t\x1b[9;1tg\x1b[22;0th\x1b Gi\x1b%/Gj";
+        let want: &[u8] = b"a\xcd\x9d52;c;eA==\x07b\x1b%Gc\x1b(0d\x1b)0\x1b(Befg\x1b[22;0thij";
+        assert_eq!(run(&[input]), want);
+        for cut in 0..input.len() {
+            assert_eq!(run(&[&input[..cut], &input[cut..]]), want, "cut at {cut}");
+        }
+        let mut f = Filter::for_host();
+        let mut out = Vec::new();
+        f.push(input, &mut out);
+        assert_eq!(out, want);
     }
 
     #[test]
