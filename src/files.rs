@@ -188,6 +188,9 @@ pub fn only_root_changes(m: &fs::Metadata) -> bool {
 /// directory goes, and a chmod through a link would open a directory of
 /// the host's own to everyone).
 pub fn dir_711(dir: &Path) -> io::Result<()> {
+    // Not even a look at one with a filesystem mounted on it, which
+    // could say any owner, or hang.
+    crate::mountinfo::refuse(dir).map_err(io::Error::other)?;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o711)

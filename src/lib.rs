@@ -19,6 +19,7 @@ pub mod guest;
 pub mod jail;
 pub mod keys;
 pub mod lookup;
+pub mod mountinfo;
 pub mod profile;
 pub mod reach;
 pub mod realpath;

@@ -303,6 +303,129 @@ fn hostile_invites_files_neither_hang_nor_stop_other_hosts_guests() {
     let _ = fs::remove_dir_all(&rt);
 }
 
+/// Unmounts on drop, also when the test fails.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A filesystem on `dir` that says `uid` owns it: what a local user's FUSE
+/// mount can say (with `user_allow_other`), played by root with a tmpfs.
+fn mount_claiming(dir: &std::path::Path, uid: u32) -> Mounted {
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o"])
+        .arg(format!("uid={uid},gid={uid},mode=0711"))
+        .arg("pjclaim")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mount: {}", text(&out.stderr));
+    Mounted(dir.to_path_buf())
+}
+
+/// A local user who makes the host's directory in the shared runtime
+/// directory first (it is 3777) and mounts on it a filesystem that says
+/// the host owns everything would hold the host's invites, and could add
+/// invites of their own to the host's live share. No filesystem mounted
+/// on a host's directory is used, whoever says they own it.
+#[test]
+fn a_filesystem_mounted_on_a_hosts_directory_is_never_used() {
+    if !root_or_skip() {
+        return;
+    }
+    let rt = setup_runtime("mount");
+    let rts = rt.display().to_string();
+    let bin = shared_binary();
+    let key_file = shared_data("keys/ed25519.pub");
+    let key = pub_key("keys/ed25519.pub");
+    let uid = nix::unistd::User::from_name(HOST)
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    ensure_user(GUEST_USER);
+    let host = |args: &[&str]| as_user(HOST, bin, args);
+    let invite = [
+        "invite",
+        "add",
+        "bob",
+        "--key-file",
+        key_file.to_str().unwrap(),
+        "--session",
+        "mt1",
+        "--via",
+        "pair-user",
+        "--runtime-dir",
+        &rts,
+    ];
+    let start = [
+        "start",
+        "--detach",
+        "--session",
+        "mt1",
+        "--guest-user",
+        GUEST_USER,
+        "--runtime-dir",
+        &rts,
+        "--",
+        "sleep",
+        "600",
+    ];
+    // Before the host's first share.
+    let dir = rt.join(HOST);
+    fs::create_dir(&dir).unwrap();
+    let mount = mount_claiming(&dir, uid);
+    for args in [&invite[..], &start[..]] {
+        let out = host(args);
+        assert!(
+            !out.status.success() && text(&out.stderr).contains("has a filesystem mounted on"),
+            "{args:?} used the mount: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    drop(mount);
+    fs::remove_dir(&dir).unwrap();
+    // A share runs; then a mount on its directory shows copies of its
+    // invites and its broker's pid file, as the attacker's filesystem
+    // would (with their own invite added).
+    for args in [&invite[..], &start[..]] {
+        let out = host(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+    let (said, _) = authorized_keys(&rt, &key);
+    assert!(said.contains("--host pjhost"), "{said}");
+    let copies = rt.with_extension("copies");
+    fs::create_dir_all(&copies).unwrap();
+    let cp = |from: &std::path::Path, to: &std::path::Path| {
+        let out = Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cp: {}", text(&out.stderr));
+    };
+    cp(&dir.join("invites.toml"), &copies);
+    cp(&dir.join("mt1"), &copies.join("mt1"));
+    let mount = mount_claiming(&dir, uid);
+    cp(&copies.join("invites.toml"), &dir);
+    fs::create_dir(dir.join("mt1")).unwrap();
+    cp(&copies.join("mt1/broker.pid"), &dir.join("mt1"));
+    let (said, _) = authorized_keys(&rt, &key);
+    assert!(
+        !said.contains("--host pjhost"),
+        "a line from the mounted directory: {said}"
+    );
+    drop(mount);
+    let _ = host(&["stop", "--session", "mt1", "--runtime-dir", &rts]);
+    let _ = fs::remove_dir_all(&copies);
+    let _ = fs::remove_dir_all(&rt);
+}
+
 #[test]
 fn a_pair_uid_client_naming_a_guest_or_mode_not_invited_is_refused() {
     let Some((w, _guests)) = World::new("forge", &[("lee", "sforge", Some("mirror"))]) else {

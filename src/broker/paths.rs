@@ -56,6 +56,27 @@ pub fn runtime_dir_for_guest(explicit: Option<&Path>) -> Result<PathBuf, String>
     settle(dir)
 }
 
+/// Only root or `uid` can change what `runtime` and every directory above
+/// it hold (each root's, or sticky, or `uid`'s and closed to others):
+/// what join finds there stays what it checked until it connects. In a
+/// runtime directory another local user made (a host's private /tmp one,
+/// after a reboot emptied /tmp), they could swap a link in between.
+pub fn check_guest_runtime(runtime: &Path, uid: u32) -> Result<(), String> {
+    for dir in runtime.ancestors() {
+        let m = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let theirs = m.uid() == uid && m.mode() & 0o022 == 0;
+        if m.file_type().is_symlink() || !(crate::files::only_root_changes(&m) || theirs) {
+            return Err(format!(
+                "{} can be changed by someone who is neither root nor the host (owner uid {}, mode {:o}); refusing to look for the share there",
+                dir.display(),
+                m.uid(),
+                m.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// One spelling per runtime directory: invite lines name it, and a store
 /// rewrites only the lines that name it, so `/run/x/`, `/run/x` and a link
 /// to it come out the same. Absolute, with links resolved where it exists
@@ -260,6 +281,7 @@ fn current_user() -> Result<String, String> {
 /// could have made it first and would be impersonating the host's share.
 pub fn check_host_dir(runtime: &Path, host: &str) -> Result<(), String> {
     let dir = runtime.join(host);
+    crate::mountinfo::refuse(&dir).map_err(|e| e.to_string())?;
     let meta = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let uid = crate::users::by_name(host)
         .map(|u| u.uid)
@@ -270,12 +292,42 @@ pub fn check_host_dir(runtime: &Path, host: &str) -> Result<(), String> {
             dir.display()
         ));
     }
+    // A mount the table did not show (another mount namespace's): the
+    // host's directory lives on the runtime directory's filesystem.
+    let top = std::fs::metadata(runtime).map_err(|e| format!("{}: {e}", runtime.display()))?;
+    if meta.dev() != top.dev() {
+        return Err(crate::mountinfo::mounted(&dir, &dir).to_string());
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runtime_directory_others_can_change_is_refused_to_guests() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        let open = d.path().join("open");
+        let inside = open.join("run");
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // Open to all, and not sticky: anyone could rename `run` away.
+        let e = check_guest_runtime(&inside, me).unwrap_err();
+        assert!(e.contains("neither root nor the host"), "{e}");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        check_guest_runtime(&inside, me).unwrap();
+        // Someone else's, to a host who is not root.
+        if me == 0 {
+            // Root's directories are the machine's own.
+            check_guest_runtime(&inside, 4242).unwrap();
+        } else {
+            let e = check_guest_runtime(&inside, me + 1).unwrap_err();
+            assert!(e.contains("neither root nor the host"), "{e}");
+        }
+    }
 
     #[test]
     fn a_refused_name_is_quoted_short() {

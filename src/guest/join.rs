@@ -121,19 +121,26 @@ pub fn join(a: &Join) -> Result<(), JoinError> {
     let runtime =
         paths::runtime_dir_for_guest(a.runtime_dir.as_deref()).map_err(JoinError::Runtime)?;
     let p = SessionPaths::new(&runtime, &a.host, &a.session);
-    if p.dir.parent().is_some_and(|d| d.exists()) {
-        paths::check_host_dir(&runtime, &a.host).map_err(JoinError::Runtime)?;
-    }
     let not_sharing = || JoinError::NotSharing(a.host.clone());
+    let host_uid = crate::users::by_name(&a.host)
+        .map(|u| u.uid)
+        .ok_or_else(not_sharing)?;
+    // Everything on the way to the broker's socket is checked, and stays
+    // as checked: nobody but root and the host can change it.
+    match std::fs::symlink_metadata(&runtime) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_sharing()),
+        _ => paths::check_guest_runtime(&runtime, host_uid).map_err(JoinError::Runtime)?,
+    }
+    match p.dir.parent().map(std::fs::symlink_metadata) {
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_sharing()),
+        _ => paths::check_host_dir(&runtime, &a.host).map_err(JoinError::Runtime)?,
+    }
     // The run the invite was made for must be the one running now: a
     // line left over from a crashed run leads nowhere.
-    if let Some(run) = a.run {
-        let host_uid = crate::users::by_name(&a.host)
-            .map(|u| u.uid)
-            .ok_or_else(not_sharing)?;
-        if liveness::live_run(&p.dir, host_uid) != Some(run) {
-            return Err(not_sharing());
-        }
+    if let Some(run) = a.run
+        && liveness::live_run(&p.dir, host_uid) != Some(run)
+    {
+        return Err(not_sharing());
     }
     let mut sock = UnixStream::connect(&p.broker).map_err(|_| not_sharing())?;
     let (cols, rows) = terminal::get_size(stdin.as_fd()).unwrap_or((80, 24));

@@ -240,42 +240,12 @@ fn overlay_source(src: &str, real: &Path, dir: bool) -> Result<(), JailError> {
 
 /// The mount points strictly below `dir`, from `/proc/self/mountinfo`.
 fn mounts_below(dir: &Path) -> Result<Vec<PathBuf>, JailError> {
-    let table = std::fs::read_to_string("/proc/self/mountinfo")
+    let points = crate::mountinfo::points()
         .map_err(|e| JailError::msg("read /proc/self/mountinfo", e.to_string()))?;
-    Ok(mount_points(&table)
+    Ok(points
+        .into_iter()
         .filter(|m| m != dir && m.starts_with(dir))
         .collect())
-}
-
-/// The mount points of a mountinfo table (the fifth field, with the
-/// kernel's octal escapes for space, tab, newline and backslash undone).
-fn mount_points(table: &str) -> impl Iterator<Item = PathBuf> + '_ {
-    table.lines().filter_map(|line| {
-        let field = line.split(' ').nth(4)?;
-        let mut out = Vec::with_capacity(field.len());
-        let b = field.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            let octal = b.get(i + 1..i + 4).and_then(|d| {
-                std::str::from_utf8(d)
-                    .ok()
-                    .and_then(|d| u8::from_str_radix(d, 8).ok())
-            });
-            match (b[i], octal) {
-                (b'\\', Some(c)) => {
-                    out.push(c);
-                    i += 4;
-                }
-                (c, _) => {
-                    out.push(c);
-                    i += 1;
-                }
-            }
-        }
-        Some(PathBuf::from(
-            <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out),
-        ))
-    })
 }
 
 /// `params` with each value escaped for use inside a glob pattern.
@@ -721,17 +691,6 @@ mod tests {
         assert!(
             matches!(&planned[..], [Entry::Overlay { dst, .. }] if dst == Path::new("/x")),
             "{planned:?}"
-        );
-    }
-
-    #[test]
-    fn mount_points_are_read_with_their_escapes_undone() {
-        let table = "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
-                     40 22 0:5 / /home/h/my\\040disk rw - tmpfs t rw\n";
-        let points: Vec<PathBuf> = mount_points(table).collect();
-        assert_eq!(
-            points,
-            [PathBuf::from("/"), PathBuf::from("/home/h/my disk")]
         );
     }
 

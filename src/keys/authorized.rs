@@ -61,12 +61,15 @@ pub fn lines_from(
     };
     let mut out = Vec::new();
     for inv in book.invites {
-        let now = standing(&inv);
+        // Checked before its fields name a file to look at.
         if inv.via != Via::PairUser
             || inv.validate().is_err()
             || !inv.keys.contains(&offered.openssh)
-            || now == Standing::Over
         {
+            continue;
+        }
+        let now = standing(&inv);
+        if now == Standing::Over {
             continue;
         }
         let f = registry::forced(&inv, host, runtime, bin);
@@ -107,6 +110,17 @@ pub fn answer(
         .map(|u| (u.uid, u.name))
         .collect();
     let names: std::collections::HashSet<&str> = users.values().map(String::as_str).collect();
+    // A filesystem mounted on a host's directory (FUSE, by a local user
+    // who made the directory first) says whatever owner it likes, and can
+    // leave every look at it hanging past the deadline: such a directory
+    // is skipped before anything touches it.
+    let mounts = match crate::mountinfo::points() {
+        Ok(m) => m,
+        Err(e) => {
+            warnings.push(format!("{e}; refusing to guess"));
+            return (None, warnings);
+        }
+    };
     let mut found = Vec::new();
     // Only host directories count towards the limit: the runtime directory
     // is open to every local user, who could otherwise fill it with files
@@ -126,6 +140,13 @@ pub fn answer(
             continue;
         }
         let dir = entry.path();
+        if mounts.iter().any(|m| m.starts_with(&dir)) {
+            warnings.push(format!(
+                "skipped {}: a filesystem is mounted on it, whose owners are its own say",
+                dir.display()
+            ));
+            continue;
+        }
         let Ok(meta) = std::fs::symlink_metadata(&dir) else {
             continue;
         };
