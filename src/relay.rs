@@ -6,6 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use nix::poll::{PollFd, PollFlags};
 
+use crate::broker::altscreen::Filter;
 use crate::broker::protocol::{self, Frame, FrameRef, Msg};
 use crate::terminal as pty;
 
@@ -29,9 +30,6 @@ fn write_all_vectored(fd: BorrowedFd, mut slices: &mut [std::io::IoSlice]) -> bo
     }
     true
 }
-
-/// The most data frames one writev takes (IOV_MAX is 1024).
-const GATHER: usize = 64;
 
 /// Returns the process exit code.
 /// The broker's last word to the guest, shown, never obeyed: the relay
@@ -59,6 +57,8 @@ pub fn run(sock: BorrowedFd) -> i32 {
     // is read in place after its frame header: no allocation per frame.
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 5 + 16384];
+    let mut screen = Filter::default();
+    let mut shown: Vec<u8> = Vec::new();
     let mut stdin_open = true;
     loop {
         let mut fds = vec![PollFd::new(sock, PollFlags::POLLIN)];
@@ -106,57 +106,68 @@ pub fn run(sock: BorrowedFd) -> i32 {
                 }
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
-            // The data frames of one read go to the terminal in one
-            // writev, so sshd reads (and sends) them as one: under a flood a
-            // read holds many.
-            let mut at = 0;
-            let mut data: Vec<std::io::IoSlice> = Vec::new();
-            loop {
-                match FrameRef::decode(&buf[at..]) {
-                    Ok(Some((frame, used))) => {
-                        at += used;
-                        match frame {
-                            FrameRef::Data(d) => {
-                                data.push(std::io::IoSlice::new(d));
-                                if data.len() == GATHER {
-                                    if !write_all_vectored(output, &mut data) {
-                                        return 0;
-                                    }
-                                    data.clear();
-                                }
-                            }
-                            FrameRef::Msg(Msg::Bye { reason }) => {
-                                write_all_vectored(output, &mut data);
-                                // tmux's goodbye may not have come: the
-                                // terminal is put back here, then the reason.
-                                write_all(output, pty::restore_sequence(true));
-                                write_all(output, goodbye(&reason).as_bytes());
-                                return 0;
-                            }
-                            FrameRef::Msg(_) => {}
-                        }
-                    }
-                    Ok(None) => {
-                        if !write_all_vectored(output, &mut data) {
-                            return 0;
-                        }
-                        drop(data);
-                        // One move of the unfinished frame per read.
-                        buf.drain(..at);
-                        break;
-                    }
-                    Err(_) => {
-                        write_all_vectored(output, &mut data);
-                        write_all(
-                            output,
-                            b"\r\n[pairjail] the broker sent a malformed frame\r\n",
-                        );
-                        return 1;
-                    }
+            // The screen of one read goes to the terminal in one write, so
+            // sshd reads (and sends) it as one: under a flood a read holds
+            // many frames.
+            let next = take_frames(&mut buf, &mut screen, &mut shown);
+            let written = write_all(output, &shown);
+            shown.clear();
+            match next {
+                Next::More if written => {}
+                Next::More => return 0,
+                Next::Bye(reason) => {
+                    // tmux's goodbye may not have come: the terminal is
+                    // put back here, then the reason.
+                    write_all(output, pty::restore_sequence(true));
+                    write_all(output, goodbye(&reason).as_bytes());
+                    return 0;
+                }
+                Next::Malformed => {
+                    write_all(
+                        output,
+                        b"\r\n[pairjail] the broker sent a malformed frame\r\n",
+                    );
+                    return 1;
                 }
             }
         }
     }
+}
+
+/// What comes after the frames of one read.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    More,
+    Bye(String),
+    Malformed,
+}
+
+/// Takes the whole frames off the front of `buf` (an unfinished one
+/// stays) and puts the screen they carry in `out`, through the same
+/// filter the broker runs: the relay is the last of the machine's own code
+/// between a broker and the guest's terminal, and a local user's socket in
+/// a session directory of theirs is a broker too. Its state carries over
+/// from one read to the next, so a sequence cut between frames is whole
+/// when judged.
+fn take_frames(buf: &mut Vec<u8>, screen: &mut Filter, out: &mut Vec<u8>) -> Next {
+    let mut at = 0;
+    let next = loop {
+        match FrameRef::decode(&buf[at..]) {
+            Ok(Some((frame, used))) => {
+                at += used;
+                match frame {
+                    FrameRef::Data(d) => screen.push(d, out),
+                    FrameRef::Msg(Msg::Bye { reason }) => break Next::Bye(reason),
+                    FrameRef::Msg(_) => {}
+                }
+            }
+            Ok(None) => break Next::More,
+            Err(_) => break Next::Malformed,
+        }
+    };
+    // One move of the unfinished frame per read.
+    buf.drain(..at);
+    next
 }
 
 #[cfg(test)]
@@ -171,6 +182,41 @@ mod tests {
         assert!(
             said.starts_with("[pairjail] bye") && said.ends_with("\r\n"),
             "{said:?}"
+        );
+    }
+
+    #[test]
+    fn a_brokers_screen_reaches_the_terminal_filtered() {
+        // A clipboard write and a cursor report, cut between frames and
+        // reads, and what follows them; then a goodbye.
+        let frames: Vec<u8> = [
+            &b"a\x1b]5"[..],
+            b"2;c;cHduZWQ=\x07b\x1b[",
+            b"6nc\x1b%@\xcd\x9d52;c;eA==\x07d",
+        ]
+        .iter()
+        .flat_map(|d| Frame::Data(d.to_vec()).encode())
+        .chain(
+            Frame::Msg(Msg::Bye {
+                reason: "over".into(),
+            })
+            .encode(),
+        )
+        .collect();
+        let (mut screen, mut out, mut buf) = (Filter::default(), Vec::new(), Vec::new());
+        let mut next = Next::More;
+        for read in frames.chunks(7) {
+            assert_eq!(next, Next::More);
+            buf.extend_from_slice(read);
+            next = take_frames(&mut buf, &mut screen, &mut out);
+        }
+        assert_eq!(next, Next::Bye("over".into()));
+        assert_eq!(out, b"abc\xcd\x9d52;c;eA==\x07d".to_vec());
+        assert!(buf.is_empty());
+        let mut buf = vec![0xff; 8];
+        assert_eq!(
+            take_frames(&mut buf, &mut screen, &mut out),
+            Next::Malformed
         );
     }
 
