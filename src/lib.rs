@@ -27,5 +27,6 @@ pub mod record;
 pub mod relay;
 pub mod setup;
 pub mod terminal;
+pub mod unix_sockets;
 pub mod users;
 pub mod workspaces;

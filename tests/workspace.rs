@@ -1172,9 +1172,10 @@ fn a_runtime_directory_the_jail_shows_is_refused() {
 }
 
 /// The same order from a jailed session to another share of the host's:
-/// an unconfined one whose runtime directory the jailed session shows
-/// (inside its workspace, which the other share's `start` cannot know of;
-/// under the home is refused, see
+/// an unconfined one whose control socket the jailed session reaches
+/// (a link to it made in the workspace after both started; a runtime
+/// directory under the home, or inside the workspace as either starts,
+/// is refused, see
 /// `a_pair_guest_in_one_share_cannot_drive_another_through_its_tmux`).
 /// The control socket takes orders only from the host's own user
 /// namespace, never from a jail's.
@@ -1183,7 +1184,7 @@ fn a_pair_guest_in_one_share_cannot_order_another() {
     let Some((w, _guests)) = World::new("wsother", &[]) else {
         return;
     };
-    let rt = runtime_dir_at(w.workspace().join("rt-other"));
+    let rt = runtime_dir_at(w.dir.join("rt-other"));
     let rt_arg = rt.display().to_string();
     let as_host = |args: &[&str]| {
         // Before the arguments: after start's `--` it would be the
@@ -1223,7 +1224,9 @@ fn a_pair_guest_in_one_share_cannot_order_another() {
     // not show), and from its shell, the order.
     w.start_session("sjail", "mirror,pair", HOST_PROGRAM);
     wait_pane(&w, "sjail", "HOST-MARKER-4242");
-    let sock = rt.join(HOST).join("sother").join("control.sock");
+    // A socket reached by another name is the same socket.
+    let sock = w.workspace().join("other-control.sock");
+    std::fs::hard_link(rt.join(HOST).join("sother").join("control.sock"), &sock).unwrap();
     // In the workspace, which the jailed session sees.
     std::fs::write(
         w.workspace().join("order.py"),
@@ -1256,16 +1259,16 @@ fn a_pair_guest_in_one_share_cannot_order_another() {
 /// In no-root mode a guest's `join` runs as the host, so the broker's
 /// guest socket takes a hello from any process of the host's uid, and
 /// everything in a jailed session runs as the host's uid. A pair guest who
-/// sees another share's guest socket (its runtime directory inside the
-/// jailed share's workspace) could join that share as one of its
-/// invitees, with no jail, typing into the host's unconfined session. The
-/// attack, from the jailed shell.
+/// reaches another share's guest socket (here a link to it made in the
+/// jailed share's workspace after both started) could join that share as
+/// one of its invitees, with no jail, typing into the host's unconfined
+/// session. The attack, from the jailed shell.
 #[test]
 fn a_pair_guest_in_one_share_cannot_join_another_as_its_invitee() {
     let Some((w, _guests)) = World::new("wsjoin", &[]) else {
         return;
     };
-    let rt = runtime_dir_at(w.workspace().join("rt-join"));
+    let rt = runtime_dir_at(w.dir.join("rt-join"));
     let rt_arg = rt.display().to_string();
     let as_host = |args: &[&str]| host_in_workspace(&w, args);
     let out = as_host(&[
@@ -1307,7 +1310,8 @@ fn a_pair_guest_in_one_share_cannot_join_another_as_its_invitee() {
     assert!(invited.status.success(), "{}", text(&invited.stderr));
     w.start_session("sjail", "mirror,pair", HOST_PROGRAM);
     wait_pane(&w, "sjail", "HOST-MARKER-4242");
-    let sock = rt.join(HOST).join("sother").join("broker.sock");
+    let sock = w.workspace().join("other-broker.sock");
+    std::fs::hard_link(rt.join(HOST).join("sother").join("broker.sock"), &sock).unwrap();
     // A hello as `join` would send it, naming the other share's invitee;
     // then whatever the broker answers (a refusal may come before the
     // hello is taken).
@@ -1423,6 +1427,71 @@ fn a_pair_guest_in_one_share_cannot_drive_another_through_its_tmux() {
     assert!(
         !out.status.success() && said.contains("the workspace of a jailed share"),
         "a runtime directory inside a shared workspace was accepted: {said}"
+    );
+    // Nor a jailed share whose workspace holds the runtime directory of a
+    // share already running there (a directory never shared jailed before).
+    let later = runtime_dir_at(w.dir.join("ws-later"));
+    let later_rt = runtime_dir_at(later.join("rt"));
+    let later_rt_arg = later_rt.display().to_string();
+    let out = as_host(&[
+        "start",
+        "--runtime-dir",
+        &later_rt_arg,
+        "--detach",
+        "--session",
+        "sother",
+        "--unconfined-session",
+        "--",
+        "sh",
+        "-c",
+        HOST_PROGRAM,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let _gone_later = common::OnDrop(|| {
+        let _ = as_host(&[
+            "stop",
+            "--runtime-dir",
+            &later_rt_arg,
+            "--session",
+            "sother",
+        ]);
+    });
+    let later_arg = later.display().to_string();
+    let out = w.try_start_session(
+        "sjail2",
+        "mirror,pair",
+        HOST_PROGRAM,
+        &["--workspace", &later_arg],
+        &[],
+    );
+    if out.status.success() {
+        wait_pane(&w, "sjail2", "HOST-MARKER-4242");
+        let sock = later_rt
+            .join(HOST)
+            .join("sother")
+            .join("tmux")
+            .join("tmux.sock");
+        let attack = format!(
+            "tmux -S {} send-keys -t =sother: 'echo DROVE-$((40+2))' Enter; echo TMUX-$((1+2))-TRIED",
+            sock.display()
+        );
+        let shown = typed_in(&w, "sjail2", &attack, "TMUX-3-TRIED");
+        let _ = w.host_pairjail(&["stop", "--session", "sjail2"]);
+        let theirs = run_as(HOST, "tmux")
+            .arg("-S")
+            .arg(&sock)
+            .args(["capture-pane", "-p", "-t", "=sother:"])
+            .output()
+            .unwrap();
+        panic!(
+            "a workspace holding a running share's runtime directory was accepted; from the jail:\n{shown}\nthe other share's screen:\n{}",
+            text(&theirs.stdout)
+        );
+    }
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("Unix socket") && said.contains(&format!("{later_rt_arg}/{HOST}/sother/")),
+        "{said}"
     );
 }
 

@@ -54,6 +54,12 @@ pub enum WorkspaceError {
     )]
     InSharedWorkspace(PathBuf, PathBuf),
     #[error(
+        "the workspace {0} holds {2} Unix socket(s) in use, {1} among them, which pair guests (who run as your uid) could connect to: another share's tmux server, an ssh-agent, a database; stop what listens there, or share another directory"
+    )]
+    SocketsInside(PathBuf, PathBuf, usize),
+    #[error("{0}")]
+    Sockets(#[from] crate::unix_sockets::UnixSocketsError),
+    #[error(
         "--direct cannot be used with a jailed session: direct guests' tmux clients run as another user, whom the session's user namespace does not map; use the relay transport, or --unconfined-session"
     )]
     Direct,
@@ -224,8 +230,7 @@ pub fn check_private(
 /// as: a runtime directory that the `workspace` profile shows (the home,
 /// read-only; a read-only mount does not stop a connect) would hand the
 /// pair guests of any jailed share this share's session. Refused for every
-/// share, jailed or not. (A runtime directory inside another share's
-/// workspace is not found by this check.)
+/// share, jailed or not.
 pub fn check_unseen_by_jails(
     search: &SearchPath,
     home: &Path,
@@ -236,7 +241,8 @@ pub fn check_unseen_by_jails(
         return Err(WorkspaceError::SeenByJails(runtime.to_path_buf()));
     }
     // Nor inside the workspace of a jailed share, which its jail shows
-    // (one shared before this start is known; one shared later is not).
+    // (one shared before this start is known; one shared later finds this
+    // share's sockets there as it starts, `check_no_sockets`).
     if let Some(w) = crate::workspaces::holding(&crate::workspaces::shared(home)?, &real) {
         return Err(WorkspaceError::InSharedWorkspace(
             runtime.to_path_buf(),
@@ -333,6 +339,32 @@ pub fn remember(home: &Path, workspace: &Path) -> Result<(), WorkspaceError> {
 /// search path is judged); as given where that cannot be said.
 fn real_or_parent(path: &Path) -> PathBuf {
     profile::real_path(path).unwrap_or_else(|| path.to_path_buf())
+}
+
+/// No socket in use inside the workspace: the jail shows it writable, and
+/// a `connect` there reaches whatever listens, as the host's uid (a share
+/// of the host's whose runtime directory is inside, an ssh-agent). Taken
+/// as the share starts; one bound there later is not seen.
+pub fn check_no_sockets(workspace: &Path) -> Result<(), WorkspaceError> {
+    let mut real_dirs: std::collections::HashMap<PathBuf, PathBuf> = Default::default();
+    let inside: Vec<PathBuf> = crate::unix_sockets::bound()?
+        .into_iter()
+        .filter(|sock| {
+            let dir = sock.parent().unwrap_or(sock).to_path_buf();
+            let real = real_dirs
+                .entry(dir.clone())
+                .or_insert_with(|| real_or_parent(&dir));
+            real.starts_with(workspace)
+        })
+        .collect();
+    match inside.first() {
+        Some(first) => Err(WorkspaceError::SocketsInside(
+            workspace.to_path_buf(),
+            first.clone(),
+            inside.len(),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// No profile a jailed session's tmux clients are started in may come
