@@ -392,6 +392,10 @@ fn a_filesystem_mounted_on_a_hosts_directory_is_never_used() {
     // A share runs; then a mount on its directory shows copies of its
     // invites and its broker's pid file, as the attacker's filesystem
     // would (with their own invite added).
+    let _stopped = common::OnDrop(|| {
+        let _ = host(&["stop", "--session", "mt1", "--runtime-dir", &rts]);
+        let _ = fs::remove_dir_all(&rt);
+    });
     for args in [&invite[..], &start[..]] {
         let out = host(args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
@@ -421,9 +425,7 @@ fn a_filesystem_mounted_on_a_hosts_directory_is_never_used() {
         "a line from the mounted directory: {said}"
     );
     drop(mount);
-    let _ = host(&["stop", "--session", "mt1", "--runtime-dir", &rts]);
     let _ = fs::remove_dir_all(&copies);
-    let _ = fs::remove_dir_all(&rt);
 }
 
 #[test]
