@@ -263,6 +263,15 @@ impl Store {
         let r = f(&mut book)?;
         let text =
             toml::to_string_pretty(&book).map_err(|e| format!("cannot encode invites: {e}"))?;
+        // Every reader (sshd's authorized-keys, the broker, the next
+        // invite) refuses a larger file: writing one would lock out all
+        // of the host's invites at once.
+        if text.len() as u64 > MAX_FILE {
+            return Err(format!(
+                "the invites would take {} bytes, over the {MAX_FILE} that every reader takes; nothing was changed: revoke invites that are over (`pairjail invite clean`), or give fewer keys",
+                text.len()
+            ));
+        }
         crate::files::write_atomic(&self.path, text.as_bytes(), file_mode(dir)).map_err(|e| {
             format!(
                 "cannot write {}: {e} (the file was left unchanged)",
@@ -340,6 +349,36 @@ mod tests {
         for b in bad {
             assert!(b.validate().is_err(), "{b:?}");
         }
+    }
+
+    #[test]
+    fn invites_that_no_reader_would_take_are_never_written() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::new(d.path(), "alice");
+        fs::create_dir(store.dir()).unwrap();
+        store
+            .update(|b| {
+                b.invites.push(invite());
+                Ok(())
+            })
+            .unwrap();
+        let before = fs::read(&store.path).unwrap();
+        // Keys as long as a forge would serve (each within its own limit).
+        let long = format!("ssh-rsa {}", "A".repeat(key::MAX_KEY_LEN - 8));
+        let e = store
+            .update(|b| {
+                for _ in 0..3 {
+                    b.invites.push(Invite {
+                        keys: vec![long.clone(); MAX_KEYS],
+                        ..invite()
+                    });
+                }
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(e.contains("nothing was changed"), "{e}");
+        assert_eq!(fs::read(&store.path).unwrap(), before);
+        assert_eq!(store.load().unwrap().invites.len(), 1);
     }
 
     #[test]

@@ -5,6 +5,17 @@ use ssh_key::{Algorithm, HashAlg, PublicKey, public::KeyData};
 /// Smallest RSA modulus accepted (NIST: 2048 bits is the floor until 2030).
 pub const MIN_RSA_BITS: usize = 2048;
 
+/// Largest RSA modulus accepted: OpenSSH's own limit, so a larger key
+/// could never log in.
+pub const MAX_RSA_BITS: usize = 16384;
+
+/// The longest key kept (`TYPE BASE64`): a 16384-bit RSA key is about
+/// 2.8 KB. A key is written into every invites file and authorized_keys
+/// line that names it; one of a megabyte (a forge serves what its user
+/// uploaded) would push the host's invites past what every reader takes,
+/// and lock all of them out.
+pub const MAX_KEY_LEN: usize = 4096;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestKey {
     /// `TYPE BASE64`, no comment: what goes into authorized_keys.
@@ -43,6 +54,11 @@ pub fn parse(line: &str) -> Result<GuestKey, String> {
                     "RSA key of {bits} bits is too short (at least {MIN_RSA_BITS})"
                 ));
             }
+            if bits > MAX_RSA_BITS {
+                return Err(format!(
+                    "RSA key of {bits} bits is too long (at most {MAX_RSA_BITS}, OpenSSH's limit: sshd would never take it)"
+                ));
+            }
         }
         _ => {}
     }
@@ -55,6 +71,13 @@ pub fn parse(line: &str) -> Result<GuestKey, String> {
     let openssh = bare
         .to_openssh()
         .map_err(|e| format!("cannot encode key: {e}"))?;
+    if openssh.trim().len() > MAX_KEY_LEN {
+        return Err(format!(
+            "a {} key of {} bytes is refused (at most {MAX_KEY_LEN}): no key sshd uses is that long",
+            algorithm.as_str(),
+            openssh.trim().len()
+        ));
+    }
     Ok(GuestKey {
         openssh: openssh.trim().to_string(),
         algorithm: algorithm.as_str().to_string(),
@@ -145,6 +168,18 @@ mod tests {
 
     const ED: &str = include_str!("../../tests/data/keys/ed25519.pub");
 
+    /// An RSA public key line whose modulus is `bytes` long (odd, top
+    /// bit set; no private key has it, which a public key does not show).
+    fn rsa_with_modulus_of(bytes: usize) -> String {
+        use ssh_key::{Mpint, public::RsaPublicKey};
+        let n = vec![0xc5; bytes];
+        let rsa = RsaPublicKey {
+            e: Mpint::from_positive_bytes(&[1, 0, 1]).unwrap(),
+            n: Mpint::from_positive_bytes(&n).unwrap(),
+        };
+        PublicKey::from(KeyData::Rsa(rsa)).to_openssh().unwrap()
+    }
+
     #[test]
     fn ed25519_keys_parse_with_fingerprint_and_without_comment() {
         let k = parse(ED).unwrap();
@@ -188,6 +223,23 @@ mod tests {
         );
         let e = parse(include_str!("../../tests/data/keys/rsa1024.pub")).unwrap_err();
         assert_eq!(e, "RSA key of 1024 bits is too short (at least 2048)");
+        // Longer than OpenSSH takes, and far longer: a forge serves what
+        // its user uploaded.
+        for (bytes, said) in [(2049, "16392 bits is too long"), (200_000, "too long")] {
+            let e = parse(&rsa_with_modulus_of(bytes)).unwrap_err();
+            assert!(e.contains(said), "{e}");
+        }
+        assert!(parse(&rsa_with_modulus_of(2048)).is_ok());
+        // A security key's application string, as long as the format allows.
+        let sk = ssh_key::public::SkEd25519::new(
+            ssh_key::public::Ed25519PublicKey([7; 32]),
+            format!("ssh:{}", "a".repeat(100_000)),
+        );
+        let line = PublicKey::from(KeyData::SkEd25519(sk))
+            .to_openssh()
+            .unwrap();
+        let e = parse(&line).unwrap_err();
+        assert!(e.contains("bytes is refused"), "{e}");
         let e = parse(include_str!("../../tests/data/keys/dsa.pub")).unwrap_err();
         assert!(
             e.starts_with("DSA keys are refused") || e.starts_with("not an OpenSSH"),
