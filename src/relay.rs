@@ -53,8 +53,9 @@ pub fn run(sock: BorrowedFd) -> i32 {
     {
         return 0;
     }
-    // Frames are written from `buf` where they were read, and typed input
-    // is read in place after its frame header: no allocation per frame.
+    // Frames are filtered from `buf` where they were read into one
+    // reused buffer, and typed input is read in place after its frame
+    // header: no allocation per frame once the buffers have grown.
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 5 + 16384];
     let mut screen = Filter::default();

@@ -374,6 +374,14 @@ fn a_filesystem_mounted_on_a_hosts_directory_is_never_used() {
         "sleep",
         "600",
     ];
+    let copies = rt.with_extension("copies");
+    // However the test ends (the mounts have guards of their own, dropped
+    // before this one).
+    let _cleanup = common::OnDrop(|| {
+        let _ = host(&["stop", "--session", "mt1", "--runtime-dir", &rts]);
+        let _ = fs::remove_dir_all(&rt);
+        let _ = fs::remove_dir_all(&copies);
+    });
     // Before the host's first share.
     let dir = rt.join(HOST);
     fs::create_dir(&dir).unwrap();
@@ -392,17 +400,12 @@ fn a_filesystem_mounted_on_a_hosts_directory_is_never_used() {
     // A share runs; then a mount on its directory shows copies of its
     // invites and its broker's pid file, as the attacker's filesystem
     // would (with their own invite added).
-    let _stopped = common::OnDrop(|| {
-        let _ = host(&["stop", "--session", "mt1", "--runtime-dir", &rts]);
-        let _ = fs::remove_dir_all(&rt);
-    });
     for args in [&invite[..], &start[..]] {
         let out = host(args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
     }
     let (said, _) = authorized_keys(&rt, &key);
     assert!(said.contains("--host pjhost"), "{said}");
-    let copies = rt.with_extension("copies");
     fs::create_dir_all(&copies).unwrap();
     let cp = |from: &std::path::Path, to: &std::path::Path| {
         let out = Command::new("cp")
@@ -425,7 +428,6 @@ fn a_filesystem_mounted_on_a_hosts_directory_is_never_used() {
         "a line from the mounted directory: {said}"
     );
     drop(mount);
-    let _ = fs::remove_dir_all(&copies);
 }
 
 #[test]

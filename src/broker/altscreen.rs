@@ -372,11 +372,20 @@ impl Filter {
     /// Appends `input`, minus the alternate-screen switches and any
     /// incomplete unit at its end, to `out`.
     pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        let mut data = std::mem::take(&mut self.held);
-        data.extend_from_slice(input);
+        // Nearly always nothing is held: `input` is read where it lies,
+        // with no copy (the broker and every guest's relay call this on
+        // each read).
+        let held = std::mem::take(&mut self.held);
+        let joined: Vec<u8>;
+        let data: &[u8] = if held.is_empty() {
+            input
+        } else {
+            joined = [held.as_slice(), input].concat();
+            &joined
+        };
         let mut i = 0;
         if let Some(kind) = self.skipping {
-            match string_end(&data, kind) {
+            match string_end(data, kind) {
                 Some(end) => {
                     self.skipping = None;
                     i = end;

@@ -57,17 +57,22 @@ pub fn runtime_dir_for_guest(explicit: Option<&Path>) -> Result<PathBuf, String>
 }
 
 /// Only root or `uid` can change what `runtime` and every directory above
-/// it hold (each root's, or sticky, or `uid`'s and closed to others):
+/// it hold (each root's, or sticky, or `uid`'s and closed to others; one
+/// not made yet does not count):
 /// what join finds there stays what it checked until it connects. In a
 /// runtime directory another local user made (a host's private /tmp one,
 /// after a reboot emptied /tmp), they could swap a link in between.
 pub fn check_guest_runtime(runtime: &Path, uid: u32) -> Result<(), String> {
     for dir in runtime.ancestors() {
-        let m = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // One not made yet is made by the host (`start`, `invite add`).
+        let m = match std::fs::symlink_metadata(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            m => m.map_err(|e| format!("{}: {e}", dir.display()))?,
+        };
         let theirs = m.uid() == uid && m.mode() & 0o022 == 0;
         if m.file_type().is_symlink() || !(crate::files::only_root_changes(&m) || theirs) {
             return Err(format!(
-                "{} can be changed by someone who is neither root nor the host (owner uid {}, mode {:o}); refusing to look for the share there",
+                "{} can be changed by someone who is neither root nor the host (owner uid {}, mode {:o}), so guests' join cannot trust what it finds there; use a runtime directory whose every parent only root or the host can change",
                 dir.display(),
                 m.uid(),
                 m.mode() & 0o7777
@@ -308,15 +313,22 @@ mod tests {
     #[test]
     fn a_runtime_directory_others_can_change_is_refused_to_guests() {
         use std::os::unix::fs::PermissionsExt;
-        let d = tempfile::tempdir().unwrap();
+        let d = tempfile::tempdir_in("/tmp").unwrap();
         let me = nix::unistd::geteuid().as_raw();
         let open = d.path().join("open");
         let inside = open.join("run");
         std::fs::create_dir_all(&inside).unwrap();
+        std::fs::set_permissions(&inside, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
         // Open to all, and not sticky: anyone could rename `run` away.
         let e = check_guest_runtime(&inside, me).unwrap_err();
-        assert!(e.contains("neither root nor the host"), "{e}");
+        assert!(
+            e.starts_with(&format!("{} can be changed", open.display())),
+            "{e}"
+        );
+        // Not made yet: made by the host later.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        check_guest_runtime(&inside.join("later"), me).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
         check_guest_runtime(&inside, me).unwrap();
         // Someone else's, to a host who is not root.

@@ -486,6 +486,9 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     // <runtime>/<host>/<session>, each 0711: guests can reach the socket
     // whose name they know, but list nothing.
     let host_dir = p.dir.parent().unwrap_or(&p.dir);
+    // What guests' `join` requires of the way there, said to the host now.
+    paths::check_guest_runtime(&at.runtime, nix::unistd::geteuid().as_raw())
+        .map_err(ShareError::Runtime)?;
     crate::files::dir_711(host_dir).map_err(io("create", host_dir))?;
     paths::check_host_dir(&at.runtime, &at.host).map_err(ShareError::Runtime)?;
     // One `start` of a session at a time, until its broker is ready; the

@@ -54,9 +54,9 @@ pub enum WorkspaceError {
     )]
     InSharedWorkspace(PathBuf, PathBuf),
     #[error(
-        "the workspace {0} holds {2} Unix socket(s) in use, {1} among them, which pair guests (who run as your uid) could connect to: another share's tmux server, an ssh-agent, a database; stop what listens there, or share another directory"
+        "the workspace {0} holds {2} Unix socket(s) in use ({1}), which pair guests (who run as your uid) could connect to: another share's tmux server, an ssh-agent, a database; stop what listens there (`ss -xlp | grep PATH` names it), or share another directory"
     )]
-    SocketsInside(PathBuf, PathBuf, usize),
+    SocketsInside(PathBuf, String, usize),
     #[error("{0}")]
     Sockets(#[from] crate::unix_sockets::UnixSocketsError),
     #[error(
@@ -345,26 +345,35 @@ fn real_or_parent(path: &Path) -> PathBuf {
 /// a `connect` there reaches whatever listens, as the host's uid (a share
 /// of the host's whose runtime directory is inside, an ssh-agent). Taken
 /// as the share starts; one bound there later is not seen.
+///
+/// The table's paths are compared as written, never looked up: another
+/// user's socket may sit on a filesystem of theirs that hangs every look
+/// (FUSE). pairjail's own sockets are bound by their real paths. A path
+/// that says it is inside must still be a socket there: a bound path can
+/// hold a newline, and so fake a line of the table.
 pub fn check_no_sockets(workspace: &Path) -> Result<(), WorkspaceError> {
-    let mut real_dirs: std::collections::HashMap<PathBuf, PathBuf> = Default::default();
-    let inside: Vec<PathBuf> = crate::unix_sockets::bound()?
+    use std::os::unix::fs::FileTypeExt;
+    let mut inside: Vec<PathBuf> = crate::unix_sockets::bound()?
         .into_iter()
-        .filter(|sock| {
-            let dir = sock.parent().unwrap_or(sock).to_path_buf();
-            let real = real_dirs
-                .entry(dir.clone())
-                .or_insert_with(|| real_or_parent(&dir));
-            real.starts_with(workspace)
-        })
+        .map(|p| p.components().collect::<PathBuf>())
+        .filter(|p| p.starts_with(workspace))
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket()))
         .collect();
-    match inside.first() {
-        Some(first) => Err(WorkspaceError::SocketsInside(
-            workspace.to_path_buf(),
-            first.clone(),
-            inside.len(),
-        )),
-        None => Ok(()),
+    inside.sort();
+    inside.dedup();
+    if inside.is_empty() {
+        return Ok(());
     }
+    let shown: Vec<String> = inside
+        .iter()
+        .take(3)
+        .map(|p| p.display().to_string())
+        .collect();
+    Err(WorkspaceError::SocketsInside(
+        workspace.to_path_buf(),
+        shown.join(", "),
+        inside.len(),
+    ))
 }
 
 /// No profile a jailed session's tmux clients are started in may come

@@ -99,8 +99,9 @@ pub fn join(a: &Join) -> Result<(), JoinError> {
         "guest-relay"
     };
     let profile_name = a.profile.as_deref().unwrap_or(default_profile);
-    let profile = profile::load(profile_name, &SearchPath::for_guest())
-        .map_err(|e| JoinError::Profile(e.to_string()))?;
+    let search = SearchPath::for_guest().map_err(JoinError::Profile)?;
+    let profile =
+        profile::load(profile_name, &search).map_err(|e| JoinError::Profile(e.to_string()))?;
     // The profile's [session] rules travel to the broker, which enforces
     // them (it sees every byte and owns the guest's client).
     let limits = Limits {
@@ -130,6 +131,11 @@ pub fn join(a: &Join) -> Result<(), JoinError> {
     match std::fs::symlink_metadata(&runtime) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_sharing()),
         _ => paths::check_guest_runtime(&runtime, host_uid).map_err(JoinError::Runtime)?,
+    }
+    // The mount table first: a look at a local user's filesystem mounted
+    // there could hang.
+    if let Some(host_dir) = p.dir.parent() {
+        crate::mountinfo::refuse(host_dir).map_err(|e| JoinError::Runtime(e.to_string()))?;
     }
     match p.dir.parent().map(std::fs::symlink_metadata) {
         Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_sharing()),

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::broker::paths::check_user;
@@ -114,12 +114,24 @@ pub fn answer(
     // who made the directory first) says whatever owner it likes, and can
     // leave every look at it hanging past the deadline: such a directory
     // is skipped before anything touches it.
-    let mounts = match crate::mountinfo::points() {
-        Ok(m) => m,
+    // The table holds real paths.
+    let Ok(real_runtime) = runtime.canonicalize() else {
+        return (None, warnings);
+    };
+    let mounts: Vec<PathBuf> = match crate::mountinfo::points() {
+        Ok(m) => m
+            .into_iter()
+            .filter(|m| m.starts_with(&real_runtime))
+            .collect(),
         Err(e) => {
             warnings.push(format!("{e}; refusing to guess"));
             return (None, warnings);
         }
+    };
+    // One the table does not show (another mount namespace's) is on
+    // another device than the runtime directory.
+    let Ok(runtime_dev) = std::fs::metadata(runtime).map(|m| m.dev()) else {
+        return (None, warnings);
     };
     let mut found = Vec::new();
     // Only host directories count towards the limit: the runtime directory
@@ -140,7 +152,10 @@ pub fn answer(
             continue;
         }
         let dir = entry.path();
-        if mounts.iter().any(|m| m.starts_with(&dir)) {
+        if mounts
+            .iter()
+            .any(|m| m.starts_with(real_runtime.join(&name)))
+        {
             warnings.push(format!(
                 "skipped {}: a filesystem is mounted on it, whose owners are its own say",
                 dir.display()
@@ -152,7 +167,11 @@ pub fn answer(
         };
         // The directory's owner is the host, and it must be named after
         // that owner: nobody can share in another user's name.
-        if !meta.is_dir() || meta.mode() & 0o022 != 0 || users.get(&meta.uid()) != Some(&name) {
+        if !meta.is_dir()
+            || meta.mode() & 0o022 != 0
+            || meta.dev() != runtime_dev
+            || users.get(&meta.uid()) != Some(&name)
+        {
             continue;
         }
         hosts += 1;

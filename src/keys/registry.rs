@@ -161,6 +161,10 @@ fn others_lines(old: Vec<String>, runtime: &Path, now: SystemTime) -> Vec<String
 /// (pair-user mode) it inherits the group and the setgid bit from it.
 pub fn prepare_host_dir(runtime: &Path, host: &str) -> Result<PathBuf, RegistryError> {
     let dir = runtime.join(host);
+    let uid = nix::unistd::geteuid().as_raw();
+    paths::check_guest_runtime(runtime, uid).map_err(Failed)?;
+    // Before any look at it (see `mountinfo::refuse`).
+    crate::mountinfo::refuse(&dir).map_err(|e| Failed(e.to_string()))?;
     if !dir.exists() {
         crate::files::dir_711(&dir)
             .map_err(|e| Failed(format!("cannot create {}: {e}", dir.display())))?;

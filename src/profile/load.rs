@@ -107,20 +107,21 @@ impl SearchPath {
     /// wherever `AcceptEnv` lets it: no `$PAIRJAIL_PROFILE_PATH`, and the
     /// home from the password database, never `$HOME`. A guest's own
     /// variable must not pick the files its jail is built from.
-    pub fn for_guest() -> SearchPath {
-        let home = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
-            .ok()
-            .flatten()
-            .map(|u| u.dir);
-        let mut dirs = Vec::new();
-        if let Some(home) = &home {
-            dirs.push(home.join(".config/pairjail/profiles"));
-        }
-        dirs.push(PathBuf::from("/etc/pairjail/profiles"));
-        let shared = home
-            .map_or(Ok(Vec::new()), |h| crate::workspaces::shared(&h))
-            .map_err(|e| e.to_string());
-        SearchPath { dirs, shared }
+    /// Err: no home for this uid, whose profiles (a host's, requiring a
+    /// recording) would otherwise be skipped without a word.
+    pub fn for_guest() -> Result<SearchPath, String> {
+        let uid = nix::unistd::Uid::effective();
+        let home = match nix::unistd::User::from_uid(uid) {
+            Ok(Some(u)) => u.dir,
+            Ok(None) => return Err(format!("uid {uid} has no entry in the password database")),
+            Err(e) => return Err(format!("cannot look up uid {uid}: {e}")),
+        };
+        let dirs = vec![
+            home.join(".config/pairjail/profiles"),
+            PathBuf::from("/etc/pairjail/profiles"),
+        ];
+        let shared = crate::workspaces::shared(&home).map_err(|e| e.to_string());
+        Ok(SearchPath { dirs, shared })
     }
 
     /// Only `dirs`, with no shared workspace known.
