@@ -473,6 +473,31 @@ fn jailed_sessions_refuse_the_direct_transport_and_a_bad_workspace() {
         "{}",
         text(&out.stderr)
     );
+    // Where the host's own tools, outside the jail, read what to run: a
+    // hidden directory of the home (~/.ssh, ~/.config).
+    let hidden = format!("/home/{HOST}/.config/pj-proj-{}", std::process::id());
+    let _gone = common::OnDrop(|| {
+        let _ = std::fs::remove_dir_all(&hidden);
+    });
+    let made = run_as(HOST, "mkdir")
+        .args(["-p", &hidden])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = w.try_start_session(
+        "sref",
+        "mirror,pair",
+        HOST_PROGRAM,
+        &["--workspace", &hidden],
+        &[],
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "sref"]);
+    assert!(
+        out.status.code() == Some(2)
+            && text(&out.stderr).contains("a hidden directory of your home"),
+        "--workspace {hidden}: {}",
+        text(&out.stderr)
+    );
     let out = w.try_start_session(
         "sref",
         "mirror,pair",

@@ -5,6 +5,7 @@
 //! tells it (`detach-client -E`, `lock-client`).
 
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -412,6 +413,20 @@ fn check_dir(dir: &Path, named: bool, home: &Path, uid: u32) -> Result<PathBuf, 
     }
     if meta.uid() != uid {
         return Err(unsuitable("a directory you do not own"));
+    }
+    // Pair guests write the workspace as the host; the host's own tools,
+    // outside the jail, read what to run from there (a directory on PATH
+    // inside a project, an activated `.venv/bin`, is allowed: see the
+    // README, and pairjail never runs a program from one).
+    let hidden = real
+        .strip_prefix(&home)
+        .ok()
+        .and_then(|rest| rest.components().next())
+        .is_some_and(|c| c.as_os_str().as_bytes().starts_with(b"."));
+    if hidden {
+        return Err(unsuitable(
+            "inside a hidden directory of your home (~/.ssh, ~/.config, ~/.local, …), whose files your own tools read and run outside the jail",
+        ));
     }
     Ok(real)
 }
