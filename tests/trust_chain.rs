@@ -286,6 +286,15 @@ fn hostile_invites_files_neither_hang_nor_stop_other_hosts_guests() {
     sh("cd \"$1/..\" && for i in $(seq 4100); do : > \"junk$i\"; done");
     let (said, _) = authorized_keys(&rt, &key);
     assert!(said.contains("--host pjhost"), "4100 files: {said}");
+    // Nor millions: authorized-keys never lists the directory, it looks
+    // each user's up by name. Shown with a listing it may not read.
+    fs::set_permissions(&rt, fs::Permissions::from_mode(0o3733)).unwrap();
+    let (said, _) = authorized_keys(&rt, &key);
+    fs::set_permissions(&rt, fs::Permissions::from_mode(0o3777)).unwrap();
+    assert!(
+        said.contains("--host pjhost"),
+        "the host was found by listing the runtime directory: {said}"
+    );
     // The host's own file is not for other local users to read.
     let out = run_as(ATTACKER, "cat")
         .arg(rt.join(HOST).join("invites.toml"))

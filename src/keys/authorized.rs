@@ -102,14 +102,16 @@ pub fn answer(
 ) -> (Option<String>, Vec<String>) {
     let started = Instant::now();
     let mut warnings = Vec::new();
-    let Ok(entries) = std::fs::read_dir(runtime) else {
-        return (None, warnings);
-    };
     let users: HashMap<u32, String> = crate::users::all()
         .into_iter()
         .map(|u| (u.uid, u.name))
         .collect();
-    let names: std::collections::HashSet<&str> = users.values().map(String::as_str).collect();
+    // Host directories are looked up by the users' names, in one order:
+    // the runtime directory is never listed. It is open to every local
+    // user, whose junk there (millions of files) would otherwise be read
+    // past the deadline, and then no guest would get a line.
+    let mut names: Vec<&str> = users.values().map(String::as_str).collect();
+    names.sort_unstable();
     // A filesystem mounted on a host's directory (FUSE, by a local user
     // who made the directory first) says whatever owner it likes, and can
     // leave every look at it hanging past the deadline: such a directory
@@ -138,7 +140,7 @@ pub fn answer(
     // is open to every local user, who could otherwise fill it with files
     // until no guest gets a line.
     let mut hosts = 0;
-    for entry in entries.flatten() {
+    for name in names {
         if hosts >= MAX_HOSTS || started.elapsed() > DEADLINE {
             warnings.push(format!(
                 "stopped after {hosts} host directories ({:?}); refusing to guess",
@@ -146,15 +148,14 @@ pub fn answer(
             ));
             return (None, warnings);
         }
-        let name = entry.file_name().to_string_lossy().into_owned();
-        // No lstat for a name that is no user's: junk costs a lookup only.
-        if check_user(&name).is_err() || !names.contains(name.as_str()) {
+        // A user name no host directory can have (a slash, `..`).
+        if check_user(name).is_err() {
             continue;
         }
-        let dir = entry.path();
+        let dir = runtime.join(name);
         if mounts
             .iter()
-            .any(|m| m.starts_with(real_runtime.join(&name)))
+            .any(|m| m.starts_with(real_runtime.join(name)))
         {
             warnings.push(format!(
                 "skipped {}: a filesystem is mounted on it, whose owners are its own say",
@@ -170,13 +171,13 @@ pub fn answer(
         if !meta.is_dir()
             || meta.mode() & 0o022 != 0
             || meta.dev() != runtime_dev
-            || users.get(&meta.uid()) != Some(&name)
+            || users.get(&meta.uid()).map(String::as_str) != Some(name)
         {
             continue;
         }
         hosts += 1;
         // The machine's config names who may host (`setup --host`).
-        if !may_host(&name) {
+        if !may_host(name) {
             continue;
         }
         let uid = meta.uid();
@@ -192,7 +193,7 @@ pub fn answer(
                 continue;
             }
         };
-        found.extend(lines_from(&text, &name, offered, runtime, bin, |inv| {
+        found.extend(lines_from(&text, name, offered, runtime, bin, |inv| {
             if inv.usable(&dir, uid) {
                 Standing::Live
             } else if inv.is_dead(&dir, uid) {
