@@ -397,6 +397,10 @@ fn a_filesystem_mounted_on_a_hosts_directory_is_never_used() {
     let mount = mount_claiming(&dir, uid);
     for args in [&invite[..], &start[..]] {
         let out = host(args);
+        if out.status.success() {
+            // Stopped while its directory is still where it started.
+            let _ = host(&["stop", "--session", "mt1", "--runtime-dir", &rts]);
+        }
         assert!(
             !out.status.success() && text(&out.stderr).contains("has a filesystem mounted on"),
             "{args:?} used the mount: {}{}",
@@ -736,6 +740,31 @@ fn a_guests_environment_never_picks_the_files_its_jail_is_built_from() {
         .arg(&planted)
         .status()
         .unwrap();
+    // A control: a key whose forced command shows what sshd passed on,
+    // so the test cannot pass because the variable never arrived.
+    let control = w.keygen("control");
+    let public = fs::read_to_string(control.with_extension("pub")).unwrap();
+    let keys = w.dir.join("keys").join(GUEST_USER);
+    let mut lines = fs::read_to_string(&keys).unwrap();
+    lines.push_str(&format!(
+        "restrict,command=\"printenv PAIRJAIL_PROFILE_PATH\" {public}"
+    ));
+    fs::write(&keys, lines).unwrap();
+    let shown = w
+        .ssh_command(&control)
+        .args([
+            "-o",
+            &format!("SetEnv=PAIRJAIL_PROFILE_PATH={}", planted.display()),
+        ])
+        .arg(format!("{GUEST_USER}@127.0.0.1"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&shown.stdout).trim(),
+        planted.display().to_string(),
+        "sshd did not pass the variable on: {}",
+        text(&shown.stderr)
+    );
     let marker = format!("HOST-MARKER-{}", 40 + 3);
     w.start_session("senv", "mirror", &format!("echo {marker}; exec sh"));
     let sent = format!(

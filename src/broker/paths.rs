@@ -85,7 +85,7 @@ pub fn check_guest_runtime(runtime: &Path, uid: u32) -> Result<(), String> {
 /// One spelling per runtime directory: invite lines name it, and a store
 /// rewrites only the lines that name it, so `/run/x/`, `/run/x` and a link
 /// to it come out the same. Absolute, with links resolved where it exists
-/// (one not made yet keeps its spelling, tidied), and no control character,
+/// (one not made yet: its parts that exist, resolved), and no control character,
 /// which no authorized_keys line can carry.
 pub fn settle(p: PathBuf) -> Result<PathBuf, String> {
     if !p.is_absolute() {
@@ -94,7 +94,9 @@ pub fn settle(p: PathBuf) -> Result<PathBuf, String> {
             p.display()
         ));
     }
-    let p = std::fs::canonicalize(&p).unwrap_or_else(|_| p.components().collect());
+    // Links resolved also above a part not made yet (`/var/run/pj` is
+    // `/run/pj`): every check of the way there sees real directories.
+    let p = crate::realpath::real_path(&p).unwrap_or_else(|| p.components().collect());
     if p.to_string_lossy().chars().any(char::is_control) {
         return Err(format!(
             "runtime directory {} has a control character, which an invite's forced command cannot carry: pick another",

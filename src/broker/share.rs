@@ -401,7 +401,6 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     }
     if let Some(c) = &a.confinement {
         let search = crate::profile::SearchPath::from_env();
-        workspace::check_no_sockets(&c.workspace)?;
         if let Some(audit) = &a.audit {
             workspace::check_private(c, &search, "the audit log", &audit.path, None)?;
         }

@@ -126,6 +126,17 @@ pub fn decide(r: &Request, search: &SearchPath) -> Result<Option<Confinement>, W
     }
     let workspace = check_dir(&dir, r.workspace.is_some(), &r.home, r.host_uid)?;
     check_search(search, &workspace)?;
+    // The workspace as the host's programs may have spelled it when they
+    // bound a socket there: as given, and the shell's logical $PWD.
+    let mut spellings = vec![dir.components().collect::<PathBuf>()];
+    if let Some(pwd) = std::env::var_os("PWD").map(PathBuf::from)
+        && pwd.is_absolute()
+        && pwd.canonicalize().is_ok_and(|real| real == r.cwd)
+        && let Ok(rest) = workspace.strip_prefix(&r.cwd)
+    {
+        spellings.push(pwd.join(rest));
+    }
+    check_no_sockets(&workspace, &spellings)?;
     let name = r.profile.clone().unwrap_or_else(|| DEFAULT_PROFILE.into());
     let resolved = profile::resolve(&name, search)
         .map_err(|e| WorkspaceError::Profile(name.clone(), e.to_string()))?;
@@ -344,21 +355,39 @@ fn real_or_parent(path: &Path) -> PathBuf {
 
 /// No socket in use inside the workspace: the jail shows it writable, and
 /// a `connect` there reaches whatever listens, as the host's uid (a share
-/// of the host's whose runtime directory is inside, an ssh-agent). Taken
-/// as the share starts; one bound there later is not seen.
+/// of the host's whose runtime directory is inside, an ssh-agent, a
+/// database). Taken as the share starts; one bound there later is not
+/// seen.
 ///
-/// The table's paths are compared as written, never looked up: another
-/// user's socket may sit on a filesystem of theirs that hangs every look
-/// (FUSE). pairjail's own sockets are bound by their real paths. A path
-/// that says it is inside must still be a socket there: a bound path can
-/// hold a newline, and so fake a line of the table.
-pub fn check_no_sockets(workspace: &Path) -> Result<(), WorkspaceError> {
-    use std::os::unix::fs::FileTypeExt;
+/// The table's paths are compared as bound with each way the workspace
+/// is spelled (`spellings`: as given, the shell's `$PWD`; a home behind
+/// a link), never looked up outside it: another user's socket may sit on
+/// a filesystem of theirs that hangs every look (FUSE). What matches is
+/// looked for beneath the workspace only, through no link and no `..`
+/// (a guest of an earlier share could have planted one): a bound path
+/// can hold a newline, and so fake a line of the table.
+pub fn check_no_sockets(workspace: &Path, spellings: &[PathBuf]) -> Result<(), WorkspaceError> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+    let bad = |e: std::io::Error| WorkspaceError::Dir(workspace.to_path_buf(), e.to_string());
+    let dir = std::fs::File::open(workspace).map_err(bad)?;
+    let socket_beneath = |rel: &Path| {
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        openat2(&dir, rel, how)
+            .ok()
+            .and_then(|fd| nix::sys::stat::fstat(&fd).ok())
+            .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
+    };
     let mut inside: Vec<PathBuf> = crate::unix_sockets::bound()?
         .into_iter()
-        .map(|p| p.components().collect::<PathBuf>())
-        .filter(|p| p.starts_with(workspace))
-        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket()))
+        .filter(|p| !p.components().any(|c| c == std::path::Component::ParentDir))
+        .filter(|p| {
+            std::iter::once(workspace)
+                .chain(spellings.iter().map(PathBuf::as_path))
+                .filter_map(|s| p.strip_prefix(s).ok())
+                .any(|rel| !rel.as_os_str().is_empty() && socket_beneath(rel))
+        })
         .collect();
     inside.sort();
     inside.dedup();
