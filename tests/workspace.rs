@@ -1520,6 +1520,38 @@ fn a_pair_guest_in_one_share_cannot_drive_another_through_its_tmux() {
     );
 }
 
+/// A pair guest writes the workspace as the host. A program left there
+/// setuid (or setgid) would run as the host for any local user who can
+/// reach it, outside every jail, long after the share: nosuid and
+/// no_new_privs hold only inside the jail, the mode bit stays on the
+/// host's file. The attack: `chmod u+s`, `chmod g+s`, and a file created
+/// with the bits in its mode.
+#[test]
+fn a_pair_guest_cannot_leave_a_setuid_program_in_the_workspace() {
+    let Some((w, _guests)) = World::new("wssuid", &[]) else {
+        return;
+    };
+    w.start_session("ssuid", "mirror,pair", HOST_PROGRAM);
+    wait_pane(&w, "ssuid", "HOST-MARKER-4242");
+    let attack = "cp /bin/true pj-suid; chmod u+s pj-suid; chmod g+s pj-suid; \
+        python3 -c \"import os; os.close(os.open('pj-made', os.O_CREAT | os.O_WRONLY, 0o6755))\"; \
+        echo SUID-$((40+2))-TRIED";
+    let shown = typed_in(&w, "ssuid", attack, "SUID-42-TRIED");
+    let _ = w.host_pairjail(&["stop", "--session", "ssuid"]);
+    let mode = |name: &str| {
+        std::fs::metadata(w.workspace().join(name))
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()))
+    };
+    // The copy is made; only its mode stays as it was.
+    let copied = mode("pj-suid").unwrap_or_else(|e| panic!("pj-suid: {e}\n{shown}"));
+    assert_eq!(copied & 0o6000, 0, "pj-suid is {copied:o}:\n{shown}");
+    // A file created with the bits is not made at all.
+    if let Ok(made) = mode("pj-made") {
+        panic!("pj-made is {made:o} on the host's disk:\n{shown}");
+    }
+    assert!(shown.contains("Operation not permitted"), "{shown}");
+}
+
 /// Landlock cannot stop a `connect`, and a read-only bind does not: every
 /// Unix socket under the home (an ssh-agent such as 1Password's, an ssh
 /// master connection, Docker Desktop's, the host's own tmux with

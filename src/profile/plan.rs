@@ -181,6 +181,26 @@ pub fn refusals() -> Vec<Refusal> {
     out
 }
 
+/// The calls that set a file's mode, with the index of their mode
+/// argument. A jailed program writes where the host's own files are (a
+/// workspace): a program it leaves there setuid or setgid would run as
+/// the host for any local user who can reach it, outside every jail, long
+/// after the share. So no jail sets those bits (`openat2`, whose mode is
+/// in a struct, is unknown to profiles).
+const MODE_ARGS: [(&str, i64, u8); 8] = [
+    ("chmod", libc::SYS_chmod, 1),
+    ("fchmod", libc::SYS_fchmod, 1),
+    ("fchmodat", libc::SYS_fchmodat, 2),
+    ("creat", libc::SYS_creat, 1),
+    ("open", libc::SYS_open, 2),
+    ("openat", libc::SYS_openat, 3),
+    ("mknod", libc::SYS_mknod, 1),
+    ("mknodat", libc::SYS_mknodat, 2),
+];
+
+/// Setuid and setgid.
+const SET_ID_BITS: [u64; 2] = [libc::S_ISUID as u64, libc::S_ISGID as u64];
+
 /// One allowed syscall: always (no checks), or when any one check holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyscallRule {
@@ -193,7 +213,8 @@ pub struct SyscallRule {
 pub struct SeccompPlan {
     pub default_action: Action,
     pub rules: Vec<SyscallRule>,
-    /// Refused by name (see [`refusals`]): only under a `log` default.
+    /// Refused by name: [`refusals`] only under a `log` default; a
+    /// setuid or setgid mode (see `MODE_ARGS`) always.
     pub refused: Vec<Refusal>,
 }
 
@@ -331,6 +352,12 @@ fn seccomp(p: &Profile) -> Result<SeccompPlan, PlanError> {
             }
             _ => {}
         }
+        if let Some((_, _, index)) = MODE_ARGS.iter().find(|m| m.0 == name) {
+            any_of.push(ArgCheck::NoBits {
+                index: *index,
+                mask: SET_ID_BITS.iter().sum(),
+            });
+        }
         rules.push(SyscallRule { name, nr, any_of });
     }
     // ioctl: only the listed requests, never TIOCSTI or TIOCLINUX.
@@ -353,14 +380,30 @@ fn seccomp(p: &Profile) -> Result<SeccompPlan, PlanError> {
             any_of: requests,
         });
     }
+    let mut refused = if p.seccomp.default_action == Action::Log {
+        refusals()
+    } else {
+        vec![]
+    };
+    // A mode with either bit is refused with EPERM, as the kernel refuses
+    // what a user may not do, whatever the default action (under `log`,
+    // it would run).
+    for (name, nr, index) in MODE_ARGS {
+        if rules.iter().any(|r| r.name == name) {
+            for bit in SET_ID_BITS {
+                refused.push(Refusal {
+                    name,
+                    nr,
+                    when: Some(ArgCheck::AllBits { index, mask: bit }),
+                    errno: libc::EPERM as u32,
+                });
+            }
+        }
+    }
     let mut plan = SeccompPlan {
         default_action: p.seccomp.default_action,
         rules,
-        refused: if p.seccomp.default_action == Action::Log {
-            refusals()
-        } else {
-            vec![]
-        },
+        refused,
     };
     // A program that starts no processes runs as its jail's pid 1, tied to
     // its caller by its parent-death signal alone: it may not clear it.
