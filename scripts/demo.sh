@@ -27,7 +27,7 @@ SSHD_PID=""
 cleanup() {
   set +e
   tmux -L pjdemo kill-server 2>/dev/null
-  [ -S "$D/run/$HOST_USER/demo/tmux/tmux.sock" ] && setpriv --reuid "$HOST_USER" --regid "$HOST_USER" --init-groups -- tmux -S "$D/run/$HOST_USER/demo/tmux/tmux.sock" kill-server 2>/dev/null
+  [ -S "$D/run/$HOST_USER/demo/tmux/server/tmux.sock" ] && setpriv --reuid "$HOST_USER" --regid "$HOST_USER" --init-groups -- tmux -S "$D/run/$HOST_USER/demo/tmux/server/tmux.sock" kill-server 2>/dev/null
   [ -n "$SSHD_PID" ] && kill "$SSHD_PID" 2>/dev/null && wait "$SSHD_PID" 2>/dev/null
   for u in "${created_users[@]}"; do userdel -r "$u" 2>/dev/null; done
   rm -rf "$D" "$B"

@@ -1293,7 +1293,11 @@ fn wait_broker_gone(pid: i32, deadline: Instant, why: &str) {
 
 /// Does the session's tmux server answer on its socket?
 fn tmux_answers(w: &World, session: &str) -> std::process::Output {
-    let sock = w.runtime.join(HOST).join(session).join("tmux/tmux.sock");
+    let sock = w
+        .runtime
+        .join(HOST)
+        .join(session)
+        .join("tmux/server/tmux.sock");
     run_as(HOST, "tmux")
         .arg("-S")
         .arg(&sock)
@@ -1638,7 +1642,7 @@ fn stop_ends_a_stopped_server(tag: &str, full: bool) {
     let session = format!("s{tag}");
     let session = session.as_str();
     ok(&within(spawn_start(&w, bin, session), 60, "start"));
-    let sock = w.session_paths(session).join("tmux/tmux.sock");
+    let sock = w.session_paths(session).join("tmux/server/tmux.sock");
     // The server's pid as this namespace sees it (tmux's own #{pid} is
     // the one inside a confined session's jail).
     let server = nix::sys::socket::getsockopt(
@@ -1936,13 +1940,19 @@ fn stop_never_runs_tmux_on_a_socket_another_user_planted() {
     };
     let bin = shared_binary();
     let planted = w.runtime.join(HOST).join("spl");
-    fs::create_dir_all(planted.join("tmux")).unwrap();
-    for d in [w.runtime.join(HOST), planted.clone(), planted.join("tmux")] {
+    fs::create_dir_all(planted.join("tmux/server")).unwrap();
+    for d in [
+        w.runtime.join(HOST),
+        planted.clone(),
+        planted.join("tmux"),
+        planted.join("tmux/server"),
+    ] {
         fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).unwrap();
     }
-    let listener = std::os::unix::net::UnixListener::bind(planted.join("tmux/tmux.sock")).unwrap();
+    let listener =
+        std::os::unix::net::UnixListener::bind(planted.join("tmux/server/tmux.sock")).unwrap();
     fs::set_permissions(
-        planted.join("tmux/tmux.sock"),
+        planted.join("tmux/server/tmux.sock"),
         fs::Permissions::from_mode(0o777),
     )
     .unwrap();

@@ -1148,7 +1148,12 @@ fn a_runtime_directory_the_jail_shows_is_refused() {
         // The attack, from the jailed session's own shell (what a pair
         // guest types in): a `stop` order on the control socket.
         let sock = rt.join(HOST).join("swsrt").join("control.sock");
-        let tmux_sock = rt.join(HOST).join("swsrt").join("tmux").join("tmux.sock");
+        let tmux_sock = rt
+            .join(HOST)
+            .join("swsrt")
+            .join("tmux")
+            .join("server")
+            .join("tmux.sock");
         let script = format!(
             "python3 -c 'import socket,struct;s=socket.socket(socket.AF_UNIX);s.connect(\"{}\");j=b\"{{\\\"type\\\":\\\"stop\\\"}}\";s.sendall(b\"\\0\"+struct.pack(\">I\",len(j))+j);print(\"SENT\",s.recv(99))'",
             sock.display()
@@ -1405,7 +1410,12 @@ fn a_pair_guest_in_one_share_cannot_drive_another_through_its_tmux() {
     if out.status.success() {
         w.start_session("sjail", "mirror,pair", HOST_PROGRAM);
         wait_pane(&w, "sjail", "HOST-MARKER-4242");
-        let sock = rt.join(HOST).join("sother").join("tmux").join("tmux.sock");
+        let sock = rt
+            .join(HOST)
+            .join("sother")
+            .join("tmux")
+            .join("server")
+            .join("tmux.sock");
         let attack = format!(
             "tmux -S {} send-keys -t =sother: 'echo DROVE-$((40+2))' Enter; echo TMUX-$((1+1))-TRIED",
             sock.display()
@@ -1495,6 +1505,7 @@ fn a_pair_guest_in_one_share_cannot_drive_another_through_its_tmux() {
             .join(HOST)
             .join("sother")
             .join("tmux")
+            .join("server")
             .join("tmux.sock");
         let attack = format!(
             "tmux -S {} send-keys -t =sother: 'echo DROVE-$((40+2))' Enter; echo TMUX-$((1+2))-TRIED",
@@ -1550,6 +1561,52 @@ fn a_pair_guest_cannot_leave_a_setuid_program_in_the_workspace() {
         panic!("pj-made is {made:o} on the host's disk:\n{shown}");
     }
     assert!(shown.contains("Operation not permitted"), "{shown}");
+}
+
+/// The jailed session's tmux server obeys whom its access list names, and
+/// its socket's directory is bound into the jail, writable: a pair guest
+/// could open both (`chmod`, `server-access -a`) to another local user,
+/// who would then type in the session uninvited, unlisted and unrecorded.
+/// The attack: from the jailed shell, then as the pair user (a local user
+/// here).
+#[test]
+fn a_pair_guest_cannot_open_the_sessions_tmux_to_another_local_user() {
+    let Some((w, _guests)) = World::new("wsopen", &[]) else {
+        return;
+    };
+    w.start_session("sopen", "mirror,pair", HOST_PROGRAM);
+    wait_pane(&w, "sopen", "HOST-MARKER-4242");
+    let attack = "S=${TMUX%%,*}; chmod 711 \"$(dirname \"$S\")\"; chmod 666 \"$S\"; \
+        tmux server-access -a nobody; tmux server-access -a root; echo OPEN-$((40+2))-TRIED; echo \"$S\"";
+    let shown = typed_in(&w, "sopen", attack, "OPEN-42-TRIED");
+    let sock = w
+        .session_paths("sopen")
+        .join("tmux")
+        .join("server")
+        .join("tmux.sock");
+    let theirs = run_as(common::sshd::GUEST_USER, "tmux")
+        .arg("-S")
+        .arg(&sock)
+        .args([
+            "send-keys",
+            "-t",
+            "=sopen:",
+            "echo OUTSIDER-$((40+2))",
+            "Enter",
+        ])
+        .output()
+        .unwrap();
+    if theirs.status.success() {
+        let screen = wait_pane(&w, "sopen", "OUTSIDER-42");
+        let _ = w.host_pairjail(&["stop", "--session", "sopen"]);
+        panic!("another local user typed in the jailed session:\n{screen}");
+    }
+    let _ = w.host_pairjail(&["stop", "--session", "sopen"]);
+    assert!(
+        shown.contains("OPEN-42-TRIED"),
+        "{shown}\n{}",
+        text(&theirs.stderr)
+    );
 }
 
 /// Landlock cannot stop a `connect`, and a read-only bind does not: every

@@ -245,6 +245,10 @@ pub struct SessionPaths {
     /// The tmux socket, alone in its directory: a jailed session's server
     /// sees that directory and nothing else of the runtime directory.
     pub tmux: PathBuf,
+    /// The directory above the socket's, which no jail sees: closed to
+    /// others, it keeps them out even if a pair guest, inside, opens the
+    /// socket's own directory and the server's access list.
+    pub tmux_guard: PathBuf,
     /// The broker's log, beside the session directory (which the broker
     /// removes on the way out) so it outlives the run.
     pub log: PathBuf,
@@ -261,7 +265,8 @@ impl SessionPaths {
         SessionPaths {
             broker: dir.join("broker.sock"),
             control: dir.join("control.sock"),
-            tmux: dir.join("tmux").join("tmux.sock"),
+            tmux: dir.join("tmux").join("server").join("tmux.sock"),
+            tmux_guard: dir.join("tmux"),
             log: runtime.join(host).join(format!("{session}.log")),
             lock: runtime.join(host).join(format!("{session}.lock")),
             start_lock: runtime.join(host).join(format!("{session}.starting")),

@@ -700,24 +700,28 @@ fn prepare_server(at: &Located, a: &Start) -> Result<Tmux, ShareError> {
     let socket_dir = p.tmux.parent().unwrap_or(&p.dir);
     // Made new for each run: what an earlier run's guests left there (no
     // server or jail of that run is alive: `start` checked) goes first.
-    if let Err(e) = crate::files::remove_tree(socket_dir)
+    if let Err(e) = crate::files::remove_tree(&p.tmux_guard)
         && e.kind() != std::io::ErrorKind::NotFound
     {
-        return Err(io("remove", socket_dir)(e));
+        return Err(io("remove", &p.tmux_guard)(e));
     }
+    // Closed to others unless direct guests (the pair user) must reach
+    // the socket; the guard is never in a jail, so no guest can open it.
     let mode = if a.direct { 0o711 } else { 0o700 };
-    std::fs::DirBuilder::new()
-        .mode(mode)
-        .create(socket_dir)
-        .or_else(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => Ok(()),
-            _ => Err(e),
-        })
-        .and_then(|()| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(socket_dir, std::fs::Permissions::from_mode(mode))
-        })
-        .map_err(io("create", socket_dir))?;
+    for dir in [p.tmux_guard.as_path(), socket_dir] {
+        std::fs::DirBuilder::new()
+            .mode(mode)
+            .create(dir)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(e),
+            })
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+            })
+            .map_err(io("create", dir))?;
+    }
     let record = workspace::record_path(&p.dir);
     let Some(c) = &a.confinement else {
         match std::fs::remove_file(&record) {
@@ -1261,14 +1265,12 @@ fn remove_session_dir(p: &SessionPaths) {
     let _ = std::fs::remove_file(&p.tmux);
     let _ = std::fs::remove_file(p.dir.join(liveness::SERVER_FILE));
     let _ = std::fs::remove_file(p.dir.join(liveness::JAIL_FILE));
-    if let Some(d) = p.tmux.parent() {
-        // The session's own tmux directory: whatever is in it goes too
-        // (a client that started the server under load can leave its
-        // `tmux.sock.lock`; a jailed session's guests could write
-        // anything there, directories and links included, which are
-        // removed, never followed).
-        let _ = crate::files::remove_tree(d);
-    }
+    // The session's own tmux directories: whatever is in them goes too
+    // (a client that started the server under load can leave its
+    // `tmux.sock.lock`; a jailed session's guests could write anything
+    // there, directories and links included, which are removed, never
+    // followed).
+    let _ = crate::files::remove_tree(&p.tmux_guard);
     let _ = std::fs::remove_file(workspace::record_path(&p.dir));
     let _ = std::fs::remove_dir(&p.dir);
 }

@@ -500,7 +500,11 @@ impl World {
 
     /// tmux on the host's dedicated server, as the host.
     pub fn host_tmux(&self, session: &str, args: &[&str]) -> String {
-        let sock = self.session_paths(session).join("tmux").join("tmux.sock");
+        let sock = self
+            .session_paths(session)
+            .join("tmux")
+            .join("server")
+            .join("tmux.sock");
         let out = run_as(HOST, "tmux")
             .args(["-S"])
             .arg(sock)
@@ -583,7 +587,7 @@ impl Drop for World {
         // Any session a failed test left running.
         if let Ok(hosts) = fs::read_dir(self.runtime.join(HOST)) {
             for d in hosts.flatten() {
-                let sock = d.path().join("tmux").join("tmux.sock");
+                let sock = d.path().join("tmux").join("server").join("tmux.sock");
                 if sock.exists() {
                     let _ = run_as(HOST, "tmux")
                         .args(["-S"])
