@@ -193,6 +193,45 @@ fn a_local_users_own_invites_file_never_yields_an_unrestricted_line() {
     let _ = fs::remove_dir_all(&rt);
 }
 
+/// The host's `invite add` of bob's test key to `session` and its
+/// `start` (pair-user mode, runtime directory `rts`): their arguments.
+fn bob_invited_and_shared(session: &str, rts: &str) -> [Vec<String>; 2] {
+    let key_file = shared_data("keys/ed25519.pub").display().to_string();
+    let owned = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    [
+        owned(&[
+            "invite",
+            "add",
+            "bob",
+            "--key-file",
+            &key_file,
+            "--session",
+            session,
+            "--via",
+            "pair-user",
+            "--runtime-dir",
+            rts,
+        ]),
+        owned(&[
+            "start",
+            "--detach",
+            "--session",
+            session,
+            "--guest-user",
+            GUEST_USER,
+            "--runtime-dir",
+            rts,
+            "--",
+            "sleep",
+            "600",
+        ]),
+    ]
+}
+
+fn words(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 #[test]
 fn hostile_invites_files_neither_hang_nor_stop_other_hosts_guests() {
     if !root_or_skip() {
@@ -202,38 +241,14 @@ fn hostile_invites_files_neither_hang_nor_stop_other_hosts_guests() {
     // The real host invites bob through pairjail; its session runs.
     let rts = rt.display().to_string();
     let bin = shared_binary();
-    let key_file = shared_data("keys/ed25519.pub");
     let key = pub_key("keys/ed25519.pub");
     let host = |args: &[&str]| {
         let out = as_user(HOST, bin, args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
     };
-    host(&[
-        "invite",
-        "add",
-        "bob",
-        "--key-file",
-        key_file.to_str().unwrap(),
-        "--session",
-        "sh1",
-        "--via",
-        "pair-user",
-        "--runtime-dir",
-        &rts,
-    ]);
-    host(&[
-        "start",
-        "--detach",
-        "--session",
-        "sh1",
-        "--guest-user",
-        GUEST_USER,
-        "--runtime-dir",
-        &rts,
-        "--",
-        "sleep",
-        "600",
-    ]);
+    for args in bob_invited_and_shared("sh1", &rts) {
+        host(&words(&args));
+    }
     ensure_user(GUEST_USER);
     let (said, _) = authorized_keys(&rt, &key);
     assert!(said.contains("--host pjhost"), "{said}");
@@ -348,7 +363,6 @@ fn a_filesystem_mounted_on_a_hosts_directory_is_never_used() {
     let rt = setup_runtime("mount");
     let rts = rt.display().to_string();
     let bin = shared_binary();
-    let key_file = shared_data("keys/ed25519.pub");
     let key = pub_key("keys/ed25519.pub");
     let uid = nix::unistd::User::from_name(HOST)
         .unwrap()
@@ -357,32 +371,8 @@ fn a_filesystem_mounted_on_a_hosts_directory_is_never_used() {
         .as_raw();
     ensure_user(GUEST_USER);
     let host = |args: &[&str]| as_user(HOST, bin, args);
-    let invite = [
-        "invite",
-        "add",
-        "bob",
-        "--key-file",
-        key_file.to_str().unwrap(),
-        "--session",
-        "mt1",
-        "--via",
-        "pair-user",
-        "--runtime-dir",
-        &rts,
-    ];
-    let start = [
-        "start",
-        "--detach",
-        "--session",
-        "mt1",
-        "--guest-user",
-        GUEST_USER,
-        "--runtime-dir",
-        &rts,
-        "--",
-        "sleep",
-        "600",
-    ];
+    let [invite, start] = bob_invited_and_shared("mt1", &rts);
+    let (invite, start) = (words(&invite), words(&start));
     let copies = rt.with_extension("copies");
     // However the test ends (the mounts have guards of their own, dropped
     // before this one).

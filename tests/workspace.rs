@@ -1374,6 +1374,30 @@ fn a_pair_guest_in_one_share_cannot_join_another_as_its_invitee() {
     );
 }
 
+/// What `accepted` let through, attacked and shown: from the jailed
+/// `session`'s shell, tmux on the share `sother` (in runtime directory
+/// `rt`) types a command into it. Ends the test.
+fn drive_the_other_share(w: &World, session: &str, rt: &Path, accepted: &str) -> ! {
+    wait_pane(w, session, "HOST-MARKER-4242");
+    let sock = rt.join(HOST).join("sother/tmux/server/tmux.sock");
+    let attack = format!(
+        "tmux -S {} send-keys -t =sother: 'echo DROVE-$((40+2))' Enter; echo TMUX-$((1+1))-TRIED",
+        sock.display()
+    );
+    let shown = typed_in(w, session, &attack, "TMUX-2-TRIED");
+    let _ = w.host_pairjail(&["stop", "--session", session]);
+    let theirs = run_as(HOST, "tmux")
+        .arg("-S")
+        .arg(&sock)
+        .args(["capture-pane", "-p", "-t", "=sother:"])
+        .output()
+        .unwrap();
+    panic!(
+        "{accepted} was accepted; from the jail:\n{shown}\nthe other share's screen:\n{}",
+        text(&theirs.stdout)
+    );
+}
+
 /// Every share's tmux server obeys any process of the host's uid (tmux
 /// checks nothing else), and everything in a jailed session runs as the
 /// host's uid. Another share's runtime directory under the home, which
@@ -1409,29 +1433,7 @@ fn a_pair_guest_in_one_share_cannot_drive_another_through_its_tmux() {
     });
     if out.status.success() {
         w.start_session("sjail", "mirror,pair", HOST_PROGRAM);
-        wait_pane(&w, "sjail", "HOST-MARKER-4242");
-        let sock = rt
-            .join(HOST)
-            .join("sother")
-            .join("tmux")
-            .join("server")
-            .join("tmux.sock");
-        let attack = format!(
-            "tmux -S {} send-keys -t =sother: 'echo DROVE-$((40+2))' Enter; echo TMUX-$((1+1))-TRIED",
-            sock.display()
-        );
-        let shown = typed_in(&w, "sjail", &attack, "TMUX-2-TRIED");
-        let _ = w.host_pairjail(&["stop", "--session", "sjail"]);
-        let theirs = run_as(HOST, "tmux")
-            .arg("-S")
-            .arg(&sock)
-            .args(["capture-pane", "-p", "-t", "=sother:"])
-            .output()
-            .unwrap();
-        panic!(
-            "a runtime directory under the home was accepted; from the jail:\n{shown}\nthe other share's screen:\n{}",
-            text(&theirs.stdout)
-        );
+        drive_the_other_share(&w, "sjail", &rt, "a runtime directory under the home");
     }
     let said = text(&out.stderr);
     assert!(
@@ -1500,28 +1502,11 @@ fn a_pair_guest_in_one_share_cannot_drive_another_through_its_tmux() {
         &[],
     );
     if out.status.success() {
-        wait_pane(&w, "sjail2", "HOST-MARKER-4242");
-        let sock = later_rt
-            .join(HOST)
-            .join("sother")
-            .join("tmux")
-            .join("server")
-            .join("tmux.sock");
-        let attack = format!(
-            "tmux -S {} send-keys -t =sother: 'echo DROVE-$((40+2))' Enter; echo TMUX-$((1+2))-TRIED",
-            sock.display()
-        );
-        let shown = typed_in(&w, "sjail2", &attack, "TMUX-3-TRIED");
-        let _ = w.host_pairjail(&["stop", "--session", "sjail2"]);
-        let theirs = run_as(HOST, "tmux")
-            .arg("-S")
-            .arg(&sock)
-            .args(["capture-pane", "-p", "-t", "=sother:"])
-            .output()
-            .unwrap();
-        panic!(
-            "a workspace holding a running share's runtime directory was accepted; from the jail:\n{shown}\nthe other share's screen:\n{}",
-            text(&theirs.stdout)
+        drive_the_other_share(
+            &w,
+            "sjail2",
+            &later_rt,
+            "a workspace holding a running share's runtime directory",
         );
     }
     let said = text(&out.stderr);
