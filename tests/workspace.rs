@@ -1414,19 +1414,23 @@ fn a_pair_guest_in_one_share_cannot_drive_another_through_its_tmux() {
     let rt = runtime_dir_in_home("pj-rt-tmux");
     let rt_arg = rt.display().to_string();
     let as_host = |args: &[&str]| host_in_workspace(&w, args);
-    let out = as_host(&[
-        "start",
-        "--runtime-dir",
-        &rt_arg,
-        "--detach",
-        "--session",
-        "sother",
-        "--unconfined-session",
-        "--",
-        "sh",
-        "-c",
-        HOST_PROGRAM,
-    ]);
+    // An unconfined share `sother` in runtime directory `rt`.
+    let start_other = |rt: &str| {
+        as_host(&[
+            "start",
+            "--runtime-dir",
+            rt,
+            "--detach",
+            "--session",
+            "sother",
+            "--unconfined-session",
+            "--",
+            "sh",
+            "-c",
+            HOST_PROGRAM,
+        ])
+    };
+    let out = start_other(&rt_arg);
     let _gone = common::OnDrop(|| {
         let _ = as_host(&["stop", "--runtime-dir", &rt_arg, "--session", "sother"]);
         let _ = std::fs::remove_dir_all(&rt);
@@ -1446,19 +1450,7 @@ fn a_pair_guest_in_one_share_cannot_drive_another_through_its_tmux() {
     let _ = w.host_pairjail(&["stop", "--session", "sjail"]);
     let inside = runtime_dir_at(w.workspace().join("rt-tmux"));
     let inside_arg = inside.display().to_string();
-    let out = as_host(&[
-        "start",
-        "--runtime-dir",
-        &inside_arg,
-        "--detach",
-        "--session",
-        "sother",
-        "--unconfined-session",
-        "--",
-        "sh",
-        "-c",
-        HOST_PROGRAM,
-    ]);
+    let out = start_other(&inside_arg);
     let _ = as_host(&["stop", "--runtime-dir", &inside_arg, "--session", "sother"]);
     let said = text(&out.stderr);
     assert!(
@@ -1470,19 +1462,7 @@ fn a_pair_guest_in_one_share_cannot_drive_another_through_its_tmux() {
     let later = runtime_dir_at(w.dir.join("ws-later"));
     let later_rt = runtime_dir_at(later.join("rt"));
     let later_rt_arg = later_rt.display().to_string();
-    let out = as_host(&[
-        "start",
-        "--runtime-dir",
-        &later_rt_arg,
-        "--detach",
-        "--session",
-        "sother",
-        "--unconfined-session",
-        "--",
-        "sh",
-        "-c",
-        HOST_PROGRAM,
-    ]);
+    let out = start_other(&later_rt_arg);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let _gone_later = common::OnDrop(|| {
         let _ = as_host(&[
