@@ -251,6 +251,14 @@ fn value_errors_have_their_own_messages() {
             "DIR/p.toml:3:10: [seccomp] allow must not list clone3: its flags cannot be filtered, so it could create namespaces; programs fall back to clone when clone3 fails with ENOSYS (use default_action = \"errno ENOSYS\")",
         ),
         (
+            "[seccomp]\nallow = [\"openat2\"]\n",
+            "DIR/p.toml:3:10: [seccomp] allow must not list openat2: its mode is in a struct the filter cannot read, so it could make a setuid file; programs fall back to openat when openat2 fails with ENOSYS",
+        ),
+        (
+            "[seccomp]\nallow = [\"io_uring_setup\"]\n",
+            "DIR/p.toml:3:10: [seccomp] allow must not list io_uring_setup: io_uring's operations (open, connect, …) run without a syscall the filter sees",
+        ),
+        (
             "[seccomp]\ndefault_action = \"explode\"\n",
             "DIR/p.toml:3:18: 'default_action' in [seccomp]: invalid seccomp action 'explode', expected one of \"kill-process\", \"trap\", \"log\", \"errno N\" (N a number or EPERM, EACCES, ENOSYS)",
         ),

@@ -164,6 +164,86 @@ mod tests {
         );
     }
 
+    /// A file of this test's own that setuid may be tried on: (the
+    /// directory kept alive, the path as a C string).
+    fn scratch_file() -> (tempfile::TempDir, std::ffi::CString) {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("prog");
+        std::fs::write(&f, b"#!/bin/sh\n").unwrap();
+        let c = std::ffi::CString::new(f.as_os_str().as_encoded_bytes()).unwrap();
+        (d, c)
+    }
+
+    #[test]
+    fn no_filter_sets_the_setuid_or_setgid_bit_even_under_log() {
+        let (_d, path) = scratch_file();
+        static PATH: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+        static MADE: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+        let mut made = path.as_bytes().to_vec();
+        made.extend_from_slice(b"-made");
+        let made_path = std::path::PathBuf::from(String::from_utf8(made.clone()).unwrap());
+        MADE.set(std::ffi::CString::new(made).unwrap()).unwrap();
+        PATH.set(path).unwrap();
+        let workspace = filter("workspace");
+        // A log default that lists none of the mode calls: every other call
+        // runs, these still do not.
+        let mut p = resolve("guest-relay", &SearchPath::from_env())
+            .unwrap()
+            .profile;
+        p.seccomp.default_action = crate::profile::Action::Log;
+        let log = compile(plan(&p).unwrap().seccomp.as_ref().unwrap()).unwrap();
+        for prog in [&workspace, &log] {
+            for mode in [0o4755, 0o2755] {
+                let call: fn() -> libc::c_long = if mode == 0o4755 {
+                    // SAFETY: chmod of a live C string; the child leaves.
+                    || unsafe {
+                        libc::syscall(libc::SYS_chmod, PATH.get().unwrap().as_ptr(), 0o4755)
+                    }
+                } else {
+                    // SAFETY: as above, through fchmodat.
+                    || unsafe {
+                        libc::syscall(
+                            libc::SYS_fchmodat,
+                            libc::AT_FDCWD,
+                            PATH.get().unwrap().as_ptr(),
+                            0o2755,
+                        )
+                    }
+                };
+                assert_eq!(
+                    outcome(prog, call),
+                    Outcome::Refused(libc::EPERM),
+                    "{mode:o}"
+                );
+            }
+            // A file made with the bit is not made.
+            // SAFETY: openat of a live C string; a descriptor that got
+            // through is closed with the child.
+            let made: fn() -> libc::c_long = || unsafe {
+                libc::syscall(
+                    libc::SYS_openat,
+                    libc::AT_FDCWD,
+                    MADE.get().unwrap().as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_EXCL,
+                    0o4755,
+                )
+            };
+            assert_eq!(outcome(prog, made), Outcome::Refused(libc::EPERM));
+            // A plain mode still changes.
+            // SAFETY: as for chmod above.
+            let plain: fn() -> libc::c_long =
+                || unsafe { libc::syscall(libc::SYS_chmod, PATH.get().unwrap().as_ptr(), 0o755) };
+            assert_eq!(outcome(prog, plain), Outcome::Returned);
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(PATH.get().unwrap().to_str().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o6000, 0, "{mode:o}");
+        assert!(!made_path.exists());
+    }
+
     /// True if the filter killed `call` (SIGSYS), false if it returned.
     fn killed(prog: &BpfProgram, call: fn() -> libc::c_long) -> bool {
         outcome(prog, call) == Outcome::Killed

@@ -185,12 +185,14 @@ pub fn refusals() -> Vec<Refusal> {
 /// argument. A jailed program writes where the host's own files are (a
 /// workspace): a program it leaves there setuid or setgid would run as
 /// the host for any local user who can reach it, outside every jail, long
-/// after the share. So no jail sets those bits (`openat2`, whose mode is
-/// in a struct, is unknown to profiles).
-const MODE_ARGS: [(&str, i64, u8); 8] = [
+/// after the share. So no jail with seccomp on sets those bits (`openat2`,
+/// whose mode is in a struct, and io_uring are never allowed: see
+/// validate.rs).
+const MODE_ARGS: [(&str, i64, u8); 9] = [
     ("chmod", libc::SYS_chmod, 1),
     ("fchmod", libc::SYS_fchmod, 1),
     ("fchmodat", libc::SYS_fchmodat, 2),
+    ("fchmodat2", libc::SYS_fchmodat2, 2),
     ("creat", libc::SYS_creat, 1),
     ("open", libc::SYS_open, 2),
     ("openat", libc::SYS_openat, 3),
@@ -386,10 +388,11 @@ fn seccomp(p: &Profile) -> Result<SeccompPlan, PlanError> {
         vec![]
     };
     // A mode with either bit is refused with EPERM, as the kernel refuses
-    // what a user may not do, whatever the default action (under `log`,
-    // it would run).
+    // what a user may not do, whatever the default action: for each call
+    // listed, and under `log` (where every call runs) for all of them.
+    let log = p.seccomp.default_action == Action::Log;
     for (name, nr, index) in MODE_ARGS {
-        if rules.iter().any(|r| r.name == name) {
+        if log || rules.iter().any(|r| r.name == name) {
             for bit in SET_ID_BITS {
                 refused.push(Refusal {
                     name,

@@ -158,8 +158,8 @@ fn check_values(own: &Profile, merged: &Profile, src: &Source, errors: &mut Vec<
                 at,
                 "[seccomp] allow must not list ioctl: name the allowed requests in [seccomp] ioctl instead".into(),
             );
-        } else if NAMESPACE_SYSCALLS.contains(&name.as_str()) {
-            err(at, namespace_syscall_message(name));
+        } else if NEVER_ALLOWED.contains(&name.as_str()) {
+            err(at, never_allowed_message(name));
         } else if let Some(group) = name.strip_prefix('@') {
             if !merged.seccomp.groups.contains_key(group) {
                 let known: Vec<_> = merged
@@ -186,7 +186,7 @@ fn check_values(own: &Profile, merged: &Profile, src: &Source, errors: &mut Vec<
     }
     for (group, list) in &own.seccomp.groups {
         for (i, name) in list.iter().enumerate() {
-            if NAMESPACE_SYSCALLS.contains(&name.as_str()) {
+            if NEVER_ALLOWED.contains(&name.as_str()) {
                 err(
                     vec![
                         "seccomp".into(),
@@ -194,7 +194,7 @@ fn check_values(own: &Profile, merged: &Profile, src: &Source, errors: &mut Vec<
                         group.as_str().into(),
                         i.into(),
                     ],
-                    namespace_syscall_message(name),
+                    never_allowed_message(name),
                 );
             } else if name == "ioctl" {
                 err(
@@ -371,17 +371,31 @@ fn check_combination(p: &Profile, sources: &[Source], errors: &mut Vec<ProfileEr
     }
 }
 
-/// Syscalls that create or join namespaces; a jail never needs them.
-/// (`clone` is allowed only with no CLONE_NEW* flag: see jail/seccomp.rs.)
-const NAMESPACE_SYSCALLS: &[&str] = &["clone3", "unshare", "setns"];
+/// Syscalls no jail may list: those that create or join namespaces (a
+/// jail never needs them; `clone` is allowed only with no CLONE_NEW*
+/// flag), and those whose work the filter cannot see: `openat2` carries
+/// its mode in a struct (a setuid file, see plan.rs), and io_uring runs
+/// opens, connects and more with no syscall of their own.
+const NEVER_ALLOWED: &[&str] = &[
+    "clone3",
+    "unshare",
+    "setns",
+    "openat2",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+];
 
-fn namespace_syscall_message(name: &str) -> String {
-    if name == "clone3" {
-        "[seccomp] allow must not list clone3: its flags cannot be filtered, so it could create namespaces; programs fall back to clone when clone3 fails with ENOSYS (use default_action = \"errno ENOSYS\")".into()
-    } else {
-        format!(
+fn never_allowed_message(name: &str) -> String {
+    match name {
+        "clone3" => "[seccomp] allow must not list clone3: its flags cannot be filtered, so it could create namespaces; programs fall back to clone when clone3 fails with ENOSYS (use default_action = \"errno ENOSYS\")".into(),
+        "openat2" => "[seccomp] allow must not list openat2: its mode is in a struct the filter cannot read, so it could make a setuid file; programs fall back to openat when openat2 fails with ENOSYS".into(),
+        n if n.starts_with("io_uring") => format!(
+            "[seccomp] allow must not list {name}: io_uring's operations (open, connect, …) run without a syscall the filter sees"
+        ),
+        _ => format!(
             "[seccomp] allow must not list {name}: nested namespaces are never allowed inside the jail"
-        )
+        ),
     }
 }
 
