@@ -119,8 +119,20 @@ async fn clients(t: &Tmux, session: Option<&str>) -> Vec<ClientInfo> {
         .unwrap_or_default()
 }
 
+/// The most clients of tmux's answer looked at. Every one costs up to
+/// three reads of /proc on the broker's only thread, and a pair guest can
+/// make tmux answer anything (`command-alias` on `list-clients`): a
+/// hundred thousand forged lines froze every guest's screen for seconds
+/// per notice. A real share has a client per pair guest, per mirror group
+/// and per host terminal, far fewer.
+const MAX_CLIENTS: usize = 512;
+
+/// The most host terminals a notice is drawn on, one tmux call each.
+const MAX_HOST_CLIENTS: usize = 8;
+
 fn parse_clients(out: &str) -> Vec<ClientInfo> {
     out.lines()
+        .take(MAX_CLIENTS)
         .filter_map(|l| {
             let mut w = l.splitn(4, ' ');
             Some(ClientInfo {
@@ -175,6 +187,7 @@ pub async fn host_clients(
         .into_iter()
         .filter(|c| c.uid == host_uid && !c.control && !started_by(c, &guests))
         .map(|c| c.name)
+        .take(MAX_HOST_CLIENTS)
         .collect()
 }
 
@@ -359,6 +372,12 @@ mod tests {
             "##(touch /tmp/x) ##{pane_pid}"
         );
         assert_eq!(literal("a\x1b[2Jb\n"), "a[2Jb");
+    }
+
+    #[test]
+    fn a_forged_list_of_clients_is_read_only_so_far() {
+        let forged = "1000 0 3 x\n".repeat(100_000);
+        assert_eq!(parse_clients(&forged).len(), MAX_CLIENTS);
     }
 
     #[test]

@@ -336,7 +336,6 @@ mod tests {
         // Not made yet: made by the host later.
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
         check_guest_runtime(&inside.join("later"), me).unwrap();
-        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
         check_guest_runtime(&inside, me).unwrap();
         // Someone else's, to a host who is not root.
         if me == 0 {
