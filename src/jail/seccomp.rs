@@ -192,34 +192,55 @@ mod tests {
             .profile;
         p.seccomp.default_action = crate::profile::Action::Log;
         let log = compile(plan(&p).unwrap().seccomp.as_ref().unwrap()).unwrap();
-        for prog in [&workspace, &log] {
-            for mode in [0o4755, 0o2755] {
-                let call: fn() -> libc::c_long = if mode == 0o4755 {
-                    // SAFETY: chmod of a live C string; the child leaves.
-                    || unsafe {
-                        libc::syscall(libc::SYS_chmod, PATH.get().unwrap().as_ptr(), 0o4755)
-                    }
-                } else {
-                    // SAFETY: as above, through fchmodat.
-                    || unsafe {
-                        libc::syscall(
-                            libc::SYS_fchmodat,
-                            libc::AT_FDCWD,
-                            PATH.get().unwrap().as_ptr(),
-                            0o2755,
-                        )
-                    }
-                };
-                assert_eq!(
-                    outcome(prog, call),
-                    Outcome::Refused(libc::EPERM),
-                    "{mode:o}"
-                );
-            }
-            // A file made with the bit is not made.
-            // SAFETY: openat of a live C string; a descriptor that got
-            // through is closed with the child.
-            let made: fn() -> libc::c_long = || unsafe {
+        static FD: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+        let file = std::fs::File::open(PATH.get().unwrap().to_str().unwrap()).unwrap();
+        FD.set(std::os::fd::AsRawFd::as_raw_fd(&file)).unwrap();
+        // Every call that sets a mode, with the setuid or setgid bit. The
+        // pointers are live C strings; a file or descriptor that got through
+        // is found below, or closed with the child.
+        let setting: [(&str, Call); 9] = [
+            // SAFETY: chmod on a live C string or an open descriptor.
+            ("chmod", || unsafe {
+                libc::syscall(libc::SYS_chmod, PATH.get().unwrap().as_ptr(), 0o4755)
+            }),
+            // SAFETY: fchmod on a live C string or an open descriptor.
+            ("fchmod", || unsafe {
+                libc::syscall(libc::SYS_fchmod, *FD.get().unwrap(), 0o2755)
+            }),
+            // SAFETY: fchmodat on a live C string or an open descriptor.
+            ("fchmodat", || unsafe {
+                libc::syscall(
+                    libc::SYS_fchmodat,
+                    libc::AT_FDCWD,
+                    PATH.get().unwrap().as_ptr(),
+                    0o2755,
+                )
+            }),
+            // SAFETY: fchmodat2 on a live C string or an open descriptor.
+            ("fchmodat2", || unsafe {
+                libc::syscall(
+                    libc::SYS_fchmodat2,
+                    libc::AT_FDCWD,
+                    PATH.get().unwrap().as_ptr(),
+                    0o4755,
+                    0,
+                )
+            }),
+            // SAFETY: creat on a live C string or an open descriptor.
+            ("creat", || unsafe {
+                libc::syscall(libc::SYS_creat, MADE.get().unwrap().as_ptr(), 0o4755)
+            }),
+            // SAFETY: open on a live C string or an open descriptor.
+            ("open", || unsafe {
+                libc::syscall(
+                    libc::SYS_open,
+                    MADE.get().unwrap().as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY,
+                    0o6755,
+                )
+            }),
+            // SAFETY: openat on a live C string or an open descriptor.
+            ("openat", || unsafe {
                 libc::syscall(
                     libc::SYS_openat,
                     libc::AT_FDCWD,
@@ -227,14 +248,59 @@ mod tests {
                     libc::O_CREAT | libc::O_WRONLY | libc::O_EXCL,
                     0o4755,
                 )
-            };
-            assert_eq!(outcome(prog, made), Outcome::Refused(libc::EPERM));
+            }),
+            // SAFETY: mknod on a live C string or an open descriptor.
+            ("mknod", || unsafe {
+                libc::syscall(
+                    libc::SYS_mknod,
+                    MADE.get().unwrap().as_ptr(),
+                    libc::S_IFREG | 0o4755,
+                    0,
+                )
+            }),
+            // SAFETY: mknodat on a live C string or an open descriptor.
+            ("mknodat", || unsafe {
+                libc::syscall(
+                    libc::SYS_mknodat,
+                    libc::AT_FDCWD,
+                    MADE.get().unwrap().as_ptr(),
+                    libc::S_IFREG | 0o2755,
+                    0,
+                )
+            }),
+        ];
+        for prog in [&workspace, &log] {
+            for (name, call) in setting {
+                // EPERM where listed (or under log); the default (ENOSYS)
+                // for a call the workspace does not list.
+                assert!(
+                    matches!(
+                        outcome(prog, call),
+                        Outcome::Refused(libc::EPERM | libc::ENOSYS)
+                    ),
+                    "{name} was not refused"
+                );
+            }
+            // What the filter cannot see is refused too: openat2 (its mode
+            // in a struct) and io_uring. Allowed, they would fail with
+            // EINVAL or EFAULT on these null arguments.
+            // SAFETY: raw syscalls with null pointers, refused before use.
+            let unseen: [fn() -> libc::c_long; 2] = [
+                || unsafe { libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, 0, 0, 0) },
+                || unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, 0) },
+            ];
+            for call in unseen {
+                assert_eq!(outcome(prog, call), Outcome::Refused(libc::ENOSYS));
+            }
             // A plain mode still changes.
-            // SAFETY: as for chmod above.
+            // SAFETY: chmod of a live C string.
             let plain: fn() -> libc::c_long =
                 || unsafe { libc::syscall(libc::SYS_chmod, PATH.get().unwrap().as_ptr(), 0o755) };
             assert_eq!(outcome(prog, plain), Outcome::Returned);
         }
+        // Under log, the calls the profile lists give EPERM by name.
+        assert_eq!(outcome(&log, setting[0].1), Outcome::Refused(libc::EPERM));
+        drop(file);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(PATH.get().unwrap().to_str().unwrap())
             .unwrap()
@@ -243,6 +309,9 @@ mod tests {
         assert_eq!(mode & 0o6000, 0, "{mode:o}");
         assert!(!made_path.exists());
     }
+
+    /// A raw syscall tried in a child.
+    type Call = fn() -> libc::c_long;
 
     /// True if the filter killed `call` (SIGSYS), false if it returned.
     fn killed(prog: &BpfProgram, call: fn() -> libc::c_long) -> bool {

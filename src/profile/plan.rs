@@ -131,7 +131,9 @@ pub struct Refusal {
 }
 
 /// What no jail lets through, whatever its profile says: TIOCSTI and
-/// TIOCLINUX, and new or joined namespaces. Validation keeps them off every
+/// TIOCLINUX, new or joined namespaces, and the calls whose work the
+/// filter cannot see (`openat2`, io_uring; ENOSYS, on which programs fall
+/// back to `openat`). Validation keeps them off every
 /// allowlist, so a refusing default action refuses them; a `log` default
 /// lets everything else through, so the filter then refuses these by name.
 /// clone3 gets ENOSYS, on which C libraries fall back to clone.
@@ -165,6 +167,21 @@ pub fn refusals() -> Vec<Refusal> {
                 mask: ns.clone_flag(),
             }),
             errno: libc::EPERM as u32,
+        });
+    }
+    // What validation keeps off every allowlist because the filter cannot
+    // see its work (see validate.rs): a `log` default would run it.
+    for (name, nr) in [
+        ("openat2", libc::SYS_openat2),
+        ("io_uring_setup", libc::SYS_io_uring_setup),
+        ("io_uring_enter", libc::SYS_io_uring_enter),
+        ("io_uring_register", libc::SYS_io_uring_register),
+    ] {
+        out.push(Refusal {
+            name,
+            nr,
+            when: None,
+            errno: libc::ENOSYS as u32,
         });
     }
     for req in [libc::TIOCSTI, libc::TIOCLINUX] {

@@ -50,7 +50,7 @@ pub fn of(p: &Profile) -> Vec<String> {
         );
     }
     if p.seccomp.enabled && p.seccomp.default_action == Action::Log {
-        out.push("seccomp default_action = \"log\": every call outside the allowlist runs (only TIOCSTI, TIOCLINUX and new namespaces stay refused); use it to learn what a program needs, never for guests".into());
+        out.push("seccomp default_action = \"log\": every call outside the allowlist runs (only TIOCSTI, TIOCLINUX, new namespaces, setuid and setgid modes, openat2 and io_uring stay refused); use it to learn what a program needs, never for guests".into());
     }
     // `[probe] allowed` turns an escape into "allowed by the profile":
     // these are escapes for any profile.
