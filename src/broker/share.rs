@@ -756,12 +756,21 @@ fn prepare_server(at: &Located, a: &Start) -> Result<Tmux, ShareError> {
         start,
     });
     let jail_file = p.dir.join(liveness::JAIL_FILE);
+    // A jail that cannot be built can end before it is recorded: its
+    // reason is in the log, as for one that ends later.
+    let failed = |status: std::process::ExitStatus| {
+        let log = std::fs::read_to_string(&p.log).unwrap_or_else(|e| e.to_string());
+        ShareError::Jail(format!("{} ({status})", log.trim()))
+    };
     let recorded = match jail {
         Some(run) => liveness::write_pid_file(&jail_file, &run).map_err(io("write", &jail_file)),
-        None => Err(ShareError::Jail(format!(
-            "its jail (process {}) ended at once",
-            child.id()
-        ))),
+        None => Err(match child.try_wait() {
+            Ok(Some(status)) => failed(status),
+            _ => ShareError::Jail(format!(
+                "its jail (process {}) could not be recorded",
+                child.id()
+            )),
+        }),
     };
     if let Err(e) = recorded {
         let _ = child.kill();
@@ -773,8 +782,7 @@ fn prepare_server(at: &Located, a: &Start) -> Result<Tmux, ShareError> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            let log = std::fs::read_to_string(&p.log).unwrap_or_else(|e| e.to_string());
-            return Err(ShareError::Jail(format!("{} ({status})", log.trim())));
+            return Err(failed(status));
         }
         if p.tmux.exists() && tmux.answers() {
             return Ok(tmux);
