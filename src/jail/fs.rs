@@ -240,12 +240,10 @@ fn overlay_source(src: &str, real: &Path, dir: bool) -> Result<(), JailError> {
 
 /// The mount points strictly below `dir`, from `/proc/self/mountinfo`.
 fn mounts_below(dir: &Path) -> Result<Vec<PathBuf>, JailError> {
-    let points = crate::mountinfo::points()
+    let mut below = crate::mountinfo::at_or_below(dir)
         .map_err(|e| JailError::msg("read /proc/self/mountinfo", e.to_string()))?;
-    Ok(points
-        .into_iter()
-        .filter(|m| m != dir && m.starts_with(dir))
-        .collect())
+    below.retain(|m| m != dir);
+    Ok(below)
 }
 
 /// `params` with each value escaped for use inside a glob pattern.
