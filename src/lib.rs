@@ -17,6 +17,7 @@ pub mod files;
 pub mod guest;
 #[allow(unsafe_code)]
 pub mod jail;
+pub mod json_line;
 pub mod keys;
 pub mod lookup;
 pub mod mountinfo;

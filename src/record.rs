@@ -255,45 +255,6 @@ fn create(path: &Path) -> Result<File, RecordError> {
         .map_err(|e| RecordError::Io(path.to_path_buf(), e))
 }
 
-/// A JSON line whose strings hold no character that changes how a
-/// terminal or an editor shows the text around it: C1 controls (U+009B
-/// starts a CSI in some terminals), bidi overrides (U+202E shows text
-/// backwards), zero-width characters and line separators are written
-/// `\uXXXX`. The string is the same to any JSON reader; `cat`, `grep` or
-/// `tail` of the file show nothing a guest typed to rewrite the review.
-fn json_line<T: serde::Serialize>(value: &T) -> Result<String, serde_json::Error> {
-    let mut buf = Vec::new();
-    value.serialize(&mut serde_json::Serializer::with_formatter(
-        &mut buf, Escaping,
-    ))?;
-    Ok(String::from_utf8_lossy(&buf).into_owned())
-}
-
-struct Escaping;
-
-impl serde_json::ser::Formatter for Escaping {
-    fn write_string_fragment<W: ?Sized + std::io::Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> std::io::Result<()> {
-        let mut start = 0;
-        for (i, c) in fragment.char_indices() {
-            if hides_text(c) {
-                writer.write_all(&fragment.as_bytes()[start..i])?;
-                write!(writer, "\\u{:04x}", u32::from(c))?;
-                start = i + c.len_utf8();
-            }
-        }
-        writer.write_all(&fragment.as_bytes()[start..])
-    }
-}
-
-/// A C1 control, or what hides text (see `terminal::hides_text`).
-fn hides_text(c: char) -> bool {
-    crate::terminal::is_c1(c) || crate::terminal::hides_text(c)
-}
-
 /// Room kept below `max_size` for the terminal reset that ends every
 /// recording (its event line, escaped, is about 300 bytes).
 const RESET_ROOM: u64 = 512;
@@ -461,7 +422,8 @@ impl Cast {
     }
 
     fn event(&self, code: &str, data: &str) -> Result<String, RecordError> {
-        let mut s = json_line(&(self.time(), code, data)).map_err(RecordError::Encode)?;
+        let mut s =
+            crate::json_line::escaped(&(self.time(), code, data)).map_err(RecordError::Encode)?;
         s.push('\n');
         Ok(s)
     }
@@ -618,9 +580,11 @@ impl Cast {
             return Ok(Wrote::Written);
         }
         let t = self.time();
-        let line = json_line(&(t, "i", &data)).map_err(RecordError::Encode)? + "\n";
-        let side = json_line(&serde_json::json!({"time": t, "guest": guest, "data": data}))
-            .map_err(RecordError::Encode)?
+        let line = crate::json_line::escaped(&(t, "i", &data)).map_err(RecordError::Encode)? + "\n";
+        let side = crate::json_line::escaped(
+            &serde_json::json!({"time": t, "guest": guest, "data": data}),
+        )
+        .map_err(RecordError::Encode)?
             + "\n";
         let cost = (line.len() + side.len()) as u64;
         // A chunk bigger than the whole bucket goes when the bucket is full.
@@ -700,7 +664,7 @@ mod tests {
         for path in [c.path().to_path_buf(), inputs_path(c.path())] {
             let body = std::fs::read_to_string(&path).expect("read");
             assert!(
-                !body.chars().any(hides_text),
+                !body.chars().any(crate::json_line::hides_text),
                 "{}: {body:?}",
                 path.display()
             );

@@ -167,7 +167,9 @@ fn append_into(
             event: event.clone(),
             prev,
         };
-        let mut text = serde_json::to_string(&line).map_err(AuditError::Encode)?;
+        // Escaped as recordings are: a reviewer reads the log with `cat` or
+        // `tail -f`, and a reason can quote a guest's bytes.
+        let mut text = crate::json_line::escaped(&line).map_err(AuditError::Encode)?;
         text.push('\n');
         // One write per whole line (O_APPEND): a failure leaves the lines
         // before it whole.

@@ -280,6 +280,19 @@ impl Frame {
     }
 }
 
+/// What serde says of a message it could not read, cut short: it quotes
+/// what it was given (an unknown type whole), and a guest's frame may be a
+/// megabyte that would go on into the share's log, the audit log and the
+/// recording at every login.
+fn quoted(e: &serde_json::Error) -> String {
+    const MAX_CHARS: usize = 120;
+    let text = e.to_string();
+    match text.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}… (cut)", &text[..cut]),
+        None => text,
+    }
+}
+
 /// A decoded frame whose data stays in the buffer it came from: the relay
 /// writes a data frame straight from its read buffer, no copy per frame.
 #[derive(Debug, PartialEq, Eq)]
@@ -303,8 +316,7 @@ impl FrameRef<'_> {
             FrameRef::Data(payload)
         } else {
             FrameRef::Msg(
-                serde_json::from_slice(payload)
-                    .map_err(|e| FrameError::Malformed(e.to_string()))?,
+                serde_json::from_slice(payload).map_err(|e| FrameError::Malformed(quoted(&e)))?,
             )
         };
         Ok(Some((frame, 5 + len)))
@@ -438,5 +450,18 @@ mod tests {
         ));
         let mut r: &[u8] = &[];
         assert!(matches!(read_frame(&mut r), Err(FrameError::Closed)));
+        // serde quotes an unknown type whole: what the error says of a
+        // frame as large as any is short.
+        let json = format!(r#"{{"type":"{}"}}"#, "PJ-LONG ".repeat(MAX_FRAME / 8 - 2));
+        let mut frame = vec![KIND_MSG];
+        frame.extend_from_slice(&u32::try_from(json.len()).unwrap().to_be_bytes());
+        frame.extend_from_slice(json.as_bytes());
+        match Frame::decode(&frame) {
+            Err(FrameError::Malformed(m)) => {
+                assert!(m.starts_with("unknown variant `PJ-LONG"), "{m}");
+                assert!(m.chars().count() < 200, "{} characters", m.chars().count());
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
