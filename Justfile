@@ -2,7 +2,7 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-packages := "libseccomp-dev tmux openssh-server openssh-client bubblewrap hyperfine strace busybox-static util-linux e2fsprogs mount passwd python3 runc git make gcc vim-tiny asciinema python3-jsonschema"
+packages := "libseccomp-dev tmux openssh-server openssh-client bubblewrap hyperfine strace busybox-static util-linux e2fsprogs mount passwd python3 runc git make gcc vim-tiny asciinema python3-jsonschema python3-fusepy"
 
 # List the recipes.
 default:

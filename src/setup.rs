@@ -178,9 +178,9 @@ fn check_pair_user(user: &str, shell: &Path) -> Result<(), String> {
 
 /// Root makes the runtime directory 3777 with `mkdir`, `chown` and `chmod`,
 /// which follow symlinks: an existing one must be root's own real
-/// directory, and its parent a directory only root can change (or a sticky
-/// one, where nobody can replace root's entries), or another user could aim
-/// root at /etc. A missing one is no entry of root's yet: in a sticky
+/// directory, and every directory above it one only root can change (or a
+/// sticky one, where nobody can replace root's entries), or another user
+/// could aim root at /etc. A missing one is no entry of root's yet: in a sticky
 /// directory (/tmp) anyone could put a link there between this check and
 /// the chmod, so its parent must be one only root can write.
 fn check_runtime_place(dir: &Path) -> Result<(), String> {
@@ -195,14 +195,19 @@ fn check_runtime_place(dir: &Path) -> Result<(), String> {
         Err(_) => false,
     };
     let parent = dir.parent().unwrap_or(Path::new("/"));
-    let m = std::fs::metadata(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-    if !crate::files::only_root_changes(&m) {
-        return Err(format!(
-            "--runtime-dir {}: its parent {} can be changed by users other than root; pick a place under /run",
-            dir.display(),
-            parent.display()
-        ));
+    // Every directory above, not only the parent: whoever can change any
+    // of them can move root's directory below away and put a link there.
+    for above in parent.ancestors() {
+        let m = std::fs::metadata(above).map_err(|e| format!("{}: {e}", above.display()))?;
+        if !crate::files::only_root_changes(&m) {
+            return Err(format!(
+                "--runtime-dir {}: {} above it can be changed by users other than root; pick a place under /run",
+                dir.display(),
+                above.display()
+            ));
+        }
     }
+    let m = std::fs::metadata(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     if !exists && m.mode() & 0o022 != 0 {
         return Err(format!(
             "--runtime-dir {}: it does not exist, and its parent {} is open to other users, who could put a link there before root makes it 3777; pick a place under /run (or make it yourself first: mkdir -m 3777 {})",
@@ -484,9 +489,9 @@ pub enum Undo {
     NoLogin(String),
 }
 
-/// The undo of what `written` lists: files, then users, then the config
-/// (the record of all this, so a failed undo can run again), then
-/// directories (innermost first).
+/// The undo of what `written` lists: files, then users, then the runtime
+/// directory, then the config (the record of all this, so a failed undo
+/// can run again), then directories (innermost first).
 pub fn undo_steps(
     written: &Written,
     remove_users: bool,
@@ -508,17 +513,15 @@ pub fn undo_steps(
             Undo::NoLogin(u.clone())
         });
     }
+    // The runtime directory before the record: what users left in it can
+    // make its removal fail, and the record lets undo run again.
+    let (runtimes, mut dirs): (Vec<PathBuf>, Vec<PathBuf>) =
+        written.dirs.iter().cloned().partition(|d| d == runtime);
+    out.extend(runtimes.into_iter().map(Undo::RemoveRuntime));
     out.push(Undo::RemoveFile(config.to_path_buf()));
-    let mut dirs = written.dirs.clone();
     // Deepest first: a parent is removed after its children.
     dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-    out.extend(dirs.into_iter().map(|d| {
-        if d == runtime {
-            Undo::RemoveRuntime(d)
-        } else {
-            Undo::RemoveDir(d)
-        }
-    }));
+    out.extend(dirs.into_iter().map(Undo::RemoveDir));
     out
 }
 
@@ -526,7 +529,9 @@ pub fn undo_steps(
 /// share runs, none of it means anything without setup.
 fn remove_runtime(dir: &Path) -> Result<(), SetupError> {
     no_share_running(dir)?;
-    std::fs::remove_dir_all(dir).or_else(|e| {
+    // Any local user may have nested directories there past the
+    // descriptors `remove_dir_all` needs, one per level.
+    crate::files::remove_tree(dir).or_else(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Ok(())
         } else {
@@ -793,6 +798,36 @@ mod tests {
         assert!(refused.contains("host is sharing session sy"), "{refused}");
     }
 
+    /// Local users can make the runtime directory's removal fail (a tree
+    /// too deep for `remove_dir_all`): the record of what setup wrote goes
+    /// after it, so that `--undo` can run again.
+    #[test]
+    fn undo_keeps_its_record_until_the_runtime_directory_is_gone() {
+        let (config, runtime) = (
+            PathBuf::from("/etc/pairjail/config.toml"),
+            PathBuf::from("/run/pairjail"),
+        );
+        let written = crate::config::Written {
+            files: vec![
+                PathBuf::from("/etc/ssh/sshd_config.d/pairjail.conf"),
+                config.clone(),
+            ],
+            dirs: vec![PathBuf::from("/etc/pairjail"), runtime.clone()],
+            users: vec!["pjpair".into()],
+        };
+        let steps = undo_steps(&written, false, &config, &runtime);
+        let at = |step: &Undo| steps.iter().position(|s| s == step).unwrap();
+        assert!(
+            at(&Undo::RemoveRuntime(runtime.clone())) < at(&Undo::RemoveFile(config.clone())),
+            "{steps:?}"
+        );
+        assert!(
+            at(&Undo::RemoveFile(config)) < at(&Undo::RemoveDir("/etc/pairjail".into())),
+            "{steps:?}"
+        );
+        assert_eq!(steps.len(), 5, "{steps:?}");
+    }
+
     #[test]
     fn the_accepted_keys_keyword_follows_the_sshd_version() {
         for (said, want) in [
@@ -816,6 +851,7 @@ mod tests {
     fn root_never_chmods_through_a_link_or_a_directory_others_can_change() {
         use std::os::unix::fs::PermissionsExt;
         if !nix::unistd::Uid::effective().is_root() {
+            assert!(std::env::var_os("CI").is_none(), "needs root in CI");
             return;
         }
         let d = tempfile::tempdir().unwrap();
@@ -847,5 +883,14 @@ mod tests {
         );
         std::fs::create_dir(sticky.join("rt")).unwrap();
         assert!(check_runtime_place(&sticky.join("rt")).is_ok());
+        // Root's own directory, inside one another user owns: they can
+        // move it away and put a link to /etc in its place.
+        let theirs = d.path().join("theirs");
+        std::fs::create_dir_all(theirs.join("pj")).unwrap();
+        nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        for place in [theirs.join("pj/rt"), theirs.join("pj")] {
+            let refused = check_runtime_place(&place).unwrap_err();
+            assert!(refused.contains("can be changed"), "{refused}");
+        }
     }
 }

@@ -327,6 +327,157 @@ fn hostile_invites_files_neither_hang_nor_stop_other_hosts_guests() {
     let _ = fs::remove_dir_all(&rt);
 }
 
+/// A filesystem whose every lookup below its root never answers: what a
+/// local user's FUSE mount can do (with `user_allow_other`). Mounted by
+/// root here with python3-fusepy; unmounted, and its server killed, on drop.
+struct Stalling {
+    dir: std::path::PathBuf,
+    server: std::process::Child,
+}
+
+impl Stalling {
+    fn mount(dir: &std::path::Path) -> Stalling {
+        fs::create_dir_all(dir).unwrap();
+        let script = r#"
+import errno, stat, sys, time
+from fusepy import FUSE, FuseOSError, Operations
+class Stall(Operations):
+    def getattr(self, path, fh=None):
+        if path == '/':
+            return dict(st_mode=stat.S_IFDIR | 0o755, st_nlink=2)
+        time.sleep(3600)
+        raise FuseOSError(errno.ENOENT)
+FUSE(Stall(), sys.argv[1], foreground=True, allow_other=True)
+"#;
+        let server = Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .arg(dir)
+            .spawn()
+            .unwrap();
+        let mut stalling = Stalling {
+            dir: dir.to_path_buf(),
+            server,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let target = format!(" {} ", dir.display());
+        while !fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(&target)
+        {
+            if let Ok(Some(st)) = stalling.server.try_wait() {
+                panic!("the FUSE server ended: {st} (python3-fusepy installed?)");
+            }
+            assert!(Instant::now() < deadline, "no FUSE mount on {target}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stalling
+    }
+}
+
+impl Drop for Stalling {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+/// `pairjail authorized-keys` as sshd runs it, killed after `limit`: what
+/// it printed (the line, then its warnings), or None if it had not ended
+/// by then.
+fn authorized_keys_within(
+    rt: &std::path::Path,
+    key: &(String, String),
+    limit: Duration,
+) -> Option<String> {
+    let mut child = run_as(KEYS_USER, shared_binary())
+        .args(["authorized-keys", "--runtime-dir"])
+        .arg(rt)
+        .args(["pjpair", &key.1, &key.0])
+        .current_dir("/")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            // A process killed while the filesystem holds its request
+            // waits for the answer: reaped once the mount is gone.
+            let _ = child.kill();
+            std::thread::spawn(move || child.wait());
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    Some(text(&out.stdout) + &text(&out.stderr))
+}
+
+/// authorized-keys reads every host's directory for every login: a local
+/// user's session directory that is a link to a filesystem that never
+/// answers would stall every guest's login, of every host, until sshd gave
+/// up. No link in a host's directory is followed.
+#[test]
+fn a_link_in_a_hosts_directory_never_stalls_other_hosts_guests() {
+    if !root_or_skip() {
+        return;
+    }
+    let rt = setup_runtime("link");
+    let rts = rt.display().to_string();
+    let bin = shared_binary();
+    let key = pub_key("keys/ed25519.pub");
+    ensure_user(GUEST_USER);
+    let host = |args: &[&str]| as_user(HOST, bin, args);
+    let _cleanup = common::OnDrop(|| {
+        let _ = host(&["stop", "--session", "lk1", "--runtime-dir", &rts]);
+        let _ = fs::remove_dir_all(&rt);
+    });
+    for args in bob_invited_and_shared("lk1", &rts) {
+        let out = host(&words(&args));
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+    let said = authorized_keys_within(&rt, &key, Duration::from_secs(30));
+    assert!(
+        said.as_deref().is_some_and(|s| s.contains("--host pjhost")),
+        "{said:?}"
+    );
+    // The attacker invites bob's key (public on his forge account) to a
+    // "share" of theirs whose directory is a link into the stalling mount.
+    let stalling = Stalling::mount(&rt.with_extension("fuse"));
+    let invites = fs::read_to_string(rt.join(HOST).join("invites.toml")).unwrap();
+    let script = "mkdir -m0711 \"$1\" && cat > \"$1/invites.toml\" && chmod 640 \"$1/invites.toml\" && ln -s \"$2/x\" \"$1/lk1\"";
+    let mut child = run_as(ATTACKER, "sh")
+        .args(["-c", script, "sh"])
+        .arg(rt.join(ATTACKER))
+        .arg(&stalling.dir)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(invites.as_bytes())
+            .unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    let said = authorized_keys_within(&rt, &key, Duration::from_secs(30));
+    drop(stalling);
+    assert!(
+        said.is_some(),
+        "authorized-keys was still waiting on the link after 30 s"
+    );
+    // The attacker's file was read (its invite is for a run that is over).
+    assert!(
+        said.as_deref()
+            .is_some_and(|s| s.contains("--host pjhost") && !s.contains("skipped")),
+        "{said:?}"
+    );
+}
+
 /// Unmounts on drop, also when the test fails.
 struct Mounted(std::path::PathBuf);
 

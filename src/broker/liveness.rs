@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -194,12 +194,29 @@ pub fn end_jail(session_dir: &Path, host_uid: u32, wait: std::time::Duration) ->
     }
 }
 
+/// Reads a pid file of a session directory. Neither the directory nor the
+/// file may be a link: a host's directory is open to whoever owns it, and
+/// authorized-keys reads every host's for every guest's login; a link to
+/// a filesystem that never answers (a local user's FUSE mount) would hold
+/// every login of every host's guests.
+/// (O_PATH: a session directory is searchable by others, not readable.)
 fn recorded(path: &Path, host_uid: u32) -> Option<Run> {
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .ok()?;
+    use nix::fcntl::OFlag;
+    let (dir, name) = (path.parent()?, path.file_name()?);
+    let dir = nix::fcntl::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
+    let fd = nix::fcntl::openat(
+        &dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
+    let mut f = std::fs::File::from(fd);
     let meta = f.metadata().ok()?;
     if !meta.is_file() || meta.uid() != host_uid || meta.mode() & 0o022 != 0 || meta.len() > 64 {
         return None;

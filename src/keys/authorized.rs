@@ -12,9 +12,12 @@
 //! * a whole-call deadline: no host can delay another host's guests.
 
 use std::collections::HashMap;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
 
 use crate::broker::paths::check_user;
 use crate::keys::invites::{self, Book, Invite, Via};
@@ -152,20 +155,37 @@ pub fn answer(
         if check_user(name).is_err() {
             continue;
         }
-        let dir = runtime.join(name);
+        let path = runtime.join(name);
         if mounts
             .iter()
             .any(|m| m.starts_with(real_runtime.join(name)))
         {
             warnings.push(format!(
                 "skipped {}: a filesystem is mounted on it, whose owners are its own say",
-                dir.display()
+                path.display()
             ));
             continue;
         }
-        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+        // Opened once, never through a link, and read through that
+        // descriptor from here on: the host owns its entry in the sticky
+        // runtime directory and could swap in a link after the checks
+        // below (to a filesystem that never answers, holding every login).
+        // O_PATH: a host's directory is searchable by others, not readable.
+        let Ok(held) = nix::fcntl::open(
+            &path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) else {
             continue;
         };
+        let held = std::fs::File::from(held);
+        let Ok(meta) = held.metadata() else {
+            continue;
+        };
+        // The descriptor's own path: what is looked up beneath it is
+        // looked up in the directory checked, whatever its name leads to
+        // by then.
+        let dir = PathBuf::from(format!("/proc/self/fd/{}", held.as_raw_fd()));
         // The directory's owner is the host, and it must be named after
         // that owner: nobody can share in another user's name.
         if !meta.is_dir()
@@ -189,7 +209,10 @@ pub fn answer(
                 continue;
             }
             Err(e) => {
-                warnings.push(format!("skipped: {e}"));
+                // Named by the path an admin knows, not the descriptor's.
+                let said = e.to_string();
+                let said = said.replace(&dir.display().to_string(), &path.display().to_string());
+                warnings.push(format!("skipped: {said}"));
                 continue;
             }
         };
