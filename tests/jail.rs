@@ -925,3 +925,79 @@ fn the_probe_never_removes_a_users_own_file() {
     assert_eq!(kept, "MINE\n", "the user's file was removed or changed");
     assert_eq!(report["attempts"][0]["verdict"], "inconclusive", "{report}");
 }
+
+/// `probe` sets out its bait in the temporary directory, where every local
+/// user can write: another user who put a link in its bait directory
+/// would have had the probe write its "host secrets" over the real files
+/// the link leads to (the user's own keys). Played with an attacker who
+/// plants links in every bait directory it sees, as fast as it can, while
+/// the user probes.
+#[test]
+fn a_local_user_cannot_aim_the_probes_bait_at_the_users_files() {
+    if !root_or_skip() || !require_kernel() {
+        return;
+    }
+    ensure_user(TEST_USER);
+    let attacker = "pjbaiter";
+    ensure_user(attacker);
+    let victim = std::path::PathBuf::from(format!("/home/{TEST_USER}/pj-victim"));
+    let _ = std::fs::remove_dir_all(&victim);
+    std::fs::create_dir_all(victim.join(".ssh")).unwrap();
+    std::fs::write(victim.join(".ssh/id_ed25519"), "the user's own key\n").unwrap();
+    std::fs::write(victim.join("secret"), "the user's own file\n").unwrap();
+    let owned = Command::new("chown")
+        .args(["-R", &format!("{TEST_USER}:{TEST_USER}")])
+        .arg(&victim)
+        .status()
+        .unwrap();
+    assert!(owned.success());
+    let stop = std::env::temp_dir().join(format!("pj-baiter-stop-{}", std::process::id()));
+    let _ = std::fs::remove_file(&stop);
+    let script = r#"
+import os, sys, time
+victim, stop = sys.argv[1], sys.argv[2]
+planted = 0
+end = time.time() + 120
+while time.time() < end and not os.path.exists(stop):
+    for name in os.listdir('/tmp'):
+        if name.startswith('pairjail-probe-'):
+            for what, to in (('home', victim), ('secret', victim + '/secret')):
+                try:
+                    os.symlink(to, '/tmp/' + name + '/' + what)
+                    planted += 1
+                except OSError:
+                    pass
+print(planted)
+"#;
+    let baiter = run_as(attacker, "/usr/bin/python3")
+        .args(["-c", script])
+        .arg(&victim)
+        .arg(&stop)
+        .current_dir("/")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..5 {
+        let out = pairjail_unprivileged(&["probe", "--profile", "workspace", "--json"]);
+        assert!(
+            !out.stdout.is_empty(),
+            "probe said nothing: {}",
+            text(&out.stderr)
+        );
+    }
+    std::fs::write(&stop, "").unwrap();
+    let planted = baiter.wait_with_output().unwrap();
+    let _ = std::fs::remove_file(&stop);
+    assert_eq!(
+        std::fs::read_to_string(victim.join(".ssh/id_ed25519")).unwrap(),
+        "the user's own key\n",
+        "the probe wrote through a planted link ({} links planted)",
+        text(&planted.stdout).trim()
+    );
+    assert_eq!(
+        std::fs::read_to_string(victim.join("secret")).unwrap(),
+        "the user's own file\n",
+        "the probe wrote through a planted link"
+    );
+    let _ = std::fs::remove_dir_all(&victim);
+}

@@ -88,9 +88,16 @@ impl Bait {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let dir = std::env::temp_dir().join(format!("pairjail-probe-{pid}-{nanos}"));
-        std::fs::create_dir(&dir).map_err(|e| setup_err("create bait dir", e))?;
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777));
+        // A name nobody can guess, closed (0700) while the bait is laid out
+        // by path: in the temporary directory any local user could have put
+        // a link where a bait file goes, and the probe would have written
+        // its "secrets" over the files it leads to. Opened to all (sticky,
+        // so nobody replaces an entry) only once everything is in place.
+        let dir = tempfile::Builder::new()
+            .prefix("pairjail-probe-")
+            .tempdir()
+            .map_err(|e| setup_err("create bait dir", e))?
+            .keep();
         let bait_file = dir.join("secret");
         std::fs::write(&bait_file, "host secret\n").map_err(|e| setup_err("write bait", e))?;
         let _ = std::fs::set_permissions(&bait_file, std::fs::Permissions::from_mode(0o644));
@@ -141,6 +148,10 @@ impl Bait {
         let agent_path = bait_home.join(".gnupg/S.gpg-agent");
         let agent_listener =
             UnixListener::bind(&agent_path).map_err(|e| setup_err("bind agent socket", e))?;
+        // Open to every user, so that only the jail stands between an
+        // attempt and the bait.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777))
+            .map_err(|e| setup_err("open bait dir", e))?;
 
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
         let mut vars = BTreeMap::new();
