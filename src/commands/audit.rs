@@ -115,7 +115,11 @@ fn show(file: PathBuf, session: Option<String>, since: Option<String>, json: boo
     for l in lines {
         match l {
             Shown::Line(l) if json => {
-                println!("{}", serde_json::to_string(&l).map_err(Failure::failed)?)
+                // Escaped as the log itself is: a reason can quote a guest.
+                println!(
+                    "{}",
+                    crate::json_line::escaped(&l).map_err(Failure::failed)?
+                )
             }
             Shown::Line(l) => println!(
                 "{}  {:<12} {}",
