@@ -325,26 +325,57 @@ impl Cast {
         let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
             .to_string()
             .replace([':', '-'], "");
+        let taken = |r: &Result<File, RecordError>| matches!(r, Err(RecordError::Io(_, e)) if e.kind() == std::io::ErrorKind::AlreadyExists);
         let mut n = 0;
-        let (path, cast) = loop {
-            let name = if n == 0 {
-                format!("{session}-{stamp}.cast")
-            } else {
-                format!("{session}-{stamp}-{n}.cast")
-            };
-            let path = dir.join(name);
-            match create(&path) {
-                Err(RecordError::Io(_, e))
-                    if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 =>
-                {
-                    n += 1
+        loop {
+            let (path, cast) = if n <= 100 {
+                let name = if n == 0 {
+                    format!("{session}-{stamp}.cast")
+                } else {
+                    format!("{session}-{stamp}-{n}.cast")
+                };
+                let path = dir.join(name);
+                let made = create(&path);
+                if taken(&made) {
+                    n += 1;
+                    continue;
                 }
-                Err(e) => return Err(e),
-                Ok(f) => break (path, f),
+                (path, made?)
+            } else if n <= 110 {
+                // Every name this second was taken: in a shared directory
+                // (sticky, like /tmp) another user can make them first. A
+                // name nobody can guess instead.
+                let io = |e: std::io::Error| RecordError::Io(dir.to_path_buf(), e);
+                let (file, path) = tempfile::Builder::new()
+                    .prefix(&format!("{session}-{stamp}-"))
+                    .suffix(".cast")
+                    .rand_bytes(8)
+                    .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                    .tempfile_in(dir)
+                    .map_err(io)?
+                    .keep()
+                    .map_err(|e| io(e.error))?;
+                (path, file)
+            } else {
+                return Err(RecordError::Io(
+                    dir.to_path_buf(),
+                    std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "every name for a recording is taken",
+                    ),
+                ));
+            };
+            // Its side file too, or neither: an empty cast is never left.
+            let inputs = create(&inputs_path(&path));
+            if inputs.is_err() {
+                let _ = std::fs::remove_file(&path);
             }
-        };
-        let inputs = create(&inputs_path(&path))?;
-        Cast::over(path, cast, inputs, title, size, term, budget)
+            if taken(&inputs) {
+                n += 1;
+                continue;
+            }
+            return Cast::over(path, cast, inputs?, title, size, term, budget);
+        }
     }
 
     /// A recording into `cast` and `inputs` (files just created), starting
@@ -651,6 +682,39 @@ mod tests {
         }
         assert_eq!(out, "é→x");
         assert_eq!(utf8(&mut carry, b"a\xffb"), "a\u{fffd}b");
+    }
+
+    /// In a shared directory (sticky, like /tmp) any local user can make
+    /// files under the names a recording would take next: that made the
+    /// share fail to start recording, leaving an empty cast behind.
+    #[test]
+    fn names_taken_in_a_shared_directory_never_stop_a_recording() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let now = std::time::SystemTime::now();
+        for ahead in 0..3 {
+            let stamp = humantime::format_rfc3339_seconds(now + Duration::from_secs(ahead))
+                .to_string()
+                .replace([':', '-'], "");
+            for n in 0..=100 {
+                let name = if n == 0 {
+                    format!("s-{stamp}.inputs.jsonl")
+                } else {
+                    format!("s-{stamp}-{n}.inputs.jsonl")
+                };
+                std::fs::write(d.path().join(name), "theirs").expect("plant");
+            }
+        }
+        let mut c = Cast::create(d.path(), "s", "t", (80, 24), "xterm", Budget::default())
+            .expect("a recording starts");
+        c.close().expect("close");
+        let casts: Vec<_> = std::fs::read_dir(d.path())
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".cast"))
+            .collect();
+        assert_eq!(casts.len(), 1, "casts left: {casts:?}");
+        let side = inputs_path(&casts[0].path());
+        assert_ne!(std::fs::read_to_string(side).expect("side file"), "theirs");
     }
 
     #[test]
