@@ -6,6 +6,7 @@ mod common;
 
 use common::sshd::{HOST, World};
 use common::{eventually, text};
+use std::time::{Duration, Instant};
 
 const HOST_PROGRAM: &str = "echo HOST-MARKER-4242; exec sh";
 
@@ -522,6 +523,87 @@ fn the_door_admits_denies_and_times_out_and_only_the_host_answers() {
         text(&out.stderr)
     );
     let _ = w.host_pairjail(&["stop", "--session", "sdoor"]);
+}
+
+/// One name can knock more than once at the same time (an invite holds
+/// several keys; `--github` brings them all): the host judges each knock
+/// by its key and source, so an answer by name alone must never let in a
+/// connection the host did not look at, such as one from a stolen key
+/// waiting beside the real guest.
+#[test]
+fn approve_answers_only_the_connection_the_host_names() {
+    let Some((w, guests)) = World::new("door2", &[("sal", "sdoor2", Some("mirror"))]) else {
+        return;
+    };
+    w.start_session_with(
+        "sdoor2",
+        "mirror",
+        HOST_PROGRAM,
+        &["--approve", "--approve-timeout", "120s"],
+    );
+    let waiting = |w: &World| -> Vec<String> {
+        w.guests("sdoor2")
+            .iter()
+            .filter(|g| g["state"] == "waiting")
+            .map(|g| g["source"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let wait_for = |want: usize| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = waiting(&w);
+            if now.len() == want {
+                return now;
+            }
+            assert!(Instant::now() < deadline, "waiting: {now:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let first = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&first, "must let you in", 20);
+    // The same key from a second terminal (its own window).
+    let twin = common::sshd::Guest {
+        name: "sal-twin".into(),
+        key: guests[0].key.clone(),
+    };
+    let second = w.join_in_window(&twin, 100, 30);
+    w.wait_screen(&second, "must let you in", 20);
+    let sources = wait_for(2);
+    let out = w.host_pairjail(&["approve", "sal", "--session", "sdoor2"]);
+    assert!(
+        !out.status.success(),
+        "both connections let in by name: {}",
+        text(&out.stdout)
+    );
+    let said = text(&out.stderr);
+    for src in &sources {
+        assert!(said.contains(src.as_str()), "{src} not named: {said}");
+    }
+    assert_eq!(waiting(&w).len(), 2, "an ambiguous answer let someone in");
+    // The one the host names, by where it comes from.
+    let out = w.host_pairjail(&[
+        "approve",
+        "sal",
+        "--from",
+        &sources[0],
+        "--session",
+        "sdoor2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(wait_for(1), vec![sources[1].clone()]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let admitted = |t: &str| w.screen(t).contains("HOST-MARKER-4242");
+    while !(admitted(&first) || admitted(&second)) {
+        assert!(Instant::now() < deadline, "nobody was let in");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!(admitted(&first) && admitted(&second)), "both were let in");
+    // The one left is the only one waiting: its name alone answers it.
+    let out = w.host_pairjail(&["deny", "sal", "--session", "sdoor2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let other = if admitted(&first) { &second } else { &first };
+    w.wait_screen(other, "SSH-EXIT=1", 20);
+    let _ = w.host_pairjail(&["stop", "--session", "sdoor2"]);
 }
 
 /// A pair guest can run tmux in a pane and attach a client of its own to

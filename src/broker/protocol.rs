@@ -102,10 +102,14 @@ pub enum Msg {
     Approve {
         guest: String,
         mode: Option<Mode>,
+        #[serde(default)]
+        which: Which,
     },
     /// control: turn a waiting guest away.
     Deny {
         guest: String,
+        #[serde(default)]
+        which: Which,
     },
     /// control: the order was carried out; what happened, for the host.
     Done {
@@ -291,6 +295,23 @@ fn quoted(e: &serde_json::Error) -> String {
         Some((cut, _)) => format!("{}… (cut)", &text[..cut]),
         None => text,
     }
+}
+
+/// Which of a guest's waiting connections the host's answer is for. One
+/// name can knock more than once at a time (an invite holds several
+/// keys), and the host judges each knock by its key and where it comes
+/// from: an answer that fits more than one is refused unless `all`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Which {
+    /// Only the one that logged in with this key (its fingerprint).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Only the one from this address and port.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Every one that fits, however many.
+    #[serde(default)]
+    pub all: bool,
 }
 
 /// A decoded frame whose data stays in the buffer it came from: the relay

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::protocol::{GuestState, GuestStatus};
+use super::protocol::{GuestState, GuestStatus, Which};
 use crate::profile::Mode;
 
 /// An order from the host to one guest's task.
@@ -58,6 +58,18 @@ pub enum RosterError {
     NoSuchGuest(String),
     #[error("{0} is not waiting at the door")]
     NotWaiting(String),
+    #[error(
+        "no connection of {0} waiting at the door has that key and address (see pairjail status)"
+    )]
+    NoneFits(String),
+    #[error(
+        "{n} connections of {guest} are waiting ({listed}): answer one with --key or --from (as shown), or each of them with --all"
+    )]
+    Ambiguous {
+        guest: String,
+        n: usize,
+        listed: String,
+    },
     #[error("the guest list is unavailable (a task panicked)")]
     Poisoned,
     #[error("{0} already has {MAX_CONNECTIONS} connections to this session: leave one first")]
@@ -187,18 +199,57 @@ impl Roster {
         }
     }
 
-    /// The host's answer for every waiting connection of `guest`.
-    pub fn answer(&self, guest: &str, answer: Answer) -> Result<usize, RosterError> {
+    /// The host's answer for the waiting connection of `guest` that
+    /// `which` names; for each that fits only with `which.all`.
+    pub fn answer(&self, guest: &str, which: &Which, answer: Answer) -> Result<usize, RosterError> {
         let mut g = self.lock()?;
+        let fits = |e: &Entry| {
+            e.status.name == guest
+                && e.door.is_some()
+                && which
+                    .key
+                    .as_ref()
+                    .is_none_or(|k| e.status.key.as_ref() == Some(k))
+                && which
+                    .from
+                    .as_ref()
+                    .is_none_or(|f| e.status.source.as_ref() == Some(f))
+        };
+        let fitting: Vec<&Entry> = g.values().filter(|e| fits(e)).collect();
+        if fitting.is_empty() {
+            let waits = g
+                .values()
+                .any(|e| e.status.name == guest && e.door.is_some());
+            return Err(if waits {
+                RosterError::NoneFits(guest.to_string())
+            } else {
+                RosterError::NotWaiting(guest.to_string())
+            });
+        }
+        if fitting.len() > 1 && !which.all {
+            let listed = fitting
+                .iter()
+                .map(|e| {
+                    format!(
+                        "key {} from {}",
+                        e.status.key.as_deref().unwrap_or("unknown"),
+                        e.status.source.as_deref().unwrap_or("unknown")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(RosterError::Ambiguous {
+                guest: guest.to_string(),
+                n: fitting.len(),
+                listed,
+            });
+        }
         let mut n = 0;
-        for e in g.values_mut().filter(|e| e.status.name == guest) {
+        for e in g.values_mut().filter(|e| fits(e)) {
             if let Some(door) = e.door.take() {
                 let _ = door.send(answer);
                 n += 1;
             }
-        }
-        if n == 0 {
-            return Err(RosterError::NotWaiting(guest.to_string()));
         }
         Ok(n)
     }
@@ -346,12 +397,27 @@ mod tests {
             r.order("dave", || Order::Kick(String::new())),
             Err(RosterError::NoSuchGuest(_))
         ));
+        let any = Which::default();
         assert!(matches!(
-            r.answer("carol", Answer::Deny),
+            r.answer("carol", &any, Answer::Deny),
             Err(RosterError::NotWaiting(_))
         ));
         let door = r.wait_at_door(3).unwrap();
-        assert_eq!(r.answer("carol", Answer::Admit(None)).unwrap(), 1);
+        assert_eq!(r.answer("carol", &any, Answer::Admit(None)).unwrap(), 1);
         assert_eq!(door.blocking_recv().unwrap(), Answer::Admit(None));
+        // Two of bob's connections wait: a name alone answers neither.
+        let (door1, door2) = (r.wait_at_door(1).unwrap(), r.wait_at_door(2).unwrap());
+        let refused = r.answer("bob", &any, Answer::Deny).unwrap_err().to_string();
+        assert!(
+            refused.starts_with("2 connections of bob are waiting"),
+            "{refused}"
+        );
+        let all = Which {
+            all: true,
+            ..Which::default()
+        };
+        assert_eq!(r.answer("bob", &all, Answer::Deny).unwrap(), 2);
+        assert_eq!(door1.blocking_recv().unwrap(), Answer::Deny);
+        assert_eq!(door2.blocking_recv().unwrap(), Answer::Deny);
     }
 }

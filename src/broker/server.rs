@@ -472,18 +472,24 @@ async fn control(state: &State, msg: Msg) -> Msg {
             }
             done(last)
         }
-        Msg::Approve { guest, mode } => done(
+        Msg::Approve { guest, mode, which } => done(
             state
                 .roster
-                .answer(&guest, Answer::Admit(mode))
-                .map(|_| format!("{guest} is let in"))
+                .answer(&guest, &which, Answer::Admit(mode))
+                .map(|n| match n {
+                    1 => format!("{guest} is let in"),
+                    n => format!("{n} connections of {guest} are let in"),
+                })
                 .map_err(|e| e.to_string()),
         ),
-        Msg::Deny { guest } => done(
+        Msg::Deny { guest, which } => done(
             state
                 .roster
-                .answer(&guest, Answer::Deny)
-                .map(|_| format!("{guest} is turned away"))
+                .answer(&guest, &which, Answer::Deny)
+                .map(|n| match n {
+                    1 => format!("{guest} is turned away"),
+                    n => format!("{n} connections of {guest} are turned away"),
+                })
                 .map_err(|e| e.to_string()),
         ),
         other => Msg::Failed {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::listener::{self, Listener};
 use super::liveness::{self, Run};
 use super::paths::{self, SessionPaths, check_session};
-use super::protocol::{Frame, Msg, SessionStatus, read_frame, write_frame};
+use super::protocol::{Frame, Msg, SessionStatus, Which, read_frame, write_frame};
 use super::run_lock;
 use super::server::{self, Config};
 use super::tmux::{Tmux, TmuxError};
@@ -1335,14 +1335,15 @@ pub fn answer(
     at: &Located,
     guest: &str,
     admit: Option<Option<Mode>>,
+    which: Which,
 ) -> Result<String, ShareError> {
     paths::check_name("guest", guest).map_err(ShareError::Name)?;
     let guest = guest.to_string();
     order(
         at,
         match admit {
-            Some(mode) => Msg::Approve { guest, mode },
-            None => Msg::Deny { guest },
+            Some(mode) => Msg::Approve { guest, mode, which },
+            None => Msg::Deny { guest, which },
         },
     )
 }

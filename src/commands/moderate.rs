@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use super::{Outcome, RuntimeDir};
 use crate::broker::paths::DEFAULT_SESSION;
+use crate::broker::protocol::Which;
 use crate::broker::share;
 use crate::profile::Mode;
 
@@ -71,9 +72,37 @@ pub fn mode(a: ModeArgs) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Which of a guest's waiting connections to answer, when it knocks from
+/// more than one terminal or key at once.
+#[derive(Debug, clap::Args)]
+pub struct Pick {
+    /// Only the connection that logged in with this key: its fingerprint,
+    /// as the notice and `pairjail status` show it.
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub key: Option<String>,
+    /// Only the connection from this address and port, as the notice and
+    /// `pairjail status` show it.
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    pub from: Option<String>,
+    /// Every waiting connection of the guest that fits (without it, an
+    /// answer that fits more than one is refused, listing them).
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl Pick {
+    fn which(self) -> Which {
+        Which {
+            key: self.key,
+            from: self.from,
+            all: self.all,
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  pairjail approve bob               # in the mode bob's invite asks for\n  pairjail approve bob --mode mirror # but only to watch"
+    after_help = "Examples:\n  pairjail approve bob               # in the mode bob's invite asks for\n  pairjail approve bob --mode mirror # but only to watch\n  pairjail approve bob --from 203.0.113.7:50122  # one of two bobs waiting\n\nWhen more than one connection of the name waits at once (another key of\nthe invite, another terminal), the answer must say which one (--key or\n--from, as the notice shows them) or --all."
 )]
 pub struct ApproveArgs {
     /// The waiting guest's name (as in `pairjail status`).
@@ -81,6 +110,8 @@ pub struct ApproveArgs {
     /// Let the guest in with this mode instead of the one it asked for.
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
+    #[command(flatten)]
+    pub pick: Pick,
     /// The shared session (the name given to `start --session`).
     #[arg(long, default_value = DEFAULT_SESSION, add = clap_complete::engine::ArgValueCompleter::new(super::complete::sessions))]
     pub session: String,
@@ -90,15 +121,22 @@ pub struct ApproveArgs {
 
 pub fn approve(a: ApproveArgs) -> Outcome {
     let at = share::locate(a.runtime_dir.get(), &a.session)?;
-    println!("{}", share::answer(&at, &a.name, Some(a.mode))?);
+    println!(
+        "{}",
+        share::answer(&at, &a.name, Some(a.mode), a.pick.which())?
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  pairjail deny mallory")]
+#[command(
+    after_help = "Examples:\n  pairjail deny mallory\n  pairjail deny bob --key SHA256:2f0cVgCFu5v0sVZbVhHuFExbU0Xxo1a6ygM4mSk3Ocg"
+)]
 pub struct DenyArgs {
     /// The waiting guest's name (as in `pairjail status`).
     pub name: String,
+    #[command(flatten)]
+    pub pick: Pick,
     /// The shared session (the name given to `start --session`).
     #[arg(long, default_value = DEFAULT_SESSION, add = clap_complete::engine::ArgValueCompleter::new(super::complete::sessions))]
     pub session: String,
@@ -108,6 +146,6 @@ pub struct DenyArgs {
 
 pub fn deny(a: DenyArgs) -> Outcome {
     let at = share::locate(a.runtime_dir.get(), &a.session)?;
-    println!("{}", share::answer(&at, &a.name, None)?);
+    println!("{}", share::answer(&at, &a.name, None, a.pick.which())?);
     Ok(ExitCode::SUCCESS)
 }
