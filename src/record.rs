@@ -714,7 +714,19 @@ mod tests {
             .collect();
         assert_eq!(casts.len(), 1, "casts left: {casts:?}");
         let side = inputs_path(&casts[0].path());
-        assert_ne!(std::fs::read_to_string(side).expect("side file"), "theirs");
+        assert_ne!(std::fs::read_to_string(&side).expect("side file"), "theirs");
+        // Under a name nobody could take first (`s-STAMP-RANDOM`), not a
+        // stamped one (`s-STAMP` or `s-STAMP-N`): every one was taken.
+        let name = casts[0].file_name().to_string_lossy().into_owned();
+        let tail = name
+            .trim_end_matches(".cast")
+            .split('-')
+            .nth(2)
+            .unwrap_or("");
+        assert!(
+            !tail.is_empty() && tail.parse::<u32>().is_err(),
+            "{name} is a name others could take"
+        );
     }
 
     #[test]

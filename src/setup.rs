@@ -197,7 +197,10 @@ fn check_runtime_place(dir: &Path) -> Result<(), String> {
     let parent = dir.parent().unwrap_or(Path::new("/"));
     // Every directory above, not only the parent: whoever can change any
     // of them can move root's directory below away and put a link there.
-    for above in parent.ancestors() {
+    // Those of the real path: a link on the way leads through directories
+    // the path as written does not name.
+    let real = std::fs::canonicalize(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    for above in real.ancestors() {
         let m = std::fs::metadata(above).map_err(|e| format!("{}: {e}", above.display()))?;
         if !crate::files::only_root_changes(&m) {
             return Err(format!(

@@ -953,32 +953,52 @@ fn a_local_user_cannot_aim_the_probes_bait_at_the_users_files() {
     assert!(owned.success());
     let stop = std::env::temp_dir().join(format!("pj-baiter-stop-{}", std::process::id()));
     let _ = std::fs::remove_file(&stop);
+    // A temporary directory like /tmp (root's, 1777) for this test's
+    // probes alone: the attacker would spoil other tests' probes in /tmp.
+    let tmp = std::env::temp_dir().join(format!("pj-baitroom-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let script = r#"
 import os, sys, time
-victim, stop = sys.argv[1], sys.argv[2]
-planted = 0
+victim, stop, tmp = sys.argv[1], sys.argv[2], sys.argv[3]
+seen, planted = set(), 0
 end = time.time() + 120
 while time.time() < end and not os.path.exists(stop):
-    for name in os.listdir('/tmp'):
+    for name in os.listdir(tmp):
         if name.startswith('pairjail-probe-'):
-            for what, to in (('home', victim), ('secret', victim + '/secret')):
+            seen.add(name)
+            for what, to in (('home', victim), ('secret', victim + '/secret'), ('pwned', victim + '/secret')):
                 try:
-                    os.symlink(to, '/tmp/' + name + '/' + what)
+                    os.symlink(to, os.path.join(tmp, name, what))
                     planted += 1
                 except OSError:
                     pass
-print(planted)
+print(len(seen), planted)
 "#;
     let baiter = run_as(attacker, "/usr/bin/python3")
         .args(["-c", script])
         .arg(&victim)
         .arg(&stop)
+        .arg(&tmp)
         .current_dir("/")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Stopped however the test ends.
+    let stop_file = stop.clone();
+    let _stop = common::OnDrop(move || {
+        let _ = std::fs::write(&stop_file, "");
+    });
     for _ in 0..5 {
-        let out = pairjail_unprivileged(&["probe", "--profile", "workspace", "--json"]);
+        let out = run_as(TEST_USER, shared_binary())
+            .args(["probe", "--profile", "workspace", "--json"])
+            .env("HOME", format!("/home/{TEST_USER}"))
+            .env("TMPDIR", &tmp)
+            .env_remove("PAIRJAIL_PROFILE_PATH")
+            .current_dir("/")
+            .output()
+            .unwrap();
         assert!(
             !out.stdout.is_empty(),
             "probe said nothing: {}",
@@ -986,13 +1006,19 @@ print(planted)
         );
     }
     std::fs::write(&stop, "").unwrap();
-    let planted = baiter.wait_with_output().unwrap();
+    let said = text(&baiter.wait_with_output().unwrap().stdout);
     let _ = std::fs::remove_file(&stop);
+    // The attacker found the bait directories (five probes).
+    let seen: usize = said
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(seen >= 1, "the attacker saw no bait directory: {said}");
     assert_eq!(
         std::fs::read_to_string(victim.join(".ssh/id_ed25519")).unwrap(),
         "the user's own key\n",
-        "the probe wrote through a planted link ({} links planted)",
-        text(&planted.stdout).trim()
+        "the probe wrote through a planted link (bait directories seen, links planted: {said})"
     );
     assert_eq!(
         std::fs::read_to_string(victim.join("secret")).unwrap(),
@@ -1000,4 +1026,5 @@ print(planted)
         "the probe wrote through a planted link"
     );
     let _ = std::fs::remove_dir_all(&victim);
+    let _ = std::fs::remove_dir_all(&tmp);
 }

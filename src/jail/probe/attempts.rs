@@ -107,10 +107,15 @@ fn errno_of(e: &std::io::Error) -> String {
 }
 
 fn create(p: &str) -> Seen {
+    // Never through a link: the bait directory is open to every local
+    // user, who could put one where `pwned` goes, aimed at a file of the
+    // user's that a write the jail lets through would empty.
+    use std::os::unix::fs::OpenOptionsExt;
     match std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(p)
     {
         Err(e) => Ok(format!("create({p}): {}", errno_of(&e))),

@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{SocketAddr, UnixListener};
 use std::path::PathBuf;
 
@@ -93,11 +93,11 @@ impl Bait {
         // a link where a bait file goes, and the probe would have written
         // its "secrets" over the files it leads to. Opened to all (sticky,
         // so nobody replaces an entry) only once everything is in place.
-        let dir = tempfile::Builder::new()
+        let tmp = tempfile::Builder::new()
             .prefix("pairjail-probe-")
             .tempdir()
-            .map_err(|e| setup_err("create bait dir", e))?
-            .keep();
+            .map_err(|e| setup_err("create bait dir", e))?;
+        let dir = tmp.path().to_path_buf();
         let bait_file = dir.join("secret");
         std::fs::write(&bait_file, "host secret\n").map_err(|e| setup_err("write bait", e))?;
         let _ = std::fs::set_permissions(&bait_file, std::fs::Permissions::from_mode(0o644));
@@ -152,6 +152,8 @@ impl Bait {
         // attempt and the bait.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777))
             .map_err(|e| setup_err("open bait dir", e))?;
+        // Removed by Bait's drop from here on (by `tmp`'s until now).
+        let dir = tmp.keep();
 
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
         let mut vars = BTreeMap::new();
@@ -376,7 +378,12 @@ fn in_session(
             );
         }
         if let Some(f) = host_file.filter(|_| !existed) {
-            if report.verdict == Verdict::Escaped && !f.exists() {
+            // Only the user's own regular file says the write got out:
+            // another local user can put anything in the bait directory.
+            let ours = f.symlink_metadata().is_ok_and(|m| {
+                m.file_type().is_file() && m.uid() == nix::unistd::Uid::effective().as_raw()
+            });
+            if report.verdict == Verdict::Escaped && !ours {
                 report.verdict = Verdict::Blocked;
                 report.observed = format!(
                     "{} inside the jail only; {} does not exist on the host",
