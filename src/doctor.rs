@@ -349,6 +349,23 @@ fn plain_keys(runtime: &Path, host: &str) -> Check {
     let Ok(path) = crate::keys::registry::authorized_keys_path() else {
         return ok("authorized_keys", "no home directory".into());
     };
+    // The host's invites are read from its directory in the runtime
+    // directory, which another local user may have made first (a link, or
+    // a mount that never answers): checked as `start` checks it.
+    // The mount table first: a look at a mount can hang.
+    let checked = crate::mountinfo::refuse(&runtime.join(host))
+        .map_err(|e| e.to_string())
+        .and_then(|()| match std::fs::symlink_metadata(runtime.join(host)) {
+            Err(_) => Ok(()),
+            Ok(_) => paths::check_host_dir(runtime, host),
+        });
+    if let Err(e) = checked {
+        return fail(
+            "authorized_keys",
+            format!("invites not read: {e}"),
+            "ask root to remove the directory named",
+        );
+    }
     // sshd's default reads authorized_keys2 as well.
     let mut found = crate::keys::registry::invited_keys_without_jail(runtime, host, &path);
     let second = path.with_file_name("authorized_keys2");

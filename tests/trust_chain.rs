@@ -391,11 +391,18 @@ fn authorized_keys_within(
     key: &(String, String),
     limit: Duration,
 ) -> Option<String> {
-    let mut child = run_as(KEYS_USER, shared_binary())
-        .args(["authorized-keys", "--runtime-dir"])
+    let mut cmd = run_as(KEYS_USER, shared_binary());
+    cmd.args(["authorized-keys", "--runtime-dir"])
         .arg(rt)
         .args(["pjpair", &key.1, &key.0])
-        .current_dir("/")
+        .current_dir("/");
+    ended_within(cmd, limit)
+}
+
+/// What `cmd` printed (stdout, then stderr), or None if it had not ended
+/// after `limit` (then it is killed).
+fn ended_within(mut cmd: Command, limit: Duration) -> Option<String> {
+    let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -482,6 +489,36 @@ fn a_link_in_a_hosts_directory_never_stalls_other_hosts_guests() {
             .is_some_and(|s| s.contains("--host pjhost") && !s.contains("skipped")),
         "{said:?}"
     );
+}
+
+/// `doctor` reads the host's invites from its directory in the runtime
+/// directory, which any local user can make first: made a link into a
+/// filesystem that never answers, it held `doctor` for good. It is
+/// checked as `start` checks it, and named.
+#[test]
+fn doctor_never_waits_on_a_hosts_directory_someone_else_made() {
+    if !root_or_skip() {
+        return;
+    }
+    let rt = setup_runtime("doc");
+    let stalling = Stalling::mount(&rt.with_extension("fuse"));
+    let out = run_as(ATTACKER, "ln")
+        .arg("-s")
+        .arg(stalling.dir.join("x"))
+        .arg(rt.join(HOST))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut cmd = run_as(HOST, shared_binary());
+    cmd.args(["doctor", "--runtime-dir"])
+        .arg(&rt)
+        .env("HOME", format!("/home/{HOST}"))
+        .current_dir("/");
+    let said = ended_within(cmd, Duration::from_secs(60));
+    drop(stalling);
+    let _ = fs::remove_dir_all(&rt);
+    let said = said.expect("doctor was still waiting on the link after 60 s");
+    assert!(said.contains("invites not read"), "{said}");
 }
 
 /// Unmounts on drop, also when the test fails.
