@@ -874,6 +874,40 @@ fn processes(uid: u32, argv: &[&str]) -> Vec<u32> {
     found
 }
 
+/// The jailed session's tmux socket is in a directory the jail can write:
+/// a pair guest can put a link in its place. After a broker crash, `stop`
+/// refused that link as "not yours" and left the session stuck (`start`
+/// then refused it as a leftover) until someone removed it by hand.
+#[test]
+fn stop_after_a_broker_crash_ends_a_share_whose_socket_a_guest_replaced() {
+    let Some((w, _guests)) = World::new("wslink", &[]) else {
+        return;
+    };
+    w.start_session("slink", "mirror,pair", HOST_PROGRAM);
+    wait_pane(&w, "slink", "HOST-MARKER-4242");
+    let sock = w.session_paths("slink").join("tmux/server/tmux.sock");
+    let target = "=slink:";
+    let line = "S=${TMUX%%,*}; rm \"$S\" && ln -s /nonexistent \"$S\"";
+    w.host_tmux("slink", &["send-keys", "-t", target, "-l", line]);
+    w.host_tmux("slink", &["send-keys", "-t", target, "Enter"]);
+    common::eventually(20, || match std::fs::symlink_metadata(&sock) {
+        Ok(m) if m.file_type().is_symlink() => Ok(()),
+        other => Err(format!("{}: {other:?}", sock.display())),
+    });
+    w.crash_broker("slink");
+    let stopped = w.host_pairjail(&["stop", "--session", "slink"]);
+    assert!(
+        stopped.status.success(),
+        "stop after the crash: {}{}",
+        text(&stopped.stdout),
+        text(&stopped.stderr)
+    );
+    assert!(
+        !w.session_paths("slink").exists(),
+        "the session's directory outlived stop"
+    );
+}
+
 #[test]
 fn nothing_a_pair_guest_starts_outlives_the_share() {
     let Some((w, guests)) = World::new("wslinger", &[("lina", "linger", Some("pair"))]) else {

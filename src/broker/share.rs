@@ -516,7 +516,10 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     // Its log and invites stay for `stop`.
     let uid = nix::unistd::Uid::effective().as_raw();
     let jail = liveness::live_jail(&p.dir, uid);
-    if jail.is_some() || listener::probe(&p.tmux).is_listening() {
+    // A link in the socket's place is a dead jailed run's too (its guest
+    // could write there): never connected to, wherever it leads.
+    let linked = std::fs::symlink_metadata(&p.tmux).is_ok_and(|m| m.file_type().is_symlink());
+    if jail.is_some() || linked || listener::probe(&p.tmux).is_listening() {
         return Err(ShareError::Leftover(
             a.session.clone(),
             paths::flag(Some(&at.runtime)),
@@ -1176,6 +1179,10 @@ fn end_leftovers(at: &Located) -> Result<Stopped, ShareError> {
     // renamed session, a rogue guest's grouped one): only a socket of our
     // own is ever given to a tmux client.
     let peer = match std::fs::symlink_metadata(&p.tmux) {
+        // A link a jailed session's guest put there (the socket's
+        // directory is the jail's to write): no server of ours is behind
+        // it, and it goes with the session's directory, never followed.
+        Ok(m) if m.file_type().is_symlink() => Listener::Nobody,
         Ok(_) => {
             own_entry(&p.tmux, Kind::Socket)?;
             listener::probe(&p.tmux)
