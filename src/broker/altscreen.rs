@@ -105,6 +105,9 @@ fn asks_terminal(seq: &[u8]) -> bool {
         // iconifying the reader's window. Only the title stack, which
         // tmux uses, stays.
         b't' => !matches!(first, Some(22 | 23)),
+        // A conformance level (DECSCL): its second parameter makes
+        // answers 8-bit, as `ESC SP G` does.
+        b'p' if intermediate == Some(b'"') => true,
         // Mode, presentation, tab-stop, checksum, locator and other
         // reports (DECRQM, DECRQPSR, DECRQTSR, DECRQCRA, DECRQUPSS,
         // DECRQDE, DECRQLP, XTREPORTCOLORS; the kitty forms of `u` are
@@ -119,6 +122,17 @@ fn asks_terminal(seq: &[u8]) -> bool {
         // (win32-input-mode encodes every key, Enter ~ . with it) or make
         // the terminal write on its own (in-band resize reports).
         b'h' | b'l' => !modes_tmux_sets(rest),
+        // xterm's key modifiers: only modifyOtherKeys (`CSI > 4 ; n m`),
+        // which tmux sets; the others change what cursor and function
+        // keys send.
+        b'm' if private == Some(b'>') => {
+            let resource = rest[1..]
+                .split(|b| *b == b';')
+                .next()
+                .and_then(|p| std::str::from_utf8(p).ok())
+                .and_then(|p| p.parse::<u32>().ok());
+            resource != Some(4)
+        }
         b'S' | b'm' => private == Some(b'?'),
         // The kitty keyboard protocol (push, set, pop, query): once on,
         // every key arrives encoded, and the host's Enter ~ . with it.
@@ -653,6 +667,30 @@ mod tests {
         let mut out = Vec::new();
         f.push(input, &mut out);
         assert_eq!(out, want);
+        // Nor through a conformance level (`CSI 62;2 " p` makes answers
+        // 8-bit too), nor xterm's key modifiers other than the
+        // modifyOtherKeys tmux sets (`CSI > 1;2 m` changes what cursor
+        // keys send); tmux's own `CSI > 4;1 m` stays.
+        let input: &[u8] = b"a\x1b[62;2\"pb\x1b[>1;2mc\x1b[>0;1md\x1b[>2;3me\x1b[>4;1mf\x1b[>4mg";
+        let want: &[u8] = b"abcde\x1b[>4;1mf\x1b[>4mg";
+        for cut in 0..input.len() {
+            assert_eq!(run(&[&input[..cut], &input[cut..]]), want, "cut at {cut}");
+        }
+        // What a goodbye puts back includes 7-bit answers and the modes
+        // the filters pass (reverse video, margins, mintty's escape key).
+        for reset in [
+            crate::terminal::restore_sequence(true),
+            crate::terminal::restore_sequence(false),
+        ] {
+            for undo in [&b"\x1b F"[..], b"\x1b[?5l", b"\x1b[?69l", b"\x1b[?7727l"] {
+                assert!(
+                    reset.windows(undo.len()).any(|w| w == undo),
+                    "{:?} does not undo {:?}",
+                    String::from_utf8_lossy(reset),
+                    String::from_utf8_lossy(undo)
+                );
+            }
+        }
     }
 
     #[test]
