@@ -31,7 +31,17 @@ fn setup_runtime(tag: &str) -> std::path::PathBuf {
             ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        // Another test may be adding it at the same time (then useradd
+        // says it exists, or finds the password file locked).
+        if !out.status.success() {
+            eventually(10, || {
+                if crate_user_missing(KEYS_USER) {
+                    Err(format!("useradd {KEYS_USER}: {}", text(&out.stderr)))
+                } else {
+                    Ok(())
+                }
+            });
+        }
     }
     let rt = std::env::temp_dir().join(format!("pairjail-tc-{tag}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&rt);
@@ -459,31 +469,55 @@ fn a_link_in_a_hosts_directory_never_stalls_other_hosts_guests() {
     // "share" of theirs whose directory is a link into the stalling mount.
     let stalling = Stalling::mount(&rt.with_extension("fuse"));
     let invites = fs::read_to_string(rt.join(HOST).join("invites.toml")).unwrap();
-    let script = "mkdir -m0711 \"$1\" && cat > \"$1/invites.toml\" && chmod 640 \"$1/invites.toml\" && ln -s \"$2/x\" \"$1/lk1\"";
-    let mut child = run_as(ATTACKER, "sh")
-        .args(["-c", script, "sh"])
-        .arg(rt.join(ATTACKER))
-        .arg(&stalling.dir)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(invites.as_bytes())
+    let attacker_writes = |text: &str, script: &str| {
+        let mut child = run_as(ATTACKER, "sh")
+            .args(["-c", script, "sh"])
+            .arg(rt.join(ATTACKER))
+            .arg(&stalling.dir)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        assert!(child.wait().unwrap().success());
+    };
+    // First, the proof that the attacker's invites are read at all: the
+    // same invite not yet bound to a run makes bob's key wait for the
+    // attacker's share, and the host's guest gets no line meanwhile.
+    let mut unbound: toml::Value = toml::from_str(&invites).unwrap();
+    for inv in unbound["invite"].as_array_mut().unwrap() {
+        inv.as_table_mut().unwrap().remove("run");
     }
-    assert!(child.wait().unwrap().success());
+    attacker_writes(
+        &toml::to_string(&unbound).unwrap(),
+        "mkdir -m0711 \"$1\" && cat > \"$1/invites.toml\" && chmod 640 \"$1/invites.toml\"",
+    );
+    let said = authorized_keys_within(&rt, &key, Duration::from_secs(30));
+    assert!(
+        said.as_deref()
+            .is_some_and(|s| !s.contains("--host pjhost")),
+        "the attacker's invites were not read: {said:?}"
+    );
+    // Then bound to the host's run, with the share's directory a link.
+    attacker_writes(
+        &invites,
+        "cat > \"$1/invites.toml\" && ln -s \"$2/x\" \"$1/lk1\"",
+    );
     let said = authorized_keys_within(&rt, &key, Duration::from_secs(30));
     drop(stalling);
     assert!(
         said.is_some(),
         "authorized-keys was still waiting on the link after 30 s"
     );
-    // The attacker's file was read (its invite is for a run that is over).
+    // The attacker's invite is for a run that is over, as far as anything
+    // beneath its directory says.
     assert!(
         said.as_deref()
             .is_some_and(|s| s.contains("--host pjhost") && !s.contains("skipped")),
@@ -501,6 +535,9 @@ fn doctor_never_waits_on_a_hosts_directory_someone_else_made() {
         return;
     }
     let rt = setup_runtime("doc");
+    let _cleanup = common::OnDrop(|| {
+        let _ = fs::remove_dir_all(&rt);
+    });
     let stalling = Stalling::mount(&rt.with_extension("fuse"));
     let out = run_as(ATTACKER, "ln")
         .arg("-s")
@@ -516,7 +553,6 @@ fn doctor_never_waits_on_a_hosts_directory_someone_else_made() {
         .current_dir("/");
     let said = ended_within(cmd, Duration::from_secs(60));
     drop(stalling);
-    let _ = fs::remove_dir_all(&rt);
     let said = said.expect("doctor was still waiting on the link after 60 s");
     assert!(said.contains("invites not read"), "{said}");
 }

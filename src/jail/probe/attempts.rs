@@ -1070,3 +1070,29 @@ pub const ATTEMPTS: &[Attempt] = &[
         },
     },
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bait directory is open to every local user: a link one of them
+    /// put where a write attempt goes is never written through, so a jail
+    /// that lets the write out still empties none of the user's files.
+    #[test]
+    fn a_write_attempt_never_follows_a_link() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let target = d.path().join("authorized_keys");
+        std::fs::write(&target, "the user's own\n").expect("write");
+        let planted = d.path().join("pwned");
+        std::os::unix::fs::symlink(&target, &planted).expect("symlink");
+        let seen = create(planted.to_str().expect("utf-8"));
+        assert!(
+            matches!(&seen, Ok(said) if said.contains("ELOOP")),
+            "{seen:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&target).expect("read"),
+            "the user's own\n"
+        );
+    }
+}
