@@ -310,6 +310,46 @@ mod tests {
         assert!(!made_path.exists());
     }
 
+    /// A jail without a pid namespace (the host's tmux clients of a jailed
+    /// session) sees the caller's other processes: with `prlimit64` on any
+    /// pid it could set their limits (RLIMIT_CPU 0 has the kernel kill
+    /// them), a way out of Landlock's signal scope. Only its own.
+    #[test]
+    fn a_jail_that_sees_the_hosts_processes_sets_only_its_own_limits() {
+        let prog = filter("session-client");
+        // SAFETY: prlimit64 reading (no new limit) into a live local.
+        let own: Call = || unsafe {
+            let mut old = std::mem::zeroed::<libc::rlimit64>();
+            libc::syscall(libc::SYS_prlimit64, 0, libc::RLIMIT_NOFILE, 0, &mut old)
+        };
+        assert_eq!(outcome(&prog, own), Outcome::Returned);
+        // SAFETY: as above, on the test process itself (the child's parent),
+        // and with a pid whose high bits are set.
+        let other: Call = || unsafe {
+            let mut old = std::mem::zeroed::<libc::rlimit64>();
+            libc::syscall(
+                libc::SYS_prlimit64,
+                libc::getppid(),
+                libc::RLIMIT_NOFILE,
+                0,
+                &mut old,
+            )
+        };
+        assert_ne!(outcome(&prog, other), Outcome::Returned);
+        // SAFETY: as above.
+        let high: Call = || unsafe {
+            let mut old = std::mem::zeroed::<libc::rlimit64>();
+            libc::syscall(
+                libc::SYS_prlimit64,
+                (1u64 << 32) | u64::from(libc::getppid().unsigned_abs()),
+                libc::RLIMIT_NOFILE,
+                0,
+                &mut old,
+            )
+        };
+        assert_ne!(outcome(&prog, high), Outcome::Returned);
+    }
+
     /// A raw syscall tried in a child.
     type Call = fn() -> libc::c_long;
 

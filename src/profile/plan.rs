@@ -359,6 +359,13 @@ fn seccomp(p: &Profile) -> Result<SeccompPlan, PlanError> {
                 index: 0,
                 mask: all_namespace_flags(),
             }),
+            // Without a pid namespace the jail sees the caller's other
+            // processes, whose limits it could set (RLIMIT_CPU 0 has the
+            // kernel kill them: a way past Landlock's signal scope). Only
+            // its own (pid 0; the kernel reads the pid as 32 bits).
+            "prlimit64" if !p.namespaces.pid => {
+                any_of.push(ArgCheck::Low32Eq { index: 0, value: 0 })
+            }
             "socket" | "socketpair" => {
                 for fam in &p.seccomp.socket_families {
                     let af =
