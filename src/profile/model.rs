@@ -32,10 +32,14 @@ pub struct Profile {
     /// `?` match within the last component (`{home}/.cargo/credentials*`).
     /// A path that is a symlink hides what it points to, where that is
     /// visible. Listed paths that do not exist at entry are skipped by the
-    /// mounts; Landlock enforces the list too: a rule on a directory a
-    /// listed path lies under grants its entries one by one, as they are at
-    /// entry, never the listed ones (so one saved again by rename, which
-    /// drops its mount, or made after entry stays unreadable).
+    /// mounts; Landlock enforces the list too: a read rule on a directory
+    /// of the caller's that a listed path lies under grants its entries one
+    /// by one, as they are at entry, never the listed ones (so one saved
+    /// again by rename, which drops its mount, or made after entry stays
+    /// unreadable). Not under a `write` rule, which Landlock grants whole
+    /// (`profile check` says so), nor in a directory that is not the
+    /// caller's (`/etc`), where the caller's tools change nothing: there
+    /// the mount alone hides it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hide: Vec<String>,
     pub landlock: Landlock,

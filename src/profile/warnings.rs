@@ -36,6 +36,17 @@ pub fn of(p: &Profile) -> Vec<String> {
                 "landlock.write has {w}: Landlock lets the jail write anywhere under it"
             ));
         }
+        // Landlock grants a writable directory whole (split, it would
+        // refuse new files at its top): only the hide's mount covers a
+        // hidden path there, and a file saved again by rename, which drops
+        // that mount, or made after entry is readable.
+        for h in &p.hide {
+            if h == s || h.strip_prefix(s).is_some_and(|rest| rest.starts_with('/')) {
+                out.push(format!(
+                    "hide has {h}, under landlock.write's {w}: only its mount hides it there (Landlock grants a writable directory whole), so a file saved again by rename or made after entry is readable"
+                ));
+            }
+        }
     }
     if !p.namespaces.net {
         if !p.landlock.scopes.contains(&Scope::AbstractUnixSocket) {
@@ -152,5 +163,16 @@ mod tests {
         let mut uring = p.clone();
         uring.seccomp.allow.push("io_uring_setup".into());
         assert!(reaches(&uring), "{:?}", of(&uring));
+        // A hidden path under a writable rule is hidden by its mount only.
+        let mut p = crate::profile::resolve("workspace", &search)
+            .unwrap()
+            .profile;
+        assert!(!of(&p).join("\n").contains("hide has"), "{:?}", of(&p));
+        p.landlock.write.push("{home}".into());
+        let w = of(&p).join("\n");
+        assert!(
+            w.contains("hide has {home}/.ssh, under landlock.write's {home}"),
+            "{w}"
+        );
     }
 }
