@@ -185,7 +185,8 @@ pub enum Mount {
         #[serde(default, skip_serializing_if = "is_false")]
         overlay: bool,
     },
-    /// A private, empty, size-limited tmpfs.
+    /// A private, empty tmpfs of at most `size` (without one, the kernel's
+    /// default, half of the machine's memory: `profile check` says so).
     Tmpfs {
         dst: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -29,6 +29,16 @@ pub fn of(p: &Profile) -> Vec<String> {
             }
         }
     }
+    for m in &p.mounts {
+        if let Mount::Tmpfs {
+            dst, size: None, ..
+        } = m
+        {
+            out.push(format!(
+                "the tmpfs on {dst} has no size: the jail can fill half of the machine's memory there"
+            ));
+        }
+    }
     for w in &p.landlock.write {
         let s = w.trim_end_matches('/');
         if s.is_empty() || SYSTEM.contains(&s) {
@@ -174,5 +184,13 @@ mod tests {
             w.contains("hide has {home}/.ssh, under landlock.write's {home}"),
             "{w}"
         );
+        // A tmpfs without a size.
+        p.mounts.push(Mount::Tmpfs {
+            dst: "/scratch".into(),
+            size: None,
+            mode: None,
+        });
+        let w = of(&p).join("\n");
+        assert!(w.contains("the tmpfs on /scratch has no size"), "{w}");
     }
 }
