@@ -296,6 +296,13 @@ pub fn losses(p: &Profile) -> Vec<String> {
     }
     out.push("OCI has no masked \"not equal\": an argument check of that kind compares all 64 bits (a value with high bits set passes)".into());
     out.push("the filter is the executed program's: a relay that pairjail calls without an exec has no execve or execveat, this config has them".into());
+    let allows = |name: &str| p.allowed_syscalls().iter().any(|s| s == name);
+    if !allows("execve") {
+        out.push("the profile allows no execve (its program can start no other), but this config does: runtimes execute the program by path".into());
+    }
+    if p.cgroup.cpu_weight.is_some() {
+        out.push("cgroup.cpu_weight is exported as cpu.shares (weight × 1024 ÷ 100), which a runtime on cgroup v2 turns back into a weight by its own formula, not always the same weight".into());
+    }
     out.push("read-only binds are read-only at their top mount only (pairjail makes mounts below them read-only too)".into());
     out.push("the root is the rootfs directory, not an empty tmpfs; optional binds are included as this machine has them".into());
     out
@@ -492,5 +499,22 @@ mod tests {
             "{losses:?}"
         );
         assert!(losses.iter().any(|l| l.contains("execve")), "{losses:?}");
+        // session-client's point is that its program starts nothing.
+        let mut p = crate::profile::resolve("session-client", &search)
+            .unwrap()
+            .profile;
+        let said = super::losses(&p);
+        assert!(
+            said.iter()
+                .any(|l| l.starts_with("the profile allows no execve")),
+            "{said:?}"
+        );
+        assert!(!said.iter().any(|l| l.starts_with("cgroup.cpu_weight")));
+        p.cgroup.cpu_weight = Some(100);
+        let said = super::losses(&p);
+        assert!(
+            said.iter().any(|l| l.starts_with("cgroup.cpu_weight")),
+            "{said:?}"
+        );
     }
 }
