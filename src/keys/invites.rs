@@ -261,17 +261,7 @@ impl Store {
             .map_err(|(_, e)| format!("cannot lock invites: {e}"))?;
         let mut book = self.load()?;
         let r = f(&mut book)?;
-        let text =
-            toml::to_string_pretty(&book).map_err(|e| format!("cannot encode invites: {e}"))?;
-        // Every reader (sshd's authorized-keys, the broker, the next
-        // invite) refuses a larger file: writing one would lock out all
-        // of the host's invites at once.
-        if text.len() as u64 > MAX_FILE {
-            return Err(format!(
-                "the invites would take {} bytes, over the {MAX_FILE} that every reader takes; nothing was changed: revoke invites that are over (`pairjail invite clean`), or give fewer keys",
-                text.len()
-            ));
-        }
+        let text = encode(&book)?;
         crate::files::write_atomic(&self.path, text.as_bytes(), file_mode(dir)).map_err(|e| {
             format!(
                 "cannot write {}: {e} (the file was left unchanged)",
@@ -280,6 +270,22 @@ impl Store {
         })?;
         Ok(r)
     }
+}
+
+/// The invites file's text for `book`, if every reader would take it
+/// (sshd's authorized-keys, the broker, the next invite refuse a larger
+/// file: writing one would lock out all of the host's invites at once).
+/// Checked before anything else is written for the change, too (the
+/// managed block of authorized_keys).
+pub fn encode(book: &Book) -> Result<String, String> {
+    let text = toml::to_string_pretty(book).map_err(|e| format!("cannot encode invites: {e}"))?;
+    if text.len() as u64 > MAX_FILE {
+        return Err(format!(
+            "the invites would take {} bytes, over the {MAX_FILE} that every reader takes; nothing was changed: revoke invites that are over (`pairjail invite clean`), or give fewer keys",
+            text.len()
+        ));
+    }
+    Ok(text)
 }
 
 /// 0640 where the directory is setgid (its group is the authorized-keys

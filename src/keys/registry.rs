@@ -85,6 +85,9 @@ pub fn lines_of(inv: &Invite, f: &Forced) -> Result<Vec<String>, String> {
 /// directory's store wrote stay (that store rewrites them); anything else
 /// in the block goes.
 fn sync_block(book: &Book, host: &str, runtime: &Path) -> Result<(), String> {
+    // The store is written after this: one it could not write (too large)
+    // must not leave its lines in authorized_keys first.
+    crate::keys::invites::encode(book)?;
     let bin = binary().map_err(|e| e.to_string())?;
     let mut lines = Vec::new();
     for inv in book.invites.iter().filter(|i| i.via == Via::AuthorizedKeys) {
