@@ -43,11 +43,18 @@ fn line_at(content: &[u8], start: usize) -> &[u8] {
     &content[start..end]
 }
 
+/// A line as the block's reader sees it: without the CR of a file an
+/// editor or tool turned into CRLF (the block is still ours, and its lines
+/// are read the same).
+fn without_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
 /// Finds the block. A file with no block is all `before`.
 pub fn split(content: &[u8]) -> Result<Split, String> {
-    let begin = line_starts(content).filter(|&s| s < content.len()).find(
-        |&s| matches!(line_at(content, s), l if l == BEGIN.as_bytes() || l == BEGIN_NL.as_bytes()),
-    );
+    let begin = line_starts(content).filter(|&s| s < content.len()).find(|&s| {
+        matches!(without_cr(line_at(content, s)), l if l == BEGIN.as_bytes() || l == BEGIN_NL.as_bytes())
+    });
     let Some(begin) = begin else {
         return Ok(Split {
             before: content.to_vec(),
@@ -55,7 +62,7 @@ pub fn split(content: &[u8]) -> Result<Split, String> {
             after: vec![],
         });
     };
-    let added_nl = line_at(content, begin) == BEGIN_NL.as_bytes();
+    let added_nl = without_cr(line_at(content, begin)) == BEGIN_NL.as_bytes();
     let body_start = (begin + line_at(content, begin).len() + 1).min(content.len());
     let mut lines = Vec::new();
     let mut at = body_start;
@@ -66,14 +73,15 @@ pub fn split(content: &[u8]) -> Result<Split, String> {
                     .into(),
             );
         }
-        let l = line_at(content, at);
+        let raw = line_at(content, at);
+        let l = without_cr(raw);
         if l == END.as_bytes() {
             break;
         }
         lines.push(String::from_utf8_lossy(l).into_owned());
-        at += l.len() + 1;
+        at += raw.len() + 1;
     }
-    let after_start = (at + END.len() + 1).min(content.len());
+    let after_start = (at + line_at(content, at).len() + 1).min(content.len());
     let mut before = content[..begin].to_vec();
     if added_nl && before.last() == Some(&b'\n') {
         before.pop();
@@ -213,6 +221,25 @@ mod tests {
         assert_eq!(s.after, b"b\n");
         s.lines = vec!["new".into()];
         assert_eq!(join(&s), format!("a\n{BEGIN}\nnew\n{END}\nb\n").as_bytes());
+    }
+
+    /// An editor or tool that turned the file into CRLF leaves the block
+    /// ours: not found, its old lines would stay as someone else's for
+    /// good, and sshd would take them before a later invite of their keys.
+    #[test]
+    fn a_block_turned_into_crlf_is_still_found_and_rewritten() {
+        let text = format!("a\r\n{BEGIN}\r\nold\r\n{END}\r\nb\r\n");
+        let mut s = split(text.as_bytes()).unwrap();
+        assert_eq!(s.lines, ["old"]);
+        assert_eq!(s.before, b"a\r\n");
+        assert_eq!(s.after, b"b\r\n");
+        s.lines = vec!["new".into()];
+        assert_eq!(
+            join(&s),
+            format!("a\r\n{BEGIN}\nnew\n{END}\nb\r\n").as_bytes()
+        );
+        s.lines.clear();
+        assert_eq!(join(&s), b"a\r\nb\r\n");
     }
 
     #[test]
