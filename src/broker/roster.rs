@@ -210,10 +210,12 @@ impl Roster {
                     .key
                     .as_ref()
                     .is_none_or(|k| e.status.key.as_ref() == Some(k))
+                // As the door's notice shows it: `local` for a connection
+                // with no address.
                 && which
                     .from
                     .as_ref()
-                    .is_none_or(|f| e.status.source.as_ref() == Some(f))
+                    .is_none_or(|f| e.status.source.as_deref().unwrap_or("local") == f)
         };
         let fitting: Vec<&Entry> = g.values().filter(|e| fits(e)).collect();
         if fitting.is_empty() {
@@ -233,7 +235,7 @@ impl Roster {
                     format!(
                         "key {} from {}",
                         e.status.key.as_deref().unwrap_or("unknown"),
-                        e.status.source.as_deref().unwrap_or("unknown")
+                        e.status.source.as_deref().unwrap_or("local")
                     )
                 })
                 .collect::<Vec<_>>()
@@ -412,6 +414,28 @@ mod tests {
             refused.starts_with("2 connections of bob are waiting"),
             "{refused}"
         );
+        // `local`, as the notice shows a connection with no address, fits
+        // both (neither has one), and an address neither has fits none.
+        let local = Which {
+            from: Some("local".into()),
+            ..Which::default()
+        };
+        let refused = r
+            .answer("bob", &local, Answer::Deny)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.starts_with("2 connections of bob are waiting"),
+            "{refused}"
+        );
+        let elsewhere = Which {
+            from: Some("192.0.2.1:22".into()),
+            ..Which::default()
+        };
+        assert!(matches!(
+            r.answer("bob", &elsewhere, Answer::Deny),
+            Err(RosterError::NoneFits(_))
+        ));
         let all = Which {
             all: true,
             ..Which::default()
