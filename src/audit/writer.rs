@@ -154,10 +154,14 @@ fn run(
                 Err(_) => break,
             }
         }
+        // Those that found the queue full came after every event queued
+        // then: the ones still queued go first, then the count.
+        let count = lost.swap(0, Ordering::Relaxed);
+        if count > 0 {
+            jobs.extend(std::iter::from_fn(|| rx.try_recv().ok()));
+        }
         let (mut events, acks): (Vec<Event>, Vec<Option<Ack>>) =
             jobs.into_iter().map(|j| (j.event, j.ack)).unzip();
-        // Those that found the queue full came after the ones in it.
-        let count = lost.swap(0, Ordering::Relaxed);
         if count > 0 {
             report(format!(
                 "{count} audit event(s) found the audit log's queue full: one `unrecorded` event counts them"
