@@ -886,6 +886,9 @@ fn stop_after_a_broker_crash_ends_a_share_whose_socket_a_guest_replaced() {
     w.start_session("slink", "mirror,pair", HOST_PROGRAM);
     wait_pane(&w, "slink", "HOST-MARKER-4242");
     let sock = w.session_paths("slink").join("tmux/server/tmux.sock");
+    // The broker first: a live one ends the share once its tmux server
+    // stops answering on the socket's path, and takes the link with it.
+    w.crash_broker("slink");
     let target = "=slink:";
     let line = "S=${TMUX%%,*}; rm \"$S\" && ln -s /nonexistent \"$S\"";
     w.host_tmux("slink", &["send-keys", "-t", target, "-l", line]);
@@ -894,7 +897,6 @@ fn stop_after_a_broker_crash_ends_a_share_whose_socket_a_guest_replaced() {
         Ok(m) if m.file_type().is_symlink() => Ok(()),
         other => Err(format!("{}: {other:?}", sock.display())),
     });
-    w.crash_broker("slink");
     let stopped = w.host_pairjail(&["stop", "--session", "slink"]);
     assert!(
         stopped.status.success(),
