@@ -355,13 +355,33 @@ pub fn data_header(len: usize) -> Option<[u8; 5]> {
     Some([KIND_DATA, n[0], n[1], n[2], n[3]])
 }
 
+/// The largest message the broker reads: what its clients send (a
+/// hello, a resize, an order) is a few hundred bytes, and a guest's
+/// message is parsed on the broker's only thread.
+pub const MAX_BROKER_MSG: usize = 16 * 1024;
+
 /// Reads one frame for the broker, buffering across calls (cancel-safe:
 /// bytes read are kept in `buf`). `Ok(None)`: the peer closed.
+///
+/// Each frame counts against the task's share of the broker's one thread
+/// (tokio's budget), read from the socket or already buffered: a guest
+/// sending tiny frames as fast as it can yields the thread every few
+/// hundred, like any other task, instead of holding it for a whole
+/// buffer's worth.
 pub async fn read_frame_async(
     s: &mut (impl tokio::io::AsyncReadExt + Unpin),
     buf: &mut Vec<u8>,
 ) -> Result<Option<Frame>, FrameError> {
+    tokio::task::consume_budget().await;
     loop {
+        if let Some(head) = buf.first_chunk::<5>() {
+            let (kind, len) = Frame::header(head)?;
+            if kind == KIND_MSG && len > MAX_BROKER_MSG {
+                return Err(FrameError::Malformed(format!(
+                    "a message of {len} bytes, larger than any a client sends ({MAX_BROKER_MSG})"
+                )));
+            }
+        }
         if let Some((f, used)) = Frame::decode(buf)? {
             buf.drain(..used);
             return Ok(Some(f));
@@ -453,6 +473,57 @@ mod tests {
         framed.extend_from_slice(payload);
         assert_eq!(framed, Frame::Data(payload.to_vec()).encode());
         assert_eq!(data_header(MAX_FRAME + 1), None);
+    }
+
+    /// A guest that sends tiny frames as fast as it can must not hold the
+    /// broker's one thread for a whole buffer's worth: another task runs
+    /// long before the flood ends.
+    #[test]
+    fn a_flood_of_tiny_frames_yields_the_brokers_thread() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            const FRAMES: usize = 20_000;
+            let flood: Vec<u8> = std::iter::repeat_n([KIND_DATA, 0, 0, 0, 0], FRAMES)
+                .flatten()
+                .collect();
+            let read = std::sync::Arc::new(AtomicUsize::new(0));
+            let other = {
+                let read = read.clone();
+                tokio::spawn(async move { read.load(Ordering::Relaxed) })
+            };
+            let mut r: &[u8] = &flood;
+            let mut buf = Vec::new();
+            while let Ok(Some(_)) = read_frame_async(&mut r, &mut buf).await {
+                read.fetch_add(1, Ordering::Relaxed);
+            }
+            assert_eq!(read.load(Ordering::Relaxed), FRAMES);
+            let when = other.await.unwrap();
+            assert!(
+                when < FRAMES,
+                "the other task ran only after all {when} frames"
+            );
+        });
+    }
+
+    /// A message larger than any a client sends is refused from its
+    /// header, before the broker reads (or parses) it.
+    #[test]
+    fn the_broker_refuses_a_large_message_from_its_header() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut frame = vec![KIND_MSG];
+        frame.extend_from_slice(&100_000u32.to_be_bytes());
+        frame.extend_from_slice(br#"{"type":"resize","#);
+        let mut r: &[u8] = &frame;
+        let mut buf = Vec::new();
+        match rt.block_on(read_frame_async(&mut r, &mut buf)) {
+            Err(FrameError::Malformed(m)) => assert!(m.contains("100000 bytes"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
