@@ -317,37 +317,39 @@ mod tests {
     #[test]
     fn a_jail_that_sees_the_hosts_processes_sets_only_its_own_limits() {
         let prog = filter("session-client");
-        // SAFETY: prlimit64 reading (no new limit) into a live local.
-        let own: Call = || unsafe {
-            let mut old = std::mem::zeroed::<libc::rlimit64>();
-            libc::syscall(libc::SYS_prlimit64, 0, libc::RLIMIT_NOFILE, 0, &mut old)
+        fn parent() -> u64 {
+            u64::from(nix::unistd::getppid().as_raw().unsigned_abs())
+        }
+        assert_eq!(outcome(&prog, || read_nofile_of(0)), Outcome::Returned);
+        // The test process itself (the child's parent), and the same pid
+        // with high bits set (the kernel reads a pid as 32 bits).
+        assert_ne!(
+            outcome(&prog, || read_nofile_of(parent())),
+            Outcome::Returned
+        );
+        assert_ne!(
+            outcome(&prog, || read_nofile_of((1 << 32) | parent())),
+            Outcome::Returned
+        );
+    }
+
+    /// `prlimit64` reading (setting nothing) the open-file limit of `pid`.
+    fn read_nofile_of(pid: u64) -> libc::c_long {
+        let mut old = libc::rlimit64 {
+            rlim_cur: 0,
+            rlim_max: 0,
         };
-        assert_eq!(outcome(&prog, own), Outcome::Returned);
-        // SAFETY: as above, on the test process itself (the child's parent),
-        // and with a pid whose high bits are set.
-        let other: Call = || unsafe {
-            let mut old = std::mem::zeroed::<libc::rlimit64>();
+        let no_new: *const libc::rlimit64 = std::ptr::null();
+        // SAFETY: prlimit64 with no new limit, writing into a live local.
+        unsafe {
             libc::syscall(
                 libc::SYS_prlimit64,
-                libc::getppid(),
+                pid,
                 libc::RLIMIT_NOFILE,
-                0,
-                &mut old,
+                no_new,
+                &mut old as *mut libc::rlimit64,
             )
-        };
-        assert_ne!(outcome(&prog, other), Outcome::Returned);
-        // SAFETY: as above.
-        let high: Call = || unsafe {
-            let mut old = std::mem::zeroed::<libc::rlimit64>();
-            libc::syscall(
-                libc::SYS_prlimit64,
-                (1u64 << 32) | u64::from(libc::getppid().unsigned_abs()),
-                libc::RLIMIT_NOFILE,
-                0,
-                &mut old,
-            )
-        };
-        assert_ne!(outcome(&prog, high), Outcome::Returned);
+        }
     }
 
     /// A raw syscall tried in a child.
