@@ -415,3 +415,57 @@ fn mirror_screens_of_new_sizes_stop_at_a_limit() {
     w.wait_screen(&last, "SSH-EXIT=", 30);
     let _ = w.host_pairjail(&["stop", "--session", "sgrp"]);
 }
+
+/// A mirror guest that resizes in a loop: each move to a size nobody
+/// else has starts a tmux client (and a screen model) on the host, so
+/// moves come ever less often, and the guest still ends at its size.
+#[test]
+fn a_guest_resizing_in_a_loop_never_makes_the_host_start_a_client_each_time() {
+    let Some((w, guests)) = World::new("storm", &[("storm0", "sstorm", Some("mirror"))]) else {
+        return;
+    };
+    w.start_session("sstorm", "mirror", "echo STORM-READY; exec sh");
+    // Every tmux client that attaches counts, the groups' included.
+    w.host_tmux("sstorm", &["set-option", "-g", "@attaches", "0"]);
+    w.host_tmux(
+        "sstorm",
+        &[
+            "set-hook",
+            "-ga",
+            "client-attached",
+            "set-option -gF @attaches '#{e|+:#{@attaches},1}'",
+        ],
+    );
+    let attaches = || -> u32 {
+        let n = w.host_tmux("sstorm", &["show-options", "-gv", "@attaches"]);
+        n.trim().parse().expect("a count")
+    };
+    let t = w.join_in_window(&guests[0], 80, 24);
+    w.wait_screen(&t, "STORM-READY", 20);
+    wait_clients(&w, "sstorm", &["80x24:ro"]);
+    let before = attaches();
+    // The attack: 21 sizes, each held longer than a size must hold to
+    // move the guest (200 ms), so each used to start a client. The pace
+    // is the attacker's; nothing here waits for the broker.
+    const RESIZES: u32 = 21;
+    for i in 0..RESIZES {
+        let cols = if i % 2 == 0 { "81" } else { "80" };
+        w.drv(&["resize-window", "-t", &t, "-x", cols, "-y", "24"]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    // It still gets there: the last size (81 columns) is its group's.
+    common::eventually(60, || {
+        let have = clients(&w, "sstorm");
+        (have == ["81x24:ro"])
+            .then_some(())
+            .ok_or(format!("clients {have:?} after the storm"))
+    });
+    host_types(&w, "sstorm", "echo AFTER-$((6*7))");
+    w.wait_screen(&t, "AFTER-42", 20);
+    let started = attaches() - before;
+    assert!(
+        started <= 8,
+        "{started} tmux clients started for {RESIZES} resizes 300 ms apart"
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "sstorm"]);
+}

@@ -39,6 +39,40 @@ static CLIENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 /// the group of that size.
 const SETTLE: Duration = Duration::from_millis(200);
 
+/// A member's moves in a row, each after twice the wait of the one
+/// before (SETTLE, 2×, 4×… up to 128×, 25.6 s); a minute without one and
+/// the next waits SETTLE again. A move to a size nobody else has starts a
+/// tmux client and a screen model on the host: without this, a guest
+/// resizing in a loop made the host start one every SETTLE.
+#[derive(Debug, Default)]
+struct Moves {
+    in_a_row: u32,
+    last: Option<Instant>,
+}
+
+const QUIET: Duration = Duration::from_secs(60);
+
+impl Moves {
+    /// When a size that settles at `now` may move the member.
+    fn due(&self, now: Instant) -> Instant {
+        let settled = now + SETTLE;
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < QUIET => {
+                settled.max(last + SETTLE * (1 << self.in_a_row.min(7)))
+            }
+            _ => settled,
+        }
+    }
+
+    fn moved(&mut self, now: Instant) {
+        let streak = self
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) < QUIET);
+        self.in_a_row = if streak { self.in_a_row + 1 } else { 1 };
+        self.last = Some(now);
+    }
+}
+
 /// How long before the end a guest is warned.
 const WARNING: Duration = Duration::from_secs(60);
 
@@ -483,6 +517,7 @@ async fn copy(
     let mut out = [0u8; 16384];
     let mut data = Vec::with_capacity(out.len());
     let mut regroup_at: Option<Instant> = None;
+    let mut moves = Moves::default();
     let mut last_touch = 0u64;
     loop {
         let due = next_due(link, joined);
@@ -568,7 +603,7 @@ async fn copy(
                         let moved = link.member.as_ref().is_some_and(|m| {
                             (m.key().cols, m.key().rows) != (cols, rows)
                         });
-                        regroup_at = moved.then(|| Instant::now() + SETTLE);
+                        regroup_at = moved.then(|| moves.due(Instant::now()));
                     }
                 }
                 Ok(Some(_)) => {}
@@ -608,8 +643,11 @@ async fn copy(
                     && link.member.as_ref().is_some_and(|m| {
                         (m.key().cols, m.key().rows) != (link.spec.cols, link.spec.rows)
                     });
-                if moved && let Err(e) = regroup(state, link) {
-                    return Some(e);
+                if moved {
+                    moves.moved(Instant::now());
+                    if let Err(e) = regroup(state, link) {
+                        return Some(e);
+                    }
                 }
             }
             _ = sleep_until_some(link.overlay.as_ref().and_then(|o| o.until)) => {
@@ -763,4 +801,37 @@ async fn change_mode(state: &State, link: &mut Link, mode: Mode) -> Result<Strin
         to: mode,
     });
     Ok(format!("{name} is now {mode} ({how})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_resizing_in_a_loop_moves_ever_less_often_until_it_stops() {
+        let t0 = Instant::now();
+        let mut moves = Moves::default();
+        assert_eq!(moves.due(t0), t0 + SETTLE, "the first move waits SETTLE");
+        // Each move in a row: the next waits twice as long from it.
+        let mut at = t0;
+        let mut gaps = vec![];
+        for _ in 0..10 {
+            let due = moves.due(at);
+            gaps.push((due - at).as_millis());
+            moves.moved(due);
+            at = due;
+        }
+        assert_eq!(
+            gaps,
+            [200, 400, 800, 1600, 3200, 6400, 12800, 25600, 25600, 25600]
+        );
+        // A size that settles long after the last move waits SETTLE only
+        // when a quiet minute has passed.
+        let later = at + Duration::from_secs(30);
+        assert_eq!(moves.due(later), later + SETTLE);
+        let quiet = at + QUIET;
+        assert_eq!(moves.due(quiet), quiet + SETTLE);
+        moves.moved(quiet + SETTLE);
+        assert_eq!(moves.due(quiet + SETTLE), quiet + SETTLE * 3);
+    }
 }
