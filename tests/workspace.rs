@@ -1850,3 +1850,75 @@ fn a_home_with_mounts_below_it_is_refused_with_the_mounts_named() {
         "{said}"
     );
 }
+
+/// A dotfiles repository as the workspace: the home is read-only in the
+/// jail, but a dotfile that links into the workspace is written through
+/// it, and the host's next shell, outside every jail, runs what a pair
+/// guest appended.
+#[test]
+fn a_workspace_that_dotfiles_link_into_is_refused() {
+    let Some((w, _)) = World::new("wsdots", &[]) else {
+        return;
+    };
+    let home = PathBuf::from(format!("/home/{HOST}"));
+    let tag = format!("pj-dots-{}", std::process::id());
+    let dots = home.join(&tag);
+    let rc = home.join(format!(".{tag}-rc"));
+    let _gone = common::OnDrop(|| {
+        let _ = std::fs::remove_file(home.join(format!(".{tag}-rc")));
+        let _ = std::fs::remove_dir_all(home.join(format!("pj-dots-{}", std::process::id())));
+    });
+    let made = run_as(HOST, "sh")
+        .arg("-c")
+        .arg(format!(
+            "mkdir {d} && echo '# mine' > {d}/rc && ln -s {tag}/rc {rc}",
+            d = dots.display(),
+            rc = rc.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = w.try_start_session(
+        "sdots",
+        "mirror,pair",
+        HOST_PROGRAM,
+        &["--workspace", &dots.display().to_string()],
+        &[],
+    );
+    if out.status.success() {
+        // The hole: what a pair guest types in the jailed shell.
+        wait_pane(&w, "sdots", "HOST-MARKER-4242");
+        w.host_tmux(
+            "sdots",
+            &[
+                "send-keys",
+                "-t",
+                "=sdots:0",
+                "-l",
+                &format!("echo GUEST-WAS-HERE >> ~/.{tag}-rc"),
+            ],
+        );
+        w.host_tmux("sdots", &["send-keys", "-t", "=sdots:0", "Enter"]);
+        let wrote = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            std::fs::read_to_string(&rc).is_ok_and(|s| s.contains("GUEST-WAS-HERE"))
+        });
+        let _ = w.host_pairjail(&["stop", "--session", "sdots"]);
+        panic!(
+            "a jailed share of {} started; its pair guest {} the host's {}",
+            dots.display(),
+            if wrote { "appended to" } else { "could reach" },
+            rc.display()
+        );
+    }
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("~/.{tag}-rc")) && err.contains("replace those links with copies"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dots.join("rc")).unwrap(),
+        "# mine\n"
+    );
+}

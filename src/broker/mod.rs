@@ -5,6 +5,7 @@ pub mod altscreen;
 pub mod audience;
 pub mod door;
 pub mod guest;
+pub mod home_links;
 pub mod host_client;
 pub mod listener;
 pub mod liveness;

@@ -61,6 +61,10 @@ pub enum WorkspaceError {
     #[error("{0}")]
     Sockets(#[from] crate::unix_sockets::UnixSocketsError),
     #[error(
+        "the workspace {0} is where {2} link(s) of your home lead ({1}): your own shell and tools read them outside the jail, and pair guests could rewrite them there; share another directory, or replace those links with copies while you share"
+    )]
+    LinkedFromHome(PathBuf, String, usize),
+    #[error(
         "--direct cannot be used with a jailed session: direct guests' tmux clients run as another user, whom the session's user namespace does not map; use the relay transport, or --unconfined-session"
     )]
     Direct,
@@ -455,6 +459,23 @@ fn check_dir(dir: &Path, named: bool, home: &Path, uid: u32) -> Result<PathBuf, 
     if hidden {
         return Err(unsuitable(
             "inside a hidden directory of your home (~/.ssh, ~/.config, ~/.local, …), whose files your own tools read and run outside the jail",
+        ));
+    }
+    // The same files, reached through links: a dotfiles repository.
+    let links = super::home_links::leading_into(&home, &real);
+    if !links.is_empty() {
+        let shown: Vec<String> = links
+            .iter()
+            .take(3)
+            .map(|l| match l.strip_prefix(&home) {
+                Ok(rest) => format!("~/{}", rest.display()),
+                Err(_) => l.display().to_string(),
+            })
+            .collect();
+        return Err(WorkspaceError::LinkedFromHome(
+            real,
+            shown.join(", "),
+            links.len(),
         ));
     }
     Ok(real)
