@@ -16,6 +16,24 @@ pub fn escaped<T: serde::Serialize>(value: &T) -> Result<String, serde_json::Err
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
+/// [`escaped`], pretty-printed: what pairjail prints with `--json`, where
+/// strings may come from a file someone else wrote (`audit verify --json`
+/// quotes a line's text) and land on the host's terminal.
+pub fn pretty<T: serde::Serialize>(value: &T) -> Result<String, serde_json::Error> {
+    let text = serde_json::to_string_pretty(value)?;
+    // Outside its strings JSON is ASCII, so every such character is in a
+    // string, where `\uXXXX` is the same character.
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if hides_text(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
 struct Escaping;
 
 impl serde_json::ser::Formatter for Escaping {
@@ -53,5 +71,13 @@ mod tests {
         assert_eq!(serde_json::from_str::<String>(&line).unwrap(), text);
         // Plain text, and text beyond ASCII that hides nothing, as it is.
         assert_eq!(escaped(&"héllo wörld").unwrap(), "\"héllo wörld\"");
+        let v = serde_json::json!({ "what": text, "list": [text] });
+        let shown = pretty(&v).unwrap();
+        assert!(shown.is_ascii(), "{shown}");
+        assert!(shown.contains('\n'), "not pretty: {shown}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&shown).unwrap(),
+            v
+        );
     }
 }

@@ -1057,3 +1057,40 @@ fn a_start_that_stops_waiting_leaves_no_share_behind() {
         "{stop}"
     );
 }
+
+/// A log someone else wrote (handed over, copied from elsewhere) is read
+/// on the host's terminal: what `audit verify` quotes from it, in either
+/// form, holds no C1 control (U+009D starts an OSC in terminals that take
+/// UTF-8 C1: here a clipboard write) and reads back the same.
+#[test]
+fn verify_never_prints_a_logs_terminal_controls() {
+    let osc = "\u{9d}52;c;aGk=\u{9c}";
+    let line = format!(
+        r#"{{"v":1,"seq":1,"time":"2026-12-08T00:41:18.918Z","machine":"vm","host":"h","session":"s1","event":"invite-added","guest":"g1","mode":"{osc}","keys":[],"expires":null,"approve":false,"direct":false,"prev":"{zero}"}}"#,
+        zero = "0".repeat(64)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("audit.jsonl");
+    std::fs::write(&f, line + "\n").unwrap();
+    for json in [false, true] {
+        let mut args = vec!["audit", "verify"];
+        if json {
+            args.push("--json");
+        }
+        args.push(f.to_str().unwrap());
+        let out = pairjail(&args);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let shown = text(&out.stdout);
+        assert!(
+            !shown.chars().any(|c| ('\u{80}'..='\u{9f}').contains(&c)),
+            "--json {json}: a C1 control reached the terminal: {shown:?}"
+        );
+        if json {
+            let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
+            let what = v["problem"]["what"].as_str().unwrap();
+            assert!(what.contains(osc), "{what:?}");
+        } else {
+            assert!(shown.contains("unknown variant"), "{shown}");
+        }
+    }
+}

@@ -127,9 +127,10 @@ impl RuntimeDir {
     }
 }
 
-/// Prints a value as pretty JSON.
+/// Prints a value as pretty JSON, with nothing in its strings that a
+/// terminal would act on (they may be a guest's, or another user's).
 pub fn print_json(v: &impl serde::Serialize) -> Result<(), Failure> {
-    let text = serde_json::to_string_pretty(v).map_err(Failure::failed)?;
+    let text = crate::json_line::pretty(v).map_err(Failure::failed)?;
     println!("{text}");
     Ok(())
 }
