@@ -49,8 +49,11 @@ pub struct Filter {
 /// title, the cursor colour, hyperlinks): anything else, the clipboard
 /// (52), the palette and default colours (4, 10, 11 and their resets,
 /// which tmux never sends and which would outlast the share on whoever
-/// reads it) and other terminals' private ones (1337, 5522), is dropped.
-const OSC_KEPT: [u32; 8] = [0, 1, 2, 7, 8, 12, 112, 133];
+/// reads it), the working directory (7: terminals open the next tab
+/// there, so a pair guest chose where the host's next shell starts, and
+/// what its git prompt runs) and other terminals' private ones (1337,
+/// 5522), is dropped.
+const OSC_KEPT: [u32; 7] = [0, 1, 2, 8, 12, 112, 133];
 
 /// A string a guest's terminal must never get: an OSC not in
 /// [`OSC_KEPT`] (its number read as a terminal does: `052` is 52), or a
@@ -750,7 +753,15 @@ mod tests {
             b"a\xc2\x9d52;c;eA==\xc2\x9cb",
             b"a\x1b]1337;Copy=;eA==\x07b",
             b"a\x1b]5522;type=write\x1b\\b",
+            // tmux's own Swd, with set-titles on: the folder the host's
+            // terminal opens its next tab in.
+            b"a\x1b]7;file:///home/host/proj/evil\x07b",
         ] {
+            // The host's own terminal (`attach`) too.
+            let mut host = Filter::for_host();
+            let mut shown = vec![];
+            host.push(input, &mut shown);
+            assert!(!shown.contains(&0x1b), "{input:?} gave the host {shown:?}");
             let out = run(&[input]);
             // No sequence starts: no ESC, no C1 control (the C1 one's
             // words stay as plain text, which a terminal only shows).
