@@ -97,7 +97,7 @@ pub fn checks(pair_user: Option<&str>, runtime_dir: Option<&Path>) -> Vec<Check>
         None => ok("dev.tty.legacy_tiocsti", "absent (kernel before 6.2: TIOCSTI is always allowed; guest jails block it with seccomp)".into()),
     });
     checks.push(
-        match Command::new(crate::exe::program("tmux")).arg("-V").output() {
+        match Command::new(tmux_outside_workspaces()).arg("-V").output() {
             Ok(o) if o.status.success() => {
                 let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
                 if tmux_version(&v).is_some_and(|have| have >= (3, 3)) {
@@ -399,6 +399,16 @@ pub fn tmux_version(v: &str) -> Option<(u32, u32)> {
     let (major, rest) = num.split_once('.')?;
     let minor: String = rest.chars().take_while(char::is_ascii_digit).collect();
     Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// The tmux `doctor` asks for its version: never one in a workspace ever
+/// shared (a pair guest could have put a `tmux` in a `.venv/bin` on the
+/// host's PATH). A list that cannot be read leaves only the system's.
+fn tmux_outside_workspaces() -> std::path::PathBuf {
+    match crate::workspaces::shared_of_caller() {
+        Ok(shared) => crate::exe::program_outside_all("tmux", &shared),
+        Err(_) => std::path::PathBuf::from("/usr/bin/tmux"),
+    }
 }
 
 #[cfg(test)]

@@ -88,16 +88,27 @@ pub fn within(p: &Path, dir: &Path) -> bool {
 /// could change later (`~/bin/tmux` → `WORKSPACE/t` → `/usr/bin/tmux`) is
 /// not followed again when it runs.
 pub fn program_outside(name: &str, inside: &Path) -> PathBuf {
-    let path = path_outside(inside);
-    std::env::split_paths(&path)
+    program_outside_all(name, &[inside.to_path_buf()])
+}
+
+/// [`program_outside`] every one of `insides` (`doctor`, which knows no
+/// one share, keeps out of every workspace ever shared).
+pub fn program_outside_all(name: &str, insides: &[PathBuf]) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    program_outside_of(name, &path, insides)
+}
+
+fn program_outside_of(name: &str, path: &OsStr, insides: &[PathBuf]) -> PathBuf {
+    let outside = |p: &Path| {
+        insides
+            .iter()
+            .all(|inside| !within(p, inside) && !link_chain_within(p, inside))
+    };
+    std::env::split_paths(path)
+        .filter(|d| d.is_absolute() && outside(d))
         .filter_map(|d| which::which_in(name, Some(&d), "/").ok())
-        .filter(|found| !within(found, inside) && !link_chain_within(found, inside))
-        .find_map(|found| {
-            found
-                .canonicalize()
-                .ok()
-                .filter(|real| !within(real, inside))
-        })
+        .filter(|found| outside(found))
+        .find_map(|found| found.canonicalize().ok().filter(|real| outside(real)))
         .unwrap_or_else(|| Path::new("/usr/bin").join(name))
 }
 
@@ -233,6 +244,36 @@ mod tests {
         assert!(!within(&d.path().join("tools/pj-via"), &ws));
         assert!(link_chain_within(&d.path().join("tools/pj-via"), &ws));
         assert!(!link_chain_within(Path::new("/bin/sh"), &ws));
+        // Kept out of every workspace at once, the found program named by
+        // its real path.
+        let other = d.path().join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        std::os::unix::fs::symlink("/bin/sh", other.join("pj-tool")).unwrap();
+        std::fs::create_dir_all(d.path().join("last")).unwrap();
+        std::os::unix::fs::symlink("/bin/sh", d.path().join("last/pj-tool")).unwrap();
+        let path = std::env::join_paths([
+            ws.join("bin"),
+            other.clone(),
+            d.path().join("tools"),
+            d.path().join("last"),
+        ])
+        .unwrap();
+        assert_eq!(
+            program_outside_of("pj-tool", &path, &[ws.clone(), other.clone()]),
+            Path::new("/bin/sh").canonicalize().unwrap()
+        );
+        assert_eq!(
+            program_outside_of("pj-tool", &path, std::slice::from_ref(&other)),
+            ws.join("bin/pj-tool").canonicalize().unwrap()
+        );
+        assert_eq!(
+            program_outside_of(
+                "pj-tool",
+                &path,
+                &[ws.clone(), other, d.path().join("last")]
+            ),
+            Path::new("/usr/bin/pj-tool")
+        );
         // Variables that name a place in the workspace, among others.
         let vars = [
             ("OPENSSL_CONF", format!("{}/ssl.cnf", ws.display())),
