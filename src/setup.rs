@@ -122,6 +122,8 @@ fn sshd_conf(a: &Options, bin: &Path, keys_keyword: &str) -> String {
          \tPasswordAuthentication no\n\
          \tKbdInteractiveAuthentication no\n\
          \tDisableForwarding yes\n\
+         \t# Not covered by DisableForwarding: `ssh -w` tunnels.\n\
+         \tPermitTunnel no\n\
          \tPermitTTY yes\n\
          \tPermitUserRC no\n",
         user = a.pair_user,

@@ -1,6 +1,6 @@
 //! The authorized_keys line of an invite, quoted so that nothing in it can
 //! break out of the forced command:
-//! `restrict,pty,expiry-time="…",from="…",command="…" TYPE KEY pairjail:SESSION:GUEST`.
+//! `restrict,pty,expiry-time="…",from="…",tunnel="…",command="…" TYPE KEY pairjail:SESSION:GUEST`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -243,6 +243,9 @@ pub fn is_invite_line(line: &str) -> bool {
     is_well_formed(line) && line.contains(" --runtime-dir ")
 }
 
+/// sshd's highest tunnel device number (`SSH_TUNID_MAX`).
+const NO_TUNNEL: u32 = 0x7fff_fffd;
+
 fn render_unchecked(f: &Forced, key: &GuestKey, expires: SystemTime, from: &[String]) -> String {
     let mut opts = vec![
         "restrict".to_string(),
@@ -252,6 +255,11 @@ fn render_unchecked(f: &Forced, key: &GuestKey, expires: SystemTime, from: &[Str
     if !from.is_empty() {
         opts.push(format!("from=\"{}\"", option_escape(&from.join(","))));
     }
+    // `restrict` does not cover `ssh -w`: where sshd allows tunnels, the
+    // guest got a network link through any tun device the login's user
+    // owns, with no jail. Pinned to the highest device sshd takes, which
+    // only root could make, no tunnel opens.
+    opts.push(format!("tunnel=\"{NO_TUNNEL}\""));
     opts.push(format!(
         "command=\"{}\"",
         option_escape(&f.command(Some(&key.fingerprint)))
@@ -385,7 +393,7 @@ pub(super) mod tests {
         assert_eq!(
             line,
             format!(
-                "restrict,pty,expiry-time=\"20270115080000Z\",from=\"10.0.0.0/8\",command=\"exec '/opt/pair jail/pairjail' join --host alice --session pair --guest bob --mode mirror --runtime-dir /run/pairjail --run 42.7 --key {}\" {} pairjail:pair:bob",
+                "restrict,pty,expiry-time=\"20270115080000Z\",from=\"10.0.0.0/8\",tunnel=\"2147483645\",command=\"exec '/opt/pair jail/pairjail' join --host alice --session pair --guest bob --mode mirror --runtime-dir /run/pairjail --run 42.7 --key {}\" {} pairjail:pair:bob",
                 key.fingerprint, key.openssh
             )
         );
