@@ -249,14 +249,23 @@ impl Store {
     /// Applies `f` under the lock and writes the result atomically.
     pub fn update<R>(&self, f: impl FnOnce(&mut Book) -> Result<R, String>) -> Result<R, String> {
         let dir = self.dir();
+        own_dir(dir)?;
+        // Not blocking: a FIFO in the lock's place (the directory's
+        // owner's doing) must not hang the command.
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(dir.join(".invites.lock"))
             .map_err(|e| format!("cannot open the invites lock in {}: {e}", dir.display()))?;
+        if !lock.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(format!(
+                "{}: not a regular file; remove it and run the command again",
+                dir.join(".invites.lock").display()
+            ));
+        }
         let _lock = Flock::lock(lock, FlockArg::LockExclusive)
             .map_err(|(_, e)| format!("cannot lock invites: {e}"))?;
         let mut book = self.load()?;
@@ -269,6 +278,32 @@ impl Store {
             )
         })?;
         Ok(r)
+    }
+}
+
+/// Invites are changed only in the caller's own directory: `kick`,
+/// `invite revoke` and `invite clean` wrote a lock and a book into a
+/// directory another local user had made in a shared runtime directory
+/// (theirs to swap or read; a FIFO there hung each command).
+fn own_dir(dir: &Path) -> Result<(), String> {
+    // Before any look at it (see `mountinfo::refuse`).
+    crate::mountinfo::refuse(dir).map_err(|e| e.to_string())?;
+    let me = nix::unistd::Uid::effective().as_raw();
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() && m.uid() == me => Ok(()),
+        Ok(m) => Err(format!(
+            "{} is not a directory of yours (a {} of uid {}): another user made it; ask root to remove it, then run the command again",
+            dir.display(),
+            if m.file_type().is_symlink() {
+                "link"
+            } else if m.is_dir() {
+                "directory"
+            } else {
+                "file"
+            },
+            m.uid()
+        )),
+        Err(e) => Err(format!("{}: {e}", dir.display())),
     }
 }
 
@@ -302,6 +337,45 @@ fn file_mode(dir: &Path) -> u32 {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn invites_are_changed_only_in_a_directory_of_the_callers_own() {
+        let tmp = tempfile::tempdir().unwrap();
+        let me = nix::unistd::Uid::effective().as_raw();
+        // A directory someone else made, and a link to one of ours.
+        let theirs = tmp.path().join("theirs");
+        fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(me + 4242), None).unwrap();
+        let ours = tmp.path().join("ours");
+        fs::create_dir(&ours).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&ours, &link).unwrap();
+        for dir in [&theirs, &link] {
+            let store = Store {
+                path: dir.join("invites.toml"),
+            };
+            let e = store.update(|_| Ok(())).unwrap_err();
+            assert!(e.contains("not a directory of yours"), "{e}");
+            assert_eq!(fs::read_dir(dir).unwrap().count(), 0, "{}", dir.display());
+        }
+        // A FIFO in the lock's place: refused, not waited on.
+        nix::unistd::mkfifo(&ours.join(".invites.lock"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = ours.join("invites.toml");
+        std::thread::spawn(move || {
+            let _ = tx.send(Store { path }.update(|_| Ok(())));
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("still waiting on a FIFO after 30 s");
+        // (No reader: the open itself fails, ENXIO; with one, the check.)
+        let e = r.unwrap_err();
+        assert!(
+            e.contains("invites lock") || e.contains("not a regular file"),
+            "{e}"
+        );
+        assert!(!ours.join("invites.toml").exists());
+    }
 
     fn invite() -> Invite {
         let k = key::parse(include_str!("../../tests/data/keys/ed25519.pub")).unwrap();
