@@ -1,7 +1,7 @@
 //! A path's real place, also where it is not made yet. Plain std: the
 //! build script resolves the built-in profiles with the code that uses it.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// `path` with links resolved, also where its last parts do not exist yet
 /// (a directory someone may make later); None for a relative path or one
@@ -32,4 +32,45 @@ fn real_path_through(path: &Path, hops: u32) -> Option<PathBuf> {
     }
     let name = path.file_name()?;
     Some(real_path_through(path.parent()?, hops)?.join(name))
+}
+
+/// Links followed one after another before resolving stops: the kernel
+/// follows no more (ELOOP), so nothing is reached through such a chain.
+const HOPS: u32 = 40;
+
+/// Does resolving `path` reach `inside` (or below it) at any step, also
+/// through a link that later leads out again?
+pub fn passes_into(path: &Path, inside: &Path) -> bool {
+    let mut hops = HOPS;
+    resolve(path, inside, &mut hops).is_none()
+}
+
+/// `path` resolved a part at a time; None once a step is inside `inside`.
+fn resolve(path: &Path, inside: &Path, hops: &mut u32) -> Option<PathBuf> {
+    let mut at = PathBuf::from("/");
+    for part in path.components() {
+        match part {
+            Component::Prefix(_) | Component::RootDir => at = PathBuf::from("/"),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                at.pop();
+            }
+            Component::Normal(name) => {
+                at.push(name);
+                if at.starts_with(inside) {
+                    return None;
+                }
+                if let Ok(target) = std::fs::read_link(&at) {
+                    let Some(left) = hops.checked_sub(1) else {
+                        return Some(at);
+                    };
+                    *hops = left;
+                    at.pop();
+                    let next = at.join(target);
+                    at = resolve(&next, inside, hops)?;
+                }
+            }
+        }
+    }
+    Some(at)
 }

@@ -64,14 +64,17 @@ pub fn shared(home: &Path) -> Result<Vec<PathBuf>, WorkspacesError> {
 }
 
 /// The workspace of `shared` that `path` lies in, compared with links
-/// resolved (a link from `~/.config` into a workspace leads into it).
+/// resolved (a link from `~/.config` into a workspace leads into it), or
+/// that it passes through on the way: a link inside a workspace that
+/// leads out today is a guest's to point elsewhere between a check and
+/// an open.
 pub fn holding<'a>(shared: &'a [PathBuf], path: &Path) -> Option<&'a Path> {
     // A relative path (`invite add --key-file bob.pub`) is the caller's.
     let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let real = crate::realpath::real_path(&path).unwrap_or(path);
+    let real = crate::realpath::real_path(&path).unwrap_or_else(|| path.clone());
     shared
         .iter()
-        .find(|w| real.starts_with(w))
+        .find(|w| real.starts_with(w) || crate::realpath::passes_into(&path, w))
         .map(PathBuf::as_path)
 }
 
@@ -97,6 +100,21 @@ mod tests {
         let later = home.join("guests.toml");
         std::os::unix::fs::symlink(ws.join("guests.toml"), &later).expect("link");
         assert_eq!(holding(&list, &later), Some(ws.as_path()));
+        // Through a link in the workspace that leads out today (a guest
+        // can point it elsewhere between a check and an open).
+        std::fs::create_dir_all(root.join("team")).expect("team");
+        std::fs::write(root.join("team/guest-relay.toml"), "").expect("file");
+        std::os::unix::fs::symlink(root.join("team"), ws.join("team")).expect("link");
+        assert_eq!(
+            holding(&list, &ws.join("team/guest-relay.toml")),
+            Some(ws.as_path())
+        );
+        std::os::unix::fs::symlink(ws.join("team"), home.join("team")).expect("link");
+        assert_eq!(
+            holding(&list, &home.join("team/guest-relay.toml")),
+            Some(ws.as_path())
+        );
+        assert_eq!(holding(&list, &root.join("team/guest-relay.toml")), None);
     }
 
     #[test]

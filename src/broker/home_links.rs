@@ -7,16 +7,14 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+
+use crate::realpath::passes_into;
 
 /// How deep below the home hidden directories are looked through:
 /// `~/.config/nvim/lua/init.lua` is 4. Stow and its kind link the highest
 /// directory they can, so the links are near the top.
 const DEPTH: usize = 4;
-
-/// Links followed one after another before resolving stops: the kernel
-/// follows no more (ELOOP), so nothing is reached through such a chain.
-const HOPS: u32 = 40;
 
 /// The hidden entries of `home` (and what is below hidden directories, to
 /// `DEPTH`, on the home's own file system) that are links leading into
@@ -62,43 +60,6 @@ pub fn leading_into(home: &Path, workspace: &Path) -> Vec<PathBuf> {
 
 fn is_hidden(name: &OsStr) -> bool {
     name.as_bytes().starts_with(b".")
-}
-
-/// Does resolving `path` reach `inside` (or below it) at any step, also
-/// through a link that later leads out again?
-fn passes_into(path: &Path, inside: &Path) -> bool {
-    let mut hops = HOPS;
-    resolve(path, inside, &mut hops).is_none()
-}
-
-/// `path` resolved a part at a time; None once a step is inside `inside`.
-fn resolve(path: &Path, inside: &Path, hops: &mut u32) -> Option<PathBuf> {
-    let mut at = PathBuf::from("/");
-    for part in path.components() {
-        match part {
-            Component::Prefix(_) | Component::RootDir => at = PathBuf::from("/"),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                at.pop();
-            }
-            Component::Normal(name) => {
-                at.push(name);
-                if at.starts_with(inside) {
-                    return None;
-                }
-                if let Ok(target) = std::fs::read_link(&at) {
-                    let Some(left) = hops.checked_sub(1) else {
-                        return Some(at);
-                    };
-                    *hops = left;
-                    at.pop();
-                    let next = at.join(target);
-                    at = resolve(&next, inside, hops)?;
-                }
-            }
-        }
-    }
-    Some(at)
 }
 
 #[cfg(test)]

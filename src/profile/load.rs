@@ -133,13 +133,18 @@ impl SearchPath {
     }
 
     /// The first directory searched that lies inside `dir` (compared
-    /// with links resolved, also in a part not made yet), if any. A
+    /// with links resolved, also in a part not made yet), or is reached
+    /// through a place inside it (a link there that leads out today is a
+    /// guest's to point elsewhere between a check and a read), if any. A
     /// relative one counts: it is looked up from wherever pairjail runs.
     pub fn inside(&self, dir: &Path) -> Option<PathBuf> {
         let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         self.dirs
             .iter()
-            .find(|d| real_path(d).is_none_or(|real| real.starts_with(&dir)))
+            .find(|d| {
+                real_path(d).is_none_or(|real| real.starts_with(&dir))
+                    || crate::realpath::passes_into(d, &dir)
+            })
             .cloned()
     }
 
@@ -392,5 +397,12 @@ mod tests {
         assert!(inside(d.path().join("dangling/profiles")));
         assert!(!inside(d.path().join("elsewhere/profiles")));
         assert!(!inside(PathBuf::from("/etc/pairjail/profiles")));
+        // Through a link in the workspace that leads out today: a guest
+        // swaps it between the check and the read.
+        std::fs::create_dir_all(d.path().join("elsewhere/profiles")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("elsewhere"), ws.join("out")).unwrap();
+        assert!(inside(ws.join("out/profiles")));
+        std::os::unix::fs::symlink(ws.join("out"), d.path().join("via")).unwrap();
+        assert!(inside(d.path().join("via/profiles")));
     }
 }
