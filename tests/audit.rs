@@ -575,6 +575,26 @@ fn profiles_that_require_recording_and_auditing_are_enforced_at_start_and_at_the
         "{}",
         text(&out.stderr)
     );
+    // Given both, the share starts, and the host is told that guests'
+    // joins (which sshd runs without the host's environment) never read
+    // that file: its limits apply to nobody.
+    let out = w.try_start_session(
+        "swarn",
+        "mirror",
+        "exec sh",
+        &["--record", rec.to_str().unwrap()],
+        &env,
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "swarn"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains(&format!(
+            "{} is not read for guests",
+            team.join("guest-relay.toml").display()
+        )) && said.contains("/etc/pairjail/profiles"),
+        "{said}"
+    );
 
     // The broker checks again for every guest, from the profile its forced
     // command names: a share started without them turns those guests away.

@@ -284,37 +284,73 @@ pub struct Required {
     /// (profile, its file) requiring a recording.
     pub recording: Option<(String, String)>,
     pub audit_log: Option<(String, String)>,
+    /// Guest profile files the host's own search path finds that no
+    /// guest's `join` reads (it ignores `$PAIRJAIL_PROFILE_PATH` and
+    /// `$HOME`, and the pair user's home is not the host's): their
+    /// limits apply to nobody, which the host is told.
+    pub unread: Vec<PathBuf>,
+    /// Where those joins look.
+    pub join_dirs: Vec<PathBuf>,
 }
 
 /// Reads the guest profiles this share's guests get by default
-/// (`guest-relay`, and `guest-direct` with `--direct`) from the same
-/// search path `join` uses: a security team that sets `require_recording`
-/// or `require_audit_log` in /etc/pairjail/profiles makes `start` refuse
+/// (`guest-relay`, and `guest-direct` with `--direct`) from the search
+/// paths `join` uses (as the host, for its own authorized_keys, and as
+/// the pair user `setup` made, whose home is `pair_home`), and from the
+/// host's own: a security team that sets `require_recording` or
+/// `require_audit_log` in /etc/pairjail/profiles makes `start` refuse
 /// early. The broker enforces the same fields again for every guest, from
 /// the profile its forced command names.
-pub fn required(direct: bool) -> Result<Required, ShareError> {
-    let search = crate::profile::SearchPath::from_env();
+pub fn required(direct: bool, pair_home: Option<&Path>) -> Result<Required, ShareError> {
+    use crate::profile::SearchPath;
+    let own = SearchPath::from_env();
+    let mut joins = vec![
+        SearchPath::for_guest().map_err(|e| ShareError::GuestProfile("guest-relay".into(), e))?,
+    ];
+    joins.extend(pair_home.map(SearchPath::of_join));
     let mut r = Required::default();
+    for j in &joins {
+        for d in j.dirs() {
+            if !r.join_dirs.contains(d) {
+                r.join_dirs.push(d.clone());
+            }
+        }
+    }
     let names: &[&str] = if direct {
         &["guest-relay", "guest-direct"]
     } else {
         &["guest-relay"]
     };
+    let mut read_by_joins: Vec<PathBuf> = vec![];
     for name in names {
-        let resolved = crate::profile::resolve(name, &search)
-            .map_err(|e| ShareError::GuestProfile(name.to_string(), e.to_string()))?;
-        let from = resolved
-            .sources
-            .last()
-            .map_or_else(|| "the built-in profile".to_string(), |s| s.name.clone());
-        let who = || Some((name.to_string(), from.clone()));
-        if resolved.profile.session.require_recording && r.recording.is_none() {
-            r.recording = who();
-        }
-        if resolved.profile.session.require_audit_log && r.audit_log.is_none() {
-            r.audit_log = who();
+        for (i, search) in std::iter::once(&own).chain(&joins).enumerate() {
+            let resolved = crate::profile::resolve(name, search)
+                .map_err(|e| ShareError::GuestProfile(name.to_string(), e.to_string()))?;
+            let files: Vec<PathBuf> = resolved
+                .sources
+                .iter()
+                .filter_map(|s| s.dir.as_ref().map(|_| PathBuf::from(&s.name)))
+                .collect();
+            if i == 0 {
+                r.unread.extend(files);
+            } else {
+                read_by_joins.extend(files);
+            }
+            let from = resolved
+                .sources
+                .last()
+                .map_or_else(|| "the built-in profile".to_string(), |s| s.name.clone());
+            let who = || Some((name.to_string(), from.clone()));
+            if resolved.profile.session.require_recording && r.recording.is_none() {
+                r.recording = who();
+            }
+            if resolved.profile.session.require_audit_log && r.audit_log.is_none() {
+                r.audit_log = who();
+            }
         }
     }
+    r.unread.retain(|f| !read_by_joins.contains(f));
+    r.unread.dedup();
     Ok(r)
 }
 
@@ -372,15 +408,29 @@ fn raise_nofile() {
     }
 }
 
+/// What `start` has to tell the host once the share is up.
+#[derive(Debug, Clone, Default)]
+pub struct Started {
+    /// Guest profile files of the host's own search path that no
+    /// guest's `join` reads, and where those joins look.
+    pub unread_guest_profiles: Vec<PathBuf>,
+    pub join_dirs: Vec<PathBuf>,
+}
+
 /// Starts a share and returns once its broker is ready.
-pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
+pub fn start(at: &Located, a: &Start) -> Result<Started, ShareError> {
     if nix::unistd::Uid::effective().is_root() {
         return Err(ShareError::Root);
     }
     if !a.allow.contains(&a.default_mode) {
         return Err(ShareError::DefaultMode(a.default_mode));
     }
-    let required = required(a.direct)?;
+    let config = crate::config::load()?;
+    let pair_home = config
+        .as_ref()
+        .and_then(|c| crate::users::by_name(&c.pair_user))
+        .map(|u| u.home);
+    let required = required(a.direct, pair_home.as_deref())?;
     if let (Some((profile, source)), None) = (&required.recording, &a.record) {
         return Err(ShareError::Required {
             profile: profile.clone(),
@@ -431,7 +481,6 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     }
     // Pair-user mode is what the machine's config says: its pair user is
     // admitted unless --guest-user names others.
-    let config = crate::config::load()?;
     if let Some(h) = &a.public_host {
         crate::config::check_host_name(h).map_err(ShareError::Name)?;
     }
@@ -618,7 +667,11 @@ pub fn start(at: &Located, a: &Start) -> Result<(), ShareError> {
     }
     // A broker that died after the checks above leaves what it could not
     // clean up; undone as any failed start is.
-    starting.go(p).map_err(|e| undo_start(at, e))
+    starting.go(p).map_err(|e| undo_start(at, e))?;
+    Ok(Started {
+        unread_guest_profiles: required.unread,
+        join_dirs: required.join_dirs,
+    })
 }
 
 /// Stops the share a failing `start` launched, waiting for its run to

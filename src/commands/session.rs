@@ -159,7 +159,7 @@ pub fn start(a: StartArgs) -> Outcome {
                 .map(|p| cwd.join(p)),
         })
     };
-    share::start(
+    let started = share::start(
         &at,
         &Start {
             session: a.session.clone(),
@@ -202,6 +202,18 @@ pub fn start(a: StartArgs) -> Outcome {
             "pairjail: warning: --unconfined-session: pair and rogue guests can do everything your account can (read ~/.ssh, use your agent, sudo)"
         ),
         None => {}
+    }
+    for file in &started.unread_guest_profiles {
+        let dirs: Vec<String> = started
+            .join_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        eprintln!(
+            "pairjail: warning: {} is not read for guests, so its limits apply to none: sshd runs `join` without your environment, and it reads guest profiles only from {}; move the file there (or into /etc/pairjail/profiles, as root)",
+            file.display(),
+            dirs.join(", ")
+        );
     }
     if a.tunnel.is_some() {
         eprintln!(

@@ -116,12 +116,22 @@ impl SearchPath {
             Ok(None) => return Err(format!("uid {uid} has no entry in the password database")),
             Err(e) => return Err(format!("cannot look up uid {uid}: {e}")),
         };
+        Ok(SearchPath::of_join(&home))
+    }
+
+    /// What `join` searches when it runs as the user whose home (in the
+    /// password database) is `home`.
+    pub fn of_join(home: &Path) -> SearchPath {
         let dirs = vec![
             home.join(".config/pairjail/profiles"),
             PathBuf::from("/etc/pairjail/profiles"),
         ];
-        let shared = crate::workspaces::shared(&home).map_err(|e| e.to_string());
-        Ok(SearchPath { dirs, shared })
+        let shared = crate::workspaces::shared(home).map_err(|e| e.to_string());
+        SearchPath { dirs, shared }
+    }
+
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
     }
 
     /// Only `dirs`, with no shared workspace known.
