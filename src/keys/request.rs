@@ -93,7 +93,7 @@ impl KeySource {
                     w.display()
                 )));
             }
-            let text = std::fs::read_to_string(p).map_err(|e| bad(e.to_string()))?;
+            let text = read_key_file(p).map_err(bad)?;
             let keys = key::parse_text(&text).map_err(bad)?;
             if keys.is_empty() {
                 return Err(bad("no key in it".into()));
@@ -110,6 +110,37 @@ impl KeySource {
 }
 
 pub use crate::keys::invites::MAX_EXPIRY;
+
+/// A key file is public keys, a few hundred bytes each: more than this is
+/// not one.
+const MAX_KEY_FILE: u64 = 1024 * 1024;
+
+/// The text of a key file the host named: a regular file, opened without
+/// waiting (a FIFO someone put at the path hung `invite add`, and
+/// `/dev/zero` filled its memory), at most [`MAX_KEY_FILE`] bytes.
+fn read_key_file(p: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(p)
+        .map_err(|e| e.to_string())?;
+    let meta = f.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file: give a file of public keys".into());
+    }
+    let mut text = String::new();
+    f.take(MAX_KEY_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_KEY_FILE {
+        return Err(format!(
+            "over {MAX_KEY_FILE} bytes: not a file of public keys"
+        ));
+    }
+    Ok(text)
+}
 
 /// `--expires` as seconds since the epoch, in the host's time zone
 /// (`TZ`, else /etc/localtime).
@@ -229,6 +260,30 @@ impl Request {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_file_is_a_regular_file_of_bounded_size_read_without_waiting() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        // With no writer, a plain open would wait for one for good.
+        assert!(
+            read_key_file(&fifo)
+                .unwrap_err()
+                .contains("not a regular file")
+        );
+        assert!(
+            read_key_file(std::path::Path::new("/dev/zero"))
+                .unwrap_err()
+                .contains("not a regular file")
+        );
+        let big = d.path().join("big.pub");
+        std::fs::write(&big, vec![b'a'; MAX_KEY_FILE as usize + 1]).unwrap();
+        assert!(read_key_file(&big).unwrap_err().contains("over"));
+        let ok = d.path().join("ok.pub");
+        std::fs::write(&ok, "ssh-ed25519 AAAA x\n").unwrap();
+        assert_eq!(read_key_file(&ok).unwrap(), "ssh-ed25519 AAAA x\n");
+    }
 
     #[test]
     fn expiry_takes_local_times_offsets_and_dates_in_the_host_zone() {
