@@ -89,52 +89,42 @@ pub async fn wait(
         .allowed
         .iter()
         .any(|m| matches!(m, Mode::Pair | Mode::Rogue));
-    let how = if menus_safe {
-        "answer in the menu, or"
-    } else {
-        "no menu in a session where guests can type; answer with"
-    };
-    state.announce(format!(
-        "{who}: {how} `pairjail approve {0}` / `pairjail deny {0}`",
-        v.name
-    ));
     let token = token().map_err(|e| Shut::Denied(Decider::Host, e))?;
     let option = format!("@pairjail-door-{token}");
     let channel = format!("pairjail-door-{token}");
-    // display-menu returns only when its menu closes: each runs in its own
-    // task, dropped (and its tmux client killed) when the door closes.
-    let mut menus = tokio::task::JoinSet::new();
-    let shown = if menus_safe {
-        notices::host_clients(&cfg.tmux, &cfg.session, cfg.host_uid, &|| {
+    // The menu opens only when the host asks (its prefix, then `a`): one
+    // that opened by itself took the keyboard mid-word.
+    let cli = format!("`pairjail approve {0}` / `pairjail deny {0}`", v.name);
+    // The key comes first: a status line cuts a long notice at its width.
+    let notice = if menus_safe {
+        let menu = notices::door_menu(&format!("pairjail: {who}"), &option, &channel);
+        lock(&state.door_menus).push((token.clone(), menu));
+        rebind(state).await;
+        let keys = match notices::prefix(&cfg.tmux).await {
+            Some(p) => format!("{p} {}", notices::DOOR_KEY),
+            None => format!("your tmux prefix, then {}", notices::DOOR_KEY),
+        };
+        format!("press {keys}: {who}; or {cli}")
+    } else {
+        format!("{who}: no menu in a session where guests can type; answer with {cli}")
+    };
+    state.announce(notice);
+    let menu = menus_safe.then_some((channel.as_str(), option.as_str()));
+    let decided = decide(state, s, answer, menu, orders).await;
+    if menus_safe {
+        // This door's menu goes with it: the key opens the one of the
+        // guest who came before, if one still waits; a menu open on the
+        // host's clients is closed, as tmux's own would be.
+        lock(&state.door_menus).retain(|(t, _)| *t != token);
+        rebind(state).await;
+        for name in notices::host_clients(&cfg.tmux, &cfg.session, cfg.host_uid, &|| {
             state.own_clients()
         })
         .await
-    } else {
-        Vec::new()
-    };
-    for tty in shown.clone() {
-        let (t, title) = (cfg.tmux.clone(), format!("pairjail: {who}"));
-        let (option, channel) = (option.clone(), channel.clone());
-        menus.spawn(async move {
-            if let Err(e) = notices::door_menu(&t, &tty, &title, &option, &channel).await {
-                super::state::log(format!("no door menu on {tty}: {e}"));
-            }
-        });
+        {
+            let _ = notices::close_menu(&cfg.tmux, &name).await;
+        }
     }
-    let menu = menus_safe.then_some((channel.as_str(), option.as_str()));
-    let decided = decide(state, s, answer, menu, orders).await;
-    // The menus still open on the host's clients go with the door: closed
-    // first, so each display-menu returns as tmux's own would, and the
-    // next guest's menu finds none left open; a client that still waits
-    // after that is killed.
-    for name in &shown {
-        let _ = notices::close_menu(&cfg.tmux, name).await;
-    }
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-        while menus.join_next().await.is_some() {}
-    })
-    .await;
-    menus.abort_all();
     let decided = decided?;
     match decided {
         Answer::Deny => Err(Shut::Denied(
@@ -150,6 +140,20 @@ pub async fn wait(
                 cfg.host
             ),
         )),
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Points the host's door key at the latest waiting guest's menu, or at
+/// nothing once none waits.
+async fn rebind(state: &State) {
+    let latest = lock(&state.door_menus).last().map(|(_, m)| m.clone());
+    if let Err(e) = notices::bind_door(&state.cfg.tmux, latest.as_deref(), state.cfg.host_uid).await
+    {
+        super::state::log(format!("the door's key: {e}"));
     }
 }
 

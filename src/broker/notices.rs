@@ -305,52 +305,86 @@ pub async fn set_read_only(t: &Tmux, tty: &str) -> Result<(), NoticeError> {
     .map(drop)
 }
 
-/// The door's question on one of the host's clients: a menu whose items
-/// answer on the tmux option `answer_option` and wake `channel`. Both names
-/// carry a random token only the broker and this menu know, so nobody else
-/// in the session (a pair guest typing tmux commands) can answer.
-pub async fn door_menu(
-    t: &Tmux,
-    tty: &str,
-    title: &str,
-    answer_option: &str,
-    channel: &str,
-) -> Result<(), NoticeError> {
+/// The key, after the host's prefix, that opens the door's menu.
+pub const DOOR_KEY: &str = "a";
+
+/// The door's question as a tmux command: a menu whose items answer on
+/// the tmux option `answer_option` and wake `channel`. Both names carry a
+/// random token only the broker and this menu know, so nobody else in the
+/// session (a pair guest typing tmux commands) can answer.
+pub fn door_menu(title: &str, answer_option: &str, channel: &str) -> String {
     let item =
         |answer: &str| format!("set-option -s {answer_option} {answer} ; wait-for -S {channel}");
-    let (pair, mirror, deny) = (item("pair"), item("mirror"), item("deny"));
-    // display-menu returns when the menu closes: the host takes its time.
-    // Menus are only shown where no guest can type (see door.rs).
-    answer(
-        t,
-        &[
-            "display-menu",
-            "-c",
-            tty,
-            "-T",
-            &literal(title),
-            "-x",
-            "C",
-            "-y",
-            "C",
-            "Admit as requested",
-            "a",
-            &item("requested"),
-            "Admit as pair",
-            "p",
-            &pair,
-            "Admit as mirror (watch only)",
-            "m",
-            &mirror,
-            "",
-            "Deny",
-            "d",
-            &deny,
-        ],
-        None,
-    )
-    .await
+    let words = [
+        "display-menu".to_string(),
+        "-T".into(),
+        literal(title),
+        "-x".into(),
+        "C".into(),
+        "-y".into(),
+        "C".into(),
+        "Admit as requested".into(),
+        "a".into(),
+        item("requested"),
+        "Admit as pair".into(),
+        "p".into(),
+        item("pair"),
+        "Admit as mirror (watch only)".into(),
+        "m".into(),
+        item("mirror"),
+        String::new(),
+        "Deny".into(),
+        "d".into(),
+        item("deny"),
+    ];
+    words
+        .iter()
+        .map(|w| quoted(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `word` as one word of a tmux command string: in double quotes, where
+/// only `\`, `"` and `$` need escaping.
+fn quoted(word: &str) -> String {
+    let mut q = String::from("\"");
+    for c in word.chars() {
+        if matches!(c, '\\' | '"' | '$') {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
+}
+
+/// Binds the host's prefix then [`DOOR_KEY`] to `menu` (None: unbinds
+/// it). The menu opens when the host asks for it, never by itself: a menu
+/// takes the keyboard the moment it opens, so one that opened on a knock
+/// took the host's next `a` (in `cat`) as "admit", and swallowed the keys
+/// before it. Only a client of the host's uid gets it (`uid`).
+pub async fn bind_door(t: &Tmux, menu: Option<&str>, uid: u32) -> Result<(), NoticeError> {
+    match menu {
+        Some(m) => {
+            let only_host = format!("#{{==:#{{client_uid}},{uid}}}");
+            tmux(
+                t,
+                &[
+                    "bind-key", "-T", "prefix", DOOR_KEY, "if-shell", "-F", &only_host, m,
+                ],
+            )
+            .await
+        }
+        None => tmux(t, &["unbind-key", "-T", "prefix", DOOR_KEY]).await,
+    }
     .map(drop)
+}
+
+/// The host's prefix key as tmux names it (`C-b`), to tell the host.
+pub async fn prefix(t: &Tmux) -> Option<String> {
+    let p = tmux(t, &["show-options", "-gv", "prefix"]).await.ok()?;
+    let p = p.trim();
+    (!p.is_empty() && p != "None").then(|| literal(p))
 }
 
 /// Closes a menu (or popup) on a client: how the door takes its question

@@ -95,6 +95,9 @@ pub struct State {
     knocks: Mutex<(f64, std::time::Instant, u64)>,
     /// The tunnel's state, when there is one.
     tunnel: Mutex<Option<super::tunnel::Status>>,
+    /// The door's menus of guests waiting now, in the order they came
+    /// (token, menu): the host's prefix key opens the latest.
+    pub door_menus: Mutex<Vec<(String, String)>>,
     /// Writes audit events, and copies them to syslog, off the broker's
     /// thread (None: `start --no-audit`, or the writer could not start).
     audit: Option<crate::audit::writer::Writer>,
@@ -142,6 +145,7 @@ impl State {
             layout: watch::channel(0).0,
             refusals: Mutex::new((REFUSAL_BURST, std::time::Instant::now(), 0)),
             knocks: Mutex::new((REFUSAL_BURST, std::time::Instant::now(), 0)),
+            door_menus: Mutex::new(Vec::new()),
             tunnel: Mutex::new(cfg.tunnel.as_ref().map(|t| super::tunnel::Status {
                 relay: t.relay.clone(),
                 listen_port: t.listen_port,
