@@ -395,7 +395,7 @@ fn a_group_members_message_goes_on_the_status_row_whatever_region_a_program_scro
 #[test]
 fn mirror_screens_of_new_sizes_stop_at_a_limit() {
     const GROUPS: usize = 16;
-    let names: Vec<String> = (0..=GROUPS).map(|i| format!("grp{i}")).collect();
+    let names: Vec<String> = (0..=GROUPS + 1).map(|i| format!("grp{i}")).collect();
     let spec: Vec<(&str, &str, Option<&str>)> = names
         .iter()
         .map(|n| (n.as_str(), "sgrp", Some("mirror")))
@@ -413,6 +413,29 @@ fn mirror_screens_of_new_sizes_stop_at_a_limit() {
     let last = w.join_in_window(&guests[GROUPS], 60 + GROUPS as u16, 20);
     w.wait_screen(&last, "different sizes", 30);
     w.wait_screen(&last, "SSH-EXIT=", 30);
+
+    // A guest who resizes at the limit is kept, at its old size: one of
+    // two at 61x20 (found by a read-only attack hunt: it was cut off, so
+    // guests holding 16 sizes had any other guest who resized dropped).
+    let second = w.join_in_window(&guests[GROUPS + 1], 61, 20);
+    w.wait_screen(&second, "GRP-READY", 30);
+    w.drv(&["resize-window", "-t", &second, "-x", "90", "-y", "20"]);
+    w.wait_screen(&second, "16 sizes shown already; yours stays 61x20", 30);
+    // One alone in its group moves: leaving frees its place.
+    let first = "drv:grp0".to_string();
+    w.drv(&["resize-window", "-t", &first, "-x", "91", "-y", "20"]);
+    common::eventually(30, || {
+        let have = clients(&w, "sgrp");
+        (have.contains(&"91x20:ro".to_string()) && !have.contains(&"60x20:ro".to_string()))
+            .then_some(())
+            .ok_or(format!("clients {have:?}"))
+    });
+    host_types(&w, "sgrp", "echo STILL-$((6*7))");
+    w.wait_screen(&second, "STILL-42", 30);
+    w.wait_screen(&first, "STILL-42", 30);
+    for t in [&second, &first] {
+        assert!(!w.screen(t).contains("SSH-EXIT="), "{t} was cut off");
+    }
     let _ = w.host_pairjail(&["stop", "--session", "sgrp"]);
 }
 

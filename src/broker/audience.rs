@@ -108,6 +108,11 @@ pub struct Member {
 }
 
 impl Member {
+    /// Is this member its group's only one (leaving ends the group)?
+    pub fn alone(&self) -> bool {
+        Arc::strong_count(&self.group) == 1
+    }
+
     pub async fn next(&mut self) -> Next {
         match self.rx.recv().await {
             Ok(frame) => Next::Frame(frame),
@@ -217,6 +222,20 @@ impl Audience {
         tokio::spawn(pump(screen, master, child, stopped));
         groups.insert(key, Arc::downgrade(&group));
         Ok((Member { group, rx }, first))
+    }
+
+    /// Could a member of `from` (None: a newcomer) move to the group of
+    /// `key` under [`MAX_GROUPS`]: that group exists, or one would be
+    /// free, counting the one `from` ends by leaving it alone?
+    pub fn has_room(&self, key: &Key, from: Option<&Member>) -> bool {
+        let freed = usize::from(from.is_some_and(|m| m.alone() && m.group.key != *key));
+        let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        let live: Vec<&Key> = groups
+            .iter()
+            .filter(|(_, g)| g.strong_count() > 0)
+            .map(|(k, _)| k)
+            .collect();
+        live.contains(&key) || live.len() - freed.min(live.len()) < MAX_GROUPS
     }
 
     /// The processes of the groups' clients (never the host's).

@@ -645,8 +645,20 @@ async fn copy(
                     });
                 if moved {
                     moves.moved(Instant::now());
-                    if let Err(e) = regroup(state, link) {
-                        return Some(e);
+                    match regroup(state, link) {
+                        Ok(true) => {}
+                        // Tried again later (ever less often), in case a
+                        // size frees.
+                        Ok(false) => {
+                            let (c, r) = link.member.as_ref().map_or((0, 0), |m| (m.key().cols, m.key().rows));
+                            let text = format!(
+                                "pairjail: {} sizes shown already; yours stays {c}x{r}",
+                                audience::MAX_GROUPS
+                            );
+                            link.show(state, &text, 5000).await;
+                            regroup_at = Some(moves.due(Instant::now()));
+                        }
+                        Err(e) => return Some(e),
                     }
                 }
             }
@@ -680,7 +692,23 @@ async fn copy(
 
 /// A group member whose terminal changed size moves to the group of its
 /// new size, which draws the whole screen for it.
-fn regroup(state: &State, link: &mut Link) -> Result<(), String> {
+/// Moves a member to the group of its size: Ok(false), and nothing
+/// changed, when the share already shows [`audience::MAX_GROUPS`] sizes
+/// (being cut off for resizing a window is worse than a screen of the
+/// old size).
+fn regroup(state: &State, link: &mut Link) -> Result<bool, String> {
+    let key = audience::Key {
+        term: link.spec.term.clone(),
+        cols: link.spec.cols,
+        rows: link.spec.rows,
+    };
+    if !state.audience.has_room(&key, link.member.as_ref()) {
+        return Ok(false);
+    }
+    // Alone in its group: leaving first frees its place for the new one.
+    if link.member.as_ref().is_some_and(audience::Member::alone) {
+        link.member = None;
+    }
     let (member, first) = join_group(state, &link.spec)?;
     // Frames of the old size still queued are harmless: the new screen
     // is drawn whole after them.
@@ -689,7 +717,7 @@ fn regroup(state: &State, link: &mut Link) -> Result<(), String> {
     if let (Some(o), Some(m)) = (&link.overlay, &link.member) {
         link.to_guest.push_vec(m.message(&o.text, o.on_top));
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Moves held input on to tmux once it is recorded as this guest's
