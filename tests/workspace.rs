@@ -1713,7 +1713,6 @@ fn what_a_pair_guest_wrote_in_a_shared_workspace_is_never_trusted_later() {
     let project = runtime_dir_at(w.dir.join("project"));
     let config = home.join(".config/pairjail");
     std::fs::create_dir_all(&config).unwrap();
-    std::os::unix::fs::symlink(dotfiles.join("guests.toml"), config.join("guests.toml")).unwrap();
     let owned = Command::new("chown")
         .args(["-R", "-h", &format!("{HOST}:{HOST}")])
         .arg(&home)
@@ -1747,6 +1746,17 @@ fn what_a_pair_guest_wrote_in_a_shared_workspace_is_never_trusted_later() {
     typed_in(&w, "staint1", &plant, "PLANTED-2");
     let out = w.host_pairjail(&["stop", "--session", "staint1"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // The host's guest book, a link into the dotfiles shared before (made
+    // now: with it in place that share is refused, see
+    // a_workspace_that_dotfiles_link_into_is_refused).
+    let book = config.join("guests.toml");
+    std::os::unix::fs::symlink(dotfiles.join("guests.toml"), &book).unwrap();
+    let owned = Command::new("chown")
+        .args(["-h", &format!("{HOST}:{HOST}")])
+        .arg(&book)
+        .status()
+        .unwrap();
+    assert!(owned.success());
 
     // The profile, on the search path of a later share.
     let profiles = dotfiles.join("profiles").display().to_string();
