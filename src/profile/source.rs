@@ -27,6 +27,7 @@ impl Source {
     /// profile decides what a jail lets through.
     pub fn read(path: &Path) -> Result<Source, ProfileError> {
         use std::io::Read;
+        use std::os::fd::AsRawFd;
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
         let name = path.display().to_string();
         let fail = |message: String| ProfileError {
@@ -61,6 +62,29 @@ impl Source {
                 "writable by others (mode {:o}): a profile decides what a jail allows; fix: chmod go-w {name}",
                 meta.mode() & 0o7777
             )));
+        }
+        // Nor may anyone else swap it: every directory it is in, as the
+        // file opened lies, is changed only by the caller or root (or is
+        // sticky, where nobody replaces another's file).
+        let real = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .map_err(|e| fail(format!("cannot read: {e}")))?;
+        for dir in real.ancestors().skip(1) {
+            let m = fs::metadata(dir).map_err(|e| fail(format!("in {}: {e}", dir.display())))?;
+            let owner_ok = m.uid() == 0 || m.uid() == me;
+            let others_write = m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0;
+            if !owner_ok || others_write {
+                return Err(fail(format!(
+                    "in {}, a directory {} (owner uid {}, mode {:o}), who could swap this profile for another: a profile decides what a jail allows; keep profiles in directories only you or root can change",
+                    dir.display(),
+                    if owner_ok {
+                        "others can write"
+                    } else {
+                        "someone else owns"
+                    },
+                    m.uid(),
+                    m.mode() & 0o7777
+                )));
+            }
         }
         let mut text = String::new();
         file.take(MAX_BYTES + 1)
@@ -139,5 +163,28 @@ mod tests {
                 .message
                 .contains("larger than")
         );
+        // A directory others can write (a team's, group-writable): any of
+        // them could swap the file for one of their own; sticky is fine.
+        let team = d.path().join("team");
+        fs::create_dir(&team).unwrap();
+        let q = team.join("q.toml");
+        fs::write(&q, "description = \"x\"\n").unwrap();
+        fs::set_permissions(&q, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(Source::read(&q).is_ok());
+        fs::set_permissions(&team, fs::Permissions::from_mode(0o775)).unwrap();
+        let e = Source::read(&q).unwrap_err().message;
+        assert!(e.contains("others can write") && e.contains("team"), "{e}");
+        fs::set_permissions(&team, fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(Source::read(&q).is_ok());
+        // Reached through a link: the directories where the file lies count.
+        fs::set_permissions(&team, fs::Permissions::from_mode(0o777)).unwrap();
+        std::os::unix::fs::symlink(&q, d.path().join("via.toml")).unwrap();
+        assert!(Source::read(&d.path().join("via.toml")).is_err());
+        if nix::unistd::Uid::effective().is_root() {
+            fs::set_permissions(&team, fs::Permissions::from_mode(0o755)).unwrap();
+            std::os::unix::fs::chown(&team, Some(4321), None).unwrap();
+            let e = Source::read(&q).unwrap_err().message;
+            assert!(e.contains("someone else owns"), "{e}");
+        }
     }
 }
