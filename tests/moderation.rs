@@ -455,6 +455,16 @@ fn the_door_admits_denies_and_times_out_and_only_the_host_answers() {
     );
     let host = w.attach_host("sdoor");
     w.wait_screen(&host, "HOST-MARKER-4242", 20);
+    // The host's own binding of the door's key, which the door borrows.
+    let own_a = [
+        "bind-key",
+        "-T",
+        "prefix",
+        "a",
+        "display-message",
+        "HOSTS-OWN-A",
+    ];
+    w.host_tmux("sdoor", &own_a);
 
     // oli waits, and is let in with the CLI.
     let oli = w.join_in_window(&guests[0], 100, 30);
@@ -522,6 +532,13 @@ fn the_door_admits_denies_and_times_out_and_only_the_host_answers() {
         "sdoor",
         &["oli:mirror:connected", "rex:mirror:connected"],
     );
+    // With nobody waiting, the key is the host's again.
+    common::eventually(20, || {
+        let keys = w.host_tmux("sdoor", &["list-keys", "-T", "prefix", "a"]);
+        keys.contains("HOSTS-OWN-A")
+            .then_some(())
+            .ok_or(format!("prefix a is now: {keys}"))
+    });
     let out = w.host_pairjail(&["deny", "rex", "--session", "sdoor"]);
     assert_eq!(
         out.status.code(),

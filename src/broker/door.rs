@@ -113,16 +113,21 @@ pub async fn wait(
     let decided = decide(state, s, answer, menu, orders).await;
     if menus_safe {
         // This door's menu goes with it: the key opens the one of the
-        // guest who came before, if one still waits; a menu open on the
-        // host's clients is closed, as tmux's own would be.
+        // guest who came before, if one still waits. If the host opened
+        // this door's menu last, it is closed on the host's clients, as
+        // tmux's own would be (never a menu or popup of another door's,
+        // or of the host's own, on a knock given up).
         lock(&state.door_menus).retain(|(t, _)| *t != token);
         rebind(state).await;
-        for name in notices::host_clients(&cfg.tmux, &cfg.session, cfg.host_uid, &|| {
-            state.own_clients()
-        })
-        .await
-        {
-            let _ = notices::close_menu(&cfg.tmux, &name).await;
+        if notices::door_opened(&cfg.tmux, &token).await {
+            let _ = notices::tmux(&cfg.tmux, &["set-option", "-su", notices::DOOR_OPEN]).await;
+            for name in notices::host_clients(&cfg.tmux, &cfg.session, cfg.host_uid, &|| {
+                state.own_clients()
+            })
+            .await
+            {
+                let _ = notices::close_menu(&cfg.tmux, &name).await;
+            }
         }
     }
     let decided = decided?;
@@ -150,9 +155,23 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Points the host's door key at the latest waiting guest's menu, or at
 /// nothing once none waits.
 async fn rebind(state: &State) {
-    let latest = lock(&state.door_menus).last().map(|(_, m)| m.clone());
-    if let Err(e) = notices::bind_door(&state.cfg.tmux, latest.as_deref(), state.cfg.host_uid).await
-    {
+    let t = &state.cfg.tmux;
+    let mut before = state.door_key.lock().await;
+    let latest = lock(&state.door_menus).last().cloned();
+    let done = match (latest, before.is_some()) {
+        (Some((token, menu)), held) => {
+            if !held {
+                *before = Some(notices::door_key_binding(t).await);
+            }
+            notices::bind_door(t, &token, &menu, state.cfg.host_uid).await
+        }
+        (None, true) => {
+            let original = before.take().flatten();
+            notices::restore_door_key(t, original.as_deref()).await
+        }
+        (None, false) => Ok(()),
+    };
+    if let Err(e) = done {
         super::state::log(format!("the door's key: {e}"));
     }
 }

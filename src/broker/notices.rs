@@ -358,26 +358,53 @@ fn quoted(word: &str) -> String {
     q
 }
 
-/// Binds the host's prefix then [`DOOR_KEY`] to `menu` (None: unbinds
-/// it). The menu opens when the host asks for it, never by itself: a menu
-/// takes the keyboard the moment it opens, so one that opened on a knock
-/// took the host's next `a` (in `cat`) as "admit", and swallowed the keys
-/// before it. Only a client of the host's uid gets it (`uid`).
-pub async fn bind_door(t: &Tmux, menu: Option<&str>, uid: u32) -> Result<(), NoticeError> {
-    match menu {
-        Some(m) => {
-            let only_host = format!("#{{==:#{{client_uid}},{uid}}}");
-            tmux(
-                t,
-                &[
-                    "bind-key", "-T", "prefix", DOOR_KEY, "if-shell", "-F", &only_host, m,
-                ],
-            )
-            .await
-        }
+/// Binds the host's prefix then [`DOOR_KEY`] to the door's `menu`, which
+/// marks the server with the door's `token` as it opens. The menu opens
+/// when the host asks for it, never by itself: a menu takes the keyboard
+/// the moment it opens, so one that opened on a knock took the host's
+/// next `a` (in `cat`) as "admit", and swallowed the keys before it. Only
+/// a client of the host's uid gets it (`uid`).
+pub async fn bind_door(t: &Tmux, token: &str, menu: &str, uid: u32) -> Result<(), NoticeError> {
+    let only_host = format!("#{{==:#{{client_uid}},{uid}}}");
+    let open = format!("set-option -s {DOOR_OPEN} {token} ; {menu}");
+    tmux(
+        t,
+        &[
+            "bind-key", "-T", "prefix", DOOR_KEY, "if-shell", "-F", &only_host, &open,
+        ],
+    )
+    .await
+    .map(drop)
+}
+
+/// The server option naming the door whose menu the host opened last.
+pub const DOOR_OPEN: &str = "@pairjail-door-open";
+
+/// What the door's key did before a door took it (the host's own
+/// binding, from the config the share's server loaded), as a command.
+pub async fn door_key_binding(t: &Tmux) -> Option<String> {
+    let out = tmux(t, &["list-keys", "-T", "prefix", DOOR_KEY])
+        .await
+        .ok()?;
+    let line = out.lines().next()?.trim();
+    line.starts_with("bind-key").then(|| line.to_string())
+}
+
+/// Gives the door's key back what it did before (`binding`), or nothing.
+pub async fn restore_door_key(t: &Tmux, binding: Option<&str>) -> Result<(), NoticeError> {
+    match binding {
+        // `list-keys` prints bindings as commands; if-shell parses one.
+        Some(b) => tmux(t, &["if-shell", "-F", "1", b]).await,
         None => tmux(t, &["unbind-key", "-T", "prefix", DOOR_KEY]).await,
     }
     .map(drop)
+}
+
+/// Did the host open the menu of the door `token` last?
+pub async fn door_opened(t: &Tmux, token: &str) -> bool {
+    tmux(t, &["show-options", "-sv", DOOR_OPEN])
+        .await
+        .is_ok_and(|v| v.trim() == token)
 }
 
 /// The host's prefix key as tmux names it (`C-b`), to tell the host.

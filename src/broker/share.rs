@@ -349,7 +349,11 @@ pub fn required(direct: bool, pair_home: Option<&Path>) -> Result<Required, Shar
             }
         }
     }
-    r.unread.retain(|f| !read_by_joins.contains(f));
+    // Compared where they lie: `$HOME` may name the home another way.
+    let real = |f: &PathBuf| f.canonicalize().unwrap_or_else(|_| f.clone());
+    let read: Vec<PathBuf> = read_by_joins.iter().map(real).collect();
+    r.unread.retain(|f| !read.contains(&real(f)));
+    r.unread.sort();
     r.unread.dedup();
     Ok(r)
 }

@@ -98,6 +98,11 @@ pub struct State {
     /// The door's menus of guests waiting now, in the order they came
     /// (token, menu): the host's prefix key opens the latest.
     pub door_menus: Mutex<Vec<(String, String)>>,
+    /// Held while the door's key is rebound (one door's change must not
+    /// land before another's), with what the key did before the first
+    /// door took it (None: no door holds it; Some(None): nothing), put
+    /// back when the last door closes.
+    pub door_key: tokio::sync::Mutex<Option<Option<String>>>,
     /// Writes audit events, and copies them to syslog, off the broker's
     /// thread (None: `start --no-audit`, or the writer could not start).
     audit: Option<crate::audit::writer::Writer>,
@@ -146,6 +151,7 @@ impl State {
             refusals: Mutex::new((REFUSAL_BURST, std::time::Instant::now(), 0)),
             knocks: Mutex::new((REFUSAL_BURST, std::time::Instant::now(), 0)),
             door_menus: Mutex::new(Vec::new()),
+            door_key: tokio::sync::Mutex::new(None),
             tunnel: Mutex::new(cfg.tunnel.as_ref().map(|t| super::tunnel::Status {
                 relay: t.relay.clone(),
                 listen_port: t.listen_port,

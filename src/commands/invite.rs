@@ -94,8 +94,8 @@ pub struct AddArgs {
     /// relay, or direct (the guest's own jailed tmux client; pair-user mode only).
     #[arg(long, value_enum, default_value = "relay")]
     pub transport: Transport,
-    /// The guest waits at the door until you let it in (a menu in your
-    /// session, or `pairjail approve NAME`).
+    /// The guest waits at the door until you let it in (your tmux prefix,
+    /// then `a`, for a menu in your session, or `pairjail approve NAME`).
     #[arg(long)]
     pub approve: bool,
     /// The name guests connect to, in the printed line (default: the

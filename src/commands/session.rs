@@ -57,8 +57,10 @@ pub struct StartArgs {
     /// do everything your account can.
     #[arg(long)]
     pub unconfined_session: bool,
-    /// Every guest waits at the door until you let it in: a menu pops up
-    /// in your session, or run `pairjail approve NAME` / `pairjail deny NAME`.
+    /// Every guest waits at the door until you let it in: a notice in your
+    /// session says who knocks (your tmux prefix, then `a`, opens a menu to
+    /// answer, in a session where no guest can type), or run
+    /// `pairjail approve NAME` / `pairjail deny NAME`.
     #[arg(long)]
     pub approve: bool,
     /// How long a guest waits at the door before that is a denial.

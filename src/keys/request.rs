@@ -117,17 +117,28 @@ const MAX_KEY_FILE: u64 = 1024 * 1024;
 
 /// The text of a key file the host named: a regular file, opened without
 /// waiting (a FIFO someone put at the path hung `invite add`, and
-/// `/dev/zero` filled its memory), at most [`MAX_KEY_FILE`] bytes.
+/// `/dev/zero` filled its memory), or a pipe of the host's own shell
+/// (`--key-file <(curl …)`, a `/dev/fd/N`), at most [`MAX_KEY_FILE`]
+/// bytes.
 fn read_key_file(p: &std::path::Path) -> Result<String, String> {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(p)
         .map_err(|e| e.to_string())?;
     let meta = f.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
+    let own_pipe =
+        meta.file_type().is_fifo() && (p.starts_with("/dev/fd") || p.starts_with("/proc/self/fd"));
+    if own_pipe {
+        // Its writer is the host's own command: wait for it.
+        nix::fcntl::fcntl(
+            &f,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+        )
+        .map_err(|e| e.to_string())?;
+    } else if !meta.is_file() {
         return Err("not a regular file: give a file of public keys".into());
     }
     let mut text = String::new();
@@ -280,6 +291,16 @@ mod tests {
         let big = d.path().join("big.pub");
         std::fs::write(&big, vec![b'a'; MAX_KEY_FILE as usize + 1]).unwrap();
         assert!(read_key_file(&big).unwrap_err().contains("over"));
+        // The host's own pipe, as `<(cat keys.pub)` names it.
+        let (rd, wr) = nix::unistd::pipe().unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            nix::unistd::write(&wr, b"ssh-ed25519 AAAA piped\n").unwrap();
+        });
+        let path = format!("/dev/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&rd));
+        let got = read_key_file(std::path::Path::new(&path));
+        writer.join().unwrap();
+        assert_eq!(got.unwrap(), "ssh-ed25519 AAAA piped\n");
         let ok = d.path().join("ok.pub");
         std::fs::write(&ok, "ssh-ed25519 AAAA x\n").unwrap();
         assert_eq!(read_key_file(&ok).unwrap(), "ssh-ed25519 AAAA x\n");
