@@ -48,6 +48,18 @@ pub fn mounted(dir: &Path, mount: &Path) -> MountinfoError {
     }
 }
 
+/// The mount a descriptor (an `O_PATH` one too) is on, from
+/// `/proc/self/fdinfo`: learnt without touching what it names, so a
+/// directory opened as a FUSE mount appeared on it (after the table was
+/// read) is told apart before anything `stat`s it and waits for good.
+pub fn mount_id(fd: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// The mount points of a mountinfo table (the fifth field, with the
 /// kernel's octal escapes for space, tab, newline and backslash undone).
 pub fn parse(table: &str) -> impl Iterator<Item = PathBuf> + '_ {
@@ -82,6 +94,25 @@ pub fn parse(table: &str) -> impl Iterator<Item = PathBuf> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_descriptors_mount_is_told_without_touching_it() {
+        use std::os::fd::AsFd;
+        let open = |p: &str| {
+            std::fs::File::from(
+                nix::fcntl::open(
+                    p,
+                    nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .unwrap(),
+            )
+        };
+        let (root, etc, proc) = (open("/"), open("/etc"), open("/proc"));
+        let id = |f: &std::fs::File| mount_id(f.as_fd()).unwrap();
+        assert_eq!(id(&root), id(&etc));
+        assert_ne!(id(&root), id(&proc));
+    }
 
     #[test]
     fn mount_points_are_read_with_their_escapes_undone() {

@@ -12,7 +12,7 @@
 //! * a whole-call deadline: no host can delay another host's guests.
 
 use std::collections::HashMap;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -138,6 +138,19 @@ pub fn answer(
     let Ok(runtime_dev) = std::fs::metadata(runtime).map(|m| m.dev()) else {
         return (None, warnings);
     };
+    // The runtime directory's mount: a host directory on another one was
+    // mounted on after the table was read (see below).
+    let Some(runtime_mount) = nix::fcntl::open(
+        runtime,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()
+    .map(std::fs::File::from)
+    .and_then(|f| crate::mountinfo::mount_id(f.as_fd())) else {
+        warnings.push("cannot tell the runtime directory's mount; refusing to guess".into());
+        return (None, warnings);
+    };
     let mut found = Vec::new();
     // Only host directories count towards the limit: the runtime directory
     // is open to every local user, who could otherwise fill it with files
@@ -179,6 +192,17 @@ pub fn answer(
             continue;
         };
         let held = std::fs::File::from(held);
+        // A mount that appeared on it after the table was read (a local
+        // user's FUSE, mounted and unmounted in a loop): a stat of it
+        // could wait for good. What the descriptor is on is learnt from
+        // /proc without touching it.
+        if crate::mountinfo::mount_id(held.as_fd()) != Some(runtime_mount) {
+            warnings.push(format!(
+                "skipped {}: a filesystem is mounted on it, whose owners are its own say",
+                path.display()
+            ));
+            continue;
+        }
         let Ok(meta) = held.metadata() else {
             continue;
         };
