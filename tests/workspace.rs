@@ -179,6 +179,7 @@ fn attack_lines(agent: &str, tag: &str) -> Vec<String> {
         "tmux -S /tmp/tmux-$(id -u)/default list-sessions; echo TMUX-DONE".into(),
         format!("echo x > $HOME/outside-{tag}; echo WRITE-DONE"),
         format!("echo EUID=$({SUID_ID} -u); sudo -n true; echo SUDO=$?"),
+        "cat /proc/keys /proc/key-users; echo KEYS-DONE".into(),
         format!("echo inside > inside-{tag}; echo INSIDE-$((40+2))"),
     ]
 }
@@ -215,6 +216,19 @@ fn a_pair_guest_cannot_reach_the_hosts_secrets_agent_other_sessions_or_privilege
     );
     let euid = run_as(HOST, SUID_ID).arg("-u").output().unwrap();
     assert_eq!(text(&euid.stdout).trim(), "0");
+    // A key in the host's user keyring (kept while its tmux server runs),
+    // whose name the kernel lists in /proc/keys to every reader whose
+    // namespace maps the host's uid.
+    let key = run_as(HOST, "/usr/bin/python3")
+        .args([
+            "-c",
+            "import ctypes; l = ctypes.CDLL(None); \
+             assert l.syscall(248, b'user', b'PJ-SECRET-KEY', b'x', 1, -4) > 0; \
+             print(open('/proc/keys').read())",
+        ])
+        .output()
+        .unwrap();
+    assert!(text(&key.stdout).contains("PJ-SECRET-KEY"), "{key:?}");
 
     let out = w.try_start_session(
         "sjail",

@@ -278,6 +278,23 @@ fn through_binds(entries: &[Entry], path: &Path, inward: bool) -> Option<PathBuf
 /// covers: matched on the host through the bind that shows them; a
 /// symlink is followed to what it names, hidden where that is visible.
 fn hidden_paths(entries: &[Entry], pattern: &Path) -> Result<Vec<(PathBuf, bool)>, JailError> {
+    // In the jail's own proc, named as it is (no pattern): kernel-wide
+    // files such as /proc/keys list the keys of every uid the reader's
+    // namespace maps, the host's among them. Hidden if the kernel has it.
+    let in_proc = entries.iter().find_map(|e| match e {
+        Entry::Proc { dst } => pattern
+            .strip_prefix(dst)
+            .ok()
+            .filter(|r| !r.as_os_str().is_empty()),
+        _ => None,
+    });
+    if let Some(rest) = in_proc {
+        let host = Path::new("/proc").join(rest);
+        return Ok(match std::fs::symlink_metadata(&host) {
+            Ok(m) => vec![(pattern.to_path_buf(), m.is_dir())],
+            Err(_) => vec![],
+        });
+    }
     let Some(host_pattern) = through_binds(entries, pattern, false) else {
         // Nothing bound there: the path does not exist inside.
         return Ok(vec![]);
