@@ -220,7 +220,8 @@ fn print_error_json(code: u8, message: &str) {
             message: message.to_string(),
         },
     };
-    if let Ok(text) = serde_json::to_string_pretty(&out) {
+    // The message may quote another's file (a profile's parse error).
+    if let Ok(text) = crate::json_line::pretty(&out) {
         println!("{text}");
     }
 }

@@ -592,7 +592,7 @@ fn profiles_that_require_recording_and_auditing_are_enforced_at_start_and_at_the
         said.contains(&format!(
             "{} is not read for guests",
             team.join("guest-relay.toml").display()
-        )) && said.contains("/etc/pairjail/profiles"),
+        )) && said.contains(&format!("/home/{HOST}/.config/pairjail/profiles")),
         "{said}"
     );
 

@@ -219,16 +219,32 @@ fn a_pair_guest_cannot_reach_the_hosts_secrets_agent_other_sessions_or_privilege
     // A key in the host's user keyring (kept while its tmux server runs),
     // whose name the kernel lists in /proc/keys to every reader whose
     // namespace maps the host's uid.
+    // (add_key and keyctl by number: no keyutils needed.)
+    let keys = "import ctypes, platform, sys; l = ctypes.CDLL(None); \
+                add, ctl = {'x86_64': (248, 250), 'aarch64': (217, 219)}[platform.machine()]";
     let key = run_as(HOST, "/usr/bin/python3")
         .args([
             "-c",
-            "import ctypes; l = ctypes.CDLL(None); \
-             assert l.syscall(248, b'user', b'PJ-SECRET-KEY', b'x', 1, -4) > 0; \
-             print(open('/proc/keys').read())",
+            &format!(
+                "{keys}; k = l.syscall(add, b'user', b'PJ-SECRET-KEY', b'x', 1, -4); \
+                 assert k > 0; print(k); print(open('/proc/keys').read())"
+            ),
         ])
         .output()
         .unwrap();
     assert!(text(&key.stdout).contains("PJ-SECRET-KEY"), "{key:?}");
+    let id = text(&key.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    // Revoked when the test ends: the user keyring outlives its processes.
+    let _revoke = common::OnDrop(|| {
+        let _ = run_as(HOST, "/usr/bin/python3")
+            .args(["-c", &format!("{keys}; l.syscall(ctl, 3, {id})")])
+            .output();
+    });
 
     let out = w.try_start_session(
         "sjail",
@@ -1895,7 +1911,7 @@ fn a_workspace_that_dotfiles_link_into_is_refused() {
     let made = run_as(HOST, "sh")
         .arg("-c")
         .arg(format!(
-            "mkdir {d} && echo '# mine' > {d}/rc && ln -s {tag}/rc {rc}",
+            "mkdir -p {d} && echo '# mine' > {d}/rc && ln -sfn {tag}/rc {rc}",
             d = dots.display(),
             rc = rc.display()
         ))

@@ -25,6 +25,9 @@ pub fn leading_into(home: &Path, workspace: &Path) -> Vec<PathBuf> {
     let Ok(meta) = std::fs::symlink_metadata(home) else {
         return vec![];
     };
+    // Mount points are learnt from the table, without touching them (a
+    // dead network mount would hang a stat); without a table, by device.
+    let mounts = crate::mountinfo::points().ok();
     let mut found = vec![];
     let mut dirs = vec![(home.to_path_buf(), 0usize)];
     while let Some((dir, depth)) = dirs.pop() {
@@ -47,7 +50,10 @@ pub fn leading_into(home: &Path, workspace: &Path) -> Vec<PathBuf> {
             } else if kind.is_dir() && depth + 1 < DEPTH {
                 // Another file system (a mount of the host's own) is not
                 // walked: it may be slow or remote.
-                let same_fs = std::fs::symlink_metadata(&path).is_ok_and(|m| m.dev() == meta.dev());
+                let same_fs = match &mounts {
+                    Some(m) => !m.contains(&path),
+                    None => std::fs::symlink_metadata(&path).is_ok_and(|m| m.dev() == meta.dev()),
+                };
                 if same_fs {
                     dirs.push((path, depth + 1));
                 }

@@ -223,7 +223,7 @@ fn list(json: bool, search: &SearchPath) -> Outcome {
 }
 
 fn print_json(v: &serde_json::Value) -> Outcome {
-    let text = serde_json::to_string_pretty(v).map_err(Failure::failed)?;
+    let text = crate::json_line::pretty(v).map_err(Failure::failed)?;
     println!("{text}");
     Ok(ExitCode::SUCCESS)
 }

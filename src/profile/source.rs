@@ -66,9 +66,12 @@ impl Source {
         // Nor may anyone else swap it: every directory it is in, as the
         // file opened lies, is changed only by the caller or root (or is
         // sticky, where nobody replaces another's file).
+        // The directories it is named in count too: a link in a directory
+        // others can write is theirs to drop or point elsewhere.
         let real = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
             .map_err(|e| fail(format!("cannot read: {e}")))?;
-        for dir in real.ancestors().skip(1) {
+        let named = std::path::absolute(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        for dir in real.ancestors().skip(1).chain(named.ancestors().skip(1)) {
             let m = fs::metadata(dir).map_err(|e| fail(format!("in {}: {e}", dir.display())))?;
             let owner_ok = m.uid() == 0 || m.uid() == me;
             let others_write = m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0;
@@ -176,10 +179,19 @@ mod tests {
         assert!(e.contains("others can write") && e.contains("team"), "{e}");
         fs::set_permissions(&team, fs::Permissions::from_mode(0o1777)).unwrap();
         assert!(Source::read(&q).is_ok());
-        // Reached through a link: the directories where the file lies count.
+        // Reached through a link: the directories where the file lies
+        // count, and so do those of the link.
         fs::set_permissions(&team, fs::Permissions::from_mode(0o777)).unwrap();
         std::os::unix::fs::symlink(&q, d.path().join("via.toml")).unwrap();
         assert!(Source::read(&d.path().join("via.toml")).is_err());
+        fs::set_permissions(&team, fs::Permissions::from_mode(0o755)).unwrap();
+        let lobby = d.path().join("lobby");
+        fs::create_dir(&lobby).unwrap();
+        std::os::unix::fs::symlink(&q, lobby.join("q.toml")).unwrap();
+        assert!(Source::read(&lobby.join("q.toml")).is_ok());
+        fs::set_permissions(&lobby, fs::Permissions::from_mode(0o777)).unwrap();
+        let e = Source::read(&lobby.join("q.toml")).unwrap_err().message;
+        assert!(e.contains("lobby"), "{e}");
         if nix::unistd::Uid::effective().is_root() {
             fs::set_permissions(&team, fs::Permissions::from_mode(0o755)).unwrap();
             std::os::unix::fs::chown(&team, Some(4321), None).unwrap();
