@@ -47,8 +47,21 @@ pub fn parse(line: &str) -> Result<GuestKey, String> {
             return Err("DSA keys are refused: they are broken and OpenSSH disabled them".into());
         }
         KeyData::Rsa(rsa) => {
-            let bytes = rsa.n.as_positive_bytes().map(<[u8]>::len).unwrap_or(0);
-            let bits = bytes * 8;
+            // The modulus's real length, from its highest set bit.
+            let n = rsa.n.as_positive_bytes().unwrap_or(&[]);
+            let bits = n
+                .first()
+                .map_or(0, |top| n.len() * 8 - top.leading_zeros() as usize);
+            // An exponent of 1 makes every padded hash its own signature:
+            // anyone who saw the public key logs in with it. Even ones are
+            // no RSA key at all.
+            let e = rsa.e.as_positive_bytes().unwrap_or(&[]);
+            let even = e.last().is_none_or(|low| low & 1 == 0);
+            if even || e == [1] {
+                return Err(
+                    "RSA key with a public exponent no real key has (1, or even): refused; ask for a key made by ssh-keygen".into(),
+                );
+            }
             if bits < MIN_RSA_BITS {
                 return Err(format!(
                     "RSA key of {bits} bits is too short (at least {MIN_RSA_BITS})"
@@ -171,13 +184,17 @@ mod tests {
     /// An RSA public key line whose modulus is `bytes` long (odd, top
     /// bit set; no private key has it, which a public key does not show).
     fn rsa_with_modulus_of(bytes: usize) -> String {
+        PublicKey::from(KeyData::Rsa(rsa_with(&[1, 0, 1], bytes)))
+            .to_openssh()
+            .unwrap()
+    }
+
+    fn rsa_with(e: &[u8], bytes: usize) -> ssh_key::public::RsaPublicKey {
         use ssh_key::{Mpint, public::RsaPublicKey};
-        let n = vec![0xc5; bytes];
-        let rsa = RsaPublicKey {
-            e: Mpint::from_positive_bytes(&[1, 0, 1]).unwrap(),
-            n: Mpint::from_positive_bytes(&n).unwrap(),
-        };
-        PublicKey::from(KeyData::Rsa(rsa)).to_openssh().unwrap()
+        RsaPublicKey {
+            e: Mpint::from_positive_bytes(e).unwrap(),
+            n: Mpint::from_positive_bytes(&vec![0xc5; bytes]).unwrap(),
+        }
     }
 
     #[test]
@@ -230,6 +247,27 @@ mod tests {
             assert!(e.contains(said), "{e}");
         }
         assert!(parse(&rsa_with_modulus_of(2048)).is_ok());
+        // Counted from the highest set bit: 2041 bits is not 2048.
+        let mut short = rsa_with(&[1, 0, 1], 256);
+        short.n =
+            ssh_key::Mpint::from_positive_bytes(&[&[0x01][..], &[0xc5; 255][..]].concat()).unwrap();
+        let e = parse(&PublicKey::from(KeyData::Rsa(short)).to_openssh().unwrap()).unwrap_err();
+        assert!(e.contains("2041 bits is too short"), "{e}");
+        // A public exponent of 1 (every padded hash is its own signature:
+        // a login with the public key alone), or an even one.
+        for exp in [&[1u8][..], &[2], &[1, 0, 0]] {
+            let k = PublicKey::from(KeyData::Rsa(rsa_with(exp, 256)))
+                .to_openssh()
+                .unwrap();
+            let e = parse(&k).unwrap_err();
+            assert!(e.contains("public exponent"), "{exp:?}: {e}");
+        }
+        for exp in [&[3u8][..], &[0x25], &[1, 0, 1]] {
+            let k = PublicKey::from(KeyData::Rsa(rsa_with(exp, 256)))
+                .to_openssh()
+                .unwrap();
+            assert!(parse(&k).is_ok(), "{exp:?}");
+        }
         // A security key's application string, as long as the format allows.
         let sk = ssh_key::public::SkEd25519::new(
             ssh_key::public::Ed25519PublicKey([7; 32]),

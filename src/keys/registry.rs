@@ -189,19 +189,33 @@ pub fn unrestricted_lines(path: &Path, k: &GuestKey) -> Result<Vec<usize>, Regis
     let wanted = ssh_key::PublicKey::from_openssh(&k.openssh)
         .map_err(|e| Failed(format!("cannot decode key: {e}")))?;
     let mut found = Vec::new();
-    let mut in_block = false;
+    // The block as `block::split` finds it: the first line that is exactly
+    // its start, to the first exact end. A second copy, an indented marker
+    // or a stray start is one of the host's own lines, which sshd reads.
+    #[derive(PartialEq)]
+    enum At {
+        Before,
+        In,
+        After,
+    }
+    let mut at = At::Before;
     for (i, raw) in text.split(|b| *b == b'\n').enumerate() {
         let line = String::from_utf8_lossy(raw);
+        let exact = line.strip_suffix('\r').unwrap_or(&line);
+        match at {
+            At::Before if exact == block::BEGIN || exact == block::BEGIN_NL => {
+                at = At::In;
+                continue;
+            }
+            At::In if exact == block::END => {
+                at = At::After;
+                continue;
+            }
+            At::In => continue,
+            _ => {}
+        }
         let t = line.trim();
-        if t == block::BEGIN || t == block::BEGIN_NL {
-            in_block = true;
-            continue;
-        }
-        if t == block::END {
-            in_block = false;
-            continue;
-        }
-        if in_block || t.is_empty() || t.starts_with('#') {
+        if t.is_empty() || t.starts_with('#') {
             continue;
         }
         if names_key(t, &wanted) {
@@ -219,9 +233,16 @@ fn names_key(line: &str, wanted: &ssh_key::PublicKey) -> bool {
         .into_iter()
         .flatten()
         .any(|k| {
-            let mut words = k.split_whitespace();
+            // sshd ends the type and the base64 at a space or tab only,
+            // and its decoder skips any other white space in the base64
+            // (a vertical tab in it is still the key).
+            let mut words = k.split([' ', '\t']).filter(|w| !w.is_empty());
             match (words.next(), words.next()) {
                 (Some(kind), Some(blob)) => {
+                    let blob: String = blob
+                        .chars()
+                        .filter(|c| !c.is_ascii_whitespace() && *c != '\x0b')
+                        .collect();
                     // sshd also takes an RSA key under its signature names.
                     let kind = match kind {
                         "rsa-sha2-256" | "rsa-sha2-512" => "ssh-rsa",
@@ -493,6 +514,25 @@ mod tests {
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
         assert_eq!(unrestricted_lines(&path, &k).unwrap(), [2, 3, 5, 7]);
         assert_eq!(unrestricted_lines(&path, &other).unwrap(), [4, 6]);
+        // White space sshd's base64 decoder skips (it splits words only
+        // at spaces and tabs), and block markers that are not the block
+        // sshd's lines still count in: an indented one, a stray start, a
+        // second copy after the block.
+        let (head, tail) = blob.split_at(20);
+        let lines = [
+            format!("{kind} {head}\x0b{tail} bob"),
+            format!("{kind} {head}\x0c{tail}"),
+            format!("  {}", block::BEGIN),
+            format!("{kind} {blob} indented-marker"),
+            block::BEGIN.to_string(),
+            "restrict,command=\"x\" ssh-ed25519 AAAA-in-the-block".into(),
+            block::END.to_string(),
+            block::BEGIN.to_string(),
+            format!("{kind} {blob} second-copy"),
+            block::END.to_string(),
+        ];
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        assert_eq!(unrestricted_lines(&path, &k).unwrap(), [1, 2, 4, 9]);
     }
 
     #[test]
