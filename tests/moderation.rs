@@ -569,6 +569,8 @@ fn approve_answers_only_the_connection_the_host_names() {
         HOST_PROGRAM,
         &["--approve", "--approve-timeout", "120s"],
     );
+    let host = w.attach_host("sdoor2");
+    w.wait_screen(&host, "HOST-MARKER-4242", 20);
     let waiting = |w: &World| -> Vec<String> {
         w.guests("sdoor2")
             .iter()
@@ -597,6 +599,19 @@ fn approve_answers_only_the_connection_the_host_names() {
     let second = w.join_in_window(&twin, 100, 30);
     w.wait_screen(&second, "must let you in", 20);
     let sources = wait_for(2);
+    // No menu for either: its "admit" would let in whichever knocked
+    // last (found by a read-only attack hunt). The host's keys after its
+    // prefix and `a` reach its shell.
+    w.wait_screen(&host, "two connections of sal wait, so no menu", 20);
+    w.drv(&["send-keys", "-t", &host, "C-b", "a"]);
+    w.drv(&["send-keys", "-t", &host, "-l", "echo NOMENU-$((6*7))"]);
+    w.drv(&["send-keys", "-t", &host, "Enter"]);
+    w.wait_screen(&host, "NOMENU-42", 20);
+    assert!(
+        !w.screen(&host).contains("Admit as requested"),
+        "a menu opened for one of two connections of a name"
+    );
+    wait_for(2);
     let out = w.host_pairjail(&["approve", "sal", "--session", "sdoor2"]);
     assert!(
         !out.status.success(),

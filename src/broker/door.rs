@@ -27,7 +27,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::notices;
 use super::protocol::{Frame, Msg};
 use super::roster::{Answer, Order};
-use super::state::State;
+use super::state::{DoorMenu, State};
 use crate::audit::Decider;
 use crate::profile::Mode;
 
@@ -98,13 +98,31 @@ pub async fn wait(
     // The key comes first: a status line cuts a long notice at its width.
     let notice = if menus_safe {
         let menu = notices::door_menu(&format!("pairjail: {who}"), &option, &channel);
-        lock(&state.door_menus).push((token.clone(), menu));
-        rebind(state).await;
-        let keys = match notices::prefix(&cfg.tmux).await {
-            Some(p) => format!("{p} {}", notices::DOOR_KEY),
-            None => format!("your tmux prefix, then {}", notices::DOOR_KEY),
+        let twin = {
+            let mut menus = lock(&state.door_menus);
+            let twin = menus.iter().any(|m| m.name == v.name);
+            menus.push(DoorMenu {
+                token: token.clone(),
+                name: v.name.to_string(),
+                menu,
+            });
+            twin
         };
-        format!("press {keys}: {who}; or {cli}")
+        rebind(state).await;
+        if twin {
+            // Its menu and the other's differ only in the address: the
+            // host answers for the one it means, by address.
+            format!(
+                "two connections of {0} wait, so no menu: `pairjail approve {0} --from ADDRESS` (or deny); {who}",
+                v.name
+            )
+        } else {
+            let keys = match notices::prefix(&cfg.tmux).await {
+                Some(p) => format!("{p} {}", notices::DOOR_KEY),
+                None => format!("your tmux prefix, then {}", notices::DOOR_KEY),
+            };
+            format!("press {keys}: {who}; or {cli}")
+        }
     } else {
         format!("{who}: no menu in a session where guests can type; answer with {cli}")
     };
@@ -117,7 +135,7 @@ pub async fn wait(
         // this door's menu last, it is closed on the host's clients, as
         // tmux's own would be (never a menu or popup of another door's,
         // or of the host's own, on a knock given up).
-        lock(&state.door_menus).retain(|(t, _)| *t != token);
+        lock(&state.door_menus).retain(|m| m.token != token);
         rebind(state).await;
         if notices::door_opened(&cfg.tmux, &token).await {
             let _ = notices::tmux(&cfg.tmux, &["set-option", "-su", notices::DOOR_OPEN]).await;
@@ -157,7 +175,17 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn rebind(state: &State) {
     let t = &state.cfg.tmux;
     let mut before = state.door_key.lock().await;
-    let latest = lock(&state.door_menus).last().cloned();
+    // The latest guest alone under its name: where two connections of a
+    // name wait (a stolen key beside the real guest), the key would open
+    // whichever knocked last, and "admit" would let in the wrong one.
+    let latest = {
+        let menus = lock(&state.door_menus);
+        menus
+            .iter()
+            .rev()
+            .find(|m| menus.iter().filter(|o| o.name == m.name).count() == 1)
+            .map(|m| (m.token.clone(), m.menu.clone()))
+    };
     let done = match (latest, before.is_some()) {
         (Some((token, menu)), held) => {
             if !held {

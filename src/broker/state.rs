@@ -97,7 +97,7 @@ pub struct State {
     tunnel: Mutex<Option<super::tunnel::Status>>,
     /// The door's menus of guests waiting now, in the order they came
     /// (token, menu): the host's prefix key opens the latest.
-    pub door_menus: Mutex<Vec<(String, String)>>,
+    pub door_menus: Mutex<Vec<DoorMenu>>,
     /// Held while the door's key is rebound (one door's change must not
     /// land before another's), with what the key did before the first
     /// door took it (None: no door holds it; Some(None): nothing), put
@@ -106,6 +106,14 @@ pub struct State {
     /// Writes audit events, and copies them to syslog, off the broker's
     /// thread (None: `start --no-audit`, or the writer could not start).
     audit: Option<crate::audit::writer::Writer>,
+}
+
+/// A guest waiting at the door, and the menu that answers it.
+#[derive(Debug, Clone)]
+pub struct DoorMenu {
+    pub token: String,
+    pub name: String,
+    pub menu: String,
 }
 
 /// Refusals recorded at once, then one a second.
