@@ -41,12 +41,23 @@ const HOPS: u32 = 40;
 /// Does resolving `path` reach `inside` (or below it) at any step, also
 /// through a link that later leads out again?
 pub fn passes_into(path: &Path, inside: &Path) -> bool {
+    passes_into_unless(path, inside, &|_| false)
+}
+
+/// [`passes_into`], looking no further down a chain at a step `stop`
+/// names (a mount point of someone else's, never to be touched).
+pub fn passes_into_unless(path: &Path, inside: &Path, stop: &dyn Fn(&Path) -> bool) -> bool {
     let mut hops = HOPS;
-    resolve(path, inside, &mut hops).is_none()
+    resolve(path, inside, stop, &mut hops).is_none()
 }
 
 /// `path` resolved a part at a time; None once a step is inside `inside`.
-fn resolve(path: &Path, inside: &Path, hops: &mut u32) -> Option<PathBuf> {
+fn resolve(
+    path: &Path,
+    inside: &Path,
+    stop: &dyn Fn(&Path) -> bool,
+    hops: &mut u32,
+) -> Option<PathBuf> {
     let mut at = PathBuf::from("/");
     for part in path.components() {
         match part {
@@ -60,6 +71,9 @@ fn resolve(path: &Path, inside: &Path, hops: &mut u32) -> Option<PathBuf> {
                 if at.starts_with(inside) {
                     return None;
                 }
+                if stop(&at) {
+                    return Some(at);
+                }
                 if let Ok(target) = std::fs::read_link(&at) {
                     let Some(left) = hops.checked_sub(1) else {
                         return Some(at);
@@ -67,7 +81,7 @@ fn resolve(path: &Path, inside: &Path, hops: &mut u32) -> Option<PathBuf> {
                     *hops = left;
                     at.pop();
                     let next = at.join(target);
-                    at = resolve(&next, inside, hops)?;
+                    at = resolve(&next, inside, stop, hops)?;
                 }
             }
         }

@@ -1048,3 +1048,51 @@ fn setup_refuses_root_and_peoples_accounts() {
         );
     }
 }
+
+/// `start` follows the host's dotfile links to see whether one leads into
+/// the workspace. A link left pointing into a place another local user
+/// controls (a crashed browser's lock link into /tmp) must not let their
+/// FUSE mount, or a dead network mount, hold `start` for good: a chain is
+/// not followed onto another mount than the home's and the workspace's.
+#[test]
+fn a_dotfile_leading_to_another_users_mount_never_holds_start() {
+    let Some((w, _)) = World::new("dotfuse", &[]) else {
+        return;
+    };
+    let stalling = Stalling::mount(&w.dir.join("fuse"));
+    // The local user's link, in a place of theirs, into their mount.
+    std::os::unix::fs::symlink(w.dir.join("fuse/lock"), w.dir.join("lock")).unwrap();
+    let dotfile = format!("/home/{HOST}/.pj-dotfuse-{}", std::process::id());
+    let _gone = OnDrop(|| {
+        let _ = fs::remove_file(format!("/home/{HOST}/.pj-dotfuse-{}", std::process::id()));
+    });
+    let _ = fs::remove_file(&dotfile);
+    std::os::unix::fs::symlink(w.dir.join("lock"), &dotfile).unwrap();
+    let owned = Command::new("chown")
+        .args(["-h", &format!("{HOST}:{HOST}")])
+        .arg(&dotfile)
+        .status()
+        .unwrap();
+    assert!(owned.success());
+    let mut start = run_as(HOST, shared_binary());
+    start
+        .args([
+            "start",
+            "--detach",
+            "--session",
+            "sdotfuse",
+            "--allow",
+            "mirror,pair",
+        ])
+        .args(["--guest-user", GUEST_USER, "--runtime-dir"])
+        .arg(&w.runtime)
+        .args(["--", "sh", "-c", "exec sh"])
+        .env("HOME", format!("/home/{HOST}"))
+        .env("TERM", "xterm")
+        .current_dir(w.workspace());
+    let said = ended_within(start, Duration::from_secs(60));
+    let _ = w.host_pairjail(&["stop", "--session", "sdotfuse"]);
+    drop(stalling);
+    let said = said.expect("start still waiting on the FUSE mount after 60 s");
+    assert!(said.contains("sharing session sdotfuse"), "{said}");
+}

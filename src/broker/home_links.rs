@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::realpath::passes_into;
+use crate::realpath::passes_into_unless;
 
 /// How deep below the home hidden directories are looked through:
 /// `~/.config/nvim/lua/init.lua` is 4. Stow and its kind link the highest
@@ -44,7 +44,16 @@ pub fn leading_into(home: &Path, workspace: &Path) -> Vec<PathBuf> {
                 continue;
             };
             if kind.is_symlink() {
-                if passes_into(&path, workspace) {
+                // A link's chain is not followed onto another mount than
+                // the home's and the workspace's (a local user's FUSE
+                // mount in /tmp that a dotfile leads to, or a dead network
+                // mount, held `start` for good).
+                let foreign = |at: &Path| {
+                    mounts.as_ref().is_some_and(|m| m.iter().any(|p| p == at))
+                        && !home.starts_with(at)
+                        && !workspace.starts_with(at)
+                };
+                if passes_into_unless(&path, workspace, &foreign) {
                     found.push(path);
                 }
             } else if kind.is_dir() && depth + 1 < DEPTH {
