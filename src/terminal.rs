@@ -198,13 +198,15 @@ pub fn restore_sequence(clear: bool) -> &'static [u8] {
     // UTF-8 (the filters drop every other ESC %); ESC ( B and SI: the
     // ASCII character set; ESC SP F 7-bit answers (the filters drop what
     // sets 8-bit ones); the modes the filters pass for tmux: ?5 reverse
-    // video, ?69 left and right margins, ?7727 mintty's escape key. (Not
+    // video, ?69 left and right margins, ?7727 mintty's escape key, ?2026
+    // synchronized output; ?5W tab stops every 8 columns (ESC H sets one,
+    // and passes). (Not
     // the palette or the cursor's blink: a reset would undo the user's own
     // choice, and neither changes what the terminal sends.)
     // Resetting the scroll region homes the cursor: without clearing,
     // the cursor is saved and restored around it (ESC 7, ESC 8).
-    const RESET: &[u8] = b"\x1b[?1049l\x1b[0m\x1b7\x1b[r\x1b8\x1b[?25h\x1b[?1l\x1b>\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1004l\x1b[?2004l\x1b[?1005l\x1b[?1015l\x1b[>4m\x1b[4l\x1b[?7h\x1b[?9l\x1b[?2048l\x1b[?9001l\x1b%G\x1b(B\x0f\x1b F\x1b[?5l\x1b[?69l\x1b[?7727l";
-    const RESET_CLEAR: &[u8] = b"\x1b[?1049l\x1b[0m\x1b[r\x1b[?25h\x1b[?1l\x1b>\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1004l\x1b[?2004l\x1b[?1005l\x1b[?1015l\x1b[>4m\x1b[4l\x1b[?7h\x1b[?9l\x1b[?2048l\x1b[?9001l\x1b%G\x1b(B\x0f\x1b F\x1b[?5l\x1b[?69l\x1b[?7727l\x1b[H\x1b[2J";
+    const RESET: &[u8] = b"\x1b[?1049l\x1b[0m\x1b7\x1b[r\x1b8\x1b[?25h\x1b[?1l\x1b>\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1004l\x1b[?2004l\x1b[?1005l\x1b[?1015l\x1b[>4m\x1b[4l\x1b[?7h\x1b[?9l\x1b[?2048l\x1b[?9001l\x1b%G\x1b(B\x0f\x1b F\x1b[?5l\x1b[?69l\x1b[?7727l\x1b[?2026l\x1b[?5W";
+    const RESET_CLEAR: &[u8] = b"\x1b[?1049l\x1b[0m\x1b[r\x1b[?25h\x1b[?1l\x1b>\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1004l\x1b[?2004l\x1b[?1005l\x1b[?1015l\x1b[>4m\x1b[4l\x1b[?7h\x1b[?9l\x1b[?2048l\x1b[?9001l\x1b%G\x1b(B\x0f\x1b F\x1b[?5l\x1b[?69l\x1b[?7727l\x1b[?2026l\x1b[?5W\x1b[H\x1b[2J";
     if clear { RESET_CLEAR } else { RESET }
 }
 

@@ -111,6 +111,8 @@ fn asks_terminal(seq: &[u8]) -> bool {
         // A conformance level (DECSCL): its second parameter makes
         // answers 8-bit, as `ESC SP G` does.
         b'p' if intermediate == Some(b'"') => true,
+        // xterm's pointer mode (`CSI > 3 p` hides the mouse pointer).
+        b'p' if private == Some(b'>') => true,
         // Mode, presentation, tab-stop, checksum, locator and other
         // reports (DECRQM, DECRQPSR, DECRQTSR, DECRQCRA, DECRQUPSS,
         // DECRQDE, DECRQLP, XTREPORTCOLORS; the kitty forms of `u` are
@@ -119,7 +121,16 @@ fn asks_terminal(seq: &[u8]) -> bool {
         b'u' if matches!(intermediate, Some(b'$' | b'&')) => true,
         b'y' => intermediate == Some(b'*'),
         b'v' => intermediate == Some(b'"'),
-        b'|' => intermediate == Some(b'\''),
+        // DECRQLP (a locator report), and the page's columns and lines
+        // (DECSCPP, DECSNLS), which xterm sets by resizing the window.
+        b'|' => matches!(intermediate, Some(b'\'' | b'$' | b'*')),
+        // The locator: reports typed into the reader's input on every
+        // click (DECELR, DECSLE), for as long as the terminal lives.
+        b'z' | b'{' => intermediate == Some(b'\''),
+        // The status line: output sent there (DECSASD), or shown (DECSSDT).
+        b'}' | b'~' => intermediate == Some(b'$'),
+        // Tab stops cleared (TBC): tmux moves the cursor itself.
+        b'g' => intermediate.is_none_or(|b| b.is_ascii_digit() || b == b';'),
         b'R' => intermediate == Some(b'#'),
         // Modes: only those tmux itself sets. Others change what keys send
         // (win32-input-mode encodes every key, Enter ~ . with it) or make
@@ -679,13 +690,31 @@ mod tests {
         for cut in 0..input.len() {
             assert_eq!(run(&[&input[..cut], &input[cut..]]), want, "cut at {cut}");
         }
+        // Nor the page's size (xterm resizes the window for it), the
+        // locator (a report typed into the reader's input at every click,
+        // long after the share), the status line, the pointer or the tab
+        // stops; DECERA-like sequences of other finals stay.
+        let input: &[u8] =
+            b"a\x1b[132$|b\x1b[60*|c\x1b[1;1'zd\x1b[1;3'{e\x1b[2$~f\x1b[1$}g\x1b[>3ph\x1b[3gi\x1b[gj\x1b[2$zk";
+        let want: &[u8] = b"abcdefghij\x1b[2$zk";
+        for cut in 0..input.len() {
+            assert_eq!(run(&[&input[..cut], &input[cut..]]), want, "cut at {cut}");
+        }
         // What a goodbye puts back includes 7-bit answers and the modes
-        // the filters pass (reverse video, margins, mintty's escape key).
+        // the filters pass (reverse video, margins, mintty's escape key,
+        // synchronized output), and tab stops every 8 columns.
         for reset in [
             crate::terminal::restore_sequence(true),
             crate::terminal::restore_sequence(false),
         ] {
-            for undo in [&b"\x1b F"[..], b"\x1b[?5l", b"\x1b[?69l", b"\x1b[?7727l"] {
+            for undo in [
+                &b"\x1b F"[..],
+                b"\x1b[?5l",
+                b"\x1b[?69l",
+                b"\x1b[?7727l",
+                b"\x1b[?2026l",
+                b"\x1b[?5W",
+            ] {
                 assert!(
                     reset.windows(undo.len()).any(|w| w == undo),
                     "{:?} does not undo {:?}",
