@@ -335,6 +335,23 @@ impl State {
     }
 }
 
+/// Notices of one burst shown one by one; the rest are counted.
+const MAX_NOTICES_AT_ONCE: usize = 3;
+
+/// What a burst of notices shows: its last few, after a count of the
+/// others.
+fn burst(mut texts: Vec<String>) -> Vec<String> {
+    let shown = texts.split_off(texts.len().saturating_sub(MAX_NOTICES_AT_ONCE));
+    if texts.is_empty() {
+        return shown;
+    }
+    let more = format!(
+        "{} earlier notice(s) not shown (see `pairjail status` and the share's log)",
+        texts.len()
+    );
+    std::iter::once(more).chain(shown).collect()
+}
+
 async fn announce_loop(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<String>) {
     let cfg = &state.cfg;
     if let Err(e) = notices::install_segment(&cfg.tmux, &cfg.session).await {
@@ -347,7 +364,11 @@ async fn announce_loop(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<String
         while let Ok(more) = rx.try_recv() {
             texts.push(more);
         }
-        for text in texts {
+        // Each notice can take tmux seconds per host client (a pair guest
+        // can make it answer slowly): a burst shows its last few and
+        // counts the rest, so notices never queue up for hours behind
+        // each other. Every one is in the share's log already.
+        for text in burst(texts) {
             notices::tell_host(
                 &cfg.tmux,
                 &cfg.session,
@@ -358,5 +379,23 @@ async fn announce_loop(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<String
             .await;
         }
         let _ = notices::set_segment(&cfg.tmux, &cfg.session, &state.roster.summary()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_notices_shows_its_last_few_and_counts_the_rest() {
+        let texts = |n: usize| (1..=n).map(|i| format!("n{i}")).collect::<Vec<_>>();
+        assert_eq!(burst(texts(2)), ["n1", "n2"]);
+        let shown = burst(texts(1000));
+        assert_eq!(shown.len(), MAX_NOTICES_AT_ONCE + 1);
+        assert!(
+            shown[0].starts_with("997 earlier notice(s) not shown"),
+            "{shown:?}"
+        );
+        assert_eq!(shown[1..], ["n998", "n999", "n1000"]);
     }
 }
