@@ -1096,3 +1096,73 @@ fn a_dotfile_leading_to_another_users_mount_never_holds_start() {
     let said = said.expect("start still waiting on the FUSE mount after 60 s");
     assert!(said.contains("sharing session sdotfuse"), "{said}");
 }
+
+/// The pid of the one process of `user` that `pgrep -u USER how` names
+/// (`-f` and a pattern of its command line, or `-x` and its name).
+fn only_pid(user: &str, how: [&str; 2]) -> Result<u32, String> {
+    let pattern = how[1];
+    let out = Command::new("pgrep")
+        .args(["-u", user])
+        .args(how)
+        .output()
+        .unwrap();
+    let pids: Vec<u32> = text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    match pids[..] {
+        [pid] => Ok(pid),
+        _ => Err(format!("{user} processes matching {pattern:?}: {pids:?}")),
+    }
+}
+
+/// Every guest of every host logs in as the same pair user, and `join`
+/// waits at the door, unconfined, for as long as the host takes: no other
+/// process of that uid (another guest's, if it ever ran code) may read its
+/// environment (the guest's address), its descriptors (the guest's
+/// terminal, the broker's socket) or ptrace it; nor the relay's after.
+#[test]
+fn no_process_of_the_pair_user_reads_another_guests_join_or_relay() {
+    let Some((w, guests)) = World::new("dump", &[("dee", "sdump", Some("mirror"))]) else {
+        return;
+    };
+    w.start_session_with(
+        "sdump",
+        "mirror",
+        "echo HOST-MARKER-4242; exec sh",
+        &["--approve", "--approve-timeout", "120s"],
+    );
+    let t = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&t, "must let you in", 20);
+    let reads = |pid: u32| -> Vec<String> {
+        [
+            format!("tr '\\0' ' ' < /proc/{pid}/environ | head -c 200"),
+            format!("ls /proc/{pid}/fd"),
+        ]
+        .iter()
+        .filter_map(|cmd| {
+            let out = run_as(GUEST_USER, "sh").args(["-c", cmd]).output().unwrap();
+            let said = text(&out.stdout);
+            (out.status.success() && !said.trim().is_empty()).then(|| format!("{cmd}: {said}"))
+        })
+        .collect()
+    };
+    let join = common::eventually(20, || {
+        only_pid(GUEST_USER, ["-f", "join --host .* --session sdump"])
+    });
+    let read = reads(join);
+    assert!(
+        read.is_empty(),
+        "another pair-user process read the waiting join: {read:?}"
+    );
+    let out = w.host_pairjail(&["approve", "dee", "--session", "sdump"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    w.wait_screen(&t, "HOST-MARKER-4242", 20);
+    let relay = common::eventually(20, || only_pid(GUEST_USER, ["-x", "pairjail-relay"]));
+    let read = reads(relay);
+    assert!(
+        read.is_empty(),
+        "another pair-user process read the relay: {read:?}"
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "sdump"]);
+}

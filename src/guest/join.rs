@@ -77,6 +77,12 @@ pub struct Join {
 
 /// Runs the whole join; returns when the guest leaves.
 pub fn join(a: &Join) -> Result<(), JoinError> {
+    // First of all: every guest of every host logs in as the same pair
+    // user, and join waits unconfined (at the door, for minutes) before
+    // its jail exists. Undumpable, no other process of that uid can
+    // ptrace it or read its environment and descriptors (the guest's
+    // terminal, the broker's socket) through /proc.
+    crate::jail::set_undumpable()?;
     // SSH_ORIGINAL_COMMAND (what the guest asked ssh to run) is ignored on
     // purpose: a guest gets the session or nothing.
     check_user(&a.host).map_err(JoinError::Name)?;

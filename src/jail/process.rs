@@ -259,6 +259,17 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
 
     // 3. New namespaces in one clone; the child waits for its id maps.
     let flags = plan.clone_flags();
+    // A caller that made itself undumpable (join, which waits as the pair
+    // user every guest shares) would give the child /proc files only root
+    // may write, and its id maps could not be written. The child is made
+    // with the flag on, and the caller has its own back at once; a called
+    // program drops it before it runs (see `prepare_call`), and an exec
+    // sets it anew.
+    // SAFETY: PR_GET_DUMPABLE takes no argument and only reads.
+    let undumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0u64, 0u64, 0u64, 0u64) } == 0;
+    if undumpable {
+        prctl(libc::PR_SET_DUMPABLE, 1, "PR_SET_DUMPABLE")?;
+    }
     // SAFETY: clone with a NULL stack behaves like fork(): the child runs on
     // a copy of this (single-threaded) address space and never returns here.
     let ret = unsafe {
@@ -271,6 +282,16 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
             0usize,
         )
     };
+    if ret != 0 && undumpable {
+        // (A failure here leaves the caller dumpable: it ends the jail.)
+        if let Err(e) = prctl(libc::PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE") {
+            if ret > 0 {
+                let _ = nix::sys::signal::kill(Pid::from_raw(ret as i32), Signal::SIGKILL);
+                let _ = waitpid(Pid::from_raw(ret as i32), None);
+            }
+            return Err(e);
+        }
+    }
     if ret < 0 {
         return Err(JailError::sys(
             format!(
@@ -689,6 +710,10 @@ fn prepare_call(p: &Prepared, name: &std::ffi::CStr) -> Result<(), JailError> {
         }
     }
     prctl(libc::PR_SET_NAME, name.as_ptr() as u64, "PR_SET_NAME")?;
+    // No exec resets it: a called program (the relay) stays as its
+    // caller made it. Undumpable, no process of the caller's uid (every
+    // guest's, in pair-user mode) can ptrace it or read its memory.
+    prctl(libc::PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE")?;
     load_filter(p)
 }
 
