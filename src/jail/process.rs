@@ -260,16 +260,13 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
     // 3. New namespaces in one clone; the child waits for its id maps.
     let flags = plan.clone_flags();
     // A caller that made itself undumpable (join, which waits as the pair
-    // user every guest shares) would give the child /proc files only root
-    // may write, and its id maps could not be written. The child is made
-    // with the flag on, and the caller has its own back at once; a called
-    // program drops it before it runs (see `prepare_call`), and an exec
-    // sets it anew.
+    // user every guest shares) gives the child /proc files only root may
+    // write, so its id maps could not be written. The child raises its
+    // own flag and says so; the caller never lowers its guard. The child
+    // drops the flag again once its maps are written (see `setup`).
     // SAFETY: PR_GET_DUMPABLE takes no argument and only reads.
     let undumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0u64, 0u64, 0u64, 0u64) } == 0;
-    if undumpable {
-        prctl(libc::PR_SET_DUMPABLE, 1, "PR_SET_DUMPABLE")?;
-    }
+    let ready = if undumpable { Some(pipe(floor)?) } else { None };
     // SAFETY: clone with a NULL stack behaves like fork(): the child runs on
     // a copy of this (single-threaded) address space and never returns here.
     let ret = unsafe {
@@ -282,16 +279,6 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
             0usize,
         )
     };
-    if ret != 0 && undumpable {
-        // (A failure here leaves the caller dumpable: it ends the jail.)
-        if let Err(e) = prctl(libc::PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE") {
-            if ret > 0 {
-                let _ = nix::sys::signal::kill(Pid::from_raw(ret as i32), Signal::SIGKILL);
-                let _ = waitpid(Pid::from_raw(ret as i32), None);
-            }
-            return Err(e);
-        }
-    }
     if ret < 0 {
         return Err(JailError::sys(
             format!(
@@ -309,9 +296,35 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
         drop(go_w);
         drop(err_r);
         drop(status_r);
-        child(&p, go_r, err_w, status_w);
+        if let Some((ready_r, ready_w)) = ready {
+            drop(ready_r);
+            let raised = prctl(libc::PR_SET_DUMPABLE, 1, "PR_SET_DUMPABLE").and_then(|()| {
+                std::fs::File::from(ready_w)
+                    .write_all(b"1")
+                    .map_err(|e| JailError::sys("write(ready)", io_errno(&e)))
+            });
+            if let Err(e) = raised {
+                report(&err_w, &e);
+                // SAFETY: leaving the cloned child without running the
+                // parent's destructors or atexit handlers.
+                unsafe { libc::_exit(127) }
+            }
+        }
+        child(&p, go_r, err_w, status_w, undumpable);
     }
     let pid = Pid::from_raw(ret as i32);
+    if let Some((ready_r, ready_w)) = ready {
+        drop(ready_w);
+        let mut byte = [0u8; 1];
+        if std::fs::File::from(ready_r).read(&mut byte).ok() != Some(1) {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            return Err(JailError::msg(
+                "wait for the jail",
+                "it ended before its id maps could be written",
+            ));
+        }
+    }
     drop(go_r);
     drop(err_w);
     drop(status_w);
@@ -440,7 +453,7 @@ pub fn default_signal_action(sig: Signal) -> Result<(), JailError> {
 }
 
 /// Runs in the new namespaces as pid 1; never returns.
-fn child(p: &Prepared, go: OwnedFd, err_w: OwnedFd, status_w: OwnedFd) -> ! {
+fn child(p: &Prepared, go: OwnedFd, err_w: OwnedFd, status_w: OwnedFd, undumpable: bool) -> ! {
     // The caller's handlers, copied by the clone, are not ours: a
     // forwarded signal caught before the exec would run one of them.
     // (Ignored signals stay ignored, as an exec would keep them.)
@@ -452,7 +465,7 @@ fn child(p: &Prepared, go: OwnedFd, err_w: OwnedFd, status_w: OwnedFd) -> ! {
             }
         }
     }
-    if let Err(e) = setup(p, go, &err_w, &status_w) {
+    if let Err(e) = setup(p, go, &err_w, &status_w, undumpable) {
         report(&err_w, &e);
         // SAFETY: leaving the forked child without running the parent's
         // destructors or atexit handlers.
@@ -483,7 +496,13 @@ fn child(p: &Prepared, go: OwnedFd, err_w: OwnedFd, status_w: OwnedFd) -> ! {
     unsafe { libc::_exit(127) }
 }
 
-fn setup(p: &Prepared, go: OwnedFd, err_w: &OwnedFd, status_w: &OwnedFd) -> Result<(), JailError> {
+fn setup(
+    p: &Prepared,
+    go: OwnedFd,
+    err_w: &OwnedFd,
+    status_w: &OwnedFd,
+    undumpable: bool,
+) -> Result<(), JailError> {
     // 2. No exec may ever gain privileges again.
     prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")?;
     // 5. Die with the parent; wait until it has written our id maps. EOF
@@ -502,6 +521,10 @@ fn setup(p: &Prepared, go: OwnedFd, err_w: &OwnedFd, status_w: &OwnedFd) -> Resu
         ));
     }
     drop(go);
+    // The maps are written: back to the caller's guard (see `spawn`).
+    if undumpable {
+        prctl(libc::PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE")?;
+    }
     for (target, fd) in p.stdio.iter().enumerate() {
         if let Some(fd) = *fd {
             // SAFETY: dup2 onto 0..2 replaces our stdio with descriptors
