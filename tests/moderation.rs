@@ -602,7 +602,11 @@ fn approve_answers_only_the_connection_the_host_names() {
     // No menu for either: its "admit" would let in whichever knocked
     // last (found by a read-only attack hunt). The host's keys after its
     // prefix and `a` reach its shell.
-    w.wait_screen(&host, "two connections of sal wait, so no menu", 20);
+    w.wait_screen(
+        &host,
+        "two connections of sal wait, so no menu: this one is from",
+        20,
+    );
     w.drv(&["send-keys", "-t", &host, "C-b", "a"]);
     w.drv(&["send-keys", "-t", &host, "-l", "echo NOMENU-$((6*7))"]);
     w.drv(&["send-keys", "-t", &host, "Enter"]);

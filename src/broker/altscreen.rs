@@ -102,7 +102,10 @@ fn asks_terminal(seq: &[u8]) -> bool {
         .and_then(|p| p.parse().ok());
     let intermediate = rest.last().copied();
     match last {
-        b'n' | b'c' | b'x' => true,
+        b'n' | b'c' => true,
+        // DECREQTPARM asks; DECFRA (`$ x`, a filled rectangle) is tmux's
+        // own where the terminal has `rectfill`.
+        b'x' => intermediate != Some(b'$'),
         b'q' => private == Some(b'>'),
         // Window operations: reports, and resizing, moving, raising or
         // iconifying the reader's window. Only the title stack, which
@@ -697,6 +700,10 @@ mod tests {
         let input: &[u8] =
             b"a\x1b[132$|b\x1b[60*|c\x1b[1;1'zd\x1b[1;3'{e\x1b[2$~f\x1b[1$}g\x1b[>3ph\x1b[3gi\x1b[gj\x1b[2$zk";
         let want: &[u8] = b"abcdefghij\x1b[2$zk";
+        assert_eq!(
+            run(&[b"a\x1b[32;1;1;5;80$xb\x1b[1xc"]),
+            b"a\x1b[32;1;1;5;80$xbc"
+        );
         for cut in 0..input.len() {
             assert_eq!(run(&[&input[..cut], &input[cut..]]), want, "cut at {cut}");
         }

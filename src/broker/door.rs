@@ -113,8 +113,9 @@ pub async fn wait(
             // Its menu and the other's differ only in the address: the
             // host answers for the one it means, by address.
             format!(
-                "two connections of {0} wait, so no menu: `pairjail approve {0} --from ADDRESS` (or deny); {who}",
-                v.name
+                "two connections of {0} wait, so no menu: this one is from {1}: `pairjail approve {0} --from {1}` (or deny); {who}",
+                v.name,
+                v.source.unwrap_or("local")
             )
         } else {
             let keys = match notices::prefix(&cfg.tmux).await {
@@ -126,7 +127,9 @@ pub async fn wait(
     } else {
         format!("{who}: no menu in a session where guests can type; answer with {cli}")
     };
-    state.announce(notice);
+    // Never folded into a count with other notices (see `announce_loop`):
+    // the host must see who knocks.
+    state.announce_door(notice);
     let menu = menus_safe.then_some((channel.as_str(), option.as_str()));
     let decided = decide(state, s, answer, menu, orders).await;
     if menus_safe {

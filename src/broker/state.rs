@@ -80,7 +80,7 @@ pub struct State {
     pub audience: super::audience::Audience,
     /// Some(reason) once the share is over.
     pub shutdown: watch::Sender<Option<String>>,
-    notices: mpsc::UnboundedSender<String>,
+    notices: mpsc::UnboundedSender<Notice>,
     /// The recording, while it lasts.
     pub cast: Mutex<Option<Cast>>,
     /// The recording's tmux client (not the host's: no notices, no menus).
@@ -176,7 +176,14 @@ impl State {
     /// status-line segment; in order, without holding up the caller.
     pub fn announce(&self, text: String) {
         log(&text);
-        let _ = self.notices.send(text);
+        let _ = self.notices.send(Notice { text, door: false });
+    }
+
+    /// A notice from the door: always shown, never counted with others
+    /// (knocks are held to the join allowance).
+    pub fn announce_door(&self, text: String) {
+        log(&text);
+        let _ = self.notices.send(Notice { text, door: true });
     }
 
     /// Changes the tunnel's status (if the share has a tunnel).
@@ -338,21 +345,32 @@ impl State {
 /// Notices of one burst shown one by one; the rest are counted.
 const MAX_NOTICES_AT_ONCE: usize = 3;
 
-/// What a burst of notices shows: its last few, after a count of the
-/// others.
-fn burst(mut texts: Vec<String>) -> Vec<String> {
-    let shown = texts.split_off(texts.len().saturating_sub(MAX_NOTICES_AT_ONCE));
-    if texts.is_empty() {
-        return shown;
-    }
-    let more = format!(
-        "{} earlier notice(s) not shown (see `pairjail status` and the share's log)",
-        texts.len()
-    );
-    std::iter::once(more).chain(shown).collect()
+/// A notice for the host's clients.
+#[derive(Debug)]
+pub struct Notice {
+    text: String,
+    /// From the door: a guest waits for the host's answer.
+    door: bool,
 }
 
-async fn announce_loop(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<String>) {
+/// What a burst of notices shows: every one from the door, and of the
+/// others the last few, after a count of the rest.
+fn burst(notices: Vec<Notice>) -> Vec<String> {
+    let (door, mut texts): (Vec<Notice>, Vec<Notice>) = notices.into_iter().partition(|n| n.door);
+    let shown = texts.split_off(texts.len().saturating_sub(MAX_NOTICES_AT_ONCE));
+    let more = (!texts.is_empty()).then(|| {
+        format!(
+            "{} earlier notice(s) not shown (see `pairjail status` and the share's log)",
+            texts.len()
+        )
+    });
+    more.into_iter()
+        .chain(shown.into_iter().map(|n| n.text))
+        .chain(door.into_iter().map(|n| n.text))
+        .collect()
+}
+
+async fn announce_loop(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<Notice>) {
     let cfg = &state.cfg;
     if let Err(e) = notices::install_segment(&cfg.tmux, &cfg.session).await {
         log(format!("no guests segment in the status line: {e}"));
@@ -388,7 +406,14 @@ mod tests {
 
     #[test]
     fn a_burst_of_notices_shows_its_last_few_and_counts_the_rest() {
-        let texts = |n: usize| (1..=n).map(|i| format!("n{i}")).collect::<Vec<_>>();
+        let texts = |n: usize| {
+            (1..=n)
+                .map(|i| Notice {
+                    text: format!("n{i}"),
+                    door: false,
+                })
+                .collect::<Vec<_>>()
+        };
         assert_eq!(burst(texts(2)), ["n1", "n2"]);
         let shown = burst(texts(1000));
         assert_eq!(shown.len(), MAX_NOTICES_AT_ONCE + 1);
@@ -397,5 +422,18 @@ mod tests {
             "{shown:?}"
         );
         assert_eq!(shown[1..], ["n998", "n999", "n1000"]);
+        // A knock at the door is never folded into the count, however
+        // many joins come around it.
+        let mut mixed = texts(20);
+        mixed.insert(
+            3,
+            Notice {
+                text: "knock".into(),
+                door: true,
+            },
+        );
+        let shown = burst(mixed);
+        assert!(shown.contains(&"knock".to_string()), "{shown:?}");
+        assert_eq!(shown.len(), MAX_NOTICES_AT_ONCE + 2);
     }
 }
