@@ -70,6 +70,16 @@ fn path_outside_of(path: &OsStr, inside: &Path) -> std::ffi::OsString {
     std::env::join_paths(kept).unwrap_or_default()
 }
 
+/// The directories of this process's PATH that lie inside `inside`, as
+/// named or through a link (`~/bin -> dotfiles/bin`): the host's own
+/// shell, outside the jail, runs what pair guests put there.
+pub fn path_dirs_within(inside: &Path) -> Vec<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .filter(|d| d.is_absolute() && within(d, inside))
+        .collect()
+}
+
 /// Is `p` inside `dir`, as named or where its links lead (also a place
 /// not made yet, reached through a link: a guest could make it later)?
 /// (`start` asks it of pairjail's own binary and the workspace.)

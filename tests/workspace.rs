@@ -1962,3 +1962,38 @@ fn a_workspace_that_dotfiles_link_into_is_refused() {
         "# mine\n"
     );
 }
+
+/// A PATH directory in the workspace, or one that leads there (`~/bin ->
+/// dotfiles/bin`): the host's own shells, outside the jail, run what pair
+/// guests put there. pairjail never does (see above), and `start` says so.
+#[test]
+fn start_warns_of_a_path_directory_that_lies_in_the_workspace() {
+    let Some((w, _)) = World::new("wspath", &[]) else {
+        return;
+    };
+    let ws = w.workspace();
+    let linked = w.dir.join("linkbin");
+    std::os::unix::fs::symlink(ws.join("bin"), &linked).unwrap();
+    let path = format!(
+        "{}:{}:/usr/local/bin:/usr/bin:/bin",
+        ws.join(".venv/bin").display(),
+        linked.display()
+    );
+    let out = w.try_start_session(
+        "spath",
+        "mirror,pair",
+        HOST_PROGRAM,
+        &[],
+        &[("PATH", &path)],
+    );
+    let _ = w.host_pairjail(&["stop", "--session", "spath"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    for dir in [ws.join(".venv/bin"), linked] {
+        assert!(
+            said.contains(&format!("warning: {} is on your PATH", dir.display())),
+            "{said}"
+        );
+    }
+    assert!(!said.contains("/usr/bin is on your PATH"), "{said}");
+}

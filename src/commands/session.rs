@@ -194,12 +194,20 @@ pub fn start(a: StartArgs) -> Outcome {
         }
     }
     match &confinement {
-        Some(c) => println!(
-            "  jailed: profile {}, workspace {} (writable), network {}",
-            c.profile,
-            c.workspace.display(),
-            c.network
-        ),
+        Some(c) => {
+            println!(
+                "  jailed: profile {}, workspace {} (writable), network {}",
+                c.profile,
+                c.workspace.display(),
+                c.network
+            );
+            for dir in crate::exe::path_dirs_within(&c.workspace) {
+                eprintln!(
+                    "pairjail: warning: {} is on your PATH and lies in the workspace (or leads there): your shells outside the jail run what pair guests put in it; take it off PATH while you share",
+                    crate::terminal::printable(&dir.display().to_string())
+                );
+            }
+        }
         None if a.unconfined_session => eprintln!(
             "pairjail: warning: --unconfined-session: pair and rogue guests can do everything your account can (read ~/.ssh, use your agent, sudo)"
         ),
