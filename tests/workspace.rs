@@ -1623,10 +1623,12 @@ fn a_pair_guest_cannot_open_the_sessions_tmux_to_another_local_user() {
             & 0o777
     };
     assert!(shown.contains("OPEN-42-DONE"), "{shown}");
-    assert_eq!(
-        (mode(sock.parent().unwrap()), mode(&sock)),
-        (0o711, 0o666),
-        "{shown}"
+    // (tmux itself sets the socket's execute bits as clients come and go:
+    // only what the attack opened is compared.)
+    let (dir_mode, sock_mode) = (mode(sock.parent().unwrap()), mode(&sock));
+    assert!(
+        dir_mode & 0o011 == 0o011 && sock_mode & 0o066 == 0o066,
+        "directory {dir_mode:o}, socket {sock_mode:o}: {shown}"
     );
     let theirs = run_as(common::sshd::GUEST_USER, "tmux")
         .arg("-S")
