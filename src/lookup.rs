@@ -19,7 +19,10 @@ fn getent(database: &str, key: &str) -> Option<String> {
     let program = ["/usr/bin/getent", "/bin/getent"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())?;
+    // No environment: getent needs none, and the caller's (a guest's
+    // login) is not for a child that runs, dumpable, as the same user.
     let out = Command::new(program)
+        .env_clear()
         .args([database, "--", key])
         .stdin(Stdio::null())
         .stderr(Stdio::null())

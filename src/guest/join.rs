@@ -77,19 +77,22 @@ pub struct Join {
 
 /// Runs the whole join; returns when the guest leaves.
 pub fn join(a: &Join) -> Result<(), JoinError> {
+    // Every guest of every host logs in as the same pair user, and join
+    // waits unconfined (at the door, for minutes) before its jail exists.
+    // Undumpable from the start, no other process of that uid can ptrace
+    // it or read its environment and descriptors (the guest's terminal,
+    // the broker's socket) through /proc. Not in no-root mode, where join
+    // runs as the host (whose own processes are the host's anyway): the
+    // broker reads the user namespace of a peer of its own uid, which
+    // needs the flag on, given back once the host is known (the lookup
+    // may run getent, and wait for it).
+    crate::jail::set_undumpable()?;
     // SSH_ORIGINAL_COMMAND (what the guest asked ssh to run) is ignored on
     // purpose: a guest gets the session or nothing.
     check_user(&a.host).map_err(JoinError::Name)?;
-    // Every guest of every host logs in as the same pair user, and join
-    // waits unconfined (at the door, for minutes) before its jail exists.
-    // Undumpable, no other process of that uid can ptrace it or read its
-    // environment and descriptors (the guest's terminal, the broker's
-    // socket) through /proc. Not in no-root mode, where join runs as the
-    // host (whose own processes are the host's anyway): the broker reads
-    // the user namespace of a peer of its own uid, which needs that.
     let host_uid = crate::users::by_name(&a.host).map(|u| u.uid);
-    if host_uid != Some(nix::unistd::Uid::effective().as_raw()) {
-        crate::jail::set_undumpable()?;
+    if host_uid == Some(nix::unistd::Uid::effective().as_raw()) {
+        crate::jail::set_dumpable()?;
     }
     check_session(&a.session).map_err(JoinError::Name)?;
     check_name("guest", &a.guest).map_err(JoinError::Name)?;

@@ -118,6 +118,12 @@ pub fn set_undumpable() -> Result<(), JailError> {
     prctl(libc::PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE")
 }
 
+/// The calling process can be read through /proc by processes of its uid
+/// again (what [`set_undumpable`] took away).
+pub fn set_dumpable() -> Result<(), JailError> {
+    prctl(libc::PR_SET_DUMPABLE, 1, "PR_SET_DUMPABLE")
+}
+
 /// Confines the calling process for the rest of its life (see the module
 /// comment). `child` is the jail's pid 1, the only process it may signal.
 pub fn confine_waiter(child: i32) -> Result<(), JailError> {

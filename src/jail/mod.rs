@@ -17,7 +17,7 @@ pub mod tty;
 
 #[cfg(test)]
 pub(crate) use bpf::tree as bpf_tree;
-pub use confine::{confine_waiter, set_undumpable};
+pub use confine::{confine_waiter, set_dumpable, set_undumpable};
 pub use error::JailError;
 pub use fs::FileId;
 pub use process::{

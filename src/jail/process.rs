@@ -313,21 +313,35 @@ pub fn spawn(profile: &Profile, cmd: &Command) -> Result<Child, JailError> {
         child(&p, go_r, err_w, status_w, undumpable);
     }
     let pid = Pid::from_raw(ret as i32);
-    if let Some((ready_r, ready_w)) = ready {
-        drop(ready_w);
-        let mut byte = [0u8; 1];
-        if std::fs::File::from(ready_r).read(&mut byte).ok() != Some(1) {
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
-            return Err(JailError::msg(
-                "wait for the jail",
-                "it ended before its id maps could be written",
-            ));
-        }
-    }
     drop(go_r);
     drop(err_w);
     drop(status_w);
+    if let Some((ready_r, ready_w)) = ready {
+        drop(ready_w);
+        let mut byte = [0u8; 1];
+        let mut ready_r = std::fs::File::from(ready_r);
+        let read = loop {
+            match ready_r.read(&mut byte) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r,
+            }
+        };
+        if read.ok() != Some(1) {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            // Why, if the child said (it writes the error pipe first).
+            let mut why = Vec::new();
+            let _ = std::fs::File::from(err_r).read_to_end(&mut why);
+            return Err(if why.is_empty() {
+                JailError::msg(
+                    "wait for the jail",
+                    "it ended before its id maps could be written",
+                )
+            } else {
+                JailError::decode(&why)
+            });
+        }
+    }
     // From here a signal to the caller goes on to the jail's pid 1 (which
     // holds it, blocked, until its own handlers pass it to the program),
     // instead of killing the caller; what came since the block is now
