@@ -58,8 +58,12 @@ pub fn find_trusted(name: &str) -> Result<PathBuf, ExeError> {
 /// `.venv/bin`, direnv's `PATH_add bin`). A directory is inside when its
 /// path is, as given or with its links resolved.
 pub fn path_outside(inside: &Path) -> std::ffi::OsString {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    path_outside_of(&path, inside)
+    path_outside_of(&path_var(), inside)
+}
+
+/// This process's PATH, or the usual one when it has none.
+fn path_var() -> std::ffi::OsString {
+    std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
 }
 
 fn path_outside_of(path: &OsStr, inside: &Path) -> std::ffi::OsString {
@@ -104,8 +108,7 @@ pub fn program_outside(name: &str, inside: &Path) -> PathBuf {
 /// [`program_outside`] every one of `insides` (`doctor`, which knows no
 /// one share, keeps out of every workspace ever shared).
 pub fn program_outside_all(name: &str, insides: &[PathBuf]) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    program_outside_of(name, &path, insides)
+    program_outside_of(name, &path_var(), insides)
 }
 
 fn program_outside_of(name: &str, path: &OsStr, insides: &[PathBuf]) -> PathBuf {

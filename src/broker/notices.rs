@@ -33,16 +33,6 @@ const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// to gigabytes. So an answer is read up to `MAX_ANSWER` and waited for
 /// `ANSWER_WAIT`, and its client is killed past either.
 pub async fn tmux(t: &Tmux, args: &[&str]) -> Result<String, NoticeError> {
-    answer(t, args, Some(ANSWER_WAIT)).await
-}
-
-/// [`tmux`], waited for as long as it takes (`wait`: None): only for a
-/// command that lasts by design, in a session where no guest can type.
-async fn answer(
-    t: &Tmux,
-    args: &[&str],
-    wait: Option<std::time::Duration>,
-) -> Result<String, NoticeError> {
     use tokio::io::AsyncReadExt;
     let command = args.first().unwrap_or(&"").to_string();
     let mut c = tokio::process::Command::from(t.command());
@@ -73,17 +63,12 @@ async fn answer(
         let status = child.wait().await.map_err(NoticeError::Run)?;
         Ok::<_, NoticeError>((status, out, err))
     };
-    let (status, out, err) = match wait {
-        Some(wait) => {
-            tokio::time::timeout(wait, reading)
-                .await
-                .map_err(|_| NoticeError::Failed {
-                    command: command.clone(),
-                    stderr: format!("no answer within {} s", wait.as_secs()),
-                })??
-        }
-        None => reading.await?,
-    };
+    let (status, out, err) = tokio::time::timeout(ANSWER_WAIT, reading)
+        .await
+        .map_err(|_| NoticeError::Failed {
+            command: command.clone(),
+            stderr: format!("no answer within {} s", ANSWER_WAIT.as_secs()),
+        })??;
     if !status.success() {
         return Err(NoticeError::Failed {
             command,

@@ -95,8 +95,8 @@ pub struct State {
     knocks: Mutex<(f64, std::time::Instant, u64)>,
     /// The tunnel's state, when there is one.
     tunnel: Mutex<Option<super::tunnel::Status>>,
-    /// The door's menus of guests waiting now, in the order they came
-    /// (token, menu): the host's prefix key opens the latest.
+    /// The door's menus of guests waiting now, in the order they came:
+    /// the host's prefix key opens the latest alone under its name.
     pub door_menus: Mutex<Vec<DoorMenu>>,
     /// Held while the door's key is rebound (one door's change must not
     /// land before another's), with what the key did before the first
