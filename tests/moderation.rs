@@ -362,6 +362,60 @@ fn promote_demote_and_rogue_take_effect_live() {
     let _ = w.host_pairjail(&["stop", "--session", "smodes"]);
 }
 
+/// Found by a read-only attack hunt: `mode` changed only the live
+/// connection, so a demoted pair guest who simply connected again was let
+/// in as pair (its invite's mode) and typed into the session.
+#[test]
+fn a_demoted_guest_who_connects_again_comes_back_demoted() {
+    let Some((w, guests)) = World::new("redemote", &[("ida", "sredemote", Some("pair"))]) else {
+        return;
+    };
+    w.start_session("sredemote", "mirror,pair", HOST_PROGRAM);
+    let typed = |g: &str, n: u32| {
+        w.drv(&[
+            "send-keys",
+            "-t",
+            g,
+            &format!("echo AGAIN-{n}-$((40+2))"),
+            "Enter",
+        ]);
+        w.barrier(g, "sredemote");
+    };
+    let g = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&g, "HOST-MARKER-4242", 20);
+    typed(&g, 1);
+    eventually(10, || {
+        if pane_has(&w, "sredemote", "AGAIN-1-42") {
+            Ok(())
+        } else {
+            Err("the pair guest's typing never arrived".into())
+        }
+    });
+    let out = w.host_pairjail(&["mode", "ida", "mirror", "--session", "sredemote"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_listed(&w, "sredemote", &["ida:mirror:connected"]);
+    // The guest hangs up and connects again with the same key.
+    w.drv(&["kill-window", "-t", &g]);
+    wait_listed(&w, "sredemote", &[]);
+    let g = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&g, "HOST-MARKER-4242", 20);
+    wait_listed(&w, "sredemote", &["ida:mirror:connected"]);
+    typed(&g, 2);
+    assert!(
+        !pane_has(&w, "sredemote", "AGAIN-2-42"),
+        "a demoted guest who connected again typed into the session"
+    );
+    // The host's promotion lasts the same way.
+    let out = w.host_pairjail(&["mode", "ida", "pair", "--session", "sredemote"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    w.drv(&["kill-window", "-t", &g]);
+    wait_listed(&w, "sredemote", &[]);
+    let g = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&g, "HOST-MARKER-4242", 20);
+    wait_listed(&w, "sredemote", &["ida:pair:connected"]);
+    let _ = w.host_pairjail(&["stop", "--session", "sredemote"]);
+}
+
 #[test]
 fn a_mode_outside_the_session_is_refused_live() {
     let Some((w, guests)) = World::new("modeno", &[("jon", "smodeno", Some("mirror"))]) else {

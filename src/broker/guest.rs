@@ -820,6 +820,7 @@ async fn change_mode(state: &State, link: &mut Link, mode: Mode) -> Result<Strin
         "with a new tmux client"
     };
     state.roster.update(link.spec.serial, |g| g.mode = mode);
+    state.set_mode_of(&name, Some(mode));
     let text = format!("pairjail: the host made you {mode}");
     link.show(state, &text, 5000).await;
     state.announce(format!("{name} is now {mode} (was {old})"));

@@ -732,7 +732,8 @@ async fn check(
     };
     who.key = key.clone();
     state.roster.may_join(&guest).map_err(|e| e.to_string())?;
-    let requested = invite.mode;
+    // The host's `mode` outlasts the connection it changed.
+    let requested = state.mode_of(&guest).unwrap_or(invite.mode);
     // Said once to a guest that waits for the audit log.
     let mut told = false;
     let attempt = Event::JoinAttempt {

@@ -103,6 +103,10 @@ pub struct State {
     /// door took it (None: no door holds it; Some(None): nothing), put
     /// back when the last door closes.
     pub door_key: tokio::sync::Mutex<Option<Option<String>>>,
+    /// The mode the host last gave each guest (by name) in this run: a
+    /// guest who connects again comes back in it, not in its invite's (a
+    /// demoted guest who reconnected was a pair guest again).
+    pub modes: Mutex<std::collections::HashMap<String, crate::profile::Mode>>,
     /// Writes audit events, and copies them to syslog, off the broker's
     /// thread (None: `start --no-audit`, or the writer could not start).
     audit: Option<crate::audit::writer::Writer>,
@@ -160,6 +164,7 @@ impl State {
             knocks: Mutex::new((REFUSAL_BURST, std::time::Instant::now(), 0)),
             door_menus: Mutex::new(Vec::new()),
             door_key: tokio::sync::Mutex::new(None),
+            modes: Mutex::new(Default::default()),
             tunnel: Mutex::new(cfg.tunnel.as_ref().map(|t| super::tunnel::Status {
                 relay: t.relay.clone(),
                 listen_port: t.listen_port,
@@ -184,6 +189,21 @@ impl State {
     pub fn announce_door(&self, text: String) {
         log(&text);
         let _ = self.notices.send(Notice { text, door: true });
+    }
+
+    /// The mode the host last gave `guest` in this run, if any.
+    pub fn mode_of(&self, guest: &str) -> Option<crate::profile::Mode> {
+        let modes = self.modes.lock().unwrap_or_else(|p| p.into_inner());
+        modes.get(guest).copied()
+    }
+
+    /// Remembers the host's mode for `guest` (None: its invite's again).
+    pub fn set_mode_of(&self, guest: &str, mode: Option<crate::profile::Mode>) {
+        let mut modes = self.modes.lock().unwrap_or_else(|p| p.into_inner());
+        match mode {
+            Some(m) => modes.insert(guest.to_string(), m),
+            None => modes.remove(guest),
+        };
     }
 
     /// Changes the tunnel's status (if the share has a tunnel).
