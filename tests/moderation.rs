@@ -416,6 +416,74 @@ fn a_demoted_guest_who_connects_again_comes_back_demoted() {
     let _ = w.host_pairjail(&["stop", "--session", "sredemote"]);
 }
 
+/// Found by a read-only attack hunt: `invite add --replace` changed the
+/// store only, so a connected guest kept the old invite's mode, expiry
+/// and key (a stolen key stayed connected until its old expiry).
+#[test]
+fn a_replaced_invite_applies_to_a_connected_guest_at_once() {
+    let Some((w, guests)) = World::new(
+        "reinvite",
+        &[
+            ("uma", "sreinvite", Some("pair")),
+            ("vic", "sreinvite", Some("mirror")),
+        ],
+    ) else {
+        return;
+    };
+    let uma_key = guests[0].key.with_extension("pub");
+    let vic_key = guests[1].key.with_extension("pub");
+    w.start_session("sreinvite", "mirror,pair", HOST_PROGRAM);
+    let typed = |g: &str, n: u32| {
+        w.drv(&[
+            "send-keys",
+            "-t",
+            g,
+            &format!("echo NEWTERMS-{n}-$((40+2))"),
+            "Enter",
+        ]);
+        w.barrier(g, "sreinvite");
+    };
+    let g = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&g, "HOST-MARKER-4242", 20);
+    typed(&g, 1);
+    eventually(10, || {
+        if pane_has(&w, "sreinvite", "NEWTERMS-1-42") {
+            Ok(())
+        } else {
+            Err("the pair guest's typing never arrived".into())
+        }
+    });
+    let expiry = |w: &World| -> String {
+        w.guests("sreinvite")
+            .iter()
+            .map(|g| g["expires"].to_string())
+            .collect()
+    };
+    let before = expiry(&w);
+    // The same key, as mirror, for an hour: the mode and the expiry.
+    w.invite("uma", "sreinvite", Some("mirror --expires 1h"), &uma_key);
+    wait_listed(&w, "sreinvite", &["uma:mirror:connected"]);
+    assert_ne!(
+        expiry(&w),
+        before,
+        "the connected guest kept its old expiry"
+    );
+    typed(&g, 2);
+    assert!(
+        !pane_has(&w, "sreinvite", "NEWTERMS-2-42"),
+        "a guest whose invite became mirror still types"
+    );
+    // Another key (vic's, free once vic's invite is gone): the one the
+    // guest logged in with is out.
+    let out = w.host_pairjail(&["invite", "revoke", "vic"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    w.invite("uma", "sreinvite", Some("mirror"), &vic_key);
+    let s = w.wait_screen(&g, "SSH-EXIT=0", 20);
+    assert!(s.contains("the host replaced your invite's keys"), "{s}");
+    wait_listed(&w, "sreinvite", &[]);
+    let _ = w.host_pairjail(&["stop", "--session", "sreinvite"]);
+}
+
 #[test]
 fn a_mode_outside_the_session_is_refused_live() {
     let Some((w, guests)) = World::new("modeno", &[("jon", "smodeno", Some("mirror"))]) else {

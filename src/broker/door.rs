@@ -261,6 +261,7 @@ async fn decide(
         }
         order = orders.recv() => return Err(Shut::Denied(Decider::Host, match order {
             Some(Order::Kick(reason)) => reason,
+            Some(Order::Terms(_)) => "the host changed your invite: connect again".into(),
             _ => "turned away".into(),
         })),
         _ = shutdown.changed() => {

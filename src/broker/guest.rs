@@ -546,6 +546,22 @@ async fn copy(
                         return Some(e);
                     }
                 }
+                Some(Order::Terms(t)) => {
+                    if let Some(why) = t.refuses(link.spec.key.as_deref(), link.spec.source.as_deref()) {
+                        state.record(Event::Kicked { guest: link.spec.name.clone(), reason: why.to_string() });
+                        return Some(why.to_string());
+                    }
+                    link.spec.expires = Some(t.expires);
+                    link.warned = false;
+                    state.roster.update(link.spec.serial, |g| g.expires = Some(t.expires));
+                    if t.mode != link.mode {
+                        regroup_at = None;
+                        let r = change_mode(state, link, t.mode).await;
+                        if let (Err(e), None, None) = (r, &link.client, &link.member) {
+                            return Some(e);
+                        }
+                    }
+                }
                 None => {}
             },
             _ = tokio::time::sleep_until(at), if due.is_some() => match due.map(|d| d.1) {

@@ -93,6 +93,11 @@ pub enum Msg {
         guest: String,
         reason: String,
     },
+    /// control: the host replaced this guest's invite; its connections
+    /// get the new one's terms (the broker reads it from the store).
+    Reinvite {
+        guest: String,
+    },
     /// control: change a connected guest's mode.
     SetMode {
         guest: String,

@@ -17,6 +17,47 @@ pub enum Order {
     Kick(String),
     /// Change mode; the answer says what happened (or why not).
     Mode(Mode, oneshot::Sender<Result<String, String>>),
+    /// The host replaced the guest's invite: its terms apply now.
+    Terms(Terms),
+}
+
+/// What a replaced invite gives a connected guest.
+#[derive(Debug, Clone)]
+pub struct Terms {
+    pub mode: Mode,
+    /// Unix seconds.
+    pub expires: u64,
+    /// The key fingerprints it lists.
+    pub keys: Vec<String>,
+    /// The addresses or CIDRs it may connect from (empty: anywhere).
+    pub from: Vec<String>,
+}
+
+impl Terms {
+    /// Why a connection made with `key` from `source` (`ADDRESS:PORT`)
+    /// is not one the terms would admit, if it is not.
+    pub fn refuses(&self, key: Option<&str>, source: Option<&str>) -> Option<&'static str> {
+        if !key.is_some_and(|k| self.keys.iter().any(|x| x == k)) {
+            return Some("the host replaced your invite's keys");
+        }
+        if self.from.is_empty() {
+            return None;
+        }
+        let ip = source
+            .and_then(|s| s.parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.ip());
+        match ip {
+            Some(ip)
+                if self
+                    .from
+                    .iter()
+                    .any(|f| crate::keys::line::cidr_contains(f, ip)) =>
+            {
+                None
+            }
+            _ => Some("the host's new invite does not allow the address you connected from"),
+        }
+    }
 }
 
 /// The host's answer at the door.

@@ -19,7 +19,7 @@ use super::protocol::{
     Frame, GuestState, GuestStatus, Msg, SessionStatus, VERSION, clamp_size, read_frame_async,
 };
 use super::recorder;
-use super::roster::{Answer, Order};
+use super::roster::{Answer, Order, Terms};
 pub use super::state::Config;
 use super::state::{State, log};
 use crate::audit::{Decider, Event, Transport};
@@ -445,6 +445,32 @@ async fn control(state: &State, msg: Msg) -> Msg {
                     .roster
                     .order(&guest, || Order::Kick(reason.clone()))
                     .map(|n| format!("{guest} disconnected ({n} connection(s))"))
+                    .map_err(|e| e.to_string()),
+            )
+        }
+        Msg::Reinvite { guest } => {
+            let cfg = &state.cfg;
+            // The invite is read from the host's store, never taken from
+            // the message; one that is gone (or no longer this run's)
+            // ends the guest's connections.
+            let terms = registry::admission(&cfg.runtime, &cfg.host, &cfg.session, &guest, cfg.run)
+                .map(|i| Terms {
+                    mode: i.mode,
+                    expires: i.expires,
+                    keys: i.fingerprints,
+                    from: i.from,
+                })
+                .map_err(|e| format!("the host changed your invite: {e}"));
+            // The new invite's mode replaces any the host gave live.
+            state.set_mode_of(&guest, None);
+            done(
+                state
+                    .roster
+                    .order(&guest, || match &terms {
+                        Ok(t) => Order::Terms(t.clone()),
+                        Err(why) => Order::Kick(why.clone()),
+                    })
+                    .map(|n| format!("{guest}'s new invite applies to {n} connection(s)"))
                     .map_err(|e| e.to_string()),
             )
         }
@@ -965,6 +991,13 @@ async fn direct_guest(state: &State, mut s: UnixStream, serial: u64, a: Admissio
                     let _ = reply.send(Err(format!(
                         "{guest} uses the direct transport, whose mode tmux's server-access fixes; kick and invite again"
                     )));
+                }
+                // Its mode and deadline are fixed once tmux has it: it
+                // connects again under the new invite.
+                Some(Order::Terms(_)) => {
+                    let reason = "the host changed your invite: connect again".to_string();
+                    state.record(Event::Kicked { guest: guest.clone(), reason: reason.clone() });
+                    break Some(reason);
                 }
                 None => {}
             },

@@ -1429,6 +1429,35 @@ pub fn disconnect(
     session: Option<&str>,
     reason: &str,
 ) -> Result<Disconnected, ShareError> {
+    let kick = || Msg::Kick {
+        guest: guest.to_string(),
+        reason: reason.to_string(),
+    };
+    tell_connected(runtime_dir, guest, session, "kick", kick)
+}
+
+/// Applies `guest`'s replaced invite for `session` to its connections
+/// there: a key or address it no longer lists is disconnected, and its
+/// mode and expiry take effect. `gone` lists the sessions that applied it.
+pub fn reinvite(
+    runtime_dir: Option<&Path>,
+    guest: &str,
+    session: &str,
+) -> Result<Disconnected, ShareError> {
+    let order = || Msg::Reinvite {
+        guest: guest.to_string(),
+    };
+    tell_connected(runtime_dir, guest, Some(session), "new invite", order)
+}
+
+/// Sends `msg` to the broker of each share `guest` is connected to.
+fn tell_connected(
+    runtime_dir: Option<&Path>,
+    guest: &str,
+    session: Option<&str>,
+    what: &str,
+    msg: impl Fn() -> Msg,
+) -> Result<Disconnected, ShareError> {
     let found = survey(runtime_dir, session)?;
     let mut done = Disconnected {
         gone: vec![],
@@ -1446,18 +1475,14 @@ pub fn disconnect(
             continue;
         }
         let at = locate(runtime_dir, &s.session)?;
-        let kick = Msg::Kick {
-            guest: guest.to_string(),
-            reason: reason.to_string(),
-        };
-        match ask(&at.paths.control, kick) {
+        match ask(&at.paths.control, msg()) {
             Some(Msg::Done { .. }) => done.gone.push(s.session),
             // Refused: the guest left in between.
             Some(_) => {}
             // Its broker drops an order nobody waits for any more.
             None => {
                 let why = format!(
-                    "session {}'s broker did not answer the kick (see `pairjail status`)",
+                    "session {}'s broker did not answer the {what} (see `pairjail status`)",
                     s.session
                 );
                 done.unsure.push((s.session, why));

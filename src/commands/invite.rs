@@ -194,6 +194,35 @@ fn add(a: AddArgs) -> Outcome {
     let added = crate::audit::invite_added(&invite);
     registry::add(&runtime, &host, invite, a.replace)?;
     crate::audit::invites(&host, [added]);
+    // A guest connected under the invite this one replaces gets its
+    // terms now, not at its next connection.
+    let applied = if a.replace {
+        // The invite is saved by now: a share that cannot be asked is
+        // a warning, not a failure of the command.
+        let told = share::reinvite(a.runtime_dir.get(), &a.name, &a.session)
+            .map_err(|e| vec![(String::new(), e.to_string())])
+            .and_then(|t| {
+                if t.unsure.is_empty() {
+                    Ok(t.gone)
+                } else {
+                    Err(t.unsure)
+                }
+            });
+        match told {
+            Ok(gone) => !gone.is_empty(),
+            Err(unsure) => {
+                for (_, why) in &unsure {
+                    eprintln!(
+                        "pairjail: warning: the new invite may not apply to {} until it connects again (`pairjail kick {0}` makes it): {why}",
+                        a.name
+                    );
+                }
+                false
+            }
+        }
+    } else {
+        false
+    };
     // The live share's own line (it knows --public-host and a tunnel);
     // else this machine's.
     let live = live.and_then(|s| s.reach);
@@ -234,6 +263,12 @@ fn add(a: AddArgs) -> Outcome {
             k.algorithm,
             k.fingerprint,
             crate::clock::rfc3339(expires)
+        );
+    }
+    if applied {
+        println!(
+            "{} is connected to session {}: the new invite applies now",
+            a.name, a.session
         );
     }
     if let Some(reach) = &reach {

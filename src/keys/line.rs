@@ -192,6 +192,37 @@ pub fn check_cidr(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `ip` is within `entry`, an address or CIDR [`check_cidr`]
+/// accepts (sshd's `from=` with such entries); false for anything else.
+pub fn cidr_contains(entry: &str, ip: IpAddr) -> bool {
+    let (addr, prefix) = match entry.split_once('/') {
+        Some((a, p)) => (a, p.parse::<u32>().ok()),
+        None => (entry, None),
+    };
+    // An IPv4 peer may come as an IPv4-mapped IPv6 address.
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match (addr.parse::<IpAddr>(), ip) {
+        (Ok(IpAddr::V4(net)), IpAddr::V4(ip)) => {
+            let p = prefix.unwrap_or(32);
+            p <= 32 && {
+                let mask = u32::MAX.checked_shl(32 - p).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+        }
+        (Ok(IpAddr::V6(net)), IpAddr::V6(ip)) => {
+            let p = prefix.unwrap_or(128);
+            p <= 128 && {
+                let mask = u128::MAX.checked_shl(128 - p).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+        }
+        _ => false,
+    }
+}
+
 /// The one renderer of an invite's line. Its fields were validated, and
 /// the result is checked again: one line, starting with `restrict,`.
 pub fn render(
@@ -276,6 +307,22 @@ fn render_unchecked(f: &Forced, key: &GuestKey, expires: SystemTime, from: &[Str
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_is_within_a_from_entry_as_sshd_reads_it() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("address");
+        assert!(cidr_contains("10.0.0.0/8", ip("10.1.2.3")));
+        assert!(!cidr_contains("10.0.0.0/8", ip("11.1.2.3")));
+        assert!(cidr_contains("192.0.2.7", ip("192.0.2.7")));
+        assert!(!cidr_contains("192.0.2.7", ip("192.0.2.8")));
+        assert!(cidr_contains("0.0.0.0/0", ip("203.0.113.9")));
+        assert!(cidr_contains("10.0.0.0/8", ip("::ffff:10.9.9.9")));
+        assert!(cidr_contains("2001:db8::/32", ip("2001:db8::1")));
+        assert!(!cidr_contains("2001:db8::/32", ip("2001:db9::1")));
+        assert!(!cidr_contains("10.0.0.0/8", ip("2001:db8::1")));
+        assert!(!cidr_contains("10.0.0.0/33", ip("10.0.0.1")));
+        assert!(!cidr_contains("not-an-address", ip("10.0.0.1")));
+    }
 
     #[test]
     fn quoting_keeps_every_word_one_word() {
