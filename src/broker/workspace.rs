@@ -218,7 +218,11 @@ pub fn check_private(
     harm: Option<&str>,
 ) -> Result<(), WorkspaceError> {
     let real = real_or_parent(path);
-    if real.starts_with(&c.workspace) {
+    // Also a path whose spelling goes through the workspace (a link
+    // there that leads out today): what is opened later by that spelling
+    // goes where a guest repoints the link (the audit log is opened again
+    // for every batch of lines).
+    if real.starts_with(&c.workspace) || crate::realpath::passes_into(path, &c.workspace) {
         return Err(WorkspaceError::Exposed(
             what,
             path.to_path_buf(),
@@ -582,6 +586,31 @@ mod tests {
         assert_eq!(decide(&r, &s).unwrap(), None);
         r.workspace = Some(d.path().into());
         assert!(matches!(decide(&r, &s), Err(WorkspaceError::Conflict)));
+    }
+
+    /// Found by a read-only attack hunt: `--audit-log ~/ws/al/audit.jsonl`
+    /// with `ws/al` a link out of the workspace passed, and a guest who
+    /// replaced the link had the broker write the log into the workspace.
+    #[test]
+    fn a_private_file_reached_through_the_workspace_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let ws = d.path().join("ws");
+        let state = d.path().join("state");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::create_dir_all(&state).unwrap();
+        std::os::unix::fs::symlink(&state, ws.join("al")).unwrap();
+        let c = Confinement {
+            profile: "workspace".into(),
+            workspace: ws.canonicalize().unwrap(),
+            home: PathBuf::from("/nonexistent-home"),
+            network: "none".into(),
+        };
+        let s = SearchPath::from_env();
+        let e = check_private(&c, &s, "the audit log", &ws.join("al/audit.jsonl"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("inside the workspace"), "{e}");
+        check_private(&c, &s, "the audit log", &state.join("audit.jsonl"), None).unwrap();
     }
 
     #[test]
