@@ -84,18 +84,37 @@ impl Disk {
         let (finished, done) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let failed = Arc::new(Mutex::new(None));
-        let mut files = [(cast, path.clone()), (inputs, inputs_path(&path))];
+        let lengths = [&cast, &inputs].map(|f| f.metadata().map(|m| m.len()));
+        let [Ok(cast_len), Ok(inputs_len)] = lengths else {
+            return Err(RecordError::Io(
+                path.clone(),
+                std::io::Error::other("cannot read the recording's length"),
+            ));
+        };
+        let mut files = [
+            (cast, path.clone(), cast_len),
+            (inputs, inputs_path(&path), inputs_len),
+        ];
         let (q, f) = (queued.clone(), failed.clone());
         std::thread::Builder::new()
             .name("recording".into())
             .spawn(move || {
                 let mut broken = false;
                 for (to, line) in to_write {
-                    let (file, p) = &mut files[to as usize];
-                    if !broken && let Err(e) = file.write_all(line.as_bytes()) {
-                        broken = true;
-                        *f.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(RecordError::Io(p.clone(), e));
+                    let (file, p, len) = &mut files[to as usize];
+                    if !broken {
+                        match file.write_all(line.as_bytes()) {
+                            Ok(()) => *len += line.len() as u64,
+                            Err(e) => {
+                                // A line the disk took only part of (full)
+                                // is cut off: the file ends whole and
+                                // replays to its last event.
+                                let _ = file.set_len(*len);
+                                broken = true;
+                                *f.lock().unwrap_or_else(|p| p.into_inner()) =
+                                    Some(RecordError::Io(p.clone(), e));
+                            }
+                        }
                     }
                     q.fetch_sub(line.len(), Ordering::Relaxed);
                 }

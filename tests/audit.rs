@@ -645,6 +645,68 @@ fn a_pair_guest_who_detaches_the_recording_ends_the_share() {
     );
 }
 
+/// Found by a read-only attack hunt: a pair guest who filled the disk
+/// the recording is on (`head -c 30M /dev/zero > big` in a workspace on
+/// the same filesystem) stopped the recording, and the share went on with
+/// its typing unrecorded. Here the guest floods the screen into a small
+/// recordings filesystem; the share ends with the recording.
+#[test]
+fn a_pair_guest_who_fills_the_recordings_disk_ends_the_share() {
+    let Some((w, guests)) = World::new("arecfull", &[("ria", "srecfull", Some("pair"))]) else {
+        return;
+    };
+    let rec = host_dir("arecfull", "rec");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
+        .arg(&rec)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a small tmpfs");
+    let owned = Command::new("chown")
+        .arg(format!("{HOST}:{HOST}"))
+        .arg(&rec)
+        .status()
+        .unwrap();
+    assert!(owned.success(), "chown the small tmpfs");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(rec.clone());
+    w.start_session_with(
+        "srecfull",
+        "pair",
+        "echo HOST-MARKER-4242; exec sh",
+        &["--record", rec.to_str().unwrap()],
+    );
+    let ria = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&ria, "HOST-MARKER-4242", 20);
+    w.drv(&["send-keys", "-t", &ria, "-l", "seq 1 100000"]);
+    w.drv(&["send-keys", "-t", &ria, "Enter"]);
+    let screen = w.wait_screen(&ria, "SSH-EXIT=", 30);
+    assert!(
+        screen.contains("recording"),
+        "ria was disconnected without the reason:\n{screen}"
+    );
+    let status = w.host_pairjail(&["status", "--json"]);
+    assert!(
+        !text(&status.stdout).contains("\"srecfull\""),
+        "the share went on unrecorded: {}",
+        text(&status.stdout)
+    );
+    // What was recorded ends with a whole line.
+    let cast = std::fs::read_dir(&rec)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "cast"))
+        .expect("a recording");
+    let body = std::fs::read(&cast).unwrap();
+    assert_eq!(body.last(), Some(&b'\n'), "the recording ends mid-line");
+}
+
 #[test]
 fn a_guest_cannot_grow_the_brokers_memory_through_tmux() {
     let Some((w, guests)) = World::new("abig", &[("bea", "sbig", Some("pair"))]) else {
@@ -1113,4 +1175,65 @@ fn verify_never_prints_a_logs_terminal_controls() {
             assert!(shown.contains("unknown variant"), "{shown}");
         }
     }
+}
+
+/// Found by a read-only attack hunt: a pair guest who fills the disk the
+/// audit log is on (a shared workspace on the same filesystem) made the
+/// next line go in cut short, and every later line chained to it, so
+/// `audit verify` stopped there and checked nothing after it, in every
+/// later share. A line the disk takes only part of is cut off again.
+#[test]
+fn a_line_a_full_disk_cut_short_is_taken_back_and_the_chain_still_verifies() {
+    use pairjail::audit::{Event, Origin, chain};
+    if !common::root_or_skip() {
+        return;
+    }
+    let d = tempfile::tempdir().expect("temp dir");
+    let small = d.path().join("small");
+    std::fs::create_dir(&small).expect("mkdir");
+    // Two pages: the log's first page, and one the filler takes.
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8k,mode=0700", "tmpfs"])
+        .arg(&small)
+        .status()
+        .expect("mount");
+    assert!(mounted.success(), "mount a small tmpfs");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    let log = small.join("audit.jsonl");
+    let origin = Origin {
+        machine: "m".into(),
+        host: "h".into(),
+        session: "s".into(),
+    };
+    let event = |reason: String| Event::SessionStop { reason };
+    chain::append(&log, &origin, event("first".into())).expect("first line");
+    std::fs::write(small.join("filler"), vec![b'x'; 4096]).expect("filler");
+    // More than the log's page has left: the disk takes part of it.
+    let e = chain::append(&log, &origin, event("y".repeat(6000)));
+    assert!(e.is_err(), "a line longer than the disk's room went in");
+    let text = std::fs::read_to_string(&log).expect("read log");
+    let tail: String = text
+        .chars()
+        .rev()
+        .take(80)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    assert!(
+        text.ends_with('\n'),
+        "a half line was left, ending {tail:?}"
+    );
+    std::fs::remove_file(small.join("filler")).expect("rm filler");
+    chain::append(&log, &origin, event("third".into())).expect("third line");
+    let r =
+        pairjail::audit::verify(std::fs::File::open(&log).expect("open"), None).expect("verify");
+    assert_eq!(r.problem, None, "{r:?}");
+    assert_eq!(r.lines, 2, "{r:?}");
 }

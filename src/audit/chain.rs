@@ -134,13 +134,14 @@ fn append_into(
     let last = last_line(&mut f).map_err(io)?;
     // A last line cut short (a full disk, a crash) is ended first, so the
     // new line stays whole; `verify` names the damaged one.
-    let len = f.seek(SeekFrom::End(0)).map_err(io)?;
+    let mut len = f.seek(SeekFrom::End(0)).map_err(io)?;
     if len > 0 {
         let mut end = [0u8; 1];
         f.seek(SeekFrom::Start(len - 1)).map_err(io)?;
         f.read_exact(&mut end).map_err(io)?;
         if end[0] != b'\n' {
             f.write_all(b"\n").map_err(io)?;
+            len += 1;
         }
     }
     let (mut prev, mut seq) = match &last {
@@ -171,9 +172,16 @@ fn append_into(
         // `tail -f`, and a reason can quote a guest's bytes.
         let mut text = crate::json_line::escaped(&line).map_err(AuditError::Encode)?;
         text.push('\n');
-        // One write per whole line (O_APPEND): a failure leaves the lines
-        // before it whole.
-        f.write_all(text.as_bytes()).map_err(io)?;
+        // One write per whole line (O_APPEND). A line the disk took only
+        // part of (full: a pair guest can fill the disk from a shared
+        // workspace) is cut off again under the lock, so no half line is
+        // left for every later line to chain to (`verify` stopped at it,
+        // and checked nothing after it, in every later share).
+        if let Err(e) = f.write_all(text.as_bytes()) {
+            let _ = f.set_len(len);
+            return Err(io(e));
+        }
+        len += text.len() as u64;
         text.pop();
         prev = hash(text.as_bytes());
         seq += 1;

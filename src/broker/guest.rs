@@ -747,9 +747,10 @@ fn release(state: &State, link: &mut Link) {
     match state.with_cast(|c| c.input(name, held)) {
         crate::record::Wrote::Later => return,
         // The recording stopped (the share ends with it): the keys it did
-        // not record go nowhere.
+        // not record go nowhere. (Ended is also what a share that was
+        // never recorded gets.)
         crate::record::Wrote::Stopped(_) | crate::record::Wrote::Ended
-            if state.cfg.require_recording =>
+            if state.cfg.record.is_some() =>
         {
             link.held.clear();
             return;

@@ -313,11 +313,14 @@ impl State {
         self.record(Event::RecordingStopped {
             reason: why.clone(),
         });
-        if self.cfg.require_recording {
-            self.end(format!(
-                "the recording stopped ({why}) and this share requires one"
-            ));
-        }
+        // A recorded share does not go on unrecorded, required or not:
+        // a pair guest who fills the recordings' disk stops the
+        // recording, and went on typing unrecorded (a read-only hunt).
+        self.end(if self.cfg.require_recording {
+            format!("the recording stopped ({why}) and this share requires one")
+        } else {
+            format!("the recording stopped ({why}); a recorded share does not go on unrecorded")
+        });
         Wrote::Stopped(why)
     }
 
