@@ -196,6 +196,27 @@ fn check_runtime_place(dir: &Path) -> Result<(), String> {
         Ok(_) => true,
         Err(_) => false,
     };
+    // The path as written is what root runs mkdir, chown and chmod on and
+    // what the config keeps for `--undo` to remove: a link on the way, in
+    // a directory someone else can change, could be aimed at /etc between
+    // this check and those (a read-only attack hunt did, and had `--undo`
+    // remove another user's tree). Only the real path is taken.
+    match crate::realpath::real_path(dir) {
+        Some(real) if real == dir => {}
+        Some(real) => {
+            return Err(format!(
+                "--runtime-dir {}: a link or `..` on the way leads to {} today; give that path (whoever can change the link could aim root's chmod elsewhere)",
+                dir.display(),
+                real.display()
+            ));
+        }
+        None => {
+            return Err(format!(
+                "--runtime-dir {}: give an absolute path without `..`",
+                dir.display()
+            ));
+        }
+    }
     let parent = dir.parent().unwrap_or(Path::new("/"));
     // Every directory above, not only the parent: whoever can change any
     // of them can move root's directory below away and put a link there.
@@ -222,6 +243,22 @@ fn check_runtime_place(dir: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A path that goes into a configuration line as it is: printable, no
+/// white space, no quote, `%`, `#` or backslash.
+fn check_plain_path(flag: &str, path: &Path) -> Result<(), String> {
+    let text = path.to_str().unwrap_or("\u{fffd}");
+    match text
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || "\"'%\\#\u{fffd}".contains(*c))
+    {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "{flag} {}: {c:?} cannot go into sshd's configuration; pick a path without it",
+            path.display().to_string().escape_debug()
+        )),
+    }
 }
 
 /// sshd refuses an AuthorizedKeysCommand unless it and every directory
@@ -288,6 +325,17 @@ pub fn plan(a: &Options, dry_run: bool) -> Result<Plan, SetupError> {
         return Err(Invalid(
             "--runtime-dir and --config must be absolute paths".into(),
         ));
+    }
+    // These go into sshd's configuration and a tmpfiles.d line, which
+    // split at white space and expand `%`: a value with a newline (from
+    // $PAIRJAIL_CONFIG, which `sudo -E` keeps) wrote its own directive
+    // into the Match block (a read-only attack hunt).
+    for (flag, path) in [
+        ("--config", &a.config),
+        ("--runtime-dir", &a.runtime_dir),
+        ("--shell", &a.shell),
+    ] {
+        check_plain_path(flag, path).map_err(Invalid)?;
     }
     if !dry_run {
         check_runtime_place(&a.runtime_dir).map_err(SetupError::Unsafe)?;
@@ -533,6 +581,14 @@ pub fn undo_steps(
 /// The runtime directory holds what hosts left (invites, logs); once no
 /// share runs, none of it means anything without setup.
 fn remove_runtime(dir: &Path) -> Result<(), SetupError> {
+    // A config written before setup took only real paths may name one
+    // through a link, which someone may have aimed elsewhere since.
+    if crate::realpath::real_path(dir).is_some_and(|real| real != dir) {
+        return Err(SetupError::Unsafe(format!(
+            "the runtime directory {} leads elsewhere through a link now; remove it yourself once you have checked where it leads, then run --undo again",
+            dir.display()
+        )));
+    }
     no_share_running(dir)?;
     // Any local user may have nested directories there past the
     // descriptors `remove_dir_all` needs, one per level.
@@ -731,16 +787,48 @@ pub fn verify_sshd(
             SetupError::Sshd(format!("{why}; removed {} again", conf_path.display()))
         }
     };
-    let effective = run_cmd(&["sshd", "-t", "-f", &main])
-        .and_then(|_| {
-            let spec = format!("user={},host=localhost,addr=127.0.0.1", a.pair_user);
-            run_cmd(&["sshd", "-T", "-f", &main, "-C", &spec])
-        })
-        .map_err(|e| undo(e.to_string()))?;
+    run_cmd(&["sshd", "-t", "-f", &main]).map_err(|e| undo(e.to_string()))?;
+    // From this machine and from afar: a site's `Match Address` block
+    // before pairjail's can give a remote guest what a local one lacks (a
+    // read-only attack hunt put `AuthorizedKeysFile` and passwords back
+    // for 10.0.0.0/8, and setup said all was well).
+    let mut port = None;
+    for (host, addr) in [
+        ("localhost", "127.0.0.1"),
+        ("guest.example.net", "203.0.113.7"),
+    ] {
+        let spec = format!("user={},host={host},addr={addr}", a.pair_user);
+        let effective =
+            run_cmd(&["sshd", "-T", "-f", &main, "-C", &spec]).map_err(|e| undo(e.to_string()))?;
+        check_effective(a, bin, &main, &effective).map_err(|why| {
+            undo(format!(
+                "sshd's effective config for {} from {addr} {why}",
+                a.pair_user
+            ))
+        })?;
+        port = port.or_else(|| {
+            effective
+                .lines()
+                .find_map(|l| l.strip_prefix("port ").and_then(|p| p.trim().parse().ok()))
+        });
+    }
+    Ok(port)
+}
+
+/// What is wrong with sshd's effective configuration for the pair user
+/// (`sshd -T`), if anything.
+fn check_effective(a: &Options, bin: &Path, main: &str, effective: &str) -> Result<(), String> {
     let want = [
-        format!("authorizedkeyscommand {} authorized-keys", bin.display()),
+        format!(
+            "authorizedkeyscommand {} authorized-keys --config {} %u %k %t",
+            bin.display(),
+            a.config.display()
+        ),
+        format!("authorizedkeyscommanduser {}", a.keys_command_user),
         "disableforwarding yes".into(),
         "permittty yes".into(),
+        "permittunnel no".into(),
+        "permituserrc no".into(),
         "passwordauthentication no".into(),
         "authorizedkeysfile none".into(),
         "authenticationmethods publickey".into(),
@@ -752,29 +840,21 @@ pub fn verify_sshd(
         l.starts_with("pubkeyacceptedalgorithms ") || l.starts_with("pubkeyacceptedkeytypes ")
     });
     if certs.is_none_or(|l| l.contains("-cert-v01")) {
-        return Err(undo(format!(
-            "sshd's effective config for {} still accepts certificates (an earlier Match block or line of {} sets the accepted key types first)",
-            a.pair_user, main
-        )));
+        return Err(format!(
+            "still accepts certificates (an earlier Match block or line of {main} sets the accepted key types first)"
+        ));
     }
     // Whole lines (`authenticationmethods publickey keyboard-interactive`
-    // is not `publickey`), but the keys command, which has arguments.
-    for (i, w) in want.iter().enumerate() {
-        if !effective
-            .lines()
-            .any(|l| l == w.as_str() || (i == 0 && l.starts_with(w.as_str())))
-        {
-            return Err(undo(format!(
-                "sshd's effective config for {} lacks '{w}' (is {} included by {}?)",
-                a.pair_user,
-                a.sshd_config_dir.display(),
-                main
-            )));
+    // is not `publickey`).
+    for w in &want {
+        if !effective.lines().any(|l| l == w.as_str()) {
+            return Err(format!(
+                "lacks '{w}' (is {} included by {main}, before any Match block of the site's that sets it?)",
+                a.sshd_config_dir.display()
+            ));
         }
     }
-    Ok(effective
-        .lines()
-        .find_map(|l| l.strip_prefix("port ").and_then(|p| p.trim().parse().ok())))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -888,6 +968,24 @@ mod tests {
         );
         std::fs::create_dir(sticky.join("rt")).unwrap();
         assert!(check_runtime_place(&sticky.join("rt")).is_ok());
+        for bad in [
+            "/etc/pj.toml\n\tAuthorizedKeysFile /tmp/k",
+            "/etc/p j",
+            "/etc/%u",
+            "/etc/a\"b",
+        ] {
+            let refused = check_plain_path("--config", Path::new(bad)).unwrap_err();
+            assert!(refused.contains("cannot go into"), "{refused}");
+        }
+        check_plain_path("--config", Path::new("/etc/pairjail/config.toml")).unwrap();
+        // A link on the way, even one that leads somewhere safe today.
+        let real = d.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, d.path().join("alias")).unwrap();
+        let refused = check_runtime_place(&d.path().join("alias/rt")).unwrap_err();
+        assert!(refused.contains("give that path"), "{refused}");
+        assert!(check_runtime_place(&real.join("rt")).is_ok());
+        assert!(remove_runtime(&d.path().join("alias/rt")).is_err());
         // Root's own directory, inside one another user owns: they can
         // move it away and put a link to /etc in its place.
         let theirs = d.path().join("theirs");

@@ -318,6 +318,29 @@ fn setup_is_remembered_and_undone() {
             .output()
             .unwrap()
     };
+    // A site's block for remote addresses, read before pairjail's, that
+    // gives passwords back: setup checks a remote login too, and undoes
+    // itself (found by a read-only attack hunt: only a login from
+    // 127.0.0.1 was checked).
+    fs::create_dir_all(&sd).unwrap();
+    let site = sd.join("00-site.conf");
+    fs::write(
+        &site,
+        "Match Address 203.0.113.0/24\n\tPasswordAuthentication yes\n",
+    )
+    .unwrap();
+    let refused = setup(&["--host", HOST, "--public-host", "127.0.0.1"]);
+    assert!(
+        !refused.status.success(),
+        "setup took a site block that lets passwords in"
+    );
+    assert!(
+        text(&refused.stderr).contains("from 203.0.113.7 lacks 'passwordauthentication no'"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(!sd.join("pairjail.conf").exists(), "the drop-in was left");
+    fs::remove_file(&site).unwrap();
     let said = ok(&setup(&["--host", HOST, "--public-host", "127.0.0.1"]));
     assert!(
         said.contains(&format!("guests log in as {PAIR}; who may host: {HOST}")),
