@@ -29,6 +29,17 @@ fn on_new_pty(
 ) -> Result<(std::process::Command, OwnedFd), JailError> {
     let pty =
         openpty(Some(&winsize(cols, rows)), None).map_err(|e| JailError::sys("openpty", e))?;
+    // openpty's descriptors are inherited across exec: every program the
+    // broker started held the masters open then, its own among them, so
+    // a guest's tmux client never saw its terminal hang up when the
+    // broker died (a read-only attack hunt).
+    for fd in [&pty.master, &pty.slave] {
+        nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .map_err(|e| JailError::sys("fcntl(pty, FD_CLOEXEC)", e))?;
+    }
 
     let dup = |fd: &OwnedFd| {
         fd.try_clone()
@@ -97,9 +108,12 @@ impl Drop for PtyChild {
     }
 }
 
-/// Starts `cmd` as the session leader of a new pty.
+/// Starts `cmd` as the session leader of a new pty; it ends with the
+/// caller (the broker's thread): a tmux client the broker started for a
+/// guest must not outlive it, still attached, with nobody to stop it.
 pub fn spawn_on_pty(cmd: std::process::Command, cols: u16, rows: u16) -> Result<OnPty, JailError> {
     let (mut cmd, master) = on_new_pty(cmd, cols, rows)?;
+    crate::jail::die_with_parent_on_exec(&mut cmd);
     let child = cmd.spawn().map_err(|e| spawn_error(&cmd, e))?;
     // `cmd` holds the slave's copies: they go now, so the master sees EOF
     // when the program ends.

@@ -484,6 +484,51 @@ fn a_replaced_invite_applies_to_a_connected_guest_at_once() {
     let _ = w.host_pairjail(&["stop", "--session", "sreinvite"]);
 }
 
+/// Found by a read-only attack hunt: after the broker was killed, a pair
+/// guest's tmux client stayed attached to the session, writable, with
+/// nobody to end it (it held its own pty's master, inherited across
+/// exec, so its terminal never hung up). The broker's clients end with it.
+#[test]
+fn a_dead_brokers_tmux_clients_end_with_it() {
+    let Some((w, guests)) = World::new(
+        "deadbroker",
+        &[
+            ("pia", "sdeadbroker", Some("pair")),
+            ("quin", "sdeadbroker", Some("mirror")),
+        ],
+    ) else {
+        return;
+    };
+    w.start_session("sdeadbroker", "mirror,pair", HOST_PROGRAM);
+    for g in &guests {
+        let t = w.join_in_window(g, 100, 30);
+        w.wait_screen(&t, "HOST-MARKER-4242", 20);
+    }
+    let clients = || {
+        w.host_tmux(
+            "sdeadbroker",
+            &["list-clients", "-F", "#{client_pid} #{client_control_mode}"],
+        )
+    };
+    assert!(
+        clients().lines().filter(|l| l.ends_with(" 0")).count() >= 2,
+        "the guests' clients: {}",
+        clients()
+    );
+    w.crash_broker("sdeadbroker");
+    eventually(20, || {
+        let left = clients();
+        if left.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "clients still attached after the broker died: {left}"
+            ))
+        }
+    });
+    let _ = w.host_pairjail(&["stop", "--session", "sdeadbroker"]);
+}
+
 #[test]
 fn a_mode_outside_the_session_is_refused_live() {
     let Some((w, guests)) = World::new("modeno", &[("jon", "smodeno", Some("mirror"))]) else {
