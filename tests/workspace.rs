@@ -992,6 +992,16 @@ fn nothing_a_pair_guest_starts_outlives_the_share() {
     let server = w.server_pid("linger");
     w.crash_broker("linger");
     assert!(Path::new(&format!("/proc/{server}")).exists());
+    // `status` does not call that "no shared sessions" (found by a
+    // read-only attack hunt), and says what ends it.
+    let out = w.host_pairjail(&["status"]);
+    assert!(
+        text(&out.stderr).contains("session linger left its tmux server running")
+            && text(&out.stderr).contains("pairjail stop --session linger"),
+        "status after the crash: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let out = w.host_pairjail(&["stop", "--session", "linger"]);
     assert!(out.status.success(), "stop: {}", text(&out.stderr));
     assert!(

@@ -46,7 +46,7 @@ pub enum ShareError {
     )]
     NoTerminal(String),
     #[error(
-        "an earlier run of session {0} left its tmux server running (its broker died); `pairjail stop --session {0}{1}` ends it"
+        "an earlier run of session {0} left its tmux server running (its broker died; what its guests started may still run); `pairjail stop --session {0}{1}` ends it"
     )]
     Leftover(String, String),
     #[error(
@@ -568,11 +568,7 @@ pub fn start(at: &Located, a: &Start) -> Result<Started, ShareError> {
     // taken over: that run's guests may have set it up (hooks, aliases).
     // Its log and invites stay for `stop`.
     let uid = nix::unistd::Uid::effective().as_raw();
-    let jail = liveness::live_jail(&p.dir, uid);
-    // A link in the socket's place is a dead jailed run's too (its guest
-    // could write there): never connected to, wherever it leads.
-    let linked = std::fs::symlink_metadata(&p.tmux).is_ok_and(|m| m.file_type().is_symlink());
-    if jail.is_some() || linked || listener::probe(&p.tmux).is_listening() {
+    if left_running(p, uid) {
         return Err(ShareError::Leftover(
             a.session.clone(),
             paths::flag(Some(&at.runtime)),
@@ -1590,9 +1586,30 @@ pub fn survey(runtime_dir: Option<&Path>, only: Option<&str>) -> Result<Survey, 
             found
                 .silent
                 .push(ShareError::Unresponsive(session, run.pid, p.log));
+        } else if liveness::recorded_run(&p.dir, uid)
+            .filter(|r| r.is_alive(uid))
+            .is_none()
+            && left_running(&p, uid)
+        {
+            // Its broker died and left the server (and a jailed share's
+            // jail, with what guests started in it) running: not "no
+            // shared sessions", which a read-only hunt saw `status` say
+            // while a pair guest's job went on writing the workspace.
+            found
+                .silent
+                .push(ShareError::Leftover(session, paths::flag(runtime_dir)));
         }
     }
     Ok(found)
+}
+
+/// Did an earlier run of this session leave its tmux server or jail
+/// running? A link in the socket's place is a dead jailed run's too (its
+/// guest could write there): never connected to, wherever it leads.
+fn left_running(p: &SessionPaths, uid: u32) -> bool {
+    liveness::live_jail(&p.dir, uid).is_some()
+        || std::fs::symlink_metadata(&p.tmux).is_ok_and(|m| m.file_type().is_symlink())
+        || listener::probe(&p.tmux).is_listening()
 }
 
 /// The broker daemon: reads its [`Launch`] from `start`'s line (one line
