@@ -133,6 +133,38 @@ fn clear(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
     Ok(subdirs)
 }
 
+/// Opens `name` (one part or more) beneath `dir`, following no link and
+/// crossing onto no other mount: a local user's FUSE mount on a file or
+/// directory there, which could hold the caller for good (a process
+/// waiting on FUSE cannot even be killed), is refused with EXDEV before
+/// anything asks it. Unknown to kernels before 5.6 (ENOSYS): refused too.
+pub fn open_beneath(dir: BorrowedFd, name: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+    use nix::fcntl::{OpenHow, ResolveFlag};
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOCTTY)
+        .resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_XDEV
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
+    nix::fcntl::openat2(dir, name, how)
+}
+
+/// Opens `path`'s directory (following links, as a path does) and then
+/// its last part beneath it with [`open_beneath`].
+pub fn open_in_dir(path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(nix::errno::Errno::EINVAL);
+    };
+    let dir = nix::fcntl::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    open_beneath(dir.as_fd(), Path::new(name), flags)
+}
+
 /// Replaces `path` with `bytes` (mode `mode`): a temp file beside it,
 /// synced, then renamed over it. On any error the old file is untouched
 /// and the temp file is gone.
@@ -238,6 +270,36 @@ pub fn dir_700(dir: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    /// What a local user's FUSE mount on their invites file would do to
+    /// sshd's keys command, with a bind mount (root only) that answers.
+    #[test]
+    fn nothing_mounted_beneath_a_directory_is_opened() {
+        if !nix::unistd::Uid::effective().is_root() {
+            assert!(std::env::var_os("CI").is_none(), "needs root in CI");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let (file, other) = (d.path().join("invites.toml"), d.path().join("other"));
+        fs::write(&file, "mine").unwrap();
+        fs::write(&other, "mounted").unwrap();
+        assert!(open_in_dir(&file, OFlag::O_RDONLY).is_ok());
+        let mounted = std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(&other)
+            .arg(&file)
+            .status()
+            .unwrap();
+        assert!(mounted.success());
+        let opened = open_in_dir(&file, OFlag::O_RDONLY | OFlag::O_NONBLOCK);
+        let _ = std::process::Command::new("umount").arg(&file).status();
+        assert_eq!(opened.err(), Some(nix::errno::Errno::EXDEV));
+        std::os::unix::fs::symlink(&other, d.path().join("link")).unwrap();
+        assert_eq!(
+            open_in_dir(&d.path().join("link"), OFlag::O_RDONLY).err(),
+            Some(nix::errno::Errno::ELOOP)
+        );
+    }
     #[test]
     fn a_711_directory_is_never_one_a_link_leads_to() {
         use std::os::unix::fs::PermissionsExt;

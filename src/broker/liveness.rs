@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -199,21 +200,24 @@ pub fn end_jail(session_dir: &Path, host_uid: u32, wait: std::time::Duration) ->
 /// authorized-keys reads every host's for every guest's login; a link to
 /// a filesystem that never answers (a local user's FUSE mount) would hold
 /// every login of every host's guests.
-/// (O_PATH: a session directory is searchable by others, not readable.)
+/// (O_PATH: a host's directory is searchable by others, not readable.)
 fn recorded(path: &Path, host_uid: u32) -> Option<Run> {
     use nix::fcntl::OFlag;
     let (dir, name) = (path.parent()?, path.file_name()?);
-    let dir = nix::fcntl::open(
-        dir,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+    let (host_dir, session) = (dir.parent()?, dir.file_name()?);
+    let host_dir = nix::fcntl::open(
+        host_dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
     .ok()?;
-    let fd = nix::fcntl::openat(
-        &dir,
-        name,
-        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
+    // The session directory and the file beneath the host's, through no
+    // link and onto no mount: a local user's FUSE mount on either would
+    // hold the keys command for good (a read-only attack hunt).
+    let fd = crate::files::open_beneath(
+        host_dir.as_fd(),
+        &Path::new(session).join(name),
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK,
     )
     .ok()?;
     let mut f = std::fs::File::from(fd);

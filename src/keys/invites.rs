@@ -175,14 +175,18 @@ pub fn read_untrusted(path: &Path, owner: u32) -> Result<Vec<u8>, InvitesError> 
         path: path.into(),
         message,
     };
-    let mut f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|source| InvitesError::Read {
-            path: path.into(),
-            source,
-        })?;
+    // Not through a mount on it either: a local user's FUSE mount on
+    // their own invites file held sshd's keys command for good (a
+    // read-only attack hunt, by reading).
+    let mut f = crate::files::open_in_dir(
+        path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK,
+    )
+    .map(std::fs::File::from)
+    .map_err(|e| InvitesError::Read {
+        path: path.into(),
+        source: e.into(),
+    })?;
     let meta = f.metadata().map_err(|source| InvitesError::Read {
         path: path.into(),
         source,
