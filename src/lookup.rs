@@ -21,17 +21,42 @@ fn getent(database: &str, key: &str) -> Option<String> {
         .find(|p| std::path::Path::new(p).exists())?;
     // No environment: getent needs none, and the caller's (a guest's
     // login) is not for a child that runs, dumpable, as the same user.
-    let out = Command::new(program)
+    let mut child = Command::new(program)
         .env_clear()
         .args([database, "--", key])
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .output()
+        .spawn()
         .ok()?;
-    out.status
+    // Read on a thread of its own (a large group fills the pipe), and
+    // waited for at most LIMIT: a name service that never answers (a
+    // black-holed resolver, a hung LDAP server) held `invite add` and
+    // sshd's keys command for as long as it liked (a read-only hunt).
+    let mut stdout = child.stdout.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let read =
+            std::io::Read::read_to_end(&mut std::io::Read::take(&mut stdout, MAX_OUTPUT), &mut buf);
+        let _ = tx.send(read.map(|_| buf));
+    });
+    let Ok(Ok(out)) = rx.recv_timeout(LIMIT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    };
+    let status = child.wait().ok()?;
+    status
         .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        .then(|| String::from_utf8_lossy(&out).into_owned())
 }
+
+/// How long one lookup may take.
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What is read of one lookup's answer.
+const MAX_OUTPUT: u64 = 4 << 20;
 
 /// One passwd line for a name or a uid (as text), from every NSS source.
 pub fn passwd(key: &str) -> Option<String> {
