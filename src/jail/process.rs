@@ -491,6 +491,16 @@ fn child(p: &Prepared, go: OwnedFd, err_w: OwnedFd, status_w: OwnedFd, undumpabl
         start_program(p, err_w, status_w);
     };
     // 14. The program runs as our child; we stay as its pid-1 reaper.
+    // Undumpable before the fork, not after it: the program runs at once
+    // and could read pid 1's /proc/1/environ (our memory still holds the
+    // caller's environment) before pid 1 got to it; the probe did, once,
+    // in a full test run under load. The program's exec makes it
+    // dumpable again, as any exec does.
+    if let Err(e) = prctl(libc::PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE") {
+        report(&err_w, &e);
+        // SAFETY: as above.
+        unsafe { libc::_exit(127) }
+    }
     // SAFETY: this process is single-threaded (a fresh clone child).
     match unsafe { nix::unistd::fork() } {
         Err(e) => report(&err_w, &JailError::sys("fork(program)", e)),
@@ -968,13 +978,9 @@ fn forward_signals_to(pid: i32, pid1_is_program: bool) -> Restore {
 
 /// pid 1: forward signals to the program, reap everything, report the
 /// program's status to the parent and exit with it.
+/// (Undumpable since before the fork: the program can neither ptrace us
+/// nor read /proc/1/environ.)
 fn reap(payload: Pid, status_w: OwnedFd, filter: &BpfProgram) -> JailError {
-    // Not dumpable: the program cannot ptrace us or read /proc/1/environ
-    // (our memory still holds the caller's environment).
-    if let Err(e) = prctl(libc::PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE") {
-        let _ = nix::sys::signal::kill(payload, Signal::SIGKILL);
-        return e;
-    }
     // pid 1 never returns from here: its handlers stay for its life.
     std::mem::forget(forward_signals_to(payload.as_raw(), false));
     // Blocked since before the clone (see `Blocked`): delivered now, to
