@@ -225,7 +225,10 @@ async fn decide(
     // The menu's waiter, and the option it answers in.
     let mut waiter = match menu {
         Some((channel, option)) => {
-            let mut waiter = tokio::process::Command::from(cfg.tmux.command());
+            let mut std_waiter = cfg.tmux.command();
+            // Ends with the broker (kill_on_drop does not, on a SIGKILL).
+            crate::jail::die_with_parent_on_exec(&mut std_waiter);
+            let mut waiter = tokio::process::Command::from(std_waiter);
             waiter
                 .args(["wait-for", channel])
                 .stdin(Stdio::null())

@@ -235,7 +235,10 @@ const LINE_HEAD: usize = 64;
 
 /// A control-mode client that lives exactly as long as the session.
 async fn watch_session(state: Arc<State>) {
-    let mut cmd = tokio::process::Command::from(state.cfg.tmux.command());
+    let mut std_cmd = state.cfg.tmux.command();
+    // Ends with the broker, like every client it starts.
+    crate::jail::die_with_parent_on_exec(&mut std_cmd);
+    let mut cmd = tokio::process::Command::from(std_cmd);
     cmd.args([
         "-C",
         "attach-session",
