@@ -245,6 +245,38 @@ fn check_runtime_place(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// What setup writes (the pair user's login shell, the config sshd's keys
+/// command reads, sshd's drop-in, the tmpfiles line) goes in directories
+/// only root can change, all the way up: a team's group-writable
+/// `/opt/tools` for `--shell` let any member swap the pair user's shell
+/// and run as the pair user, unjailed, at every guest's login (a
+/// read-only attack hunt). Directories not made yet are made by root.
+fn check_root_only(flag: &str, dir: &Path) -> Result<(), String> {
+    let real = crate::realpath::real_path(dir).unwrap_or_else(|| dir.to_path_buf());
+    for (i, above) in real.ancestors().enumerate() {
+        let m = match std::fs::metadata(above) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("{flag}: {}: {e}", above.display())),
+        };
+        // The directory itself: not even a sticky one, where someone
+        // else could make the name before root does.
+        let root_only = if i == 0 {
+            m.uid() == 0 && m.mode() & 0o022 == 0
+        } else {
+            crate::files::only_root_changes(&m)
+        };
+        if !root_only {
+            return Err(format!(
+                "{flag} {}: {} can be changed by users other than root, who could swap what setup puts there; pick a place only root can change",
+                dir.display(),
+                above.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A path that goes into a configuration line as it is: printable, no
 /// white space, no quote, `%`, `#` or backslash.
 fn check_plain_path(flag: &str, path: &Path) -> Result<(), String> {
@@ -339,6 +371,14 @@ pub fn plan(a: &Options, dry_run: bool) -> Result<Plan, SetupError> {
     }
     if !dry_run {
         check_runtime_place(&a.runtime_dir).map_err(SetupError::Unsafe)?;
+        for (flag, place) in [
+            ("--shell", a.shell.parent()),
+            ("--config", a.config.parent()),
+            ("--sshd-config-dir", Some(a.sshd_config_dir.as_path())),
+            ("--tmpfiles-dir", Some(a.tmpfiles_dir.as_path())),
+        ] {
+            check_root_only(flag, place.unwrap_or(Path::new("/"))).map_err(SetupError::Unsafe)?;
+        }
     }
     if a.keys_command_user == a.pair_user {
         return Err(Invalid(
@@ -978,6 +1018,21 @@ mod tests {
             assert!(refused.contains("cannot go into"), "{refused}");
         }
         check_plain_path("--config", Path::new("/etc/pairjail/config.toml")).unwrap();
+        // Where setup writes its other files.
+        let team = d.path().join("team");
+        std::fs::create_dir(&team).unwrap();
+        std::fs::set_permissions(&team, std::fs::Permissions::from_mode(0o775)).unwrap();
+        let refused = check_root_only("--shell", &team).unwrap_err();
+        assert!(
+            refused.contains("can be changed by users other than root"),
+            "{refused}"
+        );
+        assert!(check_root_only("--shell", &team.join("lib")).is_err());
+        assert!(check_root_only("--shell", &d.path().join("fresh/lib")).is_ok());
+        let sticky_dir = d.path().join("sticky-shell");
+        std::fs::create_dir(&sticky_dir).unwrap();
+        std::fs::set_permissions(&sticky_dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(check_root_only("--shell", &sticky_dir).is_err());
         // A link on the way, even one that leads somewhere safe today.
         let real = d.path().join("real");
         std::fs::create_dir(&real).unwrap();
