@@ -371,6 +371,61 @@ fn a_scripted_share_is_audited_exactly_verified_and_replayed_with_attributed_inp
         "no syslog copy of {stop_line}; the collector ended on {ended}; the broker's log: {:?}; copies: {copies:?}",
         std::fs::read_to_string(w.runtime.join(HOST).join("saudit.log"))
     );
+    // `audit verify --syslog`: every line the copy holds is in the file;
+    // a file with its last line cut off is named, whatever its chain says.
+    let copy_file = World::dir_for("audit").join("syslog-copy.txt");
+    std::fs::write(&copy_file, copies.join("\n") + "\n").unwrap();
+    let copy_arg = copy_file.to_str().unwrap();
+    let out = common::as_user(
+        HOST,
+        shared_binary(),
+        &[
+            "audit",
+            "verify",
+            log.to_str().unwrap(),
+            "--syslog",
+            copy_arg,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("in the syslog copy are in the file"),
+        "{}",
+        text(&out.stdout)
+    );
+    let cut = World::dir_for("audit").join("cut.jsonl");
+    // Cut before the share's last line (other tests' shares may have
+    // written after it: the host's log is one file).
+    let kept: Vec<&str> = raw.lines().take_while(|l| *l != stop_line).collect();
+    std::fs::write(&cut, kept.join("\n") + "\n").unwrap();
+    let out = common::as_user(
+        HOST,
+        shared_binary(),
+        &[
+            "audit",
+            "verify",
+            cut.to_str().unwrap(),
+            "--syslog",
+            copy_arg,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("of this log that the file does not hold"),
+        "{}",
+        text(&out.stdout)
+    );
 
     // The recording: asciinema replays it, the markers are in it, and
     // bob's (pair) typing is his; his mirror typing is nowhere.

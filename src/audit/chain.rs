@@ -205,6 +205,9 @@ pub struct Report {
     pub head: Option<String>,
     /// The first problem, if any.
     pub problem: Option<Problem>,
+    /// What the syslog copy says (`verify --syslog`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy: Option<CopyCheck>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
@@ -291,11 +294,77 @@ pub fn verify(r: impl Read, head: Option<&str>) -> std::io::Result<Report> {
     Ok(r)
 }
 
+/// What a copy kept elsewhere (syslog) says of the log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct CopyCheck {
+    /// Lines of this log (its machine and host) the copy holds.
+    pub checked: u64,
+    /// The seq of each of them that the file does not hold as written.
+    pub missing: Vec<u64>,
+}
+
+/// Checks a copy of the log's lines kept elsewhere (the text of a syslog
+/// file or of `journalctl -t pairjail -o cat`: `sha256=HASH LINE`
+/// anywhere on each of its lines) against the log: each line of this
+/// log's machine and host in the copy must be in the file byte for byte.
+/// A chain can be rewritten after an edit, and whoever can write the file
+/// (the host's account) can also send syslog a new head, so comparing the
+/// last head is not enough; the lines syslog had before stay there. A
+/// copy line whose own hash does not match it is not one pairjail sent,
+/// and is skipped.
+pub fn check_copy(log: impl Read, copy: impl Read) -> std::io::Result<CopyCheck> {
+    let mut held = std::collections::HashSet::new();
+    let mut origin: Option<(String, String)> = None;
+    for raw in BufReader::new(log).split(b'\n') {
+        let raw = raw?;
+        if origin.is_none()
+            && let Ok(l) = serde_json::from_slice::<Line>(&raw)
+        {
+            origin = Some((l.machine, l.host));
+        }
+        held.insert(hash(&raw));
+    }
+    let mut found = CopyCheck {
+        checked: 0,
+        missing: Vec::new(),
+    };
+    let Some((machine, host)) = origin else {
+        return Ok(found);
+    };
+    for raw in BufReader::new(copy).split(b'\n') {
+        let raw = raw?;
+        let text = String::from_utf8_lossy(&raw);
+        let Some(at) = text.find("sha256=") else {
+            continue;
+        };
+        let rest = &text[at + "sha256=".len()..];
+        let (Some(h), Some(line)) = (rest.get(..64), rest.get(65..)) else {
+            continue;
+        };
+        let line = line.trim_end_matches('\r');
+        if !rest[64..].starts_with(' ') || !h.eq_ignore_ascii_case(&hash(line.as_bytes())) {
+            continue;
+        }
+        let Ok(l) = serde_json::from_str::<Line>(line) else {
+            continue;
+        };
+        if l.machine != machine || l.host != host {
+            continue;
+        }
+        found.checked += 1;
+        if !held.contains(&h.to_ascii_lowercase()) {
+            found.missing.push(l.seq);
+        }
+    }
+    Ok(found)
+}
+
 fn report(lines: u64, head: &str, problem: Option<Problem>) -> Report {
     Report {
         lines,
         head: (lines > 0).then(|| head.to_string()),
         problem,
+        copy: None,
     }
 }
 
@@ -341,6 +410,64 @@ mod tests {
         assert_eq!(r.problem, None);
         assert_eq!(r.lines, 4);
         assert_eq!(r.head.as_deref(), Some(hash(lines[3].as_bytes()).as_str()));
+    }
+
+    /// Found by a read-only attack hunt: whoever can write the log (the
+    /// host's account) rewrote it, chain and all, and sent syslog one more
+    /// line with the new head; `verify --head` said ok. The lines syslog
+    /// already held are not in the rewritten file.
+    #[test]
+    fn a_rewritten_chain_is_told_by_the_lines_syslog_already_holds() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (_, lines) = sample(d.path());
+        let copy: String = lines
+            .iter()
+            .map(|l| {
+                format!(
+                    "Dec  8 03:00:00 vm pairjail[42]: sha256={} {l}\n",
+                    hash(l.as_bytes())
+                )
+            })
+            .collect::<String>()
+            + "Dec  8 03:00:01 vm sshd[7]: unrelated\n";
+        let log = lines.join("\n") + "\n";
+        let ok = check_copy(log.as_bytes(), copy.as_bytes()).expect("check");
+        assert_eq!(
+            ok,
+            CopyCheck {
+                checked: 4,
+                missing: vec![]
+            }
+        );
+        // Carol's line rewritten, every later line chained again.
+        let rewritten = d.path().join("rewritten.jsonl");
+        for (i, g) in ["bob", "carol (gone)", "dave", "erin"]
+            .into_iter()
+            .enumerate()
+        {
+            append(
+                &rewritten,
+                &origin(),
+                Event::Left {
+                    guest: if i == 1 { "carol".into() } else { g.into() },
+                    reason: if i == 1 {
+                        "never typed".into()
+                    } else {
+                        "bye".into()
+                    },
+                },
+            )
+            .expect("append");
+        }
+        let text = std::fs::read_to_string(&rewritten).expect("read");
+        assert_eq!(verify(text.as_bytes(), None).expect("verify").problem, None);
+        let told = check_copy(text.as_bytes(), copy.as_bytes()).expect("check");
+        // Every line differs (their times differ too); at least carol's.
+        assert!(told.missing.contains(&2), "{told:?}");
+        // A forged copy line (its hash is not its line's) is not counted.
+        let forged = format!("pairjail[1]: sha256={} {}\n", "0".repeat(64), lines[0]);
+        let none = check_copy(log.as_bytes(), forged.as_bytes()).expect("check");
+        assert_eq!(none.checked, 0);
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub enum AuditCommand {
     /// Check the hash chain: exit 0 if no line was changed, removed or
     /// reordered; else exit 1 naming the first line that was.
     #[command(
-        after_help = "Examples:\n  pairjail audit verify ~/.local/state/pairjail/audit.jsonl\n  pairjail audit verify audit.jsonl --head 3f1c…   # the last hash, from syslog/journald\n  pairjail audit verify audit.jsonl --json\n\nA chain shows a change that was not followed by rewriting every later line,\nand cannot see lines cut from the end: compare the printed head with the\nsha256= of the last copy in syslog/journald (start --audit-syslog), or pass it\nas --head."
+        after_help = "Examples:\n  pairjail audit verify ~/.local/state/pairjail/audit.jsonl\n  pairjail audit verify audit.jsonl --head 3f1c…   # the last hash, from syslog/journald\n  pairjail audit verify audit.jsonl --json\n  journalctl -t pairjail -o cat > copy.txt; pairjail audit verify audit.jsonl --syslog copy.txt\n\nA chain shows a change that was not followed by rewriting every later line,\nand cannot see lines cut from the end: compare the printed head with the\nsha256= of the last copy in syslog/journald (start --audit-syslog), or pass it\nas --head. Whoever can write the file can also send syslog a new head: --syslog\nchecks every line syslog holds of this log, which a rewrite cannot take back."
     )]
     Verify {
         /// The audit log (default: yours).
@@ -21,6 +21,11 @@ pub enum AuditCommand {
         /// The hash the last line must have (kept elsewhere, e.g. syslog).
         #[arg(long, value_name = "SHA256")]
         head: Option<String>,
+        /// A copy of syslog's lines (a syslog file, or `journalctl -t
+        /// pairjail -o cat` saved to a file): each line it holds of this
+        /// log must be in the file as written.
+        #[arg(long, value_name = "FILE")]
+        syslog: Option<PathBuf>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -65,7 +70,12 @@ impl From<AuditError> for Failure {
 
 pub fn run(cmd: AuditCommand) -> Outcome {
     match cmd {
-        AuditCommand::Verify { file, head, json } => verify(file_or_default(file)?, head, json),
+        AuditCommand::Verify {
+            file,
+            head,
+            syslog,
+            json,
+        } => verify(file_or_default(file)?, head, syslog, json),
         AuditCommand::Show {
             file,
             session,
@@ -79,11 +89,46 @@ pub fn run(cmd: AuditCommand) -> Outcome {
     }
 }
 
-fn verify(file: PathBuf, head: Option<String>, json: bool) -> Outcome {
-    let f = std::fs::File::open(&file)
-        .map_err(|e| Failure::invalid(format!("audit log {}: {e}", file.display())))?;
-    let r = audit::verify(f, head.as_deref())
+fn verify(file: PathBuf, head: Option<String>, syslog: Option<PathBuf>, json: bool) -> Outcome {
+    let open = || {
+        std::fs::File::open(&file)
+            .map_err(|e| Failure::invalid(format!("audit log {}: {e}", file.display())))
+    };
+    let mut r = audit::verify(open()?, head.as_deref())
         .map_err(|e| Failure::failed(format!("audit log {}: {e}", file.display())))?;
+    if let Some(copy) = &syslog {
+        let said =
+            |e: std::io::Error| Failure::invalid(format!("--syslog {}: {e}", copy.display()));
+        let c = audit::chain::check_copy(open()?, std::fs::File::open(copy).map_err(said)?)
+            .map_err(|e| Failure::failed(format!("audit log {}: {e}", file.display())))?;
+        if r.problem.is_none() && c.checked == 0 {
+            r.problem = Some(audit::chain::Problem {
+                line: 0,
+                what: format!(
+                    "{} holds no line of this log (its machine and host): nothing was checked against it",
+                    copy.display()
+                ),
+            });
+        }
+        if r.problem.is_none()
+            && let Some(&first) = c.missing.first()
+        {
+            r.problem = Some(audit::chain::Problem {
+                line: first,
+                what: format!(
+                    "syslog holds {} line(s) of this log that the file does not hold as written (seq {}): lines were changed or removed and the chain written again",
+                    c.missing.len(),
+                    c.missing
+                        .iter()
+                        .take(10)
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        r.copy = Some(c);
+    }
     if json {
         print_json(&r)?;
     } else if let Some(p) = &r.problem {
@@ -95,10 +140,17 @@ fn verify(file: PathBuf, head: Option<String>, json: bool) -> Outcome {
         );
     } else {
         println!(
-            "{}: ok, {} line(s), chain head sha256:{}",
+            "{}: ok, {} line(s), chain head sha256:{}{}",
             file.display(),
             r.lines,
-            r.head.as_deref().unwrap_or("(empty)")
+            r.head.as_deref().unwrap_or("(empty)"),
+            r.copy
+                .as_ref()
+                .map(|c| format!(
+                    ", all {} line(s) of it in the syslog copy are in the file",
+                    c.checked
+                ))
+                .unwrap_or_default()
         );
     }
     Ok(if r.problem.is_some() {
