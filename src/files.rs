@@ -27,7 +27,7 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
     if !fs::symlink_metadata(path)?.is_dir() {
         return fs::remove_file(path);
     }
-    let mut dir = open_dir(AT_FDCWD, path.as_os_str())?;
+    let mut dir = open_dir(AT_FDCWD, path.as_os_str(), false)?;
     // The walk down: each level's name in its parent, its identity (to
     // check the way back up), and the subdirectories it still holds.
     let mut levels = vec![Level {
@@ -37,7 +37,7 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
     }];
     while let Some(top) = levels.last_mut() {
         if let Some(name) = top.pending.pop() {
-            let child = open_dir(dir.as_fd(), &name)?;
+            let child = open_dir(dir.as_fd(), &name, true)?;
             levels.push(Level {
                 name,
                 id: identity(&child)?,
@@ -85,9 +85,17 @@ fn identity(fd: &OwnedFd) -> io::Result<(u64, u64)> {
 
 /// The directory `name` under `at`, never through a link, opened for
 /// reading after its owner's rights are given back when it lacks them.
-fn open_dir(at: BorrowedFd, name: &OsStr) -> io::Result<OwnedFd> {
+/// `beneath`: never onto another mount either (EXDEV): a local user's
+/// FUSE mount in a tree root removes (`setup --undo`'s runtime
+/// directory) would hold root for good at the first look inside.
+fn open_dir(at: BorrowedFd, name: &OsStr, beneath: bool) -> io::Result<OwnedFd> {
     let flags = OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    let handle = openat(at, name, flags | OFlag::O_PATH, Mode::empty()).map_err(io::Error::from)?;
+    let handle = if beneath {
+        open_beneath(at, Path::new(name), OFlag::O_PATH | OFlag::O_DIRECTORY)
+    } else {
+        openat(at, name, flags | OFlag::O_PATH, Mode::empty())
+    }
+    .map_err(io::Error::from)?;
     let mode = fstat(&handle).map_err(io::Error::from)?.st_mode;
     if mode & 0o700 != 0o700 {
         // By descriptor: never where a link swapped in since would lead.
@@ -270,6 +278,35 @@ pub fn dir_700(dir: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    /// A mount inside a tree being removed (a local user's FUSE mount in
+    /// the runtime directory `setup --undo` removes) is refused, and
+    /// nothing of what is mounted there goes.
+    #[test]
+    fn remove_tree_never_goes_onto_another_mount() {
+        if !nix::unistd::Uid::effective().is_root() {
+            assert!(std::env::var_os("CI").is_none(), "needs root in CI");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let (tree, other) = (d.path().join("tree"), d.path().join("other"));
+        fs::create_dir_all(tree.join("theirs")).unwrap();
+        fs::create_dir_all(&other).unwrap();
+        fs::write(other.join("keep"), "x").unwrap();
+        let mounted = std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(&other)
+            .arg(tree.join("theirs"))
+            .status()
+            .unwrap();
+        assert!(mounted.success());
+        let removed = remove_tree(&tree);
+        let _ = std::process::Command::new("umount")
+            .arg(tree.join("theirs"))
+            .status();
+        assert!(removed.is_err(), "removed a tree with a mount in it");
+        assert!(other.join("keep").exists(), "removed what was mounted");
+    }
 
     /// What a local user's FUSE mount on their invites file would do to
     /// sshd's keys command, with a bind mount (root only) that answers.

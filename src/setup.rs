@@ -651,15 +651,22 @@ pub fn no_share_running(dir: &Path) -> Result<(), SetupError> {
     let Ok(hosts) = std::fs::read_dir(dir) else {
         return Ok(());
     };
+    let Ok(top) = nix::fcntl::open(
+        dir,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) else {
+        return Ok(());
+    };
     for host in hosts.flatten() {
         // Only a host's own directory, never a link (any user may put one
-        // in a shared runtime directory), opened once and read through
-        // that descriptor: a swap after the check leads nowhere else.
-        let flags = nix::fcntl::OFlag::O_RDONLY
-            | nix::fcntl::OFlag::O_DIRECTORY
-            | nix::fcntl::OFlag::O_NOFOLLOW
-            | nix::fcntl::OFlag::O_CLOEXEC;
-        let Ok(fd) = nix::fcntl::open(&host.path(), flags, nix::sys::stat::Mode::empty()) else {
+        // in a shared runtime directory), nor another mount (a local
+        // user's FUSE mount there held root's undo for good; a read-only
+        // hunt, by reading), opened once and read through that
+        // descriptor: a swap after the check leads nowhere else.
+        let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY;
+        let Ok(fd) = crate::files::open_beneath(top.as_fd(), Path::new(&host.file_name()), flags)
+        else {
             continue;
         };
         let Ok(owner) = nix::sys::stat::fstat(&fd).map(|m| m.st_uid) else {
