@@ -26,12 +26,22 @@ pub fn pretty<T: serde::Serialize>(value: &T) -> Result<String, serde_json::Erro
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if hides_text(c) {
-            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            out.push_str(&json_escape(c));
         } else {
             out.push(c);
         }
     }
     Ok(out)
+}
+
+/// `\uXXXX` for `c`, as a UTF-16 surrogate pair beyond the BMP (the tag
+/// characters U+E0000 to U+E007F): JSON has no longer escape.
+fn json_escape(c: char) -> String {
+    let mut units = [0u16; 2];
+    c.encode_utf16(&mut units)
+        .iter()
+        .map(|u| format!("\\u{u:04x}"))
+        .collect()
 }
 
 struct Escaping;
@@ -46,7 +56,7 @@ impl serde_json::ser::Formatter for Escaping {
         for (i, c) in fragment.char_indices() {
             if hides_text(c) {
                 writer.write_all(&fragment.as_bytes()[start..i])?;
-                write!(writer, "\\u{:04x}", u32::from(c))?;
+                writer.write_all(json_escape(c).as_bytes())?;
                 start = i + c.len_utf8();
             }
         }
@@ -65,7 +75,7 @@ mod tests {
 
     #[test]
     fn what_hides_text_is_escaped_and_reads_back_the_same() {
-        let text = "a\u{9d}52;c;eA==\u{9c}b\u{202e}c\u{200b}d\u{2028}e\u{1b}f";
+        let text = "a\u{9d}52;c;eA==\u{9c}b\u{202e}c\u{200b}d\u{2028}e\u{1b}f\u{ad}g\u{e0041}h\u{3164}i\u{fffa}";
         let line = escaped(&text).unwrap();
         assert!(line.is_ascii(), "{line:?}");
         assert_eq!(serde_json::from_str::<String>(&line).unwrap(), text);
