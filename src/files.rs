@@ -148,14 +148,18 @@ fn clear(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
 /// anything asks it. Unknown to kernels before 5.6 (ENOSYS): refused too.
 pub fn open_beneath(dir: BorrowedFd, name: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
     use nix::fcntl::{OpenHow, ResolveFlag};
-    let how = OpenHow::new()
-        .flags(flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOCTTY)
-        .resolve(
-            ResolveFlag::RESOLVE_BENEATH
-                | ResolveFlag::RESOLVE_NO_XDEV
-                | ResolveFlag::RESOLVE_NO_SYMLINKS
-                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-        );
+    // openat2 refuses any flag O_PATH does not take (EINVAL).
+    let extra = if flags.contains(OFlag::O_PATH) {
+        OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+    } else {
+        OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOCTTY
+    };
+    let how = OpenHow::new().flags(flags | extra).resolve(
+        ResolveFlag::RESOLVE_BENEATH
+            | ResolveFlag::RESOLVE_NO_XDEV
+            | ResolveFlag::RESOLVE_NO_SYMLINKS
+            | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+    );
     nix::fcntl::openat2(dir, name, how)
 }
 
@@ -304,7 +308,11 @@ mod tests {
         let _ = std::process::Command::new("umount")
             .arg(tree.join("theirs"))
             .status();
-        assert!(removed.is_err(), "removed a tree with a mount in it");
+        assert_eq!(
+            removed.map_err(|e| e.raw_os_error()),
+            Err(Some(libc::EXDEV)),
+            "removed a tree with a mount in it"
+        );
         assert!(other.join("keep").exists(), "removed what was mounted");
     }
 

@@ -712,7 +712,7 @@ fn a_pair_guest_who_fills_the_recordings_disk_ends_the_share() {
     };
     let rec = host_dir("arecfull", "rec");
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs"])
         .arg(&rec)
         .status()
         .unwrap();
@@ -738,7 +738,7 @@ fn a_pair_guest_who_fills_the_recordings_disk_ends_the_share() {
     );
     let ria = w.join_in_window(&guests[0], 100, 30);
     w.wait_screen(&ria, "HOST-MARKER-4242", 20);
-    w.drv(&["send-keys", "-t", &ria, "-l", "seq 1 100000"]);
+    w.drv(&["send-keys", "-t", &ria, "-l", "seq 1 200000"]);
     w.drv(&["send-keys", "-t", &ria, "Enter"]);
     let screen = w.wait_screen(&ria, "SSH-EXIT=", 30);
     assert!(
