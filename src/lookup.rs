@@ -35,7 +35,7 @@ fn getent(database: &str, key: &str) -> Option<String> {
     // sshd's keys command for as long as it liked (a read-only hunt).
     let mut stdout = child.stdout.take()?;
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
         let read =
             std::io::Read::read_to_end(&mut std::io::Read::take(&mut stdout, MAX_OUTPUT), &mut buf);
@@ -44,8 +44,16 @@ fn getent(database: &str, key: &str) -> Option<String> {
     let Ok(Ok(out)) = rx.recv_timeout(LIMIT) else {
         let _ = child.kill();
         let _ = child.wait();
+        // The pipe closed with getent (unless a helper of its kept it):
+        // the thread ends, and is joined when it does.
+        if rx.recv_timeout(std::time::Duration::from_secs(1)).is_ok() {
+            let _ = reader.join();
+        }
         return None;
     };
+    // Its answer is in: the thread is ending; joined, so the caller is
+    // single-threaded again (`join` starts a jail after a lookup).
+    let _ = reader.join();
     let status = child.wait().ok()?;
     status
         .success()

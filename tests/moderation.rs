@@ -413,6 +413,24 @@ fn a_demoted_guest_who_connects_again_comes_back_demoted() {
     let g = w.join_in_window(&guests[0], 100, 30);
     w.wait_screen(&g, "HOST-MARKER-4242", 20);
     wait_listed(&w, "sredemote", &["ida:pair:connected"]);
+    // Demoted, kicked (which revokes her invite) and invited again (as
+    // pair, which her forced command here names): the new invite's mode,
+    // not the one the host gave under the old invite (a review found the
+    // remembered mode outlived its invite, which could hand a guest back
+    // pair under a new mirror invite).
+    let out = w.host_pairjail(&["mode", "ida", "mirror", "--session", "sredemote"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_listed(&w, "sredemote", &["ida:mirror:connected"]);
+    let out = w.host_pairjail(&["kick", "ida", "--session", "sredemote"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    w.wait_screen(&g, "SSH-EXIT=", 20);
+    w.drv(&["kill-window", "-t", &g]);
+    wait_listed(&w, "sredemote", &[]);
+    let key = guests[0].key.with_extension("pub");
+    w.invite("ida", "sredemote", Some("pair"), &key);
+    let g = w.join_in_window(&guests[0], 100, 30);
+    w.wait_screen(&g, "HOST-MARKER-4242", 20);
+    wait_listed(&w, "sredemote", &["ida:pair:connected"]);
     let _ = w.host_pairjail(&["stop", "--session", "sredemote"]);
 }
 

@@ -87,6 +87,8 @@ pub struct Spec {
     pub limits: Limits,
     /// Unix seconds: the invite's expiry.
     pub expires: Option<u64>,
+    /// The invite it was admitted under (or the one that replaced it).
+    pub invite: super::roster::InviteId,
     /// The key fingerprint and source address, for the audit log.
     pub key: Option<String>,
     pub source: Option<String>,
@@ -547,16 +549,26 @@ async fn copy(
                     }
                 }
                 Some(Order::Terms(t)) => {
-                    if let Some(why) = t.refuses(link.spec.key.as_deref(), link.spec.source.as_deref()) {
+                    if let Some(why) = t.refuses(&link.spec.invite, link.spec.key.as_deref(), link.spec.source.as_deref()) {
                         state.record(Event::Kicked { guest: link.spec.name.clone(), reason: why.to_string() });
                         return Some(why.to_string());
                     }
                     link.spec.expires = Some(t.expires);
+                    link.spec.invite = t.id.clone();
                     link.warned = false;
                     state.roster.update(link.spec.serial, |g| g.expires = Some(t.expires));
                     if t.mode != link.mode {
                         regroup_at = None;
                         let r = change_mode(state, link, t.mode).await;
+                        if let Err(e) = &r {
+                            // The host hears that the new mode did not
+                            // take (the session or the guest's profile
+                            // does not allow it).
+                            state.announce(format!(
+                                "{}'s new invite: cannot make it {}: {e}",
+                                link.spec.name, t.mode
+                            ));
+                        }
                         if let (Err(e), None, None) = (r, &link.client, &link.member) {
                             return Some(e);
                         }
@@ -837,7 +849,7 @@ async fn change_mode(state: &State, link: &mut Link, mode: Mode) -> Result<Strin
         "with a new tmux client"
     };
     state.roster.update(link.spec.serial, |g| g.mode = mode);
-    state.set_mode_of(&name, Some(mode));
+    state.set_mode_of(&name, Some((link.spec.invite.clone(), mode)));
     let text = format!("pairjail: the host made you {mode}");
     link.show(state, &text, 5000).await;
     state.announce(format!("{name} is now {mode} (was {old})"));

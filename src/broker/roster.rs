@@ -21,9 +21,21 @@ pub enum Order {
     Terms(Terms),
 }
 
+/// Which invite a guest was admitted under: an invite added again
+/// (after a kick or a revoke) or replaced is another one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteId {
+    /// Unix seconds.
+    pub created: u64,
+    /// Its key fingerprints.
+    pub keys: Vec<String>,
+}
+
 /// What a replaced invite gives a connected guest.
 #[derive(Debug, Clone)]
 pub struct Terms {
+    /// The new invite.
+    pub id: InviteId,
     pub mode: Mode,
     /// Unix seconds.
     pub expires: u64,
@@ -33,19 +45,39 @@ pub struct Terms {
     pub from: Vec<String>,
 }
 
+/// The address of a guest's `ADDRESS:PORT` (`[v6]:port`, or v6
+/// unbracketed, with or without a `%zone`).
+fn source_ip(source: &str) -> Option<std::net::IpAddr> {
+    let (addr, _port) = source.rsplit_once(':')?;
+    let addr = addr.trim_start_matches('[').trim_end_matches(']');
+    let addr = addr.split_once('%').map_or(addr, |(a, _)| a);
+    addr.parse().ok()
+}
+
 impl Terms {
-    /// Why a connection made with `key` from `source` (`ADDRESS:PORT`)
-    /// is not one the terms would admit, if it is not.
-    pub fn refuses(&self, key: Option<&str>, source: Option<&str>) -> Option<&'static str> {
-        if !key.is_some_and(|k| self.keys.iter().any(|x| x == k)) {
+    /// Why a connection made under the invite `was`, with `key` from
+    /// `source` (`ADDRESS:PORT`, an IPv6 address unbracketed, as `join`
+    /// gives it), is not one the terms would admit, if it is not. A
+    /// connection whose key is not known (an invite of several keys, a
+    /// forced command without `--key`) goes if any of the old keys did.
+    pub fn refuses(
+        &self,
+        was: &InviteId,
+        key: Option<&str>,
+        source: Option<&str>,
+    ) -> Option<&'static str> {
+        let listed = |k: &String| self.keys.contains(k);
+        let kept = match key {
+            Some(k) => listed(&k.to_string()),
+            None => was.keys.iter().all(listed),
+        };
+        if !kept {
             return Some("the host replaced your invite's keys");
         }
         if self.from.is_empty() {
             return None;
         }
-        let ip = source
-            .and_then(|s| s.parse::<std::net::SocketAddr>().ok())
-            .map(|a| a.ip());
+        let ip = source.and_then(source_ip);
         match ip {
             Some(ip)
                 if self
@@ -351,6 +383,46 @@ pub fn summarize(guests: &[GuestStatus]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replaced_terms_refuse_what_the_new_invite_does_not_list() {
+        let id = |keys: &[&str]| InviteId {
+            created: 1,
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+        };
+        let terms = |keys: &[&str], from: &[&str]| Terms {
+            id: id(keys),
+            mode: Mode::Mirror,
+            expires: 2,
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            from: from.iter().map(|f| f.to_string()).collect(),
+        };
+        let was = id(&["A", "B"]);
+        assert_eq!(terms(&["A"], &[]).refuses(&was, Some("A"), None), None);
+        assert!(terms(&["B"], &[]).refuses(&was, Some("A"), None).is_some());
+        // A key not known: out if any old key is gone, not for an expiry.
+        assert!(terms(&["A"], &[]).refuses(&was, None, None).is_some());
+        assert_eq!(terms(&["A", "B", "C"], &[]).refuses(&was, None, None), None);
+        // Addresses as join gives them: IPv6 unbracketed (a review found
+        // every IPv6 guest refused).
+        let v6 = terms(&["A"], &["2001:db8::/32"]);
+        assert_eq!(v6.refuses(&was, Some("A"), Some("2001:db8::5:51234")), None);
+        assert_eq!(
+            v6.refuses(&was, Some("A"), Some("[2001:db8::5]:51234")),
+            None
+        );
+        assert!(
+            v6.refuses(&was, Some("A"), Some("2001:db9::5:51234"))
+                .is_some()
+        );
+        let v4 = terms(&["A"], &["10.0.0.0/8"]);
+        assert_eq!(v4.refuses(&was, Some("A"), Some("10.1.2.3:40000")), None);
+        assert!(
+            v4.refuses(&was, Some("A"), Some("192.0.2.1:40000"))
+                .is_some()
+        );
+        assert!(v4.refuses(&was, Some("A"), None).is_some());
+    }
 
     #[test]
     fn a_guest_joining_in_a_loop_is_held_to_its_allowance() {

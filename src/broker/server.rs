@@ -19,7 +19,7 @@ use super::protocol::{
     Frame, GuestState, GuestStatus, Msg, SessionStatus, VERSION, clamp_size, read_frame_async,
 };
 use super::recorder;
-use super::roster::{Answer, Order, Terms};
+use super::roster::{Answer, InviteId, Order, Terms};
 pub use super::state::Config;
 use super::state::{State, log};
 use crate::audit::{Decider, Event, Transport};
@@ -458,6 +458,10 @@ async fn control(state: &State, msg: Msg) -> Msg {
             // ends the guest's connections.
             let terms = registry::admission(&cfg.runtime, &cfg.host, &cfg.session, &guest, cfg.run)
                 .map(|i| Terms {
+                    id: InviteId {
+                        created: i.created,
+                        keys: i.fingerprints.clone(),
+                    },
                     mode: i.mode,
                     expires: i.expires,
                     keys: i.fingerprints,
@@ -762,7 +766,11 @@ async fn check(
     who.key = key.clone();
     state.roster.may_join(&guest).map_err(|e| e.to_string())?;
     // The host's `mode` outlasts the connection it changed.
-    let requested = state.mode_of(&guest).unwrap_or(invite.mode);
+    let invite_id = InviteId {
+        created: invite.created,
+        keys: invite.fingerprints.clone(),
+    };
+    let requested = state.mode_of(&guest, &invite_id).unwrap_or(invite.mode);
     // Said once to a guest that waits for the audit log.
     let mut told = false;
     let attempt = Event::JoinAttempt {
@@ -784,8 +792,29 @@ async fn check(
             (Some(_), Err(e)) => return Err(format!("the guest's jail profile requires an audit log, which cannot be written: {e}").into()),
             (Some(_), Ok(())) => {}
         }
-        // The host may have revoked the invite while the guest waited.
-        registry::admission(&cfg.runtime, &cfg.host, &cfg.session, &guest, cfg.run)?;
+        // The host may have revoked or replaced the invite while the guest
+        // waited: a replaced one's terms are not this connection's yet
+        // (and a Reinvite found it in no list), so it connects again.
+        let again = registry::admission(&cfg.runtime, &cfg.host, &cfg.session, &guest, cfg.run)?;
+        if (
+            again.created,
+            &again.fingerprints,
+            again.mode,
+            again.expires,
+            &again.from,
+        ) != (
+            invite.created,
+            &invite.fingerprints,
+            invite.mode,
+            invite.expires,
+            &invite.from,
+        ) {
+            return Err(
+                "the host changed your invite while you waited: connect again"
+                    .to_string()
+                    .into(),
+            );
+        }
     } else {
         state.record(attempt);
     }
@@ -905,6 +934,7 @@ async fn check(
             rows,
             limits,
             expires: Some(invite.expires),
+            invite: invite_id,
             key: key.clone(),
             source: who.source.clone(),
         },

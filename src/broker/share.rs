@@ -1473,8 +1473,18 @@ fn tell_connected(
         let at = locate(runtime_dir, &s.session)?;
         match ask(&at.paths.control, msg()) {
             Some(Msg::Done { .. }) => done.gone.push(s.session),
-            // Refused: the guest left in between.
-            Some(_) => {}
+            // Refused because the guest left in between: nothing to do.
+            Some(Msg::Failed { reason }) if reason.starts_with("no guest named ") => {}
+            // Refused for another reason (a broker of an older pairjail
+            // that does not know the order): said, never taken as done.
+            Some(other) => {
+                let why = match other {
+                    Msg::Failed { reason } => reason,
+                    _ => "an unexpected answer".into(),
+                };
+                let why = format!("session {}'s broker refused the {what}: {why}", s.session);
+                done.unsure.push((s.session, why));
+            }
             // Its broker drops an order nobody waits for any more.
             None => {
                 let why = format!(

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use super::liveness::Run;
 use super::notices;
 use super::paths::SessionPaths;
-use super::roster::Roster;
+use super::roster::{InviteId, Roster};
 use super::tmux::Tmux;
 use super::workspace::Confinement;
 use crate::audit::Event;
@@ -106,7 +106,9 @@ pub struct State {
     /// The mode the host last gave each guest (by name) in this run: a
     /// guest who connects again comes back in it, not in its invite's (a
     /// demoted guest who reconnected was a pair guest again).
-    pub modes: Mutex<std::collections::HashMap<String, crate::profile::Mode>>,
+    /// Only under the invite it was given under: one added again or
+    /// replaced gives its own mode.
+    pub modes: Mutex<std::collections::HashMap<String, (InviteId, crate::profile::Mode)>>,
     /// Writes audit events, and copies them to syslog, off the broker's
     /// thread (None: `start --no-audit`, or the writer could not start).
     audit: Option<crate::audit::writer::Writer>,
@@ -191,14 +193,19 @@ impl State {
         let _ = self.notices.send(Notice { text, door: true });
     }
 
-    /// The mode the host last gave `guest` in this run, if any.
-    pub fn mode_of(&self, guest: &str) -> Option<crate::profile::Mode> {
+    /// The mode the host last gave `guest` in this run under the invite
+    /// `id`, if any.
+    pub fn mode_of(&self, guest: &str, id: &InviteId) -> Option<crate::profile::Mode> {
         let modes = self.modes.lock().unwrap_or_else(|p| p.into_inner());
-        modes.get(guest).copied()
+        modes
+            .get(guest)
+            .filter(|(given, _)| given == id)
+            .map(|(_, m)| *m)
     }
 
-    /// Remembers the host's mode for `guest` (None: its invite's again).
-    pub fn set_mode_of(&self, guest: &str, mode: Option<crate::profile::Mode>) {
+    /// Remembers the host's mode for `guest` under an invite (None: its
+    /// invite's again).
+    pub fn set_mode_of(&self, guest: &str, mode: Option<(InviteId, crate::profile::Mode)>) {
         let mut modes = self.modes.lock().unwrap_or_else(|p| p.into_inner());
         match mode {
             Some(m) => modes.insert(guest.to_string(), m),
