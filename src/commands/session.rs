@@ -231,7 +231,10 @@ pub fn start(a: StartArgs) -> Outcome {
         );
     }
     if let Some(d) = &record {
-        println!("  recorded: into {} (guests are told)", d.display());
+        println!(
+            "  recorded: into {} (guests are told; if the recording stops, a full disk or its 1 GiB limit, the share ends with it)",
+            d.display()
+        );
     }
     match &audit {
         Some(t) => println!("  audit log: {}", t.path.display()),
