@@ -46,7 +46,10 @@ fn getent(database: &str, key: &str) -> Option<String> {
         let _ = child.wait();
         // The pipe closed with getent (unless a helper of its kept it):
         // the thread ends, and is joined when it does.
-        if rx.recv_timeout(std::time::Duration::from_secs(1)).is_ok() {
+        if !matches!(
+            rx.recv_timeout(std::time::Duration::from_secs(1)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        ) {
             let _ = reader.join();
         }
         return None;

@@ -185,10 +185,10 @@ fn check_pair_user(user: &str, shell: &Path) -> Result<(), String> {
 /// could aim root at /etc. A missing one is no entry of root's yet: in a sticky
 /// directory (/tmp) anyone could put a link there between this check and
 /// the chmod, so its parent must be one only root can write.
-/// Returns the path to use: `dir` itself, or its real path when the only
-/// links on the way are root's, in directories only root can change
-/// (`/var/run` → `/run`).
-fn check_runtime_place(dir: &Path) -> Result<PathBuf, String> {
+/// No link and no `..` on the way at all: a rule that let root's own
+/// links through missed the links their targets pass through (a review
+/// aimed `--undo` at another user's directory that way).
+fn check_runtime_place(dir: &Path) -> Result<(), String> {
     let exists = match std::fs::symlink_metadata(dir) {
         Ok(m) if !m.is_dir() || m.uid() != 0 => {
             return Err(format!(
@@ -206,7 +206,6 @@ fn check_runtime_place(dir: &Path) -> Result<PathBuf, String> {
     // remove another user's tree). Only the real path is taken.
     match crate::realpath::real_path(dir) {
         Some(real) if real == dir => {}
-        Some(real) if links_are_roots(dir) => return check_runtime_place(&real),
         Some(real) => {
             return Err(format!(
                 "--runtime-dir {}: a link or `..` on the way leads to {} today; give that path (whoever can change the link could aim root's chmod elsewhere)",
@@ -246,7 +245,7 @@ fn check_runtime_place(dir: &Path) -> Result<PathBuf, String> {
             dir.display()
         ));
     }
-    Ok(dir.to_path_buf())
+    Ok(())
 }
 
 /// What setup writes (the pair user's login shell, the config sshd's keys
@@ -295,24 +294,6 @@ fn check_plain_path(flag: &str, path: &Path) -> Result<(), String> {
             path.display().to_string().escape_debug()
         )),
     }
-}
-
-/// Are the links on `dir`'s way all root's, each in a directory that only
-/// root can change, all the way up? Then nobody else can aim them.
-fn links_are_roots(dir: &Path) -> bool {
-    let root_only = |d: &Path| {
-        d.ancestors()
-            .all(|a| std::fs::metadata(a).is_ok_and(|m| crate::files::only_root_changes(&m)))
-    };
-    dir.ancestors().all(|p| match std::fs::symlink_metadata(p) {
-        Ok(m) if m.file_type().is_symlink() => {
-            m.uid() == 0
-                && p.parent()
-                    .and_then(|up| std::fs::canonicalize(up).ok())
-                    .is_some_and(|up| root_only(&up))
-        }
-        _ => true,
-    })
 }
 
 /// sshd refuses an AuthorizedKeysCommand unless it and every directory
@@ -391,20 +372,8 @@ pub fn plan(a: &Options, dry_run: bool) -> Result<Plan, SetupError> {
     ] {
         check_plain_path(flag, path).map_err(Invalid)?;
     }
-    // A runtime directory given through root's own links (`/var/run`) is
-    // set up, and kept in the config, by its real path.
-    let real_place;
-    let a = if dry_run {
-        a
-    } else {
-        let runtime_dir = check_runtime_place(&a.runtime_dir).map_err(SetupError::Unsafe)?;
-        real_place = Options {
-            runtime_dir,
-            ..a.clone()
-        };
-        &real_place
-    };
     if !dry_run {
+        check_runtime_place(&a.runtime_dir).map_err(SetupError::Unsafe)?;
         for (flag, place) in [
             ("--shell", a.shell.parent()),
             ("--config", a.config.parent()),
@@ -656,16 +625,15 @@ pub fn undo_steps(
 /// share runs, none of it means anything without setup.
 fn remove_runtime(dir: &Path) -> Result<(), SetupError> {
     // A config written before setup took only real paths may name one
-    // through a link, which someone may have aimed elsewhere since (root's
-    // own links, in directories only root changes, are followed).
-    let real = crate::realpath::real_path(dir).unwrap_or_else(|| dir.to_path_buf());
-    if real != dir && !links_are_roots(dir) {
+    // through a link, which someone may have aimed elsewhere since; and
+    // every directory above must be one only root can change, or someone
+    // could swap a part of the way between this check and the removal.
+    if let Err(why) = check_runtime_place(dir) {
         return Err(SetupError::Unsafe(format!(
-            "the runtime directory {} leads elsewhere through a link now; remove it yourself once you have checked where it leads, then run --undo again",
+            "the runtime directory {} is not one root alone controls now ({why}); remove it yourself once you have checked where it leads, then run --undo again",
             dir.display()
         )));
     }
-    let dir = real.as_path();
     no_share_running(dir)?;
     // Any local user may have nested directories there past the
     // descriptors `remove_dir_all` needs, one per level.
@@ -1085,15 +1053,18 @@ mod tests {
         let refused = check_runtime_place(&open.join("alias/rt")).unwrap_err();
         assert!(refused.contains("give that path"), "{refused}");
         assert!(check_runtime_place(&real.join("rt")).is_ok());
-        // Root's own link, in a directory only root changes (`/var/run`):
-        // taken, by its real path.
+        // Root's own link, in a directory only root changes, whose target
+        // goes through a link another user controls: refused like any
+        // link (setup and undo).
         let roots = d.path().join("roots");
         std::fs::create_dir(&roots).unwrap();
-        std::os::unix::fs::symlink(&real, roots.join("run")).unwrap();
-        assert_eq!(
-            check_runtime_place(&roots.join("run/rt")),
-            Ok(real.join("rt"))
-        );
+        std::os::unix::fs::symlink(open.join("alias"), roots.join("run")).unwrap();
+        assert!(check_runtime_place(&roots.join("run/rt")).is_err());
+        assert!(remove_runtime(&roots.join("run/rt")).is_err());
+        // Undo of a directory another user could move away: refused.
+        std::fs::create_dir_all(open.join("pj")).unwrap();
+        assert!(remove_runtime(&open.join("pj")).is_err());
+        assert!(open.join("pj").exists());
         assert!(remove_runtime(&open.join("alias/rt")).is_err());
         // Root's own directory, inside one another user owns: they can
         // move it away and put a link to /etc in its place.

@@ -559,18 +559,18 @@ async fn copy(
                     state.roster.update(link.spec.serial, |g| g.expires = Some(t.expires));
                     if t.mode != link.mode {
                         regroup_at = None;
-                        let r = change_mode(state, link, t.mode).await;
-                        if let Err(e) = &r {
-                            // The host hears that the new mode did not
-                            // take (the session or the guest's profile
-                            // does not allow it).
+                        // A mode the new invite gives that cannot be had
+                        // (the session or the guest's profile does not
+                        // allow it): out, as admission would refuse it,
+                        // never left in the old mode (a review).
+                        if let Err(e) = change_mode(state, link, t.mode).await {
                             state.announce(format!(
-                                "{}'s new invite: cannot make it {}: {e}",
+                                "{} disconnected: its new invite's mode {} cannot be had: {e}",
                                 link.spec.name, t.mode
                             ));
-                        }
-                        if let (Err(e), None, None) = (r, &link.client, &link.member) {
-                            return Some(e);
+                            let why = format!("the host changed your invite: {e}");
+                            state.record(Event::Kicked { guest: link.spec.name.clone(), reason: why.clone() });
+                            return Some(why);
                         }
                     }
                 }

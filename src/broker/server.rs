@@ -770,7 +770,7 @@ async fn check(
         created: invite.created,
         keys: invite.fingerprints.clone(),
     };
-    let requested = state.mode_of(&guest, &invite_id).unwrap_or(invite.mode);
+    let mut requested = state.mode_of(&guest, &invite_id).unwrap_or(invite.mode);
     // Said once to a guest that waits for the audit log.
     let mut told = false;
     let attempt = Event::JoinAttempt {
@@ -796,25 +796,17 @@ async fn check(
         // waited: a replaced one's terms are not this connection's yet
         // (and a Reinvite found it in no list), so it connects again.
         let again = registry::admission(&cfg.runtime, &cfg.host, &cfg.session, &guest, cfg.run)?;
-        if (
-            again.created,
-            &again.fingerprints,
-            again.mode,
-            again.expires,
-            &again.from,
-        ) != (
-            invite.created,
-            &invite.fingerprints,
-            invite.mode,
-            invite.expires,
-            &invite.from,
-        ) {
+        if again != invite {
             return Err(
                 "the host changed your invite while you waited: connect again"
                     .to_string()
                     .into(),
             );
         }
+        // The host may have changed the guest's mode meanwhile (another
+        // connection of its): taken now, with nothing awaited until the
+        // guest is in the list.
+        requested = state.mode_of(&guest, &invite_id).unwrap_or(invite.mode);
     } else {
         state.record(attempt);
     }
