@@ -375,18 +375,15 @@ fn a_scripted_share_is_audited_exactly_verified_and_replayed_with_attributed_inp
     // a file with its last line cut off is named, whatever its chain says.
     let copy_file = World::dir_for("audit").join("syslog-copy.txt");
     std::fs::write(&copy_file, copies.join("\n") + "\n").unwrap();
-    let copy_arg = copy_file.to_str().unwrap();
-    let out = common::as_user(
-        HOST,
-        shared_binary(),
-        &[
-            "audit",
-            "verify",
-            log.to_str().unwrap(),
-            "--syslog",
-            copy_arg,
-        ],
-    );
+    let against_copy = |file: &Path| {
+        let args = ["audit", "verify", file.to_str().unwrap(), "--syslog"];
+        common::as_user(
+            HOST,
+            shared_binary(),
+            &[&args[..], &[copy_file.to_str().unwrap()]].concat(),
+        )
+    };
+    let out = against_copy(&log);
     assert!(
         out.status.success(),
         "{}{}",
@@ -403,17 +400,7 @@ fn a_scripted_share_is_audited_exactly_verified_and_replayed_with_attributed_inp
     // written after it: the host's log is one file).
     let kept: Vec<&str> = raw.lines().take_while(|l| *l != stop_line).collect();
     std::fs::write(&cut, kept.join("\n") + "\n").unwrap();
-    let out = common::as_user(
-        HOST,
-        shared_binary(),
-        &[
-            "audit",
-            "verify",
-            cut.to_str().unwrap(),
-            "--syslog",
-            copy_arg,
-        ],
-    );
+    let out = against_copy(&cut);
     assert_eq!(
         out.status.code(),
         Some(1),

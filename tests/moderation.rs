@@ -45,6 +45,30 @@ fn pane_has(w: &World, session: &str, needle: &str) -> bool {
     .contains(needle)
 }
 
+/// Types `echo TAG-N-$((40+2))` in the guest's terminal, then waits
+/// until its window size reached the session (its keys went first).
+fn typed(w: &World, g: &str, session: &str, tag: &str, n: u32) {
+    w.drv(&[
+        "send-keys",
+        "-t",
+        g,
+        &format!("echo {tag}-{n}-$((40+2))"),
+        "Enter",
+    ]);
+    w.barrier(g, session);
+}
+
+/// Waits until the session's pane shows what `typed` made it print.
+fn typed_arrived(w: &World, session: &str, tag: &str, n: u32) {
+    eventually(10, || {
+        if pane_has(w, session, &format!("{tag}-{n}-42")) {
+            Ok(())
+        } else {
+            Err(format!("{tag}-{n} never arrived in the session"))
+        }
+    });
+}
+
 #[test]
 fn guests_get_a_banner_the_host_sees_who_comes_and_goes_and_kick_removes_at_once() {
     let Some((w, guests)) = World::new(
@@ -371,26 +395,10 @@ fn a_demoted_guest_who_connects_again_comes_back_demoted() {
         return;
     };
     w.start_session("sredemote", "mirror,pair", HOST_PROGRAM);
-    let typed = |g: &str, n: u32| {
-        w.drv(&[
-            "send-keys",
-            "-t",
-            g,
-            &format!("echo AGAIN-{n}-$((40+2))"),
-            "Enter",
-        ]);
-        w.barrier(g, "sredemote");
-    };
     let g = w.join_in_window(&guests[0], 100, 30);
     w.wait_screen(&g, "HOST-MARKER-4242", 20);
-    typed(&g, 1);
-    eventually(10, || {
-        if pane_has(&w, "sredemote", "AGAIN-1-42") {
-            Ok(())
-        } else {
-            Err("the pair guest's typing never arrived".into())
-        }
-    });
+    typed(&w, &g, "sredemote", "AGAIN", 1);
+    typed_arrived(&w, "sredemote", "AGAIN", 1);
     let out = w.host_pairjail(&["mode", "ida", "mirror", "--session", "sredemote"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     wait_listed(&w, "sredemote", &["ida:mirror:connected"]);
@@ -400,7 +408,7 @@ fn a_demoted_guest_who_connects_again_comes_back_demoted() {
     let g = w.join_in_window(&guests[0], 100, 30);
     w.wait_screen(&g, "HOST-MARKER-4242", 20);
     wait_listed(&w, "sredemote", &["ida:mirror:connected"]);
-    typed(&g, 2);
+    typed(&w, &g, "sredemote", "AGAIN", 2);
     assert!(
         !pane_has(&w, "sredemote", "AGAIN-2-42"),
         "a demoted guest who connected again typed into the session"
@@ -451,26 +459,10 @@ fn a_replaced_invite_applies_to_a_connected_guest_at_once() {
     let uma_key = guests[0].key.with_extension("pub");
     let vic_key = guests[1].key.with_extension("pub");
     w.start_session("sreinvite", "mirror,pair", HOST_PROGRAM);
-    let typed = |g: &str, n: u32| {
-        w.drv(&[
-            "send-keys",
-            "-t",
-            g,
-            &format!("echo NEWTERMS-{n}-$((40+2))"),
-            "Enter",
-        ]);
-        w.barrier(g, "sreinvite");
-    };
     let g = w.join_in_window(&guests[0], 100, 30);
     w.wait_screen(&g, "HOST-MARKER-4242", 20);
-    typed(&g, 1);
-    eventually(10, || {
-        if pane_has(&w, "sreinvite", "NEWTERMS-1-42") {
-            Ok(())
-        } else {
-            Err("the pair guest's typing never arrived".into())
-        }
-    });
+    typed(&w, &g, "sreinvite", "NEWTERMS", 1);
+    typed_arrived(&w, "sreinvite", "NEWTERMS", 1);
     let expiry = |w: &World| -> String {
         w.guests("sreinvite")
             .iter()
@@ -486,7 +478,7 @@ fn a_replaced_invite_applies_to_a_connected_guest_at_once() {
         before,
         "the connected guest kept its old expiry"
     );
-    typed(&g, 2);
+    typed(&w, &g, "sreinvite", "NEWTERMS", 2);
     assert!(
         !pane_has(&w, "sreinvite", "NEWTERMS-2-42"),
         "a guest whose invite became mirror still types"
