@@ -282,32 +282,42 @@ pub fn dir_700(dir: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    /// Bind-mounts `src` on `dst`; false (the test is skipped) for anyone
+    /// but root outside CI.
+    fn bind(src: &Path, dst: &Path) -> bool {
+        if !nix::unistd::Uid::effective().is_root() {
+            assert!(std::env::var_os("CI").is_none(), "needs root in CI");
+            return false;
+        }
+        let mounted = std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(src)
+            .arg(dst)
+            .status()
+            .unwrap();
+        assert!(mounted.success());
+        true
+    }
+
+    fn unbind(dst: &Path) {
+        let _ = std::process::Command::new("umount").arg(dst).status();
+    }
 
     /// A mount inside a tree being removed (a local user's FUSE mount in
     /// the runtime directory `setup --undo` removes) is refused, and
     /// nothing of what is mounted there goes.
     #[test]
     fn remove_tree_never_goes_onto_another_mount() {
-        if !nix::unistd::Uid::effective().is_root() {
-            assert!(std::env::var_os("CI").is_none(), "needs root in CI");
-            return;
-        }
         let d = tempfile::tempdir().unwrap();
         let (tree, other) = (d.path().join("tree"), d.path().join("other"));
         fs::create_dir_all(tree.join("theirs")).unwrap();
         fs::create_dir_all(&other).unwrap();
         fs::write(other.join("keep"), "x").unwrap();
-        let mounted = std::process::Command::new("mount")
-            .arg("--bind")
-            .arg(&other)
-            .arg(tree.join("theirs"))
-            .status()
-            .unwrap();
-        assert!(mounted.success());
+        if !bind(&other, &tree.join("theirs")) {
+            return;
+        }
         let removed = remove_tree(&tree);
-        let _ = std::process::Command::new("umount")
-            .arg(tree.join("theirs"))
-            .status();
+        unbind(&tree.join("theirs"));
         assert_eq!(
             removed.map_err(|e| e.raw_os_error()),
             Err(Some(libc::EXDEV)),
@@ -320,24 +330,16 @@ mod tests {
     /// sshd's keys command, with a bind mount (root only) that answers.
     #[test]
     fn nothing_mounted_beneath_a_directory_is_opened() {
-        if !nix::unistd::Uid::effective().is_root() {
-            assert!(std::env::var_os("CI").is_none(), "needs root in CI");
-            return;
-        }
         let d = tempfile::tempdir().unwrap();
         let (file, other) = (d.path().join("invites.toml"), d.path().join("other"));
         fs::write(&file, "mine").unwrap();
         fs::write(&other, "mounted").unwrap();
         assert!(open_in_dir(&file, OFlag::O_RDONLY).is_ok());
-        let mounted = std::process::Command::new("mount")
-            .arg("--bind")
-            .arg(&other)
-            .arg(&file)
-            .status()
-            .unwrap();
-        assert!(mounted.success());
+        if !bind(&other, &file) {
+            return;
+        }
         let opened = open_in_dir(&file, OFlag::O_RDONLY | OFlag::O_NONBLOCK);
-        let _ = std::process::Command::new("umount").arg(&file).status();
+        unbind(&file);
         assert_eq!(opened.err(), Some(nix::errno::Errno::EXDEV));
         std::os::unix::fs::symlink(&other, d.path().join("link")).unwrap();
         assert_eq!(

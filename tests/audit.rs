@@ -60,6 +60,28 @@ fn status_kib(pid: i32, field: &str) -> u64 {
 }
 
 /// A directory the host may write into.
+/// A tmpfs of `size` mounted on `dir` (root only), unmounted when the
+/// guard goes: a disk that fills up.
+fn small_tmpfs(dir: &Path, size: &str) -> Unmount {
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o"])
+        .arg(format!("size={size},mode=0700"))
+        .arg("tmpfs")
+        .arg(dir)
+        .status()
+        .expect("mount");
+    assert!(mounted.success(), "mount a small tmpfs");
+    Unmount(dir.to_path_buf())
+}
+
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 fn host_dir(tag: &str, name: &str) -> PathBuf {
     let d = World::dir_for(tag).join(name);
     std::fs::create_dir_all(&d).unwrap();
@@ -698,25 +720,13 @@ fn a_pair_guest_who_fills_the_recordings_disk_ends_the_share() {
         return;
     };
     let rec = host_dir("arecfull", "rec");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs"])
-        .arg(&rec)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mount a small tmpfs");
+    let _unmount = small_tmpfs(&rec, "256k");
     let owned = Command::new("chown")
         .arg(format!("{HOST}:{HOST}"))
         .arg(&rec)
         .status()
         .unwrap();
     assert!(owned.success(), "chown the small tmpfs");
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(rec.clone());
     w.start_session_with(
         "srecfull",
         "pair",
@@ -1234,19 +1244,7 @@ fn a_line_a_full_disk_cut_short_is_taken_back_and_the_chain_still_verifies() {
     let small = d.path().join("small");
     std::fs::create_dir(&small).expect("mkdir");
     // Two pages: the log's first page, and one the filler takes.
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=8k,mode=0700", "tmpfs"])
-        .arg(&small)
-        .status()
-        .expect("mount");
-    assert!(mounted.success(), "mount a small tmpfs");
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(small.clone());
+    let _unmount = small_tmpfs(&small, "8k");
     let log = small.join("audit.jsonl");
     let origin = Origin {
         machine: "m".into(),
