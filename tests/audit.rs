@@ -695,15 +695,20 @@ fn a_pair_guest_who_detaches_the_recording_ends_the_share() {
         "tmux list-clients -F '#{client_name} #{client_readonly} #{client_control_mode}' | while read n r c; do [ $r = 1 ] && [ $c = 0 ] && tmux detach-client -t $n; done; echo DETACHED-$((40+2))",
     ]);
     w.drv(&["send-keys", "-t", &rex, "Enter"]);
-    // The share does not go on unrecorded.
-    let screen = w.wait_screen(&rex, "SSH-EXIT=", 30);
+    ended_with_its_recording(&w, &rex, "srec");
+}
+
+/// The guest on `target` was disconnected saying the recording is why,
+/// and the share is gone: it did not go on unrecorded.
+fn ended_with_its_recording(w: &World, target: &str, session: &str) {
+    let screen = w.wait_screen(target, "SSH-EXIT=", 30);
     assert!(
         screen.contains("recording"),
-        "rex was disconnected without the reason:\n{screen}"
+        "{target} was disconnected without the reason:\n{screen}"
     );
     let status = w.host_pairjail(&["status", "--json"]);
     assert!(
-        !text(&status.stdout).contains("\"srec\""),
+        !text(&status.stdout).contains(&format!("\"{session}\"")),
         "the share went on unrecorded: {}",
         text(&status.stdout)
     );
@@ -737,17 +742,7 @@ fn a_pair_guest_who_fills_the_recordings_disk_ends_the_share() {
     w.wait_screen(&ria, "HOST-MARKER-4242", 20);
     w.drv(&["send-keys", "-t", &ria, "-l", "seq 1 200000"]);
     w.drv(&["send-keys", "-t", &ria, "Enter"]);
-    let screen = w.wait_screen(&ria, "SSH-EXIT=", 30);
-    assert!(
-        screen.contains("recording"),
-        "ria was disconnected without the reason:\n{screen}"
-    );
-    let status = w.host_pairjail(&["status", "--json"]);
-    assert!(
-        !text(&status.stdout).contains("\"srecfull\""),
-        "the share went on unrecorded: {}",
-        text(&status.stdout)
-    );
+    ended_with_its_recording(&w, &ria, "srecfull");
     // What was recorded ends with a whole line.
     let cast = std::fs::read_dir(&rec)
         .unwrap()
