@@ -31,7 +31,7 @@ pub enum WorkspaceError {
     #[error(
         "the workspace would be {0}, {1}; cd into a project directory or pass --workspace DIR (or --unconfined-session to share without a jail)"
     )]
-    Unsuitable(PathBuf, &'static str),
+    Unsuitable(PathBuf, String),
     #[error("--session-profile {0}: {1}")]
     Profile(String, String),
     #[error(
@@ -432,11 +432,11 @@ fn check_dir(dir: &Path, named: bool, home: &Path, uid: u32) -> Result<PathBuf, 
     if !meta.is_dir() {
         return Err(bad("not a directory".into()));
     }
-    let unsuitable = |why| {
+    let unsuitable = |why: &str| {
         if named {
             bad(format!("{why}; pick a project directory"))
         } else {
-            WorkspaceError::Unsuitable(real.clone(), why)
+            WorkspaceError::Unsuitable(real.clone(), why.to_string())
         }
     };
     let home = home.canonicalize().unwrap_or_else(|_| home.to_path_buf());
@@ -450,6 +450,35 @@ fn check_dir(dir: &Path, named: bool, home: &Path, uid: u32) -> Result<PathBuf, 
     }
     if meta.uid() != uid {
         return Err(unsuitable("a directory you do not own"));
+    }
+    // The jail binds the workspace by this path later: whoever can change
+    // a directory above it could swap it for another (the host's home,
+    // read-write) in between (a read-only hunt did, from a team's
+    // group-writable directory). Only the host or root may, or a sticky
+    // directory, where nobody moves another's entries.
+    if let Some(above) = real.ancestors().skip(1).find(|a| {
+        !std::fs::metadata(a).is_ok_and(|m| {
+            (m.uid() == uid || m.uid() == 0) && (m.mode() & 0o022 == 0 || m.mode() & 0o1000 != 0)
+        })
+    }) {
+        return Err(unsuitable(&format!(
+            "{} above it can be changed by other users, who could swap it for another directory before the jail binds it; share one whose parent directories only you or root can change",
+            above.display()
+        )));
+    }
+    // A link inside a workspace shared before leads here: what a guest of
+    // that share left (a link to `~/bin`, on PATH) would pick this
+    // share's workspace (a read-only hunt). Its own subdirectories may be
+    // shared again: guests could write there anyway.
+    let remembered = crate::workspaces::shared(&home).unwrap_or_default();
+    if let Some(w) = remembered
+        .iter()
+        .find(|w| crate::realpath::passes_into(dir, w) && !real.starts_with(w))
+    {
+        return Err(unsuitable(&format!(
+            "reached through a link inside {}, a workspace shared before, whose guests could have left that link",
+            w.display()
+        )));
     }
     // Pair guests write the workspace as the host; the host's own tools,
     // outside the jail, read what to run from there (a directory on PATH
@@ -565,6 +594,48 @@ mod tests {
             host_uid: nix::unistd::Uid::effective().as_raw(),
             ..Default::default()
         }
+    }
+
+    /// Found by a read-only attack hunt: another user who could write a
+    /// directory above the workspace swapped it for a link to the host's
+    /// home between `start`'s check and the jail's bind; and a link a
+    /// guest of an earlier share left in its workspace picked the next
+    /// share's workspace (`~/bin`, on PATH).
+    #[test]
+    fn a_workspace_others_could_swap_or_an_old_guest_picked_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let s = SearchPath::from_env();
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        let team = root.join("team");
+        std::fs::create_dir_all(team.join("app")).unwrap();
+        std::fs::set_permissions(&team, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = decide(&request(&[Mode::Pair], &team.join("app")), &s)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("can be changed by other users"), "{e}");
+        // Sticky, like /tmp: nobody moves another's entries.
+        std::fs::set_permissions(&team, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(decide(&request(&[Mode::Pair], &team.join("app")), &s).is_ok());
+        // A link inside a workspace shared before, leading out of it.
+        let home = root.join("home");
+        let (old, bin) = (root.join("old"), home.join("bin"));
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(old.join("inner")).unwrap();
+        std::os::unix::fs::symlink(&bin, old.join("sub")).unwrap();
+        let list = crate::workspaces::list_path(&home);
+        std::fs::create_dir_all(list.parent().unwrap()).unwrap();
+        std::fs::write(&list, format!("{}\n", serde_json::to_string(&old).unwrap())).unwrap();
+        let mut r = request(&[Mode::Pair], &old.join("sub"));
+        r.home = home.clone();
+        let e = decide(&r, &s).unwrap_err().to_string();
+        assert!(e.contains("a workspace shared before"), "{e}");
+        // Its own subdirectory, and the directory itself: fine.
+        r.cwd = old.join("inner");
+        assert!(decide(&r, &s).is_ok());
+        r.cwd = bin.clone();
+        assert!(decide(&r, &s).is_ok());
     }
 
     #[test]
