@@ -18,6 +18,8 @@ pub enum BookError {
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("--invite: the guest book {path} is {why}")]
+    Untrusted { path: PathBuf, why: String },
     #[error("--invite {name}: not in {path}")]
     Missing { name: String, path: PathBuf },
     #[error(
@@ -79,10 +81,25 @@ pub fn requests(
         None => Ok(()),
     };
     outside("the guest book", book)?;
-    let text = std::fs::read_to_string(book).map_err(|source| BookError::Read {
+    // Only a book only the host or root can change: another user who can
+    // write it (or swap it) picks whose key `start --invite` lets in (a
+    // read-only hunt).
+    let read = |source| BookError::Read {
         path: book.to_path_buf(),
         source,
+    };
+    let mut file = std::fs::File::open(book).map_err(read)?;
+    crate::profile::only_caller_or_root_changes(
+        &file,
+        book,
+        "the guest book decides whose keys are invited",
+    )
+    .map_err(|why| BookError::Untrusted {
+        path: book.to_path_buf(),
+        why,
     })?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut file, &mut text).map_err(read)?;
     let entries: BTreeMap<String, Entry> = toml::from_str(&text).map_err(|e| BookError::Parse {
         path: book.to_path_buf(),
         message: e.message().to_string(),

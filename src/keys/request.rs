@@ -140,6 +140,14 @@ fn read_key_file(p: &std::path::Path) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     } else if !meta.is_file() {
         return Err("not a regular file: give a file of public keys".into());
+    } else {
+        // Whoever else can write it picks the key you invite (a shared
+        // `/srv/team/keys/bob.pub`; a read-only hunt).
+        crate::profile::only_caller_or_root_changes(
+            &f,
+            p,
+            "a key file decides whose key is invited",
+        )?;
     }
     let mut text = String::new();
     f.take(MAX_KEY_FILE + 1)
@@ -304,6 +312,12 @@ mod tests {
         let ok = d.path().join("ok.pub");
         std::fs::write(&ok, "ssh-ed25519 AAAA x\n").unwrap();
         assert_eq!(read_key_file(&ok).unwrap(), "ssh-ed25519 AAAA x\n");
+        // One others can write picks whose key is invited (a read-only
+        // hunt: a team's shared keys directory, a file in /tmp).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let e = read_key_file(&ok).unwrap_err();
+        assert!(e.contains("writable by others"), "{e}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub mod warnings;
 pub use error::{ProfileError, ProfileErrors};
 pub use load::{Resolved, SearchPath, available, builtin_names, is_path, real_path, resolve};
 pub use model::*;
-pub use source::Source;
+pub use source::{Source, only_caller_or_root_changes};
 pub use units::{Action, HumanDuration, Size};
 pub use validate::{MAX_LANDLOCK_ABI, expand};
 

@@ -21,14 +21,66 @@ pub struct Source {
     pub own: Option<Profile>,
 }
 
+/// Why `file` (opened from `named`) is not one only the caller or root can
+/// change, if it is not: it must be theirs and writable by nobody else
+/// (a group that looks private can have other members), and so must every
+/// directory it lies in and is named in, up to `/` (or be sticky, where
+/// nobody replaces another's file; a link in a directory others can
+/// write is theirs to drop or point elsewhere). `what` says what the file
+/// decides, in the messages.
+pub fn only_caller_or_root_changes(
+    file: &std::fs::File,
+    named: &Path,
+    what: &str,
+) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    let me = nix::unistd::Uid::effective().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(format!(
+            "owned by uid {}, neither you nor root: {what}, so only you or root may own it (copy it, or chown it)",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "writable by others (mode {:o}): {what}; fix: chmod go-w {}",
+            meta.mode() & 0o7777,
+            named.display()
+        ));
+    }
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let named = std::path::absolute(named).map_err(|e| format!("cannot read: {e}"))?;
+    for dir in real.ancestors().skip(1).chain(named.ancestors().skip(1)) {
+        let m = std::fs::metadata(dir).map_err(|e| format!("in {}: {e}", dir.display()))?;
+        let owner_ok = m.uid() == 0 || m.uid() == me;
+        let others_write = m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0;
+        if !owner_ok || others_write {
+            return Err(format!(
+                "in {}, a directory {} (owner uid {}, mode {:o}), who could swap the file for another: {what}; keep it in a directory only you or root can change",
+                dir.display(),
+                if owner_ok {
+                    "others can write"
+                } else {
+                    "someone else owns"
+                },
+                m.uid(),
+                m.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Source {
     /// Reads a profile file, which must be a regular file of at most
     /// [`MAX_BYTES`] that only its owner, root or the caller, can change: a
     /// profile decides what a jail lets through.
     pub fn read(path: &Path) -> Result<Source, ProfileError> {
         use std::io::Read;
-        use std::os::fd::AsRawFd;
-        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        use std::os::unix::fs::OpenOptionsExt;
         let name = path.display().to_string();
         let fail = |message: String| ProfileError {
             file: name.clone(),
@@ -48,47 +100,8 @@ impl Source {
         if !meta.is_file() {
             return Err(fail("not a regular file".into()));
         }
-        let me = nix::unistd::Uid::effective().as_raw();
-        if meta.uid() != 0 && meta.uid() != me {
-            return Err(fail(format!(
-                "owned by uid {}, neither you nor root: a profile decides what a jail allows, so only you or root may own it (copy it, or chown it)",
-                meta.uid()
-            )));
-        }
-        // Group-writable too: a group that looks private (the caller's
-        // own) can have other members all the same.
-        if meta.mode() & 0o022 != 0 {
-            return Err(fail(format!(
-                "writable by others (mode {:o}): a profile decides what a jail allows; fix: chmod go-w {name}",
-                meta.mode() & 0o7777
-            )));
-        }
-        // Nor may anyone else swap it: every directory it is in, as the
-        // file opened lies, is changed only by the caller or root (or is
-        // sticky, where nobody replaces another's file).
-        // The directories it is named in count too: a link in a directory
-        // others can write is theirs to drop or point elsewhere.
-        let real = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
-            .map_err(|e| fail(format!("cannot read: {e}")))?;
-        let named = std::path::absolute(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-        for dir in real.ancestors().skip(1).chain(named.ancestors().skip(1)) {
-            let m = fs::metadata(dir).map_err(|e| fail(format!("in {}: {e}", dir.display())))?;
-            let owner_ok = m.uid() == 0 || m.uid() == me;
-            let others_write = m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0;
-            if !owner_ok || others_write {
-                return Err(fail(format!(
-                    "in {}, a directory {} (owner uid {}, mode {:o}), who could swap this profile for another: a profile decides what a jail allows; keep profiles in directories only you or root can change",
-                    dir.display(),
-                    if owner_ok {
-                        "others can write"
-                    } else {
-                        "someone else owns"
-                    },
-                    m.uid(),
-                    m.mode() & 0o7777
-                )));
-            }
-        }
+        only_caller_or_root_changes(&file, path, "a profile decides what a jail allows")
+            .map_err(fail)?;
         let mut text = String::new();
         file.take(MAX_BYTES + 1)
             .read_to_string(&mut text)
