@@ -10,6 +10,9 @@ use super::error::JailError;
 use super::sys::{Sys, SysResult};
 use crate::profile::{self, Mount, Profile};
 
+/// Terminals one jail may open (its own devpts instance's `max`).
+const PTY_MAX: u32 = 512;
+
 /// Where the old root is reachable while the new one is assembled. The base
 /// tmpfs is mounted over `/tmp` in the jail's private mount namespace only.
 const BASE: &str = "/tmp";
@@ -521,7 +524,10 @@ fn mount_entry(sys: &dyn Sys, e: &Entry) -> SysResult {
             }
             if *pts {
                 // A private devpts instance: the jail's terminals are its
-                // own, the host's /dev/pts stays out of reach.
+                // own, the host's /dev/pts stays out of reach. At most
+                // PTY_MAX of them: the machine has 4096 for every instance
+                // but the first, and a guest took 3068, so that another
+                // host's `start` failed (a read-only hunt).
                 let pts_dir = target.join("pts");
                 sys.mkdir_all(&pts_dir, 0o755)?;
                 sys.mount(
@@ -529,7 +535,9 @@ fn mount_entry(sys: &dyn Sys, e: &Entry) -> SysResult {
                     &pts_dir,
                     Some("devpts"),
                     MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-                    Some("newinstance,ptmxmode=0666,mode=0620"),
+                    Some(&format!(
+                        "newinstance,ptmxmode=0666,mode=0620,max={PTY_MAX}"
+                    )),
                 )?;
                 let ptmx = target.join("ptmx");
                 sys.touch(&ptmx)?;

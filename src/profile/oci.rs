@@ -226,6 +226,7 @@ fn mounts(p: &Profile, params: &BTreeMap<String, String>) -> Result<Vec<OciMount
                         "newinstance",
                         "ptmxmode=0666",
                         "mode=0620",
+                        "max=512",
                     ],
                 )?
             }
