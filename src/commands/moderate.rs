@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use super::{Outcome, RuntimeDir};
+use super::{Failure, Outcome, RuntimeDir};
 use crate::broker::paths::DEFAULT_SESSION;
 use crate::broker::protocol::Which;
 use crate::broker::share;
@@ -33,18 +33,35 @@ pub struct KickArgs {
 /// for this session first, so it cannot come straight back.
 pub fn kick(a: KickArgs) -> Outcome {
     let at = share::locate(a.runtime_dir.get(), &a.session)?;
-    if !a.keep_invite {
-        let gone = crate::keys::registry::revoke(&at.runtime, &at.host, &a.name, Some(&a.session))?;
-        crate::audit::invites(
-            &at.host,
-            gone.iter()
-                .map(|i| crate::audit::invite_removed(i, "the host kicked the guest")),
-        );
-    }
+    // A revoke that fails (a full runtime directory, which a pair guest
+    // can fill from the session) still disconnects the guest, and says
+    // the invite stays (a read-only hunt: the kick failed and the guest
+    // stayed connected).
+    let revoked = if a.keep_invite {
+        None
+    } else {
+        Some(
+            crate::keys::registry::revoke(&at.runtime, &at.host, &a.name, Some(&a.session))
+                .inspect(|gone| {
+                    crate::audit::invites(
+                        &at.host,
+                        gone.iter()
+                            .map(|i| crate::audit::invite_removed(i, "the host kicked the guest")),
+                    )
+                }),
+        )
+    };
     let done = share::kick(&at, &a.name, &a.reason)?;
     println!("{done}");
-    if !a.keep_invite {
-        println!("revoked {}'s invite to session {}", a.name, a.session);
+    match revoked {
+        None => {}
+        Some(Ok(_)) => println!("revoked {}'s invite to session {}", a.name, a.session),
+        Some(Err(e)) => {
+            return Err(Failure::failed(format!(
+                "{} is disconnected, but the invite could not be revoked, so it can log in again: {e}; `pairjail stop --session {}` ends the share",
+                a.name, a.session
+            )));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
