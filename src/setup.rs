@@ -80,7 +80,16 @@ pub enum Step {
 /// since OpenSSH 8.5, `PubkeyAcceptedKeyTypes` before (an older sshd
 /// refuses the new name). From `sshd -V`; the new name if it says nothing.
 fn accepted_keys_keyword(version: &str) -> &'static str {
-    let old = version
+    if older_than(version, (8, 5)) {
+        "PubkeyAcceptedKeyTypes"
+    } else {
+        "PubkeyAcceptedAlgorithms"
+    }
+}
+
+/// Does `sshd -V`'s text name a version before `than`? (No: it says none.)
+fn older_than(version: &str, than: (u32, u32)) -> bool {
+    version
         .split("OpenSSH_")
         .nth(1)
         .and_then(|v| {
@@ -90,11 +99,17 @@ fn accepted_keys_keyword(version: &str) -> &'static str {
                 parts.next()?.parse::<u32>().ok()?,
             ))
         })
-        .is_some_and(|(major, minor)| (major, minor) < (8, 5));
-    if old {
-        "PubkeyAcceptedKeyTypes"
+        .is_some_and(|v| v < than)
+}
+
+/// A connection that never opens a session (`ssh -N`) never runs the
+/// forced command, so neither `kick` nor `stop` ends it (a read-only
+/// hunt held ten past both): sshd ends it itself since OpenSSH 9.2.
+fn unused_timeout(version: &str) -> &'static str {
+    if older_than(version, (9, 2)) {
+        ""
     } else {
-        "PubkeyAcceptedAlgorithms"
+        "\tUnusedConnectionTimeout 60\n"
     }
 }
 
@@ -106,7 +121,7 @@ fn sshd_version() -> String {
         .unwrap_or_default()
 }
 
-fn sshd_conf(a: &Options, bin: &Path, keys_keyword: &str) -> String {
+fn sshd_conf(a: &Options, bin: &Path, keys_keyword: &str, unused: &str) -> String {
     format!(
         "# Written by `pairjail setup`. Guests log in as {user} with keys that\n\
          # `pairjail authorized-keys` serves only while their session is live.\n\
@@ -125,7 +140,7 @@ fn sshd_conf(a: &Options, bin: &Path, keys_keyword: &str) -> String {
          \t# Not covered by DisableForwarding: `ssh -w` tunnels.\n\
          \tPermitTunnel no\n\
          \tPermitTTY yes\n\
-         \tPermitUserRC no\n",
+         \tPermitUserRC no\n{unused}",
         user = a.pair_user,
         bin = bin.display(),
         conf = a.config.display(),
@@ -418,7 +433,15 @@ pub fn plan(a: &Options, dry_run: bool) -> Result<Plan, SetupError> {
         },
         Step::Write {
             path: sshd_dropin,
-            text: sshd_conf(a, &bin, accepted_keys_keyword(&sshd_version())),
+            text: {
+                let version = sshd_version();
+                sshd_conf(
+                    a,
+                    &bin,
+                    accepted_keys_keyword(&version),
+                    unused_timeout(&version),
+                )
+            },
             mode: 0o644,
         },
         Step::Write {
@@ -982,6 +1005,11 @@ mod tests {
         ] {
             assert_eq!(accepted_keys_keyword(said), want, "{said}");
         }
+        // sshd ends connections that open no session itself since 9.2.
+        assert!(unused_timeout("OpenSSH_9.2, OpenSSL 3.0.19").contains("UnusedConnectionTimeout"));
+        assert!(unused_timeout("OpenSSH_10.0p2").contains("UnusedConnectionTimeout"));
+        assert_eq!(unused_timeout("OpenSSH_9.1p1 Debian"), "");
+        assert_eq!(unused_timeout("OpenSSH_8.4p1"), "");
     }
 
     #[test]
