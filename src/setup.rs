@@ -868,6 +868,7 @@ pub fn verify_sshd(
     // read-only attack hunt put `AuthorizedKeysFile` and passwords back
     // for 10.0.0.0/8, and setup said all was well).
     let mut port = None;
+    let unused = unused_timeout(&sshd_version());
     for (host, addr) in [
         ("localhost", "127.0.0.1"),
         ("guest.example.net", "203.0.113.7"),
@@ -875,7 +876,7 @@ pub fn verify_sshd(
         let spec = format!("user={},host={host},addr={addr}", a.pair_user);
         let effective =
             run_cmd(&["sshd", "-T", "-f", &main, "-C", &spec]).map_err(|e| undo(e.to_string()))?;
-        check_effective(a, bin, &main, &effective).map_err(|why| {
+        check_effective(a, bin, &main, &effective, !unused.is_empty()).map_err(|why| {
             undo(format!(
                 "sshd's effective config for {} from {addr} {why}",
                 a.pair_user
@@ -892,8 +893,14 @@ pub fn verify_sshd(
 
 /// What is wrong with sshd's effective configuration for the pair user
 /// (`sshd -T`), if anything.
-fn check_effective(a: &Options, bin: &Path, main: &str, effective: &str) -> Result<(), String> {
-    let want = [
+fn check_effective(
+    a: &Options,
+    bin: &Path,
+    main: &str,
+    effective: &str,
+    unused_timeout: bool,
+) -> Result<(), String> {
+    let mut want = vec![
         format!(
             "authorizedkeyscommand {} authorized-keys --config {} %u %k %t",
             bin.display(),
@@ -909,6 +916,10 @@ fn check_effective(a: &Options, bin: &Path, main: &str, effective: &str) -> Resu
         "authenticationmethods publickey".into(),
         "hostbasedauthentication no".into(),
     ];
+    // A site's block read first could set it to `none` (a review).
+    if unused_timeout {
+        want.push("unusedconnectiontimeout 60".into());
+    }
     // The first value sshd finds wins: an earlier block of the site's
     // could still let certificates in.
     let certs = effective.lines().find(|l| {

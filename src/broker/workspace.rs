@@ -456,13 +456,22 @@ fn check_dir(dir: &Path, named: bool, home: &Path, uid: u32) -> Result<PathBuf, 
     // read-write) in between (a read-only hunt did, from a team's
     // group-writable directory). Only the host or root may, or a sticky
     // directory, where nobody moves another's entries.
+    // The home and what is above it do not count (whoever can change
+    // them has the account already), nor does a directory of the host's
+    // whose group is the host's own (a umask of 002 makes `~/src` 0775 on
+    // Ubuntu and Fedora; a review found every such workspace refused).
+    let my_group = nix::unistd::Gid::effective().as_raw();
     if let Some(above) = real.ancestors().skip(1).find(|a| {
-        !std::fs::metadata(a).is_ok_and(|m| {
-            (m.uid() == uid || m.uid() == 0) && (m.mode() & 0o022 == 0 || m.mode() & 0o1000 != 0)
-        })
+        !home.starts_with(a)
+            && !std::fs::metadata(a).is_ok_and(|m| {
+                let group_ok = m.uid() == uid && m.gid() == my_group;
+                (m.uid() == uid || m.uid() == 0)
+                    && (m.mode() & 0o002 == 0 && (m.mode() & 0o020 == 0 || group_ok)
+                        || m.mode() & 0o1000 != 0)
+            })
     }) {
         return Err(unsuitable(&format!(
-            "{} above it can be changed by other users, who could swap it for another directory before the jail binds it; share one whose parent directories only you or root can change",
+            "{} above it can be changed by other users, who could swap it for another directory before the jail binds it; share one whose parent directories only you or root can change (chmod go-w {0})",
             above.display()
         )));
     }
@@ -470,11 +479,21 @@ fn check_dir(dir: &Path, named: bool, home: &Path, uid: u32) -> Result<PathBuf, 
     // that share left (a link to `~/bin`, on PATH) would pick this
     // share's workspace (a read-only hunt). Its own subdirectories may be
     // shared again: guests could write there anyway.
+    // Spelled as given (made absolute from where `start` runs) and as the
+    // shell's $PWD has it: the working directory itself comes resolved, so
+    // a link on its way shows only there (a review found the check blind
+    // to `cd old/sub && pairjail start`).
     let remembered = crate::workspaces::shared(&home).unwrap_or_default();
-    if let Some(w) = remembered
-        .iter()
-        .find(|w| crate::realpath::passes_into(dir, w) && !real.starts_with(w))
+    let mut spelled = vec![std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())];
+    if let Some(pwd) = std::env::var_os("PWD").map(PathBuf::from)
+        && pwd.is_absolute()
+        && pwd.canonicalize().is_ok_and(|p| p == real)
     {
+        spelled.push(pwd);
+    }
+    if let Some(w) = remembered.iter().find(|w| {
+        !real.starts_with(w) && spelled.iter().any(|s| crate::realpath::passes_into(s, w))
+    }) {
         return Err(unsuitable(&format!(
             "reached through a link inside {}, a workspace shared before, whose guests could have left that link",
             w.display()
@@ -614,6 +633,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("can be changed by other users"), "{e}");
+        // The caller's own group (a umask of 002): fine.
+        std::fs::set_permissions(&team, std::fs::Permissions::from_mode(0o775)).unwrap();
+        assert!(decide(&request(&[Mode::Pair], &team.join("app")), &s).is_ok());
         // Sticky, like /tmp: nobody moves another's entries.
         std::fs::set_permissions(&team, std::fs::Permissions::from_mode(0o1777)).unwrap();
         assert!(decide(&request(&[Mode::Pair], &team.join("app")), &s).is_ok());

@@ -51,18 +51,27 @@ pub fn kick(a: KickArgs) -> Outcome {
                 }),
         )
     };
-    let done = share::kick(&at, &a.name, &a.reason)?;
-    println!("{done}");
+    let kicked = share::kick(&at, &a.name, &a.reason);
+    if let Ok(done) = &kicked {
+        println!("{done}");
+    }
+    // Whatever the disconnect did, the revoke's outcome is said.
     match revoked {
         None => {}
         Some(Ok(_)) => println!("revoked {}'s invite to session {}", a.name, a.session),
         Some(Err(e)) => {
             return Err(Failure::failed(format!(
-                "{} is disconnected, but the invite could not be revoked, so it can log in again: {e}; `pairjail stop --session {}` ends the share",
-                a.name, a.session
+                "the invite of {} could not be revoked, so it can log in again: {e}; `pairjail stop --session {}` ends the share{}",
+                a.name,
+                a.session,
+                match &kicked {
+                    Ok(_) => String::new(),
+                    Err(k) => format!(" (nor was it disconnected: {k})"),
+                }
             )));
         }
     }
+    kicked?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -147,6 +147,7 @@ fn read_key_file(p: &std::path::Path) -> Result<String, String> {
             &f,
             p,
             "a key file decides whose key is invited",
+            true,
         )?;
     }
     let mut text = String::new();

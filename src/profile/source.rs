@@ -28,22 +28,34 @@ pub struct Source {
 /// nobody replaces another's file; a link in a directory others can
 /// write is theirs to drop or point elsewhere). `what` says what the file
 /// decides, in the messages.
+///
+/// `own_group`: writable by its group too, when that group is the
+/// caller's own (the user-private group a umask of 002 gives every file
+/// and directory on Ubuntu and Fedora) and the caller owns it. Profiles
+/// do not take that (a group that looks private can have other members).
 pub fn only_caller_or_root_changes(
     file: &std::fs::File,
     named: &Path,
     what: &str,
+    own_group: bool,
 ) -> Result<(), String> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
     let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
     let me = nix::unistd::Uid::effective().as_raw();
+    let my_group = nix::unistd::Gid::effective().as_raw();
+    // Write bits that let anyone but the owner in.
+    let foreign_write = |m: &std::fs::Metadata| {
+        let group_ok = own_group && m.uid() == me && m.gid() == my_group;
+        m.mode() & 0o002 != 0 || (m.mode() & 0o020 != 0 && !group_ok)
+    };
     if meta.uid() != 0 && meta.uid() != me {
         return Err(format!(
             "owned by uid {}, neither you nor root: {what}, so only you or root may own it (copy it, or chown it)",
             meta.uid()
         ));
     }
-    if meta.mode() & 0o022 != 0 {
+    if foreign_write(&meta) {
         return Err(format!(
             "writable by others (mode {:o}): {what}; fix: chmod go-w {}",
             meta.mode() & 0o7777,
@@ -56,10 +68,10 @@ pub fn only_caller_or_root_changes(
     for dir in real.ancestors().skip(1).chain(named.ancestors().skip(1)) {
         let m = std::fs::metadata(dir).map_err(|e| format!("in {}: {e}", dir.display()))?;
         let owner_ok = m.uid() == 0 || m.uid() == me;
-        let others_write = m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0;
+        let others_write = foreign_write(&m) && m.mode() & 0o1000 == 0;
         if !owner_ok || others_write {
             return Err(format!(
-                "in {}, a directory {} (owner uid {}, mode {:o}), who could swap the file for another: {what}; keep it in a directory only you or root can change",
+                "in {}, a directory {} (owner uid {}, mode {:o}), who could swap the file for another: {what}; keep it in a directory only you or root can change (chmod go-w {})",
                 dir.display(),
                 if owner_ok {
                     "others can write"
@@ -67,7 +79,8 @@ pub fn only_caller_or_root_changes(
                     "someone else owns"
                 },
                 m.uid(),
-                m.mode() & 0o7777
+                m.mode() & 0o7777,
+                dir.display()
             ));
         }
     }
@@ -100,7 +113,7 @@ impl Source {
         if !meta.is_file() {
             return Err(fail("not a regular file".into()));
         }
-        only_caller_or_root_changes(&file, path, "a profile decides what a jail allows")
+        only_caller_or_root_changes(&file, path, "a profile decides what a jail allows", false)
             .map_err(fail)?;
         let mut text = String::new();
         file.take(MAX_BYTES + 1)
