@@ -61,8 +61,7 @@ pub fn kick(a: KickArgs) -> Outcome {
         Some(Ok(_)) => println!("revoked {}'s invite to session {}", a.name, a.session),
         Some(Err(e)) => {
             return Err(Failure::failed(format!(
-                "the invite of {} could not be revoked, so it can log in again: {e}; `pairjail stop --session {}` ends the share{}",
-                a.name,
+                "the guest's invite could not be revoked, so it can log in again: {e}; `pairjail stop --session {}` ends the share{}",
                 a.session,
                 match &kicked {
                     Ok(_) => String::new(),
