@@ -88,7 +88,7 @@ fn accepted_keys_keyword(version: &str) -> &'static str {
 }
 
 /// Does `sshd -V`'s text name a version before `than`? (No: it says none.)
-fn older_than(version: &str, than: (u32, u32)) -> bool {
+pub fn older_than(version: &str, than: (u32, u32)) -> bool {
     version
         .split("OpenSSH_")
         .nth(1)

@@ -100,17 +100,7 @@ fn pair_user_mode_access_exists_only_while_the_session_is_live() {
     // setting, and none is written.
     let version = Command::new("sshd").arg("-V").output().unwrap();
     let version = text(&version.stderr);
-    let recent = version
-        .split("OpenSSH_")
-        .nth(1)
-        .and_then(|v| {
-            let mut p = v.split(|c: char| !c.is_ascii_digit());
-            Some((
-                p.next()?.parse::<u32>().ok()?,
-                p.next()?.parse::<u32>().ok()?,
-            ))
-        })
-        .is_some_and(|v| v >= (9, 2));
+    let recent = !pairjail::setup::older_than(&version, (9, 2));
     assert_eq!(
         conf.contains("UnusedConnectionTimeout 60"),
         recent,
