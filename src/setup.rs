@@ -651,6 +651,11 @@ fn remove_runtime(dir: &Path) -> Result<(), SetupError> {
     // through a link, which someone may have aimed elsewhere since; and
     // every directory above must be one only root can change, or someone
     // could swap a part of the way between this check and the removal.
+    // Already gone: nothing to check or remove (the check would refuse a
+    // missing one in a sticky directory, which is for making it).
+    if std::fs::symlink_metadata(dir).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        return Ok(());
+    }
     if let Err(why) = check_runtime_place(dir) {
         return Err(SetupError::Unsafe(format!(
             "the runtime directory {} is not one root alone controls now ({why}); remove it yourself once you have checked where it leads, then run --undo again",
@@ -1099,12 +1104,17 @@ mod tests {
         std::fs::create_dir(&roots).unwrap();
         std::os::unix::fs::symlink(open.join("alias"), roots.join("run")).unwrap();
         assert!(check_runtime_place(&roots.join("run/rt")).is_err());
+        // (Undo faces a runtime directory that is there.)
+        std::fs::create_dir(real.join("rt")).unwrap();
         assert!(remove_runtime(&roots.join("run/rt")).is_err());
         // Undo of a directory another user could move away: refused.
         std::fs::create_dir_all(open.join("pj")).unwrap();
         assert!(remove_runtime(&open.join("pj")).is_err());
         assert!(open.join("pj").exists());
         assert!(remove_runtime(&open.join("alias/rt")).is_err());
+        assert!(real.join("rt").exists());
+        // One that is gone already: nothing to do.
+        assert!(remove_runtime(&d.path().join("gone")).is_ok());
         // Root's own directory, inside one another user owns: they can
         // move it away and put a link to /etc in its place.
         let theirs = d.path().join("theirs");
